@@ -1,0 +1,188 @@
+"""Composition root: builds the adapters, wires them into the bridge, runs them in one process.
+
+``factory-bridge run`` calls :func:`run_service`; the sandbox and the tests build a
+:class:`BridgeApp` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.bridge import Bridge
+from bot.discord.client import BridgeClient
+from bot.discord.endpoints import point_discord_at
+from bot.discord.notifier import DiscordNotifier
+from bot.factory.client import FactoryClient, RetryPolicy
+from bot.factory.intake import EventIntake
+from bot.factory.processor import EventProcessor
+from bot.roster import load_roster
+from bot.settings import Settings
+from bot.store import Store
+
+__all__ = ["BridgeApp", "run_service"]
+
+log = logging.getLogger(__name__)
+
+
+class BridgeApp:
+    """The whole bridge: Discord client, HTTP intake, event processor, store.
+
+    Parameters
+    ----------
+    settings:
+        Validated settings.
+    clock:
+        Current aware UTC time (tests inject one).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
+        self.store = Store(settings.async_database_url)
+        self.roster = load_roster(settings.bridge_roster_file)
+        self.factory = FactoryClient(
+            settings.factory_api_url,
+            settings.factory_api_key.get_secret_value(),
+            timeout_seconds=settings.factory_timeout_seconds,
+            retry=RetryPolicy(base_delay_seconds=settings.factory_retry_base_seconds),
+        )
+        self.bridge = Bridge(
+            settings=settings,
+            store=self.store,
+            factory=self.factory,
+            roster=self.roster,
+            clock=clock,
+        )
+        self.client = BridgeClient(
+            self.bridge,
+            guild_id=settings.discord_guild_id,
+            extra_setup=self._setup_client,
+            guild_ready_timeout=settings.discord_guild_ready_timeout_seconds,
+        )
+        self.notifier = DiscordNotifier(self.client, settings, clock=clock)
+        self.bridge.attach_notifier(self.notifier)
+        self.processor = EventProcessor(self.store, self.bridge.handle_event)
+        self.intake = EventIntake(
+            store=self.store,
+            secret=settings.factory_webhook_secret.get_secret_value(),
+            on_stored=self.processor.wake,
+            health=self.health,
+        )
+        self.features: list[Any] = []
+        self._client_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def _setup_client(self, client: BridgeClient) -> None:
+        for feature in self.features:
+            hook = getattr(feature, "setup_client", None)
+            if hook is not None:
+                await hook(client)
+
+    async def health(self) -> dict[str, bool]:
+        """Parts of ``/healthz``: the Discord session and the database."""
+        return {"discord": self.client.session_ready, "database": await self.store.ping()}
+
+    async def start(self) -> None:
+        """Create the schema, log in to Discord, start intake, processing and features.
+
+        Raises
+        ------
+        discord.LoginFailure
+            When ``DISCORD_BOT_TOKEN`` is refused.
+        OSError
+            When the HTTP port cannot be bound.
+        """
+        await self.store.create_schema()
+        await self.client.login(self.settings.discord_bot_token.get_secret_value())
+        self._client_task = asyncio.create_task(self._connect(), name="discord-gateway")
+        await self.intake.start(self.settings.bridge_http_host, self.settings.bridge_http_port)
+        await self._wait_ready()
+        for feature in self.features:
+            hook = getattr(feature, "start", None)
+            if hook is not None:
+                await hook()
+        self.processor.start()
+        self.processor.wake()
+
+    async def _connect(self) -> None:
+        try:
+            await self.client.connect(reconnect=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Discord gateway connection ended with an error")
+            self._stopping.set()
+
+    async def _wait_ready(self, timeout: float = 60.0) -> None:
+        ready = asyncio.create_task(self.client.ready_event.wait())
+        assert self._client_task is not None
+        done, _ = await asyncio.wait(
+            {ready, self._client_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if self._client_task in done:
+                self._client_task.result()  # re-raise the connection error
+            raise TimeoutError(f"Discord session not ready after {timeout:.0f}s")
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop intake first (no new events), then the rest."""
+        await self.intake.stop()
+        await self.processor.stop()
+        for feature in reversed(self.features):
+            hook = getattr(feature, "stop", None)
+            if hook is not None:
+                with contextlib.suppress(Exception):
+                    await hook()
+        await self.client.close()
+        if self._client_task is not None:
+            self._client_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._client_task
+        await self.factory.aclose()
+        await self.store.close()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_until_stopped` to shut down (signal handlers call this)."""
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        """Start, wait for SIGTERM/SIGINT (or a fatal gateway error), then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            log.info("factory bridge running")
+            await self._stopping.wait()
+            log.info("shutting down")
+        finally:
+            await self.stop()
+
+
+def build_app(settings: Settings, **kwargs: Any) -> BridgeApp:
+    """Build the app with every feature attached (commands, batching, escalation, WebSocket)."""
+    app = BridgeApp(settings, **kwargs)
+    from bot.features import attach_features
+
+    attach_features(app)
+    return app
+
+
+async def run_service(settings: Settings) -> None:
+    """``factory-bridge run``: the real service until SIGTERM/SIGINT."""
+    app = build_app(settings)
+    await app.run_until_stopped()

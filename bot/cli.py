@@ -1,0 +1,182 @@
+"""``factory-bridge`` command line: ``run``, ``sandbox``, ``check-config``, ``audit``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+__all__ = ["main"]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # discord.py logs every gateway frame at DEBUG; keep it at INFO unless asked.
+    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def _load_settings_or_exit() -> object:
+    from bot.settings import describe_validation_error, load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        print("factory-bridge: the configuration is not valid:", file=sys.stderr)
+        for line in describe_validation_error(exc):
+            print(f"  - {line}", file=sys.stderr)
+        print("See README.md, 'Settings', for every variable and its default.", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(_: argparse.Namespace) -> int:
+    """Validate every setting and the roster; print what is missing or wrong (never secrets)."""
+    from bot.roster import RosterError, load_roster
+    from bot.settings import Settings
+
+    settings = _load_settings_or_exit()
+    assert isinstance(settings, Settings)
+    problems: list[str] = []
+    warnings: list[str] = []
+    try:
+        roster = load_roster(settings.bridge_roster_file)
+    except RosterError as exc:
+        problems.append(f"BRIDGE_ROSTER_FILE: {exc}")
+        roster = None
+    if not settings.discord_approver_role_ids and not settings.discord_deploy_approver_role_ids:
+        warnings.append(
+            "DISCORD_APPROVER_ROLE_IDS is empty: nobody will be able to decide tasks from Discord"
+        )
+    if not settings.discord_deploy_approver_role_ids:
+        warnings.append(
+            "DISCORD_DEPLOY_APPROVER_ROLE_IDS is empty: production deploys cannot be approved from Discord"
+        )
+    twilio_parts = [
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_from_number,
+    ]
+    if any(twilio_parts) and not all(twilio_parts):
+        problems.append(
+            "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER must be set together"
+        )
+    elif not any(twilio_parts):
+        warnings.append("Twilio is not configured: SMS and call steps will be logged as skipped")
+    if roster is not None and not roster.on_call:
+        warnings.append("the roster names no on-call operator: escalations have nobody to page")
+    for line in warnings:
+        print(f"warning: {line}")
+    if problems:
+        print("factory-bridge: the configuration is not valid:", file=sys.stderr)
+        for line in problems:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    database = settings.database_url.split("@")[-1]  # never print credentials of a DB URL
+    print(
+        f"configuration OK: guild {settings.discord_guild_id}, "
+        f"tasks channel {settings.discord_tasks_channel_id}, "
+        f"factory {settings.factory_api_url}, database {database}"
+    )
+    return 0
+
+
+def cmd_run(_: argparse.Namespace) -> int:
+    """Run the service until SIGTERM/SIGINT."""
+    from bot.app import run_service
+    from bot.settings import Settings
+
+    settings = _load_settings_or_exit()
+    assert isinstance(settings, Settings)
+    _configure_logging(settings.log_level)
+    asyncio.run(run_service(settings))
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Run the emulators, the real bridge and a scenario; print a transcript."""
+    from bot.sandbox.runner import run_sandbox
+
+    _configure_logging("WARNING" if not args.verbose else "INFO")
+    return asyncio.run(run_sandbox(verbose=args.verbose))
+
+
+def _parse_since(text: str) -> datetime:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the audit trail (optionally one task's, or since a time)."""
+    from bot.settings import Settings
+    from bot.store import Store
+
+    settings = _load_settings_or_exit()
+    assert isinstance(settings, Settings)
+    try:
+        since = _parse_since(args.since) if args.since else None
+    except ValueError:
+        print(
+            f"--since: expected e.g. 2h, 30m, 7d or an ISO date, got {args.since!r}",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def show() -> None:
+        store = Store(settings.async_database_url)
+        try:
+            await store.create_schema()
+            entries = await store.audit_entries(task_id=args.task, since=since, limit=args.limit)
+        finally:
+            await store.close()
+        if not entries:
+            print("no audit entries")
+        for e in entries:
+            print(
+                f"{e.at.isoformat(timespec='seconds')}  {e.actor_name:<20} {e.via:<8} "
+                f"{e.action:<22} task={e.task_id or '-':<38} {e.outcome:<9} {e.detail or ''}"
+            )
+
+    asyncio.run(show())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="factory-bridge",
+        description="Brings the AI software factory's decisions to Discord and carries answers back.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run", help="run the bridge (configured through environment variables)"
+    ).set_defaults(func=cmd_run)
+    sandbox = sub.add_parser(
+        "sandbox", help="run emulators + the real bridge + a scenario, print a transcript"
+    )
+    sandbox.add_argument("--verbose", action="store_true", help="also print the bridge's logs")
+    sandbox.set_defaults(func=cmd_sandbox)
+    sub.add_parser(
+        "check-config", help="validate every setting and say what is wrong"
+    ).set_defaults(func=cmd_check_config)
+    audit = sub.add_parser("audit", help="print the audit trail")
+    audit.add_argument("--task", help="only this task id")
+    audit.add_argument("--since", help="e.g. 2h, 30m, 7d or an ISO 8601 date")
+    audit.add_argument("--limit", type=int, default=1000, help="at most this many entries")
+    audit.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``factory-bridge`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,1 @@
+"""Discord-facing pieces of Factory Bridge."""

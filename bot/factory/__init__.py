@@ -1,0 +1,1 @@
+"""Adapters that speak to the factory: its REST API, its events (webhook and WebSocket)."""

@@ -1,0 +1,218 @@
+"""Factory events: the ``WsEvent`` envelope and the payload of each type the bridge handles.
+
+Source: contract §1.6 (``WsEvent``, ``WebSocketEventType`` and the payload interfaces). The same
+models validate events from the signed webhook and from the WebSocket stream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from escalation.models import ContractModel, Pipeline, Task, TaskDecision
+
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "ApprovalPayload",
+    "DeployPayload",
+    "EventValidationError",
+    "FactoryEvent",
+    "PipelineBlockedPayload",
+    "PipelinePayload",
+    "PipelineStageChangedPayload",
+    "TaskCompletedPayload",
+    "TaskPayload",
+    "TaskSlaPayload",
+    "UnknownEventType",
+    "parse_event",
+]
+
+
+class WsEnvelope(BaseModel):
+    """``WsEvent`` (contract §1.6): ``{"type", "timestamp", "channel", "data"}``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: str = Field(min_length=1, max_length=64)
+    timestamp: datetime
+    channel: str = ""
+    data: dict[str, Any]
+
+
+class TaskPayload(ContractModel):
+    """``{task}``: task.created, task.claimed, task.escalated (``TaskCreatedPayload``)."""
+
+    task: Task
+
+
+class TaskCompletedPayload(ContractModel):
+    """task.completed: ``{task, decision, decidedBy}`` (``TaskCompletedPayload``)."""
+
+    task: Task
+    decision: TaskDecision
+    decided_by: str
+
+
+class ApprovalRef(ContractModel):
+    """The parts of an ``Approval`` (contract §1.4) the bridge uses."""
+
+    id: str
+    task_id: str
+    status: str = "pending"
+    approved_by: str | None = None
+    rejection_reason: str | None = None
+
+
+class ApprovalPayload(ContractModel):
+    """approval.pending / approval.approved / approval.rejected.
+
+    The contract names these events without a payload interface; the bridge accepts
+    ``{approval, task?}``. When ``task`` is absent the bridge fetches it by ``approval.taskId``.
+    """
+
+    approval: ApprovalRef
+    task: Task | None = None
+
+
+class TaskSlaPayload(ContractModel):
+    """task.sla_warning / task.sla_breached (``TaskSlaPayload``)."""
+
+    task_id: str
+    task_title: str
+    pipeline_id: str | None = None
+    sla_deadline: datetime
+    minutes_remaining: float
+    escalation_level: int = 0
+
+
+class PipelinePayload(ContractModel):
+    """pipeline.created / pipeline.completed / pipeline.failed: ``{pipeline, reason?}``."""
+
+    pipeline: Pipeline
+    reason: str | None = None
+
+
+class PipelineStageChangedPayload(ContractModel):
+    """pipeline.stage_changed (``PipelineStageChangedPayload``)."""
+
+    pipeline_id: str
+    pipeline_name: str
+    from_stage: str
+    to_stage: str
+    triggered_by: str
+
+
+class PipelineBlockedPayload(ContractModel):
+    """pipeline.blocked (``PipelineBlockedPayload``)."""
+
+    pipeline_id: str
+    pipeline_name: str
+    blocked_at: str
+    reason: str
+    task_id: str
+
+
+class DeployPayload(ContractModel):
+    """deploy.started / deploy.succeeded / deploy.failed (``DeployPayload``)."""
+
+    pipeline_id: str
+    pipeline_name: str
+    target: str
+    version: str
+    status: str
+    url: str | None = None
+    error: str | None = None
+
+
+PAYLOADS: dict[str, type[ContractModel]] = {
+    "task.created": TaskPayload,
+    "task.claimed": TaskPayload,
+    "task.escalated": TaskPayload,
+    "task.completed": TaskCompletedPayload,
+    "task.sla_warning": TaskSlaPayload,
+    "task.sla_breached": TaskSlaPayload,
+    "approval.pending": ApprovalPayload,
+    "approval.approved": ApprovalPayload,
+    "approval.rejected": ApprovalPayload,
+    "pipeline.created": PipelinePayload,
+    "pipeline.completed": PipelinePayload,
+    "pipeline.failed": PipelinePayload,
+    "pipeline.stage_changed": PipelineStageChangedPayload,
+    "pipeline.blocked": PipelineBlockedPayload,
+    "deploy.started": DeployPayload,
+    "deploy.succeeded": DeployPayload,
+    "deploy.failed": DeployPayload,
+}
+
+#: Event types the bridge acts on. Other contract types are accepted and ignored.
+KNOWN_EVENT_TYPES = frozenset(PAYLOADS)
+
+
+class EventValidationError(ValueError):
+    """An event failed validation; ``field`` is the dotted path of the first bad field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnknownEventType(Exception):
+    """A well-formed event of a type the bridge does not handle (accepted and ignored)."""
+
+    def __init__(self, type_: str) -> None:
+        super().__init__(f"event type {type_!r} is not handled by the bridge")
+        self.type = type_
+
+
+class FactoryEvent(BaseModel):
+    """A validated event: the envelope plus its typed payload."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    type: str
+    timestamp: datetime
+    channel: str
+    payload: Any
+    raw: dict[str, Any]
+
+
+def _first_error(exc: ValidationError, prefix: str) -> EventValidationError:
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    return EventValidationError(f"{prefix}{path}" if path else prefix.rstrip("."), err["msg"])
+
+
+def parse_event(raw: object) -> FactoryEvent:
+    """Validate a decoded ``WsEvent`` JSON document.
+
+    Raises
+    ------
+    EventValidationError
+        When the envelope or the payload of a known type is malformed (``field`` names it,
+        e.g. ``data.task.createdAt``).
+    UnknownEventType
+        When the envelope is valid but the type is not one the bridge handles.
+    """
+    if not isinstance(raw, dict):
+        raise EventValidationError("body", "expected a JSON object (WsEvent)")
+    try:
+        envelope = WsEnvelope.model_validate(raw)
+    except ValidationError as exc:
+        raise _first_error(exc, "") from None
+    model = PAYLOADS.get(envelope.type)
+    if model is None:
+        raise UnknownEventType(envelope.type)
+    try:
+        payload = model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise _first_error(exc, "data.") from None
+    return FactoryEvent(
+        type=envelope.type,
+        timestamp=envelope.timestamp,
+        channel=envelope.channel,
+        payload=payload,
+        raw=raw,
+    )

@@ -1,0 +1,1 @@
+"""Paging adapters (Twilio SMS and voice) used when an escalation needs a phone."""

@@ -1,0 +1,134 @@
+"""Run the real bridge as a separate process, the way production runs it.
+
+Used by the end-to-end tests and the benchmarks: the bridge is started with
+``python -m bot run`` and configured only through environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import httpx
+
+__all__ = ["BridgeProcess", "wait_until"]
+
+#: Interval between two looks at a condition in :func:`wait_until` (seconds).
+POLL_INTERVAL = 0.02
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float = 10.0,
+    what: str = "condition",
+) -> None:
+    """Wait until ``predicate()`` is true, looking every 20 ms, for at most ``timeout`` seconds.
+
+    Raises
+    ------
+    TimeoutError
+        Naming ``what`` when the condition did not become true in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+class BridgeProcess:
+    """``python -m bot run`` in a child process.
+
+    Parameters
+    ----------
+    env:
+        The bridge's settings as environment variables (added to the current environment).
+    workdir:
+        Working directory of the child (no stray ``.env`` is read); its log goes to
+        ``workdir/bridge-<n>.log``.
+    port:
+        ``BRIDGE_HTTP_PORT``, polled on ``/healthz`` to know the bridge is up.
+    """
+
+    def __init__(self, env: Mapping[str, str], workdir: Path, port: int) -> None:
+        self.env = dict(env)
+        self.workdir = Path(workdir)
+        self.port = port
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self.log_path: Path | None = None
+
+    async def start(self, *, timeout: float = 30.0) -> None:
+        """Start the child and wait until ``/healthz`` answers 200.
+
+        Raises
+        ------
+        RuntimeError
+            When the child exits or does not become healthy in time (with its log's tail).
+        """
+        self.starts += 1
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"bridge-{self.starts}.log"
+        log = self.log_path.open("wb")
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            cwd=str(self.workdir),
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        log.close()
+        try:
+            await wait_until(self._healthy, timeout=timeout, what="the bridge's /healthz")
+        except TimeoutError:
+            await self.kill()
+            raise RuntimeError(f"bridge did not become healthy:\n{self.log_tail()}") from None
+
+    async def _healthy(self) -> bool:
+        if self.process is None or self.process.returncode is not None:
+            raise RuntimeError(f"bridge exited early:\n{self.log_tail()}")
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                response = await client.get(f"http://127.0.0.1:{self.port}/healthz")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last lines of the current log."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def kill(self) -> None:
+        """``kill -9`` the child (no cleanup runs) and reap it."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
+
+    async def terminate(self, *, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait for a graceful exit (SIGKILL after ``timeout``); the exit code."""
+        if self.process is None:
+            return None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                await self.kill()
+        return self.process.returncode

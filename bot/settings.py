@@ -1,0 +1,238 @@
+"""Settings: the only module that reads the environment.
+
+Every setting is an environment variable (or a line of a ``.env`` file in the working directory).
+The names are a public interface; README.md documents each with its default. Secrets are
+``SecretStr`` so they never appear in ``repr``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from escalation.models import Priority
+from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
+
+__all__ = ["Settings", "describe_validation_error", "load_settings"]
+
+RoleIds = Annotated[frozenset[int], NoDecode]
+
+
+def _parse_id_list(value: object) -> object:
+    """Turn ``"123, 456"`` (comma-separated Discord ids) into ``{123, 456}``."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        bad = [p for p in parts if not p.isdigit()]
+        if bad:
+            raise ValueError(f"expected comma-separated numeric role ids, got {', '.join(bad)!r}")
+        return frozenset(int(p) for p in parts)
+    return value
+
+
+class Settings(BaseSettings):
+    """All settings of the bridge, read from the environment (and ``.env``).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        When a setting is missing or malformed; :func:`describe_validation_error` turns it into
+        lines that name the variable and the problem without echoing secret values.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- Discord (contract §7.3) -------------------------------------------------------------
+    discord_bot_token: SecretStr
+    discord_guild_id: int
+    discord_tasks_channel_id: int
+    discord_alerts_channel_id: int | None = None
+    discord_deploys_channel_id: int | None = None
+    discord_feed_channel_id: int | None = None
+    discord_approver_role_ids: RoleIds = frozenset()
+    discord_deploy_approver_role_ids: RoleIds = frozenset()
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg"
+    discord_guild_ready_timeout_seconds: float = Field(default=2.0, ge=0)
+
+    # --- Factory API (contract §1.1, §7.1) ---------------------------------------------------
+    factory_api_url: str = "http://localhost:3100/v1"
+    factory_api_key: SecretStr
+    factory_webhook_secret: SecretStr
+    factory_dashboard_url: str | None = None
+    factory_ws_url: str | None = None
+    factory_timeout_seconds: float = Field(default=10.0, gt=0)
+    factory_retry_base_seconds: float = Field(default=1.0, ge=0)
+    reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+
+    # --- The bridge's own service --------------------------------------------------------------
+    bridge_http_host: str = "0.0.0.0"
+    bridge_http_port: int = Field(default=8080, ge=0, le=65535)
+    database_url: str = "sqlite:///./data/bridge.db"
+    bridge_roster_file: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- SLA and escalation (contract §5.3, Appendix B) --------------------------------------
+    sla_critical_seconds: float = Field(default=3600, gt=0)
+    sla_high_seconds: float = Field(default=14400, gt=0)
+    sla_medium_seconds: float = Field(default=86400, gt=0)
+    sla_low_seconds: float = Field(default=259200, gt=0)
+    sla_warning_threshold_percent: float = Field(default=25, ge=0, le=100)
+    escalation_enabled: bool = True
+    escalation_dm_after_seconds: float = Field(default=1800, ge=0)
+    escalation_mention_after_seconds: float = Field(default=7200, ge=0)
+    escalation_critical_after_breach_seconds: float = Field(default=7200, ge=0)
+    escalation_safe_default: SafeDefault = SafeDefault.NONE
+    escalation_bundle_seconds: float = Field(default=120, ge=0)
+    quiet_hours_enabled: bool = True
+    quiet_hours_start: time = time(22, 0)
+    quiet_hours_end: time = time(8, 0)
+    quiet_hours_timezone: str = "UTC"
+
+    # --- Twilio (SMS and calls) ----------------------------------------------------------------
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+
+    # --- Smart batching (master plan §7) -------------------------------------------------------
+    batch_enabled: bool = True
+    batch_group_wait_seconds: float = Field(default=30, ge=0)
+    batch_group_interval_seconds: float = Field(default=300, ge=0)
+    batch_min_coverage_percent: float = Field(default=80, ge=0, le=100)
+
+    _split_role_ids = field_validator(
+        "discord_approver_role_ids", "discord_deploy_approver_role_ids", mode="before"
+    )(_parse_id_list)
+
+    @field_validator(
+        "discord_alerts_channel_id",
+        "discord_deploys_channel_id",
+        "discord_feed_channel_id",
+        "factory_dashboard_url",
+        "factory_ws_url",
+        "bridge_roster_file",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_from_number",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("quiet_hours_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql|postgres)(\+\w+)?://", value):
+            raise ValueError("expected a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("factory_api_url", "discord_api_base_url", "twilio_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("discord_gateway_url", "factory_ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^wss?://", value):
+            raise ValueError("expected a ws:// or wss:// URL")
+        return value
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def alerts_channel_id(self) -> int:
+        """Channel for alerts: ``DISCORD_ALERTS_CHANNEL_ID`` or, unset, the tasks channel."""
+        return self.discord_alerts_channel_id or self.discord_tasks_channel_id
+
+    @property
+    def async_database_url(self) -> str:
+        """``DATABASE_URL`` with the async driver chosen by the bridge.
+
+        ``sqlite://`` becomes ``sqlite+aiosqlite://`` and ``postgresql://`` becomes
+        ``postgresql+asyncpg://`` (install ``asyncpg`` for PostgreSQL). A URL that already names
+        a driver is kept as it is.
+        """
+        url = self.database_url
+        if url.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def twilio_configured(self) -> bool:
+        """True when SID, auth token and sender number are all set."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
+    def escalation_policy(self) -> EscalationPolicy:
+        """Build the core's :class:`~escalation.policy.EscalationPolicy` from these settings."""
+        quiet = QuietHours(
+            start=self.quiet_hours_start,
+            end=self.quiet_hours_end,
+            timezone=self.quiet_hours_timezone,
+            enabled=self.quiet_hours_enabled,
+        )
+        return EscalationPolicy(
+            sla_seconds={
+                Priority.CRITICAL: self.sla_critical_seconds,
+                Priority.HIGH: self.sla_high_seconds,
+                Priority.MEDIUM: self.sla_medium_seconds,
+                Priority.LOW: self.sla_low_seconds,
+            },
+            dm_after_seconds=self.escalation_dm_after_seconds,
+            mention_after_seconds=self.escalation_mention_after_seconds,
+            warning_threshold_percent=self.sla_warning_threshold_percent,
+            critical_after_breach_seconds=self.escalation_critical_after_breach_seconds,
+            safe_default=self.escalation_safe_default,
+            quiet_hours=quiet,
+            bundle_seconds=self.escalation_bundle_seconds,
+        )
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """Turn a settings ``ValidationError`` into one plain line per problem.
+
+    Each line names the environment variable (upper case) and what is wrong with it. The
+    offending value is never echoed, so a mistyped secret does not end up in a log.
+    """
+    lines = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper() or "SETTINGS"
+        if item["type"] == "missing":
+            lines.append(f"{name}: required but not set")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+    return lines
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword ``overrides`` win (used by the sandbox).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        When a required setting is missing or a value is malformed.
+    """
+    return Settings(**overrides)  # type: ignore[arg-type]

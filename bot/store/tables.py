@@ -1,0 +1,117 @@
+"""SQLAlchemy tables: the database is the truth, timers and memory are disposable.
+
+Timestamps are stored as Unix seconds (UTC) in floats so that SQLite and PostgreSQL compare
+them the same way. JSON documents are stored as text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["audit", "batches", "escalation_steps", "events", "metadata", "tasks"]
+
+metadata = MetaData()
+
+#: Every event received (webhook, WebSocket), stored before it is acknowledged (202).
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("processed_at", Float, nullable=True, index=True),
+    Column("error", Text, nullable=True),
+)
+
+#: One row per factory task the bridge knows, with the message that shows it.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("payload", Text, nullable=False),  # latest Task, contract wire JSON
+    Column("priority", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("deadline", Float, nullable=False),
+    # the Discord message that shows the task (single message or a batch message)
+    Column("channel_id", BigInteger, nullable=True),
+    Column("message_id", BigInteger, nullable=True),
+    Column("batch_id", String(64), nullable=True, index=True),
+    Column("posting_claimed_at", Float, nullable=True),
+    # the decision, once the factory confirmed it
+    Column("decision", String(16), nullable=True),
+    Column("decision_notes", Text, nullable=True),
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_by_discord_id", BigInteger, nullable=True),
+    Column("decided_at", Float, nullable=True),
+    Column("decision_source", String(32), nullable=True),
+    # a decision being sent to the factory (compare-and-set guards it)
+    Column("inflight_decision", String(16), nullable=True),
+    Column("inflight_by_discord_id", BigInteger, nullable=True),
+    Column("inflight_by_name", String(200), nullable=True),
+    Column("inflight_key", String(64), nullable=True),
+    Column("inflight_notes", Text, nullable=True),
+    Column("inflight_at", Float, nullable=True),
+    # acknowledge and snooze (escalation)
+    Column("acknowledged_by_discord_id", BigInteger, nullable=True),
+    Column("acknowledged_by_name", String(200), nullable=True),
+    Column("acknowledged_at", Float, nullable=True),
+    Column("snoozed_until", Float, nullable=True),
+    Column("snoozed_by_name", String(200), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: Escalation steps taken: the unique (task, step) key makes each step happen once.
+escalation_steps = Table(
+    "escalation_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("taken_at", Float, nullable=False),
+    Column("late_seconds", Float, nullable=False, default=0.0),
+    Column("outcome", Text, nullable=False),  # JSON: who was notified, through what, results
+    UniqueConstraint("task_id", "step", name="uq_step_once"),
+)
+
+#: Append-only audit trail of every action the bridge takes or is asked to take.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor_id", String(64), nullable=True),
+    Column("actor_name", String(200), nullable=False),
+    Column("via", String(32), nullable=False),  # button, command, modal, event, system
+    Column("action", String(64), nullable=False),
+    Column("task_id", String(64), nullable=True, index=True),
+    Column("batch_id", String(64), nullable=True),
+    Column("request", Text, nullable=True),  # JSON of what was asked
+    Column("outcome", String(32), nullable=False),  # ok, refused, conflict, failed, ...
+    Column("detail", Text, nullable=True),  # what the factory answered, or why
+)
+
+#: Batch messages (smart batching): one message shows several routine tasks.
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("key", String(128), nullable=False),
+    Column("channel_id", BigInteger, nullable=True),
+    Column("message_id", BigInteger, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("posted_at", Float, nullable=True),
+)

@@ -1,0 +1,673 @@
+"""Smart batching of routine decisions: which tasks share a message, and when it is posted.
+
+Source: master plan §7 "Smart Batching" (one "📋 5 servers ready for review" message with a line
+and a button per item instead of a ping per task) and the factory config
+``notifications.batch_interval_seconds: 300`` (contract §5.3). The timing follows Prometheus
+Alertmanager's ``group_wait`` / ``group_interval`` applied to decisions.
+
+This module is pure: no I/O, no clock reads. Every method that depends on time takes ``now``
+(an aware UTC :class:`~datetime.datetime`) and returns the :data:`Action` values the adapter must
+carry out.
+
+What is batched
+---------------
+:func:`batch_key` gives a key for *routine* tasks only: priority ``medium`` or ``low`` and not a
+production deploy (:attr:`escalation.models.Task.deploys_to_production`). Tasks of the same key
+(task type and pipeline stage, e.g. ``"review:review"``) may share a message; different keys are
+never mixed. For a task whose key is ``None`` (critical, high, anything touching production) the
+adapter posts the normal single-task message at once and never calls :class:`Batcher`.
+
+Timing rules (:class:`Batcher`)
+-------------------------------
+* **Group wait.** The first task of a key opens a pending group with deadline
+  ``now + group_wait_seconds`` (setting ``BATCH_GROUP_WAIT_SECONDS``, default 30). Tasks of the
+  key arriving before the deadline join it. At the deadline a group of one task becomes
+  :class:`PostSingle` (the normal single-task message), a larger group :class:`PostBatch`.
+* **Capacity.** A message holds at most ``max_items`` (default 20). A group that reaches
+  ``max_items`` is posted at once, without waiting for its deadline; the next task opens a new
+  group. This is what turns a burst into few, full messages: N routine tasks of one key arriving
+  together give ``ceil(N / max_items)`` messages (200 → 10, 1,000 → 50).
+* **Group interval.** A posted batch message stays *open* for additions while it is younger than
+  ``group_interval_seconds`` (setting ``BATCH_GROUP_INTERVAL_SECONDS``, default 300, counted from
+  :meth:`Batcher.posted`, i.e. from when the message exists), still has undecided items and holds
+  fewer than ``max_items``. New tasks of the key are then added to it with :class:`EditBatch`
+  (the full item list). Otherwise the next task opens a new pending group with the normal wait.
+  A batch whose post is not yet confirmed (between :class:`PostBatch` and
+  :meth:`Batcher.posted`) also accepts additions; they are shown by the first edit after the post.
+* **Edit coalescing.** Edits cost rate limit too, so additions are accumulated and one
+  :class:`EditBatch` per message is emitted at most once per ``edit_coalesce_seconds``
+  (default 2), counting the post itself as the first "edit": an addition at least that long
+  after the previous edit is emitted at once, otherwise at ``previous + edit_coalesce_seconds``
+  (reported by :meth:`Batcher.next_wakeup`). Edits only ever add items to the same message;
+  no task moves between messages.
+* **Decisions.** :meth:`Batcher.mark_decided` removes a task that is still waiting in a pending
+  group (or an addition not yet shown) and marks a shown item decided; a message whose items are
+  all decided is closed, and the next task of its key opens a new group.
+
+Adapter contract
+----------------
+1. For each new routine task: ``actions = batcher.add(task.id, key, now)``.
+2. After every call, sleep until :meth:`Batcher.next_wakeup` (or until the next event) and call
+   :meth:`Batcher.tick`. Every method first performs everything that is due at ``now``, so a late
+   wake-up only delays, never loses, an action.
+3. Carry out the actions in order: :class:`PostSingle` → normal task message;
+   :class:`PostBatch` → create the batch message, then call
+   ``batcher.posted(batch_id, message_ref, now)``; :class:`EditBatch` → edit that message to
+   show exactly ``task_ids``.
+4. When a task is decided (any way: button, dashboard, expiry) call
+   :meth:`Batcher.mark_decided`; unknown ids are ignored.
+
+Restarts: the whole state is :meth:`Batcher.snapshot` (plain JSON-safe dict: pending groups with
+their deadlines and task ids, batch messages with their items, decided items, post/edit times and
+message refs, the id counter). Persist it after every call that returned actions or changed the
+state, *before* carrying the actions out, and rebuild with :meth:`Batcher.from_snapshot`. After a
+restart, :meth:`Batcher.unconfirmed_posts` lists the batches whose post was never confirmed: the
+adapter calls :meth:`Batcher.posted` for those it finds a stored message for and re-issues the
+others. The batcher forgets a message once it is closed and fully shown, so a task id must be added
+only once (the adapter's task rows de-duplicate redelivered events).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
+
+from escalation.models import Priority, Task, ensure_utc
+
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "Action",
+    "Batcher",
+    "BatchingPolicy",
+    "EditBatch",
+    "PostBatch",
+    "PostSingle",
+    "batch_key",
+]
+
+#: Version of the dict produced by :meth:`Batcher.snapshot`.
+SNAPSHOT_VERSION = 1
+
+_ROUTINE_PRIORITIES = frozenset({Priority.MEDIUM, Priority.LOW})
+
+
+def batch_key(task: Task) -> str | None:
+    """Batch key of a routine task, ``None`` for a task that must be posted alone at once.
+
+    Parameters
+    ----------
+    task : Task
+        The new task.
+
+    Returns
+    -------
+    str or None
+        ``f"{task.type}:{task.stage_name or '-'}"`` (e.g. ``"review:review"``,
+        ``"approval:-"``) when the task is routine: priority ``medium`` or ``low`` and not
+        :attr:`~escalation.models.Task.deploys_to_production`. ``None`` for critical and high
+        tasks and for anything touching production (master plan §7: those are never delayed or
+        bundled).
+    """
+    if task.priority not in _ROUTINE_PRIORITIES or task.deploys_to_production:
+        return None
+    return f"{task.type}:{task.stage_name or '-'}"
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    """Timing and size of batch messages.
+
+    Attributes
+    ----------
+    group_wait_seconds : float
+        How long the first routine task of a key waits for company, in seconds (setting
+        ``BATCH_GROUP_WAIT_SECONDS``, default 30). ``0`` posts on the next tick.
+    group_interval_seconds : float
+        How long a posted batch message accepts additions, in seconds from its post (setting
+        ``BATCH_GROUP_INTERVAL_SECONDS``, default 300 = contract §5.3
+        ``batch_interval_seconds``).
+    max_items : int
+        Most items on one message (default 20, at least 2). The Discord adapter needs one button
+        per item plus two bulk buttons within Discord's 25 buttons per message.
+    edit_coalesce_seconds : float
+        Minimum spacing of two edits of one message, in seconds (default 2).
+
+    Raises
+    ------
+    ValueError
+        If a duration is negative or not finite, or ``max_items`` is not an int ≥ 2.
+    """
+
+    group_wait_seconds: float = 30.0
+    group_interval_seconds: float = 300.0
+    max_items: int = 20
+    edit_coalesce_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("group_wait_seconds", "group_interval_seconds", "edit_coalesce_seconds"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if isinstance(self.max_items, bool) or not isinstance(self.max_items, int):
+            raise ValueError(f"max_items must be an int, got {self.max_items!r}")
+        if self.max_items < 2:
+            raise ValueError(f"max_items must be at least 2, got {self.max_items}")
+
+    @property
+    def group_wait(self) -> timedelta:
+        """``group_wait_seconds`` as a :class:`~datetime.timedelta`."""
+        return timedelta(seconds=self.group_wait_seconds)
+
+    @property
+    def group_interval(self) -> timedelta:
+        """``group_interval_seconds`` as a :class:`~datetime.timedelta`."""
+        return timedelta(seconds=self.group_interval_seconds)
+
+    @property
+    def edit_coalesce(self) -> timedelta:
+        """``edit_coalesce_seconds`` as a :class:`~datetime.timedelta`."""
+        return timedelta(seconds=self.edit_coalesce_seconds)
+
+
+@dataclass(frozen=True)
+class PostSingle:
+    """Post the normal single-task message for a task whose group wait ended with no company.
+
+    Attributes
+    ----------
+    task_id : str
+        The task. The batcher forgets it; nothing is reported back.
+    """
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class PostBatch:
+    """Create a batch message listing ``task_ids``, then report it with :meth:`Batcher.posted`.
+
+    Attributes
+    ----------
+    batch_id : str
+        Opaque id of the message-to-be (at most 80 characters), unique per batcher state.
+    key : str
+        The batch key shared by all items.
+    task_ids : tuple of str
+        The items, in arrival order (2 to ``max_items``).
+    """
+
+    batch_id: str
+    key: str
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EditBatch:
+    """Edit a posted batch message so that it lists exactly ``task_ids``.
+
+    Attributes
+    ----------
+    batch_id : str
+        The message's batch id (from its :class:`PostBatch`).
+    key : str
+        The batch key.
+    task_ids : tuple of str
+        The full item list after the additions: the previous items in the same order (decided
+        ones included), then the new ones. Idempotent: re-issuing it is harmless.
+    message_ref : str
+        The reference the adapter gave to :meth:`Batcher.posted`.
+    """
+
+    batch_id: str
+    key: str
+    task_ids: tuple[str, ...]
+    message_ref: str = ""
+
+
+#: Everything a :class:`Batcher` method may ask the adapter to do.
+Action: TypeAlias = PostSingle | PostBatch | EditBatch
+
+
+@dataclass
+class _Group:
+    """A pending group: tasks of one key waiting for their deadline."""
+
+    group_id: str
+    key: str
+    deadline: datetime
+    task_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """A batch message, posted or being posted."""
+
+    batch_id: str
+    key: str
+    shown: list[str]
+    added: list[str] = field(default_factory=list)
+    decided: set[str] = field(default_factory=set)
+    posted_at: datetime | None = None
+    last_edit_at: datetime | None = None
+    message_ref: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.shown) + len(self.added)
+
+    @property
+    def has_undecided(self) -> bool:
+        return bool(self.added) or len(self.decided) < len(self.shown)
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime (UTC)")
+    return now
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return None if value is None else ensure_utc(datetime.fromisoformat(value))
+
+
+class Batcher:
+    """State machine deciding when routine tasks are posted, alone or as batch messages.
+
+    The rules and the adapter contract are in the module docstring. The object is mutable but
+    does no I/O and reads no clock: every method takes ``now``.
+
+    Parameters
+    ----------
+    policy : BatchingPolicy, optional
+        Timing and size; defaults to ``BatchingPolicy()``.
+    """
+
+    def __init__(self, policy: BatchingPolicy | None = None) -> None:
+        self._policy = policy if policy is not None else BatchingPolicy()
+        self._seq = 0
+        self._groups: dict[str, _Group] = {}  # key -> pending group
+        self._batches: dict[str, _Batch] = {}  # batch id -> batch still tracked
+        self._open: dict[str, str] = {}  # key -> id of the batch accepting additions
+        self._where: dict[str, str] = {}  # task id -> group id or batch id holding it
+
+    @property
+    def policy(self) -> BatchingPolicy:
+        """The policy in force."""
+        return self._policy
+
+    # ------------------------------------------------------------------ events
+
+    def add(self, task_id: str, key: str, now: datetime) -> list[Action]:
+        """Take in a new routine task.
+
+        Parameters
+        ----------
+        task_id : str
+            The task's id. An id the batcher still holds is ignored (redelivery).
+        key : str
+            Its :func:`batch_key` (never ``None``: such tasks bypass the batcher).
+        now : datetime
+            Current time, aware UTC.
+
+        Returns
+        -------
+        list of Action
+            Whatever was due at ``now`` (as :meth:`tick`), then possibly a :class:`PostBatch`
+            (this task filled its group) or an :class:`EditBatch` (it was added to an open
+            message whose previous edit is at least ``edit_coalesce_seconds`` old).
+
+        Raises
+        ------
+        ValueError
+            If ``now`` is naive.
+        """
+        actions = self.tick(now)
+        if task_id in self._where:
+            return actions
+        batch = self._accepting_batch(key, now)
+        if batch is not None:
+            batch.added.append(task_id)
+            self._where[task_id] = batch.batch_id
+            if batch.size >= self._policy.max_items:
+                self._retire(batch)
+            actions.extend(self._edit_if_due(batch, now))
+            return actions
+        group = self._groups.get(key)
+        if group is None:
+            group = _Group(self._new_id(task_id), key, now + self._policy.group_wait)
+            self._groups[key] = group
+        group.task_ids.append(task_id)
+        self._where[task_id] = group.group_id
+        if len(group.task_ids) >= self._policy.max_items:
+            actions.append(self._flush(group))
+        return actions
+
+    def tick(self, now: datetime) -> list[Action]:
+        """Carry out everything due at ``now``: ended group waits and coalesced edits.
+
+        Parameters
+        ----------
+        now : datetime
+            Current time, aware UTC.
+
+        Returns
+        -------
+        list of Action
+            :class:`PostSingle` / :class:`PostBatch` for groups whose deadline is ``<= now``
+            and :class:`EditBatch` for messages whose coalesced edit is due, ordered by due time.
+
+        Raises
+        ------
+        ValueError
+            If ``now`` is naive.
+        """
+        _aware(now)
+        due: list[tuple[datetime, int, Action]] = []
+        for group in [g for g in self._groups.values() if g.deadline <= now]:
+            due.append((group.deadline, len(due), self._flush(group)))
+        for batch in list(self._batches.values()):
+            edit_at = self._edit_due_at(batch)
+            if edit_at is not None and edit_at <= now:
+                due.extend((edit_at, len(due), a) for a in self._edit_if_due(batch, now))
+            if (
+                self._open.get(batch.key) == batch.batch_id
+                and batch.posted_at is not None
+                and now >= batch.posted_at + self._policy.group_interval
+            ):
+                self._retire(batch)
+        due.sort(key=lambda item: (item[0], item[1]))
+        return [action for _, _, action in due]
+
+    def posted(self, batch_id: str, message_ref: str, now: datetime) -> list[Action]:
+        """Record that the message of a :class:`PostBatch` now exists.
+
+        Its group interval and its edit coalescing start at ``now``. A second report for the
+        same batch only updates ``message_ref``; an unknown id is ignored.
+
+        Parameters
+        ----------
+        batch_id : str
+            From the :class:`PostBatch`.
+        message_ref : str
+            The adapter's reference to the message (e.g. ``"channel_id/message_id"``); echoed in
+            :class:`EditBatch`.
+        now : datetime
+            When the message was created, aware UTC.
+
+        Returns
+        -------
+        list of Action
+            Whatever was due at ``now`` (as :meth:`tick`), plus an :class:`EditBatch` at once
+            when additions are waiting and ``edit_coalesce_seconds`` is 0.
+
+        Raises
+        ------
+        ValueError
+            If ``now`` is naive.
+        """
+        actions = self.tick(now)
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            return actions
+        batch.message_ref = message_ref
+        if batch.posted_at is None:
+            batch.posted_at = now
+            batch.last_edit_at = now
+        actions.extend(self._edit_if_due(batch, now))
+        self._drop_if_done(batch)
+        return actions
+
+    def mark_decided(self, task_id: str, now: datetime) -> list[Action]:
+        """Record that a task was decided.
+
+        A task still waiting in a pending group, or an addition not yet shown, is removed (it
+        will never be posted); a shown item is marked decided. A message whose items are all
+        decided is closed for additions. Unknown ids (singles, forgotten messages) are ignored.
+
+        Parameters
+        ----------
+        task_id : str
+            The decided task.
+        now : datetime
+            Current time, aware UTC.
+
+        Returns
+        -------
+        list of Action
+            Whatever was due at ``now`` (as :meth:`tick`); a decision itself causes no action.
+
+        Raises
+        ------
+        ValueError
+            If ``now`` is naive.
+        """
+        actions = self.tick(now)
+        holder = self._where.get(task_id)
+        if holder is None:
+            return actions
+        batch = self._batches.get(holder)
+        if batch is None:
+            for key, group in list(self._groups.items()):
+                if group.group_id == holder:
+                    group.task_ids.remove(task_id)
+                    del self._where[task_id]
+                    if not group.task_ids:
+                        del self._groups[key]
+                    break
+            return actions
+        if task_id in batch.added:
+            batch.added.remove(task_id)
+            del self._where[task_id]
+        else:
+            batch.decided.add(task_id)
+        if not batch.has_undecided:
+            self._retire(batch)
+        return actions
+
+    # ------------------------------------------------------------------ queries
+
+    def next_wakeup(self) -> datetime | None:
+        """When :meth:`tick` must be called next.
+
+        Returns
+        -------
+        datetime or None
+            The earliest group deadline or coalesced-edit time, ``None`` when nothing is
+            scheduled. It may be in the past (call :meth:`tick` at once).
+        """
+        times = [g.deadline for g in self._groups.values()]
+        for batch in self._batches.values():
+            edit_at = self._edit_due_at(batch)
+            if edit_at is not None:
+                times.append(edit_at)
+        return min(times, default=None)
+
+    def unconfirmed_posts(self) -> list[PostBatch]:
+        """Batches emitted as :class:`PostBatch` whose :meth:`posted` has not been reported.
+
+        Returns
+        -------
+        list of PostBatch
+            The original post actions; after a restart the adapter re-issues those it has no
+            stored message for and reports the others with :meth:`posted`.
+        """
+        return [
+            PostBatch(b.batch_id, b.key, tuple(b.shown))
+            for b in self._batches.values()
+            if b.posted_at is None
+        ]
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as a JSON-safe dict (datetimes as ISO 8601 strings).
+
+        Returns
+        -------
+        dict
+            ``{"version", "seq", "groups": [...], "batches": [...]}``; feed it to
+            :meth:`from_snapshot`. The policy is configuration and is not included.
+        """
+        return {
+            "version": SNAPSHOT_VERSION,
+            "seq": self._seq,
+            "groups": [
+                {
+                    "id": g.group_id,
+                    "key": g.key,
+                    "deadline": _iso(g.deadline),
+                    "task_ids": list(g.task_ids),
+                }
+                for g in self._groups.values()
+            ],
+            "batches": [
+                {
+                    "id": b.batch_id,
+                    "key": b.key,
+                    "shown": list(b.shown),
+                    "added": list(b.added),
+                    "decided": sorted(b.decided),
+                    "posted_at": _iso(b.posted_at),
+                    "last_edit_at": _iso(b.last_edit_at),
+                    "message_ref": b.message_ref,
+                    "open": self._open.get(b.key) == b.batch_id,
+                }
+                for b in self._batches.values()
+            ],
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any], policy: BatchingPolicy | None = None) -> Batcher:
+        """Rebuild a batcher from :meth:`snapshot` output.
+
+        Parameters
+        ----------
+        data : dict
+            A snapshot.
+        policy : BatchingPolicy, optional
+            The policy to use from now on (defaults to ``BatchingPolicy()``).
+
+        Returns
+        -------
+        Batcher
+            A batcher in the saved state.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot version is unknown or the data is malformed.
+        """
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported batcher snapshot version {data.get('version')!r}")
+        batcher = cls(policy)
+        try:
+            batcher._seq = int(data["seq"])
+            for raw in data["groups"]:
+                deadline = _from_iso(raw["deadline"])
+                if deadline is None:
+                    raise ValueError("group without deadline")
+                group = _Group(str(raw["id"]), str(raw["key"]), deadline, list(raw["task_ids"]))
+                batcher._groups[group.key] = group
+                for task_id in group.task_ids:
+                    batcher._where[task_id] = group.group_id
+            for raw in data["batches"]:
+                batch = _Batch(
+                    batch_id=str(raw["id"]),
+                    key=str(raw["key"]),
+                    shown=list(raw["shown"]),
+                    added=list(raw["added"]),
+                    decided=set(raw["decided"]),
+                    posted_at=_from_iso(raw["posted_at"]),
+                    last_edit_at=_from_iso(raw["last_edit_at"]),
+                    message_ref=raw["message_ref"],
+                )
+                batcher._batches[batch.batch_id] = batch
+                if raw["open"]:
+                    batcher._open[batch.key] = batch.batch_id
+                for task_id in (*batch.shown, *batch.added):
+                    batcher._where[task_id] = batch.batch_id
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed batcher snapshot: {exc}") from exc
+        return batcher
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_id(self, first_task_id: str) -> str:
+        # Unique by the counter (persisted) and by the first task id (unique per task), so a
+        # lost snapshot cannot make a new batch reuse the id of a stored message.
+        self._seq += 1
+        return f"b{self._seq}-{first_task_id}"
+
+    def _flush(self, group: _Group) -> Action:
+        """End a pending group: a single for one task, a new batch message otherwise."""
+        del self._groups[group.key]
+        if len(group.task_ids) == 1:
+            (task_id,) = group.task_ids
+            del self._where[task_id]
+            return PostSingle(task_id)
+        batch = _Batch(group.group_id, group.key, list(group.task_ids))
+        self._batches[batch.batch_id] = batch
+        previous = self._open.get(batch.key)
+        if previous is not None and previous in self._batches:
+            self._retire(self._batches[previous])
+        if batch.size < self._policy.max_items:
+            self._open[batch.key] = batch.batch_id
+        return PostBatch(batch.batch_id, batch.key, tuple(batch.shown))
+
+    def _accepting_batch(self, key: str, now: datetime) -> _Batch | None:
+        """The open batch of ``key`` if it may take one more item at ``now``, else ``None``."""
+        batch_id = self._open.get(key)
+        if batch_id is None:
+            return None
+        batch = self._batches[batch_id]
+        expired = (
+            batch.posted_at is not None and now >= batch.posted_at + self._policy.group_interval
+        )
+        if expired or batch.size >= self._policy.max_items or not batch.has_undecided:
+            self._retire(batch)
+            return None
+        return batch
+
+    def _retire(self, batch: _Batch) -> None:
+        """Close a batch for additions; forget it once nothing more will be emitted for it."""
+        if self._open.get(batch.key) == batch.batch_id:
+            del self._open[batch.key]
+        self._drop_if_done(batch)
+
+    def _drop_if_done(self, batch: _Batch) -> None:
+        if (
+            self._open.get(batch.key) != batch.batch_id
+            and batch.posted_at is not None
+            and not batch.added
+            and self._batches.pop(batch.batch_id, None) is not None
+        ):
+            for task_id in batch.shown:
+                self._where.pop(task_id, None)
+
+    def _edit_due_at(self, batch: _Batch) -> datetime | None:
+        if not batch.added or batch.last_edit_at is None:
+            return None
+        return batch.last_edit_at + self._policy.edit_coalesce
+
+    def _edit_if_due(self, batch: _Batch, now: datetime) -> list[Action]:
+        """Emit the coalesced edit of ``batch`` if it has additions and its spacing allows."""
+        edit_at = self._edit_due_at(batch)
+        if edit_at is None or edit_at > now:
+            return []
+        batch.shown.extend(batch.added)
+        batch.added.clear()
+        batch.last_edit_at = now
+        action = EditBatch(batch.batch_id, batch.key, tuple(batch.shown), batch.message_ref or "")
+        self._drop_if_done(batch)
+        return [action]

@@ -1,0 +1,384 @@
+"""The escalation ladder as pure functions of the task, the policy, the steps taken and "now".
+
+Nothing here reads a clock, sleeps or talks to Discord, Twilio or the database. An adapter
+(the scheduler) loads a task's :class:`LadderState` from the store, calls :func:`due_now` on
+every wake-up, takes each returned step once (recording it under the unique ``(task, step)``
+key), and sets its next wake-up at :func:`next_step`'s ``deliver_at``. Because the store is
+the truth and these functions only look at it, a restart after ``kill -9`` takes every step
+that came due while the bridge was down exactly once, late (:meth:`StepDue.late_by_seconds`).
+
+The ladder (contract Appendix B; issue: escalation ladder)
+---------------------------------------------------------
+For a task created at T with deadline D (:meth:`EscalationPolicy.deadline_for`):
+
+=================  ===============================================  =======================
+step               nominal time                                     what (done by adapters)
+=================  ===============================================  =======================
+reminder_dm        T + ``dm_after_seconds`` (1800)                  DM assignee / on-call
+reminder_mention   T + ``mention_after_seconds`` (7200)             reply @mentioning them
+sla_warning        D − ``warning_threshold_percent`` % × (D − T)    reply with @here
+sla_breach         D                                                SMS + @here in alerts
+critical           D + ``critical_after_breach_seconds`` (7200)     call, reassign, default
+=================  ===============================================  =======================
+
+Semantics chosen where the issue leaves room
+--------------------------------------------
+Skipping (:func:`plan`)
+    The issue: "A step whose time falls after a later step is skipped". A reminder step
+    (DM, mention, warning) is skipped when its time is **at or after** the time of any later
+    step: two reminders at one instant are noise, so a tie goes to the later, stronger step,
+    and a reminder at the deadline is superseded by the breach. The breach and critical steps
+    are never skipped (critical ≥ breach always). If D < T (a ``slaDeadline`` already past),
+    D − T is taken as 0, so the warning falls on D and is skipped; the breach is due at D.
+Acknowledge
+    Drops every reminder step not yet taken — also one that was due before the acknowledge
+    but not taken (the bridge was down): the person has seen the task. Breach and critical
+    stay (issue: "Acknowledge stops the reminder steps … but not the breach and critical").
+Snooze
+    A reminder step whose delivery time is before ``snoozed_until`` moves to
+    ``snoozed_until``. Breach and critical never move (issue: "never moves the breach").
+Quiet hours
+    Unless the task's priority is critical (issue: "Critical tasks are never held"), any step
+    (reminder, breach or critical) whose delivery time — after snooze — falls inside quiet
+    hours moves to the end of that window and is flagged ``held_for_quiet_hours``; the
+    bundler sends the held items as one digest per person (:mod:`escalation.bundling`).
+Superseded after moving
+    After snooze and quiet hours, the skipping rule is applied again to the delivery times:
+    a reminder delivered at or after a later step's delivery time is dropped (a warning held
+    to 08:00 together with the breach is not sent; the breach is).
+Taken steps and going backwards
+    Taken steps are never returned again. A step earlier in the ladder than a step already
+    taken is dropped too: the ladder never goes backwards (this only matters if the policy
+    changed between runs, since :func:`due_now` returns steps in ladder order).
+Downtime
+    After an outage every step whose delivery time has passed is returned by :func:`due_now`
+    at once, in ladder order; the adapter takes each once and marks it late.
+Decision
+    A decided task has no steps (issue: "Only a decision stops the ladder").
+
+Invariant: the delivery times of :func:`schedule` are non-decreasing in ladder order, so
+"sorted by delivery time" and "ladder order" agree (ties keep ladder order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from escalation.models import Priority
+from escalation.policy import (
+    LADDER_ORDER,
+    REMINDER_STEPS,
+    EscalationPolicy,
+    StepKind,
+    as_aware_utc,
+)
+from escalation.quiet_hours import quiet_window_at
+
+__all__ = [
+    "LATE_GRACE_SECONDS",
+    "LadderState",
+    "PlannedStep",
+    "StepDue",
+    "due_now",
+    "next_step",
+    "plan",
+    "schedule",
+]
+
+#: A step taken more than this many seconds after its delivery time counts as late (a timer
+#: wake-up is a little late by nature; a restart after downtime is much later).
+LATE_GRACE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A ladder step at its nominal time.
+
+    Attributes
+    ----------
+    kind
+        The step.
+    due_at
+        Nominal time, aware UTC (before acknowledge, snooze and quiet hours).
+    """
+
+    kind: StepKind
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class LadderState:
+    """What has happened to a task, as the store records it.
+
+    Attributes
+    ----------
+    decided
+        A decision was made: the ladder stops entirely.
+    acknowledged_at
+        When someone acknowledged (aware), or ``None``; any value cancels the reminder steps.
+    snoozed_until
+        End of a snooze (aware), or ``None``; reminder steps wait until then.
+    taken
+        Steps already taken (unique ``(task, step)`` rows). Strings are accepted and parsed
+        as :class:`~escalation.policy.StepKind`.
+
+    Raises
+    ------
+    ValueError
+        A naive datetime or an unknown step name.
+    """
+
+    decided: bool = False
+    acknowledged_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    taken: frozenset[StepKind] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.acknowledged_at is not None:
+            object.__setattr__(
+                self, "acknowledged_at", as_aware_utc(self.acknowledged_at, "acknowledged_at")
+            )
+        if self.snoozed_until is not None:
+            object.__setattr__(
+                self, "snoozed_until", as_aware_utc(self.snoozed_until, "snoozed_until")
+            )
+        object.__setattr__(self, "taken", frozenset(StepKind(k) for k in self.taken))
+
+    @property
+    def acknowledged(self) -> bool:
+        """True once someone acknowledged the task."""
+        return self.acknowledged_at is not None
+
+    def with_taken(self, *kinds: StepKind) -> LadderState:
+        """A copy with ``kinds`` added to :attr:`taken` (handy for adapters and tests)."""
+        return LadderState(
+            decided=self.decided,
+            acknowledged_at=self.acknowledged_at,
+            snoozed_until=self.snoozed_until,
+            taken=self.taken | frozenset(kinds),
+        )
+
+
+@dataclass(frozen=True)
+class StepDue:
+    """A remaining step with its effective delivery time.
+
+    Attributes
+    ----------
+    kind
+        The step.
+    nominal_at
+        Nominal time from :func:`plan`, aware UTC.
+    deliver_at
+        When to take it, aware UTC: nominal, moved by a snooze and/or held to the end of
+        quiet hours. Record this as the step's ``due_at``.
+    held_for_quiet_hours
+        Moved to the end of quiet hours: deliver it in the person's digest.
+    delayed_by_snooze
+        Moved to the end of a snooze.
+    """
+
+    kind: StepKind
+    nominal_at: datetime
+    deliver_at: datetime
+    held_for_quiet_hours: bool = False
+    delayed_by_snooze: bool = False
+
+    def late_by_seconds(self, now: datetime) -> float:
+        """Seconds between :attr:`deliver_at` and ``now`` (0 when not yet due).
+
+        Raises
+        ------
+        ValueError
+            When ``now`` is naive.
+        """
+        delta = as_aware_utc(now, "now") - self.deliver_at
+        return max(0.0, delta.total_seconds())
+
+    def is_late(self, now: datetime, grace_seconds: float = LATE_GRACE_SECONDS) -> bool:
+        """True when taken at ``now`` it is more than ``grace_seconds`` late (mark it late)."""
+        return self.late_by_seconds(now) > grace_seconds
+
+
+def _nominal_times(
+    created_at: datetime, deadline: datetime, policy: EscalationPolicy
+) -> dict[StepKind, datetime]:
+    window = max(deadline - created_at, timedelta(0))
+    return {
+        StepKind.REMINDER_DM: created_at + timedelta(seconds=policy.dm_after_seconds),
+        StepKind.REMINDER_MENTION: created_at + timedelta(seconds=policy.mention_after_seconds),
+        StepKind.SLA_WARNING: deadline - window * (policy.warning_threshold_percent / 100.0),
+        StepKind.SLA_BREACH: deadline,
+        StepKind.CRITICAL: deadline + timedelta(seconds=policy.critical_after_breach_seconds),
+    }
+
+
+def _drop_superseded(times: dict[StepKind, datetime]) -> list[StepKind]:
+    """Kinds of ``times`` in ladder order, without reminders at/after a later step's time."""
+    kinds = [k for k in LADDER_ORDER if k in times]
+    kept: list[StepKind] = []
+    for index, kind in enumerate(kinds):
+        later = [times[k] for k in kinds[index + 1 :]]
+        if kind in REMINDER_STEPS and later and times[kind] >= min(later):
+            continue
+        kept.append(kind)
+    return kept
+
+
+def plan(created_at: datetime, deadline: datetime, policy: EscalationPolicy) -> list[PlannedStep]:
+    """The ladder of a task at its nominal times, skipped steps left out.
+
+    Parameters
+    ----------
+    created_at
+        T, aware.
+    deadline
+        D, aware (from :meth:`EscalationPolicy.deadline_for`).
+    policy
+        Timing.
+
+    Returns
+    -------
+    list of PlannedStep
+        In ladder order (times non-decreasing). A reminder whose time is at or after a later
+        step's time is skipped (contract Appendix B; issue: "A step whose time falls after a
+        later step is skipped"); breach and critical are always present.
+
+    Raises
+    ------
+    ValueError
+        When a datetime is naive.
+
+    Examples
+    --------
+    A critical task (1 h SLA) with the default policy: DM +30 min, warning +45 min, breach
+    +1 h, critical +3 h; the +2 h mention comes after the breach and is skipped.
+    """
+    created = as_aware_utc(created_at, "created_at")
+    due = as_aware_utc(deadline, "deadline")
+    times = _nominal_times(created, due, policy)
+    return [PlannedStep(kind, times[kind]) for kind in _drop_superseded(times)]
+
+
+def schedule(
+    created_at: datetime,
+    deadline: datetime,
+    priority: Priority,
+    policy: EscalationPolicy,
+    state: LadderState,
+) -> list[StepDue]:
+    """The steps still to take, with their effective delivery times.
+
+    Independent of "now": the result only changes when ``state`` changes (a step taken, an
+    acknowledge, a snooze, a decision), so it can be recomputed on every wake-up and after a
+    restart with the same answer. See the module docstring for each rule.
+
+    Parameters
+    ----------
+    created_at, deadline
+        T and D, aware.
+    priority
+        Task priority; critical tasks are never held for quiet hours.
+    policy
+        Timing and quiet hours.
+    state
+        Decision, acknowledge, snooze and steps taken.
+
+    Returns
+    -------
+    list of StepDue
+        Sorted by ``deliver_at``, ties in ladder order (which is also plain ladder order).
+        Empty when decided or everything was taken.
+
+    Raises
+    ------
+    ValueError
+        When a datetime is naive.
+    """
+    if state.decided:
+        return []
+    nominal = {p.kind: p.due_at for p in plan(created_at, deadline, policy)}
+    hold = policy.quiet_hours if Priority(priority) is not Priority.CRITICAL else None
+
+    effective: dict[StepKind, StepDue] = {}
+    for kind, at in nominal.items():
+        if kind in REMINDER_STEPS and state.acknowledged:
+            continue
+        deliver = at
+        snoozed = False
+        if (
+            kind in REMINDER_STEPS
+            and state.snoozed_until is not None
+            and deliver < state.snoozed_until
+        ):
+            deliver = state.snoozed_until
+            snoozed = True
+        window = quiet_window_at(hold, deliver)
+        if window is not None:
+            deliver = window[1]
+        effective[kind] = StepDue(
+            kind=kind,
+            nominal_at=at,
+            deliver_at=deliver,
+            held_for_quiet_hours=window is not None,
+            delayed_by_snooze=snoozed,
+        )
+
+    kept = _drop_superseded({k: s.deliver_at for k, s in effective.items()})
+    highest_taken = max((k.rank for k in state.taken), default=-1)
+    remaining = [effective[k] for k in kept if k not in state.taken and k.rank > highest_taken]
+    return sorted(remaining, key=lambda s: (s.deliver_at, s.kind.rank))
+
+
+def next_step(
+    created_at: datetime,
+    deadline: datetime,
+    priority: Priority,
+    policy: EscalationPolicy,
+    state: LadderState,
+) -> StepDue | None:
+    """The next step to take (the first of :func:`schedule`), or ``None`` when none remain.
+
+    This is what the task message shows as "next: <step> at <deliver_at>", and when the
+    adapter's next wake-up for the task is.
+
+    Raises
+    ------
+    ValueError
+        When a datetime is naive.
+    """
+    steps = schedule(created_at, deadline, priority, policy, state)
+    return steps[0] if steps else None
+
+
+def due_now(
+    created_at: datetime,
+    deadline: datetime,
+    priority: Priority,
+    policy: EscalationPolicy,
+    state: LadderState,
+    now: datetime,
+) -> list[StepDue]:
+    """The steps a wake-up at ``now`` must take: every remaining step with ``deliver_at <= now``.
+
+    After downtime several steps can be due at once; they are returned in ladder order and
+    the adapter takes each once (the store's unique ``(task, step)`` key guarantees "once"),
+    marking it late with :meth:`StepDue.late_by_seconds`. A step taken is in ``state.taken``
+    and never returned again.
+
+    Parameters
+    ----------
+    created_at, deadline, priority, policy, state
+        As for :func:`schedule`.
+    now
+        The injected current instant, aware.
+
+    Raises
+    ------
+    ValueError
+        When a datetime is naive.
+    """
+    instant = as_aware_utc(now, "now")
+    steps = schedule(created_at, deadline, priority, policy, state)
+    return sorted((s for s in steps if s.deliver_at <= instant), key=lambda s: s.kind.rank)

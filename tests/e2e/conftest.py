@@ -1,0 +1,45 @@
+"""Fixtures for end-to-end tests: the emulators and the bridge as a separate process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox.harness import BridgeProcess
+from bot.sandbox.world import World
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """The three emulators and a guild with alice (approver), dave (deploy approver), bob."""
+    w = World(tmp_path)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+@pytest.fixture
+async def make_bridge(world: World) -> AsyncIterator[Callable[..., BridgeProcess]]:
+    """Build (not start) a bridge process for the world; settings overrides as keywords."""
+    processes: list[BridgeProcess] = []
+
+    def make(**overrides: object) -> BridgeProcess:
+        process = BridgeProcess(world.env(**overrides), world.workdir, world.bridge_port)
+        processes.append(process)
+        return process
+
+    yield make
+    for process in processes:
+        await process.terminate(timeout=10)
+
+
+@pytest.fixture
+async def bridge(make_bridge: Callable[..., BridgeProcess]) -> BridgeProcess:
+    """A running bridge with default settings for the world."""
+    process = make_bridge()
+    await process.start()
+    return process
