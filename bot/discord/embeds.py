@@ -21,11 +21,13 @@ __all__ = [
     "PRIORITY_COLOURS",
     "PRIORITY_LABELS",
     "NextStep",
-    "coverage_text",
     "details_embed",
     "discord_timestamp",
+    "embed_length",
+    "fit_embed",
+    "format_coverage",
+    "format_test_results",
     "task_embed",
-    "tests_text",
     "truncate",
 ]
 
@@ -34,6 +36,7 @@ DESCRIPTION_MAX = 4096
 FIELD_NAME_MAX = 256
 FIELD_VALUE_MAX = 1024
 FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000
 
 #: Embed colour per priority (reference 002 §6.2 uses orange for a pending approval).
 PRIORITY_COLOURS: dict[Priority, int] = {
@@ -71,7 +74,7 @@ def discord_timestamp(at: datetime, style: str = "R") -> str:
     return f"<t:{int(at.timestamp())}:{style}>"
 
 
-def tests_text(results: TestResults | None) -> str:
+def format_test_results(results: TestResults | None) -> str:
     """ "✅ 47/47 passing", "❌ 42/47 failing", "⚠️ 46/47 passing, 1 skipped" or "—"."""
     if results is None:
         return "—"
@@ -82,7 +85,7 @@ def tests_text(results: TestResults | None) -> str:
     return f"✅ {results.passed}/{results.total} passing"
 
 
-def coverage_text(results: TestResults | None, min_percent: float = 80.0) -> str:
+def format_coverage(results: TestResults | None, min_percent: float = 80.0) -> str:
     """ "✅ 94%" at or above ``min_percent`` (``BATCH_MIN_COVERAGE_PERCENT``), else "⚠️ 65%"."""
     if results is None:
         return "—"
@@ -133,8 +136,8 @@ def task_embed(
     embed.add_field(name="Pipeline", value=truncate(task.pipeline_id or "—", FIELD_VALUE_MAX))
     embed.add_field(name="Stage", value=stage)
     embed.add_field(name="Priority", value=PRIORITY_LABELS[task.priority])
-    embed.add_field(name="Tests", value=tests_text(results))
-    embed.add_field(name="Coverage", value=coverage_text(results, min_coverage_percent))
+    embed.add_field(name="Tests", value=format_test_results(results))
+    embed.add_field(name="Coverage", value=format_coverage(results, min_coverage_percent))
     deadline_value = discord_timestamp(tracked.deadline)
     if sla_breached and not decided:
         deadline_value = f"🚨 SLA breached {deadline_value}"
@@ -174,6 +177,34 @@ def task_embed(
             )
     footer = " · ".join((f"task {task.id}", *notices))
     embed.set_footer(text=truncate(footer, FOOTER_MAX))
+    return fit_embed(embed)
+
+
+def embed_length(embed: discord.Embed) -> int:
+    """Characters Discord counts toward its 6000 per-message embed limit."""
+    return len(embed)
+
+
+def fit_embed(embed: discord.Embed, limit: int = EMBED_TOTAL_MAX) -> discord.Embed:
+    """Shorten the description (then the longest fields) until the embed fits ``limit``.
+
+    Discord refuses a message whose embeds total more than 6000 characters (title,
+    description, field names and values, footer, author); we truncate instead.
+    """
+    excess = len(embed) - limit
+    if excess > 0 and embed.description:
+        keep = max(0, len(embed.description) - excess)
+        embed.description = truncate(embed.description, keep) if keep else None
+    while len(embed) > limit and embed.fields:
+        index = max(range(len(embed.fields)), key=lambda i: len(embed.fields[i].value or ""))
+        field = embed.fields[index]
+        value = field.value or ""
+        keep = max(1, len(value) - (len(embed) - limit))
+        embed.set_field_at(
+            index, name=field.name, value=truncate(value, keep), inline=bool(field.inline)
+        )
+        if keep == 1:
+            break
     return embed
 
 
@@ -190,7 +221,7 @@ def details_embed(task: Task) -> discord.Embed:
     )
     results = task.context.test_results
     if results is not None:
-        embed.add_field(name="Tests", value=tests_text(results))
+        embed.add_field(name="Tests", value=format_test_results(results))
         embed.add_field(name="Coverage", value=f"{results.coverage_percent:g}%")
         if results.failure_details:
             lines = [
@@ -216,4 +247,4 @@ def details_embed(task: Task) -> discord.Embed:
             name="Diff", value=truncate("\n".join(lines), FIELD_VALUE_MAX), inline=False
         )
     embed.set_footer(text=f"task {task.id}")
-    return embed
+    return fit_embed(embed)

@@ -7,6 +7,7 @@ rate on its own instead of waiting out 429s.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,6 +88,17 @@ def event_text(event: FactoryEvent) -> str | None:
     return None
 
 
+def _fingerprint(rendered: dict[str, Any]) -> str:
+    """A comparable form of a rendered message (embed and components)."""
+    embed = rendered.get("embed")
+    view = rendered.get("view")
+    return json.dumps(
+        [embed.to_dict() if embed else None, view.to_components() if view else None],
+        sort_keys=True,
+        default=str,
+    )
+
+
 class DiscordNotifier:
     """Posts and edits the bridge's messages.
 
@@ -118,6 +130,8 @@ class DiscordNotifier:
         self.pacer = pacer or ChannelPacer()
         self.next_step = next_step
         self.clock = clock
+        # what each message last showed: an edit that changes nothing is not sent
+        self._shown: dict[int, str] = {}
 
     def channel(self, channel_id: int) -> discord.PartialMessageable:
         """A channel handle that needs no cache (works before the guild is chunked)."""
@@ -162,7 +176,9 @@ class DiscordNotifier:
     async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
         """Post the single-task message in ``DISCORD_TASKS_CHANNEL_ID``."""
         channel_id = self.settings.discord_tasks_channel_id
-        message = await self.send(channel_id, **self.render(tracked))
+        rendered = self.render(tracked)
+        message = await self.send(channel_id, **rendered)
+        self._shown[message.id] = _fingerprint(rendered)
         return channel_id, message.id
 
     async def edit_task(self, tracked: TrackedTask) -> None:
@@ -175,8 +191,13 @@ class DiscordNotifier:
             if batcher is not None:
                 await batcher.refresh_batch(tracked.batch_id)
             return
+        rendered = self.render(tracked)
+        fingerprint = _fingerprint(rendered)
+        if self._shown.get(tracked.message_id) == fingerprint:
+            return
         message = self.channel(tracked.channel_id).get_partial_message(tracked.message_id)
-        await message.edit(**self.render(tracked))
+        await message.edit(**rendered)
+        self._shown[tracked.message_id] = fingerprint
 
     async def post_event(self, event: FactoryEvent) -> None:
         """Post an informational event to its channel (see :func:`event_channel`)."""

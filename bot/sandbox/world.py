@@ -138,6 +138,7 @@ class World:
             ],
             members=self.people.all(),
         )
+        self.guild = guild
         self.discord = DiscordEmulator(guild, token=BOT_TOKEN, **(discord_options or {}))
         self.factory = FactoryEmulator(
             api_key=FACTORY_API_KEY,
@@ -161,6 +162,14 @@ class World:
         await self.factory.stop()
         await self.twilio.stop()
         await self.discord.stop()
+
+    def discord_guild_channels(self) -> list[ChannelSpec]:
+        """The guild's text channels."""
+        return list(self.guild.channels)
+
+    def settings_overrides(self, **overrides: object) -> dict[str, str]:
+        """:meth:`env` with lower-case keys, for ``Settings(**…)`` in-process."""
+        return {k.lower(): v for k, v in self.env(**overrides).items()}
 
     @property
     def bridge_url(self) -> str:

@@ -1,0 +1,99 @@
+"""The factory client's retry policy (contract §7.1) against scripted HTTP answers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable, RetryPolicy
+
+TASK = {"id": "t-1", "title": "x", "createdAt": "2026-11-21T10:00:00Z", "status": "completed"}
+
+
+def client_with(
+    answers: list[httpx.Response], seen: list[httpx.Request], delays: list[float]
+) -> FactoryClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    async def fake_sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    return FactoryClient(
+        "http://factory.test/v1",
+        "key",
+        transport=httpx.MockTransport(handler),
+        sleep=fake_sleep,
+        retry=RetryPolicy(jitter_seconds=0.0),
+    )
+
+
+async def complete(client: FactoryClient) -> object:
+    return await client.complete_task(
+        "t-1", decision="approved", notes=None, decision_data={}, idempotency_key="k-1"
+    )
+
+
+async def test_retries_5xx_with_exponential_backoff_and_same_key() -> None:
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    answers = [
+        httpx.Response(503),
+        httpx.Response(502),
+        httpx.Response(200, json={"ok": True, "data": TASK}),
+    ]
+    client = client_with(answers, seen, delays)
+    task = await complete(client)
+    assert task.id == "t-1"
+    assert delays == [1.0, 2.0]
+    assert {r.headers["Idempotency-Key"] for r in seen} == {"k-1"}
+    assert all(r.headers["X-API-Key"] == "key" for r in seen)
+
+
+async def test_retry_after_is_honoured_on_429() -> None:
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "7"}),
+        httpx.Response(200, json={"ok": True, "data": TASK}),
+    ]
+    await complete(client_with(answers, seen, delays))
+    assert delays == [7.0]
+
+
+async def test_gives_up_after_three_retries() -> None:
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    answers = [httpx.Response(500) for _ in range(4)]
+    with pytest.raises(FactoryUnavailable, match="after 3 retries"):
+        await complete(client_with(answers, seen, delays))
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 410])
+async def test_client_errors_are_not_retried(status: int) -> None:
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    body = {
+        "ok": False,
+        "error": {
+            "code": "CONFLICT",
+            "message": "already approved",
+            "details": {"decidedBy": "jake"},
+        },
+    }
+    with pytest.raises(FactoryError) as caught:
+        await complete(client_with([httpx.Response(status, json=body)], seen, delays))
+    assert len(seen) == 1 and delays == []
+    assert caught.value.status == status
+    assert caught.value.details == {"decidedBy": "jake"}
+
+
+def test_idempotency_key_is_stable_for_a_seed() -> None:
+    assert FactoryClient.new_idempotency_key("interaction:1") == FactoryClient.new_idempotency_key(
+        "interaction:1"
+    )
+    assert FactoryClient.new_idempotency_key("interaction:1") != FactoryClient.new_idempotency_key(
+        "interaction:2"
+    )

@@ -1,0 +1,120 @@
+"""Settings and `factory-bridge check-config`: precise errors, never a secret in the output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings, describe_validation_error
+
+REQUIRED = {
+    "DISCORD_BOT_TOKEN": "super-secret-token",
+    "DISCORD_GUILD_ID": "1",
+    "DISCORD_TASKS_CHANNEL_ID": "2",
+    "FACTORY_API_KEY": "factory-secret-key",
+    "FACTORY_WEBHOOK_SECRET": "hook-secret",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DISCORD_", "FACTORY_", "BRIDGE_", "TWILIO_", "SLA_", "ESCALATION_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DISCORD_APPROVER_ROLE_IDS", "10, 11")
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.factory_api_url == "http://localhost:3100/v1"
+    assert settings.discord_api_base_url == "https://discord.com/api/v10"
+    assert settings.bridge_http_port == 8080
+    assert settings.discord_approver_role_ids == frozenset({10, 11})
+    assert settings.alerts_channel_id == 2  # defaults to the tasks channel
+    assert settings.async_database_url == "sqlite+aiosqlite:///./data/bridge.db"
+    assert "super-secret-token" not in repr(settings)
+    policy = settings.escalation_policy()
+    assert policy.dm_after_seconds == 1800
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:////abs/path.db", "sqlite+aiosqlite:////abs/path.db"),
+        ("postgresql://u:p@db/bridge", "postgresql+asyncpg://u:p@db/bridge"),
+        ("postgresql+asyncpg://u:p@db/bridge", "postgresql+asyncpg://u:p@db/bridge"),
+    ],
+)
+def test_database_url_gets_an_async_driver(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert Settings().async_database_url == expected  # type: ignore[call-arg]
+
+
+def test_errors_name_the_variable_and_never_echo_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "super-secret-token")
+    monkeypatch.setenv("DISCORD_GUILD_ID", "not-a-number")
+    monkeypatch.setenv("DISCORD_APPROVER_ROLE_IDS", "12,abc")
+    monkeypatch.setenv("QUIET_HOURS_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    lines = describe_validation_error(caught.value)
+    text = "\n".join(lines)
+    assert "FACTORY_API_KEY: required but not set" in lines
+    assert "DISCORD_TASKS_CHANNEL_ID: required but not set" in lines
+    assert any(line.startswith("DISCORD_GUILD_ID:") for line in lines)
+    assert any("DISCORD_APPROVER_ROLE_IDS" in line and "abc" in line for line in lines)
+    assert any("QUIET_HOURS_TIMEZONE" in line and "Mars/Olympus" in line for line in lines)
+    assert "super-secret-token" not in text
+
+
+def test_safe_default_can_never_be_approved(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ESCALATION_SAFE_DEFAULT", "approved")
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    assert "ESCALATION_SAFE_DEFAULT" in "\n".join(describe_validation_error(caught.value))
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "FACTORY_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_config_reports_missing_settings_without_secrets(tmp_path: Path) -> None:
+    result = run_cli("check-config", env={"DISCORD_BOT_TOKEN": "super-secret-token"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "DISCORD_GUILD_ID: required but not set" in result.stderr
+    assert "FACTORY_WEBHOOK_SECRET: required but not set" in result.stderr
+    assert "super-secret-token" not in result.stdout + result.stderr
+
+
+def test_check_config_ok_and_roster_errors(tmp_path: Path) -> None:
+    ok = run_cli("check-config", env=REQUIRED, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "configuration OK" in ok.stdout
+    assert "DISCORD_APPROVER_ROLE_IDS is empty" in ok.stdout
+    roster = tmp_path / "roster.toml"
+    roster.write_text('[[operators]]\nname = "Jake"\nphone = "555-1234"\n')
+    bad = run_cli("check-config", env={**REQUIRED, "BRIDGE_ROSTER_FILE": str(roster)}, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "operator #1" in bad.stderr and "phone" in bad.stderr
