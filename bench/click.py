@@ -1,0 +1,52 @@
+"""click: INTERACTION_CREATE dispatched → initial interaction callback received.
+
+The factory answers ``complete`` after 2 s, so the figure shows that the bridge acknowledges the
+click first and does the slow work afterwards (Discord's limit: 3,000 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.common import Measurement, bridge_world, percentile
+from bot.sandbox.world import TASKS_CHANNEL_ID
+
+TASKS = 60
+RATE_LIFTED = {"channel_rate_limit": 1000, "channel_rate_window_seconds": 1.0}
+
+
+async def run_once(measurement: Measurement) -> None:
+    """One run: 60 tasks, one approval click each, 4 clicks in flight at a time."""
+    async with bridge_world(
+        discord_options=RATE_LIFTED,
+        DISCORD_CHANNEL_RATE_LIMIT="1000",
+        DISCORD_CHANNEL_RATE_WINDOW_SECONDS="1",
+    ) as (world, _process):
+        world.factory.delay("POST", r"/v1/tasks/[^/]+/complete", 2.0)
+        ids = []
+        for i in range(TASKS):
+            task = await world.factory.create_task(
+                title=f"click {i}", priority="high", stageName="review"
+            )
+            ids.append(task["id"])
+
+        def posted() -> int:
+            return sum(1 for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds)
+
+        await world.discord.wait_for(lambda: posted() >= TASKS, 60)
+        messages = [m for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds]
+        latencies: list[float] = []
+        semaphore = asyncio.Semaphore(4)
+
+        async def click(message_id: int) -> None:
+            async with semaphore:
+                record = await world.discord.press_button(
+                    TASKS_CHANNEL_ID, "Approve", user=world.people.alice, message_id=message_id
+                )
+                answer = await record.response(timeout=10)
+                latencies.append((answer.at - record.created_at) * 1000)
+
+        await asyncio.gather(*(click(m.id) for m in messages))
+        measurement.add("p50 ms", percentile(latencies, 50))
+        measurement.add("p99 ms", percentile(latencies, 99))
+        measurement.add("refused (10062)", sum(1 for e in world.discord.errors if e.code == 10062))
