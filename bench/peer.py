@@ -11,6 +11,7 @@ or decisions coming back, so the comparison is of the "group and forward" part o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import time
@@ -21,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.common import Measurement, peak_rss_mb
+from bot.sandbox.harness import wait_until
 from bot.sandbox.world import free_port
 
 ITEMS = 1000
@@ -117,9 +119,12 @@ async def run_once(measurement: Measurement) -> None:
                         await response.read()
                         response.raise_for_status()
                     post_time += time.monotonic() - t0
-                deadline = time.monotonic() + GROUP_WAIT_SECONDS + 30
-                while sum(n for _, n in notifications) < ITEMS and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
+                with contextlib.suppress(TimeoutError):
+                    await wait_until(
+                        lambda: sum(n for _, n in notifications) >= ITEMS,
+                        timeout=GROUP_WAIT_SECONDS + 30,
+                        what="Alertmanager's notifications",
+                    )
             measurement.add("accepted/s (while posting)", ITEMS / post_time if post_time else 0)
             measurement.add(
                 "time to last notification s",

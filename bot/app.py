@@ -18,6 +18,7 @@ from bot.bridge import Bridge
 from bot.discord.client import BridgeClient
 from bot.discord.endpoints import point_discord_at
 from bot.discord.notifier import DiscordNotifier
+from bot.discord.pacing import ChannelPacer
 from bot.factory.client import FactoryClient, RetryPolicy
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
@@ -71,7 +72,15 @@ class BridgeApp:
             extra_setup=self._setup_client,
             guild_ready_timeout=settings.discord_guild_ready_timeout_seconds,
         )
-        self.notifier = DiscordNotifier(self.client, settings, clock=clock)
+        self.notifier = DiscordNotifier(
+            self.client,
+            settings,
+            clock=clock,
+            pacer=ChannelPacer(
+                max_messages=settings.discord_channel_rate_limit,
+                per_seconds=settings.discord_channel_rate_window_seconds,
+            ),
+        )
         self.bridge.attach_notifier(self.notifier)
         self.processor = EventProcessor(self.store, self.bridge.handle_event)
         self.intake = EventIntake(
@@ -83,6 +92,7 @@ class BridgeApp:
         self.features: list[Any] = []
         self._client_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._started = False
 
     async def _setup_client(self, client: BridgeClient) -> None:
         for feature in self.features:
@@ -91,8 +101,16 @@ class BridgeApp:
                 await hook(client)
 
     async def health(self) -> dict[str, bool]:
-        """Parts of ``/healthz``: the Discord session and the database."""
-        return {"discord": self.client.session_ready, "database": await self.store.ping()}
+        """Parts of ``/healthz``: the Discord session, the database, and start-up done.
+
+        ``startup`` is up once every feature started (the start-up reconciliation took its
+        snapshot of the factory's pending tasks) and the event processor runs.
+        """
+        return {
+            "discord": self.client.session_ready,
+            "database": await self.store.ping(),
+            "startup": self._started,
+        }
 
     async def start(self) -> None:
         """Create the schema, log in to Discord, start intake, processing and features.
@@ -115,6 +133,7 @@ class BridgeApp:
                 await hook()
         self.processor.start()
         self.processor.wake()
+        self._started = True
 
     async def _connect(self) -> None:
         try:

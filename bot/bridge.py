@@ -22,6 +22,7 @@ from bot.factory.events import (
     TaskCompletedPayload,
     TaskPayload,
 )
+from bot.factory.fingerprint import event_fingerprint
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
@@ -239,7 +240,19 @@ class Bridge:
         task.created / approval.pending → the task message; task.claimed / task.completed /
         task.escalated / approval.approved / approval.rejected → the message is brought up
         to date; informational types are posted by the notifier to their channel.
+
+        An event whose content was already handled (the same ``WsEvent`` delivered by webhook
+        *and* WebSocket, or re-sent under a new id) is skipped: its content fingerprint
+        (:func:`bot.factory.fingerprint.event_fingerprint`) is remembered once it was handled.
         """
+        fingerprint = event_fingerprint(event.raw)
+        if await self.store.event_handled(fingerprint):
+            log.info("event %s already handled (same content seen before); skipped", event.type)
+            return
+        await self._handle_event(event)
+        await self.store.mark_event_handled(fingerprint, event.type)
+
+    async def _handle_event(self, event: FactoryEvent) -> None:
         payload = event.payload
         if event.type in ("task.created",) and isinstance(payload, TaskPayload):
             await self.show_task(payload.task)
@@ -274,21 +287,162 @@ class Bridge:
         await self.refresh_message(task.id)
         await self.escalation.task_changed(task.id)
 
+    async def apply_factory_task(self, task: Task) -> None:
+        """A task changed at the factory (seen by reconciliation): store it, update its message.
+
+        Same as a ``task.claimed`` / ``task.completed`` event: a decision made elsewhere is
+        recorded and shown, a claim counts as an acknowledgement; a known task never gets a
+        second message.
+        """
+        await self._apply_factory_task(task)
+
+    async def resume_decision(self, tracked: TrackedTask) -> Outcome:
+        """Re-send a decision a crash left in flight, with its original ``Idempotency-Key``.
+
+        The factory answers 200 (it executes the decision, or replays its first answer when
+        the original request had arrived — contract §7.1) or 409 (the task was decided, by
+        this decision or another one): both settle it, and the message is brought up to date.
+        When the factory cannot be reached the decision stays in flight and is tried again by
+        the next reconciliation; any other refusal clears it (the buttons are live again).
+
+        Parameters
+        ----------
+        tracked:
+            A task from :meth:`bot.store.Store.inflight_decisions`.
+
+        Returns
+        -------
+        Outcome
+            ``done``, ``conflict`` (someone else decided first) or ``failed`` (still in flight
+            when the factory is unreachable; cleared when it refused).
+        """
+        task_id = tracked.task_id
+        decision = tracked.inflight_decision
+        key = tracked.inflight_key
+        if decision is None or key is None:
+            return Outcome("failed", "no decision in flight", tracked)
+        actor = Actor(
+            name=tracked.inflight_by_name or "unknown",
+            via="resume",
+            discord_user_id=tracked.inflight_by_discord_id,
+        )
+        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
+        notes = tracked.inflight_notes
+        request = {"decision": decision, "notes": notes, "idempotencyKey": key}
+        operator = (
+            self.roster.by_discord_id(actor.discord_user_id) if actor.discord_user_id else None
+        )
+        decision_data: dict[str, Any] = {
+            "source": "discord" if actor.discord_user_id else "system",
+            "discordUserId": actor_id,
+            "discordUsername": actor.name,
+            "factoryUserId": operator.factory_user_id if operator else None,
+        }
+        try:
+            task = await self.factory.complete_task(
+                task_id,
+                decision=decision,
+                notes=notes,
+                decision_data=decision_data,
+                idempotency_key=key,
+            )
+        except FactoryUnavailable as exc:
+            await self.store.audit(
+                actor_id=actor_id,
+                actor_name=actor.name,
+                via=actor.via,
+                action=f"task.{decision}",
+                task_id=task_id,
+                request=request,
+                outcome="failed",
+                detail=f"re-send after restart: {exc}; still in flight, retried later",
+            )
+            return Outcome("failed", str(exc), tracked)
+        except FactoryError as exc:
+            await self.store.abort_decision(task_id, key)
+            if exc.is_conflict:
+                fresh = await self._refetch(task_id)
+                await self._audit_conflict(actor, decision, task_id, request, fresh or tracked)
+                await self.refresh_message(task_id)
+                await self.escalation.task_changed(task_id)
+                if fresh is not None and fresh.is_decided:
+                    return Outcome("conflict", self._conflict_message(fresh), fresh)
+                return Outcome("conflict", "Someone decided this task first.", fresh)
+            await self.store.audit(
+                actor_id=actor_id,
+                actor_name=actor.name,
+                via=actor.via,
+                action=f"task.{decision}",
+                task_id=task_id,
+                request=request,
+                outcome="failed",
+                detail=f"re-send after restart refused: {exc}",
+            )
+            await self.refresh_message(task_id)
+            return Outcome("failed", str(exc), tracked)
+        confirmed = await self.store.confirm_decision(
+            task,
+            decision=decision,
+            decided_by=actor.name,
+            discord_user_id=actor.discord_user_id,
+            notes=notes,
+            source=actor.via,
+            at=task.decided_at or self.clock(),
+        )
+        await self.store.audit(
+            actor_id=actor_id,
+            actor_name=actor.name,
+            via=actor.via,
+            action=f"task.{decision}",
+            task_id=task_id,
+            request=request,
+            outcome="ok",
+            detail="re-sent after restart; factory confirmed",
+        )
+        self._settle(task_id)
+        await self.refresh_message(task_id)
+        await self.escalation.task_changed(task_id)
+        if confirmed.decision != decision:
+            return Outcome("conflict", self._conflict_message(confirmed), confirmed)
+        return Outcome("done", f"Task **{confirmed.task.title}** {decision}.", confirmed)
+
     # ------------------------------------------------------------------ decisions
     def _settle(self, task_id: str) -> None:
         event = self._decisions_settled.pop(task_id, None)
         if event is not None:
             event.set()
 
-    async def _wait_settled(self, task_id: str) -> TrackedTask | None:
-        event = self._decisions_settled.get(task_id)
-        if event is not None:
-            timeout = self.settings.factory_timeout_seconds * 4 + 60
-            try:
-                await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                pass
-        return await self.store.get_task(task_id)
+    async def _wait_settled(
+        self, task_id: str, *, grace_seconds: float = 2.0
+    ) -> TrackedTask | None:
+        """Wait until the decision in flight on ``task_id`` settles; return the task then.
+
+        The in-process winner's event is awaited (at most ``FACTORY_TIMEOUT_SECONDS`` × 4 +
+        60 s). Two clicks in the same moment can lose the compare-and-set before the winner
+        has registered its event: while the store still shows a decision in flight, it is
+        re-read every 50 ms for up to ``grace_seconds`` (a decision left in flight by a crash
+        is not waited for longer: reconciliation re-sends it).
+        """
+        loop = asyncio.get_running_loop()
+        grace_until = loop.time() + grace_seconds
+        while True:
+            event = self._decisions_settled.get(task_id)
+            if event is not None:
+                timeout = self.settings.factory_timeout_seconds * 4 + 60
+                try:
+                    await asyncio.wait_for(event.wait(), timeout)
+                except TimeoutError:
+                    pass
+                return await self.store.get_task(task_id)
+            tracked = await self.store.get_task(task_id)
+            if (
+                tracked is None
+                or tracked.is_decided
+                or tracked.inflight_decision is None
+                or loop.time() >= grace_until
+            ):
+                return tracked
+            await asyncio.sleep(0.05)
 
     def refusal_for(self, tracked: TrackedTask, decision: str, actor: Actor) -> str | None:
         """The role check for a decision (see :func:`escalation.permissions.decision_refusal`)."""

@@ -21,6 +21,10 @@ def _configure_logging(level: str) -> None:
     )
     # discord.py logs every gateway frame at DEBUG; keep it at INFO unless asked.
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
+    # the bridge has no voice features: discord.py's "PyNaCl is not installed" is noise
+    logging.getLogger("discord.client").addFilter(
+        lambda record: "voice will NOT be supported" not in record.getMessage()
+    )
 
 
 def _load_settings_or_exit() -> object:

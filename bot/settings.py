@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg"
     discord_guild_ready_timeout_seconds: float = Field(default=2.0, ge=0)
+    discord_channel_rate_limit: int = Field(default=5, ge=1)
+    discord_channel_rate_window_seconds: float = Field(default=5.0, gt=0)
 
     # --- Factory API (contract §1.1, §7.1) ---------------------------------------------------
     factory_api_url: str = "http://localhost:3100/v1"
@@ -71,6 +73,8 @@ class Settings(BaseSettings):
     factory_timeout_seconds: float = Field(default=10.0, gt=0)
     factory_retry_base_seconds: float = Field(default=1.0, ge=0)
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+    factory_ws_reconnect_base_seconds: float = Field(default=1.0, gt=0)  # contract §4.5
+    reconcile_history_limit: int = Field(default=1000, ge=0)
 
     # --- The bridge's own service --------------------------------------------------------------
     bridge_http_host: str = "0.0.0.0"

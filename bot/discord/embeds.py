@@ -95,10 +95,15 @@ def format_coverage(results: TestResults | None, min_percent: float = 80.0) -> s
 
 @dataclass(frozen=True)
 class NextStep:
-    """The next escalation step shown on the message: a label and when (aware UTC)."""
+    """The next escalation step shown on the message: a label and when (aware UTC).
+
+    ``at`` is ``None`` when no step remains; ``taken`` lists the steps already taken, one
+    line each (with "(late by …)" when a step was taken late, e.g. after a restart).
+    """
 
     label: str
-    at: datetime
+    at: datetime | None
+    taken: tuple[str, ...] = ()
 
 
 def _title(task: Task) -> str:
@@ -170,11 +175,18 @@ def task_embed(
                 inline=False,
             )
         if next_step is not None:
+            when = f" {discord_timestamp(next_step.at)}" if next_step.at is not None else ""
             embed.add_field(
                 name="Next escalation",
-                value=f"{next_step.label} {discord_timestamp(next_step.at)}",
+                value=truncate(f"{next_step.label}{when}", FIELD_VALUE_MAX),
                 inline=False,
             )
+            if next_step.taken:
+                embed.add_field(
+                    name="Escalation so far",
+                    value=truncate("\n".join(next_step.taken), FIELD_VALUE_MAX),
+                    inline=False,
+                )
     footer = " · ".join((f"task {task.id}", *notices))
     embed.set_footer(text=truncate(footer, FOOTER_MAX))
     return fit_embed(embed)

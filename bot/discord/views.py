@@ -235,8 +235,9 @@ class TaskButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Dispatch on the action; every branch answers within Discord's 3 s deadline."""
-        if interaction.message is not None:
+        if interaction.message is not None and not interaction.message.flags.ephemeral:
             # a crash between posting and storing the message id is healed by the click
+            # (never by an ephemeral answer, e.g. an item picked from a batch message)
             await bridge_of(interaction).store.adopt_message(
                 self.task_id, interaction.message.channel.id, interaction.message.id
             )
@@ -316,6 +317,12 @@ class SnoozeSelect(
         """Record the snooze and say until when."""
         seconds = int(self.item.values[0]) if self.item.values else SNOOZE_CHOICES[0][1]
         await interaction.response.send_message("⏳ Snoozing…", ephemeral=True)
+        if interaction.message is not None:
+            # like TaskButton: a message posted but not yet stored (or lost to a crash) is
+            # adopted, so that the snooze below is shown on it
+            await bridge_of(interaction).store.adopt_message(
+                self.task_id, interaction.message.channel.id, interaction.message.id
+            )
         outcome = await bridge_of(interaction).snooze(
             self.task_id, actor_from(interaction, "button"), seconds
         )

@@ -338,14 +338,32 @@ class FactoryClient:
         return Task.model_validate(body["data"])
 
     async def bulk(
-        self, *, action: str, task_ids: list[str], notes: str | None, idempotency_key: str
+        self,
+        *,
+        action: str,
+        task_ids: list[str],
+        notes: str | None,
+        idempotency_key: str,
+        decision_data: dict[str, Any] | None = None,
+        on_retry: Callable[[int, str], Awaitable[None]] | None = None,
     ) -> BulkResult:
-        """``POST /v1/tasks/bulk`` (``action``: approve, reject or defer)."""
+        """``POST /v1/tasks/bulk`` (``action``: approve, reject or defer).
+
+        ``decision_data`` (who decided, as for :meth:`complete_task`) is sent as
+        ``decisionData`` when given. Per-item failures are in :attr:`BulkResult.failed`
+        (``{"taskId", "error"}``); the call itself raises like :meth:`complete_task`.
+        """
         payload: dict[str, Any] = {"action": action, "taskIds": task_ids}
         if notes:
             payload["notes"] = notes
+        if decision_data is not None:
+            payload["decisionData"] = decision_data
         body = await self._request(
-            "POST", "tasks/bulk", json=payload, idempotency_key=idempotency_key
+            "POST",
+            "tasks/bulk",
+            json=payload,
+            idempotency_key=idempotency_key,
+            on_retry=on_retry,
         )
         data = body.get("data") or {}
         return BulkResult(

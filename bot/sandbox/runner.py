@@ -239,12 +239,18 @@ class Scenario:
         )
         await self.until(lambda: _final(click.reply_content), 5, "alice is told")
         t.ephemeral("alice", click.reply_content)
+        batch_message = self.world.discord.message(next(iter(messages)))
+        assert batch_message is not None
         await self.world.factory.decide_task(ids["ghl"], "rejected", decided_by="user-jake")
         t.say("jake rejects ghl on the dashboard; the batch message follows")
-        await self.until(
-            lambda: str(self.task_message(ids["ghl"]).embeds).count("rejected") > 0,  # type: ignore[union-attr]
-            10,
-            "dashboard decision shown",
+
+        def ghl_line_rejected() -> bool:
+            text = str(batch_message.embeds)
+            return any("ghl" in line and "rejected" in line for line in text.split("\\n"))
+
+        self.checks.check(
+            await self.until(ghl_line_rejected, 10, "dashboard decision shown"),
+            "a decision made on the dashboard shows on the batch message",
         )
         t.flush()
 

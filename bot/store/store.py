@@ -7,6 +7,7 @@ exactly-once guarantees hold even when two clicks race.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -24,7 +25,15 @@ from escalation.models import Task
 
 from . import tables as t
 
-__all__ = ["AuditRecord", "EventRecord", "StepRecord", "Store", "TrackedTask", "to_ts"]
+__all__ = [
+    "AuditRecord",
+    "BatchRecord",
+    "EventRecord",
+    "StepRecord",
+    "Store",
+    "TrackedTask",
+    "to_ts",
+]
 
 
 def to_ts(value: datetime | None) -> float | None:
@@ -75,6 +84,8 @@ class TrackedTask:
     acknowledged_at: datetime | None
     snoozed_until: datetime | None
     snoozed_by_name: str | None
+    inflight_notes: str | None = None
+    inflight_at: datetime | None = None
 
     @property
     def task_id(self) -> str:
@@ -90,6 +101,23 @@ class TrackedTask:
     def has_message(self) -> bool:
         """True when a Discord message shows this task."""
         return self.message_id is not None
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch message (smart batching): the routine tasks it shows, in display order.
+
+    ``channel_id``/``message_id``/``posted_at`` are ``None`` until the message exists; times
+    are Unix seconds.
+    """
+
+    batch_id: str
+    key: str
+    task_ids: tuple[str, ...]
+    channel_id: int | None
+    message_id: int | None
+    created_at: float
+    posted_at: float | None
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,8 @@ def _row_to_tracked(row: Any) -> TrackedTask:
         acknowledged_at=from_ts(m["acknowledged_at"]),
         snoozed_until=from_ts(m["snoozed_until"]),
         snoozed_by_name=m["snoozed_by_name"],
+        inflight_notes=m["inflight_notes"],
+        inflight_at=from_ts(m["inflight_at"]),
     )
 
 
@@ -166,6 +196,8 @@ class Store:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
         self.engine: AsyncEngine = create_async_engine(url)
+        self._pending_events: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._event_writer: asyncio.Task[None] | None = None
 
     async def create_schema(self) -> None:
         """Create missing tables (idempotent). SQLite runs in WAL mode for concurrent reads."""
@@ -191,21 +223,57 @@ class Store:
     async def record_event(
         self, event_id: str, type_: str, body: dict[str, Any], source: str
     ) -> bool:
-        """Store an event durably. Returns ``False`` (and stores nothing) for a duplicate id."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    insert(t.events).values(
-                        event_id=event_id,
-                        type=type_,
-                        source=source,
-                        received_at=self._clock(),
-                        body=json.dumps(body),
+        """Store an event durably. Returns ``False`` (and stores nothing) for a duplicate id.
+
+        Returns only after the transaction holding the event committed. Concurrent calls share
+        one transaction (group commit), so a burst of webhooks costs one disk sync per batch
+        instead of one per event.
+        """
+        values = {
+            "event_id": event_id,
+            "type": type_,
+            "source": source,
+            "received_at": self._clock(),
+            "body": json.dumps(body),
+        }
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_events.append((values, future))
+        if self._event_writer is None or self._event_writer.done():
+            self._event_writer = asyncio.create_task(self._write_events())
+        return await future
+
+    async def _write_events(self) -> None:
+        """Drain the pending events, one transaction per batch (group commit)."""
+        while self._pending_events:
+            batch, self._pending_events = self._pending_events, []
+            ids = [values["event_id"] for values, _ in batch]
+            outcome: list[bool] = []
+            try:
+                async with self.engine.begin() as conn:
+                    existing = set(
+                        (
+                            await conn.execute(
+                                select(t.events.c.event_id).where(t.events.c.event_id.in_(ids))
+                            )
+                        ).scalars()
                     )
-                )
-        except IntegrityError:
-            return False
-        return True
+                    fresh = []
+                    for values, _ in batch:
+                        is_new = values["event_id"] not in existing
+                        existing.add(values["event_id"])
+                        outcome.append(is_new)
+                        if is_new:
+                            fresh.append(values)
+                    if fresh:
+                        await conn.execute(insert(t.events), fresh)
+            except Exception as exc:  # the callers answer 5xx-free errors; nothing half-stored
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), is_new in zip(batch, outcome, strict=True):
+                if not future.done():
+                    future.set_result(is_new)
 
     async def unprocessed_events(self, limit: int = 100) -> list[EventRecord]:
         """Events stored but not yet handled, oldest first."""
@@ -248,8 +316,16 @@ class Store:
         """Insert or refresh a task's snapshot; a confirmed decision is never undone.
 
         A completed task (status ``completed`` with a decision) also fills the decision columns
-        when they are still empty, so decisions made elsewhere are shown.
+        when they are still empty, so decisions made elsewhere are shown. Two first sightings
+        of a task at once (an event and reconciliation) are safe: the loser of the insert race
+        refreshes the row the winner inserted.
         """
+        try:
+            return await self._upsert_task_once(task, deadline)
+        except IntegrityError:
+            return await self._upsert_task_once(task, deadline)
+
+    async def _upsert_task_once(self, task: Task, deadline: datetime) -> TrackedTask:
         now = self._clock()
         values: dict[str, Any] = {
             "payload": task.model_dump_json(by_alias=True),
@@ -358,19 +434,59 @@ class Store:
                 .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
             )
 
-    async def adopt_message(self, task_id: str, channel_id: int, message_id: int) -> bool:
+    async def adopt_message(
+        self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
+    ) -> bool:
         """Record a message found to show the task when the store has none (self-healing).
 
         A crash between posting and :meth:`set_message` leaves a message the store does not
-        know; a click on it (or the channel history) tells us. Returns ``True`` when adopted.
+        know; a click on it (or the channel history) tells us. ``batch_id`` is given for a
+        batch message. Returns ``True`` when adopted.
         """
+        values: dict[str, Any] = {"channel_id": channel_id, "message_id": message_id}
+        if batch_id is not None:
+            values["batch_id"] = batch_id
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(t.tasks)
                 .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id.is_(None)))
-                .values(channel_id=channel_id, message_id=message_id)
+                .values(**values)
             )
             return result.rowcount == 1
+
+    async def count_tasks(self) -> int:
+        """How many tasks the store knows (0 on a fresh or lost database)."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.tasks))).scalar_one())
+
+    async def event_handled(self, fingerprint: str) -> bool:
+        """True when an event with this content fingerprint was already handled."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.event_fingerprints.c.fingerprint).where(
+                        t.event_fingerprints.c.fingerprint == fingerprint
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def mark_event_handled(self, fingerprint: str, type_: str) -> bool:
+        """Remember that an event with this content was handled; ``False`` if already known.
+
+        The same event delivered by webhook *and* WebSocket carries two different ids but the
+        same content, so the content fingerprint is what makes it acted on once.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(t.event_fingerprints).values(
+                        fingerprint=fingerprint, type=type_, handled_at=self._clock()
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     async def begin_decision(
         self,
@@ -553,6 +669,75 @@ class Store:
                 )
                 for r in rows
             ]
+
+    # ------------------------------------------------------------------ batches (smart batching)
+    async def save_batch(self, batch_id: str, key: str, task_ids: Sequence[str]) -> None:
+        """Create the batch row, or replace its item list (ids in display order)."""
+        items = json.dumps(list(task_ids))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.batches).where(t.batches.c.batch_id == batch_id).values(task_ids=items)
+            )
+            if result.rowcount == 0:
+                await conn.execute(
+                    insert(t.batches).values(
+                        batch_id=batch_id, key=key, task_ids=items, created_at=self._clock()
+                    )
+                )
+
+    async def set_batch_message(self, batch_id: str, channel_id: int, message_id: int) -> None:
+        """Record the Discord message of a batch (posted now)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.batches)
+                .where(t.batches.c.batch_id == batch_id)
+                .values(channel_id=channel_id, message_id=message_id, posted_at=self._clock())
+            )
+
+    async def get_batch(self, batch_id: str) -> BatchRecord | None:
+        """The batch row, or ``None``."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id))
+            ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return BatchRecord(
+            batch_id=m["batch_id"],
+            key=m["key"],
+            task_ids=tuple(json.loads(m["task_ids"] or "[]")),
+            channel_id=m["channel_id"],
+            message_id=m["message_id"],
+            created_at=m["created_at"],
+            posted_at=m["posted_at"],
+        )
+
+    # ------------------------------------------------------------------ runtime state
+    async def load_state(self, key: str) -> dict[str, Any] | None:
+        """The JSON document saved under ``key`` (e.g. ``"batcher"``), or ``None``."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.runtime_state.c.value).where(t.runtime_state.c.key == key)
+                )
+            ).first()
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def save_state(self, key: str, value: dict[str, Any]) -> None:
+        """Save (insert or replace) a JSON document under ``key``."""
+        text = json.dumps(value)
+        now = self._clock()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.runtime_state)
+                .where(t.runtime_state.c.key == key)
+                .values(value=text, updated_at=now)
+            )
+            if result.rowcount == 0:
+                await conn.execute(
+                    insert(t.runtime_state).values(key=key, value=text, updated_at=now)
+                )
 
     # ------------------------------------------------------------------ audit
     async def audit(

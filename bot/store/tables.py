@@ -18,7 +18,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["audit", "batches", "escalation_steps", "events", "metadata", "tasks"]
+__all__ = [
+    "audit",
+    "batches",
+    "escalation_deliveries",
+    "escalation_steps",
+    "event_fingerprints",
+    "events",
+    "metadata",
+    "runtime_state",
+    "tasks",
+    "unreachable_phones",
+]
 
 metadata = MetaData()
 
@@ -33,6 +44,16 @@ events = Table(
     Column("body", Text, nullable=False),
     Column("processed_at", Float, nullable=True, index=True),
     Column("error", Text, nullable=True),
+)
+
+#: Content fingerprints (sha256 of the canonical WsEvent JSON) of events already handled: the
+#: same event delivered by webhook and by WebSocket has two ids but one fingerprint.
+event_fingerprints = Table(
+    "event_fingerprints",
+    metadata,
+    Column("fingerprint", String(64), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("handled_at", Float, nullable=False),
 )
 
 #: One row per factory task the bridge knows, with the message that shows it.
@@ -84,7 +105,44 @@ escalation_steps = Table(
     Column("taken_at", Float, nullable=False),
     Column("late_seconds", Float, nullable=False, default=0.0),
     Column("outcome", Text, nullable=False),  # JSON: who was notified, through what, results
+    # "claimed" (written before any side effect) → "done" (outcome filled in); see
+    # bot.ladder_runtime for what a restart does with a claimed-but-unfinished step
+    Column("status", String(16), nullable=False, default="done", server_default="done"),
     UniqueConstraint("task_id", "step", name="uq_step_once"),
+)
+
+#: Every notification or action of an escalation step (one DM, one SMS, one reply, the call,
+#: the reassign …), claimed before its side effect: the unique key makes each happen at most
+#: once, across restarts. DM/SMS rows wait as ``pending`` for the bundler (one message per
+#: person and channel per bundle window; one digest after quiet hours).
+escalation_deliveries = Table(
+    "escalation_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("step", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),  # dm, sms, call, reply, alert, reassign, …
+    Column("recipient", String(200), nullable=False),  # roster name, "task", "alerts", …
+    Column("due_at", Float, nullable=False),
+    Column("held", Integer, nullable=False, default=0),  # held for quiet hours (digest)
+    # pending, claimed, sent, failed, skipped, unreachable, unknown, cancelled
+    Column("status", String(16), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("claimed_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("detail", Text, nullable=True),  # JSON: address, provider id, error, fallback
+    UniqueConstraint("task_id", "step", "channel", "recipient", name="uq_delivery_once"),
+)
+
+#: Phone numbers that answered Twilio 21610 (the person replied STOP): never texted or called
+#: again until removed from this table.
+unreachable_phones = Table(
+    "unreachable_phones",
+    metadata,
+    Column("phone", String(32), primary_key=True),
+    Column("operator", String(200), nullable=True),
+    Column("code", Integer, nullable=True),
+    Column("at", Float, nullable=False),
 )
 
 #: Append-only audit trail of every action the bridge takes or is asked to take.
@@ -114,4 +172,16 @@ batches = Table(
     Column("message_id", BigInteger, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("posted_at", Float, nullable=True),
+    # JSON list of the task ids the message shows, in display order (smart batching)
+    Column("task_ids", Text, nullable=True),
+)
+
+#: Small JSON documents of runtime state keyed by name (e.g. the batcher's snapshot), so that
+#: a restart loses nothing that only lived in memory.
+runtime_state = Table(
+    "runtime_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", Float, nullable=False),
 )

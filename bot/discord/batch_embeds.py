@@ -1,0 +1,281 @@
+"""Pure renderers of batch messages (smart batching, master plan §7).
+
+A batch message lists several routine tasks of one kind, one line per item with its risk
+(:mod:`escalation.risk`) and its state::
+
+    📋 5 tasks ready for review
+    ✅ **freshdesk** (low risk, tests pass) — ✅ approved by @alice
+    ⚠️ **stripe** (med risk, 1 warning)
+    ❌ **ghl** (high risk, 42 failures)
+
+Nothing here talks to Discord; every function returns ``discord.Embed`` objects or text that fit
+Discord's limits (title 256, description 4096, field value 1024, 10 embeds and 6000 characters
+per message); long values are truncated with "…", never rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import discord
+
+from bot.discord.embeds import (
+    DECISION_LABELS,
+    DESCRIPTION_MAX,
+    FIELD_VALUE_MAX,
+    FOOTER_MAX,
+    TITLE_MAX,
+    details_embed,
+    fit_embed,
+    format_coverage,
+    format_test_results,
+    truncate,
+)
+from bot.store import TrackedTask
+from escalation.risk import Risk, RiskAssessment, assess_risk
+
+__all__ = [
+    "EMBEDS_PER_MESSAGE",
+    "EMBED_TOTAL_MAX",
+    "RISK_ICONS",
+    "RISK_WORDS",
+    "BatchItem",
+    "batch_embed",
+    "batch_items",
+    "item_embed",
+    "item_line",
+    "item_state",
+    "review_embeds",
+]
+
+#: Icon per risk level (master plan §7: ✅ low, ⚠️ medium, ❌ high).
+RISK_ICONS: dict[Risk, str] = {Risk.LOW: "✅", Risk.MEDIUM: "⚠️", Risk.HIGH: "❌"}
+
+#: Word per risk level as the plan writes it ("med risk").
+RISK_WORDS: dict[Risk, str] = {Risk.LOW: "low", Risk.MEDIUM: "med", Risk.HIGH: "high"}
+
+#: Discord: at most 10 embeds per message.
+EMBEDS_PER_MESSAGE = 10
+
+#: Discord: at most 6000 characters over all embeds of a message (kept with a margin).
+EMBED_TOTAL_MAX = 5800
+
+_TITLE_IN_LINE_MAX = 80
+_REVIEW_SUMMARY_MAX = 300
+_COLOUR_PENDING = 0xF1C40F
+_COLOUR_HIGH_PENDING = 0xFFA500
+_COLOUR_DONE = 0x2ECC71
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One item of a batch message: the tracked task, its risk and an optional notice.
+
+    Attributes
+    ----------
+    tracked : TrackedTask
+        The task as the store has it (decision, in-flight decision, acknowledgement).
+    risk : RiskAssessment
+        From :func:`escalation.risk.assess_risk`.
+    notice : str or None
+        A short line shown after the item, e.g. why the last bulk approval failed for it.
+    """
+
+    tracked: TrackedTask
+    risk: RiskAssessment
+    notice: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        """The factory task id."""
+        return self.tracked.task_id
+
+    @property
+    def pending(self) -> bool:
+        """No decision confirmed and none being recorded."""
+        return not self.tracked.is_decided and self.tracked.inflight_decision is None
+
+    @property
+    def approvable_low(self) -> bool:
+        """Pending and low risk: what "Approve All Low-Risk" takes."""
+        return self.pending and self.risk.risk is Risk.LOW
+
+
+def batch_items(
+    tracked: Sequence[TrackedTask],
+    *,
+    min_coverage_percent: float = 80.0,
+    notices: dict[str, str] | None = None,
+) -> list[BatchItem]:
+    """Wrap tracked tasks as :class:`BatchItem` with their risk, keeping the order.
+
+    Parameters
+    ----------
+    tracked : sequence of TrackedTask
+        The items in display order.
+    min_coverage_percent : float
+        Setting ``BATCH_MIN_COVERAGE_PERCENT`` (0..100), passed to :func:`assess_risk`.
+    notices : dict, optional
+        Task id → notice line (ignored for decided items).
+    """
+    notices = notices or {}
+    return [
+        BatchItem(
+            t,
+            assess_risk(t.task, min_coverage_percent=min_coverage_percent),
+            None if t.is_decided else notices.get(t.task_id),
+        )
+        for t in tracked
+    ]
+
+
+def _who(discord_id: int | None, name: str | None, fallback: str) -> str:
+    return f"<@{discord_id}>" if discord_id else (name or fallback)
+
+
+def item_state(tracked: TrackedTask) -> str | None:
+    """The state shown after an item: decision, decision being recorded, acknowledgement.
+
+    Returns ``None`` for an item nobody touched yet. Only a decision the factory confirmed is
+    shown as a decision (a decision in flight says "being recorded").
+    """
+    if tracked.is_decided:
+        decision = tracked.decision or "decided"
+        label = DECISION_LABELS.get(decision, (f"☑️ {decision}", 0))[0]
+        emoji, _, word = label.partition(" ")
+        who = _who(tracked.decided_by_discord_id, tracked.decided_by, "the factory")
+        text = f"{emoji} {word.lower()} by {who}"
+        if tracked.decision_notes:
+            text += f": {truncate(tracked.decision_notes, 120)}"
+        return text
+    if tracked.inflight_decision is not None:
+        who = _who(tracked.inflight_by_discord_id, tracked.inflight_by_name, "someone")
+        return f"⏳ {tracked.inflight_decision} being recorded ({who})"
+    if tracked.acknowledged_at is not None:
+        who = _who(tracked.acknowledged_by_discord_id, tracked.acknowledged_by_name, "someone")
+        return f"👀 acknowledged by {who}"
+    return None
+
+
+def item_line(item: BatchItem, limit: int = 400) -> str:
+    """``✅ **freshdesk** (low risk, tests pass)`` plus `` — <state>`` and a notice, ≤ ``limit``."""
+    risk = item.risk
+    title = truncate(item.tracked.task.title, _TITLE_IN_LINE_MAX)
+    line = f"{RISK_ICONS[risk.risk]} **{title}** ({RISK_WORDS[risk.risk]} risk, {risk.reason})"
+    state = item_state(item.tracked)
+    if state:
+        line += f" — {state}"
+    if item.notice:
+        line += f" — {item.notice}"
+    return truncate(line, limit)
+
+
+def _colour(items: Sequence[BatchItem]) -> int:
+    pending = [i for i in items if not i.tracked.is_decided]
+    if not pending:
+        return _COLOUR_DONE
+    if any(i.risk.risk is Risk.HIGH for i in pending):
+        return _COLOUR_HIGH_PENDING
+    return _COLOUR_PENDING
+
+
+def batch_embed(batch_id: str, items: Sequence[BatchItem]) -> discord.Embed:
+    """The batch message's embed: a title, one line per item, counts in the footer.
+
+    Parameters
+    ----------
+    batch_id : str
+        The batch's id (shown in the footer).
+    items : sequence of BatchItem
+        The items in display order (at most 20 in practice; any number fits, lines are
+        shortened to keep the description within 4096 characters).
+    """
+    n = len(items)
+    per_line = max(60, (DESCRIPTION_MAX - n) // max(1, n))
+    description = "\n".join(item_line(i, per_line) for i in items)
+    embed = discord.Embed(
+        title=truncate(f"📋 {n} task{'s' if n != 1 else ''} ready for review", TITLE_MAX),
+        description=truncate(description, DESCRIPTION_MAX) or None,
+        colour=_colour(items),
+    )
+    decided: dict[str, int] = {}
+    for item in items:
+        if item.tracked.decision:
+            decided[item.tracked.decision] = decided.get(item.tracked.decision, 0) + 1
+    pending = sum(1 for i in items if not i.tracked.is_decided)
+    counts = [f"{count} {decision}" for decision, count in sorted(decided.items())]
+    counts.append(f"{pending} pending")
+    footer = " · ".join((*counts, f"batch {batch_id}"))
+    embed.set_footer(text=truncate(footer, FOOTER_MAX))
+    return fit_embed(embed)
+
+
+def item_embed(item: BatchItem) -> discord.Embed:
+    """The ephemeral view of one item picked from a batch: its details, risk and state."""
+    embed = details_embed(item.tracked.task)
+    risk = item.risk
+    embed.add_field(
+        name="Risk",
+        value=f"{RISK_ICONS[risk.risk]} {RISK_WORDS[risk.risk]} ({risk.reason})",
+        inline=False,
+    )
+    state = item_state(item.tracked)
+    if state:
+        embed.add_field(name="State", value=truncate(state, FIELD_VALUE_MAX), inline=False)
+    if item.notice:
+        embed.add_field(name="Notice", value=truncate(item.notice, FIELD_VALUE_MAX), inline=False)
+    return fit_embed(embed)
+
+
+def _review_embed(item: BatchItem, min_coverage_percent: float) -> discord.Embed:
+    task = item.tracked.task
+    results = task.context.test_results
+    embed = discord.Embed(
+        title=truncate(f"{RISK_ICONS[item.risk.risk]} {task.title}", TITLE_MAX),
+        description=truncate(
+            task.context.summary or task.description or "No summary given.", _REVIEW_SUMMARY_MAX
+        ),
+    )
+    embed.add_field(
+        name="Risk", value=f"{RISK_WORDS[item.risk.risk]} ({truncate(item.risk.reason, 100)})"
+    )
+    embed.add_field(name="Tests", value=format_test_results(results))
+    embed.add_field(name="Coverage", value=format_coverage(results, min_coverage_percent))
+    state = item_state(item.tracked)
+    if state or item.notice:
+        value = " — ".join(p for p in (state, item.notice) if p)
+        embed.add_field(name="State", value=truncate(value, 300), inline=False)
+    embed.set_footer(text=f"task {task.id}")
+    return embed
+
+
+def _embed_size(embed: discord.Embed) -> int:
+    return len(embed)
+
+
+def review_embeds(
+    items: Sequence[BatchItem], *, min_coverage_percent: float = 80.0
+) -> list[list[discord.Embed]]:
+    """ "Review All": one compact embed per item, split into messages within Discord's limits.
+
+    Returns
+    -------
+    list of list of discord.Embed
+        Each inner list is one message (≤ 10 embeds, ≤ 5800 characters); the first is the
+        interaction response, the others follow-ups. Empty input gives ``[]``.
+    """
+    messages: list[list[discord.Embed]] = []
+    current: list[discord.Embed] = []
+    size = 0
+    for item in items:
+        embed = _review_embed(item, min_coverage_percent)
+        length = _embed_size(embed)
+        if current and (len(current) >= EMBEDS_PER_MESSAGE or size + length > EMBED_TOTAL_MAX):
+            messages.append(current)
+            current, size = [], 0
+        current.append(embed)
+        size += length
+    if current:
+        messages.append(current)
+    return messages

@@ -1,0 +1,256 @@
+"""WebSocket intake: the factory's event stream for bridges that cannot receive webhooks.
+
+With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory (contract §1.6):
+
+- it connects with the API key in the ``X-API-Key`` header (never in the URL, so the key does
+  not end up in access logs), then sends ``{"type": "subscribe", "channels": ["tasks:*",
+  "pipeline:*", "deploys:*"]}``;
+- it answers the server's ``{"type": "ping"}`` with ``{"type": "pong"}`` (and aiohttp answers
+  protocol-level pings and sends its own heartbeat, so a dead TCP connection is noticed);
+- every ``WsEvent`` frame of a type the bridge handles is validated and **stored** in the same
+  event table as webhooks, then the event processor is woken: both intakes go through the same
+  path. A frame has no event id, so its id is ``ws:`` + the SHA-256 of its canonical JSON
+  (:func:`bot.factory.fingerprint.event_fingerprint`); a frame delivered twice is stored once.
+  Types the bridge does not handle are ignored; malformed frames are logged and dropped;
+- when the connection drops or cannot be opened it reconnects for ever, with exponential
+  backoff: ``FACTORY_WS_RECONNECT_BASE_SECONDS`` (1 s) doubling up to 30 s, with jitter
+  (contract §4.5; the desktop client gives up after 10 retries, a service must not). After
+  every successful subscription ``on_subscribed`` is called: the bridge reconciles then, so
+  events sent while it was disconnected are not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+
+from bot.factory.events import EventValidationError, UnknownEventType, parse_event
+from bot.factory.fingerprint import event_fingerprint
+from bot.store import Store
+
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "MAX_RECONNECT_DELAY_SECONDS",
+    "WebSocketIntake",
+    "reconnect_delay",
+]
+
+log = logging.getLogger(__name__)
+
+#: Channels the bridge subscribes to (contract §1.6 ``WsChannel``).
+DEFAULT_CHANNELS: tuple[str, ...] = ("tasks:*", "pipeline:*", "deploys:*")
+
+#: Longest wait between two connection attempts (contract §4.5 ``maxRetryDelayMs`` 30000).
+MAX_RECONNECT_DELAY_SECONDS = 30.0
+
+#: Share of the delay taken off at random so that many bridges do not reconnect in step.
+JITTER_FRACTION = 0.25
+
+
+def reconnect_delay(
+    attempt: int,
+    *,
+    base_seconds: float = 1.0,
+    max_seconds: float = MAX_RECONNECT_DELAY_SECONDS,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0 for the first after a drop).
+
+    ``base_seconds · 2^attempt``, at most ``max_seconds``, minus up to 25 % jitter
+    (contract §4.5: 1 s doubling each retry, at most 30 s). The result lies in
+    ``[0.75·d, d]`` where ``d`` is the capped exponential delay, so it never exceeds
+    ``max_seconds``.
+
+    Parameters
+    ----------
+    attempt:
+        Attempts made since the last successful subscription (0-based).
+    base_seconds, max_seconds:
+        First delay and cap, seconds.
+    rand:
+        Returns a float in ``[0, 1)``; injected by tests.
+    """
+    exponent = min(max(attempt, 0), 32)  # 2**32 s is past any cap; avoids float overflow
+    delay = min(base_seconds * (2.0**exponent), max_seconds)
+    return delay * (1.0 - JITTER_FRACTION * rand())
+
+
+class WebSocketIntake:
+    """Keeps the factory WebSocket open and stores every event it sends.
+
+    Parameters
+    ----------
+    url:
+        ``FACTORY_WS_URL`` (``ws://`` or ``wss://``).
+    api_key:
+        ``FACTORY_API_KEY``, sent as ``X-API-Key`` (contract §1.2).
+    store:
+        Events are stored in its event table (the processor's queue).
+    on_stored:
+        Called after an event was stored (the processor's ``wake``).
+    on_subscribed:
+        Called after every successful subscription, first connection included (the
+        reconciler's ``trigger``).
+    channels:
+        Channels to subscribe to.
+    reconnect_base_seconds:
+        First reconnect delay (``FACTORY_WS_RECONNECT_BASE_SECONDS``).
+    heartbeat_seconds:
+        Interval of aiohttp's protocol-level pings; a connection whose pong does not come
+        back within half of it is closed and re-opened.
+    sleep:
+        ``asyncio.sleep`` (tests inject one).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: str,
+        store: Store,
+        on_stored: Callable[[], None],
+        on_subscribed: Callable[[], None] | None = None,
+        channels: Sequence[str] = DEFAULT_CHANNELS,
+        reconnect_base_seconds: float = 1.0,
+        heartbeat_seconds: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.url = url
+        self._api_key = api_key
+        self.store = store
+        self.on_stored = on_stored
+        self.on_subscribed = on_subscribed
+        self.channels = tuple(channels)
+        self.reconnect_base_seconds = reconnect_base_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._sleep = sleep
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Successful subscriptions so far (1 after the first connection).
+        self.subscriptions = 0
+        #: Events stored from the stream so far (duplicates not counted).
+        self.events_stored = 0
+
+    @property
+    def connected(self) -> bool:
+        """True while a subscribed connection is open."""
+        return self._ws is not None and not self._ws.closed
+
+    async def start(self) -> None:
+        """Start connecting in the background (returns at once; failures are retried)."""
+        self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._run(), name="factory-websocket")
+
+    async def stop(self) -> None:
+        """Close the connection and stop reconnecting."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            subscribed = False
+            try:
+                subscribed = await self._connect_once()
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("factory WebSocket %s: %s", self.url, exc or type(exc).__name__)
+            except Exception:
+                log.exception("factory WebSocket failed unexpectedly")
+            finally:
+                self._ws = None
+            if subscribed:
+                attempt = 0
+            delay = reconnect_delay(attempt, base_seconds=self.reconnect_base_seconds)
+            attempt += 1
+            log.info("factory WebSocket: reconnecting in %.2fs (attempt %d)", delay, attempt)
+            await self._sleep(delay)
+
+    async def _connect_once(self) -> bool:
+        """One connection, from handshake to close; True when it got as far as subscribed."""
+        assert self._session is not None
+        subscribed = False
+        async with self._session.ws_connect(
+            self.url,
+            headers={"X-API-Key": self._api_key},
+            heartbeat=self.heartbeat_seconds,
+            autoping=True,
+        ) as ws:
+            self._ws = ws
+            log.info("factory WebSocket connected; subscribing to %s", ", ".join(self.channels))
+            await ws.send_json({"type": "subscribe", "channels": list(self.channels)})
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    subscribed = await self._on_text(ws, message.data) or subscribed
+                elif message.type is aiohttp.WSMsgType.ERROR:
+                    log.warning("factory WebSocket error: %s", ws.exception())
+                    break
+            log.warning(
+                "factory WebSocket closed (code %s); events are caught up by reconciliation",
+                ws.close_code,
+            )
+        return subscribed
+
+    async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> bool:
+        """Handle one text frame; True when it confirmed the subscription."""
+        try:
+            frame: Any = json.loads(text)
+        except ValueError:
+            log.warning("factory WebSocket sent a frame that is not JSON; ignored")
+            return False
+        if not isinstance(frame, dict):
+            log.warning("factory WebSocket sent a frame that is not an object; ignored")
+            return False
+        kind = frame.get("type")
+        if kind == "ping":
+            await ws.send_json({"type": "pong"})
+            return False
+        if kind == "pong":
+            return False
+        if kind == "subscribed":
+            self.subscriptions += 1
+            log.info("factory WebSocket subscribed to %s", frame.get("channels"))
+            if self.on_subscribed is not None:
+                self.on_subscribed()
+            return True
+        if kind == "error":
+            error = frame.get("error") or {}
+            log.error(
+                "factory WebSocket error frame: %s %s", error.get("code"), error.get("message")
+            )
+            return False
+        await self._store_event(frame)
+        return False
+
+    async def _store_event(self, frame: dict[str, Any]) -> None:
+        try:
+            event = parse_event(frame)
+        except UnknownEventType as exc:
+            log.debug("ignored WebSocket event of unhandled type %r", exc.type)
+            return
+        except EventValidationError as exc:
+            log.warning("dropped malformed WebSocket event (%s): %s", frame.get("type"), exc)
+            return
+        event_id = "ws:" + event_fingerprint(frame)
+        if await self.store.record_event(event_id, event.type, frame, "websocket"):
+            self.events_stored += 1
+            self.on_stored()

@@ -1,0 +1,144 @@
+"""The :class:`escalation.ports.Pager` adapter: SMS and calls through the real twilio client.
+
+Uses ``twilio.rest.Client`` with ``AsyncTwilioHttpClient`` (aiohttp) and
+:func:`bot.pager.twilio_base.configure_client` so ``TWILIO_API_BASE_URL`` is honoured (the
+emulator in tests). Twilio's errors are translated for the ladder (issue: escalation ladder):
+
+* 21610 "Attempt to send to unsubscribed recipient" (the person replied STOP) →
+  :class:`~escalation.ports.RecipientUnreachable` (the runtime persists the phone as
+  unreachable and tries the next on-call operator);
+* 429 and 5xx, and network errors → :class:`~escalation.ports.DeliveryError` with
+  ``retryable=True`` (the runtime retries with backoff);
+* anything else (bad number 21211, auth 20003 …) → a permanent :class:`DeliveryError`.
+
+The twilio library's own retries are off (``max_retries=None``): one place retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from bot.pager.twilio_base import configure_client
+from escalation.ports import DeliveryError, RecipientUnreachable
+
+__all__ = ["UNSUBSCRIBED_CODES", "TwilioPager"]
+
+log = logging.getLogger(__name__)
+
+#: Twilio error codes meaning "this number does not want messages from us" (21610: the
+#: recipient replied STOP).
+UNSUBSCRIBED_CODES = frozenset({21610})
+
+
+def translate(exc: Exception) -> DeliveryError:
+    """Map a twilio / network exception onto the ladder's error types."""
+    if isinstance(exc, TwilioRestException):
+        status = int(exc.status or 0)
+        code = int(exc.code) if exc.code is not None else None
+        text = f"Twilio {status} {code}: {exc.msg}"
+        if code in UNSUBSCRIBED_CODES:
+            return RecipientUnreachable(text, code=code, status=status)
+        return DeliveryError(
+            text, code=code, status=status, retryable=status == 429 or status >= 500
+        )
+    if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | OSError):
+        return DeliveryError(f"Twilio unreachable: {exc!r}", retryable=True)
+    if isinstance(exc, TwilioException):
+        return DeliveryError(f"Twilio error: {exc}", retryable=False)
+    return DeliveryError(f"unexpected error: {exc!r}", retryable=False)
+
+
+class TwilioPager:
+    """SMS and calls through Twilio (settings ``TWILIO_*``).
+
+    Parameters
+    ----------
+    account_sid, auth_token, from_number:
+        ``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN`` (secret; never logged),
+        ``TWILIO_FROM_NUMBER`` (E.164).
+    base_url:
+        ``TWILIO_API_BASE_URL`` (``https://api.twilio.com``; the emulator in tests).
+    timeout_seconds:
+        Per-request timeout.
+
+    Notes
+    -----
+    The aiohttp session is created on first use, inside the running event loop (the
+    twilio modules are imported with this one, so the first SMS does not pay for it).
+    """
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        *,
+        base_url: str,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self._sid = account_sid
+        self._token = auth_token
+        self.from_number = from_number
+        self.base_url = base_url
+        self.timeout_seconds = timeout_seconds
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    def _ensure(self) -> Client:
+        if self._client is None:
+            self._http = AsyncTwilioHttpClient(timeout=self.timeout_seconds)
+            client = Client(self._sid, self._token, http_client=self._http)
+            configure_client(client, self.base_url)
+            self._client = client
+        return self._client
+
+    async def warm_up(self) -> None:
+        """Build the client and load the Messages/Calls modules now (no request is made), so
+        the first page is not late by the import time."""
+        client = self._ensure()
+        _ = (client.messages, client.calls)
+
+    async def send_sms(self, to: str, body: str) -> str:
+        """Send one SMS; the message SID.
+
+        Raises
+        ------
+        escalation.ports.RecipientUnreachable
+            Twilio 21610 (STOP).
+        escalation.ports.DeliveryError
+            Any other failure (``retryable`` for 429, 5xx, network).
+        """
+        try:
+            message: Any = await self._ensure().messages.create_async(
+                to=to, from_=self.from_number, body=body
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        return str(message.sid)
+
+    async def call(self, to: str, twiml: str) -> str:
+        """Place one call playing ``twiml``; the call SID (errors as :meth:`send_sms`)."""
+        try:
+            call: Any = await self._ensure().calls.create_async(
+                to=to, from_=self.from_number, twiml=twiml
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        return str(call.sid)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        if self._http is not None:
+            try:
+                await self._http.close()
+            except Exception:  # pragma: no cover - closing is best effort
+                log.debug("closing the Twilio HTTP client failed", exc_info=True)
+            self._http = None
+            self._client = None

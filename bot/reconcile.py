@@ -1,0 +1,515 @@
+"""Reconciliation: nothing the factory waits on falls through, whatever was missed.
+
+Events can be missed (the bridge was down, the WebSocket dropped, a webhook was lost), the
+database can be lost, and a crash can leave a decision half sent. The :class:`Reconciler`
+repairs all three by comparing the factory's truth with the store:
+
+- **at start** (before the event processor handles any backlog):
+
+  1. when the store knows no task, or knows open tasks without a message, the bot's own recent
+     messages in the tasks channel are read (``RECONCILE_HISTORY_LIMIT``, newest first) and the
+     task → message map is rebuilt from them (:meth:`Reconciler.rebuild_from_channel`): the
+     ``custom_id`` of a task message's buttons is ``fb:t:<action>:<task id>`` and its embed
+     footer is ``task <task id>`` (a decided message has no buttons left); a batch message
+     (``fb:b:…`` components, footer ``… batch <batch id>``) adopts the items listed by its
+     ``fb:b:pick:<batch id>`` select (else every pending task whose id appears in it) and its
+     lost batch row is recreated. Nothing is posted before this is done;
+  2. decisions a crash left in flight are re-sent with their original ``Idempotency-Key``
+     (:meth:`bot.bridge.Bridge.resume_decision`): 200 or 409 both settle them;
+
+- **at start, after every WebSocket (re)subscription and every ``RECONCILE_INTERVAL_SECONDS``**
+  (:meth:`Reconciler.reconcile`): ``GET /v1/tasks?status=pending`` (every page) is compared with
+  the store. A pending task without a message is shown (posted once: the compare-and-set of
+  :meth:`bot.bridge.Bridge.post_single` guarantees one message per task even while the event
+  processor shows the same task); a pending task whose snapshot changed has its message brought
+  up to date; a task the store has open but the factory no longer lists as pending is read with
+  ``GET /v1/tasks/{id}`` and its message brought up to date (a decision made while the bridge
+  was away is shown; a claim counts as an acknowledgement). A task that has a message never
+  gets a second one.
+
+Idempotency across intakes: a webhook and a WebSocket frame of the same event carry different
+ids, so both may be stored; the bridge acts on the content once (content fingerprint, see
+:meth:`bot.bridge.Bridge.handle_event`), and whatever path shows a task — webhook, WebSocket or
+reconciliation — goes through the same per-task compare-and-set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.factory.client import FactoryError, FactoryUnavailable
+from escalation.batching import batch_key
+
+if TYPE_CHECKING:
+    import discord
+
+    from bot.bridge import Bridge
+    from escalation.models import Task
+
+__all__ = ["MessageRefs", "ReconcileReport", "Reconciler", "message_refs"]
+
+log = logging.getLogger(__name__)
+
+_TASK_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_SINGLE_ID = re.compile(r"^fb:(?:t:[a-z]+|snooze):(?P<task_id>[A-Za-z0-9_.\-]{1,64})$")
+_FOOTER_TASK = re.compile(r"^task (?P<task_id>[A-Za-z0-9_.\-]{1,64})(?:\s|$)")
+_FOOTER_BATCH = re.compile(r"(?:^|\s)batch (?P<batch_id>[A-Za-z0-9_.\-]{1,64})\s*$")
+
+
+@dataclass(frozen=True)
+class MessageRefs:
+    """The tasks one of the bot's messages shows.
+
+    ``batch_id`` is set for a batch message (``None`` for a single-task message).
+    """
+
+    task_ids: tuple[str, ...]
+    batch_id: str | None = None
+
+
+def message_refs(
+    components: Sequence[dict[str, Any]],
+    embeds: Sequence[dict[str, Any]],
+    *,
+    known_ids: Collection[str] = (),
+) -> MessageRefs | None:
+    """Which tasks a message of the bot shows, from its components and embeds.
+
+    Parameters
+    ----------
+    components:
+        The message's components as Discord JSON (action rows and their children).
+    embeds:
+        The message's embeds as Discord JSON (``discord.Embed.to_dict()``).
+    known_ids:
+        Task ids (the factory's pending ones) to look for in a batch message whose pick
+        select does not list its items.
+
+    Returns
+    -------
+    MessageRefs or None
+        ``None`` when the message is not a task or batch message (alerts, reminders …). For a
+        batch message the ids are the values of its ``fb:b:pick:<batch id>`` select (every
+        item, in display order), else the ``known_ids`` found anywhere in it.
+    """
+    items = _walk(components)
+    custom_ids = [str(c["custom_id"]) for c in items if isinstance(c.get("custom_id"), str)]
+    batch_ids = [cid for cid in custom_ids if cid.startswith("fb:b:")]
+    if batch_ids or _batch_footer(embeds):
+        batch_id = _batch_footer(embeds) or (batch_ids[0].rsplit(":", 1)[-1] if batch_ids else None)
+        found: list[str] = []
+        for c in items:
+            if str(c.get("custom_id") or "").startswith("fb:b:pick:"):
+                found.extend(str(o.get("value")) for o in c.get("options") or [])
+        if not found:
+            text = json.dumps([list(components), list(embeds)], ensure_ascii=False)
+            found = sorted((i for i in known_ids if i in text), key=text.index)
+        ids = tuple(dict.fromkeys(i for i in found if _TASK_ID.fullmatch(i)))
+        return MessageRefs(ids, batch_id) if ids else None
+    for cid in custom_ids:
+        match = _SINGLE_ID.match(cid)
+        if match:
+            return MessageRefs((match["task_id"],))
+    for embed in embeds:
+        footer = str((embed.get("footer") or {}).get("text") or "")
+        names = {str(f.get("name")) for f in embed.get("fields") or []}
+        match = _FOOTER_TASK.match(footer)
+        if match and "SLA Deadline" in names:  # a task embed (buttons gone once decided)
+            return MessageRefs((match["task_id"],))
+    return None
+
+
+def _batch_footer(embeds: Sequence[dict[str, Any]]) -> str | None:
+    for embed in embeds:
+        footer = str((embed.get("footer") or {}).get("text") or "")
+        match = _FOOTER_BATCH.search(footer)
+        if match:
+            return match["batch_id"]
+    return None
+
+
+def _walk(components: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every component in a message's component JSON (rows and their children), in order."""
+    found: list[dict[str, Any]] = []
+    for item in components or []:
+        if isinstance(item, dict):
+            found.append(item)
+            found.extend(_walk(item.get("components") or []))
+    return found
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciliation pass did (counts of tasks)."""
+
+    pending: int = 0
+    posted: int = 0
+    updated: int = 0
+    checked: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Reconciler:
+    """The reconciliation feature (``start``/``stop`` hooks of :class:`bot.app.BridgeApp`).
+
+    Parameters
+    ----------
+    bridge:
+        The bridge (store, factory client, notifier, settings).
+    client:
+        The Discord client (reads the tasks channel's history).
+    interval_seconds:
+        ``RECONCILE_INTERVAL_SECONDS``: seconds between periodic passes.
+    history_limit:
+        ``RECONCILE_HISTORY_LIMIT``: messages of the tasks channel read to rebuild the map
+        (0: never).
+    """
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        client: discord.Client,
+        *,
+        interval_seconds: float,
+        history_limit: int,
+    ) -> None:
+        self.bridge = bridge
+        self.client = client
+        self.interval_seconds = interval_seconds
+        self.history_limit = history_limit
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._leftover: set[str] = set()
+        #: Completed passes (tests and logs).
+        self.passes = 0
+        self.last_report: ReconcileReport | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Take the start-up snapshot, rebuild the message map if needed, resume decisions.
+
+        Called by :meth:`bot.app.BridgeApp.start` once Discord is ready and before the event
+        processor starts: the factory's pending tasks are listed now (the first pass works on
+        this snapshot, in the background, so a long backlog does not hold up the start), the
+        task → message map is rebuilt before anything can be posted, and decisions left in
+        flight are re-sent. A failure here is logged, never fatal: the loop tries again.
+        """
+        started = time.time()
+        snapshot: list[Task] | None = None
+        try:
+            snapshot = await self.bridge.factory.iter_tasks(status="pending")
+        except (FactoryError, FactoryUnavailable) as exc:
+            log.warning("start-up reconciliation: pending tasks not listed (%s)", exc)
+        try:
+            await self.rebuild_if_needed(snapshot)
+        except Exception:
+            log.exception("rebuilding the task → message map from the channel failed")
+        try:
+            inflight = await self.bridge.store.inflight_decisions()
+            self._leftover = {
+                t.task_id
+                for t in inflight
+                if t.inflight_at is None or t.inflight_at.timestamp() < started
+            }
+            await self.resume_inflight()
+        except Exception:
+            log.exception("re-sending decisions left in flight failed")
+        self._task = asyncio.create_task(self._loop(snapshot), name="reconciler")
+
+    async def stop(self) -> None:
+        """Stop the periodic loop (a pass in progress is cancelled; the next start redoes it)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def trigger(self) -> None:
+        """Ask for a pass now (after a WebSocket reconnect); passes never overlap."""
+        self._wake.set()
+
+    async def _loop(self, snapshot: list[Task] | None = None) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile(snapshot)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "reconciliation pass failed; next one in %.0fs", self.interval_seconds
+                )
+            snapshot = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_seconds)
+
+    # ------------------------------------------------------------------ decisions in flight
+    async def resume_inflight(self) -> int:
+        """Re-send the decisions found in flight at start (same ``Idempotency-Key``).
+
+        Returns how many were settled (confirmed, or decided by someone else). Those the
+        factory could not be reached for stay in flight and are tried on every pass.
+        """
+        settled = 0
+        store = self.bridge.store
+        for tracked in await store.inflight_decisions():
+            if tracked.task_id not in self._leftover:
+                continue  # a decision being sent right now by this process
+            outcome = await self.bridge.resume_decision(tracked)
+            log.info("re-sent decision in flight on %s: %s", tracked.task_id, outcome.kind)
+            fresh = await store.get_task(tracked.task_id)
+            if fresh is None or fresh.inflight_key != tracked.inflight_key:
+                self._leftover.discard(tracked.task_id)  # settled, or refused and cleared
+                settled += outcome.kind in ("done", "conflict")
+        self._leftover &= {t.task_id for t in await store.inflight_decisions()}
+        return settled
+
+    # ------------------------------------------------------------------ rebuild
+    async def rebuild_if_needed(self, pending: Sequence[Task] | None = None) -> int:
+        """Run :meth:`rebuild_from_channel` when the store lost (or never had) message ids.
+
+        That is: the store knows no task at all (a fresh or lost database), or knows open
+        tasks that have no message (a crash between posting and recording). Returns the number
+        of messages adopted.
+        """
+        store = self.bridge.store
+        if self.history_limit <= 0:
+            return 0
+        if await store.count_tasks() > 0 and all(t.has_message for t in await store.open_tasks()):
+            return 0
+        return await self.rebuild_from_channel(pending)
+
+    async def rebuild_from_channel(self, pending: Sequence[Task] | None = None) -> int:
+        """Rebuild the task → message map from the bot's own recent messages.
+
+        Reads up to ``history_limit`` messages of ``DISCORD_TASKS_CHANNEL_ID`` (newest first);
+        for each message of the bot that shows tasks (see :func:`message_refs`), each task the
+        store has no message for is fetched (from ``pending`` or ``GET /v1/tasks/{id}``),
+        stored, and given that message (:meth:`bot.store.Store.adopt_message`). A task decided
+        meanwhile has its message brought up to date. Nothing is posted.
+
+        Parameters
+        ----------
+        pending:
+            The factory's pending tasks if already fetched (else they are listed here).
+
+        Returns
+        -------
+        int
+            Messages adopted.
+        """
+        bridge = self.bridge
+        settings = bridge.settings
+        if pending is None:
+            try:
+                pending = await bridge.factory.iter_tasks(status="pending")
+            except (FactoryError, FactoryUnavailable) as exc:
+                log.warning("rebuild: pending tasks not listed (%s); batch items skipped", exc)
+                pending = []
+        by_id = {t.id: t for t in pending}
+        channel_id = settings.discord_tasks_channel_id
+        me = self.client.user.id if self.client.user else None
+        channel = self.client.get_partial_messageable(
+            channel_id, guild_id=settings.discord_guild_id
+        )
+        adopted = 0
+        scanned = 0
+        async for message in channel.history(limit=self.history_limit):
+            scanned += 1
+            if me is not None and message.author.id != me:
+                continue
+            if message.reference is not None:
+                continue  # replies are reminders, not task messages
+            refs = message_refs(
+                [dict(c.to_dict()) for c in message.components],
+                [dict(e.to_dict()) for e in message.embeds],
+                known_ids=by_id.keys(),
+            )
+            if refs is None:
+                continue
+            shown: list[Task] = []
+            stale = False
+            for task_id in refs.task_ids:
+                task = await self._adopt(task_id, by_id, channel_id, message.id, refs.batch_id)
+                if task is not None:
+                    adopted += 1
+                    shown.append(task)
+                    stale = stale or task_id not in by_id
+            if refs.batch_id is not None and shown:
+                await self._restore_batch(refs, shown, channel_id, message.id, refresh=stale)
+        log.info(
+            "rebuild: read %d messages of channel %s, adopted %d", scanned, channel_id, adopted
+        )
+        await bridge.store.audit(
+            actor_name="system",
+            via="system",
+            action="reconcile.rebuild",
+            outcome="ok",
+            detail=f"read {scanned} messages, adopted {adopted}",
+        )
+        return adopted
+
+    async def _adopt(
+        self,
+        task_id: str,
+        pending: dict[str, Task],
+        channel_id: int,
+        message_id: int,
+        batch_id: str | None,
+    ) -> Task | None:
+        """Give ``task_id`` this message when the store has none; the task when adopted."""
+        bridge = self.bridge
+        known = await bridge.store.get_task(task_id)
+        if known is not None and known.has_message:
+            return None
+        task = pending.get(task_id)
+        if task is None:
+            try:
+                task = await bridge.factory.get_task(task_id)
+            except (FactoryError, FactoryUnavailable) as exc:
+                log.warning("rebuild: task %s of message %s not read: %s", task_id, message_id, exc)
+                return None
+        tracked = await bridge.track(task)
+        if not await bridge.store.adopt_message(task_id, channel_id, message_id, batch_id):
+            return None
+        await bridge.store.audit(
+            actor_name="system",
+            via="system",
+            action="message.adopted",
+            outcome="ok",
+            task_id=task_id,
+            batch_id=batch_id,
+            detail=f"channel {channel_id} message {message_id} (rebuilt from channel history)",
+        )
+        if tracked.is_decided or task_id not in pending:
+            if batch_id is None:
+                await bridge.refresh_message(task_id)
+            await bridge.escalation.task_changed(task_id)
+        else:
+            fresh = await bridge.store.get_task(task_id)
+            if fresh is not None:
+                await bridge.escalation.task_opened(fresh)
+        return task
+
+    async def _restore_batch(
+        self,
+        refs: MessageRefs,
+        tasks: Sequence[Task],
+        channel_id: int,
+        message_id: int,
+        *,
+        refresh: bool,
+    ) -> None:
+        """Recreate a lost batch row (items in display order) so the batch can be re-rendered."""
+        store = self.bridge.store
+        assert refs.batch_id is not None
+        if await store.get_batch(refs.batch_id) is None:
+            key = next((k for k in (batch_key(t) for t in tasks) if k), "restored")
+            await store.save_batch(refs.batch_id, key, list(refs.task_ids))
+            await store.set_batch_message(refs.batch_id, channel_id, message_id)
+        batcher = self.bridge.batcher
+        if refresh and batcher is not None:
+            await batcher.refresh_batch(refs.batch_id)
+
+    # ------------------------------------------------------------------ reconcile
+    async def reconcile(self, pending: Sequence[Task] | None = None) -> ReconcileReport:
+        """One pass: compare the factory's pending tasks with the store and repair.
+
+        Parameters
+        ----------
+        pending:
+            The factory's pending tasks when already listed (the start-up snapshot); listed
+            with ``GET /v1/tasks?status=pending`` (every page) otherwise.
+
+        Returns
+        -------
+        ReconcileReport
+            Counts of pending tasks seen, messages posted, messages brought up to date and
+            open tasks re-read. When the factory cannot be listed the pass changes nothing.
+
+        Raises
+        ------
+        FactoryUnavailable, FactoryError
+            When ``GET /v1/tasks?status=pending`` fails (the loop logs it and tries again).
+        """
+        async with self._lock:
+            started = time.monotonic()
+            report = ReconcileReport()
+            bridge = self.bridge
+            store = bridge.store
+            if self._leftover:
+                await self.resume_inflight()
+            if pending is None:
+                pending = await bridge.factory.iter_tasks(status="pending")
+            report.pending = len(pending)
+            pending_ids = {t.id for t in pending}
+            for task in sorted(pending, key=lambda t: t.created_at):
+                try:
+                    known = await store.get_task(task.id)
+                    if known is None or not known.has_message:
+                        shown = await bridge.show_task(task)
+                        if shown.has_message and (known is None or not known.has_message):
+                            report.posted += 1
+                    elif known.task != task and not known.is_decided:
+                        await bridge.apply_factory_task(task)
+                        report.updated += 1
+                except Exception as exc:  # one task must not stop the pass
+                    log.warning("reconcile: task %s not shown: %r", task.id, exc)
+                    report.failed.append(task.id)
+            for tracked in await store.open_tasks():
+                if tracked.task_id in pending_ids:
+                    continue
+                report.checked += 1
+                try:
+                    fresh = await bridge.factory.get_task(tracked.task_id)
+                except FactoryError as exc:
+                    log.warning("reconcile: task %s not readable: %s", tracked.task_id, exc)
+                    continue
+                except FactoryUnavailable as exc:
+                    log.warning("reconcile: factory unavailable: %s", exc)
+                    report.failed.append(tracked.task_id)
+                    continue
+                try:
+                    if not tracked.has_message and fresh.decision is None:
+                        await bridge.show_task(fresh)  # open (claimed …) and never shown
+                    elif fresh != tracked.task:
+                        await bridge.apply_factory_task(fresh)
+                        report.updated += 1
+                except Exception as exc:
+                    log.warning("reconcile: task %s not updated: %r", tracked.task_id, exc)
+                    report.failed.append(tracked.task_id)
+            report.seconds = time.monotonic() - started
+            self.passes += 1
+            self.last_report = report
+            if report.posted or report.updated or report.failed:
+                await store.audit(
+                    actor_name="system",
+                    via="system",
+                    action="reconcile",
+                    outcome="failed" if report.failed else "ok",
+                    detail=(
+                        f"{report.pending} pending, {report.posted} posted, "
+                        f"{report.updated} updated, {report.checked} re-read, "
+                        f"{len(report.failed)} failed"
+                    ),
+                )
+            log.info(
+                "reconciled: %d pending, %d posted, %d updated, %d re-read, %d failed (%.2fs)",
+                report.pending,
+                report.posted,
+                report.updated,
+                report.checked,
+                len(report.failed),
+                report.seconds,
+            )
+            return report

@@ -1,0 +1,377 @@
+"""Persistence of the escalation ladder: steps claimed and finished, deliveries, bad phones.
+
+The store is the truth of the ladder (issue: "Exactly once across restarts"):
+
+* a step is **claimed** (a row under the unique ``(task, step)`` key, status ``claimed``)
+  together with every delivery it plans (rows under the unique ``(task, step, channel,
+  recipient)`` key, status ``pending``), in one transaction, before any side effect;
+* each delivery is claimed (``pending`` → ``claimed``, compare-and-set) right before its side
+  effect and finished (``sent``, ``failed``, ``skipped``, ``unreachable``, ``cancelled``)
+  right after it;
+* the step is finished (``done`` with its outcome) when its own deliveries are done.
+
+What a restart finds and does is :meth:`LadderStore.expire_claimed` (see there).
+Timestamps are Unix seconds (floats) in the database and aware UTC datetimes in the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import tables as t
+
+__all__ = [
+    "IDEMPOTENT_CHANNELS",
+    "DeliveryRow",
+    "LadderStepRow",
+    "LadderStore",
+    "NewDelivery",
+]
+
+#: Deliveries whose side effect carries an Idempotency-Key (factory calls): a claimed one left
+#: by a crash is safely sent again (the factory answers the same request once).
+IDEMPOTENT_CHANNELS = frozenset({"reassign", "decision"})
+
+_CHUNK = 500
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+@dataclass(frozen=True)
+class LadderStepRow:
+    """A step row: ``status`` is ``claimed`` (side effects may be under way) or ``done``."""
+
+    task_id: str
+    step: str
+    due_at: datetime
+    taken_at: datetime
+    late_seconds: float
+    status: str
+    outcome: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A delivery planned by a step: through ``channel`` to ``recipient`` (held: digest)."""
+
+    channel: str
+    recipient: str
+    held: bool = False
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A stored delivery (see :mod:`bot.store.tables` ``escalation_deliveries``)."""
+
+    id: int
+    task_id: str
+    step: str
+    channel: str
+    recipient: str
+    due_at: datetime
+    held: bool
+    status: str
+    created_at: datetime
+    claimed_at: datetime | None
+    finished_at: datetime | None
+    detail: dict[str, Any]
+
+
+def _delivery(r: Any) -> DeliveryRow:
+    return DeliveryRow(
+        id=r.id,
+        task_id=r.task_id,
+        step=r.step,
+        channel=r.channel,
+        recipient=r.recipient,
+        due_at=_dt(r.due_at),  # type: ignore[arg-type]
+        held=bool(r.held),
+        status=r.status,
+        created_at=_dt(r.created_at),  # type: ignore[arg-type]
+        claimed_at=_dt(r.claimed_at),
+        finished_at=_dt(r.finished_at),
+        detail=json.loads(r.detail) if r.detail else {},
+    )
+
+
+class LadderStore:
+    """Ladder rows on the bridge's database (the same engine as :class:`bot.store.Store`).
+
+    Parameters
+    ----------
+    engine:
+        The ``AsyncEngine`` of the bridge's :class:`~bot.store.Store` (its schema, created by
+        ``Store.create_schema``, has these tables).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ steps
+    async def claim_step(
+        self,
+        task_id: str,
+        step: str,
+        *,
+        due_at: datetime,
+        now: datetime,
+        deliveries: Sequence[NewDelivery],
+    ) -> bool:
+        """Claim a step and write its planned deliveries, in one transaction.
+
+        Returns ``False`` (and writes nothing) when the step was claimed before: the unique
+        ``(task, step)`` key makes each step happen once.
+        """
+        ts = now.timestamp()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(t.escalation_steps).values(
+                        task_id=task_id,
+                        step=step,
+                        due_at=due_at.timestamp(),
+                        taken_at=ts,
+                        late_seconds=max(0.0, ts - due_at.timestamp()),
+                        outcome="{}",
+                        status="claimed",
+                    )
+                )
+                if deliveries:
+                    await conn.execute(
+                        insert(t.escalation_deliveries),
+                        [
+                            {
+                                "task_id": task_id,
+                                "step": step,
+                                "channel": d.channel,
+                                "recipient": d.recipient,
+                                "due_at": due_at.timestamp(),
+                                "held": int(d.held),
+                                "status": "pending",
+                                "created_at": ts,
+                                "detail": json.dumps(d.detail) if d.detail else None,
+                            }
+                            for d in deliveries
+                        ],
+                    )
+        except IntegrityError:
+            return False
+        return True
+
+    async def finish_step(
+        self,
+        task_id: str,
+        step: str,
+        outcome: dict[str, Any],
+        *,
+        late_seconds: float | None = None,
+    ) -> None:
+        """Mark a claimed step ``done`` with its outcome (JSON); ``late_seconds`` replaces the
+        claim-time lateness when given (a step resumed after a restart finished later)."""
+        values: dict[str, Any] = {"status": "done", "outcome": json.dumps(outcome)}
+        if late_seconds is not None:
+            values["late_seconds"] = late_seconds
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.escalation_steps)
+                .where(
+                    and_(t.escalation_steps.c.task_id == task_id, t.escalation_steps.c.step == step)
+                )
+                .values(**values)
+            )
+
+    async def steps(self, task_ids: Iterable[str]) -> dict[str, list[LadderStepRow]]:
+        """Step rows per task (chunked ``IN`` queries), in the order claimed."""
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, list[LadderStepRow]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                rows = await conn.execute(
+                    select(t.escalation_steps)
+                    .where(t.escalation_steps.c.task_id.in_(ids[start : start + _CHUNK]))
+                    .order_by(t.escalation_steps.c.id)
+                )
+                for r in rows:
+                    found.setdefault(r.task_id, []).append(
+                        LadderStepRow(
+                            task_id=r.task_id,
+                            step=r.step,
+                            due_at=_dt(r.due_at),  # type: ignore[arg-type]
+                            taken_at=_dt(r.taken_at),  # type: ignore[arg-type]
+                            late_seconds=r.late_seconds,
+                            status=r.status,
+                            outcome=json.loads(r.outcome or "{}"),
+                        )
+                    )
+        return found
+
+    # ------------------------------------------------------------------ deliveries
+    async def add_delivery(
+        self, task_id: str, step: str, delivery: NewDelivery, *, due_at: datetime, now: datetime
+    ) -> bool:
+        """Add one pending delivery (a fallback); ``False`` when that key exists already."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(t.escalation_deliveries).values(
+                        task_id=task_id,
+                        step=step,
+                        channel=delivery.channel,
+                        recipient=delivery.recipient,
+                        due_at=due_at.timestamp(),
+                        held=int(delivery.held),
+                        status="pending",
+                        created_at=now.timestamp(),
+                        detail=json.dumps(delivery.detail) if delivery.detail else None,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def deliveries(
+        self,
+        *,
+        task_id: str | None = None,
+        step: str | None = None,
+        statuses: Sequence[str] | None = None,
+        channels: Sequence[str] | None = None,
+    ) -> list[DeliveryRow]:
+        """Deliveries matching every filter given, oldest first."""
+        query = select(t.escalation_deliveries).order_by(t.escalation_deliveries.c.id)
+        c = t.escalation_deliveries.c
+        if task_id is not None:
+            query = query.where(c.task_id == task_id)
+        if step is not None:
+            query = query.where(c.step == step)
+        if statuses is not None:
+            query = query.where(c.status.in_(list(statuses)))
+        if channels is not None:
+            query = query.where(c.channel.in_(list(channels)))
+        async with self.engine.connect() as conn:
+            return [_delivery(r) for r in await conn.execute(query)]
+
+    async def claim_deliveries(self, ids: Sequence[int], now: datetime) -> bool:
+        """Compare-and-set ``pending`` → ``claimed`` for all of ``ids`` (all or nothing)."""
+        if not ids:
+            return True
+        c = t.escalation_deliveries.c
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                update(t.escalation_deliveries)
+                .where(and_(c.id.in_(list(ids)), c.status == "pending"))
+                .values(status="claimed", claimed_at=now.timestamp())
+            )
+            if result.rowcount != len(ids):
+                await conn.rollback()
+                return False
+            await conn.commit()
+        return True
+
+    async def finish_delivery(
+        self, delivery_id: int, status: str, detail: dict[str, Any], now: datetime
+    ) -> None:
+        """Record the outcome of a delivery (merged into its stored detail)."""
+        async with self.engine.begin() as conn:
+            c = t.escalation_deliveries.c
+            old = (await conn.execute(select(c.detail).where(c.id == delivery_id))).scalar()
+            merged = {**(json.loads(old) if old else {}), **detail}
+            await conn.execute(
+                update(t.escalation_deliveries)
+                .where(c.id == delivery_id)
+                .values(status=status, finished_at=now.timestamp(), detail=json.dumps(merged))
+            )
+
+    async def cancel_pending(
+        self, task_id: str, reason: str, now: datetime, *, steps: Sequence[str] | None = None
+    ) -> int:
+        """Cancel the task's pending deliveries (all, or of ``steps``); how many were."""
+        c = t.escalation_deliveries.c
+        query = update(t.escalation_deliveries).where(
+            and_(c.task_id == task_id, c.status == "pending")
+        )
+        if steps is not None:
+            query = query.where(c.step.in_(list(steps)))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                query.values(
+                    status="cancelled",
+                    finished_at=now.timestamp(),
+                    detail=json.dumps({"cancelled": reason}),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    async def expire_claimed(self, now: datetime) -> list[DeliveryRow]:
+        """At start: settle deliveries a crash left ``claimed`` (side effect maybe done).
+
+        Idempotent ones (:data:`IDEMPOTENT_CHANNELS`, factory calls with an Idempotency-Key)
+        go back to ``pending`` and are sent again; every other one (a DM, an SMS, a call, a
+        Discord post: no provider deduplicates them) becomes ``unknown`` and is **not** sent
+        again — a duplicate page at 3 a.m. is worse than one the incident report marks as
+        unconfirmed. Returns the rows as they were (``claimed``).
+        """
+        c = t.escalation_deliveries.c
+        async with self.engine.begin() as conn:
+            rows = [
+                _delivery(r)
+                for r in await conn.execute(
+                    select(t.escalation_deliveries).where(c.status == "claimed")
+                )
+            ]
+            for r in rows:
+                retry = r.channel in IDEMPOTENT_CHANNELS
+                detail = {**r.detail, "interrupted": "bridge restarted during the side effect"}
+                await conn.execute(
+                    update(t.escalation_deliveries)
+                    .where(c.id == r.id)
+                    .values(
+                        status="pending" if retry else "unknown",
+                        finished_at=None if retry else now.timestamp(),
+                        claimed_at=None if retry else r.claimed_at and r.claimed_at.timestamp(),
+                        detail=json.dumps(detail),
+                    )
+                )
+        return rows
+
+    async def last_sent(self, channels: Sequence[str]) -> dict[tuple[str, str], datetime]:
+        """When each ``(recipient, channel)`` last got a message (bundle windows)."""
+        c = t.escalation_deliveries.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(c.recipient, c.channel, func.max(c.claimed_at))
+                .where(and_(c.channel.in_(list(channels)), c.claimed_at.is_not(None)))
+                .group_by(c.recipient, c.channel)
+            )
+            return {(r[0], r[1]): _dt(r[2]) for r in rows if r[2] is not None}  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ phones
+    async def mark_unreachable(
+        self, phone: str, operator: str | None, code: int | None, now: datetime
+    ) -> None:
+        """Persist that ``phone`` must not be texted or called (Twilio 21610)."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(t.unreachable_phones).values(
+                        phone=phone, operator=operator, code=code, at=now.timestamp()
+                    )
+                )
+        except IntegrityError:
+            pass
+
+    async def unreachable(self) -> set[str]:
+        """Phones marked unreachable."""
+        async with self.engine.connect() as conn:
+            return {r[0] for r in await conn.execute(select(t.unreachable_phones.c.phone))}
