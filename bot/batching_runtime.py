@@ -552,17 +552,7 @@ class BatchingRuntime:
                 "Those items are being decided by someone else right now; nothing was sent.",
             )
 
-        operator = (
-            self.bridge.roster.by_discord_id(actor.discord_user_id)
-            if actor.discord_user_id
-            else None
-        )
-        decision_data: dict[str, Any] = {
-            "source": "discord" if actor.discord_user_id else actor.via,
-            "discordUserId": actor_id,
-            "discordUsername": actor.name,
-            "factoryUserId": operator.factory_user_id if operator else None,
-        }
+        decision_data = self.bridge.decision_data(actor)
         try:
             result = await self.bridge.factory.bulk(
                 action="approve",
@@ -597,7 +587,7 @@ class BatchingRuntime:
                     "decision": TaskDecision.APPROVED,
                     "decision_data": decision_data,
                     "decided_at": now,
-                    "decided_by": operator.factory_user_id if operator else actor.name,
+                    "decided_by": decision_data["factoryUserId"] or actor.name,
                 }
             )
             await self.store.confirm_decision(

@@ -162,6 +162,31 @@ class Bridge:
         self._decisions_settled: dict[str, asyncio.Event] = {}
         self.batcher: Any = None  # set by the batching runtime (issue: smart batching)
 
+    async def _audit(self, actor: Actor, **entry: Any) -> None:
+        """Append an audit entry for ``actor`` (see :meth:`bot.store.Store.audit`)."""
+        await self.store.audit(
+            actor_id=str(actor.discord_user_id) if actor.discord_user_id else None,
+            actor_name=actor.name,
+            via=actor.via,
+            **entry,
+        )
+
+    def decision_data(self, actor: Actor) -> dict[str, Any]:
+        """``decisionData`` sent with a decision: who decided and through what.
+
+        ``{"source": "discord" | via, "discordUserId", "discordUsername", "factoryUserId"}``;
+        ``factoryUserId`` comes from the roster (``None`` for someone not in it).
+        """
+        operator = (
+            self.roster.by_discord_id(actor.discord_user_id) if actor.discord_user_id else None
+        )
+        return {
+            "source": "discord" if actor.discord_user_id else actor.via,
+            "discordUserId": str(actor.discord_user_id) if actor.discord_user_id else None,
+            "discordUsername": actor.name,
+            "factoryUserId": operator.factory_user_id if operator else None,
+        }
+
     def attach_notifier(self, notifier: Notifier) -> None:
         """Connect the Discord side (done once at start)."""
         self.notifier = notifier
@@ -326,18 +351,9 @@ class Bridge:
             via="resume",
             discord_user_id=tracked.inflight_by_discord_id,
         )
-        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
         notes = tracked.inflight_notes
         request = {"decision": decision, "notes": notes, "idempotencyKey": key}
-        operator = (
-            self.roster.by_discord_id(actor.discord_user_id) if actor.discord_user_id else None
-        )
-        decision_data: dict[str, Any] = {
-            "source": "discord" if actor.discord_user_id else "system",
-            "discordUserId": actor_id,
-            "discordUsername": actor.name,
-            "factoryUserId": operator.factory_user_id if operator else None,
-        }
+        decision_data = self.decision_data(actor)
         try:
             task = await self.factory.complete_task(
                 task_id,
@@ -347,10 +363,8 @@ class Bridge:
                 idempotency_key=key,
             )
         except FactoryUnavailable as exc:
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action=f"task.{decision}",
                 task_id=task_id,
                 request=request,
@@ -368,10 +382,8 @@ class Bridge:
                 if fresh is not None and fresh.is_decided:
                     return Outcome("conflict", self._conflict_message(fresh), fresh)
                 return Outcome("conflict", "Someone decided this task first.", fresh)
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action=f"task.{decision}",
                 task_id=task_id,
                 request=request,
@@ -389,10 +401,8 @@ class Bridge:
             source=actor.via,
             at=task.decided_at or self.clock(),
         )
-        await self.store.audit(
-            actor_id=actor_id,
-            actor_name=actor.name,
-            via=actor.via,
+        await self._audit(
+            actor,
             action=f"task.{decision}",
             task_id=task_id,
             request=request,
@@ -480,10 +490,8 @@ class Bridge:
             return Outcome("unknown", f"Task `{task_id}` is not known to the factory.")
         refusal = self.refusal_for(tracked, decision, actor)
         if refusal is not None:
-            await self.store.audit(
-                actor_id=str(actor.discord_user_id) if actor.discord_user_id else None,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action=f"task.{TaskDecision(decision).value}",
                 task_id=task_id,
                 outcome="refused",
@@ -533,13 +541,10 @@ class Bridge:
         """
         decision = TaskDecision(decision).value
         request = {"decision": decision, "notes": notes}
-        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
         tracked = await self.get_or_fetch(task_id)
         if tracked is None:
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action=f"task.{decision}",
                 task_id=task_id,
                 request=request,
@@ -550,10 +555,8 @@ class Bridge:
         if not skip_role_check:
             refusal = self.refusal_for(tracked, decision, actor)
             if refusal is not None:
-                await self.store.audit(
-                    actor_id=actor_id,
-                    actor_name=actor.name,
-                    via=actor.via,
+                await self._audit(
+                    actor,
                     action=f"task.{decision}",
                     task_id=task_id,
                     request=request,
@@ -599,10 +602,8 @@ class Bridge:
         request: dict[str, Any],
         tracked: TrackedTask,
     ) -> None:
-        await self.store.audit(
-            actor_id=str(actor.discord_user_id) if actor.discord_user_id else None,
-            actor_name=actor.name,
-            via=actor.via,
+        await self._audit(
+            actor,
             action=f"task.{decision}",
             task_id=task_id,
             request=request,
@@ -621,16 +622,7 @@ class Bridge:
         on_retry: ProgressCallback | None,
     ) -> Outcome:
         task_id = tracked.task_id
-        operator = (
-            self.roster.by_discord_id(actor.discord_user_id) if actor.discord_user_id else None
-        )
-        decision_data: dict[str, Any] = {
-            "source": "discord" if actor.discord_user_id else actor.via,
-            "discordUserId": str(actor.discord_user_id) if actor.discord_user_id else None,
-            "discordUsername": actor.name,
-            "factoryUserId": operator.factory_user_id if operator else None,
-        }
-        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
+        decision_data = self.decision_data(actor)
         started = time.monotonic()
         try:
             task = await self.factory.complete_task(
@@ -651,10 +643,8 @@ class Bridge:
                     await self.escalation.task_changed(task_id)
                     return Outcome("conflict", self._conflict_message(fresh), fresh)
                 return Outcome("conflict", "Someone decided this task first.", fresh)
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action=f"task.{decision}",
                 task_id=task_id,
                 request=request,
@@ -668,10 +658,8 @@ class Bridge:
             )
         except FactoryUnavailable as exc:
             await self.store.abort_decision(task_id, key)
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action=f"task.{decision}",
                 task_id=task_id,
                 request=request,
@@ -693,10 +681,8 @@ class Bridge:
             source=actor.via,
             at=task.decided_at or self.clock(),
         )
-        await self.store.audit(
-            actor_id=actor_id,
-            actor_name=actor.name,
-            via=actor.via,
+        await self._audit(
+            actor,
             action=f"task.{decision}",
             task_id=task_id,
             request=request,
@@ -731,12 +717,9 @@ class Bridge:
         if tracked.is_decided:
             return Outcome("conflict", self._conflict_message(tracked), tracked)
         refusal = self.refusal_for(tracked, "rejected", actor)  # an approver role, no deploy role
-        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
         if refusal is not None:
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action="task.acknowledge",
                 task_id=task_id,
                 outcome="refused",
@@ -754,10 +737,8 @@ class Bridge:
             )
         except FactoryError as exc:
             if not exc.is_conflict:
-                await self.store.audit(
-                    actor_id=actor_id,
-                    actor_name=actor.name,
-                    via=actor.via,
+                await self._audit(
+                    actor,
                     action="task.acknowledge",
                     task_id=task_id,
                     outcome="failed",
@@ -765,10 +746,8 @@ class Bridge:
                 )
                 return Outcome("failed", f"The factory refused: {exc.message}", tracked)
         except FactoryUnavailable as exc:
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action="task.acknowledge",
                 task_id=task_id,
                 outcome="failed",
@@ -780,10 +759,8 @@ class Bridge:
         await self.store.set_acknowledged(
             task_id, actor.discord_user_id or 0, actor.name, self.clock()
         )
-        await self.store.audit(
-            actor_id=actor_id,
-            actor_name=actor.name,
-            via=actor.via,
+        await self._audit(
+            actor,
             action="task.acknowledge",
             task_id=task_id,
             outcome="ok",
@@ -803,13 +780,10 @@ class Bridge:
             return Outcome("unknown", f"Task `{task_id}` is not known to the factory.")
         if tracked.is_decided:
             return Outcome("conflict", self._conflict_message(tracked), tracked)
-        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
         refusal = self.refusal_for(tracked, "deferred", actor)
         if refusal is not None:
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
+            await self._audit(
+                actor,
                 action="task.snooze",
                 task_id=task_id,
                 outcome="refused",
@@ -818,10 +792,8 @@ class Bridge:
             return Outcome("refused", refusal.replace("decide", "snooze"), tracked)
         until = self.clock() + timedelta(seconds=seconds)
         await self.store.set_snoozed(task_id, until, actor.name)
-        await self.store.audit(
-            actor_id=actor_id,
-            actor_name=actor.name,
-            via=actor.via,
+        await self._audit(
+            actor,
             action="task.snooze",
             task_id=task_id,
             request={"seconds": seconds},

@@ -136,6 +136,21 @@ MAX_CONCURRENT_TASKS = 16
 CLAIM_WAIT_SECONDS = 5.0
 
 
+def fit_lines(head: str, lines: list[str], *, limit: int, more: str) -> str:
+    """``head`` and as many whole ``lines`` as fit in ``limit`` characters (Discord: 2000 per
+    message), then ``more`` (with ``{n}`` = lines left out) instead of cutting a line."""
+    kept = [head]
+    length = len(head)
+    for index, line in enumerate(lines):
+        tail = "\n" + more.format(n=len(lines) - index)
+        if length + 1 + len(line) + (len(tail) if index < len(lines) - 1 else 0) > limit:
+            kept.append(tail.lstrip("\n"))
+            break
+        kept.append(line)
+        length += 1 + len(line)
+    return "\n".join(kept)
+
+
 def _ts(at: datetime, style: str = "R") -> str:
     return f"<t:{int(at.timestamp())}:{style}>"
 
@@ -990,8 +1005,7 @@ class LadderRuntime:
             head = "⏰ Reminder: a task is waiting for your decision:"
         else:
             head = f"⏰ Reminder: {len(items)} tasks are waiting for your decision:"
-        text = "\n".join([head, *lines])
-        return text if len(text) <= 2000 else text[:1990] + "\n…"
+        return fit_lines(head, lines, limit=2000, more="…and {n} more: see /factory pending")
 
     async def _send_dm_bundle(
         self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]

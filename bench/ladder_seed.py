@@ -1,0 +1,107 @@
+"""Seed 10,000 open tasks the way a long-running bridge holds them, for ladders and restart.
+
+Posting 10,000 single messages through the bridge would take hours under Discord's channel
+rate, so the seed writes directly what the bridge would have: the tasks at the factory
+(emulator), one real message per task in the Discord emulator, and the task rows with their
+message ids in the bridge's store. Each task's reminder DM (``created + 1800 s``) falls at an
+even spread over a 60 s window starting ``lead_seconds`` from now; every later step is hours
+away (low priority, 72 h SLA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from sqlalchemy import insert
+
+from bot.sandbox.world import BOT_TOKEN, TASKS_CHANNEL_ID, World
+from bot.store import Store
+from bot.store import tables as t
+from escalation.models import Task
+
+__all__ = ["Seed", "seed_open_tasks"]
+
+DM_AFTER_SECONDS = 1800.0
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What was seeded: task ids, and the window (Unix seconds) over which DMs come due."""
+
+    task_ids: list[str]
+    window_start: float
+    window_end: float
+
+
+async def _post_messages(world: World, titles: list[str]) -> list[int]:
+    url = f"{world.discord.api_base_url}/channels/{TASKS_CHANNEL_ID}/messages"
+    headers = {"Authorization": f"Bot {BOT_TOKEN}", "Content-Type": "application/json"}
+    ids: list[int] = [0] * len(titles)
+    semaphore = asyncio.Semaphore(32)
+    async with aiohttp.ClientSession() as session:
+
+        async def post(index: int) -> None:
+            async with semaphore:
+                body = json.dumps({"embeds": [{"title": titles[index]}]})
+                async with session.post(url, data=body, headers=headers) as response:
+                    response.raise_for_status()
+                    ids[index] = int((await response.json())["id"])
+
+        await asyncio.gather(*(post(i) for i in range(len(titles))))
+    return ids
+
+
+async def seed_open_tasks(
+    world: World, count: int = 10_000, *, lead_seconds: float = 20.0, window_seconds: float = 60.0
+) -> Seed:
+    """Create ``count`` open low-priority tasks whose reminder DMs come due over the window."""
+    window_start = time.time() + lead_seconds
+    tasks = []
+    for i in range(count):
+        due = window_start + window_seconds * i / count
+        created = datetime.fromtimestamp(due - DM_AFTER_SECONDS, tz=UTC)
+        task = await world.factory.create_task(
+            emit=False,
+            title=f"bench-ladder-{i:05d}",
+            priority="low",
+            type="review",
+            stageName="review",
+            createdAt=created.isoformat(),
+            slaDeadline=(created + timedelta(hours=72)).isoformat(),
+            context={"summary": "ladder benchmark"},
+        )
+        tasks.append(task)
+    message_ids = await _post_messages(world, [task["title"] for task in tasks])
+    store = Store(f"sqlite+aiosqlite:///{world.database_file}")
+    await store.create_schema()
+    now = time.time()
+    rows = []
+    for task, message_id in zip(tasks, message_ids, strict=True):
+        model = Task.model_validate(task)
+        assert model.sla_deadline is not None
+        rows.append(
+            {
+                "task_id": model.id,
+                "payload": model.model_dump_json(by_alias=True),
+                "priority": model.priority.value,
+                "status": model.status.value,
+                "created_at": model.created_at.timestamp(),
+                "deadline": model.sla_deadline.timestamp(),
+                "channel_id": TASKS_CHANNEL_ID,
+                "message_id": message_id,
+                "updated_at": now,
+            }
+        )
+    async with store.engine.begin() as conn:
+        await conn.execute(insert(t.tasks), rows)
+    await store.close()
+    return Seed(
+        task_ids=[task["id"] for task in tasks],
+        window_start=window_start,
+        window_end=window_start + window_seconds,
+    )
