@@ -36,8 +36,8 @@ What this module does (the rules themselves live in :mod:`escalation.batching`):
   (one entry per item, sharing the batch id) and shown on the message.
 
 Pacing: batch messages are created through the notifier's paced ``send`` (Discord: about 5
-messages / 5 s per channel) *and* a stricter pacer of its own (4 per 5.25 s), so a burst never
-fills a channel's window and a critical single message always finds a free slot.
+messages / 5 s per channel), at the full rate; critical and high single messages are ``urgent``
+there and take the next free slot instead of queuing behind a burst's batch messages.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class BatchingRuntime:
         )
         self.min_coverage_percent = settings.batch_min_coverage_percent
         self.channel_id = settings.discord_tasks_channel_id
-        self.post_pacer = post_pacer or ChannelPacer(max_messages=4, safety_margin=0.25)
+        self.post_pacer = post_pacer  # None: the notifier's shared pacer alone (full rate)
         self.edit_pacer = edit_pacer or ChannelPacer(max_messages=5, safety_margin=0.25)
         self._batcher = Batcher(self.policy)
         self._saved: dict[str, Any] | None = None
@@ -337,7 +337,8 @@ class BatchingRuntime:
             record = await self.store.get_batch(action.batch_id)
             assert record is not None
             rendered = render_batch(action.batch_id, await self._items_of(record))
-            await self.post_pacer.acquire(self.channel_id)
+            if self.post_pacer is not None:
+                await self.post_pacer.acquire(self.channel_id)
             message = await self.notifier.send(self.channel_id, **rendered)
             await self.store.set_batch_message(action.batch_id, self.channel_id, message.id)
             log.info(
@@ -463,9 +464,12 @@ class BatchingRuntime:
         fingerprint = _fingerprint(rendered)
         if self._shown.get(record.message_id) == fingerprint:
             return
-        await self.edit_pacer.acquire(record.channel_id)
+        slot = await self.edit_pacer.acquire(record.channel_id)
         message = self.notifier.channel(record.channel_id).get_partial_message(record.message_id)
-        await message.edit(**rendered)
+        try:
+            await message.edit(**rendered)
+        finally:
+            self.edit_pacer.mark_sent(slot)
         self._shown[record.message_id] = fingerprint
 
     # ------------------------------------------------------------------ Approve All Low-Risk

@@ -72,8 +72,13 @@ class DiscordMessenger:
         """
         try:
             channel = await self.client.create_dm(discord.Object(id=user_id))
-            await self.notifier.pacer.acquire(channel.id)
-            message = await channel.send(content, allowed_mentions=discord.AllowedMentions.none())
+            slot = await self.notifier.pacer.acquire(channel.id)
+            try:
+                message = await channel.send(
+                    content, allowed_mentions=discord.AllowedMentions.none()
+                )
+            finally:
+                self.notifier.pacer.mark_sent(slot)
         except Exception as exc:
             raise translate(exc) from exc
         return message.id
@@ -101,6 +106,7 @@ class DiscordMessenger:
                 content,
                 allowed_mentions=allowed,
                 reference=(channel_id, reply_to) if reply_to is not None else None,
+                urgent=everyone,  # an SLA warning or breach does not queue behind a burst
             )
         except Exception as exc:
             raise translate(exc) from exc

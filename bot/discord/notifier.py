@@ -28,6 +28,7 @@ from bot.factory.events import (
 )
 from bot.settings import Settings
 from bot.store import TrackedTask
+from escalation.models import Priority
 
 __all__ = ["DiscordNotifier", "event_channel"]
 
@@ -158,26 +159,33 @@ class DiscordNotifier:
         *,
         allowed_mentions: discord.AllowedMentions = NO_PINGS,
         reference: tuple[int, int] | None = None,
+        urgent: bool = False,
         **kwargs: Any,
     ) -> discord.Message:
-        """Create a message, paced per channel; ``reference`` = (channel id, message id) to reply to."""
-        await self.pacer.acquire(channel_id)
-        ref = None
+        """Create a message, paced per channel; ``reference`` = (channel id, message id) to reply to.
+
+        ``urgent`` messages (critical and high tasks, SLA alerts) take the channel's next free
+        slot instead of queuing behind routine ones (batch messages during a burst).
+        """
         if reference is not None:
-            ref = discord.MessageReference(
+            kwargs["reference"] = discord.MessageReference(
                 message_id=reference[1], channel_id=reference[0], fail_if_not_exists=False
             )
-        if ref is not None:
-            kwargs["reference"] = ref
-        return await self.channel(channel_id).send(  # type: ignore[call-overload, no-any-return]
-            content, allowed_mentions=allowed_mentions, **kwargs
-        )
+        slot = await self.pacer.acquire(channel_id, urgent=urgent)
+        try:
+            return await self.channel(channel_id).send(  # type: ignore[call-overload, no-any-return]
+                content, allowed_mentions=allowed_mentions, **kwargs
+            )
+        finally:
+            self.pacer.mark_sent(slot)
 
     async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
         """Post the single-task message in ``DISCORD_TASKS_CHANNEL_ID``."""
         channel_id = self.settings.discord_tasks_channel_id
         rendered = self.render(tracked)
-        message = await self.send(channel_id, **rendered)
+        task = tracked.task
+        urgent = task.priority in (Priority.CRITICAL, Priority.HIGH) or task.deploys_to_production
+        message = await self.send(channel_id, urgent=urgent, **rendered)
         self._shown[message.id] = _fingerprint(rendered)
         return channel_id, message.id
 

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_PER_SECONDS",
     "DEFAULT_SAFETY_MARGIN_SECONDS",
     "ChannelPacer",
+    "Slot",
 ]
 
 #: Messages allowed per window and channel (Discord: about 5 per 5 s per channel).
@@ -32,8 +33,20 @@ DEFAULT_MAX_MESSAGES = 5
 #: Length of Discord's per-channel window, in seconds.
 DEFAULT_PER_SECONDS = 5.0
 
+#: How long an ordinary caller steps back while an urgent one takes a free slot, in seconds.
+URGENT_YIELD_SECONDS = 0.01
+
 #: Added to the window so clock skew and request latency do not tip us over, in seconds.
 DEFAULT_SAFETY_MARGIN_SECONDS = 0.05
+
+
+class Slot:
+    """A granted send; :attr:`at` is when it counts (monotonic seconds)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
 
 class ChannelPacer:
@@ -82,8 +95,9 @@ class ChannelPacer:
         self._window = per_seconds + safety_margin
         self._clock = clock
         self._sleep = sleep
-        self._sent: dict[int, deque[float]] = {}
+        self._sent: dict[int, deque[Slot]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._urgent: dict[int, int] = {}  # urgent callers waiting, per channel
 
     @property
     def window_seconds(self) -> float:
@@ -110,31 +124,59 @@ class ChannelPacer:
         if not sent:
             return 0.0
         now = self._clock()
-        while sent and sent[0] + self._window <= now:
+        while sent and sent[0].at + self._window <= now:
             sent.popleft()
         if len(sent) < self._max:
             if not sent:
                 del self._sent[channel_id]
             return 0.0
-        return max(0.0, sent[0] + self._window - now)
+        return max(0.0, sent[0].at + self._window - now)
 
-    async def acquire(self, channel_id: int) -> None:
+    def mark_sent(self, slot: Slot) -> None:
+        """Move a slot's time to now: call when the message request completed.
+
+        Discord counts a message when it arrives, which is after :meth:`acquire` granted the
+        slot; counting from the completion keeps a slow request followed by a fast one from
+        landing closer together than the window.
+        """
+        slot.at = self._clock()
+
+    async def acquire(self, channel_id: int, *, urgent: bool = False) -> Slot:
         """Wait until one more message may be sent to ``channel_id``, then record the send.
 
         Callers for the same channel are served in the order they called (an
         :class:`asyncio.Lock` is held while waiting, and asyncio locks are fair); different
-        channels never wait for each other. Call it right before creating the message. A caller
-        cancelled while waiting records nothing.
+        channels never wait for each other. An ``urgent`` caller (a critical task) does not
+        queue behind them: it takes the next free slot. Call it right before creating the
+        message. A caller cancelled while waiting records nothing.
 
         Parameters
         ----------
         channel_id : int
             The Discord channel id.
+        urgent : bool
+            Skip the queue of ordinary callers (still never exceeds the rate).
         """
+        if urgent:
+            self._urgent[channel_id] = self._urgent.get(channel_id, 0) + 1
+            try:
+                while (delay := self.delay_for(channel_id)) > 0:
+                    await self._sleep(delay)
+                slot = Slot(self._clock())
+                self._sent.setdefault(channel_id, deque()).append(slot)
+            finally:
+                self._urgent[channel_id] -= 1
+            return slot
         lock = self._locks.get(channel_id)
         if lock is None:
             lock = self._locks[channel_id] = asyncio.Lock()
         async with lock:
-            while (delay := self.delay_for(channel_id)) > 0:
-                await self._sleep(delay)
-            self._sent.setdefault(channel_id, deque()).append(self._clock())
+            while True:
+                delay = self.delay_for(channel_id)
+                if delay <= 0 and not self._urgent.get(channel_id):
+                    break
+                # an urgent caller waiting for the same slot goes first
+                await self._sleep(delay if delay > 0 else URGENT_YIELD_SECONDS)
+            slot = Slot(self._clock())
+            self._sent.setdefault(channel_id, deque()).append(slot)
+            return slot

@@ -189,3 +189,29 @@ def test_invalid_configuration_is_rejected(kwargs: dict[str, float]) -> None:
 
 def test_window_includes_safety_margin() -> None:
     assert ChannelPacer().window_seconds == pytest.approx(5.05)
+
+
+async def test_urgent_message_takes_the_next_slot_ahead_of_queued_ones() -> None:
+    fake = FakeTime(auto=False)
+    pacer = make_pacer(fake, safety_margin=0.0)
+    for second in range(5):
+        fake.now = float(second)
+        await pacer.acquire(CHANNEL)  # the window is full: sends at 0, 1, 2, 3, 4 s
+    order: list[str] = []
+
+    async def send(name: str, urgent: bool = False) -> None:
+        await pacer.acquire(CHANNEL, urgent=urgent)
+        order.append(name)
+
+    queued = [asyncio.create_task(send(f"batch-{i}")) for i in range(3)]
+    await settle()
+    critical = asyncio.create_task(send("critical", urgent=True))
+    await settle()
+    fake.advance(1.0)  # t = 5 s: exactly one slot frees (the send at 0 s leaves the window)
+    await settle()
+    assert order == ["critical"]  # the urgent caller got it, the queue waits
+    for _ in range(10):
+        fake.advance(1.0)
+        await settle()
+    assert order == ["critical", "batch-0", "batch-1", "batch-2"]
+    await asyncio.gather(*queued, critical)
