@@ -12,6 +12,7 @@ from bench.common import Measurement, bridge_world, percentile
 from bot.sandbox.world import TASKS_CHANNEL_ID
 
 TASKS = 60
+CONCURRENT_CLICKS = 4
 RATE_LIFTED = {"channel_rate_limit": 1000, "channel_rate_window_seconds": 1.0}
 
 
@@ -36,7 +37,7 @@ async def run_once(measurement: Measurement) -> None:
         await world.discord.wait_for(lambda: posted() >= TASKS, 60)
         messages = [m for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds]
         latencies: list[float] = []
-        semaphore = asyncio.Semaphore(4)
+        semaphore = asyncio.Semaphore(CONCURRENT_CLICKS)
 
         async def click(message_id: int) -> None:
             async with semaphore:

@@ -479,28 +479,45 @@ class Bridge:
             return None
         return await self.track(task)
 
+    async def check(
+        self, task_id: str, decision: str, actor: Actor
+    ) -> tuple[Outcome | None, TrackedTask | None]:
+        """:meth:`precheck` without the audit write, with the task it read: one read, fast
+        enough to run before answering an interaction (Discord: 3 s deadline). Audit a
+        refusal afterwards with :meth:`audit_refusal`. ``(None, task)`` means go ahead."""
+        tracked = await self.get_or_fetch(task_id)
+        if tracked is None:
+            return Outcome("unknown", f"Task `{task_id}` is not known to the factory."), None
+        refusal = self.refusal_for(tracked, decision, actor)
+        if refusal is not None:
+            return Outcome("refused", refusal, tracked), tracked
+        if tracked.is_decided:
+            return Outcome("conflict", self._conflict_message(tracked), tracked), tracked
+        return None, tracked
+
+    async def audit_refusal(
+        self, task_id: str, decision: str, actor: Actor, outcome: Outcome
+    ) -> None:
+        """Audit what :meth:`check` refused (only ``refused`` outcomes are recorded)."""
+        if outcome.kind == "refused":
+            await self._audit(
+                actor,
+                action=f"task.{TaskDecision(decision).value}",
+                task_id=task_id,
+                outcome="refused",
+                detail=outcome.message,
+            )
+
     async def precheck(self, task_id: str, decision: str, actor: Actor) -> Outcome | None:
         """Checks done before a modal opens or a decision is sent; ``None`` means go ahead.
 
         Returns an :class:`Outcome` (already audited) when the task is unknown, the member
         lacks the role, or the task is already decided (then it says by whom and when).
         """
-        tracked = await self.get_or_fetch(task_id)
-        if tracked is None:
-            return Outcome("unknown", f"Task `{task_id}` is not known to the factory.")
-        refusal = self.refusal_for(tracked, decision, actor)
-        if refusal is not None:
-            await self._audit(
-                actor,
-                action=f"task.{TaskDecision(decision).value}",
-                task_id=task_id,
-                outcome="refused",
-                detail=refusal,
-            )
-            return Outcome("refused", refusal, tracked)
-        if tracked.is_decided:
-            return Outcome("conflict", self._conflict_message(tracked), tracked)
-        return None
+        outcome, _ = await self.check(task_id, decision, actor)
+        if outcome is not None:
+            await self.audit_refusal(task_id, decision, actor, outcome)
+        return outcome
 
     async def decide(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
@@ -84,17 +85,38 @@ def _progress(interaction: discord.Interaction[Any]) -> Any:
 
 async def _precheck(
     interaction: discord.Interaction[Any], task_id: str, decision: str, via: str
-) -> tuple[Bridge, Actor, TrackedTask] | None:
-    """Role and state checks before anything is sent; refusals are answered and audited."""
+) -> TrackedTask | None:
+    """Role and state checks before anything is sent (reads only, so the answer is fast);
+    a refusal is answered first and audited afterwards."""
     bridge = bridge_of(interaction)
     actor = actor_from(interaction, via)
-    outcome = await bridge.precheck(task_id, decision, actor)
+    outcome, tracked = await bridge.check(task_id, decision, actor)
     if outcome is not None:
         await _answer(interaction, outcome)
+        await bridge.audit_refusal(task_id, decision, actor, outcome)
         return None
-    tracked = await bridge.store.get_task(task_id)
-    assert tracked is not None
-    return bridge, actor, tracked
+    return tracked
+
+
+def _adopter(interaction: discord.Interaction[Any], task_id: str) -> Callable[[], Awaitable[None]]:
+    """After answering: record the clicked message as the task's if the store lacks it.
+
+    A crash between posting and storing the message id is healed by the click (never by an
+    ephemeral answer, e.g. an item picked from a batch message). Runs after the interaction
+    was answered, so the write never delays the answer.
+    """
+
+    async def adopt() -> None:
+        message = interaction.message
+        if message is None or message.flags.ephemeral:
+            return
+        tracked = await bridge_of(interaction).store.get_task(task_id)
+        if tracked is not None and tracked.message_id is None:
+            await bridge_of(interaction).store.adopt_message(
+                task_id, message.channel.id, message.id
+            )
+
+    return adopt
 
 
 async def run_decision(
@@ -104,11 +126,17 @@ async def run_decision(
     via: str,
     *,
     notes: str | None = None,
+    after_answer: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Answer at once, send the decision (with retries), then tell the person the outcome."""
+    """Answer at once, send the decision (with retries), then tell the person the outcome.
+
+    ``after_answer`` runs right after the interaction was answered (e.g. adopting the message).
+    """
     bridge = bridge_of(interaction)
     actor = actor_from(interaction, via)
     await interaction.response.send_message("⏳ Recording your decision…", ephemeral=True)
+    if after_answer is not None:
+        await after_answer()
     outcome = await bridge.decide(
         task_id,
         decision,
@@ -234,36 +262,35 @@ class TaskButton(
         return cls(match["action"], match["task_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Dispatch on the action; every branch answers within Discord's 3 s deadline."""
-        if interaction.message is not None and not interaction.message.flags.ephemeral:
-            # a crash between posting and storing the message id is healed by the click
-            # (never by an ephemeral answer, e.g. an item picked from a batch message)
-            await bridge_of(interaction).store.adopt_message(
-                self.task_id, interaction.message.channel.id, interaction.message.id
-            )
+        """Dispatch on the action; every branch answers within Discord's 3 s deadline,
+        before any database write."""
+        adopt = _adopter(interaction, self.task_id)
         if self.action == "details":
             await self._details(interaction)
+            await adopt()
         elif self.action == "approve":
-            checked = await _precheck(interaction, self.task_id, "approved", "button")
-            if checked is None:
+            tracked = await _precheck(interaction, self.task_id, "approved", "button")
+            if tracked is None:
                 return
-            _, _, tracked = checked
             if needs_deploy_confirmation(tracked.task, "approved"):
                 await interaction.response.send_modal(
                     DeployConfirmModal(self.task_id, tracked.task.title)
                 )
+                await adopt()
                 return
-            await run_decision(interaction, self.task_id, "approved", "button")
+            await run_decision(interaction, self.task_id, "approved", "button", after_answer=adopt)
         elif self.action == "reject":
-            checked = await _precheck(interaction, self.task_id, "rejected", "button")
-            if checked is None:
+            tracked = await _precheck(interaction, self.task_id, "rejected", "button")
+            if tracked is None:
                 return
             await interaction.response.send_modal(
-                RejectReasonModal(self.task_id, checked[2].task.title)
+                RejectReasonModal(self.task_id, tracked.task.title)
             )
+            await adopt()
         elif self.action == "ack":
             bridge = bridge_of(interaction)
             await interaction.response.send_message("⏳ Acknowledging…", ephemeral=True)
+            await adopt()
             outcome = await bridge.acknowledge(
                 self.task_id,
                 actor_from(interaction, "button"),
@@ -317,12 +344,9 @@ class SnoozeSelect(
         """Record the snooze and say until when."""
         seconds = int(self.item.values[0]) if self.item.values else SNOOZE_CHOICES[0][1]
         await interaction.response.send_message("⏳ Snoozing…", ephemeral=True)
-        if interaction.message is not None:
-            # like TaskButton: a message posted but not yet stored (or lost to a crash) is
-            # adopted, so that the snooze below is shown on it
-            await bridge_of(interaction).store.adopt_message(
-                self.task_id, interaction.message.channel.id, interaction.message.id
-            )
+        # like TaskButton: a message posted but not yet stored is adopted, so that the snooze
+        # below is shown on it
+        await _adopter(interaction, self.task_id)()
         outcome = await bridge_of(interaction).snooze(
             self.task_id, actor_from(interaction, "button"), seconds
         )

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import tables as t
+from .store import write_transaction
 
 __all__ = [
     "IDEMPOTENT_CHANNELS",
@@ -135,7 +136,7 @@ class LadderStore:
         """
         ts = now.timestamp()
         try:
-            async with self.engine.begin() as conn:
+            async with write_transaction(self.engine) as conn:
                 await conn.execute(
                     insert(t.escalation_steps).values(
                         task_id=task_id,
@@ -182,7 +183,7 @@ class LadderStore:
         values: dict[str, Any] = {"status": "done", "outcome": json.dumps(outcome)}
         if late_seconds is not None:
             values["late_seconds"] = late_seconds
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             await conn.execute(
                 update(t.escalation_steps)
                 .where(
@@ -222,7 +223,7 @@ class LadderStore:
     ) -> bool:
         """Add one pending delivery (a fallback); ``False`` when that key exists already."""
         try:
-            async with self.engine.begin() as conn:
+            async with write_transaction(self.engine) as conn:
                 await conn.execute(
                     insert(t.escalation_deliveries).values(
                         task_id=task_id,
@@ -283,7 +284,7 @@ class LadderStore:
         self, delivery_id: int, status: str, detail: dict[str, Any], now: datetime
     ) -> None:
         """Record the outcome of a delivery (merged into its stored detail)."""
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             c = t.escalation_deliveries.c
             old = (await conn.execute(select(c.detail).where(c.id == delivery_id))).scalar()
             merged = {**(json.loads(old) if old else {}), **detail}
@@ -303,7 +304,7 @@ class LadderStore:
         )
         if steps is not None:
             query = query.where(c.step.in_(list(steps)))
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             result = await conn.execute(
                 query.values(
                     status="cancelled",
@@ -323,7 +324,7 @@ class LadderStore:
         unconfirmed. Returns the rows as they were (``claimed``).
         """
         c = t.escalation_deliveries.c
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             rows = [
                 _delivery(r)
                 for r in await conn.execute(
@@ -362,7 +363,7 @@ class LadderStore:
     ) -> None:
         """Persist that ``phone`` must not be texted or called (Twilio 21610)."""
         try:
-            async with self.engine.begin() as conn:
+            async with write_transaction(self.engine) as conn:
                 await conn.execute(
                     insert(t.unreachable_phones).values(
                         phone=phone, operator=operator, code=code, at=now.timestamp()
