@@ -36,6 +36,7 @@ class Seed:
     task_ids: list[str]
     window_start: float
     window_end: float
+    due_at: dict[str, float]
 
 
 async def _post_messages(world: World, titles: list[str]) -> list[int]:
@@ -104,4 +105,7 @@ async def seed_open_tasks(
         task_ids=[task["id"] for task in tasks],
         window_start=window_start,
         window_end=window_start + window_seconds,
+        due_at={
+            task["id"]: window_start + window_seconds * i / count for i, task in enumerate(tasks)
+        },
     )

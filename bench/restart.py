@@ -9,6 +9,7 @@ kill are settled as "unknown" and not repeated (at most once), and counted separ
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from bench.common import Measurement
 from bench.ladder_seed import seed_open_tasks
-from bench.ladders import DISCORD, ladder_env, step_rows
+from bench.ladders import DISCORD, MAX_BACKLOG_SECONDS, ladder_env, step_rows
 from bot.sandbox.harness import BridgeProcess, wait_until
 from bot.sandbox.world import World
 
@@ -74,22 +75,25 @@ async def run_once(measurement: Measurement) -> None:
             spawned = time.time()
             await process.start(timeout=60)
             assert process.log_path is not None
-            await wait_until(
-                lambda: (
-                    time.time() > seed.window_end + 2
-                    and len(step_rows(world.database_file)) >= COUNT
-                ),
-                timeout=seed.window_end - time.time() + 90,
-                what="every step of the window after the restart",
-            )
-            # bundled DMs wait up to ESCALATION_BUNDLE_SECONDS (10 s here) before they go out
-            await wait_until(
-                lambda: (
-                    not any(d[3] in ("pending", "claimed") for d in deliveries(world.database_file))
-                ),
-                timeout=60,
-                what="the last bundles to go out",
-            )
+            with contextlib.suppress(TimeoutError):
+                await wait_until(
+                    lambda: (
+                        time.time() > seed.window_end + 2
+                        and len(step_rows(world.database_file)) >= COUNT
+                    ),
+                    timeout=seed.window_end - time.time() + MAX_BACKLOG_SECONDS,
+                    what="every step of the window after the restart",
+                )
+                # bundled DMs wait up to ESCALATION_BUNDLE_SECONDS (10 s here)
+                await wait_until(
+                    lambda: (
+                        not any(
+                            d[3] in ("pending", "claimed") for d in deliveries(world.database_file)
+                        )
+                    ),
+                    timeout=60,
+                    what="the last bundles to go out",
+                )
             armed = armed_at(process.log_path)
             rows = step_rows(world.database_file)
             pairs = [(task, step) for task, step, *_ in rows]

@@ -216,6 +216,12 @@ class LadderRuntime:
         self._kick = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._refresh_pending: set[str] = set()
+        # bundle keys (recipient, channel) that got new reminders since the last flush; the
+        # first tick after start re-plans everything (restart: pending rows in the store)
+        self._new_bundle_keys: set[tuple[str, str]] = set()
+        self._flush_all = True
+        self._refresher: asyncio.Task[None] | None = None
         self._last_sent: dict[BundleKey, datetime] = {}
         self._bundle_wake: datetime | None = None
         self._armed_at: datetime | None = None
@@ -349,6 +355,27 @@ class LadderRuntime:
         log.info("escalation ladder armed for %d open tasks", armed)
         return armed
 
+    def _queue_refresh(self, task_id: str) -> None:
+        """Re-render the task's message soon, off the step's critical path.
+
+        Refreshes are coalesced per task and done one at a time by a background loop: under a
+        storm of due steps the messages may lag a little, but no step waits for a message edit
+        (nor for Discord's edit rate).
+        """
+        self._refresh_pending.add(task_id)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="ladder-refresh")
+            self._background.add(self._refresher)
+            self._refresher.add_done_callback(self._background.discard)
+
+    async def _refresh_loop(self) -> None:
+        while self._refresh_pending:
+            task_id = self._refresh_pending.pop()
+            try:
+                await self.bridge.refresh_message(task_id)
+            except Exception:
+                log.exception("could not refresh the message of task %s", task_id)
+
     async def stop(self) -> None:
         """Stop the timer and the worker; steps under way get a moment to finish."""
         self._started = False
@@ -460,8 +487,30 @@ class LadderRuntime:
                 await asyncio.wait_for(
                     asyncio.gather(*(c.wait() for c in claims)), CLAIM_WAIT_SECONDS
                 )
-        await self.flush_bundles()
+        if self._needs_flush(self.clock()):
+            await self.flush_bundles()
         self._arm()
+
+    def _needs_flush(self, now: datetime) -> bool:
+        """Whether a bundle can go out now: a held bundle's time came, or a new reminder is
+        for someone whose bundle window is closed. Otherwise new reminders just join their
+        person's open window, and the wake-up at its end sends them (no re-planning on every
+        tick, which was quadratic in the pending reminders during a storm)."""
+        new_keys, self._new_bundle_keys = self._new_bundle_keys, set()
+        if self._flush_all:
+            self._flush_all = False
+            return True
+        due = self._bundle_wake is not None and now >= self._bundle_wake
+        window = timedelta(seconds=self.policy.bundle_seconds)
+        for key in new_keys:
+            last = self._last_sent.get(key)
+            if last is None or now - last >= window:
+                due = True
+            else:  # held until that person's window closes
+                ends = last + window
+                if self._bundle_wake is None or ends < self._bundle_wake:
+                    self._bundle_wake = ends
+        return due
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -522,16 +571,27 @@ class LadderRuntime:
                 late = step.late_by_seconds(now)
                 planned = self._plan(tracked, step)
                 won = await self.ladder_store.claim_step(
-                    task_id, step.kind.value, due_at=step.deliver_at, now=now, deliveries=planned
+                    task_id,
+                    step.kind.value,
+                    due_at=step.deliver_at,
+                    now=now,
+                    deliveries=planned,
+                    audit={
+                        "actor_name": ESCALATION_ACTOR.name,
+                        "via": ESCALATION_ACTOR.via,
+                        "action": f"escalation.{step.kind.value}",
+                        "outcome": "claimed",
+                        "task_id": task_id,
+                        "detail": (
+                            f"due {step.deliver_at.isoformat()}{late_marker(late)}; "
+                            + (", ".join(f"{d.channel}→{d.recipient}" for d in planned) or "nobody")
+                        )[:2000],
+                    },
                 )
                 claimed.set()
                 if won:
-                    await self._audit(
-                        task_id,
-                        f"escalation.{step.kind.value}",
-                        "claimed",
-                        f"due {step.deliver_at.isoformat()}{late_marker(late)}; "
-                        + (", ".join(f"{d.channel}→{d.recipient}" for d in planned) or "nobody"),
+                    self._new_bundle_keys.update(
+                        (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
                     )
                     await self._run_step(tracked, step.kind, late)
                     took = True
@@ -546,10 +606,7 @@ class LadderRuntime:
         rows = (await self.ladder_store.steps([task_id])).get(task_id, [])
         self._history[task_id] = rows
         if refresh:
-            try:
-                await self.bridge.refresh_message(task_id)
-            except Exception:
-                log.exception("could not refresh the message of task %s", task_id)
+            self._queue_refresh(task_id)
         if tracked.is_decided:
             await self._stop_task(tracked)
             return
@@ -827,6 +884,8 @@ class LadderRuntime:
             due_at=self.clock(),
             now=self.clock(),
         )
+        if channel in BUNDLED_CHANNELS:
+            self._new_bundle_keys.add((nxt.key, channel))
         await self._audit(
             tracked.task_id,
             f"escalation.{channel}",
@@ -972,19 +1031,32 @@ class LadderRuntime:
             log.exception("sending a bundle to %s failed", bundle.recipient)
             results = [(row, "failed", {"error": repr(exc)}) for row, _ in items]
         size = len(items)
-        for row, status, detail in results:
-            await self.ladder_store.finish_delivery(
-                row.id, status, {**detail, "bundle_size": size}, self.clock()
+        try:
+            await self.ladder_store.finish_deliveries(
+                [
+                    (row.id, status, {**detail, "bundle_size": size})
+                    for row, status, detail in results
+                ],
+                self.clock(),
+                audits=[
+                    {
+                        "actor_name": ESCALATION_ACTOR.name,
+                        "via": ESCALATION_ACTOR.via,
+                        "action": f"escalation.{row.channel}",
+                        "outcome": status,
+                        "task_id": row.task_id,
+                        "detail": (
+                            f"{row.step} → {row.recipient}"
+                            + (f" (one of {size} in one message)" if size > 1 else "")
+                            + (" [quiet-hours digest]" if bundle.is_digest else "")
+                            + (f": {detail.get('error') or detail.get('note')}" if detail else "")
+                        )[:2000],
+                    }
+                    for row, status, detail in results
+                ],
             )
-            await self._audit(
-                row.task_id,
-                f"escalation.{row.channel}",
-                status,
-                f"{row.step} → {row.recipient}"
-                + (f" (one of {size} in one message)" if size > 1 else "")
-                + (" [quiet-hours digest]" if bundle.is_digest else "")
-                + (f": {detail.get('error') or detail.get('note')}" if detail else ""),
-            )
+        except Exception:
+            log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
         if any(status == "unreachable" for _, status, _ in results):
             self._kick.set()  # a fallback delivery was added
 
