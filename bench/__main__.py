@@ -52,7 +52,7 @@ TARGETS: dict[str, list[Target]] = {
     "restart": [
         Target("timers armed after s", "<=", 5),
         Target("steps taken twice", "<=", 0),
-        Target("steps lost", "<=", 0),
+        Target("steps not taken when the wait ended", "<=", 0),
     ],
     "peer": [],
 }
@@ -136,12 +136,15 @@ def main() -> int:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument(
+        "--render-only", action="store_true", help="re-render RESULTS.md from RESULTS.json"
+    )
     args = parser.parse_args()
     ids = args.ids or list(BENCHMARKS)
     unknown = [i for i in ids if i not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
-    fresh = asyncio.run(run(ids, args.runs))
+    fresh = [] if args.render_only else asyncio.run(run(ids, args.runs))
     # keep the other benchmarks' last figures: a partial run updates only its own rows
     store = args.output.with_suffix(".json")
     saved = json.loads(store.read_text()) if store.exists() else {}

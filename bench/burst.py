@@ -13,7 +13,13 @@ import time
 
 import aiohttp
 
-from bench.common import Measurement, bridge_world, signed_task_event, task_payload
+from bench.common import (
+    Measurement,
+    bridge_world,
+    peak_rss_mb,
+    signed_task_event,
+    task_payload,
+)
 from bot.sandbox.world import TASKS_CHANNEL_ID
 
 TASKS = 1000
@@ -31,7 +37,7 @@ def visible_task_ids(messages: list, ids: set[str]) -> set[str]:
 
 async def run_once(measurement: Measurement) -> None:
     """One run: 1,000 low-priority review tasks of one kind over 10 s, default batching."""
-    async with bridge_world(BATCH_ENABLED="true") as (world, _process):
+    async with bridge_world(BATCH_ENABLED="true") as (world, process):
         events = []
         for i in range(TASKS):
             task = task_payload(
@@ -71,3 +77,5 @@ async def run_once(measurement: Measurement) -> None:
         measurement.add(
             "last task visible after s", (visible_at - start) if visible_at else float("nan")
         )
+        assert process.process is not None
+        measurement.add("peak RSS MB", peak_rss_mb(process.process.pid))
