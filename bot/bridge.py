@@ -187,6 +187,35 @@ class Bridge:
             "factoryUserId": operator.factory_user_id if operator else None,
         }
 
+    async def _record_confirmed(
+        self,
+        task: Task,
+        decision: str,
+        actor: Actor,
+        notes: str | None,
+        request: dict[str, Any],
+        detail: str,
+    ) -> TrackedTask:
+        """Store a decision the factory confirmed (``task`` is its answer) and audit it."""
+        confirmed = await self.store.confirm_decision(
+            task,
+            decision=decision,
+            decided_by=actor.name,
+            discord_user_id=actor.discord_user_id,
+            notes=notes,
+            source=actor.via,
+            at=task.decided_at or self.clock(),
+        )
+        await self._audit(
+            actor,
+            action=f"task.{decision}",
+            task_id=task.id,
+            request=request,
+            outcome="ok",
+            detail=detail,
+        )
+        return confirmed
+
     def attach_notifier(self, notifier: Notifier) -> None:
         """Connect the Discord side (done once at start)."""
         self.notifier = notifier
@@ -392,22 +421,8 @@ class Bridge:
             )
             await self.refresh_message(task_id)
             return Outcome("failed", str(exc), tracked)
-        confirmed = await self.store.confirm_decision(
-            task,
-            decision=decision,
-            decided_by=actor.name,
-            discord_user_id=actor.discord_user_id,
-            notes=notes,
-            source=actor.via,
-            at=task.decided_at or self.clock(),
-        )
-        await self._audit(
-            actor,
-            action=f"task.{decision}",
-            task_id=task_id,
-            request=request,
-            outcome="ok",
-            detail="re-sent after restart; factory confirmed",
+        confirmed = await self._record_confirmed(
+            task, decision, actor, notes, request, "re-sent after restart; factory confirmed"
         )
         self._settle(task_id)
         await self.refresh_message(task_id)
@@ -689,22 +704,13 @@ class Bridge:
                 "The buttons are still live: please try again.",
                 tracked,
             )
-        confirmed = await self.store.confirm_decision(
+        confirmed = await self._record_confirmed(
             task,
-            decision=decision,
-            decided_by=actor.name,
-            discord_user_id=actor.discord_user_id,
-            notes=notes,
-            source=actor.via,
-            at=task.decided_at or self.clock(),
-        )
-        await self._audit(
+            decision,
             actor,
-            action=f"task.{decision}",
-            task_id=task_id,
-            request=request,
-            outcome="ok",
-            detail=f"factory confirmed in {time.monotonic() - started:.2f}s",
+            notes,
+            request,
+            f"factory confirmed in {time.monotonic() - started:.2f}s",
         )
         self._settle(task_id)
         await self.refresh_message(task_id)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import tables as t
-from .store import write_transaction
+from .store import from_ts, write_transaction
 
 __all__ = [
     "IDEMPOTENT_CHANNELS",
@@ -42,10 +42,6 @@ __all__ = [
 IDEMPOTENT_CHANNELS = frozenset({"reassign", "decision"})
 
 _CHUNK = 500
-
-
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -96,12 +92,12 @@ def _delivery(r: Any) -> DeliveryRow:
         step=r.step,
         channel=r.channel,
         recipient=r.recipient,
-        due_at=_dt(r.due_at),  # type: ignore[arg-type]
+        due_at=from_ts(r.due_at),  # type: ignore[arg-type]
         held=bool(r.held),
         status=r.status,
-        created_at=_dt(r.created_at),  # type: ignore[arg-type]
-        claimed_at=_dt(r.claimed_at),
-        finished_at=_dt(r.finished_at),
+        created_at=from_ts(r.created_at),  # type: ignore[arg-type]
+        claimed_at=from_ts(r.claimed_at),
+        finished_at=from_ts(r.finished_at),
         detail=json.loads(r.detail) if r.detail else {},
     )
 
@@ -212,8 +208,8 @@ class LadderStore:
                         LadderStepRow(
                             task_id=r.task_id,
                             step=r.step,
-                            due_at=_dt(r.due_at),  # type: ignore[arg-type]
-                            taken_at=_dt(r.taken_at),  # type: ignore[arg-type]
+                            due_at=from_ts(r.due_at),  # type: ignore[arg-type]
+                            taken_at=from_ts(r.taken_at),  # type: ignore[arg-type]
                             late_seconds=r.late_seconds,
                             status=r.status,
                             outcome=json.loads(r.outcome or "{}"),
@@ -380,7 +376,7 @@ class LadderStore:
                 .where(and_(c.channel.in_(list(channels)), c.claimed_at.is_not(None)))
                 .group_by(c.recipient, c.channel)
             )
-            return {(r[0], r[1]): _dt(r[2]) for r in rows if r[2] is not None}  # type: ignore[misc]
+            return {(r[0], r[1]): from_ts(r[2]) for r in rows if r[2] is not None}  # type: ignore[misc]
 
     # ------------------------------------------------------------------ phones
     async def mark_unreachable(
