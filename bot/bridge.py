@@ -187,6 +187,23 @@ class Bridge:
             "factoryUserId": operator.factory_user_id if operator else None,
         }
 
+    async def _conflicted(
+        self, tracked: TrackedTask, decision: str, actor: Actor, request: dict[str, Any]
+    ) -> Outcome:
+        """The factory answered 409 CONFLICT (contract §7.1): someone decided first.
+
+        Re-reads the task, audits the conflict, brings the message up to date and says who
+        decided and when.
+        """
+        task_id = tracked.task_id
+        fresh = await self._refetch(task_id)
+        await self._audit_conflict(actor, decision, task_id, request, fresh or tracked)
+        await self.refresh_message(task_id)
+        await self.escalation.task_changed(task_id)
+        if fresh is not None and fresh.is_decided:
+            return Outcome("conflict", self._conflict_message(fresh), fresh)
+        return Outcome("conflict", "Someone decided this task first.", fresh)
+
     async def _record_confirmed(
         self,
         task: Task,
@@ -404,13 +421,7 @@ class Bridge:
         except FactoryError as exc:
             await self.store.abort_decision(task_id, key)
             if exc.is_conflict:
-                fresh = await self._refetch(task_id)
-                await self._audit_conflict(actor, decision, task_id, request, fresh or tracked)
-                await self.refresh_message(task_id)
-                await self.escalation.task_changed(task_id)
-                if fresh is not None and fresh.is_decided:
-                    return Outcome("conflict", self._conflict_message(fresh), fresh)
-                return Outcome("conflict", "Someone decided this task first.", fresh)
+                return await self._conflicted(tracked, decision, actor, request)
             await self._audit(
                 actor,
                 action=f"task.{decision}",
@@ -668,13 +679,7 @@ class Bridge:
         except FactoryError as exc:
             await self.store.abort_decision(task_id, key)
             if exc.is_conflict:
-                fresh = await self._refetch(task_id)
-                await self._audit_conflict(actor, decision, task_id, request, fresh or tracked)
-                if fresh is not None and fresh.is_decided:
-                    await self.refresh_message(task_id)
-                    await self.escalation.task_changed(task_id)
-                    return Outcome("conflict", self._conflict_message(fresh), fresh)
-                return Outcome("conflict", "Someone decided this task first.", fresh)
+                return await self._conflicted(tracked, decision, actor, request)
             await self._audit(
                 actor,
                 action=f"task.{decision}",

@@ -260,6 +260,17 @@ class LadderRuntime:
             taken=frozenset(StepKind(r.step) for r in rows if r.step in _STEP_VALUES),
         )
 
+    def _next(self, tracked: TrackedTask, rows: Sequence[LadderStepRow]) -> StepDue | None:
+        """The task's next ladder step given the steps taken (``rows``); see
+        :func:`escalation.ladder.next_step` (raises ``ValueError`` on inconsistent times)."""
+        return next_step(
+            tracked.task.created_at,
+            tracked.deadline,
+            tracked.task.priority,
+            self.policy,
+            self._state(tracked, rows),
+        )
+
     def next_step_for(self, tracked: TrackedTask) -> NextStep | None:
         """What the task message shows: the next step and when, and the steps taken so far.
 
@@ -276,13 +287,7 @@ class LadderRuntime:
             if r.step in _STEP_VALUES
         )
         try:
-            nxt = next_step(
-                tracked.task.created_at,
-                tracked.deadline,
-                tracked.task.priority,
-                self.policy,
-                self._state(tracked, rows),
-            )
+            nxt = self._next(tracked, rows)
         except ValueError:
             return None
         if nxt is None:
@@ -340,13 +345,7 @@ class LadderRuntime:
                 armed += 1
                 continue
             try:
-                nxt = next_step(
-                    tracked.task.created_at,
-                    tracked.deadline,
-                    tracked.task.priority,
-                    self.policy,
-                    self._state(tracked, rows),
-                )
+                nxt = self._next(tracked, rows)
             except ValueError:
                 continue
             if nxt is not None:
@@ -610,13 +609,7 @@ class LadderRuntime:
         if tracked.is_decided:
             await self._stop_task(tracked)
             return
-        nxt = next_step(
-            tracked.task.created_at,
-            tracked.deadline,
-            tracked.task.priority,
-            self.policy,
-            self._state(tracked, rows),
-        )
+        nxt = self._next(tracked, rows)
         if nxt is None:
             self._forget(task_id)
         else:

@@ -49,6 +49,7 @@ class Checks:
     failed: list[str] = field(default_factory=list)
 
     def check(self, ok: bool, what: str) -> bool:
+        """Record ``what`` as passed or failed; return ``ok``."""
         (self.passed if ok else self.failed).append(what)
         return ok
 
@@ -79,6 +80,7 @@ class Scenario:
         self.people = world.people
 
     async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> bool:
+        """Wait up to ``timeout`` seconds for ``predicate``; a timeout is recorded as a failed check."""
         try:
             await self.world.discord.wait_for(predicate, timeout, description=what)
         except TimeoutError:
@@ -87,15 +89,18 @@ class Scenario:
         return True
 
     def task_message(self, task_id: str) -> RecordedMessage | None:
+        """The (non-ephemeral) message in #factory-tasks that shows ``task_id``, if any."""
         for message in self.world.discord.messages(TASKS_CHANNEL_ID):
             if not message.ephemeral and task_id in str(message.components) + str(message.embeds):
                 return message
         return None
 
     def decision_of(self, task_id: str) -> str | None:
+        """The decision the factory emulator recorded for ``task_id`` (``None``: pending)."""
         return self.world.factory.tasks[task_id].get("decision")
 
     async def deploy(self) -> None:
+        """GHL production deploy: refusals without the roles, wrong word, then DEPLOY."""
         t, discord = self.t, self.world.discord
         t.say("The factory asks: deploy the GHL MCP server to production (critical, 47/47, 94%)")
         task = await self.world.factory.create_task(
@@ -152,6 +157,7 @@ class Scenario:
         t.flush()
 
     async def review(self) -> None:
+        """Stripe code review rejected with a reason through the modal."""
         t, discord = self.t, self.world.discord
         t.say("The factory asks for a code review of the Stripe MCP server (high, 1 warning)")
         task = await self.world.factory.create_task(
@@ -190,6 +196,7 @@ class Scenario:
         t.flush()
 
     async def wave(self) -> None:
+        """Four routine reviews batched; Approve All Low-Risk; a dashboard decision."""
         t, discord = self.t, self.world.discord
         t.say(
             "A wave of routine reviews arrives: freshdesk, helpscout, close, and ghl (42 failing)"
@@ -255,6 +262,7 @@ class Scenario:
         t.flush()
 
     async def ladder(self) -> None:
+        """A task nobody answers climbs the whole escalation ladder (SLA 12 s)."""
         t = self.t
         deadline = datetime.now(UTC) + timedelta(seconds=12)
         t.say(
