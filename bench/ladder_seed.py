@@ -78,7 +78,7 @@ async def seed_open_tasks(
         )
         tasks.append(task)
     message_ids = await _post_messages(world, [task["title"] for task in tasks])
-    store = Store(f"sqlite+aiosqlite:///{world.database_file}")
+    store = Store(f"sqlite:///{world.database_file}")
     await store.create_schema()
     now = time.time()
     rows = []
@@ -98,8 +98,7 @@ async def seed_open_tasks(
                 "updated_at": now,
             }
         )
-    async with store.engine.begin() as conn:
-        await conn.execute(insert(t.tasks), rows)
+    await store.db.write(lambda conn: conn.execute(insert(t.tasks), rows))
     await store.close()
     return Seed(
         task_ids=[task["id"] for task in tasks],

@@ -51,7 +51,7 @@ class BridgeApp:
         self.settings = settings
         self.clock = clock
         point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
-        self.store = Store(settings.async_database_url)
+        self.store = Store(settings.database_url)
         self.roster = load_roster(settings.bridge_roster_file)
         self.factory = FactoryClient(
             settings.factory_api_url,

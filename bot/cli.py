@@ -136,7 +136,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 2
 
     async def show() -> None:
-        store = Store(settings.async_database_url)
+        store = Store(settings.database_url)
         try:
             await store.create_schema()
             entries = await store.audit_entries(task_id=args.task, since=since, limit=args.limit)

@@ -200,7 +200,7 @@ class LadderRuntime:
         self.policy = bridge.policy
         self.messenger = messenger
         self.pager = pager
-        self.ladder_store = LadderStore(bridge.store.engine)
+        self.ladder_store = LadderStore(bridge.store.db)
         self.clock = clock or bridge.clock
         self.retry_delays = tuple(retry_delays)
         self._own_scheduler = scheduler is None
@@ -569,6 +569,20 @@ class LadderRuntime:
                 step = due[0]
                 late = step.late_by_seconds(now)
                 planned = self._plan(tracked, step)
+                # a step whose deliveries are all the bundler's has no side effect of its own:
+                # it is written done in its claim (one write per reminder, not two)
+                own = [d for d in planned if d.channel not in BUNDLED_CHANNELS]
+                done_outcome = (
+                    None
+                    if own
+                    else {
+                        "late_seconds": round(late, 3),
+                        "deliveries": [
+                            {"channel": d.channel, "recipient": d.recipient, "status": "pending"}
+                            for d in planned
+                        ],
+                    }
+                )
                 won = await self.ladder_store.claim_step(
                     task_id,
                     step.kind.value,
@@ -586,13 +600,15 @@ class LadderRuntime:
                             + (", ".join(f"{d.channel}→{d.recipient}" for d in planned) or "nobody")
                         )[:2000],
                     },
+                    done_outcome=done_outcome,
                 )
                 claimed.set()
                 if won:
                     self._new_bundle_keys.update(
                         (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
                     )
-                    await self._run_step(tracked, step.kind, late)
+                    if done_outcome is None:
+                        await self._run_step(tracked, step.kind, late)
                     took = True
         claimed.set()
         await self._reschedule(task_id, refresh=took)

@@ -169,22 +169,6 @@ class Settings(BaseSettings):
         return self.discord_alerts_channel_id or self.discord_tasks_channel_id
 
     @property
-    def async_database_url(self) -> str:
-        """``DATABASE_URL`` with the async driver chosen by the bridge.
-
-        ``sqlite://`` becomes ``sqlite+aiosqlite://`` and ``postgresql://`` becomes
-        ``postgresql+asyncpg://`` (install ``asyncpg`` for PostgreSQL). A URL that already names
-        a driver is kept as it is.
-        """
-        url = self.database_url
-        if url.startswith("sqlite://"):
-            return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+asyncpg://" + url[len(prefix) :]
-        return url
-
-    @property
     def twilio_configured(self) -> bool:
         """True when SID, auth token and sender number are all set."""
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)

@@ -3,7 +3,8 @@
 Events come from the webhook intake and the WebSocket intake through the store, so both go
 through the same path and the same de-duplication. An event whose handling fails (Discord or the
 factory down) stays unprocessed and is retried with backoff; after ``max_attempts`` it is marked
-failed with the reason, and the periodic reconciliation repairs what it missed.
+failed with the reason, and the periodic reconciliation repairs what it missed. Handled events
+are marked in the store a run at a time (one write per run of up to 100 events, not one each).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class EventProcessor:
         self._wake = asyncio.Event()
         self._attempts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._handled: list[str] = []  # handled, not yet marked in the store
         self.idle = asyncio.Event()
 
     def wake(self) -> None:
@@ -69,6 +71,7 @@ class EventProcessor:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        await self._flush_handled()
 
     async def _run(self) -> None:
         while True:
@@ -82,12 +85,24 @@ class EventProcessor:
             for record in batch:
                 delay = await self._process(record)
                 if delay:
+                    await self._flush_handled()
                     # wait before retrying, but wake early if new events arrive
                     try:
                         await asyncio.wait_for(self._wake.wait(), delay)
                     except TimeoutError:
                         pass
                     break
+            await self._flush_handled()
+
+    async def _flush_handled(self) -> None:
+        """Mark the events handled since the last flush, in one write.
+
+        A crash before the flush makes them be handled again at the next start, which the
+        handlers tolerate (the content fingerprint skips an event already acted on).
+        """
+        if self._handled:
+            handled, self._handled = self._handled, []
+            await self.store.mark_events_processed(handled)
 
     async def _process(self, record: EventRecord) -> float:
         """Handle one event; return seconds to back off (0 when done)."""
@@ -126,5 +141,5 @@ class EventProcessor:
             )
             return delay
         self._attempts.pop(record.event_id, None)
-        await self.store.mark_event_processed(record.event_id)
+        self._handled.append(record.event_id)
         return 0.0

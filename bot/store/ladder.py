@@ -23,11 +23,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import tables as t
-from .store import from_ts, write_transaction
+from .database import Database
+from .store import from_ts
 
 __all__ = [
     "IDEMPOTENT_CHANNELS",
@@ -103,17 +104,17 @@ def _delivery(r: Any) -> DeliveryRow:
 
 
 class LadderStore:
-    """Ladder rows on the bridge's database (the same engine as :class:`bot.store.Store`).
+    """Ladder rows on the bridge's database (the same database as :class:`bot.store.Store`).
 
     Parameters
     ----------
-    engine:
-        The ``AsyncEngine`` of the bridge's :class:`~bot.store.Store` (its schema, created by
-        ``Store.create_schema``, has these tables).
+    db:
+        The :class:`~bot.store.database.Database` of the bridge's :class:`~bot.store.Store`
+        (its schema, created by ``Store.create_schema``, has these tables).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # ------------------------------------------------------------------ steps
     async def claim_step(
@@ -125,47 +126,54 @@ class LadderStore:
         now: datetime,
         deliveries: Sequence[NewDelivery],
         audit: dict[str, Any] | None = None,
+        done_outcome: dict[str, Any] | None = None,
     ) -> bool:
         """Claim a step and write its planned deliveries, in one transaction.
 
         Returns ``False`` (and writes nothing) when the step was claimed before: the unique
         ``(task, step)`` key makes each step happen once. ``audit`` (columns of the audit
         table) is appended in the same transaction: one write per step instead of two.
+        ``done_outcome`` writes the step ``done`` at once, with that outcome: for a step that
+        has no side effect of its own (its deliveries, if any, are the bundler's).
         """
         ts = now.timestamp()
-        try:
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    insert(t.escalation_steps).values(
-                        task_id=task_id,
-                        step=step,
-                        due_at=due_at.timestamp(),
-                        taken_at=ts,
-                        late_seconds=max(0.0, ts - due_at.timestamp()),
-                        outcome="{}",
-                        status="claimed",
-                    )
+        due_ts = due_at.timestamp()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                insert(t.escalation_steps).values(
+                    task_id=task_id,
+                    step=step,
+                    due_at=due_ts,
+                    taken_at=ts,
+                    late_seconds=max(0.0, ts - due_ts),
+                    outcome=json.dumps(done_outcome) if done_outcome is not None else "{}",
+                    status="done" if done_outcome is not None else "claimed",
                 )
-                if deliveries:
-                    await conn.execute(
-                        insert(t.escalation_deliveries),
-                        [
-                            {
-                                "task_id": task_id,
-                                "step": step,
-                                "channel": d.channel,
-                                "recipient": d.recipient,
-                                "due_at": due_at.timestamp(),
-                                "held": int(d.held),
-                                "status": "pending",
-                                "created_at": ts,
-                                "detail": json.dumps(d.detail) if d.detail else None,
-                            }
-                            for d in deliveries
-                        ],
-                    )
-                if audit is not None:
-                    await conn.execute(insert(t.audit).values(at=ts, **audit))
+            )
+            if deliveries:
+                conn.execute(
+                    insert(t.escalation_deliveries),
+                    [
+                        {
+                            "task_id": task_id,
+                            "step": step,
+                            "channel": d.channel,
+                            "recipient": d.recipient,
+                            "due_at": due_ts,
+                            "held": int(d.held),
+                            "status": "pending",
+                            "created_at": ts,
+                            "detail": json.dumps(d.detail) if d.detail else None,
+                        }
+                        for d in deliveries
+                    ],
+                )
+            if audit is not None:
+                conn.execute(insert(t.audit).values(at=ts, **audit))
+
+        try:
+            await self.db.write(work)
         except IntegrityError:
             return False
         return True
@@ -183,22 +191,25 @@ class LadderStore:
         values: dict[str, Any] = {"status": "done", "outcome": json.dumps(outcome)}
         if late_seconds is not None:
             values["late_seconds"] = late_seconds
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+        c = t.escalation_steps.c
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.escalation_steps)
-                .where(
-                    and_(t.escalation_steps.c.task_id == task_id, t.escalation_steps.c.step == step)
-                )
+                .where(and_(c.task_id == task_id, c.step == step))
                 .values(**values)
             )
+
+        await self.db.write(work)
 
     async def steps(self, task_ids: Iterable[str]) -> dict[str, list[LadderStepRow]]:
         """Step rows per task (chunked ``IN`` queries), in the order claimed."""
         ids = list(dict.fromkeys(task_ids))
-        found: dict[str, list[LadderStepRow]] = {}
-        async with self.engine.connect() as conn:
+
+        def work(conn: Connection) -> dict[str, list[LadderStepRow]]:
+            found: dict[str, list[LadderStepRow]] = {}
             for start in range(0, len(ids), _CHUNK):
-                rows = await conn.execute(
+                rows = conn.execute(
                     select(t.escalation_steps)
                     .where(t.escalation_steps.c.task_id.in_(ids[start : start + _CHUNK]))
                     .order_by(t.escalation_steps.c.id)
@@ -215,28 +226,30 @@ class LadderStore:
                             outcome=json.loads(r.outcome or "{}"),
                         )
                     )
-        return found
+            return found
+
+        if not ids:
+            return {}
+        return await self.db.read(work)
 
     # ------------------------------------------------------------------ deliveries
     async def add_delivery(
         self, task_id: str, step: str, delivery: NewDelivery, *, due_at: datetime, now: datetime
     ) -> bool:
         """Add one pending delivery (a fallback); ``False`` when that key exists already."""
+        values = {
+            "task_id": task_id,
+            "step": step,
+            "channel": delivery.channel,
+            "recipient": delivery.recipient,
+            "due_at": due_at.timestamp(),
+            "held": int(delivery.held),
+            "status": "pending",
+            "created_at": now.timestamp(),
+            "detail": json.dumps(delivery.detail) if delivery.detail else None,
+        }
         try:
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    insert(t.escalation_deliveries).values(
-                        task_id=task_id,
-                        step=step,
-                        channel=delivery.channel,
-                        recipient=delivery.recipient,
-                        due_at=due_at.timestamp(),
-                        held=int(delivery.held),
-                        status="pending",
-                        created_at=now.timestamp(),
-                        detail=json.dumps(delivery.detail) if delivery.detail else None,
-                    )
-                )
+            await self.db.write(lambda conn: conn.execute(insert(t.escalation_deliveries), values))
         except IntegrityError:
             return False
         return True
@@ -260,24 +273,29 @@ class LadderStore:
             query = query.where(c.status.in_(list(statuses)))
         if channels is not None:
             query = query.where(c.channel.in_(list(channels)))
-        async with self.engine.connect() as conn:
-            return [_delivery(r) for r in await conn.execute(query)]
+        return await self.db.read(lambda conn: [_delivery(r) for r in conn.execute(query)])
 
     async def claim_deliveries(self, ids: Sequence[int], now: datetime) -> bool:
         """Compare-and-set ``pending`` → ``claimed`` for all of ``ids`` (all or nothing)."""
         if not ids:
             return True
         c = t.escalation_deliveries.c
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
+        ts = now.timestamp()
+        wanted = list(ids)
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
                 update(t.escalation_deliveries)
-                .where(and_(c.id.in_(list(ids)), c.status == "pending"))
-                .values(status="claimed", claimed_at=now.timestamp())
+                .where(and_(c.id.in_(wanted), c.status == "pending"))
+                .values(status="claimed", claimed_at=ts)
             )
-            if result.rowcount != len(ids):
-                await conn.rollback()
-                return False
-            await conn.commit()
+            if result.rowcount != len(wanted):
+                raise _NotAllPending  # rolls back the ones that were claimed
+
+        try:
+            await self.db.write(work)
+        except _NotAllPending:
+            return False
         return True
 
     async def finish_delivery(
@@ -297,23 +315,25 @@ class LadderStore:
         a bundle of N reminders costs one write, not 2N."""
         c = t.escalation_deliveries.c
         ids = [delivery_id for delivery_id, _, _ in outcomes]
-        async with write_transaction(self.engine) as conn:
+        ts = now.timestamp()
+
+        def work(conn: Connection) -> None:
             stored = {
                 row.id: row.detail
-                for row in await conn.execute(select(c.id, c.detail).where(c.id.in_(ids)))
+                for row in conn.execute(select(c.id, c.detail).where(c.id.in_(ids)))
             }
             for delivery_id, status, detail in outcomes:
                 old = stored.get(delivery_id)
                 merged = {**(json.loads(old) if old else {}), **detail}
-                await conn.execute(
+                conn.execute(
                     update(t.escalation_deliveries)
                     .where(c.id == delivery_id)
-                    .values(status=status, finished_at=now.timestamp(), detail=json.dumps(merged))
+                    .values(status=status, finished_at=ts, detail=json.dumps(merged))
                 )
             if audits:
-                await conn.execute(
-                    insert(t.audit), [{"at": now.timestamp(), **audit} for audit in audits]
-                )
+                conn.execute(insert(t.audit), [{"at": ts, **audit} for audit in audits])
+
+        await self.db.write(work)
 
     async def cancel_pending(
         self, task_id: str, reason: str, now: datetime, *, steps: Sequence[str] | None = None
@@ -325,15 +345,12 @@ class LadderStore:
         )
         if steps is not None:
             query = query.where(c.step.in_(list(steps)))
-        async with write_transaction(self.engine) as conn:
-            result = await conn.execute(
-                query.values(
-                    status="cancelled",
-                    finished_at=now.timestamp(),
-                    detail=json.dumps({"cancelled": reason}),
-                )
-            )
-            return int(result.rowcount or 0)
+        query = query.values(
+            status="cancelled",
+            finished_at=now.timestamp(),
+            detail=json.dumps({"cancelled": reason}),
+        )
+        return await self.db.write(lambda conn: int(conn.execute(query).rowcount or 0))
 
     async def expire_claimed(self, now: datetime) -> list[DeliveryRow]:
         """At start: settle deliveries a crash left ``claimed`` (side effect maybe done).
@@ -345,55 +362,65 @@ class LadderStore:
         unconfirmed. Returns the rows as they were (``claimed``).
         """
         c = t.escalation_deliveries.c
-        async with write_transaction(self.engine) as conn:
+        ts = now.timestamp()
+
+        def work(conn: Connection) -> list[DeliveryRow]:
             rows = [
                 _delivery(r)
-                for r in await conn.execute(
-                    select(t.escalation_deliveries).where(c.status == "claimed")
-                )
+                for r in conn.execute(select(t.escalation_deliveries).where(c.status == "claimed"))
             ]
             for r in rows:
                 retry = r.channel in IDEMPOTENT_CHANNELS
                 detail = {**r.detail, "interrupted": "bridge restarted during the side effect"}
-                await conn.execute(
+                conn.execute(
                     update(t.escalation_deliveries)
                     .where(c.id == r.id)
                     .values(
                         status="pending" if retry else "unknown",
-                        finished_at=None if retry else now.timestamp(),
+                        finished_at=None if retry else ts,
                         claimed_at=None if retry else r.claimed_at and r.claimed_at.timestamp(),
                         detail=json.dumps(detail),
                     )
                 )
-        return rows
+            return rows
+
+        return await self.db.write(work)
 
     async def last_sent(self, channels: Sequence[str]) -> dict[tuple[str, str], datetime]:
         """When each ``(recipient, channel)`` last got a message (bundle windows)."""
         c = t.escalation_deliveries.c
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(c.recipient, c.channel, func.max(c.claimed_at))
-                .where(and_(c.channel.in_(list(channels)), c.claimed_at.is_not(None)))
-                .group_by(c.recipient, c.channel)
-            )
-            return {(r[0], r[1]): from_ts(r[2]) for r in rows if r[2] is not None}  # type: ignore[misc]
+        query = (
+            select(c.recipient, c.channel, func.max(c.claimed_at))
+            .where(and_(c.channel.in_(list(channels)), c.claimed_at.is_not(None)))
+            .group_by(c.recipient, c.channel)
+        )
+
+        def work(conn: Connection) -> dict[tuple[str, str], datetime]:
+            return {
+                (r[0], r[1]): from_ts(r[2])  # type: ignore[misc]
+                for r in conn.execute(query)
+                if r[2] is not None
+            }
+
+        return await self.db.read(work)
 
     # ------------------------------------------------------------------ phones
     async def mark_unreachable(
         self, phone: str, operator: str | None, code: int | None, now: datetime
     ) -> None:
         """Persist that ``phone`` must not be texted or called (Twilio 21610)."""
+        values = {"phone": phone, "operator": operator, "code": code, "at": now.timestamp()}
         try:
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    insert(t.unreachable_phones).values(
-                        phone=phone, operator=operator, code=code, at=now.timestamp()
-                    )
-                )
+            await self.db.write(lambda conn: conn.execute(insert(t.unreachable_phones), values))
         except IntegrityError:
             pass
 
     async def unreachable(self) -> set[str]:
         """Phones marked unreachable."""
-        async with self.engine.connect() as conn:
-            return {r[0] for r in await conn.execute(select(t.unreachable_phones.c.phone))}
+        return await self.db.read(
+            lambda conn: {r[0] for r in conn.execute(select(t.unreachable_phones.c.phone))}
+        )
+
+
+class _NotAllPending(Exception):
+    """A compare-and-set over several deliveries found one no longer pending."""

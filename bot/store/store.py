@@ -1,7 +1,9 @@
 """The Store adapter: every open task, message, decision in flight and step taken is a row.
 
-All methods are coroutines on an SQLAlchemy ``AsyncEngine`` (SQLite through aiosqlite by
-default, PostgreSQL through asyncpg). Compare-and-set updates (``UPDATE … WHERE``) make the
+All methods are coroutines over SQLAlchemy Core on a :class:`~bot.store.database.Database`:
+each one builds plain values on the event loop, then hands a synchronous unit of work to the
+database — writes run on its one writer thread (group commit: many units, one transaction, one
+disk sync), reads on its reader threads. Compare-and-set updates (``UPDATE … WHERE``) make the
 exactly-once guarantees hold even when two clicks race.
 """
 
@@ -10,22 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import weakref
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from escalation.models import Task
 
 from . import tables as t
+from .database import Database
 
 __all__ = [
     "AuditRecord",
@@ -34,32 +33,12 @@ __all__ = [
     "StepRecord",
     "Store",
     "TrackedTask",
+    "from_ts",
     "to_ts",
-    "write_transaction",
 ]
 
-
-_WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-@asynccontextmanager
-async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A write transaction; on SQLite, one at a time per process.
-
-    SQLite has a single writer, and a connection that finds the database locked *sleeps* in
-    SQLite's busy handler (steps of up to 100 ms), which showed as 0.5 s pauses before an
-    interaction was answered. Queuing writers on an asyncio lock instead costs nothing while
-    the database is idle. Other databases get a plain ``engine.begin()``.
-    """
-    if engine.dialect.name != "sqlite":
-        async with engine.begin() as conn:
-            yield conn
-        return
-    lock = _WRITE_LOCKS.get(engine)
-    if lock is None:
-        lock = _WRITE_LOCKS[engine] = asyncio.Lock()
-    async with lock, engine.begin() as conn:
-        yield conn
+#: Most ids in one ``IN (…)`` list (SQLite's bound-parameter limit is 999 on old builds).
+_IN_CHUNK = 500
 
 
 def to_ts(value: datetime | None) -> float | None:
@@ -209,38 +188,44 @@ class Store:
     Parameters
     ----------
     url:
-        An SQLAlchemy *async* URL (``sqlite+aiosqlite:///path.db``,
-        ``postgresql+asyncpg://…``); :attr:`bot.settings.Settings.async_database_url` gives one.
+        An SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://…``); the async driver names
+        (``sqlite+aiosqlite``, ``postgresql+asyncpg``) are accepted and mapped to synchronous
+        drivers by :func:`bot.store.database.sync_url`. The directory of an SQLite file is
+        created when missing.
     clock:
-        Returns the current Unix time in seconds; injected by tests.
+        Returns the current Unix time in seconds; injected by tests. It is always called on
+        the event loop, never inside a unit of work.
+
+    Every method runs its statements as one unit of work on :attr:`db` (one transaction).
     """
 
     def __init__(self, url: str, *, clock: Any = time.time) -> None:
         self._url = url
         self._clock = clock
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
-        self.engine: AsyncEngine = create_async_engine(url)
+        self.db = Database(url)
         self._pending_events: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._event_writer: asyncio.Task[None] | None = None
 
     async def create_schema(self) -> None:
-        """Create missing tables (idempotent). SQLite runs in WAL mode for concurrent reads."""
-        async with write_transaction(self.engine) as conn:
-            if self.engine.dialect.name == "sqlite":
-                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-            await conn.run_sync(t.metadata.create_all)
+        """Create missing tables (idempotent).
+
+        SQLite files run in WAL mode (set by :class:`~bot.store.database.Database` on
+        connect), so reads go on while a write is in progress.
+        """
+        await self.db.write(lambda conn: t.metadata.create_all(conn))
 
     async def close(self) -> None:
-        """Dispose of the connection pool."""
-        await self.engine.dispose()
+        """Finish queued writes and close every connection (see :meth:`Database.close`)."""
+        await self.db.close()
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query (used by ``/healthz``)."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(select(1)).all()
+
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(select(1))
+            await self.db.read(work)
             return True
         except Exception:
             return False
@@ -269,29 +254,11 @@ class Store:
         return await future
 
     async def _write_events(self) -> None:
-        """Drain the pending events, one transaction per batch (group commit)."""
+        """Drain the pending events, one write unit per batch (group commit)."""
         while self._pending_events:
             batch, self._pending_events = self._pending_events, []
-            ids = [values["event_id"] for values, _ in batch]
-            outcome: list[bool] = []
             try:
-                async with write_transaction(self.engine) as conn:
-                    existing = set(
-                        (
-                            await conn.execute(
-                                select(t.events.c.event_id).where(t.events.c.event_id.in_(ids))
-                            )
-                        ).scalars()
-                    )
-                    fresh = []
-                    for values, _ in batch:
-                        is_new = values["event_id"] not in existing
-                        existing.add(values["event_id"])
-                        outcome.append(is_new)
-                        if is_new:
-                            fresh.append(values)
-                    if fresh:
-                        await conn.execute(insert(t.events), fresh)
+                outcome = await self._write_event_batch([values for values, _ in batch])
             except Exception as exc:  # the callers answer 5xx-free errors; nothing half-stored
                 for _, future in batch:
                     if not future.done():
@@ -301,10 +268,42 @@ class Store:
                 if not future.done():
                     future.set_result(is_new)
 
+    async def _write_event_batch(self, rows: list[dict[str, Any]]) -> list[bool]:
+        """Insert the rows whose ids are not stored yet; per row, ``True`` when it was new.
+
+        A row repeating an id stored earlier, or earlier in ``rows``, is left out (``False``).
+        One unit of work: the SELECT of the known ids and the INSERT commit together.
+        """
+        ids = [values["event_id"] for values in rows]
+
+        def work(conn: Connection) -> list[bool]:
+            existing: set[str] = set()
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                existing.update(
+                    conn.execute(
+                        select(t.events.c.event_id).where(t.events.c.event_id.in_(chunk))
+                    ).scalars()
+                )
+            outcome: list[bool] = []
+            fresh = []
+            for values in rows:
+                is_new = values["event_id"] not in existing
+                existing.add(values["event_id"])
+                outcome.append(is_new)
+                if is_new:
+                    fresh.append(values)
+            if fresh:
+                conn.execute(insert(t.events), fresh)
+            return outcome
+
+        return await self.db.write(work)
+
     async def unprocessed_events(self, limit: int = 100) -> list[EventRecord]:
         """Events stored but not yet handled, oldest first."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
+
+        def work(conn: Connection) -> list[EventRecord]:
+            rows = conn.execute(
                 select(t.events)
                 .where(t.events.c.processed_at.is_(None))
                 .order_by(t.events.c.received_at, t.events.c.event_id)
@@ -321,21 +320,50 @@ class Store:
                 for r in rows
             ]
 
+        return await self.db.read(work)
+
     async def mark_event_processed(self, event_id: str, error: str | None = None) -> None:
         """Mark an event handled; ``error`` keeps why handling failed (it is not retried)."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.events)
                 .where(t.events.c.event_id == event_id)
-                .values(processed_at=self._clock(), error=error)
+                .values(processed_at=now, error=error)
             )
+
+        await self.db.write(work)
+
+    async def mark_events_processed(self, event_ids: Sequence[str]) -> None:
+        """Mark many events handled without error, in one write.
+
+        Lets the event processor mark a run of handled events with one unit of work instead
+        of one per event. ``event_ids`` may be empty (nothing is written); unknown ids are
+        ignored.
+        """
+        ids = list(event_ids)
+        if not ids:
+            return
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            for start in range(0, len(ids), _IN_CHUNK):
+                conn.execute(
+                    update(t.events)
+                    .where(t.events.c.event_id.in_(ids[start : start + _IN_CHUNK]))
+                    .values(processed_at=now, error=None)
+                )
+
+        await self.db.write(work)
 
     async def count_events(self) -> int:
         """How many events are stored (tests and benchmarks)."""
-        async with self.engine.connect() as conn:
-            return int(
-                (await conn.execute(select(func.count()).select_from(t.events))).scalar_one()
-            )
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(select(func.count()).select_from(t.events)).scalar_one())
+
+        return await self.db.read(work)
 
     # ------------------------------------------------------------------ tasks
     async def upsert_task(self, task: Task, deadline: datetime) -> TrackedTask:
@@ -343,8 +371,9 @@ class Store:
 
         A completed task (status ``completed`` with a decision) also fills the decision columns
         when they are still empty, so decisions made elsewhere are shown. Two first sightings
-        of a task at once (an event and reconciliation) are safe: the loser of the insert race
-        refreshes the row the winner inserted.
+        of a task at once (an event and reconciliation) are safe: in one process the writer
+        thread runs them one after the other; against another process, the loser of the
+        insert race (``IntegrityError``) refreshes the row the winner inserted.
         """
         try:
             return await self._upsert_task_once(task, deadline)
@@ -361,60 +390,74 @@ class Store:
             "deadline": deadline.timestamp(),
             "updated_at": now,
         }
-        async with write_transaction(self.engine) as conn:
-            existing = (
-                await conn.execute(select(t.tasks).where(t.tasks.c.task_id == task.id))
-            ).first()
+        decided: dict[str, Any] | None = None
+        if task.decision is not None:
+            data = task.decision_data
+            discord_id = str(data.get("discordUserId") or "")
+            decided = {
+                "decision": task.decision.value,
+                "decision_notes": task.decision_notes,
+                "decided_by": str(data.get("discordUsername") or task.decided_by or ""),
+                "decided_by_discord_id": int(discord_id) if discord_id.isdigit() else None,
+                "decided_at": to_ts(task.decided_at) or now,
+                "decision_source": str(data.get("source") or "factory"),
+                "status": "completed",
+            }
+        task_id = task.id
+
+        def work(conn: Connection) -> TrackedTask:
+            existing = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
             if existing is None:
-                await conn.execute(insert(t.tasks).values(task_id=task.id, **values))
+                conn.execute(insert(t.tasks).values(task_id=task_id, **values))
             else:
+                refresh = dict(values)
                 if existing._mapping["decision"] is not None:
                     # keep the decided snapshot's status; refresh the payload only
-                    values.pop("status")
-                await conn.execute(
-                    update(t.tasks).where(t.tasks.c.task_id == task.id).values(**values)
-                )
-            if task.decision is not None:
-                data = task.decision_data
-                discord_id = str(data.get("discordUserId") or "")
-                await conn.execute(
+                    refresh.pop("status")
+                conn.execute(update(t.tasks).where(t.tasks.c.task_id == task_id).values(**refresh))
+            if decided is not None:
+                conn.execute(
                     update(t.tasks)
-                    .where(and_(t.tasks.c.task_id == task.id, t.tasks.c.decision.is_(None)))
-                    .values(
-                        decision=task.decision.value,
-                        decision_notes=task.decision_notes,
-                        decided_by=str(data.get("discordUsername") or task.decided_by or ""),
-                        decided_by_discord_id=int(discord_id) if discord_id.isdigit() else None,
-                        decided_at=to_ts(task.decided_at) or now,
-                        decision_source=str(data.get("source") or "factory"),
-                        status="completed",
-                    )
+                    .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
+                    .values(**decided)
                 )
-            row = (await conn.execute(select(t.tasks).where(t.tasks.c.task_id == task.id))).one()
-        return _row_to_tracked(row)
+            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
+            return _row_to_tracked(row)
+
+        return await self.db.write(work)
 
     async def get_task(self, task_id: str) -> TrackedTask | None:
         """The tracked task, or ``None`` when the bridge has never seen it."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id))).first()
-        return None if row is None else _row_to_tracked(row)
+
+        def work(conn: Connection) -> TrackedTask | None:
+            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+            return None if row is None else _row_to_tracked(row)
+
+        return await self.db.read(work)
 
     async def open_tasks(self) -> list[TrackedTask]:
         """Tasks with no confirmed decision, oldest first."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
+
+        def work(conn: Connection) -> list[TrackedTask]:
+            rows = conn.execute(
                 select(t.tasks).where(t.tasks.c.decision.is_(None)).order_by(t.tasks.c.created_at)
             )
             return [_row_to_tracked(r) for r in rows]
+
+        return await self.db.read(work)
 
     async def tasks_by_ids(self, task_ids: Sequence[str]) -> list[TrackedTask]:
         """Tracked tasks for these ids, in the order given (unknown ids are left out)."""
         if not task_ids:
             return []
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(t.tasks).where(t.tasks.c.task_id.in_(list(task_ids))))
-            found = {r.task_id: _row_to_tracked(r) for r in rows}
-        return [found[i] for i in task_ids if i in found]
+        ids = list(task_ids)
+
+        def work(conn: Connection) -> dict[str, TrackedTask]:
+            rows = conn.execute(select(t.tasks).where(t.tasks.c.task_id.in_(ids)))
+            return {r.task_id: _row_to_tracked(r) for r in rows}
+
+        found = await self.db.read(work)
+        return [found[i] for i in ids if i in found]
 
     async def claim_posting(self, task_id: str, *, stale_after_seconds: float = 60.0) -> bool:
         """Compare-and-set: claim the right to post this task's message.
@@ -423,8 +466,9 @@ class Store:
         than ``stale_after_seconds`` (a crash between claim and post) can be taken again.
         """
         now = self._clock()
-        async with write_transaction(self.engine) as conn:
-            result = await conn.execute(
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
                 update(t.tasks)
                 .where(
                     and_(
@@ -440,25 +484,33 @@ class Store:
             )
             return result.rowcount == 1
 
+        return await self.db.write(work)
+
     async def release_posting(self, task_id: str) -> None:
         """Give up a posting claim (the post failed) so that a later attempt can post."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.tasks)
                 .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id.is_(None)))
                 .values(posting_claimed_at=None)
             )
 
+        await self.db.write(work)
+
     async def set_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
     ) -> None:
         """Record the Discord message that shows the task."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.tasks)
                 .where(t.tasks.c.task_id == task_id)
                 .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
             )
+
+        await self.db.write(work)
 
     async def adopt_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
@@ -472,30 +524,37 @@ class Store:
         values: dict[str, Any] = {"channel_id": channel_id, "message_id": message_id}
         if batch_id is not None:
             values["batch_id"] = batch_id
-        async with write_transaction(self.engine) as conn:
-            result = await conn.execute(
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
                 update(t.tasks)
                 .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id.is_(None)))
                 .values(**values)
             )
             return result.rowcount == 1
 
+        return await self.db.write(work)
+
     async def count_tasks(self) -> int:
         """How many tasks the store knows (0 on a fresh or lost database)."""
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(t.tasks))).scalar_one())
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(select(func.count()).select_from(t.tasks)).scalar_one())
+
+        return await self.db.read(work)
 
     async def event_handled(self, fingerprint: str) -> bool:
         """True when an event with this content fingerprint was already handled."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.event_fingerprints.c.fingerprint).where(
-                        t.event_fingerprints.c.fingerprint == fingerprint
-                    )
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(
+                select(t.event_fingerprints.c.fingerprint).where(
+                    t.event_fingerprints.c.fingerprint == fingerprint
                 )
             ).first()
-        return row is not None
+            return row is not None
+
+        return await self.db.read(work)
 
     async def mark_event_handled(self, fingerprint: str, type_: str) -> bool:
         """Remember that an event with this content was handled; ``False`` if already known.
@@ -503,13 +562,17 @@ class Store:
         The same event delivered by webhook *and* WebSocket carries two different ids but the
         same content, so the content fingerprint is what makes it acted on once.
         """
-        try:
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    insert(t.event_fingerprints).values(
-                        fingerprint=fingerprint, type=type_, handled_at=self._clock()
-                    )
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                insert(t.event_fingerprints).values(
+                    fingerprint=fingerprint, type=type_, handled_at=now
                 )
+            )
+
+        try:
+            await self.db.write(work)
         except IntegrityError:
             return False
         return True
@@ -530,8 +593,10 @@ class Store:
         already decided, or another decision is already in flight (the caller then reads the
         task to tell the person who was first).
         """
-        async with write_transaction(self.engine) as conn:
-            result = await conn.execute(
+        now = self._clock()
+
+        def work(conn: Connection) -> TrackedTask | None:
+            result = conn.execute(
                 update(t.tasks)
                 .where(
                     and_(
@@ -546,18 +611,21 @@ class Store:
                     inflight_by_name=name,
                     inflight_key=key,
                     inflight_notes=notes,
-                    inflight_at=self._clock(),
+                    inflight_at=now,
                 )
             )
             if result.rowcount != 1:
                 return None
-            row = (await conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id))).one()
-        return _row_to_tracked(row)
+            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
+            return _row_to_tracked(row)
+
+        return await self.db.write(work)
 
     async def abort_decision(self, task_id: str, key: str) -> None:
         """Clear an in-flight decision that the factory did not confirm (buttons stay live)."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.tasks)
                 .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.inflight_key == key))
                 .values(
@@ -569,6 +637,8 @@ class Store:
                     inflight_at=None,
                 )
             )
+
+        await self.db.write(work)
 
     async def confirm_decision(
         self,
@@ -585,25 +655,30 @@ class Store:
 
         A decision already recorded is kept (the first confirmed one wins).
         """
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+        task_id = task.id
+        payload = task.model_dump_json(by_alias=True)
+        decided_at = at.timestamp()
+        now = self._clock()
+
+        def work(conn: Connection) -> TrackedTask:
+            conn.execute(
                 update(t.tasks)
-                .where(and_(t.tasks.c.task_id == task.id, t.tasks.c.decision.is_(None)))
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
                 .values(
-                    payload=task.model_dump_json(by_alias=True),
+                    payload=payload,
                     status="completed",
                     decision=decision,
                     decision_notes=notes,
                     decided_by=decided_by,
                     decided_by_discord_id=discord_user_id,
-                    decided_at=at.timestamp(),
+                    decided_at=decided_at,
                     decision_source=source,
-                    updated_at=self._clock(),
+                    updated_at=now,
                 )
             )
-            await conn.execute(
+            conn.execute(
                 update(t.tasks)
-                .where(t.tasks.c.task_id == task.id)
+                .where(t.tasks.c.task_id == task_id)
                 .values(
                     inflight_decision=None,
                     inflight_by_discord_id=None,
@@ -613,42 +688,55 @@ class Store:
                     inflight_at=None,
                 )
             )
-            row = (await conn.execute(select(t.tasks).where(t.tasks.c.task_id == task.id))).one()
-        return _row_to_tracked(row)
+            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
+            return _row_to_tracked(row)
+
+        return await self.db.write(work)
 
     async def inflight_decisions(self) -> list[TrackedTask]:
         """Tasks with a decision in flight (a crash may have left them; they are re-sent)."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
+
+        def work(conn: Connection) -> list[TrackedTask]:
+            rows = conn.execute(
                 select(t.tasks).where(
                     and_(t.tasks.c.inflight_decision.is_not(None), t.tasks.c.decision.is_(None))
                 )
             )
             return [_row_to_tracked(r) for r in rows]
 
+        return await self.db.read(work)
+
     async def set_acknowledged(
         self, task_id: str, discord_user_id: int, name: str, at: datetime
     ) -> None:
         """Record who acknowledged the task (the first acknowledgement is kept)."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+        acknowledged_at = at.timestamp()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.tasks)
                 .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.acknowledged_at.is_(None)))
                 .values(
                     acknowledged_by_discord_id=discord_user_id,
                     acknowledged_by_name=name,
-                    acknowledged_at=at.timestamp(),
+                    acknowledged_at=acknowledged_at,
                 )
             )
 
+        await self.db.write(work)
+
     async def set_snoozed(self, task_id: str, until: datetime, name: str) -> None:
         """Record a snooze until ``until`` (aware UTC)."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+        snoozed_until = until.timestamp()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.tasks)
                 .where(t.tasks.c.task_id == task_id)
-                .values(snoozed_until=until.timestamp(), snoozed_by_name=name)
+                .values(snoozed_until=snoozed_until, snoozed_by_name=name)
             )
+
+        await self.db.write(work)
 
     # ------------------------------------------------------------------ escalation steps
     async def record_step(
@@ -661,18 +749,20 @@ class Store:
         outcome: dict[str, Any],
     ) -> bool:
         """Record a step as taken. Returns ``False`` when it was already taken (unique key)."""
+        values: dict[str, Any] = {
+            "task_id": task_id,
+            "step": step,
+            "due_at": due_at.timestamp(),
+            "taken_at": taken_at.timestamp(),
+            "late_seconds": max(0.0, (taken_at - due_at).total_seconds()),
+            "outcome": json.dumps(outcome),
+        }
+
+        def work(conn: Connection) -> None:
+            conn.execute(insert(t.escalation_steps).values(**values))
+
         try:
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    insert(t.escalation_steps).values(
-                        task_id=task_id,
-                        step=step,
-                        due_at=due_at.timestamp(),
-                        taken_at=taken_at.timestamp(),
-                        late_seconds=max(0.0, (taken_at - due_at).total_seconds()),
-                        outcome=json.dumps(outcome),
-                    )
-                )
+            await self.db.write(work)
         except IntegrityError:
             return False
         return True
@@ -682,8 +772,9 @@ class Store:
         query = select(t.escalation_steps).order_by(t.escalation_steps.c.id)
         if task_ids is not None:
             query = query.where(t.escalation_steps.c.task_id.in_(list(task_ids)))
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(query)
+
+        def work(conn: Connection) -> list[StepRecord]:
+            rows = conn.execute(query)
             return [
                 StepRecord(
                     task_id=r.task_id,
@@ -696,74 +787,87 @@ class Store:
                 for r in rows
             ]
 
+        return await self.db.read(work)
+
     # ------------------------------------------------------------------ batches (smart batching)
     async def save_batch(self, batch_id: str, key: str, task_ids: Sequence[str]) -> None:
         """Create the batch row, or replace its item list (ids in display order)."""
         items = json.dumps(list(task_ids))
-        async with write_transaction(self.engine) as conn:
-            result = await conn.execute(
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
                 update(t.batches).where(t.batches.c.batch_id == batch_id).values(task_ids=items)
             )
             if result.rowcount == 0:
-                await conn.execute(
+                conn.execute(
                     insert(t.batches).values(
-                        batch_id=batch_id, key=key, task_ids=items, created_at=self._clock()
+                        batch_id=batch_id, key=key, task_ids=items, created_at=now
                     )
                 )
 
+        await self.db.write(work)
+
     async def set_batch_message(self, batch_id: str, channel_id: int, message_id: int) -> None:
         """Record the Discord message of a batch (posted now)."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
                 update(t.batches)
                 .where(t.batches.c.batch_id == batch_id)
-                .values(channel_id=channel_id, message_id=message_id, posted_at=self._clock())
+                .values(channel_id=channel_id, message_id=message_id, posted_at=now)
             )
+
+        await self.db.write(work)
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
         """The batch row, or ``None``."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id))
-            ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return BatchRecord(
-            batch_id=m["batch_id"],
-            key=m["key"],
-            task_ids=tuple(json.loads(m["task_ids"] or "[]")),
-            channel_id=m["channel_id"],
-            message_id=m["message_id"],
-            created_at=m["created_at"],
-            posted_at=m["posted_at"],
-        )
+
+        def work(conn: Connection) -> BatchRecord | None:
+            row = conn.execute(select(t.batches).where(t.batches.c.batch_id == batch_id)).first()
+            if row is None:
+                return None
+            m = row._mapping
+            return BatchRecord(
+                batch_id=m["batch_id"],
+                key=m["key"],
+                task_ids=tuple(json.loads(m["task_ids"] or "[]")),
+                channel_id=m["channel_id"],
+                message_id=m["message_id"],
+                created_at=m["created_at"],
+                posted_at=m["posted_at"],
+            )
+
+        return await self.db.read(work)
 
     # ------------------------------------------------------------------ runtime state
     async def load_state(self, key: str) -> dict[str, Any] | None:
         """The JSON document saved under ``key`` (e.g. ``"batcher"``), or ``None``."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.runtime_state.c.value).where(t.runtime_state.c.key == key)
-                )
-            ).first()
-        return None if row is None else dict(json.loads(row[0]))
+
+        def work(conn: Connection) -> str | None:
+            return conn.execute(
+                select(t.runtime_state.c.value).where(t.runtime_state.c.key == key)
+            ).scalar_one_or_none()
+
+        text = await self.db.read(work)
+        return None if text is None else dict(json.loads(text))
 
     async def save_state(self, key: str, value: dict[str, Any]) -> None:
         """Save (insert or replace) a JSON document under ``key``."""
         text = json.dumps(value)
         now = self._clock()
-        async with write_transaction(self.engine) as conn:
-            result = await conn.execute(
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
                 update(t.runtime_state)
                 .where(t.runtime_state.c.key == key)
                 .values(value=text, updated_at=now)
             )
             if result.rowcount == 0:
-                await conn.execute(
-                    insert(t.runtime_state).values(key=key, value=text, updated_at=now)
-                )
+                conn.execute(insert(t.runtime_state).values(key=key, value=text, updated_at=now))
+
+        await self.db.write(work)
 
     # ------------------------------------------------------------------ audit
     async def audit(
@@ -780,21 +884,23 @@ class Store:
         detail: str | None = None,
     ) -> None:
         """Append one audit entry (never updated, never deleted)."""
-        async with write_transaction(self.engine) as conn:
-            await conn.execute(
-                insert(t.audit).values(
-                    at=self._clock(),
-                    actor_id=actor_id,
-                    actor_name=actor_name,
-                    via=via,
-                    action=action,
-                    task_id=task_id,
-                    batch_id=batch_id,
-                    request=None if request is None else json.dumps(request),
-                    outcome=outcome,
-                    detail=detail,
-                )
-            )
+        values: dict[str, Any] = {
+            "at": self._clock(),
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "via": via,
+            "action": action,
+            "task_id": task_id,
+            "batch_id": batch_id,
+            "request": None if request is None else json.dumps(request),
+            "outcome": outcome,
+            "detail": detail,
+        }
+
+        def work(conn: Connection) -> None:
+            conn.execute(insert(t.audit).values(**values))
+
+        await self.db.write(work)
 
     async def audit_entries(
         self, *, task_id: str | None = None, since: datetime | None = None, limit: int = 1000
@@ -805,8 +911,9 @@ class Store:
             query = query.where(t.audit.c.task_id == task_id)
         if since is not None:
             query = query.where(t.audit.c.at >= since.timestamp())
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(query)
+
+        def work(conn: Connection) -> list[AuditRecord]:
+            rows = conn.execute(query)
             return [
                 AuditRecord(
                     id=r.id,
@@ -823,3 +930,5 @@ class Store:
                 )
                 for r in rows
             ]
+
+        return await self.db.read(work)

@@ -98,7 +98,7 @@ class FakeFactory:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}")
+    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
     await s.create_schema()
     try:
         yield s

@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}")
+    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
     await s.create_schema()
     try:
         yield s

@@ -28,7 +28,7 @@ class Health:
 
 @pytest.fixture
 async def intake(tmp_path: Path) -> AsyncIterator[tuple[EventIntake, httpx.AsyncClient, Health]]:
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}")
+    store = Store(f"sqlite:///{tmp_path / 'intake.db'}")
     await store.create_schema()
     health = Health()
     woken: list[int] = []

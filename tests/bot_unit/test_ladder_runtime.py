@@ -197,7 +197,7 @@ class Rig:
                 break
 
     async def steps(self, task_id: str) -> list[str]:
-        rows = await LadderStore(self.bridge.store.engine).steps([task_id])
+        rows = await LadderStore(self.bridge.store.db).steps([task_id])
         return [r.step for r in rows.get(task_id, [])]
 
 
@@ -231,7 +231,7 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[Any]:
         *, roster: Sequence[Operator] = (ALICE, DAVE), pager: bool = True, **settings: Any
     ) -> Rig:
         clock = Clock(START)
-        store = Store(f"sqlite+aiosqlite:///{tmp_path / 'ladder.db'}")
+        store = Store(f"sqlite:///{tmp_path / 'ladder.db'}")
         stores.append(store)
         await store.create_schema()
         factory = FakeFactory(clock)

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.settings import Settings, describe_validation_error
+from bot.store.database import sync_url
 
 REQUIRED = {
     "DISCORD_BOT_TOKEN": "super-secret-token",
@@ -39,7 +40,7 @@ def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.bridge_http_port == 8080
     assert settings.discord_approver_role_ids == frozenset({10, 11})
     assert settings.alerts_channel_id == 2  # defaults to the tasks channel
-    assert settings.async_database_url == "sqlite+aiosqlite:///./data/bridge.db"
+    assert settings.database_url == "sqlite:///./data/bridge.db"
     assert "super-secret-token" not in repr(settings)
     policy = settings.escalation_policy()
     assert policy.dm_after_seconds == 1800
@@ -48,18 +49,15 @@ def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("sqlite:////abs/path.db", "sqlite+aiosqlite:////abs/path.db"),
-        ("postgresql://u:p@db/bridge", "postgresql+asyncpg://u:p@db/bridge"),
-        ("postgresql+asyncpg://u:p@db/bridge", "postgresql+asyncpg://u:p@db/bridge"),
+        ("sqlite:////abs/path.db", "sqlite:////abs/path.db"),
+        ("sqlite+aiosqlite:////abs/path.db", "sqlite:////abs/path.db"),
+        ("postgresql://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
+        ("postgres://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
+        ("postgresql+asyncpg://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
     ],
 )
-def test_database_url_gets_an_async_driver(
-    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
-) -> None:
-    for name, value in REQUIRED.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DATABASE_URL", url)
-    assert Settings().async_database_url == expected  # type: ignore[call-arg]
+def test_database_url_gets_a_synchronous_driver(url: str, expected: str) -> None:
+    assert sync_url(url) == expected
 
 
 def test_errors_name_the_variable_and_never_echo_values(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,7 @@ async def final_reply(world: World, rec: InteractionRecord, timeout: float = 10)
 
 async def audit_actions(world: World, task_id: str) -> list[tuple[str, str, str, str]]:
     """(actor, via, action, outcome) of the task's audit entries, read from the bridge's DB."""
-    store = Store(f"sqlite+aiosqlite:///{world.database_file}")
+    store = Store(f"sqlite:///{world.database_file}")
     try:
         entries = await store.audit_entries(task_id=task_id)
     finally:

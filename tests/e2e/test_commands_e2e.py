@@ -88,7 +88,7 @@ async def final_reply(world: World, rec: InteractionRecord, timeout: float = 10)
 
 async def wait_stored(world: World, count: int) -> None:
     """Wait until the bridge's store tracks ``count`` open tasks (messages are paced)."""
-    store = Store(f"sqlite+aiosqlite:///{world.database_file}")
+    store = Store(f"sqlite:///{world.database_file}")
     try:
 
         async def enough() -> bool:

@@ -101,7 +101,7 @@ def near(at: datetime, due: datetime, within: float = 1.0) -> bool:
 
 
 async def open_store(world: World) -> Store:
-    store = Store(f"sqlite+aiosqlite:///{world.database_file}")
+    store = Store(f"sqlite:///{world.database_file}")
     return store
 
 
@@ -324,7 +324,7 @@ async def test_ack_stops_reminders_not_breach_snooze_and_stop_reply_fallback(
     assert len(refused) == 1  # persisted: the second call goes straight to Dave
     store = await open_store(world)
     try:
-        assert ALICE_PHONE in await LadderStore(store.engine).unreachable()
+        assert ALICE_PHONE in await LadderStore(store.db).unreachable()
         audit = await store.audit_entries()
         assert any(a.action == "escalation.phone_unreachable" for a in audit)
         assert any(a.action == "task.acknowledge" and a.outcome == "ok" for a in audit)
@@ -383,7 +383,7 @@ async def test_degraded_no_twilio_no_here_permission_dm_closed(muted_world: Worl
         assert world.twilio.attempts == []
         store = await open_store(world)
         try:
-            rows = await LadderStore(store.engine).deliveries(task_id=task["id"])
+            rows = await LadderStore(store.db).deliveries(task_id=task["id"])
             statuses = {(r.channel, r.status) for r in rows if r.channel in ("sms", "call")}
             assert statuses == {("sms", "skipped"), ("call", "skipped")}
         finally:

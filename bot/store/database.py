@@ -1,0 +1,230 @@
+"""Database access off the event loop: one writer thread with group commit, a pool of readers.
+
+Why not an async driver: with aiosqlite every statement is a round trip between the event loop
+and a driver thread, and SQLite has one writer, so a write transaction held its lock across
+several loop turns (2–4 ms each under load). The bridge then sustained ~330 durable events/s
+and ~55 escalation steps/s (bench/RESULTS.md, before this module). Here a unit of work is a
+plain synchronous function over an SQLAlchemy :class:`~sqlalchemy.engine.Connection`:
+
+* :meth:`Database.write` queues it for **the one writer thread**. The writer takes every unit
+  queued so far and runs them in **one transaction**, each inside its own SAVEPOINT, then
+  commits once (one disk sync for the whole batch: group commit). A unit that raises is rolled
+  back to its savepoint and its caller gets the exception; the others still commit. A caller's
+  result is set only **after the commit** — "stored" means durable.
+* :meth:`Database.read` runs it in a small thread pool, in a read transaction (one consistent
+  snapshot; SQLite's WAL lets readers run while the writer writes).
+
+URLs are plain SQLAlchemy URLs. The async driver names the bridge used before are mapped to
+their synchronous drivers (``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` and
+``postgres://`` → ``postgresql+psycopg``; install ``psycopg`` for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["Database", "sync_url"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Most units of work committed together (bounds one transaction's size and latency).
+MAX_GROUP = 256
+
+
+def sync_url(url: str) -> str:
+    """The synchronous-driver form of a database URL (see the module docstring)."""
+    for prefix, replacement in (
+        ("sqlite+aiosqlite://", "sqlite://"),
+        ("postgresql+asyncpg://", "postgresql+psycopg://"),
+        ("postgres://", "postgresql+psycopg://"),
+        ("postgresql://", "postgresql+psycopg://"),
+    ):
+        if url.startswith(prefix):
+            return replacement + url[len(prefix) :]
+    return url
+
+
+@dataclass
+class _Unit:
+    fn: Callable[[Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up waiting; the write still happened (or not)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _sqlite_engine(url: str, *, memory: bool, immediate: bool) -> Engine:
+    """An SQLite engine whose transactions are real ``BEGIN`` … ``COMMIT`` (savepoints work).
+
+    The stdlib driver opens transactions lazily and breaks SAVEPOINT; SQLAlchemy's documented
+    recipe ("Serializable isolation / Savepoints / Transactional DDL") turns that off and emits
+    BEGIN itself. The writer uses ``BEGIN IMMEDIATE`` (takes the write lock at once, so another
+    process never makes it fail half-way); readers use a deferred ``BEGIN`` (a snapshot).
+    """
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        **({"poolclass": StaticPool} if memory else {}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        if not memory:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """The bridge's database: :meth:`read` and :meth:`write` take a function of a connection.
+
+    Parameters
+    ----------
+    url:
+        An SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://…``); see :func:`sync_url`.
+    read_threads:
+        Size of the reader pool.
+
+    Units of work run in other threads: they must only use the connection they are given and
+    values they were built with, never the event loop.
+    """
+
+    def __init__(self, url: str, *, read_threads: int = 2) -> None:
+        self.url = sync_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        memory = self.is_sqlite and parsed.database in (None, "", ":memory:")
+        if self.is_sqlite and not memory:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        if self.is_sqlite:
+            self.write_engine = _sqlite_engine(self.url, memory=memory, immediate=True)
+            # an in-memory database exists once per connection: read through the writer
+            self.read_engine = (
+                self.write_engine
+                if memory
+                else _sqlite_engine(self.url, memory=False, immediate=False)
+            )
+        else:
+            self.write_engine = self.read_engine = create_engine(self.url, pool_pre_ping=True)
+        self._reads_via_writer = memory
+        self._readers = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="db-read")
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
+        self._writer.start()
+        self._closed = False
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.write_engine.dialect.name
+
+    # ------------------------------------------------------------------ API
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a write transaction; return its result once committed.
+
+        Raises what ``fn`` raised (its writes are rolled back, nobody else's are), or the
+        commit's error (then nothing of the batch was stored). Raises ``RuntimeError`` after
+        :meth:`close`.
+        """
+        if self._closed:
+            raise RuntimeError("the database is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Unit(fn, loop, future))
+        return await future
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a read transaction (one snapshot) on a reader thread."""
+        if self._reads_via_writer:
+            return await self.write(fn)
+        if self._closed:
+            raise RuntimeError("the database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the threads and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._readers.shutdown(wait=True)
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+    # ------------------------------------------------------------------ threads
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self.read_engine.connect() as conn, conn.begin():
+            return fn(conn)
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    unit = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if unit is None:
+                    stop = True
+                    break
+                group.append(unit)
+            self._commit(group)
+            if stop:
+                return
+
+    def _commit(self, group: list[_Unit]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with self.write_engine.connect() as conn, conn.begin():
+                if len(group) == 1:  # no savepoint needed: its failure is the whole rollback
+                    outcomes.append((group[0].fn(conn), None))
+                else:
+                    for unit in group:
+                        try:
+                            with conn.begin_nested():
+                                outcomes.append((unit.fn(conn), None))
+                        except Exception as exc:
+                            outcomes.append((None, exc))
+        except Exception as exc:  # fn failed alone, or the commit failed: nothing stored
+            if len(outcomes) < len(group):
+                outcomes = [(None, exc)] * len(group)
+            else:  # the commit failed: a unit that had failed on its own keeps its error
+                outcomes = [(None, e or exc) for _, e in outcomes]
+        for unit, (result, error) in zip(group, outcomes, strict=True):
+            try:
+                unit.loop.call_soon_threadsafe(_settle, unit.future, result, error)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                log.debug("database write finished after its event loop closed")

@@ -1,0 +1,112 @@
+"""The database layer: one writer thread with group commit, readers on their own threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from bot.store.database import Database
+
+metadata = MetaData()
+items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String))
+
+
+@pytest.fixture
+async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await database.write(lambda conn: metadata.create_all(conn))
+    yield database
+    await database.close()
+
+
+def _insert(id_: int, name: str):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> int:
+        conn.execute(insert(items).values(id=id_, name=name))
+        return id_
+
+    return work
+
+
+def _names(conn: Connection) -> list[str]:
+    return [r.name for r in conn.execute(select(items).order_by(items.c.id))]
+
+
+async def _hold_writer(db: Database) -> tuple[threading.Event, asyncio.Future[None]]:
+    """Occupy the writer thread until the returned event is set (so later units queue up)."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    future = asyncio.ensure_future(db.write(blocker))
+    await asyncio.to_thread(started.wait, 10)
+    return release, future
+
+
+async def test_a_failing_unit_in_a_group_loses_only_its_own_writes(db: Database) -> None:
+    release, blocked = await _hold_writer(db)
+    first = asyncio.ensure_future(db.write(_insert(1, "one")))
+    duplicate = asyncio.ensure_future(db.write(_insert(1, "again")))  # same key: refused
+    third = asyncio.ensure_future(db.write(_insert(3, "three")))
+    await asyncio.sleep(0)  # let the three writes reach the queue
+    release.set()
+    await blocked
+    assert await first == 1
+    assert await third == 3
+    with pytest.raises(IntegrityError):
+        await duplicate
+    assert await db.read(_names) == ["one", "three"]
+
+
+async def test_a_unit_that_raises_half_way_leaves_nothing(db: Database) -> None:
+    def half(conn: Connection) -> None:
+        conn.execute(insert(items).values(id=7, name="half"))
+        raise ValueError("changed my mind")
+
+    with pytest.raises(ValueError, match="changed my mind"):
+        await db.write(half)
+    release, blocked = await _hold_writer(db)
+    in_group = asyncio.ensure_future(db.write(half))
+    kept = asyncio.ensure_future(db.write(_insert(8, "kept")))
+    await asyncio.sleep(0)
+    release.set()
+    await blocked
+    with pytest.raises(ValueError):
+        await in_group
+    await kept
+    assert await db.read(_names) == ["kept"]
+
+
+async def test_close_commits_what_was_queued_and_refuses_more(tmp_path: Path) -> None:
+    path = tmp_path / "close.sqlite"
+    database = Database(f"sqlite:///{path}")
+    await database.write(lambda conn: metadata.create_all(conn))
+    pending = [asyncio.ensure_future(database.write(_insert(i, f"n{i}"))) for i in range(20)]
+    await asyncio.sleep(0)
+    await database.close()
+    assert [await p for p in pending] == list(range(20))
+    with pytest.raises(RuntimeError, match="closed"):
+        await database.write(_insert(99, "late"))
+    reopened = Database(f"sqlite:///{path}")
+    try:
+        assert len(await reopened.read(_names)) == 20
+    finally:
+        await reopened.close()
+
+
+async def test_an_in_memory_database_is_one_database(tmp_path: Path) -> None:
+    database = Database("sqlite://")
+    try:
+        await database.write(lambda conn: metadata.create_all(conn))
+        await database.write(_insert(1, "x"))
+        assert await database.read(_names) == ["x"]
+    finally:
+        await database.close()
