@@ -22,7 +22,6 @@ from bot.factory.events import (
     TaskCompletedPayload,
     TaskPayload,
 )
-from bot.factory.fingerprint import event_fingerprint
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
@@ -312,16 +311,10 @@ class Bridge:
         task.escalated / approval.approved / approval.rejected → the message is brought up
         to date; informational types are posted by the notifier to their channel.
 
-        An event whose content was already handled (the same ``WsEvent`` delivered by webhook
-        *and* WebSocket, or re-sent under a new id) is skipped: its content fingerprint
-        (:func:`bot.factory.fingerprint.event_fingerprint`) is remembered once it was handled.
+        The same content delivered twice (webhook *and* WebSocket) reaches it once: see
+        :meth:`bot.store.Store.record_event`.
         """
-        fingerprint = event_fingerprint(event.raw)
-        if await self.store.event_handled(fingerprint):
-            log.info("event %s already handled (same content seen before); skipped", event.type)
-            return
         await self._handle_event(event)
-        await self.store.mark_event_handled(fingerprint, event.type)
 
     async def _handle_event(self, event: FactoryEvent) -> None:
         payload = event.payload

@@ -29,7 +29,7 @@ repairs all three by comparing the factory's truth with the store:
 
 Idempotency across intakes: a webhook and a WebSocket frame of the same event carry different
 ids, so both may be stored; the bridge acts on the content once (content fingerprint, see
-:meth:`bot.bridge.Bridge.handle_event`), and whatever path shows a task — webhook, WebSocket or
+:meth:`bot.store.Store.record_event`), and whatever path shows a task — webhook, WebSocket or
 reconciliation — goes through the same per-task compare-and-set.
 """
 

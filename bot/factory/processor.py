@@ -1,7 +1,8 @@
 """The event processor: handles stored events in arrival order, one at a time.
 
 Events come from the webhook intake and the WebSocket intake through the store, so both go
-through the same path and the same de-duplication. An event whose handling fails (Discord or the
+through the same path and the same de-duplication (by id, and by content fingerprint when
+the event is stored: see :meth:`bot.store.Store.record_event`). An event whose handling fails (Discord or the
 factory down) stays unprocessed and is retried with backoff; after ``max_attempts`` it is marked
 failed with the reason, and the periodic reconciliation repairs what it missed. Handled events
 are marked in the store a run at a time (one write per run of up to 100 events, not one each).
@@ -97,8 +98,9 @@ class EventProcessor:
     async def _flush_handled(self) -> None:
         """Mark the events handled since the last flush, in one write.
 
-        A crash before the flush makes them be handled again at the next start, which the
-        handlers tolerate (the content fingerprint skips an event already acted on).
+        A crash before the flush makes them be handled again at the next start, as a crash
+        between acting on an event and marking it always did; the handlers tolerate it (a
+        task already shown is not posted again).
         """
         if self._handled:
             handled, self._handled = self._handled, []

@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["Database", "sync_url"]
+__all__ = ["Database", "driver_cursor", "sync_url"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,21 @@ def sync_url(url: str) -> str:
         if url.startswith(prefix):
             return replacement + url[len(prefix) :]
     return url
+
+
+def driver_cursor(conn: Connection) -> tuple[Any, Callable[[str], str]]:
+    """The DB-API cursor under ``conn`` (same transaction) and a placeholder adapter.
+
+    For the few statements run thousands of times a second (event intake, event marks), the
+    driver is called directly: SQLAlchemy's per-statement work (cache key, execution context,
+    result metadata) cost more than SQLite itself. Write such SQL with ``?`` placeholders and
+    pass it through the returned function (psycopg wants ``%s``). Keep it to standard SQL that
+    SQLite and PostgreSQL share (``ON CONFLICT … DO NOTHING`` is).
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        return cursor, lambda sql: sql.replace("?", "%s")
+    return cursor, lambda sql: sql
 
 
 @dataclass

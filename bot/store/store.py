@@ -21,10 +21,11 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from bot.factory.fingerprint import event_fingerprint
 from escalation.models import Task
 
 from . import tables as t
-from .database import Database
+from .database import Database, driver_cursor
 
 __all__ = [
     "AuditRecord",
@@ -36,6 +37,25 @@ __all__ = [
     "from_ts",
     "to_ts",
 ]
+
+# Hot-path SQL run through the driver (see bot.store.database.driver_cursor); the names are
+# those of bot.store.tables (the intake and processor tests run these against that schema).
+_EVENT_EXISTS = "SELECT 1 FROM events WHERE event_id = ?"
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, type, source, received_at, body, processed_at, error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UNPROCESSED_EVENTS = (
+    "SELECT event_id, type, source, received_at, body FROM events "
+    "WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT ?"
+)
+_MARK_EVENT_PROCESSED = "UPDATE events SET processed_at = ?, error = NULL WHERE event_id = ?"
+_INSERT_FINGERPRINT = (
+    "INSERT INTO event_fingerprints (fingerprint, type, handled_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (fingerprint) DO NOTHING"
+)
+#: ``events.error`` of an event stored but not acted on: its content was accepted before.
+_SAME_CONTENT = "same content as an event accepted before (acted on once)"
 
 #: Most ids in one ``IN (…)`` list (SQLite's bound-parameter limit is 999 on old builds).
 _IN_CHUNK = 500
@@ -203,7 +223,9 @@ class Store:
         self._url = url
         self._clock = clock
         self.db = Database(url)
+        # the event table's hot writes, drained together by one writer coroutine
         self._pending_events: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._pending_marks: list[tuple[list[tuple[float, str]], asyncio.Future[bool]]] = []
         self._event_writer: asyncio.Task[None] | None = None
 
     async def create_schema(self) -> None:
@@ -236,6 +258,11 @@ class Store:
     ) -> bool:
         """Store an event durably. Returns ``False`` (and stores nothing) for a duplicate id.
 
+        The event's content fingerprint (:func:`bot.factory.fingerprint.event_fingerprint`)
+        is remembered with it: an event whose content was accepted before under another id
+        (the same ``WsEvent`` delivered by webhook *and* WebSocket) is stored already marked
+        processed ("same content as an accepted event"), so it is acted on once.
+
         Returns only after the transaction holding the event committed. Concurrent calls share
         one transaction (group commit), so a burst of webhooks costs one disk sync per batch
         instead of one per event.
@@ -246,55 +273,79 @@ class Store:
             "source": source,
             "received_at": self._clock(),
             "body": json.dumps(body),
+            "fingerprint": event_fingerprint(body),
         }
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending_events.append((values, future))
-        if self._event_writer is None or self._event_writer.done():
-            self._event_writer = asyncio.create_task(self._write_events())
+        self._start_event_writer()
         return await future
 
+    def _start_event_writer(self) -> None:
+        if self._event_writer is None or self._event_writer.done():
+            self._event_writer = asyncio.create_task(self._write_events())
+
     async def _write_events(self) -> None:
-        """Drain the pending events, one write unit per batch (group commit)."""
-        while self._pending_events:
+        """Drain the pending events and marks, one write unit per batch (group commit).
+
+        New events and the processor's marks share a unit: under a burst the intake and the
+        processor cost one transaction together, not one each.
+        """
+        while self._pending_events or self._pending_marks:
             batch, self._pending_events = self._pending_events, []
+            marks, self._pending_marks = self._pending_marks, []
+            futures = [f for _, f in batch] + [f for _, f in marks]
             try:
-                outcome = await self._write_event_batch([values for values, _ in batch])
+                outcome = await self._write_event_batch(
+                    [values for values, _ in batch], [m for run, _ in marks for m in run]
+                )
             except Exception as exc:  # the callers answer 5xx-free errors; nothing half-stored
-                for _, future in batch:
+                for future in futures:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), is_new in zip(batch, outcome, strict=True):
+            for future, is_new in zip(futures, outcome + [True] * len(marks), strict=True):
                 if not future.done():
                     future.set_result(is_new)
 
-    async def _write_event_batch(self, rows: list[dict[str, Any]]) -> list[bool]:
+    async def _write_event_batch(
+        self, rows: list[dict[str, Any]], marks: list[tuple[float, str]]
+    ) -> list[bool]:
         """Insert the rows whose ids are not stored yet; per row, ``True`` when it was new.
 
         A row repeating an id stored earlier, or earlier in ``rows``, is left out (``False``).
-        One unit of work: the SELECT of the known ids and the INSERT commit together.
+        A new row whose content fingerprint is known is stored as processed (see
+        :meth:`record_event`). ``marks`` (``(processed_at, event_id)``) are applied first.
+        One unit of work; the driver is called directly (hot path, see
+        :func:`~bot.store.database.driver_cursor`).
         """
-        ids = [values["event_id"] for values in rows]
 
         def work(conn: Connection) -> list[bool]:
-            existing: set[str] = set()
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
-                existing.update(
-                    conn.execute(
-                        select(t.events.c.event_id).where(t.events.c.event_id.in_(chunk))
-                    ).scalars()
+            cursor, sql = driver_cursor(conn)
+            if marks:
+                cursor.executemany(sql(_MARK_EVENT_PROCESSED), marks)
+            outcome = []
+            for v in rows:
+                cursor.execute(sql(_EVENT_EXISTS), (v["event_id"],))
+                if cursor.fetchone() is not None:
+                    outcome.append(False)
+                    continue
+                cursor.execute(
+                    sql(_INSERT_FINGERPRINT), (v["fingerprint"], v["type"], v["received_at"])
                 )
-            outcome: list[bool] = []
-            fresh = []
-            for values in rows:
-                is_new = values["event_id"] not in existing
-                existing.add(values["event_id"])
-                outcome.append(is_new)
-                if is_new:
-                    fresh.append(values)
-            if fresh:
-                conn.execute(insert(t.events), fresh)
+                repeat = cursor.rowcount != 1
+                cursor.execute(
+                    sql(_INSERT_EVENT),
+                    (
+                        v["event_id"],
+                        v["type"],
+                        v["source"],
+                        v["received_at"],
+                        v["body"],
+                        v["received_at"] if repeat else None,
+                        _SAME_CONTENT if repeat else None,
+                    ),
+                )
+                outcome.append(True)
             return outcome
 
         return await self.db.write(work)
@@ -303,21 +354,17 @@ class Store:
         """Events stored but not yet handled, oldest first."""
 
         def work(conn: Connection) -> list[EventRecord]:
-            rows = conn.execute(
-                select(t.events)
-                .where(t.events.c.processed_at.is_(None))
-                .order_by(t.events.c.received_at, t.events.c.event_id)
-                .limit(limit)
-            )
+            cursor, sql = driver_cursor(conn)
+            cursor.execute(sql(_UNPROCESSED_EVENTS), (limit,))
             return [
                 EventRecord(
-                    event_id=r.event_id,
-                    type=r.type,
-                    source=r.source,
-                    received_at=r.received_at,
-                    body=json.loads(r.body),
+                    event_id=event_id,
+                    type=type_,
+                    source=source,
+                    received_at=received_at,
+                    body=json.loads(body),
                 )
-                for r in rows
+                for event_id, type_, source, received_at, body in cursor.fetchall()
             ]
 
         return await self.db.read(work)
@@ -339,23 +386,17 @@ class Store:
         """Mark many events handled without error, in one write.
 
         Lets the event processor mark a run of handled events with one unit of work instead
-        of one per event. ``event_ids`` may be empty (nothing is written); unknown ids are
-        ignored.
+        of one per event; the unit is shared with the events stored meanwhile. Returns once
+        committed. ``event_ids`` may be empty (nothing is written); unknown ids are ignored.
         """
-        ids = list(event_ids)
-        if not ids:
-            return
         now = self._clock()
-
-        def work(conn: Connection) -> None:
-            for start in range(0, len(ids), _IN_CHUNK):
-                conn.execute(
-                    update(t.events)
-                    .where(t.events.c.event_id.in_(ids[start : start + _IN_CHUNK]))
-                    .values(processed_at=now, error=None)
-                )
-
-        await self.db.write(work)
+        marks = [(now, event_id) for event_id in event_ids]
+        if not marks:
+            return
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_marks.append((marks, future))
+        self._start_event_writer()
+        await future
 
     async def count_events(self) -> int:
         """How many events are stored (tests and benchmarks)."""
@@ -542,40 +583,6 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(t.tasks)).scalar_one())
 
         return await self.db.read(work)
-
-    async def event_handled(self, fingerprint: str) -> bool:
-        """True when an event with this content fingerprint was already handled."""
-
-        def work(conn: Connection) -> bool:
-            row = conn.execute(
-                select(t.event_fingerprints.c.fingerprint).where(
-                    t.event_fingerprints.c.fingerprint == fingerprint
-                )
-            ).first()
-            return row is not None
-
-        return await self.db.read(work)
-
-    async def mark_event_handled(self, fingerprint: str, type_: str) -> bool:
-        """Remember that an event with this content was handled; ``False`` if already known.
-
-        The same event delivered by webhook *and* WebSocket carries two different ids but the
-        same content, so the content fingerprint is what makes it acted on once.
-        """
-        now = self._clock()
-
-        def work(conn: Connection) -> None:
-            conn.execute(
-                insert(t.event_fingerprints).values(
-                    fingerprint=fingerprint, type=type_, handled_at=now
-                )
-            )
-
-        try:
-            await self.db.write(work)
-        except IntegrityError:
-            return False
-        return True
 
     async def begin_decision(
         self,

@@ -46,8 +46,9 @@ events = Table(
     Column("error", Text, nullable=True),
 )
 
-#: Content fingerprints (sha256 of the canonical WsEvent JSON) of events already handled: the
-#: same event delivered by webhook and by WebSocket has two ids but one fingerprint.
+#: Content fingerprints (sha256 of the canonical WsEvent JSON) of events accepted: the same
+#: event delivered by webhook and by WebSocket has two ids but one fingerprint. (``handled_at``
+#: is when the content was first accepted.)
 event_fingerprints = Table(
     "event_fingerprints",
     metadata,

@@ -91,6 +91,17 @@ async def test_duplicate_event_id_is_200_and_stores_nothing_new(intake: Any) -> 
     assert await server.store.count_events() == 1
 
 
+async def test_same_content_under_a_new_id_is_kept_but_queued_once(intake: Any) -> None:
+    """A webhook and a WebSocket copy of one event: both stored, only the first to act on."""
+    server, client, _ = intake
+    assert (await post(client, task_event(), event_id="evt-a")).status_code == 202
+    assert (await post(client, task_event(), event_id="evt-b")).status_code == 202
+    assert (await post(client, task_event(title="other"), event_id="evt-c")).status_code == 202
+    assert await server.store.count_events() == 3
+    queued = await server.store.unprocessed_events()
+    assert [e.event_id for e in queued] == ["evt-a", "evt-c"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
