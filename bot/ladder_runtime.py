@@ -222,6 +222,10 @@ class LadderRuntime:
         self._new_bundle_keys: set[tuple[str, str]] = set()
         self._flush_all = True
         self._refresher: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_again = False
+        # tasks whose state changed (ack, snooze, decision) while a step was being taken
+        self._changed: set[str] = set()
         self._last_sent: dict[BundleKey, datetime] = {}
         self._bundle_wake: datetime | None = None
         self._armed_at: datetime | None = None
@@ -249,6 +253,7 @@ class LadderRuntime:
 
     async def task_changed(self, task_id: str) -> None:
         """Ack, snooze or decision: re-check at once (never blocks on a running step)."""
+        self._changed.add(task_id)
         self._set_wake(task_id, self.clock())
 
     # ------------------------------------------------------------------ message rendering
@@ -487,7 +492,7 @@ class LadderRuntime:
                     asyncio.gather(*(c.wait() for c in claims)), CLAIM_WAIT_SECONDS
                 )
         if self._needs_flush(self.clock()):
-            await self.flush_bundles()
+            self._start_flush()
         self._arm()
 
     def _needs_flush(self, now: datetime) -> bool:
@@ -510,6 +515,29 @@ class LadderRuntime:
                 if self._bundle_wake is None or ends < self._bundle_wake:
                     self._bundle_wake = ends
         return due
+
+    def _start_flush(self) -> None:
+        """Run the bundler in the background, one flush at a time.
+
+        A flush reads every pending reminder (thousands in a storm) and may take a while;
+        steps coming due meanwhile must not wait for it. Asked again while one runs, it runs
+        once more when that one ends.
+        """
+        if self._flusher is not None and not self._flusher.done():
+            self._flush_again = True
+            return
+        self._flusher = self._spawn(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            self._flush_again = False
+            try:
+                await self.flush_bundles()
+            except Exception:
+                log.exception("sending bundled notifications failed")
+            if not self._flush_again:
+                break
+        self._arm()
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -539,6 +567,7 @@ class LadderRuntime:
             claimed.set()
 
     async def _process_locked(self, task_id: str, claimed: asyncio.Event) -> None:
+        self._changed.discard(task_id)  # this pass reads the state fresh
         tracked = await self.bridge.store.get_task(task_id)
         if tracked is None:
             self._forget(task_id)
@@ -549,6 +578,7 @@ class LadderRuntime:
         rows = (await self.ladder_store.steps([task_id])).get(task_id, [])
         self._history[task_id] = rows
         took = False
+        after: list[LadderStepRow] | None = None  # the rows once this step is done
         unfinished = next((r for r in rows if r.status == "claimed"), None)
         if unfinished is not None:  # claimed before a crash: resume it (late)
             claimed.set()
@@ -609,16 +639,41 @@ class LadderRuntime:
                     )
                     if done_outcome is None:
                         await self._run_step(tracked, step.kind, late)
+                    else:  # nothing else wrote this task's steps: we hold its lock
+                        after = [
+                            *rows,
+                            LadderStepRow(
+                                task_id,
+                                step.kind.value,
+                                step.deliver_at,
+                                now,
+                                late,
+                                "done",
+                                done_outcome,
+                            ),
+                        ]
                     took = True
         claimed.set()
+        if after is not None and task_id not in self._changed:
+            # nothing changed the task meanwhile (an ack, snooze or decision would have
+            # said so through task_changed): its state is what was read, plus this step
+            await self._set_next(tracked, after, refresh=True)
+            return
         await self._reschedule(task_id, refresh=took)
 
     async def _reschedule(self, task_id: str, *, refresh: bool) -> None:
+        """Set the task's next wake-up from its state read afresh."""
         tracked = await self.bridge.store.get_task(task_id)
         if tracked is None:
             self._forget(task_id)
             return
         rows = (await self.ladder_store.steps([task_id])).get(task_id, [])
+        await self._set_next(tracked, rows, refresh=refresh)
+
+    async def _set_next(
+        self, tracked: TrackedTask, rows: list[LadderStepRow], *, refresh: bool
+    ) -> None:
+        task_id = tracked.task_id
         self._history[task_id] = rows
         if refresh:
             self._queue_refresh(task_id)
@@ -1026,7 +1081,9 @@ class LadderRuntime:
             self._last_sent = record_sent(self._last_sent, [bundle], now)
             items = [(by_id[i], tasks[by_id[i].task_id]) for i in ids]
             self._spawn(self._send_bundle(bundle, items))
-        self._bundle_wake = plan.hold_until
+        # a wake-up asked for by a tick while this flush ran is kept (the earlier wins)
+        wakes = [w for w in (self._bundle_wake, plan.hold_until) if w is not None]
+        self._bundle_wake = min(wakes) if wakes else None
 
     async def _send_bundle(
         self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -139,18 +139,21 @@ class LadderStore:
         ts = now.timestamp()
         due_ts = due_at.timestamp()
 
+        step_row = {
+            "task_id": task_id,
+            "step": step,
+            "due_at": due_ts,
+            "taken_at": ts,
+            "late_seconds": max(0.0, ts - due_ts),
+            "outcome": json.dumps(done_outcome) if done_outcome is not None else "{}",
+            "status": "done" if done_outcome is not None else "claimed",
+        }
+        audit_row = None if audit is None else {"at": ts, **audit}
+
+        # parameters are passed apart from the statements, so SQLAlchemy compiles each
+        # statement once and reuses it (thousands of steps a minute in a storm)
         def work(conn: Connection) -> None:
-            conn.execute(
-                insert(t.escalation_steps).values(
-                    task_id=task_id,
-                    step=step,
-                    due_at=due_ts,
-                    taken_at=ts,
-                    late_seconds=max(0.0, ts - due_ts),
-                    outcome=json.dumps(done_outcome) if done_outcome is not None else "{}",
-                    status="done" if done_outcome is not None else "claimed",
-                )
-            )
+            conn.execute(insert(t.escalation_steps), step_row)
             if deliveries:
                 conn.execute(
                     insert(t.escalation_deliveries),
@@ -169,8 +172,8 @@ class LadderStore:
                         for d in deliveries
                     ],
                 )
-            if audit is not None:
-                conn.execute(insert(t.audit).values(at=ts, **audit))
+            if audit_row is not None:
+                conn.execute(insert(t.audit), audit_row)
 
         try:
             await self.db.write(work)
@@ -284,12 +287,15 @@ class LadderStore:
         wanted = list(ids)
 
         def work(conn: Connection) -> None:
-            result = conn.execute(
-                update(t.escalation_deliveries)
-                .where(and_(c.id.in_(wanted), c.status == "pending"))
-                .values(status="claimed", claimed_at=ts)
-            )
-            if result.rowcount != len(wanted):
+            claimed = 0
+            for start in range(0, len(wanted), _CHUNK):
+                result = conn.execute(
+                    update(t.escalation_deliveries)
+                    .where(and_(c.id.in_(wanted[start : start + _CHUNK]), c.status == "pending"))
+                    .values(status="claimed", claimed_at=ts)
+                )
+                claimed += result.rowcount
+            if claimed != len(wanted):
                 raise _NotAllPending  # rolls back the ones that were claimed
 
         try:
@@ -318,17 +324,24 @@ class LadderStore:
         ts = now.timestamp()
 
         def work(conn: Connection) -> None:
-            stored = {
-                row.id: row.detail
-                for row in conn.execute(select(c.id, c.detail).where(c.id.in_(ids)))
-            }
+            stored: dict[int, str | None] = {}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                stored.update(
+                    (row.id, row.detail)
+                    for row in conn.execute(select(c.id, c.detail).where(c.id.in_(chunk)))
+                )
+            changes = []
             for delivery_id, status, detail in outcomes:
                 old = stored.get(delivery_id)
                 merged = {**(json.loads(old) if old else {}), **detail}
+                changes.append({"key": delivery_id, "status": status, "detail": json.dumps(merged)})
+            if changes:  # one statement, many parameter sets (executemany)
                 conn.execute(
                     update(t.escalation_deliveries)
-                    .where(c.id == delivery_id)
-                    .values(status=status, finished_at=ts, detail=json.dumps(merged))
+                    .where(c.id == bindparam("key"))
+                    .values(status=bindparam("status"), finished_at=ts, detail=bindparam("detail")),
+                    changes,
                 )
             if audits:
                 conn.execute(insert(t.audit), [{"at": ts, **audit} for audit in audits])
