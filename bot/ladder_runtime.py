@@ -473,6 +473,9 @@ class LadderRuntime:
                 raise
             except Exception:
                 log.exception("escalation wake-up failed")
+            # a tick may set the kick again at once (Event.wait then returns without
+            # suspending): let the rest of the loop run between two ticks
+            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ one wake-up
     async def tick(self) -> None:
@@ -523,6 +526,7 @@ class LadderRuntime:
         steps coming due meanwhile must not wait for it. Asked again while one runs, it runs
         once more when that one ends.
         """
+        self._bundle_wake = None  # the flush sets it again for what it holds back
         if self._flusher is not None and not self._flusher.done():
             self._flush_again = True
             return
@@ -1037,8 +1041,9 @@ class LadderRuntime:
     # ------------------------------------------------------------------ the bundler
     async def flush_bundles(self) -> None:
         """Send what the bundle rules allow now (one DM / one SMS per person and window)."""
-        rows = await self.ladder_store.deliveries(statuses=["pending"], channels=BUNDLED_CHANNELS)
+        # cleared before reading: a wake-up a tick asks for from now on is kept (see the end)
         self._bundle_wake = None
+        rows = await self.ladder_store.deliveries(statuses=["pending"], channels=BUNDLED_CHANNELS)
         if not rows:
             return
         now = self.clock()

@@ -467,3 +467,36 @@ async def test_rebuild_arms_many_open_tasks_in_bulk(make_rig: Any) -> None:
     rig.runtime._wake.clear()
     assert await rig.runtime.rebuild() == 200
     assert rig.runtime.wake_at("t7") == START + timedelta(seconds=67)
+
+
+async def test_a_wake_up_during_a_slow_bundle_flush_does_not_spin(make_rig: Any) -> None:
+    """A flush runs in the background; a tick meanwhile must not re-kick itself at once (the
+    worker would spin and starve the flush: held reminders never went out)."""
+    import asyncio
+
+    rig = await make_rig(
+        escalation_bundle_seconds=120, escalation_mention_after_seconds=3600, roster=(ALICE,)
+    )
+    await rig.add_task("a", created=START)
+    await rig.add_task("b", created=START + timedelta(seconds=30))
+    await rig.at(START + timedelta(seconds=60))  # a's reminder opens Alice's window
+    await rig.at(START + timedelta(seconds=100))
+    assert len(rig.messenger.dms) == 1  # b waits for the window that ends at 180 s
+    store = rig.runtime.ladder_store
+    read = store.deliveries
+    gate = asyncio.Event()
+
+    async def slow_read(**filters: Any) -> Any:
+        await gate.wait()
+        return await read(**filters)
+
+    store.deliveries = slow_read  # type: ignore[method-assign]
+    rig.clock.now = START + timedelta(seconds=180)
+    await rig.runtime.tick()  # starts the flush, which waits on the gate
+    rig.runtime._kick.clear()  # what the worker does before each tick
+    rig.runtime._started = True  # so that the tick re-arms (the timer itself is not started)
+    await rig.runtime.tick()  # a wake-up while it runs
+    assert not rig.runtime._kick.is_set()
+    gate.set()
+    await rig.runtime.drain()
+    assert len(rig.messenger.dms) == 2 and "Task b" in rig.messenger.dms[1][1]
