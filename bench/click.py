@@ -11,13 +11,13 @@ import asyncio
 from bench.common import Measurement, bridge_world, percentile
 from bot.sandbox.world import TASKS_CHANNEL_ID
 
-TASKS = 60
+TASKS = 200
 CONCURRENT_CLICKS = 4
 RATE_LIFTED = {"channel_rate_limit": 1000, "channel_rate_window_seconds": 1.0}
 
 
 async def run_once(measurement: Measurement) -> None:
-    """One run: 60 tasks, one approval click each, 4 clicks in flight at a time."""
+    """One run: 200 tasks, one approval click each, 4 clicks in flight at a time."""
     async with bridge_world(
         discord_options=RATE_LIFTED,
         DISCORD_CHANNEL_RATE_LIMIT="1000",

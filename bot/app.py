@@ -58,6 +58,7 @@ class BridgeApp:
             settings.factory_api_key.get_secret_value(),
             timeout_seconds=settings.factory_timeout_seconds,
             retry=RetryPolicy(base_delay_seconds=settings.factory_retry_base_seconds),
+            max_concurrent_requests=settings.factory_max_concurrent_requests,
         )
         self.bridge = Bridge(
             settings=settings,

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     factory_ws_url: str | None = None
     factory_timeout_seconds: float = Field(default=10.0, gt=0)
     factory_retry_base_seconds: float = Field(default=1.0, ge=0)
+    factory_max_concurrent_requests: int = Field(default=16, ge=1, le=100)
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
     factory_ws_reconnect_base_seconds: float = Field(default=1.0, gt=0)  # contract §4.5
     reconcile_history_limit: int = Field(default=1000, ge=0)

@@ -143,6 +143,12 @@ class FactoryClient:
         Injected by tests; ``asyncio.sleep`` by default.
     transport:
         Optional httpx transport (tests).
+    max_concurrent_requests:
+        Requests in flight at once (``FACTORY_MAX_CONCURRENT_REQUESTS``); the others wait for
+        a slot, which the per-request timeout does not count. A bounded pool also keeps
+        httpcore fast: its pool re-scans every queued request against every connection on
+        each change, which under a few hundred slow decisions at once (a factory taking 2 s)
+        stalled the event loop for hundreds of milliseconds and delayed click answers.
     """
 
     def __init__(
@@ -154,13 +160,19 @@ class FactoryClient:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_concurrent_requests: int = 16,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"X-API-Key": api_key, "Accept": "application/json"},
             timeout=timeout_seconds,
             transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_concurrent_requests,
+                max_keepalive_connections=max_concurrent_requests,
+            ),
         )
+        self._slots = asyncio.Semaphore(max_concurrent_requests)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
@@ -193,9 +205,10 @@ class FactoryClient:
         while True:
             retry_after: float | None = None
             try:
-                response = await self._http.request(
-                    method, path.lstrip("/"), json=json, params=params, headers=headers
-                )
+                async with self._slots:
+                    response = await self._http.request(
+                        method, path.lstrip("/"), json=json, params=params, headers=headers
+                    )
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last_problem = f"{type(exc).__name__}"
             else:
