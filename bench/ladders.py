@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import Measurement, peak_rss_mb, percentile
-from bench.ladder_seed import seed_open_tasks
+from bench.ladder_seed import Seed, seed_open_tasks
 from bot.sandbox.harness import BridgeProcess, wait_until
 from bot.sandbox.world import World
 
@@ -59,6 +59,16 @@ def dm_task_mentions(world: World, titles: set[str]) -> dict[str, int]:
     return counts
 
 
+async def wait_for_window_steps(world: World, seed: Seed, what: str) -> None:
+    """Wait until the window has passed and every seeded task has a step row (bounded by
+    :data:`MAX_BACKLOG_SECONDS` after the window); raises ``TimeoutError`` otherwise."""
+    await wait_until(
+        lambda: time.time() > seed.window_end + 2 and len(step_rows(world.database_file)) >= COUNT,
+        timeout=seed.window_end - time.time() + MAX_BACKLOG_SECONDS,
+        what=what,
+    )
+
+
 async def run_once(measurement: Measurement) -> None:
     """Seed, start the bridge, wait for every step of the window, measure."""
     with tempfile.TemporaryDirectory(prefix="bridge-ladders-") as tmp:
@@ -70,14 +80,7 @@ async def run_once(measurement: Measurement) -> None:
             await process.start(timeout=60)
             assert process.process is not None
             with contextlib.suppress(TimeoutError):
-                await wait_until(
-                    lambda: (
-                        time.time() > seed.window_end + 2
-                        and len(step_rows(world.database_file)) >= COUNT
-                    ),
-                    timeout=seed.window_end - time.time() + MAX_BACKLOG_SECONDS,
-                    what="every reminder step of the window",
-                )
+                await wait_for_window_steps(world, seed, "every reminder step of the window")
             stopped = time.time()
             rows = step_rows(world.database_file)
             lateness = [taken - due for _, _, due, taken, _ in rows]

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from bench.common import Measurement
 from bench.ladder_seed import seed_open_tasks
-from bench.ladders import DISCORD, MAX_BACKLOG_SECONDS, ladder_env, step_rows
+from bench.ladders import COUNT as LADDER_COUNT
+from bench.ladders import DISCORD, ladder_env, step_rows, wait_for_window_steps
 from bot.sandbox.harness import BridgeProcess, wait_until
 from bot.sandbox.world import World
 
 RUNS = 3
-COUNT = 10_000
+COUNT = LADDER_COUNT  # the same tasks as the ladders benchmark
 DOWN_SECONDS = 5.0
 
 NOTES = [
@@ -76,13 +77,8 @@ async def run_once(measurement: Measurement) -> None:
             await process.start(timeout=60)
             assert process.log_path is not None
             with contextlib.suppress(TimeoutError):
-                await wait_until(
-                    lambda: (
-                        time.time() > seed.window_end + 2
-                        and len(step_rows(world.database_file)) >= COUNT
-                    ),
-                    timeout=seed.window_end - time.time() + MAX_BACKLOG_SECONDS,
-                    what="every step of the window after the restart",
+                await wait_for_window_steps(
+                    world, seed, "every step of the window after the restart"
                 )
                 # bundled DMs wait up to ESCALATION_BUNDLE_SECONDS (10 s here)
                 await wait_until(

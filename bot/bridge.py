@@ -314,9 +314,6 @@ class Bridge:
         The same content delivered twice (webhook *and* WebSocket) reaches it once: see
         :meth:`bot.store.Store.record_event`.
         """
-        await self._handle_event(event)
-
-    async def _handle_event(self, event: FactoryEvent) -> None:
         payload = event.payload
         if event.type in ("task.created",) and isinstance(payload, TaskPayload):
             await self.show_task(payload.task)

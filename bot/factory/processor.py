@@ -1,11 +1,12 @@
 """The event processor: handles stored events in arrival order, one at a time.
 
 Events come from the webhook intake and the WebSocket intake through the store, so both go
-through the same path and the same de-duplication (by id, and by content fingerprint when
-the event is stored: see :meth:`bot.store.Store.record_event`). An event whose handling fails (Discord or the
-factory down) stays unprocessed and is retried with backoff; after ``max_attempts`` it is marked
-failed with the reason, and the periodic reconciliation repairs what it missed. Handled events
-are marked in the store a run at a time (one write per run of up to 100 events, not one each).
+through the same path and the same de-duplication (by id, and by content fingerprint when the
+event is stored: see :meth:`bot.store.Store.record_event`). An event whose handling fails
+(Discord or the factory down) stays unprocessed and is retried with backoff; after
+``max_attempts`` it is marked failed with the reason, and the periodic reconciliation repairs
+what it missed. Handled events are marked in the store a run at a time (one write per run of
+up to 100 events, not one each).
 """
 
 from __future__ import annotations
