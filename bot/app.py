@@ -87,7 +87,7 @@ class BridgeApp:
         self.intake = EventIntake(
             store=self.store,
             secret=settings.factory_webhook_secret.get_secret_value(),
-            on_stored=self.processor.wake,
+            on_stored=self.processor.submit,
             health=self.health,
         )
         self.features: list[Any] = []

@@ -53,7 +53,7 @@ def attach_features(app: BridgeApp) -> None:
                 url=app.settings.factory_ws_url,
                 api_key=app.settings.factory_api_key.get_secret_value(),
                 store=app.store,
-                on_stored=app.processor.wake,
+                on_stored=app.processor.submit,
                 on_subscribed=reconciler.trigger,
                 reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
             )

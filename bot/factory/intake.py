@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.factory.events import EventValidationError, UnknownEventType, parse_event
+from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.factory.signing import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -35,7 +35,7 @@ from bot.factory.signing import (
     SignatureError,
     verify,
 )
-from bot.store import Store
+from bot.store import Recorded, Store
 
 __all__ = ["MAX_BODY_BYTES", "EventIntake"]
 
@@ -70,7 +70,9 @@ class EventIntake:
     secret:
         ``FACTORY_WEBHOOK_SECRET`` (HMAC-SHA256 key).
     on_stored:
-        Called after an event is stored (wakes the event processor).
+        Called with ``(event_id, parsed event)`` once an event is stored as new, after the
+        commit (the event processor's ``submit``); not for a duplicate id or for content
+        accepted before.
     health:
         Returns ``{"discord": bool, "database": bool, ...}`` for ``/healthz``.
     clock:
@@ -82,7 +84,7 @@ class EventIntake:
         *,
         store: Store,
         secret: str,
-        on_stored: Callable[[], None],
+        on_stored: Callable[[str, FactoryEvent], None],
         health: Callable[[], Awaitable[dict[str, bool]]],
         clock: Callable[[], float] = time.time,
         tolerance_seconds: float = 300.0,
@@ -160,10 +162,11 @@ class EventIntake:
         except EventValidationError as exc:
             log.warning("rejected event %s: %s", event_id, exc)
             return _error(400, "VALIDATION_ERROR", exc.message, exc.field)
-        stored = await self.store.record_event(event_id, event.type, raw, "webhook")
-        if not stored:
+        recorded = await self.store.record_event(event_id, event.type, raw, "webhook")
+        if recorded is Recorded.DUPLICATE:
             return _ok(200, {"eventId": event_id, "status": "duplicate"})
-        self._on_stored()
+        if recorded is Recorded.NEW:
+            self._on_stored(event_id, event)
         return _ok(202, {"eventId": event_id, "status": "accepted"})
 
     async def healthz(self, request: web.Request) -> web.Response:

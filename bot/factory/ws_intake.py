@@ -31,9 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.factory.events import EventValidationError, UnknownEventType, parse_event
+from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.factory.fingerprint import event_fingerprint
-from bot.store import Store
+from bot.store import Recorded, Store
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -94,7 +94,8 @@ class WebSocketIntake:
     store:
         Events are stored in its event table (the processor's queue).
     on_stored:
-        Called after an event was stored (the processor's ``wake``).
+        Called with ``(event_id, parsed event)`` once an event is stored as new, after the
+        commit (the processor's ``submit``).
     on_subscribed:
         Called after every successful subscription, first connection included (the
         reconciler's ``trigger``).
@@ -115,7 +116,7 @@ class WebSocketIntake:
         url: str,
         api_key: str,
         store: Store,
-        on_stored: Callable[[], None],
+        on_stored: Callable[[str, FactoryEvent], None],
         on_subscribed: Callable[[], None] | None = None,
         channels: Sequence[str] = DEFAULT_CHANNELS,
         reconnect_base_seconds: float = 1.0,
@@ -251,6 +252,8 @@ class WebSocketIntake:
             log.warning("dropped malformed WebSocket event (%s): %s", frame.get("type"), exc)
             return
         event_id = "ws:" + event_fingerprint(frame)
-        if await self.store.record_event(event_id, event.type, frame, "websocket"):
+        recorded = await self.store.record_event(event_id, event.type, frame, "websocket")
+        if recorded is not Recorded.DUPLICATE:
             self.events_stored += 1
-            self.on_stored()
+        if recorded is Recorded.NEW:
+            self.on_stored(event_id, event)

@@ -1,5 +1,13 @@
 """Persistence: SQLAlchemy tables and the :class:`Store` adapter (SQLite default, PostgreSQL)."""
 
-from .store import AuditRecord, BatchRecord, EventRecord, StepRecord, Store, TrackedTask
+from .store import AuditRecord, BatchRecord, EventRecord, Recorded, StepRecord, Store, TrackedTask
 
-__all__ = ["AuditRecord", "BatchRecord", "EventRecord", "StepRecord", "Store", "TrackedTask"]
+__all__ = [
+    "AuditRecord",
+    "BatchRecord",
+    "EventRecord",
+    "Recorded",
+    "StepRecord",
+    "Store",
+    "TrackedTask",
+]

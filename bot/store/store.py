@@ -10,6 +10,7 @@ exactly-once guarantees hold even when two clicks race.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "AuditRecord",
     "BatchRecord",
     "EventRecord",
+    "Recorded",
     "StepRecord",
     "Store",
     "TrackedTask",
@@ -40,16 +42,16 @@ __all__ = [
 
 # Hot-path SQL run through the driver (see bot.store.database.driver_cursor); the names are
 # those of bot.store.tables (the intake and processor tests run these against that schema).
-_EVENT_EXISTS = "SELECT 1 FROM events WHERE event_id = ?"
 _INSERT_EVENT = (
-    "INSERT INTO events (event_id, type, source, received_at, body, processed_at, error) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (event_id, type, source, received_at, body) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (event_id) DO NOTHING"
 )
 _UNPROCESSED_EVENTS = (
     "SELECT event_id, type, source, received_at, body FROM events "
     "WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT ?"
 )
 _MARK_EVENT_PROCESSED = "UPDATE events SET processed_at = ?, error = NULL WHERE event_id = ?"
+_MARK_EVENT_FAILED = "UPDATE events SET processed_at = ?, error = ? WHERE event_id = ?"
 _INSERT_FINGERPRINT = (
     "INSERT INTO event_fingerprints (fingerprint, type, handled_at) VALUES (?, ?, ?) "
     "ON CONFLICT (fingerprint) DO NOTHING"
@@ -69,6 +71,18 @@ def to_ts(value: datetime | None) -> float | None:
 def from_ts(value: float | None) -> datetime | None:
     """Unix seconds → aware UTC datetime (``None`` stays ``None``)."""
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+class Recorded(enum.Enum):
+    """What :meth:`Store.record_event` did with an event."""
+
+    #: Stored, to be acted on.
+    NEW = "new"
+    #: Stored already marked processed: the same content was accepted before under another id
+    #: (a webhook and WebSocket double delivery), so it is acted on once.
+    SAME_CONTENT = "same content"
+    #: Its id was stored before; nothing was stored.
+    DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -224,8 +238,8 @@ class Store:
         self._clock = clock
         self.db = Database(url)
         # the event table's hot writes, drained together by one writer coroutine
-        self._pending_events: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
-        self._pending_marks: list[tuple[list[tuple[float, str]], asyncio.Future[bool]]] = []
+        self._pending_events: list[tuple[dict[str, Any], asyncio.Future[Recorded]]] = []
+        self._pending_marks: list[tuple[list[tuple[float, str]], asyncio.Future[None]]] = []
         self._event_writer: asyncio.Task[None] | None = None
 
     async def create_schema(self) -> None:
@@ -255,13 +269,14 @@ class Store:
     # ------------------------------------------------------------------ events
     async def record_event(
         self, event_id: str, type_: str, body: dict[str, Any], source: str
-    ) -> bool:
-        """Store an event durably. Returns ``False`` (and stores nothing) for a duplicate id.
+    ) -> Recorded:
+        """Store an event durably and say what was done (see :class:`Recorded`).
 
-        The event's content fingerprint (:func:`bot.factory.fingerprint.event_fingerprint`)
-        is remembered with it: an event whose content was accepted before under another id
-        (the same ``WsEvent`` delivered by webhook *and* WebSocket) is stored already marked
-        processed ("same content as an accepted event"), so it is acted on once.
+        A duplicate id stores nothing. The event's content fingerprint
+        (:func:`bot.factory.fingerprint.event_fingerprint`) is remembered with it: an event
+        whose content was accepted before under another id (the same ``WsEvent`` delivered by
+        webhook *and* WebSocket) is stored already marked processed ("same content as an
+        accepted event"), so it is acted on once.
 
         Returns only after the transaction holding the event committed. Concurrent calls share
         one transaction (group commit), so a burst of webhooks costs one disk sync per batch
@@ -275,7 +290,7 @@ class Store:
             "body": json.dumps(body),
             "fingerprint": event_fingerprint(body),
         }
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
         self._pending_events.append((values, future))
         self._start_event_writer()
         return await future
@@ -293,59 +308,58 @@ class Store:
         while self._pending_events or self._pending_marks:
             batch, self._pending_events = self._pending_events, []
             marks, self._pending_marks = self._pending_marks, []
-            futures = [f for _, f in batch] + [f for _, f in marks]
             try:
                 outcome = await self._write_event_batch(
                     [values for values, _ in batch], [m for run, _ in marks for m in run]
                 )
-            except Exception as exc:  # the callers answer 5xx-free errors; nothing half-stored
-                for future in futures:
+            except Exception as exc:  # every caller gets the error; nothing half-stored
+                for future in [f for _, f in batch] + [f for _, f in marks]:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for future, is_new in zip(futures, outcome + [True] * len(marks), strict=True):
-                if not future.done():
-                    future.set_result(is_new)
+            for (_, event_future), recorded in zip(batch, outcome, strict=True):
+                if not event_future.done():
+                    event_future.set_result(recorded)
+            for _, mark_future in marks:
+                if not mark_future.done():
+                    mark_future.set_result(None)
 
     async def _write_event_batch(
         self, rows: list[dict[str, Any]], marks: list[tuple[float, str]]
-    ) -> list[bool]:
-        """Insert the rows whose ids are not stored yet; per row, ``True`` when it was new.
+    ) -> list[Recorded]:
+        """Insert the rows whose ids are not stored yet; per row, what was done.
 
-        A row repeating an id stored earlier, or earlier in ``rows``, is left out (``False``).
-        A new row whose content fingerprint is known is stored as processed (see
-        :meth:`record_event`). ``marks`` (``(processed_at, event_id)``) are applied first.
-        One unit of work; the driver is called directly (hot path, see
+        A row repeating an id stored earlier, or earlier in ``rows``, is left out
+        (:attr:`Recorded.DUPLICATE`). A new row whose content fingerprint is known is stored
+        as processed (:attr:`Recorded.SAME_CONTENT`, see :meth:`record_event`). ``marks``
+        (``(processed_at, event_id)``) are applied first. One unit of work, two statements per
+        new event; the driver is called directly (hot path, see
         :func:`~bot.store.database.driver_cursor`).
         """
 
-        def work(conn: Connection) -> list[bool]:
+        def work(conn: Connection) -> list[Recorded]:
             cursor, sql = driver_cursor(conn)
             if marks:
                 cursor.executemany(sql(_MARK_EVENT_PROCESSED), marks)
             outcome = []
             for v in rows:
-                cursor.execute(sql(_EVENT_EXISTS), (v["event_id"],))
-                if cursor.fetchone() is not None:
-                    outcome.append(False)
+                cursor.execute(
+                    sql(_INSERT_EVENT),
+                    (v["event_id"], v["type"], v["source"], v["received_at"], v["body"]),
+                )
+                if cursor.rowcount != 1:
+                    outcome.append(Recorded.DUPLICATE)
                     continue
                 cursor.execute(
                     sql(_INSERT_FINGERPRINT), (v["fingerprint"], v["type"], v["received_at"])
                 )
-                repeat = cursor.rowcount != 1
+                if cursor.rowcount == 1:
+                    outcome.append(Recorded.NEW)
+                    continue
                 cursor.execute(
-                    sql(_INSERT_EVENT),
-                    (
-                        v["event_id"],
-                        v["type"],
-                        v["source"],
-                        v["received_at"],
-                        v["body"],
-                        v["received_at"] if repeat else None,
-                        _SAME_CONTENT if repeat else None,
-                    ),
+                    sql(_MARK_EVENT_FAILED), (v["received_at"], _SAME_CONTENT, v["event_id"])
                 )
-                outcome.append(True)
+                outcome.append(Recorded.SAME_CONTENT)
             return outcome
 
         return await self.db.write(work)
@@ -393,7 +407,7 @@ class Store:
         marks = [(now, event_id) for event_id in event_ids]
         if not marks:
             return
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_marks.append((marks, future))
         self._start_event_writer()
         await future

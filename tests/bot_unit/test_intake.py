@@ -33,7 +33,10 @@ async def intake(tmp_path: Path) -> AsyncIterator[tuple[EventIntake, httpx.Async
     health = Health()
     woken: list[int] = []
     server = EventIntake(
-        store=store, secret=SECRET, on_stored=lambda: woken.append(1), health=health
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: woken.append(event_id),
+        health=health,
     )
     await server.start("127.0.0.1", 0)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
@@ -178,3 +181,28 @@ async def test_healthz_says_which_part_is_down(intake: Any) -> None:
     down = await client.get("/healthz")
     assert down.status_code == 503
     assert down.json() == {"status": "degraded", "checks": {"discord": "down", "database": "up"}}
+
+
+async def test_only_new_events_are_handed_to_the_processor(tmp_path: Path) -> None:
+    """A duplicate id or content accepted before is answered but not acted on again."""
+    store = Store(f"sqlite:///{tmp_path / 'handoff.db'}")
+    await store.create_schema()
+    handed: list[tuple[str, str]] = []
+    server = EventIntake(
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: handed.append((event_id, event.type)),
+        health=Health(),
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert (await post(client, task_event(), event_id="evt-a")).status_code == 202
+            assert (await post(client, task_event(), event_id="evt-a")).status_code == 200
+            assert (await post(client, task_event(), event_id="evt-b")).status_code == 202
+            other = task_event(title="other")
+            assert (await post(client, other, event_id="evt-c")).status_code == 202
+    finally:
+        await server.stop()
+        await store.close()
+    assert handed == [("evt-a", "task.created"), ("evt-c", "task.created")]
