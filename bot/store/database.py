@@ -14,6 +14,10 @@ plain synchronous function over an SQLAlchemy :class:`~sqlalchemy.engine.Connect
 * :meth:`Database.read` runs it in a small thread pool, in a read transaction (one consistent
   snapshot; SQLite's WAL lets readers run while the writer writes).
 
+Each thread keeps its connection open between units (opening one per unit cost more than a
+small unit itself); a connection whose unit or commit failed is closed and replaced, so a
+database that went away is reconnected to on the next unit.
+
 URLs are plain SQLAlchemy URLs. The async driver names the bridge used before are mapped to
 their synchronous drivers (``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` and
 ``postgres://`` → ``postgresql+psycopg``; install ``psycopg`` for PostgreSQL).
@@ -80,7 +84,8 @@ class _Unit:
     future: asyncio.Future[Any]
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(unit: _Unit, result: Any, error: BaseException | None) -> None:
+    future = unit.future
     if future.done():  # the caller gave up waiting; the write still happened (or not)
         return
     if error is not None:
@@ -110,9 +115,12 @@ def _sqlite_engine(url: str, *, memory: bool, immediate: bool) -> Engine:
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
             dbapi_connection.execute("PRAGMA synchronous=FULL")
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # straight to the driver: a statement through SQLAlchemy costs more than BEGIN itself
+        conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
     return engine
 
@@ -150,6 +158,9 @@ class Database:
             self.write_engine = self.read_engine = create_engine(self.url, pool_pre_ping=True)
         self._reads_via_writer = memory
         self._readers = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="db-read")
+        self._reader_local = threading.local()  # .conn: that reader thread's connection
+        self._reader_conns: set[Connection] = set()
+        self._reader_conns_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
         self._writer.start()
@@ -191,39 +202,66 @@ class Database:
         self._queue.put(None)
         await asyncio.to_thread(self._writer.join)
         self._readers.shutdown(wait=True)
+        for conn in list(self._reader_conns):
+            conn.close()
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
 
     # ------------------------------------------------------------------ threads
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        with self.read_engine.connect() as conn, conn.begin():
-            return fn(conn)
+        conn: Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = self.read_engine.connect()
+            self._reader_local.conn = conn
+            with self._reader_conns_lock:
+                self._reader_conns.add(conn)
+        try:
+            with conn.begin():
+                return fn(conn)
+        except BaseException:
+            self._reader_local.conn = None
+            with self._reader_conns_lock:
+                self._reader_conns.discard(conn)
+            conn.close()
+            raise
 
     def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            stop = False
-            while len(group) < MAX_GROUP:
-                try:
-                    unit = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if unit is None:
-                    stop = True
-                    break
-                group.append(unit)
-            self._commit(group)
-            if stop:
-                return
+        conn: Connection | None = None
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                group = [first]
+                stop = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        unit = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if unit is None:
+                        stop = True
+                        break
+                    group.append(unit)
+                conn = self._commit(conn, group)
+                if stop:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
 
-    def _commit(self, group: list[_Unit]) -> None:
+    def _commit(self, conn: Connection | None, group: list[_Unit]) -> Connection | None:
+        """Run ``group`` in one transaction and settle its futures.
+
+        Returns the connection for the next group: ``conn`` (opened when ``None``), or ``None``
+        after a failed transaction, so that a broken connection is not used again.
+        """
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            with self.write_engine.connect() as conn, conn.begin():
+            if conn is None:
+                conn = self.write_engine.connect()
+            with conn.begin():
                 if len(group) == 1:  # no savepoint needed: its failure is the whole rollback
                     outcomes.append((group[0].fn(conn), None))
                 else:
@@ -234,12 +272,19 @@ class Database:
                         except Exception as exc:
                             outcomes.append((None, exc))
         except Exception as exc:  # fn failed alone, or the commit failed: nothing stored
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # already broken; the pool discards it
+                    log.debug("closing a failed writer connection raised", exc_info=True)
+                conn = None
             if len(outcomes) < len(group):
                 outcomes = [(None, exc)] * len(group)
             else:  # the commit failed: a unit that had failed on its own keeps its error
                 outcomes = [(None, e or exc) for _, e in outcomes]
         for unit, (result, error) in zip(group, outcomes, strict=True):
             try:
-                unit.loop.call_soon_threadsafe(_settle, unit.future, result, error)
+                unit.loop.call_soon_threadsafe(_settle, unit, result, error)
             except RuntimeError:  # that loop is closed: nobody waits any more
                 log.debug("database write finished after its event loop closed")
+        return conn

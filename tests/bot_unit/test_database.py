@@ -110,3 +110,19 @@ async def test_an_in_memory_database_is_one_database(tmp_path: Path) -> None:
         assert await database.read(_names) == ["x"]
     finally:
         await database.close()
+
+
+async def test_a_failed_transaction_or_read_does_not_break_the_next_one(db: Database) -> None:
+    """Connections are kept between units; one whose unit failed is replaced, not reused."""
+    await db.write(_insert(1, "first"))
+    with pytest.raises(IntegrityError):
+        await db.write(_insert(1, "same id"))  # alone in its group: the whole transaction fails
+
+    def broken_read(conn: Connection) -> None:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+
+    for _ in range(3):  # more failures than reader threads
+        with pytest.raises(Exception, match="no_such_table"):
+            await db.read(broken_read)
+    await db.write(_insert(2, "second"))
+    assert await db.read(_names) == ["first", "second"]
