@@ -82,9 +82,12 @@ class _Unit:
     fn: Callable[[Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    on_settled: Callable[[], None] | None = None
 
 
 def _settle(unit: _Unit, result: Any, error: BaseException | None) -> None:
+    if unit.on_settled is not None:
+        unit.on_settled()
     future = unit.future
     if future.done():  # the caller gave up waiting; the write still happened (or not)
         return
@@ -172,8 +175,14 @@ class Database:
         return self.write_engine.dialect.name
 
     # ------------------------------------------------------------------ API
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(
+        self, fn: Callable[[Connection], T], *, on_settled: Callable[[], None] | None = None
+    ) -> T:
         """Run ``fn(conn)`` in a write transaction; return its result once committed.
+
+        ``on_settled`` is called on the event loop as soon as the unit committed or failed,
+        even when the caller stopped waiting (cancelled): for state that must follow what
+        the database holds (the store's task cache).
 
         Raises what ``fn`` raised (its writes are rolled back, nobody else's are), or the
         commit's error (then nothing of the batch was stored). Raises ``RuntimeError`` after
@@ -183,7 +192,7 @@ class Database:
             raise RuntimeError("the database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Unit(fn, loop, future))
+        self._queue.put(_Unit(fn, loop, future, on_settled))
         return await future
 
     async def read(self, fn: Callable[[Connection], T]) -> T:

@@ -13,10 +13,11 @@ import asyncio
 import enum
 import json
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -58,6 +59,11 @@ _INSERT_FINGERPRINT = (
 )
 #: ``events.error`` of an event stored but not acted on: its content was accepted before.
 _SAME_CONTENT = "same content as an event accepted before (acted on once)"
+
+T = TypeVar("T")
+
+#: Task rows :meth:`Store.get_task` keeps in memory (least recently read forgotten first).
+TASK_CACHE_SIZE = 1024
 
 #: Most ids in one ``IN (…)`` list (SQLite's bound-parameter limit is 999 on old builds).
 _IN_CHUNK = 500
@@ -231,6 +237,9 @@ class Store:
         the event loop, never inside a unit of work.
 
     Every method runs its statements as one unit of work on :attr:`db` (one transaction).
+    :meth:`get_task` answers recently read rows from memory, which assumes that this store
+    is the only writer of the tasks table (one bridge process per database); the
+    exactly-once rules do not depend on it, they are compare-and-set updates in the database.
     """
 
     def __init__(self, url: str, *, clock: Any = time.time) -> None:
@@ -241,6 +250,9 @@ class Store:
         self._pending_events: list[tuple[dict[str, Any], asyncio.Future[Recorded]]] = []
         self._pending_marks: list[tuple[list[tuple[float, str]], asyncio.Future[None]]] = []
         self._event_writer: asyncio.Task[None] | None = None
+        # recently read task rows (see get_task); valid until a write to that row settles
+        self._task_cache: OrderedDict[str, TrackedTask] = OrderedDict()
+        self._task_writes = 0  # task writes settled so far
 
     async def create_schema(self) -> None:
         """Create missing tables (idempotent).
@@ -479,16 +491,48 @@ class Store:
             row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
             return _row_to_tracked(row)
 
-        return await self.db.write(work)
+        return await self._write_task(task_id, work)
 
     async def get_task(self, task_id: str) -> TrackedTask | None:
-        """The tracked task, or ``None`` when the bridge has never seen it."""
+        """The tracked task, or ``None`` when the bridge has never seen it.
+
+        Answered from memory when the row was read recently and not written since (see
+        :meth:`_write_task`), so that an interaction is answered without waiting for a
+        database thread (Discord: 3 s interaction deadline; bench ``click``).
+        """
+        cached = self._task_cache.get(task_id)
+        if cached is not None:
+            self._task_cache.move_to_end(task_id)
+            return cached
+        writes_before = self._task_writes
 
         def work(conn: Connection) -> TrackedTask | None:
             row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
             return None if row is None else _row_to_tracked(row)
 
-        return await self.db.read(work)
+        tracked = await self.db.read(work)
+        # a task write that settled while this read ran may have changed the row after the
+        # read saw it: keep only what no write can have overtaken
+        if tracked is not None and writes_before == self._task_writes:
+            self._task_cache[task_id] = tracked
+            if len(self._task_cache) > TASK_CACHE_SIZE:
+                self._task_cache.popitem(last=False)
+        return tracked
+
+    async def _write_task(self, task_id: str, work: Callable[[Connection], T]) -> T:
+        """:meth:`Database.write` for a unit that changes the row of ``task_id``.
+
+        Every write to the tasks table goes through here: when the unit settles (committed
+        or failed, even if the caller was cancelled) the cached row is forgotten and the
+        write counter moves, so :meth:`get_task` never answers with a row older than a
+        write that has settled.
+        """
+
+        def forget() -> None:
+            self._task_writes += 1
+            self._task_cache.pop(task_id, None)
+
+        return await self.db.write(work, on_settled=forget)
 
     async def open_tasks(self) -> list[TrackedTask]:
         """Tasks with no confirmed decision, oldest first."""
@@ -539,7 +583,7 @@ class Store:
             )
             return result.rowcount == 1
 
-        return await self.db.write(work)
+        return await self._write_task(task_id, work)
 
     async def release_posting(self, task_id: str) -> None:
         """Give up a posting claim (the post failed) so that a later attempt can post."""
@@ -551,7 +595,7 @@ class Store:
                 .values(posting_claimed_at=None)
             )
 
-        await self.db.write(work)
+        await self._write_task(task_id, work)
 
     async def set_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
@@ -565,7 +609,7 @@ class Store:
                 .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
             )
 
-        await self.db.write(work)
+        await self._write_task(task_id, work)
 
     async def adopt_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
@@ -588,7 +632,7 @@ class Store:
             )
             return result.rowcount == 1
 
-        return await self.db.write(work)
+        return await self._write_task(task_id, work)
 
     async def count_tasks(self) -> int:
         """How many tasks the store knows (0 on a fresh or lost database)."""
@@ -640,7 +684,7 @@ class Store:
             row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
             return _row_to_tracked(row)
 
-        return await self.db.write(work)
+        return await self._write_task(task_id, work)
 
     async def abort_decision(self, task_id: str, key: str) -> None:
         """Clear an in-flight decision that the factory did not confirm (buttons stay live)."""
@@ -659,7 +703,7 @@ class Store:
                 )
             )
 
-        await self.db.write(work)
+        await self._write_task(task_id, work)
 
     async def confirm_decision(
         self,
@@ -712,7 +756,7 @@ class Store:
             row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
             return _row_to_tracked(row)
 
-        return await self.db.write(work)
+        return await self._write_task(task_id, work)
 
     async def inflight_decisions(self) -> list[TrackedTask]:
         """Tasks with a decision in flight (a crash may have left them; they are re-sent)."""
@@ -744,7 +788,7 @@ class Store:
                 )
             )
 
-        await self.db.write(work)
+        await self._write_task(task_id, work)
 
     async def set_snoozed(self, task_id: str, until: datetime, name: str) -> None:
         """Record a snooze until ``until`` (aware UTC)."""
@@ -757,7 +801,7 @@ class Store:
                 .values(snoozed_until=snoozed_until, snoozed_by_name=name)
             )
 
-        await self.db.write(work)
+        await self._write_task(task_id, work)
 
     # ------------------------------------------------------------------ escalation steps
     async def record_step(

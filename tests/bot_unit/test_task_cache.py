@@ -1,0 +1,157 @@
+"""Store.get_task answers from memory, and never with a row older than a settled write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.sandbox.harness import wait_until
+from bot.store import Store, TrackedTask
+from escalation.models import Task
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+DEADLINE = NOW + timedelta(hours=4)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
+    await s.create_schema()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def tracked(store: Store, **fields: Any) -> TrackedTask:
+    await store.upsert_task(Task(id="t1", title="Release", created_at=NOW, **fields), DEADLINE)
+    found = await store.get_task("t1")
+    assert found is not None
+    return found
+
+
+async def stored(store: Store) -> TrackedTask:
+    """The row as the database holds it (tasks_by_ids never answers from memory)."""
+    [row] = await store.tasks_by_ids(["t1"])
+    return row
+
+
+async def test_a_row_read_again_is_answered_without_a_database_read(store: Store) -> None:
+    first = await tracked(store)
+    reads = 0
+    real_read = store.db.read
+
+    async def counting_read(fn: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_read(fn)
+
+    store.db.read = counting_read  # type: ignore[method-assign]
+    again = await store.get_task("t1")
+    assert again == first
+    assert reads == 0
+
+
+async def _begin(store: Store) -> None:
+    won = await store.begin_decision(
+        "t1", "approved", discord_user_id=7, name="alice", key="k1", notes=None
+    )
+    assert won is not None
+
+
+async def _confirm(store: Store) -> None:
+    await _begin(store)
+    task = Task(id="t1", title="Release", created_at=NOW)
+    await store.confirm_decision(
+        task,
+        decision="approved",
+        decided_by="alice",
+        discord_user_id=7,
+        notes=None,
+        source="discord",
+        at=NOW,
+    )
+
+
+WRITES: dict[str, tuple[Callable[[Store], Awaitable[Any]], Callable[[TrackedTask], object]]] = {
+    "upsert_task": (
+        lambda s: s.upsert_task(Task(id="t1", title="Renamed", created_at=NOW), DEADLINE),
+        lambda r: r.task.title,
+    ),
+    "set_message": (lambda s: s.set_message("t1", 10, 20), lambda r: r.message_id),
+    "adopt_message": (lambda s: s.adopt_message("t1", 10, 21), lambda r: r.message_id),
+    "begin_decision": (_begin, lambda r: r.inflight_decision),
+    "confirm_decision": (_confirm, lambda r: r.decision),
+    "set_acknowledged": (
+        lambda s: s.set_acknowledged("t1", 7, "alice", NOW),
+        lambda r: r.acknowledged_by_name,
+    ),
+    "set_snoozed": (
+        lambda s: s.set_snoozed("t1", NOW + timedelta(hours=1), "alice"),
+        lambda r: r.snoozed_by_name,
+    ),
+}
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+async def test_every_task_write_is_seen_by_the_next_read(store: Store, write: str) -> None:
+    action, field = WRITES[write]
+    before = await tracked(store)  # now in memory
+    await action(store)
+    after = await store.get_task("t1")
+    assert after is not None
+    assert field(after) == field(await stored(store))
+    assert field(after) != field(before)
+
+
+async def test_an_aborted_decision_is_seen_by_the_next_read(store: Store) -> None:
+    await tracked(store)
+    await _begin(store)
+    assert (await store.get_task("t1")).inflight_decision == "approved"  # type: ignore[union-attr]
+    await store.abort_decision("t1", "k1")
+    after = await store.get_task("t1")
+    assert after is not None and after.inflight_decision is None
+
+
+async def test_a_read_overtaken_by_a_write_is_not_kept(store: Store) -> None:
+    """The read saw the row before the write committed; it must not be served afterwards."""
+    await store.upsert_task(Task(id="t1", title="Release", created_at=NOW), DEADLINE)
+    gate = asyncio.Event()
+    read_done = asyncio.Event()
+    real_read = store.db.read
+
+    async def slow_read(fn: Any) -> Any:
+        row = await real_read(fn)
+        read_done.set()
+        await gate.wait()  # the result comes back only after the write settled
+        return row
+
+    store.db.read = slow_read  # type: ignore[method-assign]
+    reading = asyncio.create_task(store.get_task("t1"))
+    await read_done.wait()
+    await store.set_acknowledged("t1", 7, "alice", NOW)
+    gate.set()
+    old = await reading
+    assert old is not None and old.acknowledged_by_name is None
+    store.db.read = real_read  # type: ignore[method-assign]
+    fresh = await store.get_task("t1")
+    assert fresh is not None and fresh.acknowledged_by_name == "alice"
+
+
+async def test_a_write_whose_caller_was_cancelled_is_still_seen(store: Store) -> None:
+    await tracked(store)  # in memory
+    writing = asyncio.create_task(store.set_acknowledged("t1", 7, "alice", NOW))
+    await asyncio.sleep(0)  # the unit is queued for the writer
+    writing.cancel()
+
+    async def committed() -> bool:
+        return (await stored(store)).acknowledged_by_name == "alice"
+
+    await wait_until(committed, what="the cancelled caller's write to commit")
+    fresh = await store.get_task("t1")
+    assert fresh is not None and fresh.acknowledged_by_name == "alice"
