@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -186,11 +187,24 @@ class BridgeApp:
                 loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.start()
+            _freeze_startup_objects()
             log.info("factory bridge running")
             await self._stopping.wait()
             log.info("shutting down")
         finally:
             await self.stop()
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start-up built out of later garbage collections (:func:`gc.freeze`).
+
+    Why: a full collection walks every tracked object, most of them made at import and
+    start-up (discord.py, SQLAlchemy, pydantic) and alive for good. Measured with the click
+    benchmark: 50–80 ms pauses, longer than the whole click budget (p99 ≤ 50 ms). Garbage is
+    collected first so that nothing dead is frozen.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def build_app(settings: Settings, **kwargs: Any) -> BridgeApp:
