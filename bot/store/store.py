@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -61,6 +61,34 @@ _INSERT_FINGERPRINT = (
 _SAME_CONTENT = "same content as an event accepted before (acted on once)"
 
 T = TypeVar("T")
+
+# Statements of the click path built once: SQLAlchemy then reuses their cache key and compiled
+# form instead of rebuilding them per call (on the writer thread, that work holds the GIL the
+# event loop needs to answer interactions).
+_TASK_ROW = select(t.tasks).where(t.tasks.c.task_id == bindparam("b_task_id"))
+_BEGIN_DECISION = (
+    update(t.tasks)
+    .where(
+        and_(
+            t.tasks.c.task_id == bindparam("b_task_id"),
+            t.tasks.c.decision.is_(None),
+            t.tasks.c.inflight_decision.is_(None),
+        )
+    )
+    .values(
+        {
+            column: bindparam(column)
+            for column in (
+                "inflight_decision",
+                "inflight_by_discord_id",
+                "inflight_by_name",
+                "inflight_key",
+                "inflight_notes",
+                "inflight_at",
+            )
+        }
+    )
+)
 
 #: Task rows :meth:`Store.get_task` keeps in memory (least recently read forgotten first).
 TASK_CACHE_SIZE = 1024
@@ -473,7 +501,7 @@ class Store:
         task_id = task.id
 
         def work(conn: Connection) -> TrackedTask:
-            existing = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+            existing = conn.execute(_TASK_ROW, {"b_task_id": task_id}).first()
             if existing is None:
                 conn.execute(insert(t.tasks).values(task_id=task_id, **values))
             else:
@@ -488,7 +516,7 @@ class Store:
                     .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
                     .values(**decided)
                 )
-            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
+            row = conn.execute(_TASK_ROW, {"b_task_id": task_id}).one()
             return _row_to_tracked(row)
 
         return await self._write_task(task_id, work)
@@ -507,7 +535,7 @@ class Store:
         writes_before = self._task_writes
 
         def work(conn: Connection) -> TrackedTask | None:
-            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+            row = conn.execute(_TASK_ROW, {"b_task_id": task_id}).first()
             return None if row is None else _row_to_tracked(row)
 
         tracked = await self.db.read(work)
@@ -662,26 +690,20 @@ class Store:
 
         def work(conn: Connection) -> TrackedTask | None:
             result = conn.execute(
-                update(t.tasks)
-                .where(
-                    and_(
-                        t.tasks.c.task_id == task_id,
-                        t.tasks.c.decision.is_(None),
-                        t.tasks.c.inflight_decision.is_(None),
-                    )
-                )
-                .values(
-                    inflight_decision=decision,
-                    inflight_by_discord_id=discord_user_id,
-                    inflight_by_name=name,
-                    inflight_key=key,
-                    inflight_notes=notes,
-                    inflight_at=now,
-                )
+                _BEGIN_DECISION,
+                {
+                    "b_task_id": task_id,
+                    "inflight_decision": decision,
+                    "inflight_by_discord_id": discord_user_id,
+                    "inflight_by_name": name,
+                    "inflight_key": key,
+                    "inflight_notes": notes,
+                    "inflight_at": now,
+                },
             )
             if result.rowcount != 1:
                 return None
-            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
+            row = conn.execute(_TASK_ROW, {"b_task_id": task_id}).one()
             return _row_to_tracked(row)
 
         return await self._write_task(task_id, work)
@@ -753,7 +775,7 @@ class Store:
                     inflight_at=None,
                 )
             )
-            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).one()
+            row = conn.execute(_TASK_ROW, {"b_task_id": task_id}).one()
             return _row_to_tracked(row)
 
         return await self._write_task(task_id, work)
