@@ -1,7 +1,9 @@
 """click: INTERACTION_CREATE dispatched → initial interaction callback received.
 
 The factory answers ``complete`` after 2 s, so the figure shows that the bridge acknowledges the
-click first and does the slow work afterwards (Discord's limit: 3,000 ms).
+click first and does the slow work afterwards (Discord's limit: 3,000 ms). Each run then waits
+until every decision was confirmed and its person told (not measured), so that the run ends
+with nothing in flight.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from bench.common import Measurement, bridge_world, percentile
+from bot.sandbox.discord_emulator import InteractionRecord
 from bot.sandbox.world import TASKS_CHANNEL_ID
 
 TASKS = 200
@@ -37,6 +40,7 @@ async def run_once(measurement: Measurement) -> None:
         await world.discord.wait_for(lambda: posted() >= TASKS, 60)
         messages = [m for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds]
         latencies: list[float] = []
+        records: list[InteractionRecord] = []
         semaphore = asyncio.Semaphore(CONCURRENT_CLICKS)
 
         async def click(message_id: int) -> None:
@@ -46,8 +50,17 @@ async def run_once(measurement: Measurement) -> None:
                 )
                 answer = await record.response(timeout=10)
                 latencies.append((answer.at - record.created_at) * 1000)
+                records.append(record)
 
         await asyncio.gather(*(click(m.id) for m in messages))
+
+        def told(record: InteractionRecord) -> bool:
+            """The "⏳ Recording…" answer was replaced by the outcome."""
+            original = world.discord.message(record.original_message_id or 0)
+            return original is not None and not original.content.startswith("⏳")
+
+        # decisions run FACTORY_MAX_CONCURRENT_REQUESTS at a time, 2 s each
+        await world.discord.wait_for(lambda: all(told(r) for r in records), 120)
         measurement.add("p50 ms", percentile(latencies, 50))
         measurement.add("p99 ms", percentile(latencies, 99))
         measurement.add("refused (10062)", sum(1 for e in world.discord.errors if e.code == 10062))
