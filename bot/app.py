@@ -134,7 +134,6 @@ class BridgeApp:
             if hook is not None:
                 await hook()
         self.processor.start()
-        self.processor.wake()
         self._started = True
 
     async def _connect(self) -> None:

@@ -110,11 +110,10 @@ def _adopter(interaction: discord.Interaction[Any], task_id: str) -> Callable[[]
         message = interaction.message
         if message is None or message.flags.ephemeral:
             return
-        tracked = await bridge_of(interaction).store.get_task(task_id)
+        store = bridge_of(interaction).store
+        tracked = await store.get_task(task_id)
         if tracked is not None and tracked.message_id is None:
-            await bridge_of(interaction).store.adopt_message(
-                task_id, message.channel.id, message.id
-            )
+            await store.adopt_message(task_id, message.channel.id, message.id)
 
     return adopt
 

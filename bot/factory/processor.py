@@ -5,7 +5,7 @@ through the same de-duplication (by id, and by content fingerprint when the even
 see :meth:`bot.store.Store.record_event`). Once an event is stored (committed), its intake hands
 it over in memory with :meth:`EventProcessor.submit`, already parsed, so that a caught-up
 processor never reads the event table back. The table stays the queue for everything else: at
-start, and after a failure, the processor reads it (:meth:`EventProcessor.wake`) until no
+start (:meth:`EventProcessor.start`) and after a failure, the processor reads it until no
 unprocessed event is left, and skips the events it then meets again in memory.
 
 An event whose handling fails (Discord or the factory down) stays unprocessed and is retried
@@ -82,11 +82,6 @@ class EventProcessor:
         store is the record, memory only saves reading it back.
         """
         self._submitted.append((event_id, event))
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Read the store: it may hold unprocessed events that were not submitted."""
-        self._read_store = True
         self._wake.set()
 
     def start(self) -> None:

@@ -103,6 +103,23 @@ def _delivery(r: Any) -> DeliveryRow:
     )
 
 
+def _delivery_row(
+    task_id: str, step: str, delivery: NewDelivery, due_ts: float, created_ts: float
+) -> dict[str, Any]:
+    """The ``escalation_deliveries`` columns of a new pending delivery (times in Unix s)."""
+    return {
+        "task_id": task_id,
+        "step": step,
+        "channel": delivery.channel,
+        "recipient": delivery.recipient,
+        "due_at": due_ts,
+        "held": int(delivery.held),
+        "status": "pending",
+        "created_at": created_ts,
+        "detail": json.dumps(delivery.detail) if delivery.detail else None,
+    }
+
+
 class LadderStore:
     """Ladder rows on the bridge's database (the same database as :class:`bot.store.Store`).
 
@@ -157,20 +174,7 @@ class LadderStore:
             if deliveries:
                 conn.execute(
                     insert(t.escalation_deliveries),
-                    [
-                        {
-                            "task_id": task_id,
-                            "step": step,
-                            "channel": d.channel,
-                            "recipient": d.recipient,
-                            "due_at": due_ts,
-                            "held": int(d.held),
-                            "status": "pending",
-                            "created_at": ts,
-                            "detail": json.dumps(d.detail) if d.detail else None,
-                        }
-                        for d in deliveries
-                    ],
+                    [_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries],
                 )
             if audit_row is not None:
                 conn.execute(insert(t.audit), audit_row)
@@ -240,17 +244,7 @@ class LadderStore:
         self, task_id: str, step: str, delivery: NewDelivery, *, due_at: datetime, now: datetime
     ) -> bool:
         """Add one pending delivery (a fallback); ``False`` when that key exists already."""
-        values = {
-            "task_id": task_id,
-            "step": step,
-            "channel": delivery.channel,
-            "recipient": delivery.recipient,
-            "due_at": due_at.timestamp(),
-            "held": int(delivery.held),
-            "status": "pending",
-            "created_at": now.timestamp(),
-            "detail": json.dumps(delivery.detail) if delivery.detail else None,
-        }
+        values = _delivery_row(task_id, step, delivery, due_at.timestamp(), now.timestamp())
         try:
             await self.db.write(lambda conn: conn.execute(insert(t.escalation_deliveries), values))
         except IntegrityError:

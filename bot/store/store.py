@@ -34,7 +34,6 @@ __all__ = [
     "BatchRecord",
     "EventRecord",
     "Recorded",
-    "StepRecord",
     "Store",
     "TrackedTask",
     "from_ts",
@@ -52,7 +51,7 @@ _UNPROCESSED_EVENTS = (
     "WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT ?"
 )
 _MARK_EVENT_PROCESSED = "UPDATE events SET processed_at = ?, error = NULL WHERE event_id = ?"
-_MARK_EVENT_FAILED = "UPDATE events SET processed_at = ?, error = ? WHERE event_id = ?"
+_MARK_EVENT_WITH_ERROR = "UPDATE events SET processed_at = ?, error = ? WHERE event_id = ?"
 _INSERT_FINGERPRINT = (
     "INSERT INTO event_fingerprints (fingerprint, type, handled_at) VALUES (?, ?, ?) "
     "ON CONFLICT (fingerprint) DO NOTHING"
@@ -92,9 +91,6 @@ _BEGIN_DECISION = (
 
 #: Task rows :meth:`Store.get_task` keeps in memory (least recently read forgotten first).
 TASK_CACHE_SIZE = 1024
-
-#: Most ids in one ``IN (…)`` list (SQLite's bound-parameter limit is 999 on old builds).
-_IN_CHUNK = 500
 
 
 def to_ts(value: datetime | None) -> float | None:
@@ -194,18 +190,6 @@ class BatchRecord:
 
 
 @dataclass(frozen=True)
-class StepRecord:
-    """An escalation step taken for a task (unique per task and step)."""
-
-    task_id: str
-    step: str
-    due_at: datetime
-    taken_at: datetime
-    late_seconds: float
-    outcome: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class AuditRecord:
     """One audit entry: who did what, through what, on which task, and what came of it."""
 
@@ -271,7 +255,6 @@ class Store:
     """
 
     def __init__(self, url: str, *, clock: Any = time.time) -> None:
-        self._url = url
         self._clock = clock
         self.db = Database(url)
         # the event table's hot writes, drained together by one writer coroutine
@@ -397,7 +380,7 @@ class Store:
                     outcome.append(Recorded.NEW)
                     continue
                 cursor.execute(
-                    sql(_MARK_EVENT_FAILED), (v["received_at"], _SAME_CONTENT, v["event_id"])
+                    sql(_MARK_EVENT_WITH_ERROR), (v["received_at"], _SAME_CONTENT, v["event_id"])
                 )
                 outcome.append(Recorded.SAME_CONTENT)
             return outcome
@@ -824,57 +807,6 @@ class Store:
             )
 
         await self._write_task(task_id, work)
-
-    # ------------------------------------------------------------------ escalation steps
-    async def record_step(
-        self,
-        task_id: str,
-        step: str,
-        *,
-        due_at: datetime,
-        taken_at: datetime,
-        outcome: dict[str, Any],
-    ) -> bool:
-        """Record a step as taken. Returns ``False`` when it was already taken (unique key)."""
-        values: dict[str, Any] = {
-            "task_id": task_id,
-            "step": step,
-            "due_at": due_at.timestamp(),
-            "taken_at": taken_at.timestamp(),
-            "late_seconds": max(0.0, (taken_at - due_at).total_seconds()),
-            "outcome": json.dumps(outcome),
-        }
-
-        def work(conn: Connection) -> None:
-            conn.execute(insert(t.escalation_steps).values(**values))
-
-        try:
-            await self.db.write(work)
-        except IntegrityError:
-            return False
-        return True
-
-    async def steps_for(self, task_ids: Sequence[str] | None = None) -> list[StepRecord]:
-        """Steps taken, for the given tasks (all when ``None``), in the order taken."""
-        query = select(t.escalation_steps).order_by(t.escalation_steps.c.id)
-        if task_ids is not None:
-            query = query.where(t.escalation_steps.c.task_id.in_(list(task_ids)))
-
-        def work(conn: Connection) -> list[StepRecord]:
-            rows = conn.execute(query)
-            return [
-                StepRecord(
-                    task_id=r.task_id,
-                    step=r.step,
-                    due_at=from_ts(r.due_at),  # type: ignore[arg-type]
-                    taken_at=from_ts(r.taken_at),  # type: ignore[arg-type]
-                    late_seconds=r.late_seconds,
-                    outcome=json.loads(r.outcome),
-                )
-                for r in rows
-            ]
-
-        return await self.db.read(work)
 
     # ------------------------------------------------------------------ batches (smart batching)
     async def save_batch(self, batch_id: str, key: str, task_ids: Sequence[str]) -> None:

@@ -8,13 +8,9 @@ Discord post failing, a crash between posting and confirming).
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.bridge import Actor, Bridge
@@ -94,16 +90,6 @@ class FakeFactory:
             raise self.error
         assert self.result is not None
         return self.result
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
-    await s.create_schema()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def make_runtime(

@@ -5,12 +5,8 @@ when the winner has not registered its in-process event yet (two clicks in the s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.bridge import Bridge
 from bot.roster import Roster
@@ -19,16 +15,6 @@ from bot.store import Store
 from escalation.models import Task
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
-    await s.create_schema()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def make_bridge(store: Store) -> Bridge:

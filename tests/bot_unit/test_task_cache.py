@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,16 +15,6 @@ from escalation.models import Task
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(hours=4)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
-    await s.create_schema()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def tracked(store: Store, **fields: Any) -> TrackedTask:
