@@ -1,7 +1,9 @@
 """Factory events: the ``WsEvent`` envelope and the payload of each type the bridge handles.
 
 Source: contract §1.6 (``WsEvent``, ``WebSocketEventType`` and the payload interfaces). The same
-models validate events from the signed webhook and from the WebSocket stream.
+models validate events from the signed webhook and from the WebSocket stream. A document the
+bridge cannot take (``NaN``, nesting over 64 levels, lone surrogates …, see
+:mod:`bot.factory.strict_json`) and a task id outside ``[A-Za-z0-9_-]`` fail validation too.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from escalation.models import ContractModel, Pipeline, Task, TaskDecision
+from bot.factory.strict_json import UnacceptableJson, check_document
+from escalation.models import Approval, ContractModel, Pipeline, Task, TaskDecision, TaskId
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -55,14 +58,8 @@ class TaskCompletedPayload(ContractModel):
     decided_by: str
 
 
-class ApprovalRef(ContractModel):
-    """The parts of an ``Approval`` (contract §1.4) the bridge uses."""
-
-    id: str
-    task_id: str
-    status: str = "pending"
-    approved_by: str | None = None
-    rejection_reason: str | None = None
+#: The ``Approval`` of an approval event (contract §1.4); see :class:`escalation.models.Approval`.
+ApprovalRef = Approval
 
 
 class ApprovalPayload(ContractModel):
@@ -79,7 +76,7 @@ class ApprovalPayload(ContractModel):
 class TaskSlaPayload(ContractModel):
     """task.sla_warning / task.sla_breached (``TaskSlaPayload``)."""
 
-    task_id: str
+    task_id: TaskId
     task_title: str
     pipeline_id: str | None = None
     sla_deadline: datetime
@@ -111,7 +108,7 @@ class PipelineBlockedPayload(ContractModel):
     pipeline_name: str
     blocked_at: str
     reason: str
-    task_id: str
+    task_id: TaskId
 
 
 class DeployPayload(ContractModel):
@@ -191,13 +188,18 @@ def parse_event(raw: object) -> FactoryEvent:
     Raises
     ------
     EventValidationError
-        When the envelope or the payload of a known type is malformed (``field`` names it,
-        e.g. ``data.task.createdAt``).
+        When the document is one the bridge cannot take (:func:`bot.factory.strict_json.
+        check_document`), or the envelope or the payload of a known type is malformed
+        (``field`` names it, e.g. ``data.task.createdAt``, ``data.task.id``).
     UnknownEventType
         When the envelope is valid but the type is not one the bridge handles.
     """
     if not isinstance(raw, dict):
         raise EventValidationError("body", "expected a JSON object (WsEvent)")
+    try:
+        check_document(raw)
+    except UnacceptableJson as exc:
+        raise EventValidationError(exc.field or "body", exc.message) from None
     try:
         envelope = WsEnvelope.model_validate(raw)
     except ValidationError as exc:

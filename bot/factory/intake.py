@@ -3,29 +3,52 @@
 An event is verified, validated and **stored before it is acknowledged** (202): once the factory
 has a 202, the event survives a crash. Answers use the contract's envelope (§1.3).
 
-==========================  =====  ===========================================================
-case                        code   body
-==========================  =====  ===========================================================
-stored                      202    ``{"ok": true, "data": {"eventId", "status": "accepted"}}``
-duplicate event id          200    ``{"ok": true, "data": {"eventId", "status": "duplicate"}}``
-unknown event type          202    ``status: "ignored"`` (logged, not stored)
-bad/missing signature/time  401    ``UNAUTHORIZED`` with the reason; nothing stored
-body over 1 MiB             413    ``BAD_REQUEST``; nothing stored
-malformed JSON              400    ``BAD_REQUEST``
-payload fails validation    400    ``VALIDATION_ERROR`` with ``field``
-==========================  =====  ===========================================================
+The body is read whole before anything else, however the network delivers it: in many TCP
+segments, with ``Content-Length`` or ``Transfer-Encoding: chunked`` (RFC 9112 §6). The signature
+is checked over exactly those bytes. Any input the bridge cannot take is answered 4xx with the
+reason, never 5xx (decoding: :mod:`bot.factory.strict_json`).
+
+==============================  =====  =======================================================
+case                            code   body
+==============================  =====  =======================================================
+stored                          202    ``{"ok": true, "data": {"eventId", "status": "accepted"}}``
+duplicate event id              200    ``{"ok": true, "data": {"eventId", "status": "duplicate"}}``
+unknown event type              202    ``status: "ignored"`` (logged, not stored)
+bad/missing signature/time      401    ``UNAUTHORIZED`` with the reason; nothing stored
+body over 1 MiB (any framing)   413    ``BAD_REQUEST``; nothing stored
+body shorter than its           400    ``BAD_REQUEST`` once ``BRIDGE_HTTP_BODY_TIMEOUT_SECONDS``
+``Content-Length``                     passed without the rest (or the framing is broken)
+chunked body not complete in    408    ``BAD_REQUEST``
+time
+event id header missing,        400    ``VALIDATION_ERROR``, ``field`` ``X-Factory-Event-Id``
+over 200 chars or not
+printable ASCII
+not UTF-8 / not JSON, ``NaN``,  400    ``BAD_REQUEST`` with the reason (``field`` when known)
+``Infinity``, 31+ digit
+integers, nesting over 64
+levels, lone surrogates
+payload fails validation        400    ``VALIDATION_ERROR`` with ``field`` (e.g. a task id
+                                       outside ``[A-Za-z0-9_-]``: ``data.task.id``)
+==============================  =====  =======================================================
+
+``GET /healthz`` answers 200 when every check is up (503 otherwise) and, when the app gives
+them, counters such as ``events_failed`` (events parked as failed since start, see
+:mod:`bot.factory.processor`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.factory.signing import (
@@ -35,14 +58,28 @@ from bot.factory.signing import (
     SignatureError,
     verify,
 )
+from bot.factory.strict_json import UnacceptableJson, loads
 from bot.store import Recorded, Store
 
-__all__ = ["MAX_BODY_BYTES", "EventIntake"]
+__all__ = ["BODY_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "EventIntake"]
 
 log = logging.getLogger(__name__)
 
 #: Largest accepted event body: 1 MiB.
 MAX_BODY_BYTES = 1024 * 1024
+#: Default seconds a client has to deliver the whole body (``BRIDGE_HTTP_BODY_TIMEOUT_SECONDS``).
+BODY_TIMEOUT_SECONDS = 30.0
+#: An event id: 1–200 printable ASCII characters (it is stored and echoed back).
+_EVENT_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+class _BodyRefused(Exception):
+    """The body could not be read whole: the answer to give instead."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -74,9 +111,17 @@ class EventIntake:
         commit (the event processor's ``submit``); not for a duplicate id or for content
         accepted before.
     health:
-        Returns ``{"discord": bool, "database": bool, ...}`` for ``/healthz``.
+        Returns ``{"discord": bool, "database": bool, ...}`` for ``/healthz``; a part that
+        is down may give its reason as text instead of ``False`` (shown as ``down: <why>``).
     clock:
         Unix seconds, for the ±300 s timestamp window.
+    tolerance_seconds:
+        Largest distance between the signed timestamp and ``clock`` (seconds).
+    body_timeout_seconds:
+        Seconds a client has to deliver the whole body once its headers arrived; a body still
+        short of its ``Content-Length`` then is a 400, a chunked one a 408.
+    counters:
+        Returns extra numbers for ``/healthz`` (e.g. ``{"events_failed": 2}``); optional.
     """
 
     def __init__(
@@ -85,9 +130,11 @@ class EventIntake:
         store: Store,
         secret: str,
         on_stored: Callable[[str, FactoryEvent], None],
-        health: Callable[[], Awaitable[dict[str, bool]]],
+        health: Callable[[], Awaitable[Mapping[str, bool | str]]],
         clock: Callable[[], float] = time.time,
         tolerance_seconds: float = 300.0,
+        body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+        counters: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.store = store
         self._secret = secret
@@ -95,6 +142,8 @@ class EventIntake:
         self._health = health
         self._clock = clock
         self._tolerance = tolerance_seconds
+        self._body_timeout = body_timeout_seconds
+        self._counters = counters
         self.app = web.Application(client_max_size=MAX_BODY_BYTES * 2)
         self.app.router.add_post("/events", self.post_event)
         self.app.router.add_get("/healthz", self.healthz)
@@ -118,20 +167,59 @@ class EventIntake:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return None
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            return None
-        return body
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The whole body, however it is framed and segmented.
+
+        Reads until the end of the body (``Content-Length`` reached, or the last chunk of a
+        chunked body), not only what is buffered: over a real network a body arrives in many
+        TCP segments.
+
+        Raises
+        ------
+        _BodyRefused
+            413 over :data:`MAX_BODY_BYTES` (announced or counted), 400 for a body shorter than
+            its ``Content-Length`` or with broken framing, 408 when a chunked body does not end
+            within the body timeout.
+        """
+        announced = request.content_length
+        if announced is not None and announced > MAX_BODY_BYTES:
+            raise _BodyRefused(413, f"event body is larger than {MAX_BODY_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                while chunk := await request.content.readany():
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        raise _BodyRefused(413, f"event body is larger than {MAX_BODY_BYTES} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            if announced is not None:
+                raise _BodyRefused(
+                    400,
+                    f"body shorter than its Content-Length: {size} of {announced} bytes "
+                    f"arrived in {self._body_timeout:g}s",
+                ) from None
+            raise _BodyRefused(
+                408, f"body did not end within {self._body_timeout:g}s ({size} bytes arrived)"
+            ) from None
+        except HttpProcessingError as exc:  # broken chunked framing, short body at EOF
+            raise _BodyRefused(400, f"body framing is broken: {exc.message}") from None
+        except ConnectionError as exc:  # the client went away mid-body
+            raise _BodyRefused(400, f"body incomplete: {exc}") from None
+        if announced is not None and size != announced:
+            raise _BodyRefused(
+                400, f"body shorter than its Content-Length: {size} of {announced} bytes"
+            )
+        return b"".join(chunks)
 
     async def post_event(self, request: web.Request) -> web.Response:
         """Verify, validate, store, then answer (see the module table)."""
-        body = await self._read_body(request)
-        if body is None:
-            log.warning("rejected event: body over %d bytes", MAX_BODY_BYTES)
-            return _error(413, "BAD_REQUEST", f"event body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = await self._read_body(request)
+        except _BodyRefused as refused:
+            log.warning("rejected event from %s: %s", request.remote, refused.message)
+            return _error(refused.status, "BAD_REQUEST", refused.message)
         try:
             verify(
                 self._secret,
@@ -145,15 +233,18 @@ class EventIntake:
             log.warning("rejected event from %s: %s", request.remote, exc.reason)
             return _error(401, "UNAUTHORIZED", f"webhook signature rejected: {exc.reason}")
         event_id = (request.headers.get(EVENT_ID_HEADER) or "").strip()
-        if not event_id or len(event_id) > 200:
+        if not _EVENT_ID.fullmatch(event_id):
             return _error(
-                400, "VALIDATION_ERROR", "missing or overlong event id header", EVENT_ID_HEADER
+                400,
+                "VALIDATION_ERROR",
+                "missing event id header, or not 1-200 printable ASCII characters",
+                EVENT_ID_HEADER,
             )
         try:
-            raw = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.warning("rejected event %s: malformed JSON (%s)", event_id, exc)
-            return _error(400, "BAD_REQUEST", f"body is not valid JSON: {exc}")
+            raw = loads(body, check=False)  # parse_event checks the document next
+        except UnacceptableJson as exc:
+            log.warning("rejected event %s: %s", event_id, exc)
+            return _error(400, "BAD_REQUEST", exc.message, exc.field)
         try:
             event = parse_event(raw)
         except UnknownEventType as exc:
@@ -172,9 +263,15 @@ class EventIntake:
     async def healthz(self, request: web.Request) -> web.Response:
         """200 when the Discord session is ready and the database answers, else 503."""
         parts = await self._health()
-        healthy = all(parts.values())
-        body = {
+        healthy = all(up is True for up in parts.values())
+        body: dict[str, Any] = {
             "status": "ok" if healthy else "degraded",
-            "checks": {name: ("up" if up else "down") for name, up in parts.items()},
+            # a part is up (True), down (False) or down for a reason (its text)
+            "checks": {
+                name: "up" if up is True else f"down: {up}" if up else "down"
+                for name, up in parts.items()
+            },
         }
+        if self._counters is not None:
+            body.update(self._counters())
         return _json(200 if healthy else 503, body)

@@ -1,17 +1,35 @@
-"""The event processor: handles stored events in arrival order, one at a time.
+"""The event processor: handles stored events in arrival order, without letting one hold up the rest.
 
 Events come from the webhook intake and the WebSocket intake through the store, so both go
 through the same de-duplication (by id, and by content fingerprint when the event is stored:
 see :meth:`bot.store.Store.record_event`). Once an event is stored (committed), its intake hands
 it over in memory with :meth:`EventProcessor.submit`, already parsed, so that a caught-up
-processor never reads the event table back. The table stays the queue for everything else: at
-start (:meth:`EventProcessor.start`) and after a failure, the processor reads it until no
-unprocessed event is left, and skips the events it then meets again in memory.
+processor never reads the event table back. The table stays the queue of record: at start
+(:meth:`EventProcessor.start`) the processor reads it until no unprocessed event is left, and
+skips the events it then meets again in memory. Handled events are marked in the store a run at
+a time (one write per run of up to 100 events, not one each).
 
-An event whose handling fails (Discord or the factory down) stays unprocessed and is retried
-with backoff, in order, from the store; after ``max_attempts`` it is marked failed with the
-reason, and the periodic reconciliation repairs what it missed. Handled events are marked in
-the store a run at a time (one write per run of up to 100 events, not one each).
+When handling an event fails, what happens depends on the error (:func:`permanent_reason`):
+
+- **permanent** — the event can never be handled: the factory refuses the request it needs
+  (400, 404, 409, 410, 413 or 422: e.g. ``approval.pending`` for a task the factory does not
+  know), Discord refuses the message as malformed (400), or a value cannot be processed
+  (``ValueError``/``TypeError``/``LookupError``/``ArithmeticError``/``RecursionError``: a date
+  in year 9999 that overflows a deadline, a document nested too deep to serialise). The event is
+  **parked at once**: marked failed in the store with the reason (``events.error``), audited
+  (``event.failed``) and counted (``events_failed`` in ``/healthz``). Reconciliation repairs
+  whatever it would have shown.
+- **transient** — anything else (the factory unavailable or 5xx, Discord down, the database
+  busy). The event is retried with its own backoff (``retry_base_seconds`` doubling, at most
+  30 s), and **the events behind it go on**; only the later events about the *same* task (or
+  pipeline) wait behind it, so that one task's events are still applied in order. After
+  ``max_attempts`` it is parked like a permanent failure.
+- **an outage** — when two events in a row fail transiently with no success between them, the
+  dependency is taken to be down: no new event is attempted (none is charged an attempt) until
+  a retry succeeds or the waiting events are parked.
+
+Nothing is lost on a stop or a crash: an event waiting for a retry is still unprocessed in the
+store and is handled after the next start.
 """
 
 from __future__ import annotations
@@ -21,22 +39,102 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
+from bot.factory.client import FactoryError
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.store import Store
 
-__all__ = ["EventProcessor"]
+__all__ = ["PERMANENT_STATUSES", "EventProcessor", "order_key", "permanent_reason"]
 
 log = logging.getLogger(__name__)
 
 #: An event as the processor gets it: parsed, or why its stored body does not parse.
 _Parsed = FactoryEvent | EventValidationError | UnknownEventType
-#: ``(event_id, type, parsed)`` of the events of one run.
-_Run = list[tuple[str, str, _Parsed]]
+#: ``(event_id, type, parsed)``.
+_Item = tuple[str, str, _Parsed]
+#: The events of one run.
+_Run = list[_Item]
 
 #: Events taken from the store or from memory per run.
 RUN_SIZE = 100
 #: Ids read from the store that are remembered, so that their in-memory copy is skipped.
 SCANNED_MEMORY = 50_000
+#: Longest backoff between two attempts of one event (seconds).
+MAX_BACKOFF_SECONDS = 30.0
+#: Transient failures in a row (no success between) that mean a dependency is down.
+OUTAGE_STREAK = 2
+#: Longest failure reason kept in ``events.error`` and the audit (characters).
+MAX_REASON_CHARS = 1000
+
+#: HTTP statuses that will be the same on every retry: the request itself is refused
+#: (contract §7.1 never retries 400, 404, 409, 410; 413 and 422 refuse the content).
+PERMANENT_STATUSES = frozenset({400, 404, 409, 410, 413, 422})
+
+#: Errors raised by values that cannot be processed: the same input fails the same way again.
+_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes pydantic's ValidationError and UnicodeError
+    TypeError,
+    LookupError,
+    ArithmeticError,  # OverflowError: a date in year 9999 plus an SLA
+    RecursionError,
+)
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """Why handling an event failed for good, or ``None`` when a retry may succeed.
+
+    Parameters
+    ----------
+    exc:
+        What handling the event raised.
+
+    Returns
+    -------
+    str | None
+        ``"refused by the factory (404 NOT_FOUND)"``-style text for a permanent error (see the
+        module docstring), ``None`` for a transient one (``FactoryUnavailable``, 5xx, 401/403,
+        a connection error, anything unknown).
+    """
+    if isinstance(exc, FactoryError):
+        if exc.status in PERMANENT_STATUSES:
+            return f"refused by the factory ({exc.status} {exc.code})"
+        return None
+    status = getattr(exc, "status", None)
+    if status == 400 and type(exc).__module__.startswith("discord"):
+        return "refused by Discord as malformed (400)"
+    if isinstance(exc, _PERMANENT_ERRORS):
+        return "cannot be processed"
+    return None
+
+
+def order_key(event_id: str, event: _Parsed) -> str:
+    """What an event is about, for ordering: ``task:<id>``, ``pipeline:<id>`` or ``event:<id>``.
+
+    Events with the same key are handled in arrival order (a later one waits while an earlier
+    one is retried); events with different keys do not wait for each other.
+    """
+    if not isinstance(event, FactoryEvent):
+        return f"event:{event_id}"
+    payload = event.payload
+    task = getattr(payload, "task", None)
+    if task is not None and isinstance(getattr(task, "id", None), str):
+        return f"task:{task.id}"
+    approval = getattr(payload, "approval", None)
+    if approval is not None and isinstance(getattr(approval, "task_id", None), str):
+        return f"task:{approval.task_id}"
+    task_id = getattr(payload, "task_id", None)
+    if isinstance(task_id, str):
+        return f"task:{task_id}"
+    pipeline = getattr(payload, "pipeline", None)
+    if pipeline is not None and isinstance(getattr(pipeline, "id", None), str):
+        return f"pipeline:{pipeline.id}"
+    pipeline_id = getattr(payload, "pipeline_id", None)
+    if isinstance(pipeline_id, str):
+        return f"pipeline:{pipeline_id}"
+    return f"event:{event_id}"
+
+
+def _task_id(key: str) -> str | None:
+    return key.removeprefix("task:")[:64] if key.startswith("task:") else None
 
 
 class EventProcessor:
@@ -45,13 +143,21 @@ class EventProcessor:
     Parameters
     ----------
     store:
-        The event table is the queue of record (recovery after a restart or a failure).
+        The event table is the queue of record (recovery after a restart).
     handle:
         The bridge's ``handle_event`` coroutine.
     max_attempts:
-        Attempts per event before it is marked failed.
+        Attempts per event before a transiently failing event is parked as failed.
     retry_base_seconds:
-        First backoff between attempts (doubles, at most 30 s).
+        First backoff between attempts of one event (doubles, at most 30 s).
+
+    Attributes
+    ----------
+    failed:
+        Events parked as failed since start (permanent errors, attempts used up, stored
+        bodies that no longer parse).
+    idle:
+        Set while nothing is queued and nothing waits for a retry.
     """
 
     def __init__(
@@ -66,6 +172,7 @@ class EventProcessor:
         self.handle = handle
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
+        self.failed = 0
         self._wake = asyncio.Event()
         self._attempts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -73,6 +180,11 @@ class EventProcessor:
         self._submitted: deque[tuple[str, FactoryEvent]] = deque()
         self._read_store = True  # the store may hold events not submitted in memory
         self._scanned: OrderedDict[str, None] = OrderedDict()  # read from the store
+        self._backlog: deque[_Item] = deque()  # taken, not attempted yet (an outage began)
+        self._chains: dict[str, deque[_Item]] = {}  # key → events waiting; the head is retried
+        self._retry_at: dict[str, float] = {}  # key → loop time of its head's next attempt
+        self._held: set[str] = set()  # ids in the backlog or a chain (unprocessed in the store)
+        self._streak = 0  # transient failures in a row
         self.idle = asyncio.Event()
 
     def submit(self, event_id: str, event: FactoryEvent) -> None:
@@ -84,13 +196,21 @@ class EventProcessor:
         self._submitted.append((event_id, event))
         self._wake.set()
 
+    def counters(self) -> dict[str, int]:
+        """``{"events_failed", "events_retrying"}`` for ``/healthz``.
+
+        ``events_failed`` counts events parked as failed since start; ``events_retrying`` the
+        events waiting for a retry (or behind one, or for an outage to end).
+        """
+        return {"events_failed": self.failed, "events_retrying": len(self._held)}
+
     def start(self) -> None:
         """Start the loop as a background task (it reads the store first)."""
         self._read_store = True
         self._task = asyncio.create_task(self._run(), name="event-processor")
 
     async def stop(self) -> None:
-        """Stop the loop (the current event finishes or stays unprocessed for next start)."""
+        """Stop the loop; events not handled stay unprocessed in the store for the next start."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -99,35 +219,72 @@ class EventProcessor:
                 pass
             self._task = None
         await self._flush_handled()
+        self._backlog.clear()
+        self._chains.clear()
+        self._retry_at.clear()
+        self._held.clear()
+        self._streak = 0
 
+    # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            if self._read_store:
-                run = await self._read_run()
-            elif self._submitted:
-                run = self._memory_run()
-            else:
-                self.idle.set()
-                await self._wake.wait()
+            await self._retry_due(loop.time())
+            if self._in_outage():
+                # a dependency is down: attempt nothing new until a retry succeeds
+                await asyncio.sleep(max(self._next_retry() - loop.time(), 0.0))
+                continue
+            run = await self._next_run()
+            if not run:
+                if not self._retry_at:
+                    self.idle.set()
+                try:  # until new events arrive or a retry is due
+                    timeout = None
+                    if self._retry_at:
+                        timeout = max(self._next_retry() - loop.time(), 0.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
                 self.idle.clear()
                 continue
-            for event_id, type_, event in run:
-                delay = await self._process(event_id, type_, event)
-                if delay:
-                    await self._flush_handled()
-                    # retry from the store, in order (the rest of this run is there too)
-                    self._read_store = True
-                    try:  # wait before retrying, but wake early if new events arrive
-                        await asyncio.wait_for(self._wake.wait(), delay)
-                    except TimeoutError:
-                        pass
+            for index, item in enumerate(run):
+                await self._take(item)
+                if self._in_outage():
+                    rest = run[index + 1 :]
+                    self._backlog.extendleft(reversed(rest))
+                    self._held.update(event_id for event_id, _, _ in rest)
                     break
             await self._flush_handled()
 
+    def _in_outage(self) -> bool:
+        return self._streak >= OUTAGE_STREAK and bool(self._retry_at)
+
+    def _next_retry(self) -> float:
+        return min(self._retry_at.values())
+
+    async def _next_run(self) -> _Run:
+        """The next events to attempt: the backlog, then the store, then memory."""
+        if self._backlog:
+            run: _Run = []
+            while self._backlog and len(run) < RUN_SIZE:
+                item = self._backlog.popleft()
+                self._held.discard(item[0])
+                run.append(item)
+            return run
+        if self._read_store:
+            return await self._read_run()
+        if self._submitted:
+            return self._memory_run()
+        return []
+
     async def _read_run(self) -> _Run:
-        """The next events from the store, parsed; the store is read until it has none left."""
-        records = await self.store.unprocessed_events(RUN_SIZE)
+        """The next events from the store, parsed; the store is read until it has none left.
+
+        Events waiting for a retry are unprocessed in the store too: they are skipped.
+        """
+        records = await self.store.unprocessed_events(RUN_SIZE + len(self._held))
+        records = [r for r in records if r.event_id not in self._held][:RUN_SIZE]
         self._read_store = bool(records)
         run: _Run = []
         for record in records:
@@ -162,30 +319,67 @@ class EventProcessor:
             handled, self._handled = self._handled, []
             await self.store.mark_events_processed(handled)
 
-    async def _process(self, event_id: str, type_: str, event: _Parsed) -> float:
-        """Handle one event; return seconds to back off (0 when done)."""
+    # ------------------------------------------------------------------ one event
+    async def _take(self, item: _Item) -> None:
+        """Attempt a new event, or queue it behind an earlier event about the same thing."""
+        event_id, _, event = item
+        key = order_key(event_id, event)
+        chain = self._chains.get(key)
+        if chain is not None:
+            chain.append(item)
+            self._held.add(event_id)
+            return
+        delay = await self._process(item, key)
+        if delay:
+            self._chains[key] = deque([item])
+            self._held.add(event_id)
+            self._retry_at[key] = asyncio.get_running_loop().time() + delay
+
+    async def _retry_due(self, now: float) -> None:
+        """Retry the chains whose time came, earliest first; a success lets its queue go on."""
+        due = sorted((at, key) for key, at in self._retry_at.items() if at <= now)
+        for _, key in due:
+            chain = self._chains[key]
+            while chain:
+                delay = await self._process(chain[0], key)
+                if delay:
+                    self._retry_at[key] = asyncio.get_running_loop().time() + delay
+                    break
+                self._held.discard(chain.popleft()[0])
+            else:
+                del self._chains[key]
+                del self._retry_at[key]
+        if due:
+            await self._flush_handled()
+
+    async def _process(self, item: _Item, key: str) -> float:
+        """Handle one event; return seconds to wait before retrying it (0 when settled)."""
+        event_id, type_, event = item
         if isinstance(event, EventValidationError | UnknownEventType):
-            await self.store.mark_event_processed(event_id, error=str(event))
+            await self._park(event_id, type_, key, f"stored body does not parse: {event}")
             return 0.0
         try:
             await self.handle(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            reason = permanent_reason(exc)
+            if reason is not None:
+                self._attempts.pop(event_id, None)
+                log.error("event %s (%s) parked: %s: %r", event_id, type_, reason, exc)
+                await self._park(event_id, type_, key, f"{reason}: {exc!r}")
+                return 0.0
+            self._streak += 1
             attempts = self._attempts.get(event_id, 0) + 1
             self._attempts[event_id] = attempts
             if attempts >= self.max_attempts:
-                log.error(
-                    "event %s (%s) failed %d times, giving up: %r",
-                    event_id,
-                    type_,
-                    attempts,
-                    exc,
-                )
                 self._attempts.pop(event_id, None)
-                await self.store.mark_event_processed(event_id, error=repr(exc))
+                log.error(
+                    "event %s (%s) failed %d times, parked: %r", event_id, type_, attempts, exc
+                )
+                await self._park(event_id, type_, key, f"failed {attempts} times, last: {exc!r}")
                 return 0.0
-            delay = min(self.retry_base_seconds * 2 ** (attempts - 1), 30.0)
+            delay = min(self.retry_base_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
             log.warning(
                 "event %s (%s) failed (%r); attempt %d/%d, retrying in %.1fs",
                 event_id,
@@ -195,7 +389,26 @@ class EventProcessor:
                 self.max_attempts,
                 delay,
             )
-            return delay
+            return max(delay, 1e-6)
+        self._streak = 0
         self._attempts.pop(event_id, None)
         self._handled.append(event_id)
         return 0.0
+
+    async def _park(self, event_id: str, type_: str, key: str, reason: str) -> None:
+        """Mark an event failed with the reason, audit it and count it."""
+        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "…"
+        self.failed += 1
+        await self.store.mark_event_processed(event_id, error=reason)
+        try:
+            await self.store.audit(
+                actor_name="bridge",
+                via="event",
+                action="event.failed",
+                outcome="failed",
+                task_id=_task_id(key),
+                request={"eventId": event_id, "type": type_},
+                detail=reason,
+            )
+        except Exception:  # the event is marked; a lost audit line must not stop the queue
+            log.exception("could not audit the failed event %s", event_id)

@@ -13,6 +13,7 @@ import pytest
 
 from bot.factory.intake import MAX_BODY_BYTES, EventIntake
 from bot.factory.signing import signed_headers
+from bot.sandbox.segmented import send_segmented
 from bot.store import Store
 
 SECRET = "intake-test-secret"
@@ -206,3 +207,250 @@ async def test_only_new_events_are_handed_to_the_processor(tmp_path: Path) -> No
         await server.stop()
         await store.close()
     assert handed == [("evt-a", "task.created"), ("evt-c", "task.created")]
+
+
+# ---------------------------------------------------------------- bodies as networks deliver them
+
+
+def signed(body: bytes, event_id: str = "evt-1") -> dict[str, str]:
+    headers = signed_headers(SECRET, body, event_id=event_id, timestamp=int(time.time()))
+    headers["Content-Type"] = "application/json"
+    return headers
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("size", [1_300, 200_000], ids=["1.3KB", "200KB"])
+async def test_a_signed_body_arriving_in_segments_is_read_whole(
+    intake: Any, size: int, chunked: bool
+) -> None:
+    """1,448-byte segments with pauses, as a relay forwards them: the signature covers it all."""
+    server, _, _ = intake
+    event = task_event()
+    filler = size - len(json.dumps(event))
+    event["data"]["task"]["description"] = "d" * filler
+    body = json.dumps(event).encode()
+    assert abs(len(body) - size) < 64
+    response = await send_segmented(
+        "127.0.0.1", server.port, "/events", body, signed(body), chunked=chunked, chunk_bytes=1000
+    )
+    assert response.status == 202, response.body
+    stored = await server.store.unprocessed_events()
+    assert [e.body for e in stored] == [event]
+
+
+async def test_a_chunked_body_over_one_mebibyte_is_413_and_nothing_stored(intake: Any) -> None:
+    server, _, _ = intake
+    body = json.dumps(task_event(description="x" * MAX_BODY_BYTES)).encode()
+    response = await send_segmented(
+        "127.0.0.1",
+        server.port,
+        "/events",
+        body,
+        signed(body),
+        chunked=True,
+        segment_bytes=65536,
+        pause_seconds=0,
+    )
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "BAD_REQUEST"
+    assert await server.store.count_events() == 0
+
+
+@pytest.fixture
+async def quick_intake(tmp_path: Path) -> AsyncIterator[EventIntake]:
+    """An intake that waits at most 0.3 s for the rest of a body."""
+    store = Store(f"sqlite:///{tmp_path / 'quick.db'}")
+    await store.create_schema()
+    server = EventIntake(
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: None,
+        health=Health(),
+        body_timeout_seconds=0.3,
+        counters=lambda: {"events_failed": 2, "events_retrying": 1},
+    )
+    await server.start("127.0.0.1", 0)
+    yield server
+    await server.stop()
+    await store.close()
+
+
+async def test_a_body_shorter_than_its_content_length_is_400(quick_intake: EventIntake) -> None:
+    """Signed over what was sent, but the announced length never arrives: refused, not stored."""
+    body = json.dumps(task_event()).encode()
+    response = await send_segmented(
+        "127.0.0.1",
+        quick_intake.port or 0,
+        "/events",
+        body,
+        signed(body),
+        content_length=len(body) + 100,
+    )
+    assert response.status == 400
+    error = response.json()["error"]
+    assert error["code"] == "BAD_REQUEST"
+    assert "Content-Length" in error["message"]
+    assert await quick_intake.store.count_events() == 0
+
+
+async def test_a_chunked_body_that_never_ends_is_408(quick_intake: EventIntake) -> None:
+    body = json.dumps(task_event()).encode()
+    head = signed(body)
+    head["Transfer-Encoding"] = "chunked"
+    unfinished = f"{len(body):x}\r\n".encode() + body + b"\r\n"  # no last chunk
+    response = await send_segmented(
+        "127.0.0.1", quick_intake.port or 0, "/events", unfinished, head
+    )
+    assert response.status == 408
+    assert await quick_intake.store.count_events() == 0
+
+
+async def test_healthz_shows_the_event_counters(quick_intake: EventIntake) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{quick_intake.port}") as client:
+        body = (await client.get("/healthz")).json()
+    assert body["events_failed"] == 2
+    assert body["events_retrying"] == 1
+    assert body["checks"] == {"discord": "up", "database": "up"}
+
+
+# ---------------------------------------------------------------- input the bridge cannot take
+
+
+def deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def raw_task(**fragments: str) -> bytes:
+    """A task.created body with some task fields given as raw JSON text."""
+    fields = {"id": '"t-1"', "title": '"Review"', "createdAt": '"2026-11-21T10:00:00Z"'}
+    fields.update(fragments)
+    task = ", ".join(f'"{name}": {value}' for name, value in fields.items())
+    return (
+        '{"type": "task.created", "timestamp": "2026-11-21T10:00:00Z", '
+        f'"channel": "tasks:pending", "data": {{"task": {{{task}}}}}}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "field"),
+    [
+        ("[" * 5000 + "]" * 5000, "nested deeper than 64 levels", None),
+        (
+            raw_task(decisionData=deep(900)),
+            "nested deeper than 64 levels",
+            "data.task.decisionData",
+        ),
+        (raw_task(escalationLevel="9" * 5000), "5000 digits is too long", None),
+        (raw_task(slaWarningsSent="-" + "1" * 31), "31 digits is too long", None),
+        (raw_task(context='{"metrics": {"risk": NaN}}'), "NaN is not a JSON number", None),
+        (raw_task(context='{"metrics": {"risk": Infinity}}'), "Infinity is not a JSON", None),
+        (raw_task(context='{"metrics": {"risk": -1e999}}'), "out of range", None),
+        (raw_task(title='"a\\ud800b"'), "lone surrogate", "data.task.title"),
+        (raw_task(decisionData='{"\\udfff": 1}'), "lone surrogate", "data.task.decisionData."),
+        (
+            raw_task(decisionData='{"k": ["\\ud83d"]}'),
+            "lone surrogate",
+            "data.task.decisionData.k.0",
+        ),
+        (raw_task(title='"x"').replace(b'"x"', b'"\xff"'), "not UTF-8", None),
+    ],
+    ids=[
+        "nested-5000",
+        "nested-900",
+        "int-5000-digits",
+        "int-31-digits",
+        "nan",
+        "infinity",
+        "overflowing-float",
+        "surrogate-in-title",
+        "surrogate-in-key",
+        "surrogate-in-list",
+        "not-utf8",
+    ],
+)
+async def test_input_the_bridge_cannot_take_is_400_with_the_reason(
+    intake: Any, body: bytes | str, reason: str, field: str | None
+) -> None:
+    server, client, _ = intake
+    raw = body if isinstance(body, bytes) else body.encode()
+    response = await post(client, None, raw=raw)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert reason in error["message"]
+    if field is not None:
+        assert error["field"].startswith(field)
+    assert await server.store.count_events() == 0
+
+
+async def test_surrogates_in_an_unknown_event_type_are_400_not_ignored(intake: Any) -> None:
+    server, client, _ = intake
+    raw = b'{"type": "agent.\\ud800", "timestamp": "2026-11-21T10:00:00Z", "data": {}}'
+    response = await post(client, None, raw=raw)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "type"
+    assert await server.store.count_events() == 0
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["", "x" * 201, "evt 1", "évt-1", "evt\t1"],
+    ids=["empty", "201-chars", "space", "non-ascii", "tab"],
+)
+async def test_event_id_header_must_be_printable_ascii(intake: Any, event_id: str) -> None:
+    server, _, _ = intake
+    body = json.dumps(task_event()).encode()
+    headers = signed(body)
+    headers["X-Factory-Event-Id"] = event_id
+    response = await send_segmented("127.0.0.1", server.port, "/events", body, headers)
+    assert response.status == 400
+    assert response.json()["error"]["field"] == "X-Factory-Event-Id"
+    assert await server.store.count_events() == 0
+
+
+def approval_event(task_id: str) -> dict[str, Any]:
+    return {
+        "type": "approval.pending",
+        "timestamp": "2026-11-21T10:00:00Z",
+        "data": {"approval": {"id": "apr-1", "taskId": task_id}},
+    }
+
+
+def sla_event(task_id: str) -> dict[str, Any]:
+    return {
+        "type": "task.sla_warning",
+        "timestamp": "2026-11-21T10:00:00Z",
+        "data": {
+            "taskId": task_id,
+            "taskTitle": "Review",
+            "slaDeadline": "2026-11-21T11:00:00Z",
+            "minutesRemaining": 12,
+        },
+    }
+
+
+@pytest.mark.parametrize("task_id", ["..", ".", "a/b", "a b", "t-1?x", "tâche", "x" * 65, "fb:t:1"])
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda task_id: task_event(id=task_id), "data.task.id"),
+        (approval_event, "data.approval.taskId"),
+        (sla_event, "data.taskId"),
+    ],
+    ids=["task", "approval", "sla"],
+)
+async def test_task_ids_outside_the_safe_alphabet_are_400_naming_the_field(
+    intake: Any, task_id: str, make: Any, field: str
+) -> None:
+    server, client, _ = intake
+    response = await post(client, make(task_id))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["field"] == field
+    assert await server.store.count_events() == 0
+
+
+async def test_a_task_id_of_the_safe_alphabet_is_accepted(intake: Any) -> None:
+    _, client, _ = intake
+    response = await post(client, task_event(id="Task_01-ab" + "c" * 54))
+    assert response.status_code == 202

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import discord
 import pytest
 from sqlalchemy import select
 
+from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.factory.events import FactoryEvent, parse_event
-from bot.factory.processor import EventProcessor
+from bot.factory.processor import EventProcessor, permanent_reason
 from bot.sandbox.harness import wait_until
 from bot.store import Recorded, Store
 from bot.store import tables as t
@@ -129,29 +132,33 @@ async def test_an_event_read_from_the_store_and_submitted_too_is_handled_once(
     assert handler.calls == ["a", "b"]
 
 
-async def test_a_failing_event_is_retried_before_the_events_after_it(store: Store) -> None:
+async def test_a_failing_event_is_retried_without_holding_up_the_events_after_it(
+    store: Store,
+) -> None:
+    for pipeline in ("a", "b", "c"):
+        await record(store, pipeline)  # one run: a fails, b and c go on, then a is retried
     handler = Handler(fail={"a": 2})
     processor = EventProcessor(store, handler, retry_base_seconds=0.001)
     processor.start()
-    for pipeline in ("a", "b", "c"):
-        processor.submit(*await record(store, pipeline))
-    await wait_until(lambda: handler.handled == ["a", "b", "c"], what="all handled in order")
+    await wait_until(lambda: sorted(handler.handled) == ["a", "b", "c"], what="all handled")
     await processor.stop()
-    assert handler.calls == ["a", "a", "a", "b", "c"]
+    assert handler.calls == ["a", "b", "c", "a", "a"]
+    assert handler.handled == ["b", "c", "a"]
     assert await store.unprocessed_events() == []
 
 
 async def test_an_event_that_keeps_failing_is_marked_failed_with_the_reason(
     store: Store,
 ) -> None:
+    for pipeline in ("a", "b"):
+        await record(store, pipeline)
     handler = Handler(fail={"a": 99})
     processor = EventProcessor(store, handler, max_attempts=3, retry_base_seconds=0.001)
     processor.start()
-    for pipeline in ("a", "b"):
-        processor.submit(*await record(store, pipeline))
-    await wait_until(lambda: handler.handled == ["b"], what="the next event handled")
+    await wait_until(lambda: processor.failed == 1, what="the failing event parked")
     await processor.stop()
-    assert handler.calls == ["a", "a", "a", "b"]
+    assert handler.calls == ["a", "b", "a", "a"]
+    assert handler.handled == ["b"]
     marked = await errors(store)
     assert "Discord is down (a)" in (marked["evt-a"] or "")
     assert marked["evt-b"] is None
@@ -169,3 +176,124 @@ async def test_a_stored_body_that_no_longer_parses_is_marked_failed(store: Store
     await processor.stop()
     marked = await errors(store)
     assert "toStage" in (marked["evt-bad"] or "")
+
+
+class Scripted:
+    """Handles stage events; raises the scripted errors of an event (``pipeline:toStage``) first."""
+
+    def __init__(self, errors: dict[str, list[BaseException]] | None = None) -> None:
+        self.errors = {k: list(v) for k, v in (errors or {}).items()}
+        self.down = False  # every event fails (a dependency is down)
+        self.calls: list[str] = []
+        self.handled: list[str] = []
+
+    async def __call__(self, event: FactoryEvent) -> None:
+        name = f"{event.payload.pipeline_id}:{event.payload.to_stage}"
+        self.calls.append(name)
+        if self.down:
+            raise ConnectionError("Discord is unreachable")
+        if self.errors.get(name):
+            raise self.errors[name].pop(0)
+        self.handled.append(name)
+
+
+async def record_stage(store: Store, pipeline: str, to_stage: str = "testing") -> None:
+    body = stage_event(pipeline)
+    body["data"]["toStage"] = to_stage
+    event_id = f"evt-{pipeline}-{to_stage}"
+    assert await store.record_event(event_id, body["type"], body, "webhook") is Recorded.NEW
+
+
+async def test_permanent_errors_are_parked_at_once_with_the_reason_audited_and_counted(
+    store: Store,
+) -> None:
+    for pipeline in ("gone", "year9999", "deep", "ok"):
+        await record_stage(store, pipeline)
+    handler = Scripted(
+        {
+            "gone:testing": [FactoryError(404, "NOT_FOUND", "task nope not found")],
+            "year9999:testing": [OverflowError("date value out of range")],
+            "deep:testing": [RecursionError("maximum recursion depth exceeded")],
+        }
+    )
+    processor = EventProcessor(store, handler, retry_base_seconds=60)  # a retry would hang
+    processor.start()
+    await wait_until(lambda: handler.handled == ["ok:testing"], what="the good event handled")
+    await processor.stop()
+    assert handler.calls == ["gone:testing", "year9999:testing", "deep:testing", "ok:testing"]
+    assert processor.counters() == {"events_failed": 3, "events_retrying": 0}
+    marked = await errors(store)
+    assert "404 NOT_FOUND" in (marked["evt-gone-testing"] or "")
+    assert "date value out of range" in (marked["evt-year9999-testing"] or "")
+    assert "maximum recursion depth" in (marked["evt-deep-testing"] or "")
+    assert marked["evt-ok-testing"] is None
+    audited = [e for e in await store.audit_entries() if e.action == "event.failed"]
+    assert len(audited) == 3
+    assert all(e.outcome == "failed" for e in audited)
+    assert "date value out of range" in (audited[1].detail or "")
+
+
+async def test_later_events_about_the_same_thing_wait_behind_a_retried_one(
+    store: Store,
+) -> None:
+    await record_stage(store, "a", "testing")
+    await record_stage(store, "a", "review")  # same pipeline: must follow "testing"
+    await record_stage(store, "b", "testing")  # another pipeline: goes on
+    handler = Scripted({"a:testing": [RuntimeError("factory 503")]})
+    processor = EventProcessor(store, handler, retry_base_seconds=0.001)
+    processor.start()
+    await wait_until(lambda: len(handler.handled) == 3, what="all handled")
+    await processor.stop()
+    assert handler.handled == ["b:testing", "a:testing", "a:review"]
+    assert handler.calls == ["a:testing", "b:testing", "a:testing", "a:review"]
+    assert processor.failed == 0
+
+
+async def test_while_everything_fails_no_new_event_is_attempted(store: Store) -> None:
+    for pipeline in ("a", "b", "c", "d"):
+        await record_stage(store, pipeline)
+    handler = Scripted()
+    handler.down = True
+    processor = EventProcessor(store, handler, retry_base_seconds=0.05)
+    processor.start()
+    await wait_until(lambda: len(handler.calls) >= 3, what="a retry during the outage")
+    # a and b failed in a row: the dependency is down, c and d wait without being charged
+    assert set(handler.calls) == {"a:testing", "b:testing"}
+    assert processor.counters()["events_retrying"] == 4
+    handler.down = False
+    await wait_until(lambda: len(handler.handled) == 4, what="everything handled after")
+    await processor.stop()
+    assert sorted(handler.handled) == ["a:testing", "b:testing", "c:testing", "d:testing"]
+    assert handler.calls.count("c:testing") == 1
+    assert handler.calls.count("d:testing") == 1
+    assert processor.failed == 0
+    assert await store.unprocessed_events() == []
+
+
+def discord_error(status: int, message: Any) -> discord.HTTPException:
+    """A discord.py HTTP error as its HTTP client raises it."""
+    return discord.HTTPException(SimpleNamespace(status=status, reason="x"), message)
+
+
+@pytest.mark.parametrize(
+    ("exc", "permanent"),
+    [
+        (FactoryError(404, "NOT_FOUND", "no such task"), True),
+        (FactoryError(400, "VALIDATION_ERROR", "bad id"), True),
+        (FactoryError(409, "CONFLICT", "decided"), True),
+        (FactoryError(403, "FORBIDDEN", "bad key"), False),
+        (FactoryUnavailable("GET tasks/x failed after 3 retries (HTTP 503)"), False),
+        (OverflowError("date value out of range"), True),
+        (ValueError("Maximum serialization depth exceeded"), True),
+        (RecursionError("maximum recursion depth exceeded"), True),
+        (KeyError("data"), True),
+        (ConnectionError("reset"), False),
+        (TimeoutError(), False),
+        (RuntimeError("Discord is down"), False),
+        (discord_error(400, {"code": 50035, "message": "Invalid Form Body"}), True),
+        (discord_error(503, "Service Unavailable"), False),
+        (discord_error(403, {"code": 50013, "message": "Missing Permissions"}), False),
+    ],
+)
+def test_permanent_errors_are_told_from_transient_ones(exc: BaseException, permanent: bool) -> None:
+    assert (permanent_reason(exc) is not None) is permanent
