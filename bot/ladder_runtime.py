@@ -62,11 +62,13 @@ from apscheduler.triggers.date import DateTrigger
 from bot.bridge import Actor, Bridge
 from bot.discord.embeds import PRIORITY_LABELS, NextStep
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
+from bot.keyed import KeyedLocks
 from bot.roster import Operator
 from bot.store import TrackedTask
 from bot.store.ladder import DeliveryRow, LadderStepRow, LadderStore, NewDelivery
 from escalation.bundling import Bundle, BundleKey, Notification, plan_bundles, record_sent
 from escalation.ladder import LadderState, StepDue, due_now, next_step
+from escalation.markup import code_span, inline_text
 from escalation.notices import (
     STEP_LABELS,
     PageItem,
@@ -211,7 +213,7 @@ class LadderRuntime:
         self._wake: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._history: dict[str, list[LadderStepRow]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: KeyedLocks[str] = KeyedLocks()  # only while a step runs
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_TASKS)
         self._kick = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -401,6 +403,7 @@ class LadderRuntime:
         ts = at.timestamp()
         self._wake[task_id] = ts
         heapq.heappush(self._heap, (ts, task_id))
+        self._compact_heap()
         if not kick:
             return
         if ts <= self.clock().timestamp():
@@ -415,6 +418,18 @@ class LadderRuntime:
 
     def _forget(self, task_id: str) -> None:
         self._wake.pop(task_id, None)
+        self._compact_heap()
+
+    def _compact_heap(self) -> None:
+        """Drop stale timer entries once they outnumber the live ones (plus 1,024).
+
+        Entries of re-planned and forgotten (decided) tasks otherwise wait in the heap until
+        their time, days for a low-priority SLA: the heap stays proportional to the tasks
+        that have a wake-up, at an amortised constant cost.
+        """
+        if len(self._heap) > 2 * len(self._wake) + 1024:
+            self._heap = [(t, i) for t, i in self._heap if self._wake.get(i) == t]
+            heapq.heapify(self._heap)
 
     def _pop_due(self, now: datetime) -> list[str]:
         due: list[str] = []
@@ -554,11 +569,9 @@ class LadderRuntime:
         while self._background:
             await asyncio.gather(*set(self._background), return_exceptions=True)
 
-    def _lock(self, task_id: str) -> asyncio.Lock:
-        lock = self._locks.get(task_id)
-        if lock is None:
-            lock = self._locks[task_id] = asyncio.Lock()
-        return lock
+    def _lock(self, task_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The task's step lock (``async with``); forgotten once nobody holds it."""
+        return self._locks(task_id)
 
     async def _process(self, task_id: str, claimed: asyncio.Event) -> None:
         try:
@@ -695,6 +708,7 @@ class LadderRuntime:
     async def _stop_task(self, tracked: TrackedTask) -> None:
         """A decision stops everything still pending (issue: "Only a decision stops")."""
         self._forget(tracked.task_id)
+        self._history.pop(tracked.task_id, None)  # a decided task's message shows no ladder
         cancelled = await self.ladder_store.cancel_pending(
             tracked.task_id, f"decided ({tracked.decision})", self.clock()
         )
@@ -809,7 +823,7 @@ class LadderRuntime:
 
     def _link(self, tracked: TrackedTask) -> str:
         if tracked.channel_id is None or tracked.message_id is None:
-            return f"task `{tracked.task_id}`"
+            return f"task {code_span(tracked.task_id)}"
         guild = self.settings.discord_guild_id
         return f"https://discord.com/channels/{guild}/{tracked.channel_id}/{tracked.message_id}"
 
@@ -834,7 +848,7 @@ class LadderRuntime:
     async def _reply_step(
         self, tracked: TrackedTask, kind: StepKind, late: float
     ) -> tuple[str, dict[str, Any]]:
-        title = tracked.task.title
+        title = inline_text(tracked.task.title)  # factory text: never pings, no markdown
         deadline = _ts(tracked.deadline)
         if kind is StepKind.REMINDER_MENTION:
             targets = reminder_targets(self.assignee(tracked), self.people())
@@ -865,7 +879,8 @@ class LadderRuntime:
         ping = "@here" if everyone else (" ".join(f"<@{i}>" for i in ids) or "on-call")
         priority = PRIORITY_LABELS.get(tracked.task.priority, tracked.task.priority.value)
         content = (
-            f"🚨 SLA breached {ping}: **{tracked.task.title}** ({priority}) passed its deadline "
+            f"🚨 SLA breached {ping}: **{inline_text(tracked.task.title)}** ({priority}) "
+            "passed its deadline "
             f"{_ts(tracked.deadline)}{late_marker(late)}. {self._link(tracked)}"
         )
         message_id = await self._retry(
@@ -1010,7 +1025,7 @@ class LadderRuntime:
         deliveries = await self.ladder_store.deliveries(task_id=fresh.task_id)
         task = fresh.task
         lines = [
-            f"📋 **Incident report**: **{task.title}** (`{task.id}`), "
+            f"📋 **Incident report**: **{inline_text(task.title)}** ({code_span(task.id)}), "
             f"{PRIORITY_LABELS.get(task.priority, task.priority.value)}",
             f"Created {_ts(task.created_at, 'T')}, SLA deadline {_ts(fresh.deadline, 'T')}, "
             f"no decision {human_duration((self.clock() - fresh.deadline).total_seconds())} "
@@ -1034,7 +1049,8 @@ class LadderRuntime:
                     f"{d.status}{at}{extra}"
                 )
         if fresh.is_decided:
-            lines.append(f"Decision: {fresh.decision} by {fresh.decided_by or 'the factory'}.")
+            who = inline_text(fresh.decided_by or "the factory", 100)
+            lines.append(f"Decision: {fresh.decision} by {who}.")
         text = "\n".join(lines)
         return text if len(text) <= 2000 else text[:1990] + "\n…"
 
@@ -1138,7 +1154,7 @@ class LadderRuntime:
             late = late_marker((now - row.due_at).total_seconds())
             step = STEP_LABELS.get(StepKind(row.step), row.step)
             lines.append(
-                f"• **{tracked.task.title}** "
+                f"• **{inline_text(tracked.task.title)}** "
                 f"({PRIORITY_LABELS.get(tracked.task.priority, tracked.task.priority.value)}) "
                 f"SLA deadline {_ts(tracked.deadline)} [{step}]{late} {self._link(tracked)}"
             )
@@ -1167,7 +1183,8 @@ class LadderRuntime:
             results: list[tuple[DeliveryRow, str, dict[str, Any]]] = []
             for row, tracked in items:
                 content = (
-                    f"📬 <@{user_id}> I could not DM you: **{tracked.task.title}** is waiting "
+                    f"📬 <@{user_id}> I could not DM you: **{inline_text(tracked.task.title)}** "
+                    "is waiting "
                     f"for your decision (SLA deadline {_ts(tracked.deadline)})."
                 )
                 try:

@@ -33,6 +33,7 @@ from bot.discord.embeds import (
     truncate,
 )
 from bot.store import TrackedTask
+from escalation.markup import escape_text, inline_text
 from escalation.risk import Risk, RiskAssessment, assess_risk
 
 __all__ = [
@@ -98,8 +99,10 @@ class BatchItem:
 
     @property
     def approvable_low(self) -> bool:
-        """Pending and low risk: what "Approve All Low-Risk" takes."""
-        return self.pending and self.risk.risk is Risk.LOW
+        """Pending, low risk and not a possible production deploy: what "Approve All
+        Low-Risk" takes (a guarded task always needs its own decision, see
+        :mod:`escalation.deploy_guard`)."""
+        return self.pending and self.risk.risk is Risk.LOW and not self.tracked.guarded
 
 
 def batch_items(
@@ -131,7 +134,7 @@ def batch_items(
 
 
 def _who(discord_id: int | None, name: str | None, fallback: str) -> str:
-    return f"<@{discord_id}>" if discord_id else (name or fallback)
+    return f"<@{discord_id}>" if discord_id else inline_text(name or fallback, 100)
 
 
 def item_state(tracked: TrackedTask) -> str | None:
@@ -147,7 +150,7 @@ def item_state(tracked: TrackedTask) -> str | None:
         who = _who(tracked.decided_by_discord_id, tracked.decided_by, "the factory")
         text = f"{emoji} {word.lower()} by {who}"
         if tracked.decision_notes:
-            text += f": {truncate(tracked.decision_notes, 120)}"
+            text += f": {inline_text(tracked.decision_notes, 120)}"
         return text
     if tracked.inflight_decision is not None:
         who = _who(tracked.inflight_by_discord_id, tracked.inflight_by_name, "someone")
@@ -161,8 +164,11 @@ def item_state(tracked: TrackedTask) -> str | None:
 def item_line(item: BatchItem, limit: int = 400) -> str:
     """``✅ **freshdesk** (low risk, tests pass)`` plus `` — <state>`` and a notice, ≤ ``limit``."""
     risk = item.risk
-    title = truncate(item.tracked.task.title, _TITLE_IN_LINE_MAX)
-    line = f"{RISK_ICONS[risk.risk]} **{title}** ({RISK_WORDS[risk.risk]} risk, {risk.reason})"
+    title = inline_text(item.tracked.task.title, _TITLE_IN_LINE_MAX)
+    reason = inline_text(risk.reason, 200)
+    line = f"{RISK_ICONS[risk.risk]} **{title}** ({RISK_WORDS[risk.risk]} risk, {reason})"
+    if item.tracked.guarded and not item.tracked.is_decided:
+        line += " — 🚀 production deploy: needs its own decision"
     state = item_state(item.tracked)
     if state:
         line += f" — {state}"
@@ -217,7 +223,7 @@ def item_embed(item: BatchItem) -> discord.Embed:
     risk = item.risk
     embed.add_field(
         name="Risk",
-        value=f"{RISK_ICONS[risk.risk]} {RISK_WORDS[risk.risk]} ({risk.reason})",
+        value=f"{RISK_ICONS[risk.risk]} {RISK_WORDS[risk.risk]} ({inline_text(risk.reason, 500)})",
         inline=False,
     )
     state = item_state(item.tracked)
@@ -232,13 +238,14 @@ def _review_embed(item: BatchItem, min_coverage_percent: float) -> discord.Embed
     task = item.tracked.task
     results = task.context.test_results
     embed = discord.Embed(
-        title=truncate(f"{RISK_ICONS[item.risk.risk]} {task.title}", TITLE_MAX),
+        title=truncate(f"{RISK_ICONS[item.risk.risk]} {escape_text(task.title)}", TITLE_MAX),
         description=truncate(
-            task.context.summary or task.description or "No summary given.", _REVIEW_SUMMARY_MAX
+            escape_text(task.context.summary or task.description or "No summary given."),
+            _REVIEW_SUMMARY_MAX,
         ),
     )
     embed.add_field(
-        name="Risk", value=f"{RISK_WORDS[item.risk.risk]} ({truncate(item.risk.reason, 100)})"
+        name="Risk", value=f"{RISK_WORDS[item.risk.risk]} ({inline_text(item.risk.reason, 100)})"
     )
     embed.add_field(name="Tests", value=format_test_results(results))
     embed.add_field(name="Coverage", value=format_coverage(results, min_coverage_percent))

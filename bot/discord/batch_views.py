@@ -35,7 +35,9 @@ from bot.discord.batch_embeds import (
     review_embeds,
 )
 from bot.discord.embeds import truncate
+from bot.discord.limits import answer, fit_message
 from bot.discord.views import TaskButton, actor_from, bridge_of
+from escalation.markup import code_span
 
 if TYPE_CHECKING:
     from bot.batching_runtime import BatchingRuntime
@@ -71,15 +73,7 @@ def runtime_of(interaction: discord.Interaction[Any]) -> BatchingRuntime:
 
 async def _say(interaction: discord.Interaction[Any], outcome: Outcome | str) -> None:
     """Answer (or replace the "working…" answer) ephemerally with the outcome's message."""
-    text = outcome if isinstance(outcome, str) else outcome.message
-    text = truncate(text, 2000)
-    try:
-        if interaction.response.is_done():
-            await interaction.edit_original_response(content=text)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.warning("could not tell %s the outcome: %s", interaction.user, exc)
+    await answer(interaction, outcome if isinstance(outcome, str) else outcome.message)
 
 
 class BatchPickSelect(
@@ -119,13 +113,13 @@ class BatchPickSelect(
         task_id = str(self.item.values[0])
         item = await runtime_of(interaction).item(task_id)
         if item is None:
-            await _say(interaction, f"Task `{task_id}` is not known to the bridge.")
+            await _say(interaction, f"Task {code_span(task_id)} is not known to the bridge.")
             return
         view = item_view(item)
-        kwargs: dict[str, Any] = {"embed": item_embed(item), "ephemeral": True}
+        kwargs: dict[str, Any] = {"embed": item_embed(item)}
         if view is not None:
             kwargs["view"] = view
-        await interaction.response.send_message(**kwargs)
+        await answer(interaction, **kwargs)
 
 
 class ApproveLowRiskButton(
@@ -207,10 +201,10 @@ class ReviewAllButton(
         if not chunks:
             await _say(interaction, "This batch has no items.")
             return
-        await interaction.response.send_message(embeds=chunks[0], ephemeral=True)
+        await answer(interaction, embeds=chunks[0])
         for chunk in chunks[1:]:
             try:
-                await interaction.followup.send(embeds=chunk, ephemeral=True)
+                await interaction.followup.send(ephemeral=True, **fit_message({"embeds": chunk}))
             except discord.HTTPException as exc:
                 log.warning("could not send the rest of the review: %s", exc)
                 return
@@ -252,7 +246,7 @@ def batch_view(batch_id: str, items: Sequence[BatchItem]) -> discord.ui.View | N
 
 def render_batch(batch_id: str, items: Sequence[BatchItem]) -> dict[str, Any]:
     """``embed`` and ``view`` keyword arguments for sending or editing a batch message."""
-    return {"embed": batch_embed(batch_id, items), "view": batch_view(batch_id, items)}
+    return fit_message({"embed": batch_embed(batch_id, items), "view": batch_view(batch_id, items)})
 
 
 def item_view(item: BatchItem) -> discord.ui.View | None:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.discord.views import DYNAMIC_ITEMS
+from bot.discord.limits import NO_PINGS
+from bot.discord.modals import dispatch_modal_submit
+from bot.discord.views import DYNAMIC_ITEMS, MODAL_HANDLERS
 
 if TYPE_CHECKING:
     from bot.bridge import Bridge
@@ -51,7 +53,10 @@ class BridgeClient(discord.Client):
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
-        super().__init__(intents=intents, guild_ready_timeout=guild_ready_timeout)
+        # nothing the bridge sends pings unless the call says whom (see DiscordMessenger.post)
+        super().__init__(
+            intents=intents, guild_ready_timeout=guild_ready_timeout, allowed_mentions=NO_PINGS
+        )
         self.bridge = bridge
         self.guild_id = guild_id
         self.tree = app_commands.CommandTree(self)
@@ -69,6 +74,14 @@ class BridgeClient(discord.Client):
         self.tree.copy_global_to(guild=guild)
         synced = await self.tree.sync(guild=guild)
         log.info("synced %d application commands to guild %s", len(synced), self.guild_id)
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Submissions of the bridge's modals go to their handler (``views.MODAL_HANDLERS``).
+
+        The bridge's modals are not kept in memory (:mod:`bot.discord.modals`): this one
+        handler answers every submission, also one made after a restart.
+        """
+        await dispatch_modal_submit(interaction, MODAL_HANDLERS)
 
     async def on_ready(self) -> None:
         """Mark the Discord session ready (``/healthz`` reports it)."""

@@ -29,6 +29,7 @@ import discord
 from discord import app_commands
 
 from bot.discord.embeds import truncate
+from bot.discord.limits import answer
 from bot.discord.listing import (
     PRIORITY_EMOJI,
     blocker_line,
@@ -43,6 +44,7 @@ from bot.discord.listing import (
     sort_pipelines,
     status_embed,
 )
+from bot.discord.modals import open_modal
 from bot.discord.views import (
     REASON_MAX,
     SNOOZE_CHOICES,
@@ -51,6 +53,7 @@ from bot.discord.views import (
     actor_from,
     bridge_of,
     run_decision,
+    snooze_seconds,
 )
 from bot.factory.client import FactoryError, FactoryUnavailable
 from escalation.models import Priority, Task, TaskStatus
@@ -78,6 +81,10 @@ AUTOCOMPLETE_LIMIT = 25
 _TASK_ID_RE = re.compile(rf"^{TASK_ID}$")
 _PIPELINE_STATUSES = ("active", "paused", "completed", "failed", "archived")
 _KINDS = ("pending", "pipelines", "blockers", "history")
+_AGAIN = (
+    "The bridge had not seen this task yet and has now loaded it. Run {command} again to "
+    "continue; nothing was sent to the factory."
+)
 _UNREACHABLE = "⚠️ The factory could not be reached ({problem}). Nothing was changed; try again."
 
 PRIORITY_CHOICES = [
@@ -284,22 +291,39 @@ def _problem(exc: Exception) -> str:
 
 
 async def _safe_edit(interaction: discord.Interaction[Any], **fields: Any) -> None:
-    """Edit the original (deferred) answer; a Discord failure is logged, never raised."""
-    try:
-        await interaction.edit_original_response(**fields)
-    except discord.HTTPException as exc:
-        log.warning("could not answer %s: %s", interaction.user, exc)
+    """Edit the original (deferred) answer, fitted to Discord's limits and without pings; a
+    Discord failure is logged, never raised."""
+    await answer(interaction, **fields)
 
 
 async def _tell(interaction: discord.Interaction[Any], message: str) -> None:
-    """Answer ephemerally, or edit the answer already given."""
-    try:
-        if interaction.response.is_done():
-            await interaction.edit_original_response(content=message)
-        else:
-            await interaction.response.send_message(message, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.warning("could not answer %s: %s", interaction.user, exc)
+    """Answer ephemerally, or edit the answer already given (:func:`bot.discord.limits.answer`)."""
+    await answer(interaction, message)
+
+
+async def _refuse_option(
+    interaction: discord.Interaction[Any], task_id: str, action: str, problem: str, message: str
+) -> None:
+    """Answer a command whose option values fail the server-side checks (nothing is sent or
+    changed), then audit the refusal with ``problem``."""
+    await _tell(interaction, message)
+    actor = actor_from(interaction, "command")
+    await bridge_of(interaction).store.audit(
+        actor_id=str(actor.discord_user_id),
+        actor_name=actor.name,
+        via="command",
+        action=action,
+        task_id=task_id,
+        outcome="refused",
+        detail=problem,
+    )
+
+
+async def _defer_if_unknown(interaction: discord.Interaction[Any], task_id: str) -> None:
+    """Defer (ephemeral "thinking…") before a task the bridge never saw is fetched from the
+    factory, which may take longer than Discord's 3 s deadline."""
+    if await bridge_of(interaction).store.get_task(task_id) is None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
 
 
 def _valid_task_id(text: str) -> str | None:
@@ -421,18 +445,31 @@ class FactoryGroup(app_commands.Group):
             await _bad_task(interaction, task)
             return
         bridge = bridge_of(interaction)
+        clean_notes = (notes or "").strip() or None
+        if clean_notes is not None and len(clean_notes) > REASON_MAX:
+            await _refuse_option(
+                interaction,
+                task_id,
+                "task.approved",
+                f"notes too long ({len(clean_notes)})",
+                f"Notes are at most {REASON_MAX} characters. Nothing was sent to the factory.",
+            )
+            return
+        await _defer_if_unknown(interaction, task_id)
         outcome = await bridge.precheck(task_id, "approved", actor_from(interaction, "command"))
         if outcome is not None:
             await _tell(interaction, outcome.message)
             return
         tracked = await bridge.store.get_task(task_id)
         assert tracked is not None  # precheck found or fetched it
-        clean_notes = (notes or "").strip() or None
-        if needs_deploy_confirmation(tracked.task, "approved"):
-            modal = DeployConfirmModal(task_id, tracked.task.title)
+        if needs_deploy_confirmation(tracked.task, "approved", guarded=tracked.guarded):
+            if interaction.response.is_done():  # deferred while the factory was asked
+                await _tell(interaction, _AGAIN.format(command="/factory approve"))
+                return
+            modal = DeployConfirmModal(task_id, tracked.task.title, nonce=interaction.id)
             if clean_notes:
                 modal.notes.default = clean_notes
-            await interaction.response.send_modal(modal)
+            await open_modal(interaction, modal)
             return
         await run_decision(interaction, task_id, "approved", "command", notes=clean_notes)
 
@@ -451,8 +488,25 @@ class FactoryGroup(app_commands.Group):
             await _bad_task(interaction, task)
             return
         if not reason.strip():
-            await _tell(interaction, "A rejection needs a reason. Nothing was sent.")
+            await _refuse_option(
+                interaction,
+                task_id,
+                "task.rejected",
+                "reject reason missing",
+                "A rejection needs a reason. Nothing was sent.",
+            )
             return
+        if len(reason.strip()) > REASON_MAX:
+            await _refuse_option(
+                interaction,
+                task_id,
+                "task.rejected",
+                f"reject reason too long ({len(reason.strip())} characters)",
+                f"The reason is {len(reason.strip())} characters long; at most {REASON_MAX} are "
+                "allowed. Nothing was sent to the factory.",
+            )
+            return
+        await _defer_if_unknown(interaction, task_id)
         outcome = await bridge_of(interaction).precheck(
             task_id, "rejected", actor_from(interaction, "command")
         )
@@ -487,6 +541,16 @@ class FactoryGroup(app_commands.Group):
         task_id = _valid_task_id(task)
         if task_id is None:
             await _bad_task(interaction, task)
+            return
+        if snooze_seconds([str(duration)]) is None:
+            await _refuse_option(
+                interaction,
+                task_id,
+                "task.snooze",
+                f"snooze value {duration!r} not offered",
+                "That is not one of the offered snooze durations (1 hour, 4 hours, 24 hours). "
+                "Nothing was changed.",
+            )
             return
         await interaction.response.send_message("⏳ Snoozing…", ephemeral=True)
         outcome = await bridge_of(interaction).snooze(

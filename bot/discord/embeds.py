@@ -13,7 +13,16 @@ from datetime import datetime
 
 import discord
 
+from bot.discord.limits import (
+    DESCRIPTION_MAX,
+    FIELD_VALUE_MAX,
+    FOOTER_MAX,
+    TITLE_MAX,
+    fit_embed,
+    truncate,
+)
 from bot.store import TrackedTask
+from escalation.markup import escape_text
 from escalation.models import Priority, Task, TestResults
 
 __all__ = [
@@ -21,6 +30,8 @@ __all__ = [
     "PRIORITY_COLOURS",
     "PRIORITY_LABELS",
     "NextStep",
+    "approvals_line",
+    "deploy_checklist",
     "details_embed",
     "discord_timestamp",
     "embed_length",
@@ -30,13 +41,6 @@ __all__ = [
     "task_embed",
     "truncate",
 ]
-
-TITLE_MAX = 256
-DESCRIPTION_MAX = 4096
-FIELD_NAME_MAX = 256
-FIELD_VALUE_MAX = 1024
-FOOTER_MAX = 2048
-EMBED_TOTAL_MAX = 6000
 
 #: Embed colour per priority (reference 002 §6.2 uses orange for a pending approval).
 PRIORITY_COLOURS: dict[Priority, int] = {
@@ -60,13 +64,6 @@ DECISION_LABELS: dict[str, tuple[str, int]] = {
     "deferred": ("⏸️ Deferred", 0x95A5A6),
     "escalated": ("⬆️ Escalated", 0x9B59B6),
 }
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - 1)] + "…"
 
 
 def discord_timestamp(at: datetime, style: str = "R") -> str:
@@ -107,7 +104,43 @@ class NextStep:
 
 
 def _title(task: Task) -> str:
-    return truncate(f"🔔 Approval Required: {task.title}", TITLE_MAX)
+    return truncate(f"🔔 Approval Required: {escape_text(task.title)}", TITLE_MAX)
+
+
+def deploy_checklist(task: Task, min_coverage_percent: float = 80.0) -> str:
+    """The deploy checklist a guarded task carries: tests, coverage and staging health.
+
+    Staging health is every ``context.metrics`` entry whose name starts with ``staging``
+    (e.g. ``stagingErrorRate``, ``stagingHealthy``), when the factory gives any. Returns "—"
+    when the task carries none of them.
+    """
+    results = task.context.test_results
+    lines: list[str] = []
+    if results is not None:
+        lines.append(f"Tests: {format_test_results(results)}")
+        lines.append(f"Coverage: {format_coverage(results, min_coverage_percent)}")
+    for name, value in sorted(task.context.metrics.items()):
+        if name.lower().startswith("staging"):
+            lines.append(f"Staging health · {name}: {value:g}")
+    return "\n".join(lines) or "—"
+
+
+def approvals_line(tracked: TrackedTask, required: int) -> str:
+    """ "✅ 1 of 2 approvals: <@alice> — waiting for a second deploy approver" (two-person rule).
+
+    ``required`` is the number of distinct deploy approvers the task needs
+    (:func:`escalation.deploy_guard.approvals_required`).
+    """
+    got = tracked.deploy_approvals
+    who = ", ".join(f"<@{a.discord_user_id}>" for a in got) or "nobody yet"
+    line = f"✅ {len(got)} of {required} approvals: {who}"
+    missing = required - len(got)
+    if missing == 1:
+        line += " — waiting for a second deploy approver" if required == 2 else ""
+        line += " — waiting for one more deploy approver" if required != 2 else ""
+    elif missing > 1:
+        line += f" — waiting for {missing} more deploy approvers"
+    return line
 
 
 def task_embed(
@@ -117,6 +150,7 @@ def task_embed(
     next_step: NextStep | None = None,
     sla_breached: bool = False,
     notices: tuple[str, ...] = (),
+    required_approvals: int = 1,
 ) -> discord.Embed:
     """The task message's embed (reference 002 §6.2), brought up to date with its state.
 
@@ -124,6 +158,10 @@ def task_embed(
     description is the context summary. A confirmed decision adds a "Decision" field and turns
     the colour; acknowledgement, snooze, SLA breach and the next escalation step are shown as
     fields too. ``notices`` are extra lines (e.g. "recording decision…") for the footer.
+
+    A guarded task (a possible production deploy, :mod:`escalation.deploy_guard`) carries the
+    "🚀 Production deploy" marker above its title and shows its deploy checklist and, while undecided, the deploy
+    approvals collected of ``required_approvals`` (two-person rule).
     """
     task = tracked.task
     decided = tracked.decision is not None
@@ -132,13 +170,17 @@ def task_embed(
         colour = DECISION_LABELS.get(tracked.decision or "", ("", colour))[1]
     embed = discord.Embed(
         title=_title(task),
-        description=truncate(task.context.summary or task.description or "", DESCRIPTION_MAX)
+        description=truncate(
+            escape_text(task.context.summary or task.description or ""), DESCRIPTION_MAX
+        )
         or None,
         colour=colour,
     )
     results = task.context.test_results
     stage = task.stage_name.value if task.stage_name else "—"
-    embed.add_field(name="Pipeline", value=truncate(task.pipeline_id or "—", FIELD_VALUE_MAX))
+    embed.add_field(
+        name="Pipeline", value=truncate(escape_text(task.pipeline_id or "—"), FIELD_VALUE_MAX)
+    )
     embed.add_field(name="Stage", value=stage)
     embed.add_field(name="Priority", value=PRIORITY_LABELS[task.priority])
     embed.add_field(name="Tests", value=format_test_results(results))
@@ -147,31 +189,53 @@ def task_embed(
     if sla_breached and not decided:
         deadline_value = f"🚨 SLA breached {deadline_value}"
     embed.add_field(name="SLA Deadline", value=deadline_value)
+    if tracked.guarded:
+        embed.set_author(name="🚀 Production deploy")  # shown above the title
+        reasons = "; ".join(signal.value for signal in tracked.guard_signals)
+        embed.add_field(
+            name="🚀 Production deploy",
+            value=truncate(
+                f"Approving needs a deploy approver and typing DEPLOY ({reasons}).\n"
+                + deploy_checklist(task, min_coverage_percent),
+                FIELD_VALUE_MAX,
+            ),
+            inline=False,
+        )
+        if not decided and (required_approvals > 1 or tracked.deploy_approvals):
+            embed.add_field(
+                name="Approvals",
+                value=truncate(approvals_line(tracked, required_approvals), FIELD_VALUE_MAX),
+                inline=False,
+            )
     if decided:
         label = DECISION_LABELS.get(tracked.decision or "", (tracked.decision or "", 0))[0]
         who: str = (
             f"<@{tracked.decided_by_discord_id}>"
             if tracked.decided_by_discord_id
-            else (tracked.decided_by or "the factory")
+            else escape_text(tracked.decided_by or "the factory")
         )
+        if tracked.decision == "approved" and len(tracked.deploy_approvals) > 1:
+            who = ", ".join(f"<@{a.discord_user_id}>" for a in tracked.deploy_approvals)
         when = f" · {discord_timestamp(tracked.decided_at, 'f')}" if tracked.decided_at else ""
         value = f"{label} by {who}{when}"
         if tracked.decision_notes:
-            value += f"\n> {tracked.decision_notes}"
+            value += f"\n> {escape_text(tracked.decision_notes)}"
         embed.add_field(name="Decision", value=truncate(value, FIELD_VALUE_MAX), inline=False)
     else:
         if tracked.acknowledged_by_discord_id or tracked.acknowledged_by_name:
             ack_by = (
                 f"<@{tracked.acknowledged_by_discord_id}>"
                 if tracked.acknowledged_by_discord_id
-                else tracked.acknowledged_by_name
+                else escape_text(tracked.acknowledged_by_name or "")
             )
             embed.add_field(name="Status", value=f"👀 acknowledged by {ack_by}", inline=False)
         if tracked.snoozed_until is not None:
             embed.add_field(
                 name="Snoozed",
                 value=f"💤 until {discord_timestamp(tracked.snoozed_until, 'f')}"
-                + (f" by {tracked.snoozed_by_name}" if tracked.snoozed_by_name else ""),
+                + (
+                    f" by {escape_text(tracked.snoozed_by_name)}" if tracked.snoozed_by_name else ""
+                ),
                 inline=False,
             )
         if next_step is not None:
@@ -197,35 +261,14 @@ def embed_length(embed: discord.Embed) -> int:
     return len(embed)
 
 
-def fit_embed(embed: discord.Embed, limit: int = EMBED_TOTAL_MAX) -> discord.Embed:
-    """Shorten the description (then the longest fields) until the embed fits ``limit``.
-
-    Discord refuses a message whose embeds total more than 6000 characters (title,
-    description, field names and values, footer, author); we truncate instead.
-    """
-    excess = len(embed) - limit
-    if excess > 0 and embed.description:
-        keep = max(0, len(embed.description) - excess)
-        embed.description = truncate(embed.description, keep) if keep else None
-    while len(embed) > limit and embed.fields:
-        index = max(range(len(embed.fields)), key=lambda i: len(embed.fields[i].value or ""))
-        field = embed.fields[index]
-        value = field.value or ""
-        keep = max(1, len(value) - (len(embed) - limit))
-        embed.set_field_at(
-            index, name=field.name, value=truncate(value, keep), inline=bool(field.inline)
-        )
-        if keep == 1:
-            break
-    return embed
-
-
 def details_embed(task: Task) -> discord.Embed:
     """An ephemeral view of a task's context: summary, details, test failures, diff summary."""
     embed = discord.Embed(
-        title=truncate(f"📋 {task.title}", TITLE_MAX),
+        title=truncate(f"📋 {escape_text(task.title)}", TITLE_MAX),
         description=truncate(
-            "\n\n".join(p for p in (task.context.summary, task.context.details or "") if p)
+            escape_text(
+                "\n\n".join(p for p in (task.context.summary, task.context.details or "") if p)
+            )
             or "No summary given.",
             DESCRIPTION_MAX,
         ),
@@ -237,7 +280,7 @@ def details_embed(task: Task) -> discord.Embed:
         embed.add_field(name="Coverage", value=f"{results.coverage_percent:g}%")
         if results.failure_details:
             lines = [
-                f"• `{truncate(f.test_name, 80)}` — {truncate(f.error, 120)}"
+                f"• {escape_text(truncate(f.test_name, 80))} — {escape_text(truncate(f.error, 120))}"
                 for f in results.failure_details[:10]
             ]
             more = len(results.failure_details) - 10
@@ -250,7 +293,7 @@ def details_embed(task: Task) -> discord.Embed:
     if diff is not None:
         lines = [f"{diff.files_changed} files, +{diff.insertions} −{diff.deletions}"]
         lines += [
-            f"• {truncate(f.path, 100)} ({f.status}, +{f.insertions} −{f.deletions})"
+            f"• {escape_text(truncate(f.path, 100))} ({f.status}, +{f.insertions} −{f.deletions})"
             for f in diff.files[:10]
         ]
         if len(diff.files) > 10:

@@ -14,18 +14,35 @@ creation within Discord's rate). discord.py's errors are translated for the ladd
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Sequence
 
 import aiohttp
 import discord
 
+from bot.discord.limits import NO_PINGS, fit_content
 from bot.discord.notifier import DiscordNotifier
 from escalation.ports import DeliveryError, RecipientUnreachable
 
-__all__ = ["DM_CLOSED_CODE", "DiscordMessenger"]
+__all__ = ["DM_CLOSED_CODE", "DiscordMessenger", "own_here_only"]
+
+log = logging.getLogger(__name__)
 
 #: Discord JSON error code: "Cannot send messages to this user".
 DM_CLOSED_CODE = 50007
+
+_EVERYONE_TOKEN = re.compile(r"@(?:everyone|here)", re.IGNORECASE)
+
+
+def own_here_only(content: str) -> bool:
+    """True when ``content``'s only @everyone/@here token is one ``@here``: the bridge's own.
+
+    Factory text is escaped before it goes into a message (:mod:`escalation.markup`), so the
+    only token left is the one the ladder wrote; anything else means some text was not escaped,
+    and the message is then sent without the @here ping rather than pinging everyone.
+    """
+    return _EVERYONE_TOKEN.findall(content) == ["@here"]
 
 
 def translate(exc: Exception) -> DeliveryError:
@@ -74,9 +91,7 @@ class DiscordMessenger:
             channel = await self.client.create_dm(discord.Object(id=user_id))
             slot = await self.notifier.pacer.acquire(channel.id)
             try:
-                message = await channel.send(
-                    content, allowed_mentions=discord.AllowedMentions.none()
-                )
+                message = await channel.send(fit_content(content), allowed_mentions=NO_PINGS)
             finally:
                 self.notifier.pacer.mark_sent(slot)
         except Exception as exc:
@@ -93,7 +108,15 @@ class DiscordMessenger:
         everyone: bool = False,
     ) -> int:
         """Post in ``channel_id`` (a reply to ``reply_to``), pinging only ``user_ids`` and,
-        when ``everyone``, ``@here``/``@everyone``; the message id."""
+        when ``everyone``, the ladder's own ``@here``; the message id.
+
+        ``everyone`` is honoured only when the content's one @everyone/@here token is a single
+        ``@here`` (:func:`own_here_only`); otherwise nobody but ``user_ids`` is pinged and the
+        mismatch is logged. Roles are never pinged.
+        """
+        if everyone and not own_here_only(content):
+            log.error("@here refused: the content carries other @everyone/@here tokens")
+            everyone = False
         allowed = discord.AllowedMentions(
             everyone=everyone,
             users=[discord.Object(id=u) for u in user_ids],

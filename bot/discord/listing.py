@@ -19,6 +19,7 @@ import discord
 
 from bot.discord.embeds import PRIORITY_COLOURS, discord_timestamp, truncate
 from bot.store import AuditRecord, TrackedTask
+from escalation.markup import inline_text
 from escalation.models import PRIORITY_ORDER, Pipeline, PipelineStage, Priority, Task, TaskStatus
 
 __all__ = [
@@ -98,9 +99,9 @@ def age_text(delta: timedelta) -> str:
 
 
 def _clean(text: str, limit: int) -> str:
-    """One-line, markdown-escaped, truncated text for a list entry."""
-    flat = " ".join(text.split())
-    return discord.utils.escape_markdown(truncate(flat, limit))
+    """One-line, truncated text for a list entry, escaped (:func:`escalation.markup.inline_text`:
+    no markdown, no pings)."""
+    return inline_text(text, limit)
 
 
 def truncate_lines(lines: Sequence[str], max_chars: int, *, separator: str = "\n") -> str:

@@ -7,6 +7,7 @@ rate on its own instead of waiting out 429s.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from typing import Any
 
 import discord
 
-from bot.discord.embeds import NextStep, discord_timestamp, task_embed, truncate
+from bot.discord.embeds import NextStep, discord_timestamp, task_embed
+from bot.discord.limits import NO_PINGS, fit_content, fit_message
 from bot.discord.pacing import ChannelPacer
 from bot.discord.views import task_view
 from bot.factory.events import (
@@ -26,15 +28,18 @@ from bot.factory.events import (
     PipelineStageChangedPayload,
     TaskSlaPayload,
 )
+from bot.keyed import BoundedMap
 from bot.settings import Settings
 from bot.store import TrackedTask
+from escalation.markup import code_span, inline_text
 from escalation.models import Priority
 
 __all__ = ["DiscordNotifier", "event_channel"]
 
 log = logging.getLogger(__name__)
 
-NO_PINGS = discord.AllowedMentions.none()
+#: Most task messages whose last render is remembered (to skip edits that change nothing).
+SHOWN_LIMIT = 4096
 
 
 def event_channel(event_type: str, settings: Settings) -> int | None:
@@ -54,50 +59,63 @@ def event_channel(event_type: str, settings: Settings) -> int | None:
 
 
 def event_text(event: FactoryEvent) -> str | None:
-    """One readable line for an informational event, or ``None`` for types not posted."""
+    """One readable line for an informational event, or ``None`` for types not posted.
+
+    Every piece of factory text in it is escaped (:mod:`escalation.markup`): it never pings
+    and its markdown does not render.
+    """
     p = event.payload
     if isinstance(p, PipelineBlockedPayload):
         return (
-            f"⛔ Pipeline **{p.pipeline_name}** is blocked at `{p.blocked_at}`: "
-            f"{truncate(p.reason, 500)} (task `{p.task_id}`)"
+            f"⛔ Pipeline **{inline_text(p.pipeline_name)}** is blocked at "
+            f"{inline_text(str(p.blocked_at), 100)}: {inline_text(p.reason, 500)} "
+            f"(task {code_span(p.task_id)})"
         )
     if isinstance(p, TaskSlaPayload) and event.type == "task.sla_breached":
         return (
-            f"🚨 SLA breached: **{truncate(p.task_title, 200)}** "
-            f"(deadline {discord_timestamp(p.sla_deadline)}, task `{p.task_id}`)"
+            f"🚨 SLA breached: **{inline_text(p.task_title)}** "
+            f"(deadline {discord_timestamp(p.sla_deadline)}, task {code_span(p.task_id)})"
         )
     if isinstance(p, DeployPayload):
         icon = {"started": "🚀", "succeeded": "✅", "failed": "💥"}.get(p.status, "🚀")
-        line = f"{icon} Deploy of **{p.pipeline_name}** `{p.version}` to {p.target} {p.status}"
+        line = (
+            f"{icon} Deploy of **{inline_text(p.pipeline_name)}** {inline_text(p.version, 100)} "
+            f"to {inline_text(str(p.target))} {inline_text(str(p.status))}"
+        )
         if p.url:
-            line += f" — {p.url}"
+            line += f" — {inline_text(p.url, 500)}"
         if p.error:
-            line += f"\n> {truncate(p.error, 500)}"
+            line += f"\n> {inline_text(p.error, 500)}"
         return line
     if isinstance(p, PipelineStageChangedPayload):
-        return f"➡️ **{p.pipeline_name}**: {p.from_stage} → {p.to_stage}"
+        return (
+            f"➡️ **{inline_text(p.pipeline_name)}**: {inline_text(str(p.from_stage))} → "
+            f"{inline_text(str(p.to_stage))}"
+        )
     if isinstance(p, PipelinePayload):
         verbs = {
             "pipeline.created": "🆕 Pipeline created",
             "pipeline.completed": "🏁 Pipeline completed",
             "pipeline.failed": "💥 Pipeline failed",
         }
-        line = f"{verbs.get(event.type, event.type)}: **{p.pipeline.name}**"
+        line = f"{verbs.get(event.type, event.type)}: **{inline_text(p.pipeline.name)}**"
         if p.reason:
-            line += f" — {truncate(p.reason, 500)}"
+            line += f" — {inline_text(p.reason, 500)}"
         return line
     return None
 
 
 def _fingerprint(rendered: dict[str, Any]) -> str:
-    """A comparable form of a rendered message (embed and components)."""
+    """A comparable digest of a rendered message (embed and components): 32 hex characters,
+    whatever the size of the message (thousands of them are remembered)."""
     embed = rendered.get("embed")
     view = rendered.get("view")
-    return json.dumps(
+    text = json.dumps(
         [embed.to_dict() if embed else None, view.to_components() if view else None],
         sort_keys=True,
         default=str,
     )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class DiscordNotifier:
@@ -131,8 +149,10 @@ class DiscordNotifier:
         self.pacer = pacer or ChannelPacer()
         self.next_step = next_step
         self.clock = clock
-        # what each message last showed: an edit that changes nothing is not sent
-        self._shown: dict[int, str] = {}
+        # what each recent message last showed: an edit that changes nothing is not sent
+        # (bounded: memory must not grow with every task ever posted; a forgotten message
+        # costs at most one more edit)
+        self._shown: BoundedMap[int, str] = BoundedMap(SHOWN_LIMIT)
 
     def channel(self, channel_id: int) -> discord.PartialMessageable:
         """A channel handle that needs no cache (works before the guild is chunked)."""
@@ -148,9 +168,10 @@ class DiscordNotifier:
             min_coverage_percent=self.settings.batch_min_coverage_percent,
             next_step=self.next_step(tracked) if self.next_step else None,
             sla_breached=breached,
+            required_approvals=tracked.approvals_required(self.settings.deploy_required_approvers),
         )
         view = task_view(tracked, dashboard_url=self.settings.factory_dashboard_url)
-        return {"embed": embed, "view": view}
+        return fit_message({"embed": embed, "view": view})
 
     async def send(
         self,
@@ -165,16 +186,19 @@ class DiscordNotifier:
         """Create a message, paced per channel; ``reference`` = (channel id, message id) to reply to.
 
         ``urgent`` messages (critical and high tasks, SLA alerts) take the channel's next free
-        slot instead of queuing behind routine ones (batch messages during a burst).
+        slot instead of queuing behind routine ones (batch messages during a burst). Content,
+        embeds and components are fitted to Discord's limits
+        (:func:`bot.discord.limits.fit_message`).
         """
         if reference is not None:
             kwargs["reference"] = discord.MessageReference(
                 message_id=reference[1], channel_id=reference[0], fail_if_not_exists=False
             )
+        fitted = fit_message({"content": content, **kwargs})
         slot = await self.pacer.acquire(channel_id, urgent=urgent)
         try:
             return await self.channel(channel_id).send(  # type: ignore[call-overload, no-any-return]
-                content, allowed_mentions=allowed_mentions, **kwargs
+                allowed_mentions=allowed_mentions, **fitted
             )
         finally:
             self.pacer.mark_sent(slot)
@@ -184,7 +208,7 @@ class DiscordNotifier:
         channel_id = self.settings.discord_tasks_channel_id
         rendered = self.render(tracked)
         task = tracked.task
-        urgent = task.priority in (Priority.CRITICAL, Priority.HIGH) or task.deploys_to_production
+        urgent = task.priority in (Priority.CRITICAL, Priority.HIGH) or tracked.guarded
         message = await self.send(channel_id, urgent=urgent, **rendered)
         self._shown[message.id] = _fingerprint(rendered)
         return channel_id, message.id
@@ -215,4 +239,19 @@ class DiscordNotifier:
         text = event_text(event)
         if text is None:
             return
-        await self.send(channel_id, truncate(text, 2000))
+        await self.send(channel_id, text)
+
+    async def send_dm(self, user_id: int, content: str) -> None:
+        """DM ``user_id`` (paced like any message, no pings, cut to 2000 characters).
+
+        Raises
+        ------
+        discord.HTTPException
+            E.g. 403 code 50007 when the person closed their DMs.
+        """
+        channel = await self.client.create_dm(discord.Object(id=user_id))
+        slot = await self.pacer.acquire(channel.id)
+        try:
+            await channel.send(fit_content(content), allowed_mentions=NO_PINGS)
+        finally:
+            self.pacer.mark_sent(slot)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 
 from bot.discord.embeds import details_embed
+from bot.discord.limits import answer, modal_title
+from bot.discord.modals import ModalHandler, modal_custom_id, open_modal
+from escalation.markup import code_span
 from escalation.permissions import needs_deploy_confirmation
 
 if TYPE_CHECKING:
@@ -27,11 +30,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DYNAMIC_ITEMS",
+    "MODAL_HANDLERS",
     "DeployConfirmModal",
     "RejectReasonModal",
     "SnoozeSelect",
     "TaskButton",
     "actor_from",
+    "snooze_seconds",
+    "submit_reject",
     "task_view",
 ]
 
@@ -44,6 +50,11 @@ SNOOZE_CHOICES: tuple[tuple[str, int], ...] = (
     ("24 hours", 86400),
 )
 REASON_MAX = 1000
+#: After a deferred answer (a task the bridge had to fetch) no modal can be opened any more.
+_PRESS_AGAIN = (
+    "The bridge had not seen this task yet and has now loaded it. "
+    "Press {button} again to continue; nothing was sent to the factory."
+)
 
 
 def bridge_of(interaction: discord.Interaction[Any]) -> Bridge:
@@ -60,25 +71,21 @@ def actor_from(interaction: discord.Interaction[Any], via: str) -> Actor:
     return Actor(name=user.name, via=via, discord_user_id=user.id, role_ids=roles)
 
 
-async def _answer(interaction: discord.Interaction[Any], outcome: Outcome) -> None:
-    """Replace the ephemeral "working…" answer with the outcome (or send it if none yet)."""
-    try:
-        if interaction.response.is_done():
-            await interaction.edit_original_response(content=outcome.message)
-        else:
-            await interaction.response.send_message(outcome.message, ephemeral=True)
-    except discord.HTTPException as exc:  # the person's view only; the decision stands
-        log.warning("could not tell %s the outcome: %s", interaction.user, exc)
+async def _answer(interaction: discord.Interaction[Any], outcome: Outcome | str) -> None:
+    """Replace the ephemeral "working…" answer with the outcome (or send it if none yet);
+    fitted to Discord's limits and without pings (:func:`bot.discord.limits.answer`)."""
+    await answer(interaction, outcome if isinstance(outcome, str) else outcome.message)
 
 
 def _progress(interaction: discord.Interaction[Any]) -> Any:
     async def on_retry(attempt: int, problem: str) -> None:
-        try:
-            await interaction.edit_original_response(
-                content=f"⏳ Recording your decision… the factory is slow ({problem}); retry {attempt}/3."
-            )
-        except discord.HTTPException:
-            pass
+        if attempt == 0:  # bot.bridge.PROGRESS_NOTICE: a sentence to show as it is
+            await answer(interaction, problem)
+            return
+        await answer(
+            interaction,
+            f"⏳ Recording your decision… the factory is slow ({problem}); retry {attempt}/3.",
+        )
 
     return on_retry
 
@@ -87,9 +94,16 @@ async def _precheck(
     interaction: discord.Interaction[Any], task_id: str, decision: str, via: str
 ) -> TrackedTask | None:
     """Role and state checks before anything is sent (reads only, so the answer is fast);
-    a refusal is answered first and audited afterwards."""
+    a refusal is answered first and audited afterwards.
+
+    A task the bridge has never seen is looked up at the factory, which may be slow: then the
+    interaction is deferred first (ephemeral "thinking…", Discord: 3 s deadline) and the
+    answer follows; the caller sees ``interaction.response.is_done()`` and cannot open a modal.
+    """
     bridge = bridge_of(interaction)
     actor = actor_from(interaction, via)
+    if not interaction.response.is_done() and await bridge.store.get_task(task_id) is None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
     outcome, tracked = await bridge.check(task_id, decision, actor)
     if outcome is not None:
         await _answer(interaction, outcome)
@@ -133,7 +147,7 @@ async def run_decision(
     """
     bridge = bridge_of(interaction)
     actor = actor_from(interaction, via)
-    await interaction.response.send_message("⏳ Recording your decision…", ephemeral=True)
+    await answer(interaction, "⏳ Recording your decision…")  # replaces a deferred "thinking…"
     if after_answer is not None:
         await after_answer()
     outcome = await bridge.decide(
@@ -148,7 +162,13 @@ async def run_decision(
 
 
 class RejectReasonModal(discord.ui.Modal):
-    """Asks for the rejection reason (required, at most 1000 characters)."""
+    """Asks for the rejection reason (required, at most 1000 characters).
+
+    Its id is unique per opening (``fb:m:reject:<task id>:<opening interaction id>``) and it is
+    opened with :func:`bot.discord.modals.open_modal`: nothing stays in memory, and the
+    submission reaches :func:`submit_reject` through the client's persistent handler, so two
+    people rejecting at once and a submission after a restart are all answered.
+    """
 
     reason: discord.ui.TextInput[RejectReasonModal] = discord.ui.TextInput(
         label="Why are you rejecting it?",
@@ -158,19 +178,84 @@ class RejectReasonModal(discord.ui.Modal):
         custom_id="reason",
     )
 
-    def __init__(self, task_id: str, title: str) -> None:
-        super().__init__(title=_modal_title("Reject", title), custom_id=f"fb:m:reject:{task_id}")
+    def __init__(self, task_id: str, title: str, *, nonce: int | str) -> None:
+        super().__init__(
+            title=_modal_title("Reject", title),
+            custom_id=modal_custom_id("reject", task_id, nonce),
+        )
         self.task_id = task_id
 
-    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        """Send ``rejected`` with the reason as ``notes``."""
-        await run_decision(
-            interaction, self.task_id, "rejected", "modal", notes=self.reason.value.strip()
+
+async def _refuse_input(
+    interaction: discord.Interaction[Any],
+    task_id: str,
+    action: str,
+    problem: str,
+    message: str,
+    *,
+    via: str = "modal",
+) -> None:
+    """Audit the refusal of a form or select whose values fail the server-side checks
+    (nothing is sent or changed) with ``problem``, then answer with ``message``.
+
+    The audit comes first so that once the person reads the answer the trail shows it; one
+    group-committed write takes milliseconds, well inside Discord's 3 s deadline.
+    """
+    actor = actor_from(interaction, via)
+    await bridge_of(interaction).store.audit(
+        actor_id=str(actor.discord_user_id),
+        actor_name=actor.name,
+        via=via,
+        action=action,
+        task_id=task_id,
+        outcome="refused",
+        detail=problem,
+    )
+    await answer(interaction, message)
+
+
+async def submit_reject(
+    interaction: discord.Interaction[Any], task_id: str, values: dict[str, str]
+) -> None:
+    """The reject form was submitted: check the reason, then send ``rejected`` with it as
+    ``notes`` (:func:`run_decision`: "already rejected by …" when someone was first).
+
+    Checked here whatever the client enforced: the reason is required (blank counts as
+    missing) and at most ``REASON_MAX`` (1000) characters once trimmed; otherwise nothing is
+    sent, the person is told why, and the refusal is audited.
+    """
+    reason = (values.get("reason") or "").strip()
+    if not reason:
+        await _refuse_input(
+            interaction,
+            task_id,
+            "task.rejected",
+            "reject reason missing",
+            "A rejection needs a reason. Nothing was sent to the factory; press Reject again.",
         )
+        return
+    if len(reason) > REASON_MAX:
+        await _refuse_input(
+            interaction,
+            task_id,
+            "task.rejected",
+            f"reject reason too long ({len(reason)} characters)",
+            f"The reason is {len(reason)} characters long; at most {REASON_MAX} are allowed. "
+            "Nothing was sent to the factory; press Reject again.",
+        )
+        return
+    await run_decision(interaction, task_id, "rejected", "modal", notes=reason)
 
 
 class DeployConfirmModal(discord.ui.Modal):
-    """ "Type DEPLOY to confirm" before approving a production deploy (master plan §8)."""
+    """ "Type DEPLOY to confirm" before approving a production deploy (master plan §8).
+
+    Like :class:`RejectReasonModal`, its id is unique per opening
+    (``fb:m:deploy:<task id>:<opening interaction id>``) and it is opened with
+    :func:`bot.discord.modals.open_modal`; the submission reaches :func:`submit_deploy` through
+    the client's persistent handler (two deploy approvers at once, or a restart in between,
+    are all answered).
+    """
 
     confirmation: discord.ui.TextInput[DeployConfirmModal] = discord.ui.TextInput(
         label="Type DEPLOY to confirm",
@@ -187,43 +272,52 @@ class DeployConfirmModal(discord.ui.Modal):
         custom_id="notes",
     )
 
-    def __init__(self, task_id: str, title: str) -> None:
-        super().__init__(title=_modal_title("Deploy", title), custom_id=f"fb:m:deploy:{task_id}")
+    def __init__(self, task_id: str, title: str, *, nonce: int | str) -> None:
+        super().__init__(
+            title=_modal_title("Deploy", title),
+            custom_id=modal_custom_id("deploy", task_id, nonce),
+        )
         self.task_id = task_id
 
-    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        """Approve only when exactly ``DEPLOY`` was typed; otherwise nothing is sent."""
-        typed = self.confirmation.value.strip()
-        if typed != "DEPLOY":
-            bridge = bridge_of(interaction)
-            actor = actor_from(interaction, "modal")
-            await bridge.store.audit(
-                actor_id=str(actor.discord_user_id),
-                actor_name=actor.name,
-                via="modal",
-                action="task.approved",
-                task_id=self.task_id,
-                outcome="refused",
-                detail="deploy confirmation not typed",
-            )
-            await interaction.response.send_message(
-                f"You typed `{discord.utils.escape_markdown(typed)[:20]}`, not `DEPLOY`: "
-                "nothing was sent to the factory. Press Approve again to retry.",
-                ephemeral=True,
-            )
-            return
-        await run_decision(
+
+async def submit_deploy(
+    interaction: discord.Interaction[Any], task_id: str, values: dict[str, str]
+) -> None:
+    """The DEPLOY form was submitted: approve only when exactly ``DEPLOY`` was typed.
+
+    Checked here whatever the client enforced (master plan §8): anything but ``DEPLOY``
+    (surrounding spaces aside) sends nothing, tells the person what they typed and is
+    audited; notes are at most ``REASON_MAX`` (1000) characters. The approval then goes
+    through :func:`run_decision`, where the two-person rule may record it and wait for a
+    second deploy approver (:meth:`bot.bridge.Bridge.decide`).
+    """
+    typed = (values.get("confirm") or "").strip()
+    if typed != "DEPLOY":
+        await _refuse_input(
             interaction,
-            self.task_id,
-            "approved",
-            "modal",
-            notes=(self.notes.value or "").strip() or None,
+            task_id,
+            "task.approved",
+            "deploy confirmation not typed",
+            f"You typed {code_span(typed[:20])}, not `DEPLOY`: "
+            "nothing was sent to the factory. Press Approve again to retry.",
         )
+        return
+    notes = (values.get("notes") or "").strip()
+    if len(notes) > REASON_MAX:
+        await _refuse_input(
+            interaction,
+            task_id,
+            "task.approved",
+            f"deploy notes too long ({len(notes)} characters)",
+            f"The notes are {len(notes)} characters long; at most {REASON_MAX} are allowed. "
+            "Nothing was sent to the factory; press Approve again.",
+        )
+        return
+    await run_decision(interaction, task_id, "approved", "modal", notes=notes or None)
 
 
 def _modal_title(verb: str, title: str) -> str:
-    text = f"{verb}: {title}"
-    return text if len(text) <= 45 else text[:44] + "…"  # Discord: modal title ≤ 45
+    return modal_title(verb, title)  # Discord: modal title ≤ 45
 
 
 class TaskButton(
@@ -271,9 +365,13 @@ class TaskButton(
             tracked = await _precheck(interaction, self.task_id, "approved", "button")
             if tracked is None:
                 return
-            if needs_deploy_confirmation(tracked.task, "approved"):
-                await interaction.response.send_modal(
-                    DeployConfirmModal(self.task_id, tracked.task.title)
+            if needs_deploy_confirmation(tracked.task, "approved", guarded=tracked.guarded):
+                if interaction.response.is_done():  # deferred while the factory was asked
+                    await _answer(interaction, _PRESS_AGAIN.format(button="Approve"))
+                    return
+                await open_modal(
+                    interaction,
+                    DeployConfirmModal(self.task_id, tracked.task.title, nonce=interaction.id),
                 )
                 await adopt()
                 return
@@ -282,8 +380,13 @@ class TaskButton(
             tracked = await _precheck(interaction, self.task_id, "rejected", "button")
             if tracked is None:
                 return
-            await interaction.response.send_modal(
-                RejectReasonModal(self.task_id, tracked.task.title)
+            if interaction.response.is_done():  # deferred while the factory was asked
+                await _answer(interaction, _PRESS_AGAIN.format(button="Reject"))
+                await adopt()
+                return
+            await open_modal(
+                interaction,
+                RejectReasonModal(self.task_id, tracked.task.title, nonce=interaction.id),
             )
             await adopt()
         elif self.action == "ack":
@@ -300,11 +403,18 @@ class TaskButton(
     async def _details(self, interaction: discord.Interaction[Any]) -> None:
         tracked = await bridge_of(interaction).store.get_task(self.task_id)
         if tracked is None:
-            await interaction.response.send_message(
-                f"Task `{self.task_id}` is not known to the bridge.", ephemeral=True
-            )
+            await answer(interaction, f"Task `{self.task_id}` is not known to the bridge.")
             return
-        await interaction.response.send_message(embed=details_embed(tracked.task), ephemeral=True)
+        await answer(interaction, embed=details_embed(tracked.task))
+
+
+def snooze_seconds(values: Sequence[str]) -> int | None:
+    """The snooze duration in seconds when ``values`` is exactly one offered choice
+    (``SNOOZE_CHOICES``: 1 h, 4 h, 24 h), else ``None``."""
+    offered = {str(seconds): seconds for _, seconds in SNOOZE_CHOICES}
+    if len(values) != 1:
+        return None
+    return offered.get(str(values[0]))
 
 
 class SnoozeSelect(
@@ -340,8 +450,24 @@ class SnoozeSelect(
         return cls(match["task_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Record the snooze and say until when."""
-        seconds = int(self.item.values[0]) if self.item.values else SNOOZE_CHOICES[0][1]
+        """Record the snooze and say until when.
+
+        The chosen value is checked whatever the client sent: exactly one of the offered
+        durations (``SNOOZE_CHOICES``), otherwise nothing changes and the refusal is audited.
+        """
+        seconds = snooze_seconds(self.item.values)
+        if seconds is None:
+            offered = ", ".join(label for label, _ in SNOOZE_CHOICES)
+            await _refuse_input(
+                interaction,
+                self.task_id,
+                "task.snooze",
+                f"snooze value {list(self.item.values)!r:.100} is not one of the offered choices",
+                f"That is not one of the offered snooze durations ({offered}). Nothing was "
+                "changed; pick one from the menu.",
+                via="button",
+            )
+            return
         await interaction.response.send_message("⏳ Snoozing…", ephemeral=True)
         # like TaskButton: a message posted but not yet stored is adopted, so that the snooze
         # below is shown on it
@@ -384,3 +510,7 @@ def task_view(tracked: TrackedTask, *, dashboard_url: str | None) -> discord.ui.
 
 #: Every DynamicItem class the client registers in ``setup_hook``.
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (TaskButton, SnoozeSelect)
+
+#: Handlers of the bridge's modals by kind (``fb:m:<kind>:…``), called by the client's
+#: persistent modal handler (:func:`bot.discord.modals.dispatch_modal_submit`).
+MODAL_HANDLERS: dict[str, ModalHandler] = {"reject": submit_reject, "deploy": submit_deploy}

@@ -2480,10 +2480,13 @@ class DiscordEmulator:
         *,
         user: MemberSpec | int,
         message_id: int | None = None,
+        forged: bool = False,
     ) -> InteractionRecord:
         """Pick ``values`` in a string select menu (component type 3), as ``user``.
 
         The select is found by custom_id or placeholder on the newest message showing it.
+        ``forged=True`` sends ``values`` as they are, skipping the checks a Discord client
+        makes (a hand-crafted request: the bot must check them itself).
 
         Raises
         ------
@@ -2491,7 +2494,7 @@ class DiscordEmulator:
             No such select menu.
         ValueError
             A value is not one of the options, the count is outside min/max_values, or the
-            select is disabled.
+            select is disabled (unless ``forged``).
         """
         seen: list[str] = []
         for msg in self._candidate_messages(channel_id, message_id):
@@ -2503,12 +2506,12 @@ class DiscordEmulator:
                     continue
                 options = [str(o.get("value")) for o in comp.get("options") or []]
                 unknown = [v for v in values if v not in options]
-                if unknown:
+                if unknown and not forged:
                     raise ValueError(f"values {unknown} are not options of the select: {options}")
                 low, high = int(comp.get("min_values", 1)), int(comp.get("max_values", 1))
-                if not low <= len(values) <= high:
+                if not low <= len(values) <= high and not forged:
                     raise ValueError(f"select takes between {low} and {high} values")
-                if comp.get("disabled"):
+                if comp.get("disabled") and not forged:
                     raise ValueError("the select menu is disabled")
                 data = {
                     "custom_id": comp["custom_id"],
@@ -2537,7 +2540,9 @@ class DiscordEmulator:
         synced = [c.get("name") for pool in pools for c in pool]
         raise LookupError(f"command {parts[0]!r} is not synced; synced commands: {synced}")
 
-    def _typed_option(self, definition: JSON, value: Any, *, focused: bool, resolved: JSON) -> JSON:
+    def _typed_option(
+        self, definition: JSON, value: Any, *, focused: bool, resolved: JSON, check: bool = True
+    ) -> JSON:
         otype = int(definition["type"])
         name = definition["name"]
         option: JSON = {"name": name, "type": otype}
@@ -2577,6 +2582,9 @@ class DiscordEmulator:
                 raise LookupError(f"option {name!r}: nothing with id {snowflake} in the guild")
         else:
             raise ValueError(f"option {name!r}: option type {otype} is not supported")
+        if not check:  # a forged request: sent as typed
+            option["value"] = converted
+            return option
         choices = definition.get("choices")
         if choices and converted not in [c.get("value") for c in choices]:
             raise ValueError(f"option {name!r}: {converted!r} is not one of {choices}")
@@ -2594,7 +2602,13 @@ class DiscordEmulator:
         return option
 
     def _command_data(
-        self, name: str, options: dict[str, Any], channel_id: int, focused: str | None
+        self,
+        name: str,
+        options: dict[str, Any],
+        channel_id: int,
+        focused: str | None,
+        *,
+        check: bool = True,
     ) -> JSON:
         command, path = self._find_command(name, channel_id)
         definitions: list[JSON] = list(command.get("options") or [])
@@ -2620,7 +2634,9 @@ class DiscordEmulator:
                     f"{name!r} has no option {key!r}; options: {[d.get('name') for d in definitions]}"
                 )
             typed.append(
-                self._typed_option(definition, value, focused=key == focused, resolved=resolved)
+                self._typed_option(
+                    definition, value, focused=key == focused, resolved=resolved, check=check
+                )
             )
         if focused is None:
             missing = [
@@ -2649,8 +2665,12 @@ class DiscordEmulator:
         *,
         user: MemberSpec | int,
         channel_id: int,
+        forged: bool = False,
     ) -> InteractionRecord:
         """Run a synced slash command as ``user`` in ``channel_id``.
+
+        ``forged=True`` sends option values as given, skipping the choices, min/max and
+        length checks a Discord client makes (a hand-crafted request).
 
         Parameters
         ----------
@@ -2670,7 +2690,7 @@ class DiscordEmulator:
             A required option is missing or a value breaks the definition (choices,
             min/max) — the Discord client would not let a person send that.
         """
-        data = self._command_data(name, dict(options or {}), channel_id, None)
+        data = self._command_data(name, dict(options or {}), channel_id, None, check=not forged)
         return await self._interact(APPLICATION_COMMAND, data, user=user, channel_id=channel_id)
 
     async def autocomplete(
@@ -2711,6 +2731,7 @@ class DiscordEmulator:
         values: dict[str, str],
         *,
         user: MemberSpec | int | None = None,
+        forged: bool = False,
     ) -> InteractionRecord:
         """Fill in and submit the modal the bot opened in answer to ``opened_by``.
 
@@ -2721,6 +2742,9 @@ class DiscordEmulator:
             ``value`` (or stay empty).
         user:
             Who submits; defaults to the person who opened the modal.
+        forged:
+            Send the values as they are, skipping the required/min_length/max_length checks
+            a Discord client makes (a hand-crafted request: the bot must check them itself).
 
         Raises
         ------
@@ -2759,13 +2783,19 @@ class DiscordEmulator:
             if comp.get("type") == ACTION_ROW:
                 row = []
                 for child in comp.get("components") or []:
-                    row.append(self._submitted_input(child, text_for(child, child.get("label"))))
+                    row.append(
+                        self._submitted_input(
+                            child, text_for(child, child.get("label")), check=not forged
+                        )
+                    )
                 submitted.append({"type": ACTION_ROW, "components": row})
             elif comp.get("type") == LABEL and isinstance(comp.get("component"), dict):
                 child = comp["component"]
                 entry: JSON = {
                     "type": LABEL,
-                    "component": self._submitted_input(child, text_for(child, comp.get("label"))),
+                    "component": self._submitted_input(
+                        child, text_for(child, comp.get("label")), check=not forged
+                    ),
                 }
                 if "id" in comp:
                     entry["id"] = comp["id"]
@@ -2783,9 +2813,9 @@ class DiscordEmulator:
         )
 
     @staticmethod
-    def _submitted_input(comp: JSON, text: str) -> JSON:
+    def _submitted_input(comp: JSON, text: str, *, check: bool = True) -> JSON:
         label = comp.get("label") or comp.get("custom_id")
-        if comp.get("type") == TEXT_INPUT:
+        if comp.get("type") == TEXT_INPUT and check:
             if comp.get("required", True) and not text:
                 raise ValueError(f"modal input {label!r} is required")
             if text and len(text) < int(comp.get("min_length") or 0):

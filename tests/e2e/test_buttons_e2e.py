@@ -145,7 +145,7 @@ async def test_production_approve_button_with_deploy_typed_approves(
     click = await world.discord.press_button(TASKS_CHANNEL_ID, "Approve", user=dave)
     assert (await click.response()).type == CB_MODAL
     assert click.modal is not None
-    assert click.modal["custom_id"] == f"fb:m:deploy:{task['id']}"
+    assert click.modal["custom_id"] == f"fb:m:deploy:{task['id']}:{click.id}"
     assert world.factory.calls("POST", COMPLETE) == []  # nothing before the word is typed
     submit = await world.discord.submit_modal(click, {"confirm": "DEPLOY"})
     assert "approved" in await final_reply(world, submit)

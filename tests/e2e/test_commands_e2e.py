@@ -412,7 +412,9 @@ async def test_approve_command_on_production_needs_deploy_role_and_typed_deploy(
     # wrong word: nothing sent, says why
     wrong = await command(world, "factory approve", {"task": task["id"]}, user=dave)
     assert (await wrong.response()).type == CB_MODAL
-    assert wrong.modal is not None and wrong.modal["custom_id"] == f"fb:m:deploy:{task['id']}"
+    assert wrong.modal is not None and wrong.modal["custom_id"].startswith(
+        f"fb:m:deploy:{task['id']}:"
+    )
     submitted = await world.discord.submit_modal(wrong, {"confirm": "deploy"})
     answer = await submitted.response()
     assert answer.ephemeral and "not `DEPLOY`" in (answer.content or "")

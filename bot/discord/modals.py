@@ -1,0 +1,142 @@
+"""Modals whose submissions always get an answer: per-opening ids, one persistent handler.
+
+discord.py keeps an opened :class:`discord.ui.Modal` in memory under its ``custom_id`` until it
+is submitted. With an id per task, a second person opening the same form replaces the first
+one's object and one of the two submissions finds nothing (no answer at all); after a restart no
+object waits at all and the submission is dropped silently.
+
+Here instead:
+
+* each opening gets its own id, ``fb:m:<kind>:<task id>:<opening interaction id>``
+  (:func:`modal_custom_id`; Discord: a custom_id is at most 100 characters);
+* the modal is sent *stopped* (:func:`open_modal`), so discord.py keeps nothing in memory;
+* every submission — before or after any number of restarts — reaches
+  :func:`dispatch_modal_submit` from the client's ``on_interaction``, which reads the typed
+  values from the interaction itself and calls the handler registered for ``<kind>``.
+
+Discord: a modal submission is an interaction like any other and must be answered within 3 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import discord
+
+from bot.discord.limits import answer
+
+__all__ = [
+    "MODAL_PREFIX",
+    "ModalHandler",
+    "dispatch_modal_submit",
+    "modal_custom_id",
+    "open_modal",
+    "parse_modal_id",
+    "submitted_values",
+]
+
+log = logging.getLogger(__name__)
+
+MODAL_PREFIX = "fb:m:"
+_MODAL_ID = re.compile(
+    r"^fb:m:(?P<kind>[a-z]{1,16}):(?P<task_id>[^:]{1,64})(?::(?P<nonce>\d{1,20}))?$"
+)
+#: Discord: a component or modal custom_id is at most 100 characters.
+CUSTOM_ID_MAX = 100
+
+#: ``handler(interaction, task_id, values)``: ``values`` maps each text input's custom_id to
+#: what was submitted for it (exactly as sent: nothing guarantees the client's checks ran).
+ModalHandler = Callable[[discord.Interaction[Any], str, dict[str, str]], Awaitable[None]]
+
+
+def modal_custom_id(kind: str, task_id: str, nonce: int | str) -> str:
+    """``fb:m:<kind>:<task id>:<nonce>``: unique per opening when ``nonce`` is the opening
+    interaction's id.
+
+    Raises
+    ------
+    ValueError
+        When the id would exceed Discord's 100 characters or does not parse back.
+    """
+    custom_id = f"{MODAL_PREFIX}{kind}:{task_id}:{nonce}"
+    if len(custom_id) > CUSTOM_ID_MAX or parse_modal_id(custom_id) != (kind, task_id):
+        raise ValueError(f"cannot build a modal id for {kind!r} / {task_id!r}")
+    return custom_id
+
+
+def parse_modal_id(custom_id: str) -> tuple[str, str] | None:
+    """``(kind, task id)`` of a bridge modal's custom_id (with or without the opening's id, so
+    forms opened before per-opening ids were introduced are answered too), else ``None``."""
+    match = _MODAL_ID.match(custom_id)
+    if match is None:
+        return None
+    return match["kind"], match["task_id"]
+
+
+def submitted_values(data: Mapping[str, Any] | None) -> dict[str, str]:
+    """Text input custom_id → submitted value, from a modal submission's ``data``.
+
+    Reads both layouts Discord uses: action rows holding text inputs, and label components
+    (``{"type": 18, "component": {...}}``). Missing or non-string values count as "".
+    """
+    values: dict[str, str] = {}
+
+    def take(component: Any) -> None:
+        if not isinstance(component, Mapping):
+            return
+        custom_id = component.get("custom_id")
+        if isinstance(custom_id, str) and "value" in component:
+            value = component.get("value")
+            values[custom_id] = value if isinstance(value, str) else ""
+        for child in component.get("components") or []:
+            take(child)
+        if isinstance(component.get("component"), Mapping):
+            take(component["component"])
+
+    for row in (data or {}).get("components") or []:
+        take(row)
+    return values
+
+
+async def open_modal(interaction: discord.Interaction[Any], modal: discord.ui.Modal) -> None:
+    """Answer ``interaction`` with ``modal`` without keeping it in memory.
+
+    The modal is stopped first, so discord.py does not store it; its submission is handled by
+    :func:`dispatch_modal_submit` (the same way after a restart).
+    """
+    modal.stop()
+    await interaction.response.send_modal(modal)
+
+
+async def dispatch_modal_submit(
+    interaction: discord.Interaction[Any], handlers: Mapping[str, ModalHandler]
+) -> bool:
+    """Hand a bridge modal's submission to its handler; True when it was one of ours.
+
+    Submissions of other modals (and kinds without a handler) are left alone. A handler that
+    raises is logged and the person told that something went wrong (they always get an
+    answer).
+    """
+    if interaction.type is not discord.InteractionType.modal_submit:
+        return False
+    data: Mapping[str, Any] = interaction.data or {}  # type: ignore[assignment]
+    parsed = parse_modal_id(str(data.get("custom_id") or ""))
+    if parsed is None:
+        return False
+    kind, task_id = parsed
+    handler = handlers.get(kind)
+    if handler is None:
+        return False
+    try:
+        await handler(interaction, task_id, submitted_values(data))
+    except Exception:
+        log.exception("handling the %s form of task %s failed", kind, task_id)
+        await answer(
+            interaction,
+            "⚠️ Something went wrong while handling your form. The task message shows what "
+            "was recorded; try again if your decision is not there.",
+        )
+    return True
