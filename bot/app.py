@@ -90,6 +90,8 @@ class BridgeApp:
             secret=settings.factory_webhook_secret.get_secret_value(),
             on_stored=self.processor.submit,
             health=self.health,
+            body_timeout_seconds=settings.bridge_http_body_timeout_seconds,
+            counters=self.processor.counters,
         )
         self.features: list[Any] = []
         self._client_task: asyncio.Task[None] | None = None
@@ -102,15 +104,22 @@ class BridgeApp:
             if hook is not None:
                 await hook(client)
 
-    async def health(self) -> dict[str, bool]:
+    async def health(self) -> dict[str, bool | str]:
         """Parts of ``/healthz``: the Discord session, the database, and start-up done.
 
         ``startup`` is up once every feature started (the start-up reconciliation took its
         snapshot of the factory's pending tasks) and the event processor runs.
+        ``database_write`` commits a heartbeat row (:meth:`bot.store.Store.check_write`): a
+        database that answers reads but takes no write (disk full, read-only) is down, with
+        the reason as the part's value.
         """
+        write_problem = await self.store.check_write()
+        if write_problem is not None:
+            log.error("health: the database takes no write: %s", write_problem)
         return {
             "discord": self.client.session_ready,
             "database": await self.store.ping(),
+            "database_write": write_problem or True,
             "startup": self._started,
         }
 
@@ -166,6 +175,7 @@ class BridgeApp:
             if hook is not None:
                 with contextlib.suppress(Exception):
                     await hook()
+        await self.bridge.stop()  # background re-sends: what they carry stays in flight
         await self.client.close()
         if self._client_task is not None:
             self._client_task.cancel()

@@ -16,13 +16,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
-from escalation.models import Pipeline, Task
+from escalation.models import Approval, Pipeline, Task
 
 __all__ = [
     "BulkResult",
+    "FactoryBadResponse",
     "FactoryClient",
     "FactoryError",
     "FactoryUnavailable",
@@ -33,6 +36,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment (RFC 3986 §3.3): every reserved character escaped.
+
+    ``/``, ``?``, ``#`` and ``%`` are percent-encoded, and so are the dots of ``.`` and ``..``,
+    which would otherwise be resolved as "this folder" / "the parent folder" (§5.2.4) and make
+    ``tasks/..`` call ``GET /v1/`` instead of a task.
+    """
+    escaped = quote(value, safe="")
+    return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
 
 
 class FactoryError(Exception):
@@ -72,7 +86,41 @@ class FactoryError(Exception):
 
 
 class FactoryUnavailable(Exception):
-    """The factory could not be reached or kept failing after every retry (contract §7.1)."""
+    """The factory could not be reached or kept failing after every retry (contract §7.1).
+
+    Attributes
+    ----------
+    uncertain:
+        ``True`` when an attempt may have reached the factory and been acted on: it timed out
+        or lost its connection after the request was sent, or it was answered with something
+        unreadable (see :class:`FactoryBadResponse`). The outcome of a mutating call is then
+        unknown (read the entity back); ``False`` when every attempt was refused with a
+        retryable status or never connected, so nothing was done.
+    """
+
+    def __init__(self, message: str, *, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
+
+
+class FactoryBadResponse(FactoryUnavailable):
+    """The factory kept answering with something that cannot be understood.
+
+    A success status whose body is not JSON (an HTML page from a proxy), not the contract's
+    envelope (``{"ok": true, "data": …}``, contract §1.3) or whose ``data`` has the wrong shape
+    is a failed attempt, retried like a 503 (contract §7.1); after the last retry this is
+    raised. The request may have been acted on (the status said success), so
+    :attr:`~FactoryUnavailable.uncertain` is always ``True``. A subclass of
+    :class:`FactoryUnavailable`, so code that handles "the factory could not be reached"
+    handles it too.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, uncertain=True)
+
+
+class _Unreadable(Exception):
+    """A success answer that does not parse (internal: one failed attempt)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +174,84 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+#: Request errors raised before anything reached the factory (the request was not sent).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+#: Retryable statuses a gateway answers when the factory behind it may have acted (502, 504).
+_GATEWAY_STATUS = frozenset({502, 504})
+
+
+def _envelope(response: httpx.Response) -> dict[str, Any]:
+    """The success envelope of ``response`` (contract §1.3 ``ApiResponse``).
+
+    Raises ``_Unreadable`` for an empty body, a body that is not JSON (an HTML page), JSON
+    that is not an object, or ``"ok": false`` under a success status.
+    """
+    if not response.content:
+        raise _Unreadable("an empty body")
+    try:
+        body = response.json()
+    except (ValueError, RecursionError) as exc:
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+        raise _Unreadable(f"a body that is not JSON ({kind}): {exc}") from None
+    if not isinstance(body, dict):
+        raise _Unreadable(f"JSON that is not an object ({type(body).__name__})")
+    if body.get("ok") is False:
+        raise _Unreadable('"ok": false under a success status')
+    return body
+
+
+def _parsed(parse: Callable[[dict[str, Any]], Any], body: dict[str, Any]) -> Any:
+    """``parse(body)``; a body of the wrong shape raises ``_Unreadable``."""
+    try:
+        return parse(body)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise _Unreadable(f"data of the wrong shape: {str(exc)[:300]}") from None
+
+
+def _task_data(body: dict[str, Any]) -> Task:
+    """The :class:`Task` in a success envelope's ``data``."""
+    return Task.model_validate(body["data"])
+
+
+def _data_object(body: dict[str, Any]) -> dict[str, Any]:
+    """A success envelope's ``data`` when it is a JSON object."""
+    data = body["data"]
+    if not isinstance(data, dict):
+        raise TypeError(f"data is {type(data).__name__}, not an object")
+    return data
+
+
+def _page(body: dict[str, Any], page: int) -> Page:
+    """One page of a list answer: ``data`` must be a list (its items are read by the caller)."""
+    data = body.get("data")
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise TypeError(f"data is {type(data).__name__}, not a list")
+    meta = body.get("meta") or {}
+    pagination = (meta.get("pagination") if isinstance(meta, dict) else None) or {}
+    return Page(
+        items=list(data),
+        page=int(pagination.get("page", page)),
+        total_pages=int(pagination.get("totalPages", 1)),
+        has_next=bool(pagination.get("hasNext", False)),
+        total=int(pagination.get("total", len(data))),
+    )
+
+
+def _bulk_result(body: dict[str, Any]) -> BulkResult:
+    """``BulkActionResult`` (contract §1.5): ``{"succeeded": [ids], "failed": [{taskId, error}]}``."""
+    data = body.get("data") or {}
+    succeeded = data.get("succeeded") or []
+    failed = data.get("failed") or []
+    if not isinstance(succeeded, list) or not isinstance(failed, list):
+        raise TypeError("succeeded and failed must be lists")
+    if not all(isinstance(f, dict) for f in failed):
+        raise TypeError("each failed entry must be an object")
+    return BulkResult(succeeded=[str(i) for i in succeeded], failed=list(failed))
+
+
 class FactoryClient:
     """Async client of the factory API.
 
@@ -175,6 +301,8 @@ class FactoryClient:
         self._slots = asyncio.Semaphore(max_concurrent_requests)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        #: Items of task lists left out because they could not be read (see iter_tasks).
+        self.skipped_items = 0
 
     async def aclose(self) -> None:
         """Close the underlying connection pool."""
@@ -189,41 +317,68 @@ class FactoryClient:
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         on_retry: Callable[[int, str], Awaitable[None]] | None = None,
-    ) -> dict[str, Any]:
-        """Send one request with retries; return the whole success envelope.
+        parse: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> Any:
+        """Send one request with retries; return the success envelope, or ``parse(envelope)``.
+
+        An answer that cannot be understood — a success status with a body that is not a
+        JSON object (an HTML error page, invalid JSON), ``"ok": false``, or an envelope that
+        ``parse`` rejects (``KeyError``, ``TypeError``, ``ValueError`` including pydantic's
+        ``ValidationError``) — is a failed attempt, retried like a 503 (contract §7.1).
 
         Raises
         ------
         FactoryError
             For a non-retryable error answer (4xx other than 408/429).
+        FactoryBadResponse
+            When the last attempt was answered with something unreadable.
         FactoryUnavailable
-            When every attempt failed with a retryable status, a timeout or a network error.
+            When every attempt failed with a retryable status, a timeout or a network error;
+            ``uncertain`` tells whether any attempt may have been acted on.
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         attempt = 0
         last_problem = ""
+        uncertain = False
+        unreadable = False
         while True:
             retry_after: float | None = None
+            unreadable = False
             try:
                 async with self._slots:
                     response = await self._http.request(
                         method, path.lstrip("/"), json=json, params=params, headers=headers
                     )
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except httpx.RequestError as exc:
                 last_problem = f"{type(exc).__name__}"
+                uncertain = uncertain or not isinstance(exc, _NOT_SENT)
             else:
                 if response.status_code < 400:
-                    body: dict[str, Any] = response.json() if response.content else {}
-                    return body
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise self._error(response)
-                retry_after = _retry_after(response)
-                last_problem = f"HTTP {response.status_code}"
+                    try:
+                        body = _envelope(response)
+                        return body if parse is None else _parsed(parse, body)
+                    except _Unreadable as exc:
+                        last_problem = f"unreadable answer: {exc}"
+                        uncertain = unreadable = True
+                        log.warning(
+                            "factory %s %s answered %d with %s",
+                            method,
+                            path,
+                            response.status_code,
+                            exc,
+                        )
+                else:
+                    if response.status_code not in RETRYABLE_STATUS:
+                        raise self._error(response)
+                    retry_after = _retry_after(response)
+                    last_problem = f"HTTP {response.status_code}"
+                    uncertain = uncertain or response.status_code in _GATEWAY_STATUS
             attempt += 1
             if attempt > self.retry.max_retries:
-                raise FactoryUnavailable(
-                    f"{method} {path} failed after {self.retry.max_retries} retries ({last_problem})"
-                )
+                message = f"{method} {path} failed after {self.retry.max_retries} retries ({last_problem})"
+                if unreadable:
+                    raise FactoryBadResponse(message)
+                raise FactoryUnavailable(message, uncertain=uncertain)
             delay = self.retry.delay(attempt, retry_after)
             log.warning(
                 "factory %s %s failed (%s); retry %d/%d in %.2fs",
@@ -241,8 +396,11 @@ class FactoryClient:
     @staticmethod
     def _error(response: httpx.Response) -> FactoryError:
         try:
-            error = response.json().get("error", {})
-        except ValueError:
+            body = response.json()
+        except (ValueError, RecursionError):
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):  # not the contract's error envelope: use the status
             error = {}
         return FactoryError(
             response.status_code,
@@ -271,41 +429,56 @@ class FactoryClient:
         ):
             if value is not None:
                 params[name] = value
-        body = await self._request("GET", "tasks", params=params)
-        meta = (body.get("meta") or {}).get("pagination") or {}
-        return Page(
-            items=list(body.get("data") or []),
-            page=int(meta.get("page", page)),
-            total_pages=int(meta.get("totalPages", 1)),
-            has_next=bool(meta.get("hasNext", False)),
-            total=int(meta.get("total", len(body.get("data") or []))),
+        result: Page = await self._request(
+            "GET", "tasks", params=params, parse=lambda body: _page(body, page)
         )
+        return result
 
     async def iter_tasks(
         self, *, status: str | None = None, priority: str | None = None
     ) -> list[Task]:
-        """Every task matching the filters, following pagination to the last page."""
+        """Every task matching the filters, following pagination to the last page.
+
+        Items are validated one by one: an item the bridge cannot read (no id, a date that
+        is not a date …) is logged and left out, so one odd task never hides the others.
+        Values the bridge merely does not know (e.g. a new priority) are mapped to a safe
+        default by :class:`~escalation.models.Task`. :attr:`skipped_items` counts those left
+        out.
+        """
         tasks: list[Task] = []
         page = 1
         while True:
             result = await self.list_tasks(status=status, priority=priority, page=page)
-            tasks.extend(Task.model_validate(item) for item in result.items)
+            for item in result.items:
+                try:
+                    tasks.append(Task.model_validate(item))
+                except (ValueError, TypeError, RecursionError) as exc:
+                    self.skipped_items += 1
+                    log.warning(
+                        "factory task list: item %r left out, it cannot be read: %s",
+                        str(item.get("id"))[:64] if isinstance(item, dict) else "?",
+                        str(exc)[:500],
+                    )
             if not result.has_next:
                 return tasks
             page += 1
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /v1/tasks/{id}``. Raises :class:`FactoryError` 404 when unknown."""
-        body = await self._request("GET", f"tasks/{task_id}")
-        return Task.model_validate(body["data"])
+        task: Task = await self._request("GET", f"tasks/{_segment(task_id)}", parse=_task_data)
+        return task
 
     async def claim_task(self, task_id: str, *, user_id: str | None, idempotency_key: str) -> Task:
         """``POST /v1/tasks/{id}/claim`` (the Acknowledge button)."""
         payload = {"userId": user_id} if user_id else {}
-        body = await self._request(
-            "POST", f"tasks/{task_id}/claim", json=payload, idempotency_key=idempotency_key
+        task: Task = await self._request(
+            "POST",
+            f"tasks/{_segment(task_id)}/claim",
+            json=payload,
+            idempotency_key=idempotency_key,
+            parse=_task_data,
         )
-        return Task.model_validate(body["data"])
+        return task
 
     async def complete_task(
         self,
@@ -324,31 +497,36 @@ class FactoryClient:
         FactoryError
             409 CONFLICT when the task was already decided; 400/404 for bad input.
         FactoryUnavailable
-            When the factory kept failing; the decision is then *not* recorded.
+            When the factory kept failing. With ``uncertain`` false every attempt was refused
+            or never sent, so the decision is *not* recorded; with ``uncertain`` true (a
+            timeout, a dropped connection, :class:`FactoryBadResponse`) it may have been:
+            read the task back.
         """
         payload: dict[str, Any] = {"decision": decision, "decisionData": decision_data}
         if notes:
             payload["notes"] = notes
-        body = await self._request(
+        task: Task = await self._request(
             "POST",
-            f"tasks/{task_id}/complete",
+            f"tasks/{_segment(task_id)}/complete",
             json=payload,
             idempotency_key=idempotency_key,
             on_retry=on_retry,
+            parse=_task_data,
         )
-        return Task.model_validate(body["data"])
+        return task
 
     async def reassign_task(
         self, task_id: str, *, assignee_id: str, reason: str, idempotency_key: str
     ) -> Task:
         """``POST /v1/tasks/{id}/reassign`` (escalation to an admin)."""
-        body = await self._request(
+        task: Task = await self._request(
             "POST",
-            f"tasks/{task_id}/reassign",
+            f"tasks/{_segment(task_id)}/reassign",
             json={"assigneeId": assignee_id, "reason": reason},
             idempotency_key=idempotency_key,
+            parse=_task_data,
         )
-        return Task.model_validate(body["data"])
+        return task
 
     async def bulk(
         self,
@@ -371,25 +549,27 @@ class FactoryClient:
             payload["notes"] = notes
         if decision_data is not None:
             payload["decisionData"] = decision_data
-        body = await self._request(
+        result: BulkResult = await self._request(
             "POST",
             "tasks/bulk",
             json=payload,
             idempotency_key=idempotency_key,
             on_retry=on_retry,
+            parse=_bulk_result,
         )
-        data = body.get("data") or {}
-        return BulkResult(
-            succeeded=list(data.get("succeeded") or []), failed=list(data.get("failed") or [])
-        )
+        return result
 
     async def task_stats(self) -> dict[str, Any]:
         """``GET /v1/tasks/stats`` → ``TaskStats``."""
-        return dict((await self._request("GET", "tasks/stats"))["data"])
+        stats: dict[str, Any] = await self._request("GET", "tasks/stats", parse=_data_object)
+        return stats
 
     async def dashboard_summary(self) -> dict[str, Any]:
         """``GET /v1/dashboard/summary`` → ``DashboardSummary``."""
-        return dict((await self._request("GET", "dashboard/summary"))["data"])
+        summary: dict[str, Any] = await self._request(
+            "GET", "dashboard/summary", parse=_data_object
+        )
+        return summary
 
     async def list_pipelines(self, *, status: str | None = None) -> list[Pipeline]:
         """``GET /v1/pipelines`` following pagination."""
@@ -405,6 +585,45 @@ class FactoryClient:
             if not meta.get("hasNext"):
                 return pipelines
             page += 1
+
+    async def find_approval(
+        self, task_id: str, *, pipeline_id: str | None = None, max_pages: int = 10
+    ) -> Approval | None:
+        """The pending ``Approval`` behind ``task_id`` (contract §1.5 ``GET /v1/approvals``).
+
+        Reads ``GET /v1/approvals?status=pending`` (and ``pipelineId`` when known), following
+        pagination for at most ``max_pages`` pages of 100, and returns the approval whose
+        ``taskId`` is ``task_id``; ``None`` when the factory lists none for it. An entry that
+        does not validate is skipped (it cannot be the one asked for unless its ``taskId``
+        matches, and then it counts as unreadable).
+
+        Raises
+        ------
+        FactoryError
+            The factory refused the request (e.g. 404 for a factory without approvals).
+        FactoryUnavailable
+            The factory could not be reached after the retry policy (contract §7.1).
+        ValueError
+            The approval listed for ``task_id`` does not validate.
+        """
+        page = 1
+        while page <= max_pages:
+            params: dict[str, Any] = {"status": "pending", "page": page, "limit": 100}
+            if pipeline_id:
+                params["pipelineId"] = pipeline_id
+            body = await self._request("GET", "approvals", params=params)
+            data = body.get("data")
+            for entry in data if isinstance(data, list) else []:
+                if isinstance(entry, dict) and entry.get("taskId") == task_id:
+                    try:
+                        return Approval.model_validate(entry)
+                    except ValidationError as exc:
+                        raise ValueError(f"approval of task {task_id} is malformed: {exc}") from exc
+            meta = (body.get("meta") or {}).get("pagination") or {}
+            if not meta.get("hasNext"):
+                return None
+            page += 1
+        return None
 
     @staticmethod
     def new_idempotency_key(seed: str | None = None) -> str:

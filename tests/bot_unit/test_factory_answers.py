@@ -1,0 +1,196 @@
+"""Factory answers the bridge cannot understand are failed attempts (contract §7.1 retries),
+then a clear error; a timeout makes the outcome uncertain; odd list items are skipped."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from bot.factory.client import (
+    FactoryBadResponse,
+    FactoryClient,
+    FactoryError,
+    FactoryUnavailable,
+    RetryPolicy,
+)
+from escalation.models import Priority, Task, TaskStatus, TaskType
+
+TASK = {"id": "t-1", "title": "x", "createdAt": "2026-11-21T10:00:00Z", "status": "completed"}
+HTML = httpx.Response(
+    200, content=b"<html><h1>502 Bad Gateway</h1></html>", headers={"Content-Type": "text/html"}
+)
+
+Answer = httpx.Response | Exception
+
+
+def client_with(answers: list[Answer], seen: list[httpx.Request]) -> FactoryClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    return FactoryClient(
+        "http://factory.test/v1",
+        "key",
+        transport=httpx.MockTransport(handler),
+        sleep=no_sleep,
+        retry=RetryPolicy(jitter_seconds=0.0),
+    )
+
+
+async def complete(client: FactoryClient) -> Task:
+    return await client.complete_task(
+        "t-1", decision="approved", notes=None, decision_data={}, idempotency_key="k-1"
+    )
+
+
+GARBAGE = {
+    "html": HTML,
+    "invalid json": httpx.Response(200, content=b'{"ok": tru'),
+    "empty body": httpx.Response(200, content=b""),
+    "json list": httpx.Response(200, json=[1, 2]),
+    "ok false": httpx.Response(200, json={"ok": False, "data": TASK}),
+    "data missing": httpx.Response(200, json={"ok": True}),
+    "data of the wrong shape": httpx.Response(200, json={"ok": True, "data": 5}),
+    "task without id": httpx.Response(
+        200, json={"ok": True, "data": {"title": "x", "createdAt": "2026-11-21T10:00:00Z"}}
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(GARBAGE))
+async def test_unreadable_answer_is_retried_then_succeeds(kind: str) -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [GARBAGE[kind], httpx.Response(200, json={"ok": True, "data": TASK})]
+    task = await complete(client_with(answers, seen))
+    assert task.id == "t-1"
+    assert len(seen) == 2
+    assert {r.headers["Idempotency-Key"] for r in seen} == {"k-1"}
+
+
+@pytest.mark.parametrize("kind", list(GARBAGE))
+async def test_unreadable_answers_every_time_raise_bad_response(kind: str) -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [GARBAGE[kind]] * 4
+    with pytest.raises(FactoryBadResponse, match="unreadable answer") as caught:
+        await complete(client_with(answers, seen))
+    assert len(seen) == 4  # the first attempt and 3 retries (contract §7.1)
+    assert isinstance(caught.value, FactoryUnavailable)
+    assert caught.value.uncertain  # a success status: it may have been recorded
+
+
+async def test_claim_and_read_back_parse_inside_the_retry_loop() -> None:
+    seen: list[httpx.Request] = []
+    good = httpx.Response(200, json={"ok": True, "data": {**TASK, "status": "claimed"}})
+    client = client_with([HTML, good, HTML, good], seen)
+    claimed = await client.claim_task("t-1", user_id=None, idempotency_key="k-2")
+    read = await client.get_task("t-1")
+    assert claimed.status is TaskStatus.CLAIMED and read.id == "t-1"
+    assert len(seen) == 4
+
+
+async def test_timeouts_make_the_outcome_uncertain() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [httpx.ReadTimeout("slow")] * 4
+    with pytest.raises(FactoryUnavailable) as caught:
+        await complete(client_with(answers, seen))
+    assert caught.value.uncertain
+    assert not isinstance(caught.value, FactoryBadResponse)
+
+
+async def test_refusals_and_unsent_requests_are_certain() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [
+        httpx.Response(503),
+        httpx.ConnectError("refused"),
+        httpx.Response(500),
+        httpx.Response(429),
+    ]
+    with pytest.raises(FactoryUnavailable) as caught:
+        await complete(client_with(answers, seen))
+    assert not caught.value.uncertain  # nothing can have been recorded
+
+
+async def test_a_timeout_then_refusals_stays_uncertain() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [httpx.ReadTimeout("slow"), *[httpx.Response(503)] * 3]
+    with pytest.raises(FactoryUnavailable) as caught:
+        await complete(client_with(answers, seen))
+    assert caught.value.uncertain
+
+
+async def test_error_answer_that_is_not_an_envelope_is_still_a_factory_error() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [httpx.Response(404, json=["not", "an", "envelope"])]
+    with pytest.raises(FactoryError) as caught:
+        await complete(client_with(answers, seen))
+    assert caught.value.status == 404 and caught.value.code == "HTTP_404"
+
+
+async def test_bulk_answer_of_the_wrong_shape_is_retried() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [
+        httpx.Response(200, json={"ok": True, "data": {"succeeded": "t-1"}}),
+        httpx.Response(200, json={"ok": True, "data": {"succeeded": ["t-1"], "failed": []}}),
+    ]
+    result = await client_with(answers, seen).bulk(
+        action="approve", task_ids=["t-1"], notes=None, idempotency_key="k"
+    )
+    assert result.succeeded == ["t-1"] and len(seen) == 2
+
+
+def page(items: list[object], *, has_next: bool = False) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={"ok": True, "data": items, "meta": {"pagination": {"hasNext": has_next}}},
+    )
+
+
+async def test_one_odd_item_is_left_out_and_the_others_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = {"id": "good", "title": "g", "createdAt": "2026-11-21T10:00:00Z"}
+    bad_date = {"id": "bad-date", "title": "b", "createdAt": "yesterday-ish"}
+    no_id = {"title": "n", "createdAt": "2026-11-21T10:00:00Z"}
+    later = {"id": "later", "title": "l", "createdAt": "2026-11-21T11:00:00Z"}
+    seen: list[httpx.Request] = []
+    client = client_with([page([good, bad_date, no_id, 7], has_next=True), page([later])], seen)
+    with caplog.at_level(logging.WARNING, logger="bot.factory.client"):
+        tasks = await client.iter_tasks(status="pending")
+    assert [t.id for t in tasks] == ["good", "later"]
+    assert client.skipped_items == 3
+    assert "bad-date" in caplog.text
+
+
+async def test_unknown_enum_values_map_to_safe_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    odd = {
+        "id": "odd",
+        "title": "o",
+        "createdAt": "2026-11-21T10:00:00Z",
+        "priority": "urgent",
+        "type": "vibe_check",
+        "status": "snoozed",
+    }
+    seen: list[httpx.Request] = []
+    with caplog.at_level(logging.WARNING, logger="escalation.models"):
+        [task] = await client_with([page([odd])], seen).iter_tasks(status="pending")
+    assert task.priority is Priority.HIGH  # an unknown priority counts as high
+    assert task.type is TaskType.DECISION
+    assert task.status is TaskStatus.PENDING and task.is_open
+    assert "urgent" in caplog.text
+
+
+async def test_a_list_answer_that_is_not_a_list_is_retried() -> None:
+    seen: list[httpx.Request] = []
+    client = client_with(
+        [httpx.Response(200, json={"ok": True, "data": {"items": []}}), page([])], seen
+    )
+    assert await client.iter_tasks() == []
+    assert len(seen) == 2
