@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.common import Measurement
 
-BENCHMARKS = ("click", "post", "ingest", "burst", "ladders", "restart", "peer")
+BENCHMARKS = ("click", "post", "ingest", "burst", "ladders", "restart", "peer", "memory")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ TARGETS: dict[str, list[Target]] = {
         Target("steps not taken when the wait ended", "<=", 0),
     ],
     "peer": [],
+    "memory": [Target("growth KB per task", "<=", 0.5)],
 }
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from bot.discord.batch_embeds import BatchItem, batch_items
 from bot.discord.batch_views import BATCH_DYNAMIC_ITEMS, render_batch
 from bot.discord.pacing import ChannelPacer
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
+from bot.keyed import BoundedMap
 from bot.store import BatchRecord, TrackedTask
 from escalation.batching import (
     Action,
@@ -65,6 +67,7 @@ from escalation.batching import (
     PostSingle,
     batch_key,
 )
+from escalation.markup import inline_text
 from escalation.models import TaskDecision, TaskStatus
 
 if TYPE_CHECKING:
@@ -83,6 +86,9 @@ STATE_KEY = "batcher"
 #: Most seconds between two attempts of an action that failed (Discord down, …).
 MAX_RETRY_SECONDS = 60.0
 
+#: Most batch messages (and decided items) whose last render is remembered.
+MEMORY_LIMIT = 4096
+
 
 def _fingerprint(rendered: dict[str, Any]) -> str:
     embed = rendered.get("embed")
@@ -95,7 +101,7 @@ def _fingerprint(rendered: dict[str, Any]) -> str:
 
 
 def _names(items: list[BatchItem]) -> str:
-    return ", ".join(f"**{i.tracked.task.title}**" for i in items)
+    return ", ".join(f"**{inline_text(i.tracked.task.title, 100)}**" for i in items)
 
 
 class BatchingRuntime:
@@ -142,11 +148,13 @@ class BatchingRuntime:
         self._queue: asyncio.Queue[Action] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._renders: dict[str, asyncio.Task[None]] = {}
+        self._renders: dict[str, asyncio.Task[None]] = {}  # only while a render runs
         self._dirty: set[str] = set()
-        self._shown: dict[int, str] = {}
-        self._notices: dict[str, str] = {}
-        self._marked: set[str] = set()
+        # bounded: memory must not grow with every task ever seen (forgetting costs at most
+        # one more edit, or one more idempotent mark_decided)
+        self._shown: BoundedMap[int, str] = BoundedMap(MEMORY_LIMIT)
+        self._notices: dict[str, str] = {}  # undecided items only
+        self._marked: BoundedMap[str, None] = BoundedMap(MEMORY_LIMIT)
         # ids in actions queued or being carried out, until their rows point at a message:
         # the batcher forgets a task once its message is emitted, so a second sighting of
         # the task (reconciliation, a redelivery) in that window must not batch it again
@@ -225,7 +233,7 @@ class BatchingRuntime:
             ``False`` for critical, high and production tasks (posted at once by the bridge),
             and for a task that already has a message.
         """
-        key = batch_key(tracked.task)
+        key = batch_key(tracked.task, guarded=tracked.guarded)
         if key is None or tracked.has_message or tracked.is_decided:
             return False
         if tracked.task_id in self._unattached:
@@ -244,7 +252,13 @@ class BatchingRuntime:
         if task is None or task.done():
             task = asyncio.create_task(self._render_loop(batch_id), name=f"render-{batch_id}")
             self._renders[batch_id] = task
+            task.add_done_callback(functools.partial(self._render_done, batch_id))
         await asyncio.shield(task)
+
+    def _render_done(self, batch_id: str, task: asyncio.Task[None]) -> None:
+        """Forget a finished render loop (the next refresh starts a new one)."""
+        if self._renders.get(batch_id) is task:
+            del self._renders[batch_id]
 
     # ------------------------------------------------------------------ state machine
     async def _apply(
@@ -458,7 +472,9 @@ class BatchingRuntime:
                 return actions
 
             await self._apply(mark)
-            self._marked.update(newly_decided)
+            for task_id in newly_decided:
+                self._marked[task_id] = None
+                self._notices.pop(task_id, None)
         rendered = render_batch(batch_id, items)
         log.debug("batching: render %s with %d items", batch_id, len(items))
         fingerprint = _fingerprint(rendered)
@@ -575,7 +591,10 @@ class BatchingRuntime:
                     "The buttons are still live: please try again."
                 )
             else:
-                text = f"The factory refused the bulk approval ({exc.code}: {exc.message}). Nothing was recorded."
+                text = (
+                    f"The factory refused the bulk approval ({exc.code}: "
+                    f"{inline_text(exc.message, 300)}). Nothing was recorded."
+                )
             await self.refresh_batch(batch_id)
             return Outcome("failed", text)
 
@@ -621,7 +640,7 @@ class BatchingRuntime:
             if conflict:
                 await self._refetch(task_id)
             else:
-                self._notices[task_id] = f"⚠️ approval failed: {error}"
+                self._notices[task_id] = f"⚠️ approval failed: {inline_text(error, 300)}"
             failures.append((failed_item, error))
         for task_id, item in won.items():  # ids the factory did not mention at all
             if task_id not in reported:
@@ -640,7 +659,10 @@ class BatchingRuntime:
                 f"✅ Approved {n} low-risk item{'s' if n != 1 else ''}: {_names(approved)}."
             )
         for item, error in failures:
-            lines.append(f"⚠️ **{item.tracked.task.title}** was not approved: {error}")
+            lines.append(
+                f"⚠️ **{inline_text(item.tracked.task.title, 100)}** was not approved: "
+                f"{inline_text(error, 300)}"
+            )
         if busy:
             lines.append(f"⏳ Being decided by someone else right now, left alone: {_names(busy)}")
         if refusal is not None:

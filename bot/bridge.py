@@ -11,9 +11,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.factory.events import (
@@ -22,10 +23,14 @@ from bot.factory.events import (
     TaskCompletedPayload,
     TaskPayload,
 )
+from bot.keyed import KeyedLocks
+from bot.resend import Resender
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
-from escalation.models import Task, TaskDecision
+from escalation.deploy_guard import DeployApproval
+from escalation.markup import inline_text
+from escalation.models import Task, TaskDecision, TaskType
 from escalation.permissions import decision_refusal
 
 __all__ = ["SYSTEM", "Actor", "Bridge", "Notifier", "Outcome"]
@@ -58,7 +63,12 @@ SYSTEM = Actor(name="system", via="system")
 class Outcome:
     """The result of an action, with the sentence to show the person who asked (ephemeral).
 
-    ``kind`` is ``done``, ``refused``, ``conflict``, ``failed`` or ``unknown``.
+    ``kind`` is ``done``, ``refused``, ``conflict``, ``failed``, ``unknown`` or ``pending``
+    (an approval of a production deploy was recorded; more deploy approvers must approve
+    before the decision is sent: two-person rule, :mod:`escalation.deploy_guard`) or
+    ``unconfirmed`` (the factory's answer was lost or unreadable and the task could not be
+    read back: the decision stays in flight and is re-sent in the background; the person
+    gets a DM with the outcome).
     """
 
     kind: str
@@ -87,6 +97,15 @@ class Notifier(Protocol):
         ...
 
 
+@runtime_checkable
+class DirectMessages(Protocol):
+    """A notifier that can also DM a person (``bot.discord.notifier.DiscordNotifier`` can)."""
+
+    async def send_dm(self, user_id: int, content: str) -> None:
+        """DM ``user_id`` (no pings); raises when Discord refuses (e.g. DMs closed)."""
+        ...
+
+
 class Escalation(Protocol):
     """Hooks into the escalation ladder (``bot.escalation_runtime``); a no-op by default."""
 
@@ -107,7 +126,12 @@ class _NoEscalation:
         return None
 
 
+#: Awaited with ``(attempt, problem)`` before each retry of a decision, and with
+#: ``(PROGRESS_NOTICE, sentence)`` to replace the person's "working…" answer with ``sentence``.
 ProgressCallback = Callable[[int, str], Awaitable[None]]
+
+#: The ``attempt`` of a :data:`ProgressCallback` call that is a notice, not a retry.
+PROGRESS_NOTICE = 0
 
 DECISION_VERBS = {
     "approved": "approved",
@@ -120,11 +144,25 @@ DECISION_VERBS = {
 def _who_decided(tracked: TrackedTask) -> str:
     if tracked.decided_by_discord_id:
         return f"<@{tracked.decided_by_discord_id}>"
-    return tracked.decided_by or "someone else"
+    return inline_text(tracked.decided_by or "someone else", 100)
+
+
+def _named(tracked: TrackedTask) -> str:
+    """The task's title for an answer: one line, at most 200 characters, escaped (factory
+    text never pings nor renders markdown; the answer stays within Discord's 2000)."""
+    return inline_text(tracked.task.title)
 
 
 def _when(at: datetime | None) -> str:
     return f" <t:{int(at.timestamp())}:R>" if at else ""
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, inert reason for a failure (the database driver's own message when there is
+    one: ``database or disk is full``, not SQLAlchemy's statement dump)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return inline_text(lines[0] if lines else type(inner).__name__, 200)
 
 
 class Bridge:
@@ -157,34 +195,70 @@ class Bridge:
         self.policy = settings.escalation_policy()
         self.notifier: Notifier | None = None
         self.escalation: Escalation = _NoEscalation()
-        self._message_locks: dict[str, asyncio.Lock] = {}
+        # per-task state lives only while in use: memory does not grow with tasks seen
+        self._message_locks: KeyedLocks[str] = KeyedLocks()
         self._decisions_settled: dict[str, asyncio.Event] = {}
+        #: Background re-sends of decisions whose outcome is not known yet.
+        self.resender = Resender(base_seconds=settings.factory_retry_base_seconds)
         self.batcher: Any = None  # set by the batching runtime (issue: smart batching)
 
     async def _audit(self, actor: Actor, **entry: Any) -> None:
-        """Append an audit entry for ``actor`` (see :meth:`bot.store.Store.audit`)."""
-        await self.store.audit(
-            actor_id=str(actor.discord_user_id) if actor.discord_user_id else None,
-            actor_name=actor.name,
-            via=actor.via,
-            **entry,
-        )
+        """Append an audit entry for ``actor`` (see :meth:`bot.store.Store.audit`).
 
-    def decision_data(self, actor: Actor) -> dict[str, Any]:
+        When the database takes no write (disk full, read-only) the entry is logged as an
+        error instead of raised: the person must still be told what happened.
+        """
+        try:
+            await self.store.audit(
+                actor_id=str(actor.discord_user_id) if actor.discord_user_id else None,
+                actor_name=actor.name,
+                via=actor.via,
+                **entry,
+            )
+        except Exception as exc:
+            log.error("audit entry not stored (%r): %s %r", exc, actor.name, entry)
+
+    def _factory_user_id(self, discord_user_id: int | None) -> str | None:
+        operator = self.roster.by_discord_id(discord_user_id) if discord_user_id else None
+        return operator.factory_user_id if operator else None
+
+    def decision_data(
+        self, actor: Actor, approvers: tuple[DeployApproval, ...] = ()
+    ) -> dict[str, Any]:
         """``decisionData`` sent with a decision: who decided and through what.
 
         ``{"source": "discord" | via, "discordUserId", "discordUsername", "factoryUserId"}``;
-        ``factoryUserId`` comes from the roster (``None`` for someone not in it).
+        ``factoryUserId`` comes from the roster (``None`` for someone not in it). The approval
+        of a production deploy adds ``approvers``: every deploy approver, ``[{discordUserId,
+        name, factoryUserId, at}]`` oldest first (two-person rule, contract §1.4
+        ``Approval.requiredApprovers``).
         """
-        operator = (
-            self.roster.by_discord_id(actor.discord_user_id) if actor.discord_user_id else None
-        )
-        return {
+        data: dict[str, Any] = {
             "source": "discord" if actor.discord_user_id else actor.via,
             "discordUserId": str(actor.discord_user_id) if actor.discord_user_id else None,
             "discordUsername": actor.name,
-            "factoryUserId": operator.factory_user_id if operator else None,
+            "factoryUserId": self._factory_user_id(actor.discord_user_id),
         }
+        if approvers:
+            data["approvers"] = [a.to_wire() for a in approvers]
+        return data
+
+    def _deploy_approvers(self, tracked: TrackedTask, decision: str) -> tuple[DeployApproval, ...]:
+        """The approvers a guarded approval carries: those collected, else whoever is deciding."""
+        if decision != TaskDecision.APPROVED.value or not tracked.guarded:
+            return ()
+        if tracked.deploy_approvals:
+            return tracked.deploy_approvals
+        if tracked.inflight_by_discord_id is None:
+            return ()
+        return (
+            DeployApproval(
+                discord_user_id=tracked.inflight_by_discord_id,
+                name=tracked.inflight_by_name or "unknown",
+                factory_user_id=self._factory_user_id(tracked.inflight_by_discord_id),
+                at=tracked.inflight_at or self.clock(),
+            ),
+        )
 
     async def _conflicted(
         self, tracked: TrackedTask, decision: str, actor: Actor, request: dict[str, Any]
@@ -241,11 +315,9 @@ class Bridge:
         """The task's SLA deadline: ``slaDeadline``, or created + SLA of its priority."""
         return self.policy.deadline_for(task.created_at, task.priority, task.sla_deadline)
 
-    def _lock(self, task_id: str) -> asyncio.Lock:
-        lock = self._message_locks.get(task_id)
-        if lock is None:
-            lock = self._message_locks[task_id] = asyncio.Lock()
-        return lock
+    def _lock(self, task_id: str) -> AbstractAsyncContextManager[None]:
+        """The task's message lock (``async with``); forgotten once nobody holds it."""
+        return self._message_locks(task_id)
 
     async def track(self, task: Task) -> TrackedTask:
         """Store (or refresh) a task snapshot from the factory."""
@@ -265,9 +337,31 @@ class Bridge:
             return tracked
         if tracked.is_decided:
             return tracked  # decided before we ever showed it: nothing to ask anyone
+        tracked = await self._look_up_approval(tracked)
         if self.batcher is not None and await self.batcher.offer(tracked):
             return tracked
         return await self.post_single(tracked)
+
+    async def _look_up_approval(self, tracked: TrackedTask) -> TrackedTask:
+        """Read the approval behind an approval task the bridge knows no approval of.
+
+        ``GET /v1/approvals`` (contract §1.5) tells whether it is a deploy and how many people
+        must approve it. When it cannot be read the task is guarded (fail safe,
+        :mod:`escalation.deploy_guard`): a false alarm costs one typed word.
+        """
+        task = tracked.task
+        if task.type is not TaskType.APPROVAL or tracked.approval is not None:
+            return tracked
+        try:
+            approval = await self.factory.find_approval(task.id, pipeline_id=task.pipeline_id)
+        except (FactoryError, FactoryUnavailable, ValueError) as exc:
+            log.warning("approval of task %s could not be read (guarded): %s", task.id, exc)
+            await self.store.set_approval(task.id, None, unread=True)
+        else:
+            if approval is None and not tracked.approval_unread:
+                return tracked  # none listed: nothing to remember
+            await self.store.set_approval(task.id, approval)
+        return await self.store.get_task(task.id) or tracked
 
     async def post_single(self, tracked: TrackedTask) -> TrackedTask:
         """Post the single-task message for ``tracked`` unless one exists (compare-and-set)."""
@@ -319,6 +413,7 @@ class Bridge:
             await self.show_task(payload.task)
         elif event.type == "approval.pending" and isinstance(payload, ApprovalPayload):
             task = payload.task or await self.factory.get_task(payload.approval.task_id)
+            await self.store.set_approval(task.id, payload.approval)
             await self.show_task(task)
         elif isinstance(payload, TaskCompletedPayload):
             await self._apply_factory_task(payload.task)
@@ -357,19 +452,29 @@ class Bridge:
         """
         await self._apply_factory_task(task)
 
-    async def resume_decision(self, tracked: TrackedTask) -> Outcome:
-        """Re-send a decision a crash left in flight, with its original ``Idempotency-Key``.
+    async def resume_decision(
+        self, tracked: TrackedTask, *, notify: bool = True, why: str = "re-sent after restart"
+    ) -> Outcome:
+        """Re-send a decision left in flight, with its original ``Idempotency-Key``.
 
-        The factory answers 200 (it executes the decision, or replays its first answer when
-        the original request had arrived — contract §7.1) or 409 (the task was decided, by
-        this decision or another one): both settle it, and the message is brought up to date.
-        When the factory cannot be reached the decision stays in flight and is tried again by
-        the next reconciliation; any other refusal clears it (the buttons are live again).
+        Left by a crash (found at start by :mod:`bot.reconcile`) or by a send whose outcome
+        stayed unknown (:attr:`resender`). The factory answers 200 (it executes the decision,
+        or replays its first answer when the original request had arrived — contract §7.1) or
+        409 (the task was decided, by this decision or another one): both settle it, and the
+        message is brought up to date. A timeout or an unreadable answer leads to reading the
+        task back: a decision found there settles it. When the factory cannot be reached the
+        decision stays in flight and is tried again (the background re-send, or the next
+        reconciliation); any other refusal clears it (the buttons are live again).
 
         Parameters
         ----------
         tracked:
             A task from :meth:`bot.store.Store.inflight_decisions`.
+        notify:
+            DM the person who clicked the outcome once it settles: their click was never
+            answered with it (a crash cut it short, or they were told "not confirmed yet").
+        why:
+            Said in the audit (``re-sent after restart`` …).
 
         Returns
         -------
@@ -387,9 +492,30 @@ class Bridge:
             via="resume",
             discord_user_id=tracked.inflight_by_discord_id,
         )
+        try:
+            outcome = await self._resend_once(tracked, decision, key, actor, why)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. the database took no write: still in flight
+            log.exception("%s: decision on %s not settled", why, task_id)
+            return Outcome("failed", f"{why}: {exc!r}; still in flight", tracked)
+        if notify and actor.discord_user_id is not None:
+            try:
+                fresh = await self.store.get_task(task_id)
+            except Exception:
+                return outcome
+            if fresh is None or fresh.inflight_key != key:  # settled: tell the clicker
+                await self._dm_outcome(actor, tracked, decision, outcome)
+        return outcome
+
+    async def _resend_once(
+        self, tracked: TrackedTask, decision: str, key: str, actor: Actor, why: str
+    ) -> Outcome:
+        """One re-send of ``tracked``'s decision in flight (see :meth:`resume_decision`)."""
+        task_id = tracked.task_id
         notes = tracked.inflight_notes
         request = {"decision": decision, "notes": notes, "idempotencyKey": key}
-        decision_data = self.decision_data(actor)
+        decision_data = self.decision_data(actor, self._deploy_approvers(tracked, decision))
         try:
             task = await self.factory.complete_task(
                 task_id,
@@ -399,17 +525,38 @@ class Bridge:
                 idempotency_key=key,
             )
         except FactoryUnavailable as exc:
+            if exc.uncertain:
+                state, found = await self._read_back(task_id)
+                if state == "decided" and found is not None:
+                    return await self._settle_from_factory(
+                        tracked, found, decision, actor, notes, key, request, f"{why}; read back"
+                    )
+                if state == "gone":
+                    await self._clear_inflight(task_id, key)
+                    await self._audit(
+                        actor,
+                        action=f"task.{decision}",
+                        task_id=task_id,
+                        request=request,
+                        outcome="failed",
+                        detail=f"{why}: the factory no longer knows the task",
+                    )
+                    return Outcome(
+                        "failed",
+                        "The factory no longer knows this task: your decision was NOT recorded.",
+                        tracked,
+                    )
             await self._audit(
                 actor,
                 action=f"task.{decision}",
                 task_id=task_id,
                 request=request,
                 outcome="failed",
-                detail=f"re-send after restart: {exc}; still in flight, retried later",
+                detail=f"{why}: {exc}; still in flight, retried later",
             )
             return Outcome("failed", str(exc), tracked)
         except FactoryError as exc:
-            await self.store.abort_decision(task_id, key)
+            await self._clear_inflight(task_id, key)
             if exc.is_conflict:
                 return await self._conflicted(tracked, decision, actor, request)
             await self._audit(
@@ -418,19 +565,59 @@ class Bridge:
                 task_id=task_id,
                 request=request,
                 outcome="failed",
-                detail=f"re-send after restart refused: {exc}",
+                detail=f"{why}, refused: {exc}",
             )
-            await self.refresh_message(task_id)
-            return Outcome("failed", str(exc), tracked)
+            await self._quietly(self.refresh_message(task_id), f"refresh the message of {task_id}")
+            return Outcome(
+                "failed",
+                f"The factory refused it ({exc.code}: {inline_text(exc.message, 300)}): your "
+                "decision was NOT recorded. The buttons are live again.",
+                tracked,
+            )
         confirmed = await self._record_confirmed(
-            task, decision, actor, notes, request, "re-sent after restart; factory confirmed"
+            task, decision, actor, notes, request, f"{why}; factory confirmed"
         )
         self._settle(task_id)
-        await self.refresh_message(task_id)
-        await self.escalation.task_changed(task_id)
+        await self._quietly(self.refresh_message(task_id), f"refresh the message of {task_id}")
+        await self._quietly(self.escalation.task_changed(task_id), f"re-plan {task_id}")
         if confirmed.decision != decision:
             return Outcome("conflict", self._conflict_message(confirmed), confirmed)
-        return Outcome("done", f"Task **{confirmed.task.title}** {decision}.", confirmed)
+        verb = DECISION_VERBS.get(decision, decision)
+        return Outcome("done", f"Task **{_named(confirmed)}** {verb}.", confirmed)
+
+    async def _dm_outcome(
+        self, actor: Actor, tracked: TrackedTask, decision: str, outcome: Outcome
+    ) -> None:
+        """DM the person whose click was cut short what became of their decision (audited)."""
+        user_id = actor.discord_user_id
+        notifier = self.notifier
+        if user_id is None or not isinstance(notifier, DirectMessages):
+            return
+        verb = DECISION_VERBS.get(decision, decision)
+        icon = {"done": "✅", "conflict": "ℹ️"}.get(outcome.kind, "⚠️")
+        text = (
+            f"{icon} About your decision on **{_named(tracked)}** ({verb}"
+            f"{_when(tracked.inflight_at)}): {outcome.message}"
+        )
+        try:
+            await notifier.send_dm(user_id, text)
+        except Exception as exc:
+            log.warning("could not DM %s the outcome on %s: %r", user_id, tracked.task_id, exc)
+            await self._audit(
+                actor,
+                action="decision.dm",
+                task_id=tracked.task_id,
+                outcome="failed",
+                detail=f"outcome {outcome.kind} not sent: {exc!r}"[:500],
+            )
+            return
+        await self._audit(
+            actor,
+            action="decision.dm",
+            task_id=tracked.task_id,
+            outcome="ok",
+            detail=f"told the outcome: {outcome.kind}",
+        )
 
     # ------------------------------------------------------------------ decisions
     def _settle(self, task_id: str) -> None:
@@ -478,6 +665,7 @@ class Bridge:
             actor.role_ids,
             approver_role_ids=self.settings.discord_approver_role_ids,
             deploy_approver_role_ids=self.settings.discord_deploy_approver_role_ids,
+            guarded=tracked.guarded,
         )
 
     def _conflict_message(self, tracked: TrackedTask) -> str:
@@ -600,16 +788,24 @@ class Bridge:
         if tracked.is_decided:
             await self._audit_conflict(actor, decision, task_id, request, tracked)
             return Outcome("conflict", self._conflict_message(tracked), tracked)
+        if decision == TaskDecision.APPROVED.value and tracked.guarded:
+            gathering = await self._collect_deploy_approval(tracked, actor, request)
+            if isinstance(gathering, Outcome):
+                return gathering
+            tracked = gathering
 
         key = FactoryClient.new_idempotency_key(idempotency_seed)
-        won = await self.store.begin_decision(
-            task_id,
-            decision,
-            discord_user_id=actor.discord_user_id,
-            name=actor.name,
-            key=key,
-            notes=notes,
-        )
+        try:
+            won = await self.store.begin_decision(
+                task_id,
+                decision,
+                discord_user_id=actor.discord_user_id,
+                name=actor.name,
+                key=key,
+                notes=notes,
+            )
+        except Exception as exc:  # the database takes no write (disk full, read-only)
+            return await self._not_recorded_by_bridge(actor, decision, tracked, request, exc)
         if won is None:
             settled = await self._wait_settled(task_id)
             if settled is not None and settled.is_decided:
@@ -626,6 +822,77 @@ class Bridge:
             return await self._send_decision(won, decision, actor, notes, key, request, on_retry)
         finally:
             self._settle(task_id)
+
+    async def _collect_deploy_approval(
+        self, tracked: TrackedTask, actor: Actor, request: dict[str, Any]
+    ) -> TrackedTask | Outcome:
+        """The two-person rule: record ``actor``'s approval of a guarded task.
+
+        When the task needs more than one deploy approver (``DEPLOY_REQUIRED_APPROVERS`` or
+        the approval's ``requiredApprovers``, contract §1.4), each distinct person's approval
+        is stored and audited; the decision is sent only once enough distinct people approved.
+
+        Returns
+        -------
+        TrackedTask or Outcome
+            The task (with every approval collected) when the decision may be sent now;
+            otherwise the answer for ``actor``: ``pending`` (recorded, waiting for more) or
+            ``refused`` (they had approved already; nothing changed).
+        """
+        task_id = tracked.task_id
+        required = tracked.approvals_required(self.settings.deploy_required_approvers)
+        if required <= 1 or actor.discord_user_id is None:
+            return tracked
+        added, approvals = await self.store.add_deploy_approval(
+            task_id,
+            DeployApproval(
+                discord_user_id=actor.discord_user_id,
+                name=actor.name,
+                factory_user_id=self._factory_user_id(actor.discord_user_id),
+                at=self.clock(),
+            ),
+        )
+        count = len(approvals)
+        if added:
+            await self._audit(
+                actor,
+                action="task.deploy_approval",
+                task_id=task_id,
+                request=request,
+                outcome="ok",
+                detail=f"{count} of {required} deploy approvals",
+            )
+        if count >= required:
+            fresh = await self.store.get_task(task_id)
+            return fresh or tracked
+        if not added:
+            message = (
+                f"You have already approved this deploy ({count} of {required} approvals). "
+                "It needs a different deploy approver; nothing changed."
+            )
+            await self._audit(
+                actor,
+                action="task.deploy_approval",
+                task_id=task_id,
+                request=request,
+                outcome="refused",
+                detail="same approver twice",
+            )
+            return Outcome("refused", message, tracked)
+        await self.refresh_message(task_id)
+        missing = required - count
+        if required == 2:
+            more = "a second deploy approver approves"
+        elif missing == 1:
+            more = "one more deploy approver approves"
+        else:
+            more = f"{missing} more deploy approvers approve"
+        return Outcome(
+            "pending",
+            f"✅ Your approval of **{_named(tracked)}** is recorded ({count} of {required}). "
+            f"Nothing is sent to the factory until {more}.",
+            tracked,
+        )
 
     async def _audit_conflict(
         self,
@@ -654,66 +921,377 @@ class Bridge:
         request: dict[str, Any],
         on_retry: ProgressCallback | None,
     ) -> Outcome:
+        """Send a decision marked in flight and tell the truth about what became of it.
+
+        Whatever fails, the decision never stays in flight unattended: it is confirmed,
+        cleared (the factory refused it, or reading the task back shows it was not recorded)
+        or handed to :attr:`resender`, which re-sends it in the background with the same
+        ``Idempotency-Key`` (contract §7.1) and DMs the person the outcome. A timeout or an
+        unreadable answer is not a "no": the task is read back (``GET /v1/tasks/{id}``) before
+        anything is said.
+        """
         task_id = tracked.task_id
-        decision_data = self.decision_data(actor)
-        started = time.monotonic()
         try:
-            task = await self.factory.complete_task(
-                task_id,
-                decision=decision,
-                notes=notes,
-                decision_data=decision_data,
-                idempotency_key=key,
-                on_retry=on_retry,
-            )
-        except FactoryError as exc:
-            await self.store.abort_decision(task_id, key)
-            if exc.is_conflict:
-                return await self._conflicted(tracked, decision, actor, request)
-            await self._audit(
+            decision_data = self.decision_data(actor, self._deploy_approvers(tracked, decision))
+            started = time.monotonic()
+            try:
+                task = await self.factory.complete_task(
+                    task_id,
+                    decision=decision,
+                    notes=notes,
+                    decision_data=decision_data,
+                    idempotency_key=key,
+                    on_retry=on_retry,
+                )
+            except FactoryError as exc:
+                await self._clear_inflight(task_id, key)
+                if exc.is_conflict:
+                    return await self._conflicted(tracked, decision, actor, request)
+                await self._audit(
+                    actor,
+                    action=f"task.{decision}",
+                    task_id=task_id,
+                    request=request,
+                    outcome="failed",
+                    detail=str(exc),
+                )
+                return Outcome(
+                    "failed",
+                    f"The factory refused the decision ({exc.code}: {inline_text(exc.message, 300)}). "
+                    "Nothing was recorded.",
+                    tracked,
+                )
+            except FactoryUnavailable as exc:
+                if exc.uncertain:
+                    return await self._unconfirmed(
+                        tracked,
+                        decision,
+                        actor,
+                        notes,
+                        key,
+                        request,
+                        on_retry,
+                        str(exc),
+                    )
+                await self._clear_inflight(task_id, key)
+                await self._audit(
+                    actor,
+                    action=f"task.{decision}",
+                    task_id=task_id,
+                    request=request,
+                    outcome="failed",
+                    detail=str(exc),
+                )
+                return Outcome(
+                    "failed",
+                    "⚠️ The factory could not be reached, so your decision was NOT recorded. "
+                    "The buttons are still live: please try again.",
+                    tracked,
+                )
+            except Exception as exc:  # an answer nobody foresaw: the outcome is unknown
+                log.exception("decision on task %s: unexpected error from the factory", task_id)
+                return await self._unconfirmed(
+                    tracked, decision, actor, notes, key, request, on_retry, repr(exc)
+                )
+            return await self._confirmed(
+                tracked,
+                task,
+                decision,
                 actor,
-                action=f"task.{decision}",
-                task_id=task_id,
-                request=request,
-                outcome="failed",
-                detail=str(exc),
+                notes,
+                key,
+                request,
+                f"factory confirmed in {time.monotonic() - started:.2f}s",
             )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the bridge itself failed (e.g. a database write)
+            log.exception("decision on task %s: the bridge failed while sending it", task_id)
+            return await self._after_bridge_failure(tracked, key, exc)
+
+    async def _confirmed(
+        self,
+        tracked: TrackedTask,
+        task: Task,
+        decision: str,
+        actor: Actor,
+        notes: str | None,
+        key: str,
+        request: dict[str, Any],
+        detail: str,
+    ) -> Outcome:
+        """The factory confirmed ``decision`` (``task`` is its record): store, show, answer.
+
+        When the bridge cannot store it (the database takes no write) the person is told
+        that the factory recorded it all the same, and the decision stays in flight for a
+        background re-send, which the factory answers by replaying its record (contract
+        §7.1) and which stores it once the database is back.
+        """
+        task_id = tracked.task_id
+        verb = DECISION_VERBS.get(decision, decision)
+        try:
+            confirmed = await self._record_confirmed(task, decision, actor, notes, request, detail)
+        except Exception as exc:
+            log.exception("decision on task %s confirmed by the factory but not stored", task_id)
+            self._resend_in_background(task_id, notify=False)
             return Outcome(
-                "failed",
-                f"The factory refused the decision ({exc.code}: {exc.message}). Nothing was recorded.",
+                "done",
+                f"✅ The factory recorded your decision: **{_named(tracked)}** {verb}. "
+                f"⚠️ The bridge could not record it ({_reason(exc)}), so the task "
+                "message may not show it until the bridge's database takes writes again.",
                 tracked,
             )
-        except FactoryUnavailable as exc:
-            await self.store.abort_decision(task_id, key)
-            await self._audit(
-                actor,
-                action=f"task.{decision}",
-                task_id=task_id,
-                request=request,
-                outcome="failed",
-                detail=str(exc),
-            )
-            return Outcome(
-                "failed",
-                "⚠️ The factory could not be reached, so your decision was NOT recorded. "
-                "The buttons are still live: please try again.",
-                tracked,
-            )
-        confirmed = await self._record_confirmed(
-            task,
-            decision,
-            actor,
-            notes,
-            request,
-            f"factory confirmed in {time.monotonic() - started:.2f}s",
-        )
         self._settle(task_id)
-        await self.refresh_message(task_id)
-        await self.escalation.task_changed(task_id)
+        await self._quietly(self.refresh_message(task_id), f"refresh the message of {task_id}")
+        await self._quietly(self.escalation.task_changed(task_id), f"re-plan {task_id}")
         if confirmed.decision != decision:  # the factory's own record differs: say so
             return Outcome("conflict", self._conflict_message(confirmed), confirmed)
-        verb = DECISION_VERBS[decision]
-        return Outcome("done", f"Task **{confirmed.task.title}** {verb}.", confirmed)
+        return Outcome("done", f"Task **{_named(confirmed)}** {verb}.", confirmed)
+
+    async def _unconfirmed(
+        self,
+        tracked: TrackedTask,
+        decision: str,
+        actor: Actor,
+        notes: str | None,
+        key: str,
+        request: dict[str, Any],
+        on_retry: ProgressCallback | None,
+        problem: str,
+    ) -> Outcome:
+        """Every attempt timed out or was answered with something unreadable: the outcome is
+        unknown, not a "no". The person is told so, the task is read back and the truth is
+        told: recorded (shown as done, with the factory's ``decidedBy``), NOT recorded (the
+        buttons are live again) or still unknown (the decision stays in flight and is re-sent
+        in the background with the same ``Idempotency-Key``; the person gets a DM)."""
+        task_id = tracked.task_id
+        if on_retry is not None:
+            await self._quietly(
+                on_retry(
+                    PROGRESS_NOTICE,
+                    "⏳ Not confirmed yet: checking the task at the factory…",
+                ),
+                "tell the person the decision is being checked",
+            )
+        state, task = await self._read_back(task_id)
+        if state == "decided" and task is not None:
+            return await self._settle_from_factory(
+                tracked,
+                task,
+                decision,
+                actor,
+                notes,
+                key,
+                request,
+                f"unconfirmed ({problem}); read back",
+            )
+        if state in ("open", "gone"):
+            await self._clear_inflight(task_id, key)
+            await self._audit(
+                actor,
+                action=f"task.{decision}",
+                task_id=task_id,
+                request=request,
+                outcome="failed",
+                detail=f"unconfirmed ({problem}); read back: {state}, not recorded",
+            )
+            if state == "gone":
+                return Outcome(
+                    "failed",
+                    "⚠️ The factory did not confirm your decision and no longer knows this "
+                    "task: nothing was recorded.",
+                    tracked,
+                )
+            return Outcome(
+                "failed",
+                "⚠️ The factory did not confirm your decision, and reading the task back shows "
+                "it was NOT recorded. The buttons are still live: please try again.",
+                tracked,
+            )
+        await self._audit(
+            actor,
+            action=f"task.{decision}",
+            task_id=task_id,
+            request=request,
+            outcome="unknown",
+            detail=f"unconfirmed ({problem}); task not readable; re-sent in the background",
+        )
+        self._resend_in_background(task_id, notify=True)
+        return Outcome(
+            "unconfirmed",
+            "⚠️ Not confirmed yet: the factory did not answer in time and the task could not be "
+            "read back. Your decision stays queued and is re-sent in the background with the "
+            "same key (it cannot be recorded twice); you will get a DM with the outcome.",
+            tracked,
+        )
+
+    async def _after_bridge_failure(
+        self, tracked: TrackedTask, key: str, exc: Exception
+    ) -> Outcome:
+        """The bridge failed in the middle of a decision: if it is still in flight (or the
+        store cannot tell), hand it to a background re-send and say so; otherwise it was
+        settled before the failure, and the message shows how."""
+        task_id = tracked.task_id
+        name = inline_text(type(exc).__name__, 80)
+        try:
+            fresh = await self.store.get_task(task_id)
+            still = fresh is not None and fresh.inflight_key == key
+        except Exception:
+            still = True
+        if not still:
+            return Outcome(
+                "failed",
+                f"⚠️ The bridge failed ({name}) after the factory answered; the task message "
+                "shows what was recorded.",
+                tracked,
+            )
+        self._resend_in_background(task_id, notify=True)
+        return Outcome(
+            "unconfirmed",
+            f"⚠️ The bridge failed while recording your decision ({name}). It stays queued "
+            "and is re-sent in the background with the same key (it cannot be recorded "
+            "twice); you will get a DM with the outcome.",
+            tracked,
+        )
+
+    async def _not_recorded_by_bridge(
+        self,
+        actor: Actor,
+        decision: str,
+        tracked: TrackedTask,
+        request: dict[str, Any],
+        exc: Exception,
+    ) -> Outcome:
+        """The bridge could not mark the decision in flight (its database takes no write):
+        nothing was sent to the factory, and the person is told so."""
+        log.error("decision on task %s not recorded by the bridge: %r", tracked.task_id, exc)
+        await self._audit(
+            actor,
+            action=f"task.{decision}",
+            task_id=tracked.task_id,
+            request=request,
+            outcome="failed",
+            detail=f"the bridge could not record it: {exc!r}"[:500],
+        )
+        return Outcome(
+            "failed",
+            "⚠️ The bridge could not record your decision (its database is not taking writes: "
+            f"{_reason(exc)}), so nothing was sent to the factory. "
+            "The buttons are still live: please try again later.",
+            tracked,
+        )
+
+    async def _read_back(self, task_id: str) -> tuple[str, Task | None]:
+        """``GET /v1/tasks/{id}`` after an unconfirmed request.
+
+        Returns ``("decided", task)``, ``("open", task)``, ``("gone", None)`` (404 / 410) or
+        ``("unknown", None)`` when the factory could not be read.
+        """
+        try:
+            task = await self.factory.get_task(task_id)
+        except FactoryError as exc:
+            if exc.status in (404, 410):
+                return "gone", None
+            log.warning("read-back of task %s refused: %s", task_id, exc)
+            return "unknown", None
+        except Exception as exc:
+            log.warning("read-back of task %s failed: %r", task_id, exc)
+            return "unknown", None
+        return ("decided" if task.decision is not None else "open"), task
+
+    def _decided_by(self, task: Task, actor: Actor) -> bool:
+        """True when the factory's record of ``task`` is ``actor``'s decision (its
+        ``decisionData`` names them, or its ``decidedBy`` is their factory id or name)."""
+        who = task.decision_data.get("discordUserId")
+        if who is not None and actor.discord_user_id is not None:
+            return str(who) == str(actor.discord_user_id)
+        names = {actor.name, self._factory_user_id(actor.discord_user_id)}
+        return task.decided_by is not None and task.decided_by in names
+
+    async def _settle_from_factory(
+        self,
+        tracked: TrackedTask,
+        task: Task,
+        decision: str,
+        actor: Actor,
+        notes: str | None,
+        key: str,
+        request: dict[str, Any],
+        detail: str,
+    ) -> Outcome:
+        """The task read back is decided: ours (stored as confirmed, shown as done with the
+        factory's ``decidedBy``) or someone else's (ours cleared, theirs shown)."""
+        task_id = tracked.task_id
+        if (
+            task.decision is not None
+            and task.decision.value == decision
+            and self._decided_by(task, actor)
+        ):
+            outcome = await self._confirmed(
+                tracked, task, decision, actor, notes, key, request, detail
+            )
+            if outcome.kind == "done" and task.decided_by:
+                by = inline_text(task.decided_by, 100)
+                outcome = Outcome(
+                    "done",
+                    f"{outcome.message} Confirmed by reading the task back: the factory "
+                    f"records it as decided by {by}.",
+                    outcome.tracked,
+                )
+            return outcome
+        await self._clear_inflight(task_id, key)
+        await self._audit_conflict(actor, decision, task_id, request, tracked)
+        await self._apply_factory_task(task)
+        fresh = await self.store.get_task(task_id)
+        if fresh is not None and fresh.is_decided:
+            return Outcome("conflict", self._conflict_message(fresh), fresh)
+        return Outcome(
+            "conflict",
+            "Someone decided this task first; yours was not recorded.",
+            fresh,
+        )
+
+    async def _clear_inflight(self, task_id: str, key: str) -> None:
+        """Clear our in-flight mark (the factory did not record it); when the database takes
+        no write the mark stays and a background re-send settles it later."""
+        try:
+            await self.store.abort_decision(task_id, key)
+        except Exception as exc:
+            log.error(
+                "in-flight decision on %s not cleared (%r): settled in the background",
+                task_id,
+                exc,
+            )
+            self._resend_in_background(task_id, notify=False)
+
+    def _resend_in_background(self, task_id: str, *, notify: bool) -> None:
+        """Hand the decision in flight on ``task_id`` to :attr:`resender` (same key, with
+        backoff) until it settles; ``notify`` DMs the clicker the outcome then."""
+
+        async def attempt() -> bool:
+            tracked = await self.store.get_task(task_id)
+            if tracked is None or tracked.inflight_key is None or tracked.is_decided:
+                return True
+            await self.resume_decision(tracked, notify=notify, why="re-sent in the background")
+            fresh = await self.store.get_task(task_id)
+            return fresh is None or fresh.inflight_key != tracked.inflight_key
+
+        if self.resender.schedule(task_id, attempt):
+            log.info("decision in flight on %s handed to a background re-send", task_id)
+
+    async def _quietly(self, work: Awaitable[Any], what: str) -> None:
+        """Await ``work``; a failure is logged (the outcome told to the person stands)."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not %s", what)
+
+    async def stop(self) -> None:
+        """Stop background re-sends (what they carry stays in flight in the store and is
+        re-sent at the next start, see :mod:`bot.reconcile`)."""
+        await self.resender.stop()
 
     async def _refetch(self, task_id: str) -> TrackedTask | None:
         try:
@@ -762,32 +1340,103 @@ class Bridge:
                     outcome="failed",
                     detail=str(exc),
                 )
-                return Outcome("failed", f"The factory refused: {exc.message}", tracked)
+                return Outcome(
+                    "failed", f"The factory refused: {inline_text(exc.message, 300)}", tracked
+                )
         except FactoryUnavailable as exc:
-            await self._audit(
-                actor,
-                action="task.acknowledge",
-                task_id=task_id,
-                outcome="failed",
-                detail=str(exc),
+            if exc.uncertain:  # a timeout or an unreadable answer is not a "no": read back
+                unconfirmed = await self._claim_unconfirmed(tracked, actor, str(exc))
+                if unconfirmed is not None:
+                    return unconfirmed
+            else:
+                await self._audit(
+                    actor,
+                    action="task.acknowledge",
+                    task_id=task_id,
+                    outcome="failed",
+                    detail=str(exc),
+                )
+                return Outcome(
+                    "failed",
+                    "The factory could not be reached; not acknowledged. Try again.",
+                    tracked,
+                )
+        except Exception as exc:  # an answer nobody foresaw: the outcome is unknown
+            log.exception("acknowledging task %s: unexpected error from the factory", task_id)
+            unconfirmed = await self._claim_unconfirmed(tracked, actor, repr(exc))
+            if unconfirmed is not None:
+                return unconfirmed
+        try:
+            await self.store.set_acknowledged(
+                task_id, actor.discord_user_id or 0, actor.name, self.clock()
             )
+        except Exception as exc:  # the database takes no write
+            log.exception("acknowledgement of %s confirmed by the factory but not stored", task_id)
             return Outcome(
-                "failed", "The factory could not be reached; not acknowledged. Try again.", tracked
+                "done",
+                f"👀 The factory recorded your acknowledgement of **{_named(tracked)}**. ⚠️ The "
+                f"bridge could not record it ({_reason(exc)}), so reminders may go on until its "
+                "database takes writes again.",
+                tracked,
             )
-        await self.store.set_acknowledged(
-            task_id, actor.discord_user_id or 0, actor.name, self.clock()
-        )
         await self._audit(
             actor,
             action="task.acknowledge",
             task_id=task_id,
             outcome="ok",
         )
-        await self.refresh_message(task_id)
-        await self.escalation.task_changed(task_id)
+        await self._quietly(self.refresh_message(task_id), f"refresh the message of {task_id}")
+        await self._quietly(self.escalation.task_changed(task_id), f"re-plan {task_id}")
         return Outcome(
             "done",
-            f"👀 You acknowledged **{tracked.task.title}**. Reminders stop; the SLA still applies.",
+            f"👀 You acknowledged **{_named(tracked)}**. Reminders stop; the SLA still applies.",
+            tracked,
+        )
+
+    async def _claim_unconfirmed(
+        self, tracked: TrackedTask, actor: Actor, problem: str
+    ) -> Outcome | None:
+        """A claim whose answer was lost or unreadable: read the task back.
+
+        Returns ``None`` when the factory shows the task claimed (the acknowledgement goes
+        ahead), else the truthful answer: decided meanwhile, NOT acknowledged, or unknown
+        (then pressing Acknowledge again is safe: same request, contract §7.1).
+        """
+        task_id = tracked.task_id
+        state, task = await self._read_back(task_id)
+        if task is not None and task.claimed_by is not None and state == "open":
+            await self._audit(
+                actor,
+                action="task.acknowledge",
+                task_id=task_id,
+                outcome="ok",
+                detail=f"unconfirmed ({problem}); read back: claimed by {task.claimed_by}",
+            )
+            return None
+        if state == "decided" and task is not None:
+            await self._quietly(self._apply_factory_task(task), f"apply task {task_id}")
+            fresh = await self.store.get_task(task_id)
+            if fresh is not None and fresh.is_decided:
+                return Outcome("conflict", self._conflict_message(fresh), fresh)
+        recorded = "NOT" if state in ("open", "gone") else "unknown"
+        await self._audit(
+            actor,
+            action="task.acknowledge",
+            task_id=task_id,
+            outcome="failed" if recorded == "NOT" else "unknown",
+            detail=f"unconfirmed ({problem}); read back: {state}",
+        )
+        if recorded == "NOT":
+            return Outcome(
+                "failed",
+                "⚠️ The factory did not confirm your acknowledgement, and reading the task back "
+                "shows it was NOT recorded. Please try again.",
+                tracked,
+            )
+        return Outcome(
+            "failed",
+            "⚠️ The factory did not confirm your acknowledgement and the task could not be "
+            "read back, so it may or may not be recorded. Pressing Acknowledge again is safe.",
             tracked,
         )
 
@@ -821,6 +1470,6 @@ class Bridge:
         await self.escalation.task_changed(task_id)
         return Outcome(
             "done",
-            f"💤 Reminders for **{tracked.task.title}** snoozed until <t:{int(until.timestamp())}:f>. The SLA deadline does not move.",
+            f"💤 Reminders for **{_named(tracked)}** snoozed until <t:{int(until.timestamp())}:f>. The SLA deadline does not move.",
             tracked,
         )

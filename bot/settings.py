@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     discord_feed_channel_id: int | None = None
     discord_approver_role_ids: RoleIds = frozenset()
     discord_deploy_approver_role_ids: RoleIds = frozenset()
+    #: distinct deploy approvers a guarded task needs (escalation.deploy_guard; 2 = two-person rule)
+    deploy_required_approvers: int = Field(default=1, ge=1, le=10)
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg"
     discord_guild_ready_timeout_seconds: float = Field(default=2.0, ge=0)
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
     # --- The bridge's own service --------------------------------------------------------------
     bridge_http_host: str = "0.0.0.0"
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
+    bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
     database_url: str = "sqlite:///./data/bridge.db"
     bridge_roster_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -93,7 +93,7 @@ SNAPSHOT_VERSION = 1
 _ROUTINE_PRIORITIES = frozenset({Priority.MEDIUM, Priority.LOW})
 
 
-def batch_key(task: Task) -> str | None:
+def batch_key(task: Task, *, guarded: bool | None = None) -> str | None:
     """Batch key of a routine task, ``None`` for a task that must be posted alone at once.
 
     Parameters
@@ -108,9 +108,13 @@ def batch_key(task: Task) -> str | None:
         ``"approval:-"``) when the task is routine: priority ``medium`` or ``low`` and not
         :attr:`~escalation.models.Task.deploys_to_production`. ``None`` for critical and high
         tasks and for anything touching production (master plan §7: those are never delayed or
-        bundled).
+        bundled). ``guarded`` is the deploy guard's verdict when the caller knows the approval
+        behind the task (:func:`escalation.deploy_guard.is_guarded`); ``None`` judges from
+        the task alone.
     """
-    if task.priority not in _ROUTINE_PRIORITIES or task.deploys_to_production:
+    if guarded is None:
+        guarded = task.deploys_to_production
+    if task.priority not in _ROUTINE_PRIORITIES or guarded:
         return None
     return f"{task.type}:{task.stage_name or '-'}"
 

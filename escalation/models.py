@@ -10,15 +10,18 @@ This module imports nothing from Discord, Twilio or HTTP: it is the core's vocab
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
     "PRIORITY_ORDER",
+    "TASK_ID_PATTERN",
+    "Approval",
     "ContractModel",
     "DiffFile",
     "DiffSummary",
@@ -28,6 +31,7 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskDecision",
+    "TaskId",
     "TaskStatus",
     "TaskType",
     "TestFailure",
@@ -44,6 +48,34 @@ def ensure_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+#: What a task id may be: it travels in Discord custom ids (``fb:t:<action>:<id>``, 100
+#: characters at most) and in factory URL path segments, so only ``[A-Za-z0-9_-]``; this also
+#: rules out ``.`` and ``..``, which would change the URL's path.
+TASK_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+#: A task id (1–64 characters of :data:`TASK_ID_PATTERN`).
+TaskId = Annotated[str, Field(min_length=1, max_length=64, pattern=TASK_ID_PATTERN)]
+
+log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _known_or(value: Any, enum: type[_E], default: _E, what: str) -> Any:
+    """``value`` unchanged when ``enum`` knows it, else ``default`` (logged as a warning).
+
+    For enum fields where a newer factory may send a value this bridge does not know
+    (contract §1.4 enums grow): the item stays usable instead of failing validation. Use as
+    a ``mode="before"`` validator; ``None`` is left to the field's own validation.
+    """
+    if value is None or isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except (ValueError, TypeError):
+        log.warning("unknown %s %r: treated as %r", what, str(value)[:64], default.value)
+        return default
 
 
 class ContractModel(BaseModel):
@@ -194,9 +226,13 @@ class Task(ContractModel):
 
     All datetimes are aware UTC. ``sla_deadline`` may be ``None``: the bridge then derives the
     deadline from ``created_at`` and the SLA of the priority (see ``escalation.policy``).
+
+    Enum values a newer factory may add are not errors (logged as warnings): an unknown
+    ``priority`` is treated as ``high``, an unknown ``type`` as ``decision`` and an unknown
+    ``status`` as ``pending`` (the task stays open until the factory reports a decision).
     """
 
-    id: str = Field(min_length=1, max_length=64)
+    id: TaskId
     pipeline_id: str | None = None
     stage_name: PipelineStage | None = None
     type: TaskType = TaskType.APPROVAL
@@ -229,6 +265,26 @@ class Task(ContractModel):
     def _as_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else ensure_utc(value)
 
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _known_priority(cls, value: Any) -> Any:
+        # an unknown priority counts as high: posted alone at once and escalated, never
+        # batched (a new "urgent" must not be treated as routine)
+        return _known_or(value, Priority, Priority.HIGH, "task priority")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        # an unknown kind is asked as a generic decision
+        return _known_or(value, TaskType, TaskType.DECISION, "task type")
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _known_status(cls, value: Any) -> Any:
+        # an unknown status keeps the task open: waiting for a person until the factory
+        # says it was decided (nothing falls through)
+        return _known_or(value, TaskStatus, TaskStatus.PENDING, "task status")
+
     @property
     def is_open(self) -> bool:
         """True while the task still waits for a decision."""
@@ -236,15 +292,38 @@ class Task(ContractModel):
 
     @property
     def deploys_to_production(self) -> bool:
-        """True when approving this task ships to production (stage or context says so).
+        """True when approving this task may ship to production, judged from the task alone.
 
-        Source: master plan §8, irreversible actions need "type DEPLOY to confirm".
+        The approval behind the task can guard it too: use
+        :func:`escalation.deploy_guard.is_guarded` with the approval when it is known (a
+        tracked task's ``guarded`` does). Source: master plan §8, irreversible actions need
+        "type DEPLOY to confirm"; contract Appendix A, staging → production is a deploy.
         """
-        if self.stage_name is PipelineStage.PRODUCTION:
-            return True
-        if str(self.context.modal_config.get("target", "")).lower() == "production":
-            return True
-        return bool(self.context.metrics.get("deploysToProduction", 0))
+        from .deploy_guard import is_guarded  # the rule lives there; it imports this module
+
+        return is_guarded(self)
+
+
+class Approval(ContractModel):
+    """A human gate behind a task (contract §1.4 ``Approval``), the fields the bridge uses.
+
+    ``type`` is the contract's ``ApprovalType`` (``stage_gate``, ``deploy``, ``code_review``,
+    ``manual_check``), kept as text so that a newer factory's value is not an error (an
+    unknown type is simply not ``deploy``). ``required_approvers`` is how many distinct people
+    must approve (the two-person rule when 2 or more).
+    """
+
+    id: str = Field(min_length=1, max_length=200)
+    task_id: TaskId
+    pipeline_id: str | None = None
+    stage_name: str | None = None
+    type: str | None = None
+    status: str = "pending"
+    approved_by: str | None = None
+    rejection_reason: str | None = None
+    conditions: list[str] = Field(default_factory=list)
+    required_approvers: int = Field(default=1, ge=0, le=100)
+    current_approvers: int = Field(default=0, ge=0)
 
 
 class Pipeline(ContractModel):

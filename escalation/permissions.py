@@ -13,13 +13,28 @@ from .models import Task, TaskDecision
 __all__ = ["decision_refusal", "needs_deploy_confirmation"]
 
 
-def needs_deploy_confirmation(task: Task, decision: TaskDecision | str) -> bool:
-    """True when this decision ships to production and so needs the typed "DEPLOY" modal.
+def needs_deploy_confirmation(
+    task: Task, decision: TaskDecision | str, *, guarded: bool | None = None
+) -> bool:
+    """True when this decision may ship to production and so needs the typed "DEPLOY" modal.
 
     Source: master plan §8 ("type DEPLOY to confirm" for irreversible actions). Only approving
     is irreversible; rejecting or deferring a production task is not.
+
+    Parameters
+    ----------
+    task:
+        The task to decide.
+    decision:
+        ``approved``, ``rejected`` …
+    guarded:
+        The deploy guard's verdict when the caller knows the approval behind the task (a
+        tracked task's ``guarded``); ``None`` judges from the task alone
+        (:func:`escalation.deploy_guard.is_guarded`).
     """
-    return TaskDecision(decision) is TaskDecision.APPROVED and task.deploys_to_production
+    if TaskDecision(decision) is not TaskDecision.APPROVED:
+        return False
+    return task.deploys_to_production if guarded is None else guarded
 
 
 def decision_refusal(
@@ -29,6 +44,7 @@ def decision_refusal(
     *,
     approver_role_ids: Collection[int],
     deploy_approver_role_ids: Collection[int],
+    guarded: bool | None = None,
 ) -> str | None:
     """Why this member may not take this decision, or ``None`` when they may.
 
@@ -42,6 +58,8 @@ def decision_refusal(
         Discord role ids of the member who asked.
     approver_role_ids, deploy_approver_role_ids:
         ``DISCORD_APPROVER_ROLE_IDS`` and ``DISCORD_DEPLOY_APPROVER_ROLE_IDS``.
+    guarded:
+        As for :func:`needs_deploy_confirmation`.
 
     Rules: any decision needs an approver role (a deploy-approver role counts as one);
     approving a production deploy needs a deploy-approver role. With no approver roles
@@ -54,7 +72,7 @@ def decision_refusal(
         return "No approver roles are configured (DISCORD_APPROVER_ROLE_IDS), so nobody can decide tasks from Discord."
     if not roles & approvers:
         return "You need an approver role to decide factory tasks. Nothing was sent to the factory."
-    if needs_deploy_confirmation(task, decision) and not roles & deployers:
+    if needs_deploy_confirmation(task, decision, guarded=guarded) and not roles & deployers:
         return (
             "Approving a production deploy needs a deploy-approver role. "
             "Nothing was sent to the factory."

@@ -302,6 +302,10 @@ class _Rule:
     status: int = 0
     retry_after: float | None = None
     seconds: float = 0.0
+    body: bytes = b""
+    content_type: str = "text/html"
+    after: bool = False  # garble: act on the request first, then mangle the answer
+    drop: bool = False  # delay: never act on the request (a black hole)
 
     def take(self, method: str, path: str) -> bool:
         if self.remaining == 0 or not _method_matches(self.method, method):
@@ -396,6 +400,7 @@ class FactoryEmulator:
         self.webhook_timeout_seconds = webhook_timeout_seconds
         self._clock = clock
         self.tasks: dict[str, dict[str, Any]] = {}
+        self.approvals: dict[str, dict[str, Any]] = {}
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.agents: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
@@ -406,6 +411,7 @@ class FactoryEmulator:
         self.ws_pongs_received = 0
         self._faults: list[_Rule] = []
         self._delays: list[_Rule] = []
+        self._garbles: list[_Rule] = []
         self._idempotent: dict[str, _Stored] = {}
         self._idempotency_locks: dict[str, asyncio.Lock] = {}
         self._ws_conns: set[_WsConn] = set()
@@ -423,6 +429,7 @@ class FactoryEmulator:
             ("POST", re.compile(r"/v1/tasks/(?P<id>[^/]+)/claim"), self._claim),
             ("POST", re.compile(r"/v1/tasks/(?P<id>[^/]+)/complete"), self._complete),
             ("POST", re.compile(r"/v1/tasks/(?P<id>[^/]+)/reassign"), self._reassign),
+            ("GET", re.compile(r"/v1/approvals"), self._list_approvals),
             ("GET", re.compile(r"/v1/pipelines"), self._list_pipelines),
             ("GET", re.compile(r"/v1/pipelines/(?P<id>[^/]+)"), self._get_pipeline),
             ("GET", re.compile(r"/v1/agents"), self._list_agents),
@@ -574,9 +581,18 @@ class FactoryEmulator:
         self._faults.append(rule)
 
     def delay(
-        self, method: str, path_regex: str, seconds: float, *, times: int | None = None
+        self,
+        method: str,
+        path_regex: str,
+        seconds: float,
+        *,
+        times: int | None = None,
+        drop: bool = False,
     ) -> None:
         """Hold matching requests for ``seconds`` before handling them.
+
+        A client that gave up meanwhile does not stop the handling: the request is still
+        acted on after the delay (a decision whose answer came too late is recorded).
 
         Parameters
         ----------
@@ -588,13 +604,75 @@ class FactoryEmulator:
             Real (event-loop) seconds to wait.
         times
             How many requests are delayed; ``None`` for all until :meth:`clear_faults`.
+        drop
+            Never act on the held requests: after the delay they are answered 504 without
+            being handled (a request lost on its way; the client only sees a timeout).
         """
-        self._delays.append(_Rule(method, re.compile(path_regex), times, seconds=seconds))
+        self._delays.append(
+            _Rule(method, re.compile(path_regex), times, seconds=seconds, drop=drop)
+        )
+
+    def garble(
+        self,
+        method: str,
+        path_regex: str,
+        body: bytes | str = b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+        *,
+        status: int = 200,
+        content_type: str = "text/html",
+        times: int = 1,
+        after: bool = False,
+    ) -> None:
+        """Answer the next ``times`` matching requests with ``body`` instead of the contract's JSON.
+
+        For answers the bridge cannot understand: an HTML page from a proxy, invalid JSON
+        (``'{"ok": tru'``), JSON of the wrong shape (``'{"ok": true, "data": 5}'``). Garbled
+        answers are never stored under an ``Idempotency-Key``.
+
+        Parameters
+        ----------
+        method
+            HTTP method or ``"*"``.
+        path_regex
+            Whole-path regular expression, with or without ``/v1``.
+        body
+            The answer's body (text is UTF-8 encoded).
+        status
+            The answer's status (a success status by default).
+        content_type
+            The answer's ``Content-Type``.
+        times
+            How many requests are garbled (at least 1).
+        after
+            ``False``: answered before anything is done (nothing changes). ``True``: the
+            request is acted on first (a decision is recorded and its answer stored under its
+            ``Idempotency-Key``), then its answer is replaced, as by a faulty proxy.
+
+        Raises
+        ------
+        ValueError
+            If ``times`` < 1.
+        """
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        raw = body.encode() if isinstance(body, str) else body
+        self._garbles.append(
+            _Rule(
+                method,
+                re.compile(path_regex),
+                times,
+                status=status,
+                body=raw,
+                content_type=content_type,
+                after=after,
+            )
+        )
 
     def clear_faults(self) -> None:
-        """Forget every rule set by :meth:`fail` and :meth:`delay`."""
+        """Forget every rule set by :meth:`fail`, :meth:`delay` and :meth:`garble`."""
         self._faults.clear()
         self._delays.clear()
+        self._garbles.clear()
 
     def set_agents(self, agents: Iterable[Mapping[str, Any]] = (), **counts: int) -> None:
         """Replace the agent fleet shown by ``GET /v1/agents`` and the dashboard.
@@ -744,6 +822,63 @@ class FactoryEmulator:
         if emit:
             await self.emit("task.created", {"task": task}, channel="tasks:pending")
         return copy.deepcopy(task)
+
+    async def request_approval(
+        self, task_id: str, *, emit: bool = True, include_task: bool = True, **fields: Any
+    ) -> dict[str, Any]:
+        """Add the ``Approval`` (contract §1.4) behind task ``task_id`` and announce it.
+
+        Defaults: ``id`` uuid4, ``taskId``, ``pipelineId`` and ``stageName`` from the task,
+        ``type`` "stage_gate", ``status`` "pending", no conditions, ``requiredApprovers`` 1,
+        ``currentApprovers`` 0, created now. ``GET /v1/approvals`` lists it.
+
+        Parameters
+        ----------
+        task_id
+            An existing task's id.
+        emit
+            Emit ``approval.pending`` ``{"approval", "task"}`` on channel ``approvals`` and wait
+            for its delivery (requires :meth:`start`).
+        include_task
+            Put the task in the event (``False``: the bridge must fetch it).
+        **fields
+            Approval fields in contract camelCase (``type``, ``requiredApprovers`` …).
+
+        Returns
+        -------
+        dict
+            A copy of the stored approval.
+
+        Raises
+        ------
+        KeyError
+            For an unknown task.
+        """
+        task = self.tasks[task_id]
+        approval: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "taskId": task_id,
+            "pipelineId": task.get("pipelineId"),
+            "stageName": task.get("stageName"),
+            "type": "stage_gate",
+            "status": "pending",
+            "approvedBy": None,
+            "approvedAt": None,
+            "rejectionReason": None,
+            "conditions": [],
+            "requiredApprovers": 1,
+            "currentApprovers": 0,
+            "createdAt": self._now_iso(),
+        }
+        approval.update(_isoify(fields))
+        self.approvals[approval["id"]] = approval
+        if emit:
+            self._require_started()
+            data: dict[str, Any] = {"approval": approval}
+            if include_task:
+                data["task"] = task
+            await self.emit("approval.pending", data, channel="approvals")
+        return copy.deepcopy(approval)
 
     async def decide_task(
         self,
@@ -1065,11 +1200,16 @@ class FactoryEmulator:
             for rule in self._delays:
                 if rule.take(request.method, request.path):
                     await asyncio.sleep(rule.seconds)
+                    if rule.drop:
+                        raise _ApiError(504, "TIMEOUT", "request held and dropped")
                     break
             self._raise_injected_fault(request.method, request.path)
             if request.path == "/v1/ws" and request.method == "GET":
                 return await self._websocket(request, record)
-            response = await self._api(request, raw, request_id)
+            garbled = self._garbled(request.method, request.path, after=False)
+            response = garbled or await self._api(request, raw, request_id)
+            if garbled is None:
+                response = self._garbled(request.method, request.path, after=True) or response
         except _ApiError as err:
             response = self._error_response(err, request_id)
         except Exception:
@@ -1083,6 +1223,14 @@ class FactoryEmulator:
         response.headers["X-Request-Id"] = request_id
         response.headers["X-API-Version"] = "1"
         return response
+
+    def _garbled(self, method: str, path: str, *, after: bool) -> web.Response | None:
+        for rule in self._garbles:
+            if rule.after is after and rule.take(method, path):
+                return web.Response(
+                    body=rule.body, status=rule.status, content_type=rule.content_type
+                )
+        return None
 
     def _raise_injected_fault(self, method: str, path: str) -> None:
         for rule in self._faults:
@@ -1379,6 +1527,14 @@ class FactoryEmulator:
                 )
         return {"succeeded": succeeded, "failed": failed}, None
 
+    async def _list_approvals(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        page, limit = _pagination(call.query)
+        items = list(self.approvals.values())
+        for name in ("status", "pipelineId"):
+            if name in call.query:
+                items = [a for a in items if a.get(name) == call.query[name]]
+        return _paginate(items, page, limit)
+
     async def _list_pipelines(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
         page, limit = _pagination(call.query)
         items = list(self.pipelines.values())
@@ -1430,6 +1586,11 @@ class FactoryEmulator:
             decidedBy=decided_by,
             updatedAt=now,
         )
+        for approval in self.approvals.values():
+            if approval["taskId"] == task["id"] and approval["status"] == "pending":
+                approval["status"] = {"approved": "approved", "rejected": "rejected"}.get(
+                    decision, "expired"
+                )
         self._audit(
             f"task.{decision}",
             task,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import BridgeApp, build_app
-from bot.sandbox.discord_emulator import RecordedMessage
+from bot.sandbox.discord_emulator import InteractionRecord, MemberSpec, RecordedMessage
 from bot.sandbox.transcript import Transcript
 from bot.sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 from bot.settings import Settings
@@ -37,6 +37,7 @@ SANDBOX_SETTINGS: dict[str, object] = {
     "ESCALATION_BUNDLE_SECONDS": "1",
     "ESCALATION_SAFE_DEFAULT": "deferred",
     "FACTORY_RETRY_BASE_SECONDS": "0.2",
+    "DEPLOY_REQUIRED_APPROVERS": "2",
     "LOG_LEVEL": "WARNING",
 }
 
@@ -100,7 +101,8 @@ class Scenario:
         return self.world.factory.tasks[task_id].get("decision")
 
     async def deploy(self) -> None:
-        """GHL production deploy: refusals without the roles, wrong word, then DEPLOY."""
+        """GHL production deploy: refusals without the roles, wrong word, then DEPLOY from two
+        distinct deploy approvers (the two-person rule)."""
         t, discord = self.t, self.world.discord
         t.say("The factory asks: deploy the GHL MCP server to production (critical, 47/47, 94%)")
         task = await self.world.factory.create_task(
@@ -141,20 +143,55 @@ class Scenario:
         t.ephemeral("dave", answer.content)
         self.checks.check(self.decision_of(task["id"]) is None, "a wrong word sends nothing")
 
-        t.say("dave presses Approve again and types DEPLOY")
-        click = await discord.press_button(TASKS_CHANNEL_ID, "Approve", user=self.people.dave)
-        await click.response()
-        typed = await discord.submit_modal(click, {"confirm": "DEPLOY"})
-        await typed.response()
+        t.say("dave presses Approve again and types DEPLOY: the first of two approvals")
+        typed = await self._type_deploy(self.people.dave)
+        await self.until(lambda: _final(typed.reply_content), 5, "dave is told")
+        t.ephemeral("dave", typed.reply_content)
+        await self.until(
+            lambda: "1 of 2 approvals" in str(self.task_message(task["id"]).embeds),  # type: ignore[union-attr]
+            10,
+            "the message shows 1 of 2 approvals",
+        )
+        self.checks.check(
+            self.decision_of(task["id"]) is None, "one deploy approval sends nothing yet"
+        )
+        t.flush()
+
+        t.say("dave tries to be the second approver too")
+        typed = await self._type_deploy(self.people.dave)
+        await self.until(lambda: _final(typed.reply_content), 5, "dave is told again")
+        t.ephemeral("dave", typed.reply_content)
+        self.checks.check(
+            self.decision_of(task["id"]) is None, "the same person cannot approve twice"
+        )
+
+        t.say("erin (another deploy approver) presses Approve and types DEPLOY")
+        typed = await self._type_deploy(self.people.erin)
         ok = await self.until(
             lambda: "Approved" in str(self.task_message(task["id"]).embeds),  # type: ignore[union-attr]
             10,
             "the GHL message shows the approval",
         )
-        self.checks.check(ok and self.decision_of(task["id"]) == "approved", "GHL deploy approved")
-        await self.until(lambda: _final(typed.reply_content), 5, "dave is told")
-        t.ephemeral("dave", typed.reply_content)
+        approvers = [
+            a.get("name")
+            for a in self.world.factory.tasks[task["id"]]["decisionData"].get("approvers", [])
+        ]
+        self.checks.check(
+            ok and self.decision_of(task["id"]) == "approved" and approvers == ["dave", "erin"],
+            "GHL deploy approved by two people, both named in the decision",
+        )
+        await self.until(lambda: _final(typed.reply_content), 5, "erin is told")
+        t.ephemeral("erin", typed.reply_content)
         t.flush()
+
+    async def _type_deploy(self, person: MemberSpec) -> InteractionRecord:
+        """``person`` presses Approve on the newest message showing it and types DEPLOY."""
+        discord = self.world.discord
+        click = await discord.press_button(TASKS_CHANNEL_ID, "Approve", user=person)
+        await click.response()
+        typed = await discord.submit_modal(click, {"confirm": "DEPLOY"})
+        await typed.response()
+        return typed
 
     async def review(self) -> None:
         """Stripe code review rejected with a reason through the modal."""
@@ -316,7 +353,10 @@ async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = p
         transcript = Transcript(world, write)
         scenario = Scenario(world, app, transcript)
         write("Factory Bridge sandbox — emulated Discord, factory API and Twilio on 127.0.0.1")
-        write(f"people: alice (approver), dave (deploy approver, admin), bob (no role); db {tmp}")
+        write(
+            "people: alice (approver), dave (deploy approver, admin), erin (deploy approver), "
+            f"bob (no role); db {tmp}"
+        )
         try:
             await app.start()
             for step in (scenario.deploy, scenario.review, scenario.wave, scenario.ladder):

@@ -67,6 +67,8 @@ class Transcript:
         if message.content:
             lines.extend(self._human(message.content).splitlines())
         for embed in message.embeds:
+            if (embed.get("author") or {}).get("name"):
+                lines.append(f"┃ {embed['author']['name']}")
             if embed.get("title"):
                 lines.append(f"┃ {self._human(embed['title'])}")
             if embed.get("description"):

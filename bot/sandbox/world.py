@@ -68,9 +68,15 @@ class People:
         )
     )
 
+    erin: MemberSpec = field(
+        default_factory=lambda: MemberSpec(
+            id=910000000000000005, username="erin", roles=[APPROVER_ROLE_ID, DEPLOYER_ROLE_ID]
+        )
+    )
+
     def all(self) -> list[MemberSpec]:
         """Every member."""
-        return [self.alice, self.dave, self.bob, self.carol]
+        return [self.alice, self.dave, self.bob, self.carol, self.erin]
 
 
 def roster_toml(people: People) -> str:

@@ -24,7 +24,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.factory.fingerprint import event_fingerprint
-from escalation.models import Task
+from escalation.deploy_guard import (
+    DeployApproval,
+    GuardSignal,
+    approvals_required,
+    guard_signals,
+)
+from escalation.models import Approval, Task
 
 from . import tables as t
 from .database import Database, driver_cursor
@@ -64,7 +70,14 @@ T = TypeVar("T")
 # Statements of the click path built once: SQLAlchemy then reuses their cache key and compiled
 # form instead of rebuilding them per call (on the writer thread, that work holds the GIL the
 # event loop needs to answer interactions).
-_TASK_ROW = select(t.tasks).where(t.tasks.c.task_id == bindparam("b_task_id"))
+#: A task row with what the bridge knows of its approval (outer join: most tasks have none).
+_TRACKED = select(
+    t.tasks,
+    t.task_approvals.c.approval.label("gate_approval"),
+    t.task_approvals.c.approval_unread.label("gate_unread"),
+    t.task_approvals.c.approvers.label("gate_approvers"),
+).select_from(t.tasks.outerjoin(t.task_approvals, t.task_approvals.c.task_id == t.tasks.c.task_id))
+_TASK_ROW = _TRACKED.where(t.tasks.c.task_id == bindparam("b_task_id"))
 _BEGIN_DECISION = (
     update(t.tasks)
     .where(
@@ -91,6 +104,9 @@ _BEGIN_DECISION = (
 
 #: Task rows :meth:`Store.get_task` keeps in memory (least recently read forgotten first).
 TASK_CACHE_SIZE = 1024
+
+#: ``runtime_state`` key of the heartbeat :meth:`Store.check_write` writes.
+HEALTH_KEY = "healthz"
 
 
 def to_ts(value: datetime | None) -> float | None:
@@ -155,6 +171,27 @@ class TrackedTask:
     snoozed_by_name: str | None
     inflight_notes: str | None = None
     inflight_at: datetime | None = None
+    approval: Approval | None = None
+    approval_unread: bool = False
+    deploy_approvals: tuple[DeployApproval, ...] = ()
+
+    @property
+    def guard_signals(self) -> tuple[GuardSignal, ...]:
+        """Why approving this task may ship to production (see :mod:`escalation.deploy_guard`)."""
+        return guard_signals(self.task, self.approval, approval_unread=self.approval_unread)
+
+    def approvals_required(self, configured: int) -> int:
+        """Distinct deploy approvers this task needs, given ``DEPLOY_REQUIRED_APPROVERS``
+        (see :func:`escalation.deploy_guard.approvals_required`)."""
+        return approvals_required(
+            self.task, self.approval, configured, approval_unread=self.approval_unread
+        )
+
+    @property
+    def guarded(self) -> bool:
+        """True when approving this task may ship to production: never batched or bulk
+        approved; needs a deploy approver and the typed ``DEPLOY``."""
+        return bool(self.guard_signals)
 
     @property
     def task_id(self) -> str:
@@ -231,7 +268,20 @@ def _row_to_tracked(row: Any) -> TrackedTask:
         snoozed_by_name=m["snoozed_by_name"],
         inflight_notes=m["inflight_notes"],
         inflight_at=from_ts(m["inflight_at"]),
+        approval=_approval_of(m.get("gate_approval")),
+        approval_unread=bool(m.get("gate_unread")),
+        deploy_approvals=_approvers_of(m.get("gate_approvers")),
     )
+
+
+def _approval_of(text: str | None) -> Approval | None:
+    return None if not text else Approval.model_validate_json(text)
+
+
+def _approvers_of(text: str | None) -> tuple[DeployApproval, ...]:
+    if not text:
+        return ()
+    return tuple(DeployApproval.from_wire(entry) for entry in json.loads(text))
 
 
 class Store:
@@ -288,6 +338,31 @@ class Store:
             return True
         except Exception:
             return False
+
+    async def check_write(self, *, timeout_seconds: float = 5.0) -> str | None:
+        """Write a heartbeat through the writer thread (used by ``/healthz``).
+
+        A database that answers reads can still refuse every write (disk full, a read-only
+        file or mount): this commits one tiny row (``runtime_state`` key ``healthz``) the way
+        every other write goes.
+
+        Returns
+        -------
+        str or None
+            ``None`` when the write committed within ``timeout_seconds``; otherwise why not,
+            in a few words (the driver's message, e.g. ``database or disk is full``).
+        """
+        try:
+            await asyncio.wait_for(
+                self.save_state(HEALTH_KEY, {"at": self._clock()}), timeout_seconds
+            )
+        except TimeoutError:
+            return f"no write committed within {timeout_seconds:g}s"
+        except Exception as exc:
+            inner = getattr(exc, "orig", None) or exc
+            lines = str(inner).strip().splitlines()
+            return (lines[0] if lines else type(inner).__name__)[:200]
+        return None
 
     # ------------------------------------------------------------------ events
     async def record_event(
@@ -550,7 +625,7 @@ class Store:
 
         def work(conn: Connection) -> list[TrackedTask]:
             rows = conn.execute(
-                select(t.tasks).where(t.tasks.c.decision.is_(None)).order_by(t.tasks.c.created_at)
+                _TRACKED.where(t.tasks.c.decision.is_(None)).order_by(t.tasks.c.created_at)
             )
             return [_row_to_tracked(r) for r in rows]
 
@@ -563,7 +638,7 @@ class Store:
         ids = list(task_ids)
 
         def work(conn: Connection) -> dict[str, TrackedTask]:
-            rows = conn.execute(select(t.tasks).where(t.tasks.c.task_id.in_(ids)))
+            rows = conn.execute(_TRACKED.where(t.tasks.c.task_id.in_(ids)))
             return {r.task_id: _row_to_tracked(r) for r in rows}
 
         found = await self.db.read(work)
@@ -768,13 +843,116 @@ class Store:
 
         def work(conn: Connection) -> list[TrackedTask]:
             rows = conn.execute(
-                select(t.tasks).where(
+                _TRACKED.where(
                     and_(t.tasks.c.inflight_decision.is_not(None), t.tasks.c.decision.is_(None))
                 )
             )
             return [_row_to_tracked(r) for r in rows]
 
         return await self.db.read(work)
+
+    # ------------------------------------------------------------------ approvals (deploy guard)
+    async def set_approval(
+        self, task_id: str, approval: Approval | None, *, unread: bool = False
+    ) -> None:
+        """Remember the approval behind ``task_id`` (``None`` with ``unread=True``: the bridge
+        looked and could not read it, which guards the task; ``None`` alone: it has none).
+
+        Deploy approvals already collected are kept.
+        """
+        text = approval.model_dump_json(by_alias=True) if approval is not None else None
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            changed = conn.execute(
+                update(t.task_approvals)
+                .where(t.task_approvals.c.task_id == task_id)
+                .values(
+                    approval=text,
+                    approval_unread=int(unread),
+                    version=t.task_approvals.c.version + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    insert(t.task_approvals).values(
+                        task_id=task_id,
+                        approval=text,
+                        approval_unread=int(unread),
+                        approvers="[]",
+                        version=0,
+                        updated_at=now,
+                    )
+                )
+
+        try:
+            await self._write_task(task_id, work)
+        except IntegrityError:  # another process inserted the row first: update it
+            await self._write_task(task_id, work)
+
+    async def add_deploy_approval(
+        self, task_id: str, approval: DeployApproval
+    ) -> tuple[bool, tuple[DeployApproval, ...]]:
+        """Add one person's deploy approval of ``task_id`` unless they approved already.
+
+        A compare-and-set on the row's ``version``: two approvals at once from two processes
+        both land (the loser re-reads and tries again).
+
+        Returns
+        -------
+        tuple
+            ``(added, approvals)``: ``added`` is ``False`` when this Discord user had approved
+            already; ``approvals`` is every approval collected, oldest first.
+        """
+        now = self._clock()
+
+        def work(conn: Connection) -> tuple[bool, tuple[DeployApproval, ...]] | None:
+            row = conn.execute(
+                select(t.task_approvals.c.approvers, t.task_approvals.c.version).where(
+                    t.task_approvals.c.task_id == task_id
+                )
+            ).first()
+            if row is None:
+                conn.execute(
+                    insert(t.task_approvals).values(
+                        task_id=task_id,
+                        approval=None,
+                        approval_unread=0,
+                        approvers=json.dumps([approval.to_wire()]),
+                        version=0,
+                        updated_at=now,
+                    )
+                )
+                return True, (approval,)
+            current = _approvers_of(row.approvers)
+            if any(a.discord_user_id == approval.discord_user_id for a in current):
+                return False, current
+            collected = (*current, approval)
+            changed = conn.execute(
+                update(t.task_approvals)
+                .where(
+                    and_(
+                        t.task_approvals.c.task_id == task_id,
+                        t.task_approvals.c.version == row.version,
+                    )
+                )
+                .values(
+                    approvers=json.dumps([a.to_wire() for a in collected]),
+                    version=row.version + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            return (True, collected) if changed else None
+
+        for _ in range(20):
+            try:
+                result = await self._write_task(task_id, work)
+            except IntegrityError:
+                continue
+            if result is not None:
+                return result
+        raise RuntimeError(f"could not record the deploy approval of task {task_id}")
 
     async def set_acknowledged(
         self, task_id: str, discord_user_id: int, name: str, at: datetime

@@ -27,6 +27,7 @@ __all__ = [
     "events",
     "metadata",
     "runtime_state",
+    "task_approvals",
     "tasks",
     "unreachable_phones",
 ]
@@ -92,6 +93,21 @@ tasks = Table(
     Column("acknowledged_at", Float, nullable=True),
     Column("snoozed_until", Float, nullable=True),
     Column("snoozed_by_name", String(200), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: What the bridge knows of the approval behind a task (contract §1.4 ``Approval``) and the
+#: deploy approvals collected for it (two-person rule). A table of its own, so that databases
+#: made before it need nothing but ``create_all``. ``version`` guards each change
+#: (compare-and-set), so two processes never lose an approval.
+task_approvals = Table(
+    "task_approvals",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("approval", Text, nullable=True),  # Approval, contract wire JSON
+    Column("approval_unread", Integer, nullable=False, default=0),  # lookup failed: guard
+    Column("approvers", Text, nullable=False, default="[]"),  # JSON list of DeployApproval
+    Column("version", Integer, nullable=False, default=0),
     Column("updated_at", Float, nullable=False),
 )
 

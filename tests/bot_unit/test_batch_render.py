@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,11 @@ BATCH_ID = "b7-" + "x" * 64  # the longest id escalation.batching makes (b<seq>-
 
 
 def tracked(task: Task, **state: object) -> TrackedTask:
-    values: dict[str, object] = {f: None for f in TrackedTask.__dataclass_fields__}
+    values: dict[str, object] = {  # every field without a default (the rest keep theirs)
+        name: None
+        for name, spec in TrackedTask.__dataclass_fields__.items()
+        if spec.default is MISSING and spec.default_factory is MISSING
+    }
     values.update(task=task, deadline=task.created_at + timedelta(hours=24))
     values.update(state)
     return TrackedTask(**values)  # type: ignore[arg-type]
@@ -158,3 +163,13 @@ async def test_a_picked_item_gets_its_own_decision_buttons_until_decided() -> No
     assert ids == ["fb:t:approve:t-ghl", "fb:t:reject:t-ghl", "fb:t:ack:t-ghl"]
     (done,) = batch_items([tracked(item.tracked.task, decision="rejected")])
     assert item_view(done) is None
+
+
+def test_a_guarded_task_already_in_a_batch_needs_its_own_decision() -> None:
+    # a batch message made before the deploy guard may hold a staging → production promotion
+    deploy = tracked(make_task("t-prod", "ghl", stageName="staging"))
+    items = batch_items([*five()[:3], deploy])
+    assert [i.approvable_low for i in items] == [True, True, True, False]
+    assert items[3].risk.risk.value == "low"  # low risk, yet never in a bulk approval
+    assert "🚀 production deploy: needs its own decision" in item_line(items[3])
+    assert "Approve All Low-Risk (3)" in str(batch_view(BATCH_ID, items).to_components())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING
 from datetime import UTC, datetime, timedelta
 
 from bot.discord.embeds import details_embed, format_test_results, task_embed, truncate
@@ -10,7 +11,11 @@ from escalation.models import Task
 
 
 def tracked(task: Task, **state: object) -> TrackedTask:
-    values: dict[str, object] = {f: None for f in TrackedTask.__dataclass_fields__}
+    values: dict[str, object] = {  # every field without a default (the rest keep theirs)
+        name: None
+        for name, spec in TrackedTask.__dataclass_fields__.items()
+        if spec.default is MISSING and spec.default_factory is MISSING
+    }
     values.update(task=task, deadline=task.created_at + timedelta(hours=1))
     values.update(state)
     return TrackedTask(**values)  # type: ignore[arg-type]

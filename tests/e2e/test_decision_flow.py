@@ -56,6 +56,18 @@ async def ghl_task(world: World, **overrides: object) -> dict:
     return await world.factory.create_task(**fields_)
 
 
+async def ghl_release(world: World, **overrides: object) -> dict:
+    """An ordinary GHL release approval at the review gate: nothing points at production, so
+    one approver decides it with one click (production deploys: test_deploy_guard_e2e.py)."""
+    fields_: dict[str, object] = {
+        "title": "GHL MCP Server v1.4 release",
+        "stageName": "review",
+        "context": {"summary": "Release GHL MCP server v1.4."},
+    }
+    fields_.update(overrides)
+    return await ghl_task(world, **fields_)
+
+
 async def one_message(world: World) -> RecordedMessage:
     await world.discord.wait_for(lambda: len(task_messages(world)) >= 1, 10)
     return task_messages(world)[0]
@@ -85,7 +97,7 @@ async def test_approver_click_decides_once_and_message_shows_who(
     world: World, bridge: BridgeProcess
 ) -> None:
     alice = world.people.alice
-    task = await ghl_task(world)
+    task = await ghl_release(world)
     message = await one_message(world)
     click = await world.discord.press_button(TASKS_CHANNEL_ID, "Approve", user=alice)
     first = await click.response()
@@ -185,7 +197,7 @@ async def test_factory_503_twice_then_200_records_one_decision(
 ) -> None:
     bridge = make_bridge(FACTORY_RETRY_BASE_SECONDS="0.05")
     await bridge.start()
-    task = await ghl_task(world, priority="high", stageName="review")
+    task = await ghl_release(world, priority="high")
     message = await one_message(world)
     world.factory.fail("POST", COMPLETE, status=503, times=2)
     click = await world.discord.press_button(TASKS_CHANNEL_ID, "Approve", user=world.people.alice)
@@ -201,7 +213,7 @@ async def test_factory_503_twice_then_200_records_one_decision(
 async def test_slow_factory_still_acknowledged_within_deadline(
     world: World, bridge: BridgeProcess
 ) -> None:
-    await ghl_task(world, priority="high", stageName="review")
+    await ghl_release(world, priority="high")
     message = await one_message(world)
     world.factory.delay("POST", COMPLETE, 5.0)
     click = await world.discord.press_button(TASKS_CHANNEL_ID, "Approve", user=world.people.alice)
@@ -216,7 +228,7 @@ async def test_button_on_old_message_works_after_kill_and_restart(
 ) -> None:
     bridge = make_bridge()
     await bridge.start()
-    task = await ghl_task(world, priority="high", stageName="review")
+    task = await ghl_release(world, priority="high")
     message = await one_message(world)
     await bridge.kill()
     await bridge.start()

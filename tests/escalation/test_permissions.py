@@ -45,7 +45,25 @@ def test_context_can_say_it_deploys_to_production() -> None:
     assert needs_deploy_confirmation(via_config, "approved")
     assert needs_deploy_confirmation(via_metric, "approved")
     assert not needs_deploy_confirmation(via_metric, "rejected")
-    assert not needs_deploy_confirmation(task(stageName="staging"), "approved")
+    # the staging gate promotes to production (contract Appendix A): guarded
+    assert needs_deploy_confirmation(task(stageName="staging"), "approved")
+    assert not needs_deploy_confirmation(task(stageName="review"), "approved")
+
+
+def test_a_caller_that_knows_the_approval_passes_the_guard_verdict() -> None:
+    plain = task(stageName="review")
+    assert needs_deploy_confirmation(plain, "approved", guarded=True)
+    assert "deploy-approver" in (
+        decision_refusal(
+            plain,
+            "approved",
+            {APPROVER},
+            approver_role_ids={APPROVER},
+            deploy_approver_role_ids={DEPLOYER},
+            guarded=True,
+        )
+        or ""
+    )
 
 
 def test_no_roles_configured_fails_closed() -> None:
