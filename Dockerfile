@@ -14,7 +14,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY escalation ./escalation
-RUN pip install . && mkdir -p /data && chown bridge:bridge /data
+COPY sandbox ./sandbox
+# the emulators ship in the wheel (for `factory-bridge sandbox`) but not in the image
+RUN pip install . && rm -rf ./sandbox \
+    && rm -rf "$(cd / && python -c 'import os, sandbox; print(os.path.dirname(sandbox.__file__))')" \
+    && mkdir -p /data && chown bridge:bridge /data
 
 USER bridge
 VOLUME ["/data"]

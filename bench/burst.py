@@ -20,7 +20,7 @@ from bench.common import (
     signed_task_event,
     task_payload,
 )
-from bot.sandbox.world import TASKS_CHANNEL_ID
+from sandbox.world import TASKS_CHANNEL_ID
 
 TASKS = 1000
 DURATION_SECONDS = 10.0

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 
 from bench.common import Measurement, bridge_world, percentile
-from bot.sandbox.discord_emulator import InteractionRecord
-from bot.sandbox.world import TASKS_CHANNEL_ID
+from sandbox.discord_emulator import InteractionRecord
+from sandbox.world import TASKS_CHANNEL_ID
 
 TASKS = 200
 CONCURRENT_CLICKS = 4

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.factory.signing import signed_headers
-from bot.sandbox.harness import BridgeProcess
-from bot.sandbox.world import WEBHOOK_SECRET, World
+from sandbox.world import WEBHOOK_SECRET, World
+from tests.support.harness import BridgeProcess
 
 __all__ = [
     "Measurement",

@@ -16,7 +16,7 @@ import aiohttp
 
 from bench.common import Measurement, bridge_world
 from bot.factory.signing import signed_headers
-from bot.sandbox.world import WEBHOOK_SECRET
+from sandbox.world import WEBHOOK_SECRET
 
 SENDERS = 4
 DURATION_SECONDS = 10.0

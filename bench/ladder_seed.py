@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from sqlalchemy import insert
 
-from bot.sandbox.world import BOT_TOKEN, TASKS_CHANNEL_ID, World
 from bot.store import Store
 from bot.store import tables as t
 from escalation.models import Task
+from sandbox.world import BOT_TOKEN, TASKS_CHANNEL_ID, World
 
 __all__ = ["Seed", "seed_open_tasks"]
 

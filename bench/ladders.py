@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench.common import Measurement, peak_rss_mb, percentile
 from bench.ladder_seed import Seed, seed_open_tasks
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import World
+from sandbox.world import World
+from tests.support.harness import BridgeProcess, wait_until
 
 RUNS = 3
 COUNT = 10_000

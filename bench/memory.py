@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Measurement, bridge_world
-from bot.sandbox.discord_emulator import InteractionRecord
-from bot.sandbox.harness import wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, World
+from sandbox.discord_emulator import InteractionRecord
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import wait_until
 
 RUNS = 1
 CYCLES = int(os.environ.get("BENCH_MEMORY_CYCLES", "10"))

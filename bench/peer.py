@@ -22,8 +22,8 @@ import aiohttp
 from aiohttp import web
 
 from bench.common import Measurement, peak_rss_mb
-from bot.sandbox.harness import wait_until
-from bot.sandbox.world import free_port
+from sandbox.world import free_port
+from tests.support.harness import wait_until
 
 ITEMS = 1000
 DURATION_SECONDS = 10.0

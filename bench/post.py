@@ -14,7 +14,7 @@ import time
 import aiohttp
 
 from bench.common import Measurement, bridge_world, percentile, signed_task_event, task_payload
-from bot.sandbox.world import TASKS_CHANNEL_ID
+from sandbox.world import TASKS_CHANNEL_ID
 
 RATE_PER_SECOND = 20
 DURATION_SECONDS = 60.0

@@ -21,8 +21,8 @@ from bench.common import Measurement
 from bench.ladder_seed import seed_open_tasks
 from bench.ladders import COUNT as LADDER_COUNT
 from bench.ladders import DISCORD, ladder_env, step_rows, wait_for_window_steps
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import World
+from sandbox.world import World
+from tests.support.harness import BridgeProcess, wait_until
 
 RUNS = 3
 COUNT = LADDER_COUNT  # the same tasks as the ladders benchmark

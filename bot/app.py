@@ -18,16 +18,23 @@ from typing import Any
 from bot.bridge import Bridge
 from bot.discord.client import BridgeClient
 from bot.discord.endpoints import point_discord_at
+from bot.discord.ladder_output import DiscordMessenger
 from bot.discord.notifier import DiscordNotifier
 from bot.discord.pacing import ChannelPacer
 from bot.factory.client import FactoryClient, RetryPolicy
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
+from bot.ladder_runtime import LadderRuntime
 from bot.roster import load_roster
 from bot.settings import Settings
 from bot.store import Store
+from escalation.ports import Pager
 
-__all__ = ["BridgeApp", "run_service"]
+__all__ = [
+    "BridgeApp",
+    "build_app",
+    "run_service",
+]
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +226,94 @@ def _freeze_startup_objects() -> None:
 def build_app(settings: Settings, **kwargs: Any) -> BridgeApp:
     """Build the app with every feature attached (commands, batching, escalation, WebSocket)."""
     app = BridgeApp(settings, **kwargs)
-    from bot.features import attach_features
-
-    attach_features(app)
+    _attach_features(app)
     return app
+
+
+# ---------------------------------------------------------------------------- features
+# Each feature is an object with any of ``setup_client(client)`` (called in discord.py's
+# ``setup_hook``: add commands and DynamicItems), ``start()`` and ``stop()``, appended to
+# ``app.features``; this is the one place that wires them.
+
+
+def _attach_features(app: BridgeApp) -> None:
+    """Attach every feature the settings enable to ``app`` (order matters: see comments)."""
+    # --- slash commands (/factory …) ------------------------------------------------------
+    from bot.discord.commands import SlashCommands
+
+    app.features.append(SlashCommands(app.settings))
+    # --- smart batching ---------------------------------------------------------------------
+    if app.settings.batch_enabled:
+        from bot.batching_runtime import BatchingRuntime
+
+        batching = BatchingRuntime(app.bridge, app.notifier)
+        app.bridge.batcher = batching
+        app.features.append(batching)
+    # --- escalation ladder ------------------------------------------------------------------
+    if app.settings.escalation_enabled:
+        _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
+    # --- WebSocket intake and reconciliation ------------------------------------------------
+    # Last on purpose: the reconciler's start() rebuilds the task → message map (before any
+    # posting: the processor starts after every feature) once the other features are up.
+    from bot.reconcile import Reconciler
+
+    reconciler = Reconciler(
+        app.bridge,
+        app.client,
+        interval_seconds=app.settings.reconcile_interval_seconds,
+        history_limit=app.settings.reconcile_history_limit,
+    )
+    app.features.append(reconciler)
+    if app.settings.factory_ws_url:
+        from bot.factory.ws_intake import WebSocketIntake
+
+        app.features.append(
+            WebSocketIntake(
+                url=app.settings.factory_ws_url,
+                api_key=app.settings.factory_api_key.get_secret_value(),
+                store=app.store,
+                on_stored=app.processor.submit,
+                on_subscribed=reconciler.trigger,
+                reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
+            )
+        )
+    return None
+
+
+def _attach_ladder(app: BridgeApp) -> LadderRuntime:
+    """Build the ladder for ``app`` and wire it in (the "escalation ladder" slot of :func:`_attach_features`).
+
+    Sets ``app.bridge.escalation`` and ``app.notifier.next_step``, appends the runtime to
+    ``app.features`` (its ``start``/``stop`` run with the app) and shares ``app.scheduler``
+    (one APScheduler per process) when another feature made one.
+    """
+    settings = app.settings
+    pager: Pager | None = None
+    if settings.twilio_configured:
+        from bot.pager.twilio_pager import TwilioPager
+
+        assert settings.twilio_auth_token is not None
+        pager = TwilioPager(
+            settings.twilio_account_sid or "",
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from_number or "",
+            base_url=settings.twilio_api_base_url,
+        )
+    else:
+        log.warning("Twilio is not configured: SMS and call steps will be recorded as skipped")
+    runtime = LadderRuntime(
+        bridge=app.bridge,
+        messenger=DiscordMessenger(app.notifier),
+        pager=pager,
+        scheduler=getattr(app, "scheduler", None),
+    )
+    if getattr(app, "scheduler", None) is None:
+        app.scheduler = runtime.scheduler  # type: ignore[attr-defined]
+    app.bridge.escalation = runtime
+    app.notifier.next_step = runtime.next_step_for
+    app.escalation = runtime  # type: ignore[attr-defined]
+    app.features.append(runtime)
+    return runtime
 
 
 async def run_service(settings: Settings) -> None:

@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-__all__ = ["main"]
+__all__ = [
+    "build_parser",
+    "cmd_audit",
+    "cmd_check_config",
+    "cmd_run",
+    "cmd_sandbox",
+    "main",
+]
 
 
 def _configure_logging(level: str) -> None:
@@ -105,7 +112,7 @@ def cmd_run(_: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Run the emulators, the real bridge and a scenario; print a transcript."""
-    from bot.sandbox.runner import run_sandbox
+    from sandbox.runner import run_sandbox
 
     _configure_logging("WARNING" if not args.verbose else "INFO")
     return asyncio.run(run_sandbox(verbose=args.verbose))

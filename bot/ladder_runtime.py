@@ -54,13 +54,12 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from bot.bridge import Actor, Bridge
-from bot.discord.embeds import PRIORITY_LABELS, NextStep
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.keyed import KeyedLocks
 from bot.roster import Operator
@@ -70,7 +69,9 @@ from escalation.bundling import Bundle, BundleKey, Notification, plan_bundles, r
 from escalation.ladder import LadderState, StepDue, due_now, next_step
 from escalation.markup import code_span, inline_text
 from escalation.notices import (
+    PRIORITY_LABELS,
     STEP_LABELS,
+    NextStep,
     PageItem,
     call_twiml,
     human_duration,
@@ -88,15 +89,12 @@ from escalation.recipients import (
     sms_targets,
 )
 
-if TYPE_CHECKING:
-    from bot.app import BridgeApp
-
 __all__ = [
     "ESCALATION_ACTOR",
     "RETRY_DELAYS",
     "WAKE_JOB_ID",
     "LadderRuntime",
-    "attach_ladder",
+    "fit_lines",
 ]
 
 log = logging.getLogger(__name__)
@@ -1275,41 +1273,3 @@ class LadderRuntime:
             )
         except Exception:
             log.exception("could not audit %s for task %s", action, task_id)
-
-
-def attach_ladder(app: BridgeApp) -> LadderRuntime:
-    """Build the ladder for ``app`` and wire it in (``bot.features``, "escalation ladder").
-
-    Sets ``app.bridge.escalation`` and ``app.notifier.next_step``, appends the runtime to
-    ``app.features`` (its ``start``/``stop`` run with the app) and shares ``app.scheduler``
-    (one APScheduler per process) when another feature made one.
-    """
-    from bot.discord.ladder_output import DiscordMessenger
-
-    settings = app.settings
-    pager: Pager | None = None
-    if settings.twilio_configured:
-        from bot.pager.twilio_pager import TwilioPager
-
-        assert settings.twilio_auth_token is not None
-        pager = TwilioPager(
-            settings.twilio_account_sid or "",
-            settings.twilio_auth_token.get_secret_value(),
-            settings.twilio_from_number or "",
-            base_url=settings.twilio_api_base_url,
-        )
-    else:
-        log.warning("Twilio is not configured: SMS and call steps will be recorded as skipped")
-    runtime = LadderRuntime(
-        bridge=app.bridge,
-        messenger=DiscordMessenger(app.notifier),
-        pager=pager,
-        scheduler=getattr(app, "scheduler", None),
-    )
-    if getattr(app, "scheduler", None) is None:
-        app.scheduler = runtime.scheduler  # type: ignore[attr-defined]
-    app.bridge.escalation = runtime
-    app.notifier.next_step = runtime.next_step_for
-    app.escalation = runtime  # type: ignore[attr-defined]
-    app.features.append(runtime)
-    return runtime

@@ -12,7 +12,7 @@ carry out.
 What is batched
 ---------------
 :func:`batch_key` gives a key for *routine* tasks only: priority ``medium`` or ``low`` and not a
-production deploy (:attr:`escalation.models.Task.deploys_to_production`). Tasks of the same key
+production deploy (:func:`escalation.deploy_guard.is_guarded`). Tasks of the same key
 (task type and pipeline stage, e.g. ``"review:review"``) may share a message; different keys are
 never mixed. For a task whose key is ``None`` (critical, high, anything touching production) the
 adapter posts the normal single-task message at once and never calls :class:`Batcher`.
@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
+from escalation.deploy_guard import is_guarded
 from escalation.models import Priority, Task, ensure_utc
 
 __all__ = [
@@ -106,14 +107,14 @@ def batch_key(task: Task, *, guarded: bool | None = None) -> str | None:
     str or None
         ``f"{task.type}:{task.stage_name or '-'}"`` (e.g. ``"review:review"``,
         ``"approval:-"``) when the task is routine: priority ``medium`` or ``low`` and not
-        :attr:`~escalation.models.Task.deploys_to_production`. ``None`` for critical and high
+        guarded (:func:`~escalation.deploy_guard.is_guarded`). ``None`` for critical and high
         tasks and for anything touching production (master plan §7: those are never delayed or
         bundled). ``guarded`` is the deploy guard's verdict when the caller knows the approval
         behind the task (:func:`escalation.deploy_guard.is_guarded`); ``None`` judges from
         the task alone.
     """
     if guarded is None:
-        guarded = task.deploys_to_production
+        guarded = is_guarded(task)
     if task.priority not in _ROUTINE_PRIORITIES or guarded:
         return None
     return f"{task.type}:{task.stage_name or '-'}"

@@ -290,19 +290,6 @@ class Task(ContractModel):
         """True while the task still waits for a decision."""
         return self.status.is_open and self.decision is None
 
-    @property
-    def deploys_to_production(self) -> bool:
-        """True when approving this task may ship to production, judged from the task alone.
-
-        The approval behind the task can guard it too: use
-        :func:`escalation.deploy_guard.is_guarded` with the approval when it is known (a
-        tracked task's ``guarded`` does). Source: master plan §8, irreversible actions need
-        "type DEPLOY to confirm"; contract Appendix A, staging → production is a deploy.
-        """
-        from .deploy_guard import is_guarded  # the rule lives there; it imports this module
-
-        return is_guarded(self)
-
 
 class Approval(ContractModel):
     """A human gate behind a task (contract §1.4 ``Approval``), the fields the bridge uses.

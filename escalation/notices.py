@@ -16,14 +16,18 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from xml.sax.saxutils import escape
 
+from escalation.models import Priority
 from escalation.policy import StepKind
 
 __all__ = [
     "LATE_MARK_SECONDS",
+    "PRIORITY_LABELS",
     "SMS_MAX_CHARS",
     "STEP_LABELS",
+    "NextStep",
     "PageItem",
     "ascii_only",
     "call_twiml",
@@ -32,6 +36,28 @@ __all__ = [
     "short_ref",
     "sms_text",
 ]
+
+#: How a priority is named to people (task messages, reminders, incident reports).
+PRIORITY_LABELS: dict[Priority, str] = {
+    Priority.CRITICAL: "🔴 Critical",
+    Priority.HIGH: "🟠 High",
+    Priority.MEDIUM: "🟡 Medium",
+    Priority.LOW: "🔵 Low",
+}
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The next escalation step shown on the task's message: a label and when (aware UTC).
+
+    ``at`` is ``None`` when no step remains; ``taken`` lists the steps already taken, one
+    line each (with "(late by …)" when a step was taken late, e.g. after a restart).
+    """
+
+    label: str
+    at: datetime | None
+    taken: tuple[str, ...] = ()
+
 
 #: One SMS segment of GSM-7 text (issue: "at most 160 characters").
 SMS_MAX_CHARS = 160

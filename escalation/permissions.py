@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from .deploy_guard import is_guarded
 from .models import Task, TaskDecision
 
 __all__ = ["decision_refusal", "needs_deploy_confirmation"]
@@ -34,7 +35,7 @@ def needs_deploy_confirmation(
     """
     if TaskDecision(decision) is not TaskDecision.APPROVED:
         return False
-    return task.deploys_to_production if guarded is None else guarded
+    return is_guarded(task) if guarded is None else guarded
 
 
 def decision_refusal(

@@ -1,1 +1,3 @@
 """Discord-facing pieces of Factory Bridge."""
+
+__all__: list[str] = []

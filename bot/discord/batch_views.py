@@ -52,6 +52,7 @@ __all__ = [
     "batch_view",
     "item_view",
     "render_batch",
+    "runtime_of",
 ]
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ text) that fits Discord's limits. Long values are truncated with "…", never re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import discord
@@ -24,6 +23,7 @@ from bot.discord.limits import (
 from bot.store import TrackedTask
 from escalation.markup import escape_text
 from escalation.models import Priority, Task, TestResults
+from escalation.notices import PRIORITY_LABELS, NextStep
 
 __all__ = [
     "DECISION_LABELS",
@@ -50,12 +50,6 @@ PRIORITY_COLOURS: dict[Priority, int] = {
     Priority.LOW: 0x3498DB,
 }
 
-PRIORITY_LABELS: dict[Priority, str] = {
-    Priority.CRITICAL: "🔴 Critical",
-    Priority.HIGH: "🟠 High",
-    Priority.MEDIUM: "🟡 Medium",
-    Priority.LOW: "🔵 Low",
-}
 
 #: How a confirmed decision is shown: (emoji + verb, embed colour).
 DECISION_LABELS: dict[str, tuple[str, int]] = {
@@ -88,19 +82,6 @@ def format_coverage(results: TestResults | None, min_percent: float = 80.0) -> s
         return "—"
     mark = "✅" if results.coverage_percent >= min_percent else "⚠️"
     return f"{mark} {results.coverage_percent:g}%"
-
-
-@dataclass(frozen=True)
-class NextStep:
-    """The next escalation step shown on the message: a label and when (aware UTC).
-
-    ``at`` is ``None`` when no step remains; ``taken`` lists the steps already taken, one
-    line each (with "(late by …)" when a step was taken late, e.g. after a restart).
-    """
-
-    label: str
-    at: datetime | None
-    taken: tuple[str, ...] = ()
 
 
 def _title(task: Task) -> str:

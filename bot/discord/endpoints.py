@@ -7,7 +7,7 @@ resume URL yet connects to ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` 
 
 The settings ``DISCORD_API_BASE_URL`` and ``DISCORD_GATEWAY_URL`` let an operator point the
 bot at a REST proxy (for example one that shares rate limits between processes); the test
-suite and the sandbox point them at :class:`bot.sandbox.discord_emulator.DiscordEmulator`.
+suite and the sandbox point them at :class:`sandbox.discord_emulator.DiscordEmulator`.
 """
 
 from __future__ import annotations

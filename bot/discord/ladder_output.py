@@ -25,7 +25,12 @@ from bot.discord.limits import NO_PINGS, fit_content
 from bot.discord.notifier import DiscordNotifier
 from escalation.ports import DeliveryError, RecipientUnreachable
 
-__all__ = ["DM_CLOSED_CODE", "DiscordMessenger", "own_here_only"]
+__all__ = [
+    "DM_CLOSED_CODE",
+    "DiscordMessenger",
+    "own_here_only",
+    "translate",
+]
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,11 @@ from bot.store import TrackedTask
 from escalation.markup import code_span, inline_text
 from escalation.models import Priority
 
-__all__ = ["DiscordNotifier", "event_channel"]
+__all__ = [
+    "DiscordNotifier",
+    "event_channel",
+    "event_text",
+]
 
 log = logging.getLogger(__name__)
 

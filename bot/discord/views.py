@@ -36,7 +36,10 @@ __all__ = [
     "SnoozeSelect",
     "TaskButton",
     "actor_from",
+    "bridge_of",
+    "run_decision",
     "snooze_seconds",
+    "submit_deploy",
     "submit_reject",
     "task_view",
 ]

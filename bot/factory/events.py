@@ -29,6 +29,7 @@ __all__ = [
     "TaskPayload",
     "TaskSlaPayload",
     "UnknownEventType",
+    "WsEnvelope",
     "parse_event",
 ]
 

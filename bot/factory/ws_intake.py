@@ -10,7 +10,7 @@ With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory 
 - every ``WsEvent`` frame of a type the bridge handles is validated and **stored** in the same
   event table as webhooks, then the event processor is woken: both intakes go through the same
   path. A frame has no event id, so its id is ``ws:`` + the SHA-256 of its canonical JSON
-  (:func:`bot.factory.fingerprint.event_fingerprint`); a frame delivered twice is stored once.
+  (:func:`bot.store.fingerprint.event_fingerprint`); a frame delivered twice is stored once.
   Types the bridge does not handle are ignored; malformed frames are logged and dropped;
 - when the connection drops or cannot be opened it reconnects for ever, with exponential
   backoff: ``FACTORY_WS_RECONNECT_BASE_SECONDS`` (1 s) doubling up to 30 s, with jitter
@@ -32,8 +32,8 @@ from typing import Any
 import aiohttp
 
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
-from bot.factory.fingerprint import event_fingerprint
 from bot.store import Recorded, Store
+from bot.store.fingerprint import event_fingerprint
 
 __all__ = [
     "DEFAULT_CHANNELS",

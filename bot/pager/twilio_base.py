@@ -2,7 +2,7 @@
 
 The bridge's settings expose ``TWILIO_API_BASE_URL`` (default :data:`DEFAULT_TWILIO_API_BASE_URL`,
 ``https://api.twilio.com``); the sandbox and the tests set it to the local Twilio emulator
-(:class:`bot.sandbox.twilio_emulator.TwilioEmulator`) so the unmodified twilio library speaks real
+(:class:`sandbox.twilio_emulator.TwilioEmulator`) so the unmodified twilio library speaks real
 HTTP to it.
 
 How twilio 9.x builds URLs: ``client.messages`` and ``client.calls`` are

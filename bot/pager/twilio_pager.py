@@ -28,7 +28,11 @@ from twilio.rest import Client
 from bot.pager.twilio_base import configure_client
 from escalation.ports import DeliveryError, RecipientUnreachable
 
-__all__ = ["UNSUBSCRIBED_CODES", "TwilioPager"]
+__all__ = [
+    "UNSUBSCRIBED_CODES",
+    "TwilioPager",
+    "translate",
+]
 
 log = logging.getLogger(__name__)
 

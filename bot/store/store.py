@@ -23,7 +23,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from bot.factory.fingerprint import event_fingerprint
+from bot.store.fingerprint import event_fingerprint
 from escalation.deploy_guard import (
     DeployApproval,
     GuardSignal,
@@ -371,7 +371,7 @@ class Store:
         """Store an event durably and say what was done (see :class:`Recorded`).
 
         A duplicate id stores nothing. The event's content fingerprint
-        (:func:`bot.factory.fingerprint.event_fingerprint`) is remembered with it: an event
+        (:func:`bot.store.fingerprint.event_fingerprint`) is remembered with it: an event
         whose content was accepted before under another id (the same ``WsEvent`` delivered by
         webhook *and* WebSocket) is stored already marked processed ("same content as an
         accepted event"), so it is acted on once.

@@ -16,11 +16,11 @@ from bot.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.bridge import Actor, Bridge
 from bot.factory.client import BulkResult, FactoryUnavailable
 from bot.roster import Roster
-from bot.sandbox.harness import wait_until
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
 from escalation.batching import Batcher, BatchingPolicy, PostBatch
 from escalation.models import Task
+from tests.support.harness import wait_until
 
 CHANNEL = 2
 APPROVER = 10

@@ -13,8 +13,8 @@ import pytest
 
 from bot.factory.intake import MAX_BODY_BYTES, EventIntake
 from bot.factory.signing import signed_headers
-from bot.sandbox.segmented import send_segmented
 from bot.store import Store
+from sandbox.segmented import send_segmented
 
 SECRET = "intake-test-secret"
 

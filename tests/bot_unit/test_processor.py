@@ -14,9 +14,9 @@ from sqlalchemy import select
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.factory.events import FactoryEvent, parse_event
 from bot.factory.processor import EventProcessor, permanent_reason
-from bot.sandbox.harness import wait_until
 from bot.store import Recorded, Store
 from bot.store import tables as t
+from tests.support.harness import wait_until
 
 
 def stage_event(pipeline: str) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox.harness import wait_until
 from bot.store import Store, TrackedTask
 from escalation.models import Task
+from tests.support.harness import wait_until
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(hours=4)

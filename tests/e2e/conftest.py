@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.harness import BridgeProcess
-from bot.sandbox.world import World
+from sandbox.world import World
+from tests.support.harness import BridgeProcess
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 
 from bot.factory.signing import signed_headers
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
 from bot.store import Store
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
+from tests.support.harness import BridgeProcess, wait_until
 
 BULK = r"/v1/tasks/bulk"
 COMPLETE = r"/v1/tasks/[^/]+/complete"

@@ -9,10 +9,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sandbox.discord_emulator import InteractionRecord, RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, World
 from bot.store import Store
+from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CLAIM = r"/v1/tasks/[^/]+/claim"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import httpx
 
 from bot.factory.signing import signed_headers
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
+from tests.support.harness import BridgeProcess, wait_until
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.sandbox.discord_emulator import InteractionRecord, RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import (
+from bot.store import Store
+from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.world import (
     APPROVER_ROLE_ID,
     DEPLOYER_ROLE_ID,
     TASKS_CHANNEL_ID,
     World,
 )
-from bot.store import Store
+from tests.support.harness import BridgeProcess, wait_until
 
 BULK = r"/v1/tasks/bulk"
 COMPLETE = r"/v1/tasks/[^/]+/complete"

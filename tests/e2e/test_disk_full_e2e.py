@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, World
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 

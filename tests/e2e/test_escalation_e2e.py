@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox.discord_emulator import (
+from bot.store import Store
+from bot.store.ladder import LadderStore
+from sandbox.discord_emulator import (
     DEFAULT_BOT_PERMISSIONS,
     MENTION_EVERYONE,
     RecordedMessage,
 )
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
-from bot.store import Store
-from bot.store.ladder import LadderStore
+from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
 
 ALICE_PHONE = "+15550100001"
 DAVE_PHONE = "+15550100002"

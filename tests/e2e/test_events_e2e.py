@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 
 from bot.factory.signing import signed_headers
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess
-from bot.sandbox.world import (
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import (
     ALERTS_CHANNEL_ID,
     DEPLOYS_CHANNEL_ID,
     FEED_CHANNEL_ID,
@@ -27,6 +26,7 @@ from bot.sandbox.world import (
     WEBHOOK_SECRET,
     World,
 )
+from tests.support.harness import BridgeProcess
 
 
 def posted(world: World, channel_id: int) -> list[RecordedMessage]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from bot.sandbox.discord_emulator import InteractionRecord, RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, World
+from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CLAIM = r"/v1/tasks/[^/]+/claim"

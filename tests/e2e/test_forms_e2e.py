@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.sandbox.discord_emulator import InteractionRecord, RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import TASKS_CHANNEL_ID, World
 from bot.store import Store
+from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CB_DEFERRED_MESSAGE = 5

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.sandbox.discord_emulator import InteractionRecord, RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import (
+from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.world import (
     ALERTS_CHANNEL_ID,
     APPROVER_ROLE_ID,
     DEPLOYS_CHANNEL_ID,
@@ -26,6 +25,7 @@ from bot.sandbox.world import (
     TASKS_CHANNEL_ID,
     World,
 )
+from tests.support.harness import BridgeProcess, wait_until
 
 #: DM at T+2, @mention at T+4, @here warning at T+6, breach at T+10, critical at T+11.
 LADDER = {

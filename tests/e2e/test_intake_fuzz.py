@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bot.factory.signing import signed_headers
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.segmented import send_segmented
-from bot.sandbox.world import WEBHOOK_SECRET, World
 from bot.store import Store
 from bot.store import tables as t
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.segmented import send_segmented
+from sandbox.world import WEBHOOK_SECRET, World
+from tests.support.harness import BridgeProcess, wait_until
 
 # ------------------------------------------------------------------ strategies
 

@@ -18,12 +18,12 @@ import httpx
 from sqlalchemy import select
 
 from bot.factory.signing import signed_headers
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.segmented import PAUSE_SECONDS, SEGMENT_BYTES, RawResponse, send_segmented
-from bot.sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
 from bot.store import Store
 from bot.store import tables as t
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.segmented import PAUSE_SECONDS, SEGMENT_BYTES, RawResponse, send_segmented
+from sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
+from tests.support.harness import BridgeProcess, wait_until
 
 
 def task_message(world: World, task_id: str) -> RecordedMessage | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess
-from bot.sandbox.world import TASKS_CHANNEL_ID, World
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess
 
 
 def message_of(world: World, task_id: str) -> RecordedMessage | None:

@@ -15,15 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.reconcile import MessageRefs, message_refs
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import (
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import (
     ALERTS_CHANNEL_ID,
     DEPLOYS_CHANNEL_ID,
     FEED_CHANNEL_ID,
     TASKS_CHANNEL_ID,
     World,
 )
+from tests.support.harness import BridgeProcess, wait_until
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 LIST = r"/v1/tasks"

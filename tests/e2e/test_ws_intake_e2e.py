@@ -13,9 +13,9 @@ from itertools import pairwise
 import pytest
 
 from bot.factory.ws_intake import MAX_RECONNECT_DELAY_SECONDS, reconnect_delay
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.harness import BridgeProcess, wait_until
-from bot.sandbox.world import DEPLOYS_CHANNEL_ID, FACTORY_API_KEY, TASKS_CHANNEL_ID, World
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import DEPLOYS_CHANNEL_ID, FACTORY_API_KEY, TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
 
 WS_PATH = r"/v1/ws"
 

@@ -20,6 +20,7 @@ from escalation.batching import (
     PostSingle,
     batch_key,
 )
+from escalation.deploy_guard import is_guarded
 from escalation.models import PipelineStage, Priority, Task, TaskContext, TaskType
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -78,7 +79,7 @@ def test_critical_and_high_bypass_batching(priority: Priority) -> None:
 )
 def test_production_deploys_bypass_batching(overrides: dict[str, Any]) -> None:
     task = make_task(priority=Priority.LOW, **overrides)
-    assert task.deploys_to_production
+    assert is_guarded(task)
     assert batch_key(task) is None
 
 

@@ -121,9 +121,9 @@ def test_metric_false_like_values_do_not_guard() -> None:
     assert not is_guarded(task(context={"metrics": {"deploysToProduction": 0}}))
 
 
-def test_task_property_uses_the_same_rule() -> None:
-    assert task(stageName="staging").deploys_to_production
-    assert not task().deploys_to_production
+def test_judged_from_the_task_alone_without_an_approval() -> None:
+    assert is_guarded(task(stageName="staging"))
+    assert not is_guarded(task())
 
 
 def test_approvals_required_is_the_larger_of_setting_and_factory() -> None:

@@ -44,6 +44,11 @@ def test_dockerfile_installs_this_package_and_runs_as_non_root() -> None:
     assert users and users[-1] not in ("root", "0")
 
 
+def test_dockerfile_leaves_the_emulators_out_of_the_image() -> None:
+    runs = " ".join(args for kw, args in instructions() if kw == "RUN")
+    assert "rm -rf ./sandbox" in runs and "sandbox.__file__" in runs
+
+
 def test_dockerfile_runs_the_service_with_healthcheck_and_volume() -> None:
     steps = dict(instructions())
     assert steps["CMD"] == '["factory-bridge", "run"]'

@@ -21,7 +21,7 @@ import pytest
 from discord import app_commands
 
 from bot.discord.endpoints import DEFAULT_API_BASE_URL, DEFAULT_GATEWAY_URL, point_discord_at
-from bot.sandbox.discord_emulator import (
+from sandbox.discord_emulator import (
     ChannelSpec,
     DiscordEmulator,
     GuildSpec,

@@ -22,7 +22,7 @@ from bot.factory.signing import (
     SignatureError,
     verify,
 )
-from bot.sandbox.factory_emulator import FactoryEmulator
+from sandbox.factory_emulator import FactoryEmulator
 
 KEY = "factory-test-key"
 SECRET = "webhook-secret-for-tests"

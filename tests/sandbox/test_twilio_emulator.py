@@ -11,7 +11,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from bot.pager.twilio_base import DEFAULT_TWILIO_API_BASE_URL, configure_client
-from bot.sandbox.twilio_emulator import TwilioEmulator
+from sandbox.twilio_emulator import TwilioEmulator
 
 ALICE = "+15551230001"
 BOB = "+15551230002"

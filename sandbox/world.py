@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.sandbox.discord_emulator import (
+from sandbox.discord_emulator import (
     ChannelSpec,
     DiscordEmulator,
     GuildSpec,
     MemberSpec,
     RoleSpec,
 )
-from bot.sandbox.factory_emulator import FactoryEmulator
-from bot.sandbox.twilio_emulator import TwilioEmulator
+from sandbox.factory_emulator import FactoryEmulator
+from sandbox.twilio_emulator import TwilioEmulator
 
 __all__ = ["People", "World", "free_port"]
 

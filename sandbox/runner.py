@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import BridgeApp, build_app
-from bot.sandbox.discord_emulator import InteractionRecord, MemberSpec, RecordedMessage
-from bot.sandbox.transcript import Transcript
-from bot.sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 from bot.settings import Settings
+from sandbox.discord_emulator import InteractionRecord, MemberSpec, RecordedMessage
+from sandbox.transcript import Transcript
+from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 
 __all__ = ["SANDBOX_SETTINGS", "run_sandbox"]
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sandbox.discord_emulator import RecordedMessage
-from bot.sandbox.world import World
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import World
 
 __all__ = ["Transcript"]
 
