@@ -10,42 +10,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.store import Store
-from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
+from tests.support.reading import fields, final_reply, task_messages
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CLAIM = r"/v1/tasks/[^/]+/claim"
 CB_MODAL = 9
 
 
-def task_messages(world: World) -> list[RecordedMessage]:
-    """Non-ephemeral task messages the bot posted in #factory-tasks."""
-    return [
-        m
-        for m in world.discord.messages(TASKS_CHANNEL_ID)
-        if not m.deleted and not m.ephemeral and m.embeds
-    ]
-
-
-def fields(message: RecordedMessage) -> dict[str, str]:
-    """The first embed's fields by name."""
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields", [])}
-
-
 async def one_message(world: World) -> RecordedMessage:
     await world.discord.wait_for(lambda: len(task_messages(world)) >= 1, 10)
     return task_messages(world)[0]
-
-
-async def final_reply(world: World, rec: InteractionRecord, timeout: float = 10) -> str:
-    """The ephemeral answer once it no longer says "⏳ …"."""
-    await rec.response()
-    await world.discord.wait_for(
-        lambda: bool(rec.reply_content) and not (rec.reply_content or "").startswith("⏳"),
-        timeout,
-    )
-    return rec.reply_content or ""
 
 
 async def audit_actions(world: World, task_id: str) -> list[tuple[str, str, str, str]]:

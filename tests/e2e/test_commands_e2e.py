@@ -16,6 +16,7 @@ from bot.store import Store
 from sandbox.discord_emulator import InteractionRecord, RecordedMessage
 from sandbox.world import GUILD_ID, TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
+from tests.support.reading import fields, final_reply, task_messages
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CLAIM = r"/v1/tasks/[^/]+/claim"
@@ -24,18 +25,6 @@ CB_MODAL = 9
 
 
 # ------------------------------------------------------------------------------ helpers
-def task_messages(world: World) -> list[RecordedMessage]:
-    """Non-ephemeral task messages the bot posted in #factory-tasks."""
-    return [
-        m
-        for m in world.discord.messages(TASKS_CHANNEL_ID)
-        if not m.deleted and not m.ephemeral and m.embeds
-    ]
-
-
-def fields(message: RecordedMessage) -> dict[str, str]:
-    """The first embed's fields by name."""
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields", [])}
 
 
 def iso(moment: datetime) -> str:
@@ -74,16 +63,6 @@ async def listing(world: World, rec: InteractionRecord) -> RecordedMessage:
     message = rec.original_message
     assert message is not None
     return message
-
-
-async def final_reply(world: World, rec: InteractionRecord, timeout: float = 10) -> str:
-    """The ephemeral answer once it no longer says "⏳ …"."""
-    await rec.response()
-    await world.discord.wait_for(
-        lambda: bool(rec.reply_content) and not (rec.reply_content or "").startswith("⏳"),
-        timeout,
-    )
-    return rec.reply_content or ""
 
 
 async def wait_stored(world: World, count: int) -> None:

@@ -15,22 +15,9 @@ from bot.factory.signing import signed_headers
 from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
 from tests.support.harness import BridgeProcess, wait_until
+from tests.support.reading import fields, task_messages
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
-
-
-def task_messages(world: World) -> list[RecordedMessage]:
-    """Non-ephemeral messages the bot posted in #factory-tasks."""
-    return [
-        m
-        for m in world.discord.messages(TASKS_CHANNEL_ID)
-        if not m.deleted and not m.ephemeral and m.embeds
-    ]
-
-
-def fields(message: RecordedMessage) -> dict[str, str]:
-    """The first embed's fields by name."""
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields", [])}
 
 
 async def ghl_task(world: World, **overrides: object) -> dict:

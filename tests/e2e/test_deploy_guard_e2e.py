@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.store import Store
-from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import (
     APPROVER_ROLE_ID,
     DEPLOYER_ROLE_ID,
@@ -21,28 +21,11 @@ from sandbox.world import (
     World,
 )
 from tests.support.harness import BridgeProcess, wait_until
+from tests.support.reading import fields, final_reply, task_messages
 
 BULK = r"/v1/tasks/bulk"
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CB_MODAL = 9
-
-
-async def final_reply(world: World, rec: InteractionRecord, timeout: float = 10) -> str:
-    """The ephemeral answer once it no longer says "⏳ …"."""
-    await rec.response()
-    await world.discord.wait_for(
-        lambda: bool(rec.reply_content) and not (rec.reply_content or "").startswith("⏳"),
-        timeout,
-    )
-    return rec.reply_content or ""
-
-
-def task_messages(world: World) -> list[RecordedMessage]:
-    return [
-        m
-        for m in world.discord.messages(TASKS_CHANNEL_ID)
-        if not m.deleted and not m.ephemeral and m.embeds
-    ]
 
 
 def message_of(world: World, title: str) -> RecordedMessage | None:
@@ -50,10 +33,6 @@ def message_of(world: World, title: str) -> RecordedMessage | None:
         if title in m.embeds[0].get("title", "") and not m.embeds[0]["title"].startswith("📋"):
             return m
     return None
-
-
-def fields(message: RecordedMessage) -> dict[str, str]:
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields", [])}
 
 
 async def staging_promotion(world: World, **task_overrides: Any) -> dict[str, Any]:

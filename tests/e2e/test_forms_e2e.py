@@ -14,24 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.store import Store
-from sandbox.discord_emulator import InteractionRecord, RecordedMessage
+from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
+from tests.support.reading import fields, final_reply, task_messages
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 CB_DEFERRED_MESSAGE = 5
-
-
-def task_messages(world: World) -> list[RecordedMessage]:
-    return [
-        m
-        for m in world.discord.messages(TASKS_CHANNEL_ID)
-        if not m.deleted and not m.ephemeral and m.embeds
-    ]
-
-
-def fields(message: RecordedMessage) -> dict[str, str]:
-    return {f["name"]: f["value"] for f in message.embeds[0].get("fields", [])}
 
 
 async def message_of(world: World, task_id: str) -> RecordedMessage:
@@ -42,16 +31,6 @@ async def message_of(world: World, task_id: str) -> RecordedMessage:
     message = found()
     assert message is not None
     return message
-
-
-async def final_reply(world: World, rec: InteractionRecord, timeout: float = 10) -> str:
-    """The ephemeral answer once it no longer says "⏳ …" (nor is a "thinking…" placeholder)."""
-    await rec.response()
-    await world.discord.wait_for(
-        lambda: bool(rec.reply_content) and not (rec.reply_content or "").startswith("⏳"),
-        timeout,
-    )
-    return rec.reply_content or ""
 
 
 async def audit_actions(world: World, task_id: str, db: Path | None = None) -> list[tuple]:
