@@ -33,7 +33,7 @@ from escalation.markup import inline_text
 from escalation.models import Task, TaskDecision, TaskType
 from escalation.permissions import decision_refusal
 
-__all__ = ["SYSTEM", "Actor", "Bridge", "Notifier", "Outcome"]
+__all__ = ["SYSTEM", "Actor", "Bridge", "DirectMessages", "Escalation", "Notifier", "Outcome"]
 
 log = logging.getLogger(__name__)
 
