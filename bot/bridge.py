@@ -789,7 +789,10 @@ class Bridge:
             await self._audit_conflict(actor, decision, task_id, request, tracked)
             return Outcome("conflict", self._conflict_message(tracked), tracked)
         if decision == TaskDecision.APPROVED.value and tracked.guarded:
-            gathering = await self._collect_deploy_approval(tracked, actor, request)
+            try:
+                gathering = await self._collect_deploy_approval(tracked, actor, request)
+            except Exception as exc:  # the database takes no write (disk full, read-only)
+                return await self._not_recorded_by_bridge(actor, decision, tracked, request, exc)
             if isinstance(gathering, Outcome):
                 return gathering
             tracked = gathering
@@ -841,8 +844,22 @@ class Bridge:
         """
         task_id = tracked.task_id
         required = tracked.approvals_required(self.settings.deploy_required_approvers)
-        if required <= 1 or actor.discord_user_id is None:
+        if required <= 1:
             return tracked
+        if actor.discord_user_id is None:  # distinct people are told apart by Discord id
+            message = (
+                f"This production deploy needs {required} distinct deploy approvers in Discord; "
+                "it cannot be approved from here. Nothing was sent to the factory."
+            )
+            await self._audit(
+                actor,
+                action="task.deploy_approval",
+                task_id=task_id,
+                request=request,
+                outcome="refused",
+                detail="no Discord identity to count as a distinct approver",
+            )
+            return Outcome("refused", message, tracked)
         added, approvals = await self.store.add_deploy_approval(
             task_id,
             DeployApproval(

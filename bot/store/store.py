@@ -904,6 +904,13 @@ class Store:
         tuple
             ``(added, approvals)``: ``added`` is ``False`` when this Discord user had approved
             already; ``approvals`` is every approval collected, oldest first.
+
+        Raises
+        ------
+        RuntimeError
+            When 20 compare-and-set attempts in a row lost to concurrent approvals.
+        sqlalchemy.exc.SQLAlchemyError
+            When the database takes no write (the caller answers that nothing was recorded).
         """
         now = self._clock()
 
