@@ -18,6 +18,9 @@ import httpx
 
 __all__ = ["BridgeProcess", "wait_until"]
 
+# The repository root: tests/support/harness.py → ../..
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
 #: Interval between two looks at a condition in :func:`wait_until` (seconds).
 POLL_INTERVAL = 0.02
 
@@ -82,6 +85,11 @@ class BridgeProcess:
         self.log_path = self.workdir / f"bridge-{self.starts}.log"
         log = self.log_path.open("wb")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # The child must run the checkout these tests belong to, not whatever an
+        # editable install points at (it starts in a scratch directory).
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(_CHECKOUT), env.get("PYTHONPATH", "")) if part
+        )
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
