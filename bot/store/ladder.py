@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import tables as t
 from .database import Database
-from .store import from_ts
+from .rows import from_ts
 
 __all__ = [
     "IDEMPOTENT_CHANNELS",

@@ -1,0 +1,73 @@
+"""What every part of :class:`bot.store.Store` shares: the database, the clock, the task cache.
+
+The store's methods are grouped by concern into parts (:mod:`bot.store.events`,
+:mod:`bot.store.tasks`, :mod:`bot.store.decisions`, :mod:`bot.store.approvals`,
+:mod:`bot.store.batches`, :mod:`bot.store.state`, :mod:`bot.store.audit`), each a subclass of
+:class:`StoreBase`; :class:`bot.store.Store` is all of them together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from . import tables as t
+from .database import Database
+from .rows import TrackedTask
+
+__all__ = ["TASK_CACHE_SIZE", "StoreBase"]
+
+T = TypeVar("T")
+
+#: Task rows :meth:`Store.get_task` keeps in memory (least recently read forgotten first).
+TASK_CACHE_SIZE = 1024
+
+
+class StoreBase:
+    """The database, the clock and the task cache the store's parts share.
+
+    Parameters
+    ----------
+    url:
+        An SQLAlchemy URL (see :class:`bot.store.Store`).
+    clock:
+        Returns the current Unix time in seconds; always called on the event loop.
+    """
+
+    def __init__(self, url: str, *, clock: Any = time.time) -> None:
+        self._clock = clock
+        self.db = Database(url)
+        # recently read task rows (see get_task); valid until a write to that row settles
+        self._task_cache: OrderedDict[str, TrackedTask] = OrderedDict()
+        self._task_writes = 0  # task writes settled so far
+
+    async def create_schema(self) -> None:
+        """Create missing tables (idempotent).
+
+        SQLite files run in WAL mode (set by :class:`~bot.store.database.Database` on
+        connect), so reads go on while a write is in progress.
+        """
+        await self.db.write(lambda conn: t.metadata.create_all(conn))
+
+    async def close(self) -> None:
+        """Finish queued writes and close every connection (see :meth:`Database.close`)."""
+        await self.db.close()
+
+    async def _write_task(self, task_id: str, work: Callable[[Connection], T]) -> T:
+        """:meth:`Database.write` for a unit that changes the row of ``task_id``.
+
+        Every write to the tasks table goes through here: when the unit settles (committed
+        or failed, even if the caller was cancelled) the cached row is forgotten and the
+        write counter moves, so :meth:`get_task` never answers with a row older than a
+        write that has settled.
+        """
+
+        def forget() -> None:
+            self._task_writes += 1
+            self._task_cache.pop(task_id, None)
+
+        return await self.db.write(work, on_settled=forget)

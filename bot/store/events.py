@@ -1,0 +1,227 @@
+"""The event log: every factory event stored before it is acknowledged, then marked handled."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from . import tables as t
+from .base import StoreBase
+from .database import driver_cursor
+from .fingerprint import event_fingerprint
+
+__all__ = ["EventRecord", "EventsMixin", "Recorded"]
+
+# Hot-path SQL run through the driver (see bot.store.database.driver_cursor); the names are
+# those of bot.store.tables (the intake and processor tests run these against that schema).
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, type, source, received_at, body) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+_UNPROCESSED_EVENTS = (
+    "SELECT event_id, type, source, received_at, body FROM events "
+    "WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT ?"
+)
+_MARK_EVENT_PROCESSED = "UPDATE events SET processed_at = ?, error = NULL WHERE event_id = ?"
+_MARK_EVENT_WITH_ERROR = "UPDATE events SET processed_at = ?, error = ? WHERE event_id = ?"
+_INSERT_FINGERPRINT = (
+    "INSERT INTO event_fingerprints (fingerprint, type, handled_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (fingerprint) DO NOTHING"
+)
+#: ``events.error`` of an event stored but not acted on: its content was accepted before.
+_SAME_CONTENT = "same content as an event accepted before (acted on once)"
+
+
+class Recorded(enum.Enum):
+    """What :meth:`Store.record_event` did with an event."""
+
+    #: Stored, to be acted on.
+    NEW = "new"
+    #: Stored already marked processed: the same content was accepted before under another id
+    #: (a webhook and WebSocket double delivery), so it is acted on once.
+    SAME_CONTENT = "same content"
+    #: Its id was stored before; nothing was stored.
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A stored event: its id, type, where it came from and its raw ``WsEvent`` JSON."""
+
+    event_id: str
+    type: str
+    source: str
+    received_at: float
+    body: dict[str, Any]
+
+
+class EventsMixin(StoreBase):
+    """The store's event methods (see :class:`bot.store.Store`)."""
+
+    def __init__(self, url: str, *, clock: Any = time.time) -> None:
+        super().__init__(url, clock=clock)
+        # the event table's hot writes, drained together by one writer coroutine
+        self._pending_events: list[tuple[dict[str, Any], asyncio.Future[Recorded]]] = []
+        self._pending_marks: list[tuple[list[tuple[float, str]], asyncio.Future[None]]] = []
+        self._event_writer: asyncio.Task[None] | None = None
+
+    async def record_event(
+        self, event_id: str, type_: str, body: dict[str, Any], source: str
+    ) -> Recorded:
+        """Store an event durably and say what was done (see :class:`Recorded`).
+
+        A duplicate id stores nothing. The event's content fingerprint
+        (:func:`bot.store.fingerprint.event_fingerprint`) is remembered with it: an event
+        whose content was accepted before under another id (the same ``WsEvent`` delivered by
+        webhook *and* WebSocket) is stored already marked processed ("same content as an
+        accepted event"), so it is acted on once.
+
+        Returns only after the transaction holding the event committed. Concurrent calls share
+        one transaction (group commit), so a burst of webhooks costs one disk sync per batch
+        instead of one per event.
+        """
+        values = {
+            "event_id": event_id,
+            "type": type_,
+            "source": source,
+            "received_at": self._clock(),
+            "body": json.dumps(body),
+            "fingerprint": event_fingerprint(body),
+        }
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._pending_events.append((values, future))
+        self._start_event_writer()
+        return await future
+
+    def _start_event_writer(self) -> None:
+        if self._event_writer is None or self._event_writer.done():
+            self._event_writer = asyncio.create_task(self._write_events())
+
+    async def _write_events(self) -> None:
+        """Drain the pending events and marks, one write unit per batch (group commit).
+
+        New events and the processor's marks share a unit: under a burst the intake and the
+        processor cost one transaction together, not one each.
+        """
+        while self._pending_events or self._pending_marks:
+            batch, self._pending_events = self._pending_events, []
+            marks, self._pending_marks = self._pending_marks, []
+            try:
+                outcome = await self._write_event_batch(
+                    [values for values, _ in batch], [m for run, _ in marks for m in run]
+                )
+            except Exception as exc:  # every caller gets the error; nothing half-stored
+                for future in [f for _, f in batch] + [f for _, f in marks]:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, event_future), recorded in zip(batch, outcome, strict=True):
+                if not event_future.done():
+                    event_future.set_result(recorded)
+            for _, mark_future in marks:
+                if not mark_future.done():
+                    mark_future.set_result(None)
+
+    async def _write_event_batch(
+        self, rows: list[dict[str, Any]], marks: list[tuple[float, str]]
+    ) -> list[Recorded]:
+        """Insert the rows whose ids are not stored yet; per row, what was done.
+
+        A row repeating an id stored earlier, or earlier in ``rows``, is left out
+        (:attr:`Recorded.DUPLICATE`). A new row whose content fingerprint is known is stored
+        as processed (:attr:`Recorded.SAME_CONTENT`, see :meth:`record_event`). ``marks``
+        (``(processed_at, event_id)``) are applied first. One unit of work, two statements per
+        new event; the driver is called directly (hot path, see
+        :func:`~bot.store.database.driver_cursor`).
+        """
+
+        def work(conn: Connection) -> list[Recorded]:
+            cursor, sql = driver_cursor(conn)
+            if marks:
+                cursor.executemany(sql(_MARK_EVENT_PROCESSED), marks)
+            outcome = []
+            for v in rows:
+                cursor.execute(
+                    sql(_INSERT_EVENT),
+                    (v["event_id"], v["type"], v["source"], v["received_at"], v["body"]),
+                )
+                if cursor.rowcount != 1:
+                    outcome.append(Recorded.DUPLICATE)
+                    continue
+                cursor.execute(
+                    sql(_INSERT_FINGERPRINT), (v["fingerprint"], v["type"], v["received_at"])
+                )
+                if cursor.rowcount == 1:
+                    outcome.append(Recorded.NEW)
+                    continue
+                cursor.execute(
+                    sql(_MARK_EVENT_WITH_ERROR), (v["received_at"], _SAME_CONTENT, v["event_id"])
+                )
+                outcome.append(Recorded.SAME_CONTENT)
+            return outcome
+
+        return await self.db.write(work)
+
+    async def unprocessed_events(self, limit: int = 100) -> list[EventRecord]:
+        """Events stored but not yet handled, oldest first."""
+
+        def work(conn: Connection) -> list[EventRecord]:
+            cursor, sql = driver_cursor(conn)
+            cursor.execute(sql(_UNPROCESSED_EVENTS), (limit,))
+            return [
+                EventRecord(
+                    event_id=event_id,
+                    type=type_,
+                    source=source,
+                    received_at=received_at,
+                    body=json.loads(body),
+                )
+                for event_id, type_, source, received_at, body in cursor.fetchall()
+            ]
+
+        return await self.db.read(work)
+
+    async def mark_event_processed(self, event_id: str, error: str | None = None) -> None:
+        """Mark an event handled; ``error`` keeps why handling failed (it is not retried)."""
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(t.events)
+                .where(t.events.c.event_id == event_id)
+                .values(processed_at=now, error=error)
+            )
+
+        await self.db.write(work)
+
+    async def mark_events_processed(self, event_ids: Sequence[str]) -> None:
+        """Mark many events handled without error, in one write.
+
+        Lets the event processor mark a run of handled events with one unit of work instead
+        of one per event; the unit is shared with the events stored meanwhile. Returns once
+        committed. ``event_ids`` may be empty (nothing is written); unknown ids are ignored.
+        """
+        now = self._clock()
+        marks = [(now, event_id) for event_id in event_ids]
+        if not marks:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_marks.append((marks, future))
+        self._start_event_writer()
+        await future
+
+    async def count_events(self) -> int:
+        """How many events are stored (tests and benchmarks)."""
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(select(func.count()).select_from(t.events)).scalar_one())
+
+        return await self.db.read(work)

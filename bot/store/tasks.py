@@ -1,0 +1,249 @@
+"""Tasks: the snapshot of each factory task the bridge knows and the message that shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from escalation.models import Task
+
+from . import tables as t
+from .base import TASK_CACHE_SIZE, StoreBase
+from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked, to_ts
+
+__all__ = ["TasksMixin"]
+
+
+class TasksMixin(StoreBase):
+    """The store's task methods (see :class:`bot.store.Store`)."""
+
+    async def upsert_task(self, task: Task, deadline: datetime) -> TrackedTask:
+        """Insert or refresh a task's snapshot; a confirmed decision is never undone.
+
+        A completed task (status ``completed`` with a decision) also fills the decision columns
+        when they are still empty, so decisions made elsewhere are shown. Two first sightings
+        of a task at once (an event and reconciliation) are safe: in one process the writer
+        thread runs them one after the other; against another process, the loser of the
+        insert race (``IntegrityError``) refreshes the row the winner inserted.
+        """
+        try:
+            return await self._upsert_task_once(task, deadline)
+        except IntegrityError:
+            return await self._upsert_task_once(task, deadline)
+
+    async def _upsert_task_once(self, task: Task, deadline: datetime) -> TrackedTask:
+        now = self._clock()
+        values: dict[str, Any] = {
+            "payload": task.model_dump_json(by_alias=True),
+            "priority": task.priority.value,
+            "status": task.status.value,
+            "created_at": task.created_at.timestamp(),
+            "deadline": deadline.timestamp(),
+            "updated_at": now,
+        }
+        decided: dict[str, Any] | None = None
+        if task.decision is not None:
+            data = task.decision_data
+            discord_id = str(data.get("discordUserId") or "")
+            decided = {
+                "decision": task.decision.value,
+                "decision_notes": task.decision_notes,
+                "decided_by": str(data.get("discordUsername") or task.decided_by or ""),
+                "decided_by_discord_id": int(discord_id) if discord_id.isdigit() else None,
+                "decided_at": to_ts(task.decided_at) or now,
+                "decision_source": str(data.get("source") or "factory"),
+                "status": "completed",
+            }
+        task_id = task.id
+
+        def work(conn: Connection) -> TrackedTask:
+            existing = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
+            if existing is None:
+                conn.execute(insert(t.tasks).values(task_id=task_id, **values))
+            else:
+                refresh = dict(values)
+                if existing._mapping["decision"] is not None:
+                    # keep the decided snapshot's status; refresh the payload only
+                    refresh.pop("status")
+                conn.execute(update(t.tasks).where(t.tasks.c.task_id == task_id).values(**refresh))
+            if decided is not None:
+                conn.execute(
+                    update(t.tasks)
+                    .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
+                    .values(**decided)
+                )
+            row = conn.execute(TASK_ROW, {"b_task_id": task_id}).one()
+            return row_to_tracked(row)
+
+        return await self._write_task(task_id, work)
+
+    async def get_task(self, task_id: str) -> TrackedTask | None:
+        """The tracked task, or ``None`` when the bridge has never seen it.
+
+        Answered from memory when the row was read recently and not written since (see
+        :meth:`_write_task`), so that an interaction is answered without waiting for a
+        database thread (Discord: 3 s interaction deadline; bench ``click``).
+        """
+        cached = self._task_cache.get(task_id)
+        if cached is not None:
+            self._task_cache.move_to_end(task_id)
+            return cached
+        writes_before = self._task_writes
+
+        def work(conn: Connection) -> TrackedTask | None:
+            row = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
+            return None if row is None else row_to_tracked(row)
+
+        tracked = await self.db.read(work)
+        # a task write that settled while this read ran may have changed the row after the
+        # read saw it: keep only what no write can have overtaken
+        if tracked is not None and writes_before == self._task_writes:
+            self._task_cache[task_id] = tracked
+            if len(self._task_cache) > TASK_CACHE_SIZE:
+                self._task_cache.popitem(last=False)
+        return tracked
+
+    async def open_tasks(self) -> list[TrackedTask]:
+        """Tasks with no confirmed decision, oldest first."""
+
+        def work(conn: Connection) -> list[TrackedTask]:
+            rows = conn.execute(
+                TRACKED.where(t.tasks.c.decision.is_(None)).order_by(t.tasks.c.created_at)
+            )
+            return [row_to_tracked(r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def tasks_by_ids(self, task_ids: Sequence[str]) -> list[TrackedTask]:
+        """Tracked tasks for these ids, in the order given (unknown ids are left out)."""
+        if not task_ids:
+            return []
+        ids = list(task_ids)
+
+        def work(conn: Connection) -> dict[str, TrackedTask]:
+            rows = conn.execute(TRACKED.where(t.tasks.c.task_id.in_(ids)))
+            return {r.task_id: row_to_tracked(r) for r in rows}
+
+        found = await self.db.read(work)
+        return [found[i] for i in ids if i in found]
+
+    async def claim_posting(self, task_id: str, *, stale_after_seconds: float = 60.0) -> bool:
+        """Compare-and-set: claim the right to post this task's message.
+
+        Returns ``True`` for exactly one caller while the task has no message; a claim older
+        than ``stale_after_seconds`` (a crash between claim and post) can be taken again.
+        """
+        now = self._clock()
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(t.tasks)
+                .where(
+                    and_(
+                        t.tasks.c.task_id == task_id,
+                        t.tasks.c.message_id.is_(None),
+                        or_(
+                            t.tasks.c.posting_claimed_at.is_(None),
+                            t.tasks.c.posting_claimed_at < now - stale_after_seconds,
+                        ),
+                    )
+                )
+                .values(posting_claimed_at=now)
+            )
+            return result.rowcount == 1
+
+        return await self._write_task(task_id, work)
+
+    async def release_posting(self, task_id: str) -> None:
+        """Give up a posting claim (the post failed) so that a later attempt can post."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(t.tasks)
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id.is_(None)))
+                .values(posting_claimed_at=None)
+            )
+
+        await self._write_task(task_id, work)
+
+    async def set_message(
+        self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
+    ) -> None:
+        """Record the Discord message that shows the task."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(t.tasks)
+                .where(t.tasks.c.task_id == task_id)
+                .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
+            )
+
+        await self._write_task(task_id, work)
+
+    async def adopt_message(
+        self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
+    ) -> bool:
+        """Record a message found to show the task when the store has none (self-healing).
+
+        A crash between posting and :meth:`set_message` leaves a message the store does not
+        know; a click on it (or the channel history) tells us. ``batch_id`` is given for a
+        batch message. Returns ``True`` when adopted.
+        """
+        values: dict[str, Any] = {"channel_id": channel_id, "message_id": message_id}
+        if batch_id is not None:
+            values["batch_id"] = batch_id
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(t.tasks)
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id.is_(None)))
+                .values(**values)
+            )
+            return result.rowcount == 1
+
+        return await self._write_task(task_id, work)
+
+    async def count_tasks(self) -> int:
+        """How many tasks the store knows (0 on a fresh or lost database)."""
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(select(func.count()).select_from(t.tasks)).scalar_one())
+
+        return await self.db.read(work)
+
+    async def set_acknowledged(
+        self, task_id: str, discord_user_id: int, name: str, at: datetime
+    ) -> None:
+        """Record who acknowledged the task (the first acknowledgement is kept)."""
+        acknowledged_at = at.timestamp()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(t.tasks)
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.acknowledged_at.is_(None)))
+                .values(
+                    acknowledged_by_discord_id=discord_user_id,
+                    acknowledged_by_name=name,
+                    acknowledged_at=acknowledged_at,
+                )
+            )
+
+        await self._write_task(task_id, work)
+
+    async def set_snoozed(self, task_id: str, until: datetime, name: str) -> None:
+        """Record a snooze until ``until`` (aware UTC)."""
+        snoozed_until = until.timestamp()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(t.tasks)
+                .where(t.tasks.c.task_id == task_id)
+                .values(snoozed_until=snoozed_until, snoozed_by_name=name)
+            )
+
+        await self._write_task(task_id, work)
