@@ -5,6 +5,10 @@ timeouts / connection errors; exponential backoff from ``retry_base_seconds`` (1
 doubling up to 30 s, plus up to 0.5 s of random jitter; a ``Retry-After`` header on 429/503
 is honoured. 400, 401, 403, 404, 409 and 410 are never retried. Every mutating call carries an
 ``Idempotency-Key`` so that a retry cannot decide a task twice.
+
+This module is the transport (requests, retries, idempotency keys); how success answers are
+read is in :mod:`bot.factory.answers`, and what is raised in :mod:`bot.factory.errors` (both
+re-exported here: ``from bot.factory.client import FactoryError`` keeps working).
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ import httpx
 from pydantic import ValidationError
 
 from escalation.models import Approval, Pipeline, Task
+
+from .answers import (
+    BulkResult,
+    Page,
+    Unreadable,
+    bulk_result,
+    data_object,
+    envelope,
+    page_of,
+    parsed,
+    task_data,
+)
+from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable
 
 __all__ = [
     "BulkResult",
@@ -49,80 +66,6 @@ def _segment(value: str) -> str:
     return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
 
 
-class FactoryError(Exception):
-    """The factory answered with a non-retryable error envelope (contract §1.3).
-
-    Attributes
-    ----------
-    status:
-        HTTP status (e.g. 404, 409).
-    code:
-        The contract's ``ErrorCode`` (``NOT_FOUND``, ``CONFLICT``, ``VALIDATION_ERROR`` …).
-    details:
-        The envelope's machine-readable ``details`` (for CONFLICT: ``currentState``,
-        ``decision``, ``decidedBy``, ``decidedAt`` when the factory gives them).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        field: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(f"factory answered {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.details = details or {}
-
-    @property
-    def is_conflict(self) -> bool:
-        """True for 409 CONFLICT (e.g. the task was already decided)."""
-        return self.status == 409
-
-
-class FactoryUnavailable(Exception):
-    """The factory could not be reached or kept failing after every retry (contract §7.1).
-
-    Attributes
-    ----------
-    uncertain:
-        ``True`` when an attempt may have reached the factory and been acted on: it timed out
-        or lost its connection after the request was sent, or it was answered with something
-        unreadable (see :class:`FactoryBadResponse`). The outcome of a mutating call is then
-        unknown (read the entity back); ``False`` when every attempt was refused with a
-        retryable status or never connected, so nothing was done.
-    """
-
-    def __init__(self, message: str, *, uncertain: bool = False) -> None:
-        super().__init__(message)
-        self.uncertain = uncertain
-
-
-class FactoryBadResponse(FactoryUnavailable):
-    """The factory kept answering with something that cannot be understood.
-
-    A success status whose body is not JSON (an HTML page from a proxy), not the contract's
-    envelope (``{"ok": true, "data": …}``, contract §1.3) or whose ``data`` has the wrong shape
-    is a failed attempt, retried like a 503 (contract §7.1); after the last retry this is
-    raised. The request may have been acted on (the status said success), so
-    :attr:`~FactoryUnavailable.uncertain` is always ``True``. A subclass of
-    :class:`FactoryUnavailable`, so code that handles "the factory could not be reached"
-    handles it too.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, uncertain=True)
-
-
-class _Unreadable(Exception):
-    """A success answer that does not parse (internal: one failed attempt)."""
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """Client retry policy of contract §7.1 (seconds)."""
@@ -145,25 +88,6 @@ class RetryPolicy:
         return min(backoff, self.max_delay_seconds) + jitter
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a list endpoint: the items and the contract's pagination meta."""
-
-    items: list[dict[str, Any]]
-    page: int
-    total_pages: int
-    has_next: bool
-    total: int
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    """Answer of ``POST /v1/tasks/bulk``: ids that succeeded and per-item failures."""
-
-    succeeded: list[str]
-    failed: list[dict[str, str]]
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -179,77 +103,6 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 #: Retryable statuses a gateway answers when the factory behind it may have acted (502, 504).
 _GATEWAY_STATUS = frozenset({502, 504})
-
-
-def _envelope(response: httpx.Response) -> dict[str, Any]:
-    """The success envelope of ``response`` (contract §1.3 ``ApiResponse``).
-
-    Raises ``_Unreadable`` for an empty body, a body that is not JSON (an HTML page), JSON
-    that is not an object, or ``"ok": false`` under a success status.
-    """
-    if not response.content:
-        raise _Unreadable("an empty body")
-    try:
-        body = response.json()
-    except (ValueError, RecursionError) as exc:
-        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-        raise _Unreadable(f"a body that is not JSON ({kind}): {exc}") from None
-    if not isinstance(body, dict):
-        raise _Unreadable(f"JSON that is not an object ({type(body).__name__})")
-    if body.get("ok") is False:
-        raise _Unreadable('"ok": false under a success status')
-    return body
-
-
-def _parsed(parse: Callable[[dict[str, Any]], Any], body: dict[str, Any]) -> Any:
-    """``parse(body)``; a body of the wrong shape raises ``_Unreadable``."""
-    try:
-        return parse(body)
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
-        raise _Unreadable(f"data of the wrong shape: {str(exc)[:300]}") from None
-
-
-def _task_data(body: dict[str, Any]) -> Task:
-    """The :class:`Task` in a success envelope's ``data``."""
-    return Task.model_validate(body["data"])
-
-
-def _data_object(body: dict[str, Any]) -> dict[str, Any]:
-    """A success envelope's ``data`` when it is a JSON object."""
-    data = body["data"]
-    if not isinstance(data, dict):
-        raise TypeError(f"data is {type(data).__name__}, not an object")
-    return data
-
-
-def _page(body: dict[str, Any], page: int) -> Page:
-    """One page of a list answer: ``data`` must be a list (its items are read by the caller)."""
-    data = body.get("data")
-    if data is None:
-        data = []
-    if not isinstance(data, list):
-        raise TypeError(f"data is {type(data).__name__}, not a list")
-    meta = body.get("meta") or {}
-    pagination = (meta.get("pagination") if isinstance(meta, dict) else None) or {}
-    return Page(
-        items=list(data),
-        page=int(pagination.get("page", page)),
-        total_pages=int(pagination.get("totalPages", 1)),
-        has_next=bool(pagination.get("hasNext", False)),
-        total=int(pagination.get("total", len(data))),
-    )
-
-
-def _bulk_result(body: dict[str, Any]) -> BulkResult:
-    """``BulkActionResult`` (contract §1.5): ``{"succeeded": [ids], "failed": [{taskId, error}]}``."""
-    data = body.get("data") or {}
-    succeeded = data.get("succeeded") or []
-    failed = data.get("failed") or []
-    if not isinstance(succeeded, list) or not isinstance(failed, list):
-        raise TypeError("succeeded and failed must be lists")
-    if not all(isinstance(f, dict) for f in failed):
-        raise TypeError("each failed entry must be an object")
-    return BulkResult(succeeded=[str(i) for i in succeeded], failed=list(failed))
 
 
 class FactoryClient:
@@ -355,9 +208,9 @@ class FactoryClient:
             else:
                 if response.status_code < 400:
                     try:
-                        body = _envelope(response)
-                        return body if parse is None else _parsed(parse, body)
-                    except _Unreadable as exc:
+                        body = envelope(response)
+                        return body if parse is None else parsed(parse, body)
+                    except Unreadable as exc:
                         last_problem = f"unreadable answer: {exc}"
                         uncertain = unreadable = True
                         log.warning(
@@ -430,7 +283,7 @@ class FactoryClient:
             if value is not None:
                 params[name] = value
         result: Page = await self._request(
-            "GET", "tasks", params=params, parse=lambda body: _page(body, page)
+            "GET", "tasks", params=params, parse=lambda body: page_of(body, page)
         )
         return result
 
@@ -465,7 +318,7 @@ class FactoryClient:
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /v1/tasks/{id}``. Raises :class:`FactoryError` 404 when unknown."""
-        task: Task = await self._request("GET", f"tasks/{_segment(task_id)}", parse=_task_data)
+        task: Task = await self._request("GET", f"tasks/{_segment(task_id)}", parse=task_data)
         return task
 
     async def claim_task(self, task_id: str, *, user_id: str | None, idempotency_key: str) -> Task:
@@ -476,7 +329,7 @@ class FactoryClient:
             f"tasks/{_segment(task_id)}/claim",
             json=payload,
             idempotency_key=idempotency_key,
-            parse=_task_data,
+            parse=task_data,
         )
         return task
 
@@ -511,7 +364,7 @@ class FactoryClient:
             json=payload,
             idempotency_key=idempotency_key,
             on_retry=on_retry,
-            parse=_task_data,
+            parse=task_data,
         )
         return task
 
@@ -524,7 +377,7 @@ class FactoryClient:
             f"tasks/{_segment(task_id)}/reassign",
             json={"assigneeId": assignee_id, "reason": reason},
             idempotency_key=idempotency_key,
-            parse=_task_data,
+            parse=task_data,
         )
         return task
 
@@ -555,20 +408,18 @@ class FactoryClient:
             json=payload,
             idempotency_key=idempotency_key,
             on_retry=on_retry,
-            parse=_bulk_result,
+            parse=bulk_result,
         )
         return result
 
     async def task_stats(self) -> dict[str, Any]:
         """``GET /v1/tasks/stats`` → ``TaskStats``."""
-        stats: dict[str, Any] = await self._request("GET", "tasks/stats", parse=_data_object)
+        stats: dict[str, Any] = await self._request("GET", "tasks/stats", parse=data_object)
         return stats
 
     async def dashboard_summary(self) -> dict[str, Any]:
         """``GET /v1/dashboard/summary`` → ``DashboardSummary``."""
-        summary: dict[str, Any] = await self._request(
-            "GET", "dashboard/summary", parse=_data_object
-        )
+        summary: dict[str, Any] = await self._request("GET", "dashboard/summary", parse=data_object)
         return summary
 
     async def list_pipelines(self, *, status: str | None = None) -> list[Pipeline]:

@@ -1,0 +1,80 @@
+"""What the factory client raises: an error answer, an unreachable factory, an unreadable one.
+
+Contract §1.3 (the error envelope) and §7.1 (error codes, which failures are retried).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["FactoryBadResponse", "FactoryError", "FactoryUnavailable"]
+
+
+class FactoryError(Exception):
+    """The factory answered with a non-retryable error envelope (contract §1.3).
+
+    Attributes
+    ----------
+    status:
+        HTTP status (e.g. 404, 409).
+    code:
+        The contract's ``ErrorCode`` (``NOT_FOUND``, ``CONFLICT``, ``VALIDATION_ERROR`` …).
+    details:
+        The envelope's machine-readable ``details`` (for CONFLICT: ``currentState``,
+        ``decision``, ``decidedBy``, ``decidedAt`` when the factory gives them).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"factory answered {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = details or {}
+
+    @property
+    def is_conflict(self) -> bool:
+        """True for 409 CONFLICT (e.g. the task was already decided)."""
+        return self.status == 409
+
+
+class FactoryUnavailable(Exception):
+    """The factory could not be reached or kept failing after every retry (contract §7.1).
+
+    Attributes
+    ----------
+    uncertain:
+        ``True`` when an attempt may have reached the factory and been acted on: it timed out
+        or lost its connection after the request was sent, or it was answered with something
+        unreadable (see :class:`FactoryBadResponse`). The outcome of a mutating call is then
+        unknown (read the entity back); ``False`` when every attempt was refused with a
+        retryable status or never connected, so nothing was done.
+    """
+
+    def __init__(self, message: str, *, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
+
+
+class FactoryBadResponse(FactoryUnavailable):
+    """The factory kept answering with something that cannot be understood.
+
+    A success status whose body is not JSON (an HTML page from a proxy), not the contract's
+    envelope (``{"ok": true, "data": …}``, contract §1.3) or whose ``data`` has the wrong shape
+    is a failed attempt, retried like a 503 (contract §7.1); after the last retry this is
+    raised. The request may have been acted on (the status said success), so
+    :attr:`~FactoryUnavailable.uncertain` is always ``True``. A subclass of
+    :class:`FactoryUnavailable`, so code that handles "the factory could not be reached"
+    handles it too.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, uncertain=True)
