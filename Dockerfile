@@ -12,6 +12,7 @@ RUN groupadd --system bridge && useradd --system --gid bridge --home-dir /app br
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY batching ./batching
 COPY bot ./bot
 COPY escalation ./escalation
 COPY sandbox ./sandbox

@@ -51,14 +51,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.bridge import Actor, Outcome
-from bot.discord.batch_embeds import BatchItem, batch_items
-from bot.discord.batch_views import BATCH_DYNAMIC_ITEMS, render_batch
-from bot.discord.pacing import ChannelPacer
-from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
-from bot.keyed import BoundedMap
-from bot.store import BatchRecord, TrackedTask
-from escalation.batching import (
+from batching import (
     Action,
     Batcher,
     BatchingPolicy,
@@ -67,6 +60,13 @@ from escalation.batching import (
     PostSingle,
     batch_key,
 )
+from bot.bridge import Actor, Outcome
+from bot.discord.batch_embeds import BatchItem, batch_items
+from bot.discord.batch_views import BATCH_DYNAMIC_ITEMS, render_batch
+from bot.discord.pacing import ChannelPacer
+from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
+from bot.keyed import BoundedMap
+from bot.store import BatchRecord, TrackedTask
 from escalation.markup import inline_text
 from escalation.models import TaskDecision, TaskStatus
 

@@ -45,8 +45,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from batching import batch_key
 from bot.factory.client import FactoryError, FactoryUnavailable
-from escalation.batching import batch_key
 
 if TYPE_CHECKING:
     import discord

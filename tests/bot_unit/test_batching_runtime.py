@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batching import Batcher, BatchingPolicy, PostBatch
 from bot.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.bridge import Actor, Bridge
 from bot.factory.client import BulkResult, FactoryUnavailable
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
-from escalation.batching import Batcher, BatchingPolicy, PostBatch
 from escalation.models import Task
 from tests.support.harness import wait_until
 

@@ -23,7 +23,10 @@ from escalation.policy import (
 )
 
 T = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
-CORE_DIR = Path(__file__).resolve().parents[2] / "escalation"
+ROOT = Path(__file__).resolve().parents[2]
+CORE_DIR = ROOT / "escalation"
+#: The batching core (rules of smart batching), pure like escalation.
+BATCHING_DIR = ROOT / "batching"
 FORBIDDEN = {"discord", "twilio", "httpx", "aiohttp", "sqlalchemy", "apscheduler"}
 
 
@@ -194,3 +197,13 @@ def _imported_roots(path: Path) -> set[str]:
 def test_core_modules_import_no_adapter_library(module: str) -> None:
     roots = {r.lower() for r in _imported_roots(CORE_DIR / f"{module}.py")}
     assert not roots & FORBIDDEN
+
+
+@pytest.mark.parametrize("path", sorted(BATCHING_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_batching_core_imports_no_adapter_library(path: Path) -> None:
+    roots = {r.lower() for r in _imported_roots(path)}
+    assert not roots & (FORBIDDEN | {"bot", "sandbox"})
+
+
+def test_the_batching_core_has_modules() -> None:
+    assert {p.name for p in BATCHING_DIR.glob("*.py")} >= {"__init__.py", "batcher.py", "keys.py"}

@@ -1,4 +1,4 @@
-"""Every module of `bot` and `escalation` says honestly what it exports.
+"""Every module of `batching`, `bot` and `escalation` says honestly what it exports.
 
 In the style of httpx's ``tests/test_exported_members.py``: for each module found by
 `pkgutil.walk_packages`, ``__all__`` exists, every name in it is defined in the module, and every
@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ("bot", "escalation")
+PACKAGES = ("batching", "bot", "escalation")
 SKIPPED_PREFIXES = ("bot.sandbox", "sandbox")
 SKIPPED_MODULES = frozenset({"bot.__main__"})
 

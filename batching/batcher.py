@@ -1,21 +1,4 @@
-"""Smart batching of routine decisions: which tasks share a message, and when it is posted.
-
-Source: master plan §7 "Smart Batching" (one "📋 5 servers ready for review" message with a line
-and a button per item instead of a ping per task) and the factory config
-``notifications.batch_interval_seconds: 300`` (contract §5.3). The timing follows Prometheus
-Alertmanager's ``group_wait`` / ``group_interval`` applied to decisions.
-
-This module is pure: no I/O, no clock reads. Every method that depends on time takes ``now``
-(an aware UTC :class:`~datetime.datetime`) and returns the :data:`Action` values the adapter must
-carry out.
-
-What is batched
----------------
-:func:`batch_key` gives a key for *routine* tasks only: priority ``medium`` or ``low`` and not a
-production deploy (:func:`escalation.deploy_guard.is_guarded`). Tasks of the same key
-(task type and pipeline stage, e.g. ``"review:review"``) may share a message; different keys are
-never mixed. For a task whose key is ``None`` (critical, high, anything touching production) the
-adapter posts the normal single-task message at once and never calls :class:`Batcher`.
+"""The batching state machine: when routine tasks are posted, alone or as batch messages.
 
 Timing rules (:class:`Batcher`)
 -------------------------------
@@ -44,200 +27,23 @@ Timing rules (:class:`Batcher`)
   group (or an addition not yet shown) and marks a shown item decided; a message whose items are
   all decided is closed, and the next task of its key opens a new group.
 
-Adapter contract
-----------------
-1. For each new routine task: ``actions = batcher.add(task.id, key, now)``.
-2. After every call, sleep until :meth:`Batcher.next_wakeup` (or until the next event) and call
-   :meth:`Batcher.tick`. Every method first performs everything that is due at ``now``, so a late
-   wake-up only delays, never loses, an action.
-3. Carry out the actions in order: :class:`PostSingle` → normal task message;
-   :class:`PostBatch` → create the batch message, then call
-   ``batcher.posted(batch_id, message_ref, now)``; :class:`EditBatch` → edit that message to
-   show exactly ``task_ids``.
-4. When a task is decided (any way: button, dashboard, expiry) call
-   :meth:`Batcher.mark_decided`; unknown ids are ignored.
-
-Restarts: the whole state is :meth:`Batcher.snapshot` (plain JSON-safe dict: pending groups with
-their deadlines and task ids, batch messages with their items, decided items, post/edit times and
-message refs, the id counter). Persist it after every call that returned actions or changed the
-state, *before* carrying the actions out, and rebuild with :meth:`Batcher.from_snapshot`. After a
-restart, :meth:`Batcher.unconfirmed_posts` lists the batches whose post was never confirmed: the
-adapter calls :meth:`Batcher.posted` for those it finds a stored message for and re-issues the
-others. The batcher forgets a message once it is closed and fully shown, so a task id must be added
-only once (the adapter's task rows de-duplicate redelivered events).
+Restarts and the adapter contract: see :mod:`batching`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from datetime import datetime
+from typing import Any
 
-from escalation.deploy_guard import is_guarded
-from escalation.models import Priority, Task, ensure_utc
+from batching.actions import Action, EditBatch, PostBatch, PostSingle
+from batching.policy import BatchingPolicy
+from escalation.models import ensure_utc
 
-__all__ = [
-    "SNAPSHOT_VERSION",
-    "Action",
-    "Batcher",
-    "BatchingPolicy",
-    "EditBatch",
-    "PostBatch",
-    "PostSingle",
-    "batch_key",
-]
+__all__ = ["SNAPSHOT_VERSION", "Batcher"]
 
 #: Version of the dict produced by :meth:`Batcher.snapshot`.
 SNAPSHOT_VERSION = 1
-
-_ROUTINE_PRIORITIES = frozenset({Priority.MEDIUM, Priority.LOW})
-
-
-def batch_key(task: Task, *, guarded: bool | None = None) -> str | None:
-    """Batch key of a routine task, ``None`` for a task that must be posted alone at once.
-
-    Parameters
-    ----------
-    task : Task
-        The new task.
-
-    Returns
-    -------
-    str or None
-        ``f"{task.type}:{task.stage_name or '-'}"`` (e.g. ``"review:review"``,
-        ``"approval:-"``) when the task is routine: priority ``medium`` or ``low`` and not
-        guarded (:func:`~escalation.deploy_guard.is_guarded`). ``None`` for critical and high
-        tasks and for anything touching production (master plan §7: those are never delayed or
-        bundled). ``guarded`` is the deploy guard's verdict when the caller knows the approval
-        behind the task (:func:`escalation.deploy_guard.is_guarded`); ``None`` judges from
-        the task alone.
-    """
-    if guarded is None:
-        guarded = is_guarded(task)
-    if task.priority not in _ROUTINE_PRIORITIES or guarded:
-        return None
-    return f"{task.type}:{task.stage_name or '-'}"
-
-
-@dataclass(frozen=True)
-class BatchingPolicy:
-    """Timing and size of batch messages.
-
-    Attributes
-    ----------
-    group_wait_seconds : float
-        How long the first routine task of a key waits for company, in seconds (setting
-        ``BATCH_GROUP_WAIT_SECONDS``, default 30). ``0`` posts on the next tick.
-    group_interval_seconds : float
-        How long a posted batch message accepts additions, in seconds from its post (setting
-        ``BATCH_GROUP_INTERVAL_SECONDS``, default 300 = contract §5.3
-        ``batch_interval_seconds``).
-    max_items : int
-        Most items on one message (default 20, at least 2). The Discord adapter needs one button
-        per item plus two bulk buttons within Discord's 25 buttons per message.
-    edit_coalesce_seconds : float
-        Minimum spacing of two edits of one message, in seconds (default 2).
-
-    Raises
-    ------
-    ValueError
-        If a duration is negative or not finite, or ``max_items`` is not an int ≥ 2.
-    """
-
-    group_wait_seconds: float = 30.0
-    group_interval_seconds: float = 300.0
-    max_items: int = 20
-    edit_coalesce_seconds: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("group_wait_seconds", "group_interval_seconds", "edit_coalesce_seconds"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if isinstance(self.max_items, bool) or not isinstance(self.max_items, int):
-            raise ValueError(f"max_items must be an int, got {self.max_items!r}")
-        if self.max_items < 2:
-            raise ValueError(f"max_items must be at least 2, got {self.max_items}")
-
-    @property
-    def group_wait(self) -> timedelta:
-        """``group_wait_seconds`` as a :class:`~datetime.timedelta`."""
-        return timedelta(seconds=self.group_wait_seconds)
-
-    @property
-    def group_interval(self) -> timedelta:
-        """``group_interval_seconds`` as a :class:`~datetime.timedelta`."""
-        return timedelta(seconds=self.group_interval_seconds)
-
-    @property
-    def edit_coalesce(self) -> timedelta:
-        """``edit_coalesce_seconds`` as a :class:`~datetime.timedelta`."""
-        return timedelta(seconds=self.edit_coalesce_seconds)
-
-
-@dataclass(frozen=True)
-class PostSingle:
-    """Post the normal single-task message for a task whose group wait ended with no company.
-
-    Attributes
-    ----------
-    task_id : str
-        The task. The batcher forgets it; nothing is reported back.
-    """
-
-    task_id: str
-
-
-@dataclass(frozen=True)
-class PostBatch:
-    """Create a batch message listing ``task_ids``, then report it with :meth:`Batcher.posted`.
-
-    Attributes
-    ----------
-    batch_id : str
-        Opaque id of the message-to-be (at most 80 characters), unique per batcher state.
-    key : str
-        The batch key shared by all items.
-    task_ids : tuple of str
-        The items, in arrival order (2 to ``max_items``).
-    """
-
-    batch_id: str
-    key: str
-    task_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EditBatch:
-    """Edit a posted batch message so that it lists exactly ``task_ids``.
-
-    Attributes
-    ----------
-    batch_id : str
-        The message's batch id (from its :class:`PostBatch`).
-    key : str
-        The batch key.
-    task_ids : tuple of str
-        The full item list after the additions: the previous items in the same order (decided
-        ones included), then the new ones. Idempotent: re-issuing it is harmless.
-    message_ref : str
-        The reference the adapter gave to :meth:`Batcher.posted`.
-    """
-
-    batch_id: str
-    key: str
-    task_ids: tuple[str, ...]
-    message_ref: str = ""
-
-
-#: Everything a :class:`Batcher` method may ask the adapter to do.
-Action: TypeAlias = PostSingle | PostBatch | EditBatch
 
 
 @dataclass

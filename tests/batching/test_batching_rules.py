@@ -1,4 +1,4 @@
-"""Grouping rules of ``escalation.batching`` with an injected clock (no real time)."""
+"""Grouping rules of ``batching`` with an injected clock (no real time)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from escalation.batching import (
+from batching import (
     Action,
     Batcher,
     BatchingPolicy,

@@ -1,0 +1,45 @@
+"""Which tasks may be batched: the batch key of a routine task.
+
+What is batched
+---------------
+:func:`batch_key` gives a key for *routine* tasks only: priority ``medium`` or ``low`` and not a
+production deploy (:func:`escalation.deploy_guard.is_guarded`). Tasks of the same key
+(task type and pipeline stage, e.g. ``"review:review"``) may share a message; different keys are
+never mixed. For a task whose key is ``None`` (critical, high, anything touching production) the
+adapter posts the normal single-task message at once and never calls :class:`~batching.batcher.Batcher`.
+"""
+
+from __future__ import annotations
+
+from escalation.deploy_guard import is_guarded
+from escalation.models import Priority, Task
+
+__all__ = ["batch_key"]
+
+_ROUTINE_PRIORITIES = frozenset({Priority.MEDIUM, Priority.LOW})
+
+
+def batch_key(task: Task, *, guarded: bool | None = None) -> str | None:
+    """Batch key of a routine task, ``None`` for a task that must be posted alone at once.
+
+    Parameters
+    ----------
+    task : Task
+        The new task.
+
+    Returns
+    -------
+    str or None
+        ``f"{task.type}:{task.stage_name or '-'}"`` (e.g. ``"review:review"``,
+        ``"approval:-"``) when the task is routine: priority ``medium`` or ``low`` and not
+        guarded (:func:`~escalation.deploy_guard.is_guarded`). ``None`` for critical and high
+        tasks and for anything touching production (master plan §7: those are never delayed or
+        bundled). ``guarded`` is the deploy guard's verdict when the caller knows the approval
+        behind the task (:func:`escalation.deploy_guard.is_guarded`); ``None`` judges from
+        the task alone.
+    """
+    if guarded is None:
+        guarded = is_guarded(task)
+    if task.priority not in _ROUTINE_PRIORITIES or guarded:
+        return None
+    return f"{task.type}:{task.stage_name or '-'}"
