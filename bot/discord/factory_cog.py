@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Pipeline statuses ``/factory pipelines`` offers (contract §1.4).
+#: Pipeline statuses ``/factory pipelines`` offers as choices.
 PIPELINE_STATUSES = ("active", "paused", "completed", "failed", "archived")
 _AGAIN = (
     "The bridge had not seen this task yet and has now loaded it. Run {command} again to "
