@@ -35,7 +35,7 @@ from bot.discord.batch_embeds import (
     item_state,
     review_embeds,
 )
-from bot.discord.client import bot_of
+from bot.discord.client import bridge_of
 from bot.discord.decisions import actor_from
 from bot.discord.embeds import truncate
 from bot.discord.limits import fit_message
@@ -64,14 +64,15 @@ OPTION_MAX = 100  # Discord: select option label/description ≤ 100
 
 
 def runtime_of(interaction: discord.Interaction[Any]) -> BatchingRuntime:
-    """The batching runtime of the bot (``BridgeBot.batching``, set by the batching cog).
+    """The batching runtime attached to the bot's bridge (``bridge.batcher``, set in
+    :mod:`bot.app`).
 
     Raises
     ------
     RuntimeError
         When smart batching is not enabled.
     """
-    runtime = bot_of(interaction).batching
+    runtime: BatchingRuntime | None = bridge_of(interaction).batcher
     if runtime is None:
         raise RuntimeError("smart batching is not enabled")
     return runtime

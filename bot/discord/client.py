@@ -27,7 +27,6 @@ from discord.ext import commands
 from bot.discord.limits import NO_PINGS
 
 if TYPE_CHECKING:
-    from bot.batching_runtime import BatchingRuntime
     from bot.bridge import Bridge
 
 __all__ = ["BridgeBot", "bot_of", "bridge_of"]
@@ -50,7 +49,6 @@ class BridgeBot(commands.Bot):
 
     bridge: Bridge
     guild_id: int
-    batching: BatchingRuntime | None
 
     def __init__(
         self,
@@ -74,8 +72,6 @@ class BridgeBot(commands.Bot):
         #: Cogs :meth:`setup_hook` loads, in order (:mod:`bot.app` appends them before login;
         #: their app commands are added for ``guild_id``).
         self.initial_cogs: list[commands.Cog] = []
-        #: The batching runtime while :class:`bot.discord.cogs.BatchingCog` is loaded.
-        self.batching: BatchingRuntime | None = None
         self.ready_event = asyncio.Event()
 
     @property

@@ -69,7 +69,7 @@ class BatchingCog(commands.Cog, name="Batching"):
     Parameters
     ----------
     bot:
-        The bot it is loaded into (``bot.batching`` points at the runtime while loaded).
+        The bot the batch components are registered on.
     runtime:
         The batching runtime, started in :meth:`cog_load` and stopped in :meth:`cog_unload`.
     """
@@ -81,7 +81,6 @@ class BatchingCog(commands.Cog, name="Batching"):
     async def cog_load(self) -> None:
         """Register the batch components, then restore and start the runtime."""
         self.bot.add_dynamic_items(*BATCH_DYNAMIC_ITEMS)
-        self.bot.batching = self.runtime
         await self.runtime.start()
 
     async def cog_unload(self) -> None:
