@@ -128,6 +128,10 @@ class BridgeApp:
     async def start(self) -> None:
         """Create the schema, log in to Discord, start intake, processing and features.
 
+        Logging in runs the bot's ``setup_hook``: the cogs load (batching and the ladder start
+        there) and the slash commands are synced; the other features start once the gateway
+        session is ready.
+
         Raises
         ------
         discord.LoginFailure
@@ -281,8 +285,8 @@ def _attach_ladder(app: BridgeApp) -> LadderRuntime:
     """Build the ladder for ``app`` and wire it in (the "escalation ladder" slot of :func:`_attach_features`).
 
     Sets ``app.bridge.escalation`` and ``app.notifier.next_step``, loads the runtime with an
-    :class:`~bot.discord.cogs.EscalationCog` (its ``start``/``stop`` run with the bot) and shares ``app.scheduler``
-    (one APScheduler per process) when another feature made one.
+    :class:`~bot.discord.cogs.EscalationCog` (its ``start``/``stop`` run with the bot's cogs)
+    and shares ``app.scheduler`` (one APScheduler per process) when another feature made one.
     """
     settings = app.settings
     pager: Pager | None = None
