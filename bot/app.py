@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.bridge import Bridge
-from bot.discord.client import BridgeClient
+from bot.discord.client import BridgeBot
+from bot.discord.cogs import BatchingCog, EscalationCog, TaskCog
 from bot.discord.endpoints import point_discord_at
 from bot.discord.ladder_output import DiscordMessenger
 from bot.discord.notifier import DiscordNotifier
@@ -75,12 +76,12 @@ class BridgeApp:
             roster=self.roster,
             clock=clock,
         )
-        self.client = BridgeClient(
+        self.client = BridgeBot(
             self.bridge,
             guild_id=settings.discord_guild_id,
-            extra_setup=self._setup_client,
             guild_ready_timeout=settings.discord_guild_ready_timeout_seconds,
         )
+        self.client.initial_cogs.append(TaskCog(self.client))
         self.notifier = DiscordNotifier(
             self.client,
             settings,
@@ -105,12 +106,6 @@ class BridgeApp:
         self._stopping = asyncio.Event()
         self._started = False
 
-    async def _setup_client(self, client: BridgeClient) -> None:
-        for feature in self.features:
-            hook = getattr(feature, "setup_client", None)
-            if hook is not None:
-                await hook(client)
-
     async def health(self) -> dict[str, bool | str]:
         """Parts of ``/healthz``: the Discord session, the database, and start-up done.
 
@@ -132,6 +127,10 @@ class BridgeApp:
 
     async def start(self) -> None:
         """Create the schema, log in to Discord, start intake, processing and features.
+
+        Logging in runs the bot's ``setup_hook``: the cogs load (batching and the ladder start
+        there) and the slash commands are synced; the other features start once the gateway
+        session is ready.
 
         Raises
         ------
@@ -182,6 +181,7 @@ class BridgeApp:
             if hook is not None:
                 with contextlib.suppress(Exception):
                     await hook()
+        await self.client.unload_cogs()  # their cog_unload stops batching and the ladder
         await self.bridge.stop()  # background re-sends: what they carry stays in flight
         await self.client.close()
         if self._client_task is not None:
@@ -231,24 +231,25 @@ def build_app(settings: Settings, **kwargs: Any) -> BridgeApp:
 
 
 # ---------------------------------------------------------------------------- features
-# Each feature is an object with any of ``setup_client(client)`` (called in discord.py's
-# ``setup_hook``: add commands and DynamicItems), ``start()`` and ``stop()``, appended to
-# ``app.features``; this is the one place that wires them.
+# A Discord feature is a cog appended to ``app.client.initial_cogs`` (loaded in discord.py's
+# ``setup_hook``; its ``cog_load``/``cog_unload`` start and stop what it runs); any other
+# feature is an object with ``start()`` and ``stop()`` appended to ``app.features``. This is
+# the one place that wires them.
 
 
 def _attach_features(app: BridgeApp) -> None:
     """Attach every feature the settings enable to ``app`` (order matters: see comments)."""
     # --- slash commands (/factory …) ------------------------------------------------------
-    from bot.discord.commands import SlashCommands
+    from bot.discord.factory_cog import FactoryCog
 
-    app.features.append(SlashCommands(app.settings))
+    app.client.initial_cogs.append(FactoryCog(app.client))
     # --- smart batching ---------------------------------------------------------------------
     if app.settings.batch_enabled:
         from bot.batching_runtime import BatchingRuntime
 
         batching = BatchingRuntime(app.bridge, app.notifier)
         app.bridge.batcher = batching
-        app.features.append(batching)
+        app.client.initial_cogs.append(BatchingCog(app.client, batching))
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
@@ -283,9 +284,9 @@ def _attach_features(app: BridgeApp) -> None:
 def _attach_ladder(app: BridgeApp) -> LadderRuntime:
     """Build the ladder for ``app`` and wire it in (the "escalation ladder" slot of :func:`_attach_features`).
 
-    Sets ``app.bridge.escalation`` and ``app.notifier.next_step``, appends the runtime to
-    ``app.features`` (its ``start``/``stop`` run with the app) and shares ``app.scheduler``
-    (one APScheduler per process) when another feature made one.
+    Sets ``app.bridge.escalation`` and ``app.notifier.next_step``, loads the runtime with an
+    :class:`~bot.discord.cogs.EscalationCog` (its ``start``/``stop`` run with the bot's cogs)
+    and shares ``app.scheduler`` (one APScheduler per process) when another feature made one.
     """
     settings = app.settings
     pager: Pager | None = None
@@ -312,7 +313,7 @@ def _attach_ladder(app: BridgeApp) -> LadderRuntime:
     app.bridge.escalation = runtime
     app.notifier.next_step = runtime.next_step_for
     app.escalation = runtime  # type: ignore[attr-defined]
-    app.features.append(runtime)
+    app.client.initial_cogs.append(EscalationCog(app.client, runtime))
     return runtime
 
 

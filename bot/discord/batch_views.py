@@ -11,7 +11,7 @@ of bulk buttons, so per-item control goes through a string select (Discord: ≤ 
   (``fb:b:review:<batch id>``).
 
 Every component is a :class:`discord.ui.DynamicItem` that rebuilds itself from its
-``custom_id`` (registered by the batching feature's ``setup_client``), so a batch message keeps
+``custom_id`` (registered by :class:`bot.discord.cogs.BatchingCog` when it loads), so a batch message keeps
 working across restarts. Discord: an interaction must be answered within 3 s, so callbacks answer
 first and do slow work afterwards.
 """
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.discord import ids
 from bot.discord.batch_embeds import (
     RISK_ICONS,
     RISK_WORDS,
@@ -34,18 +35,19 @@ from bot.discord.batch_embeds import (
     item_state,
     review_embeds,
 )
+from bot.discord.client import bridge_of
+from bot.discord.decisions import actor_from
 from bot.discord.embeds import truncate
-from bot.discord.limits import answer, fit_message
-from bot.discord.views import TaskButton, actor_from, bridge_of
+from bot.discord.limits import fit_message
+from bot.discord.replies import answer, answer_now, follow_up, say
+from bot.discord.views import TaskButton
 from escalation.markup import code_span
 
 if TYPE_CHECKING:
     from bot.batching_runtime import BatchingRuntime
-    from bot.bridge import Outcome
 
 __all__ = [
     "BATCH_DYNAMIC_ITEMS",
-    "BATCH_ID",
     "ApproveLowRiskButton",
     "BatchPickSelect",
     "ReviewAllButton",
@@ -57,36 +59,35 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What a batch id looks like (``escalation.batching``: ``b<seq>-<first task id>``, ≤ 80).
-BATCH_ID = r"[A-Za-z0-9_.\-]{1,80}"
-
 PICK_PLACEHOLDER = "Pick an item…"
 OPTION_MAX = 100  # Discord: select option label/description ≤ 100
 
 
 def runtime_of(interaction: discord.Interaction[Any]) -> BatchingRuntime:
-    """The batching runtime attached to the bridge (``bridge.batcher``)."""
-    runtime = bridge_of(interaction).batcher
+    """The batching runtime attached to the bot's bridge (``bridge.batcher``, set in
+    :mod:`bot.app`).
+
+    Raises
+    ------
+    RuntimeError
+        When smart batching is not enabled.
+    """
+    runtime: BatchingRuntime | None = bridge_of(interaction).batcher
     if runtime is None:
         raise RuntimeError("smart batching is not enabled")
-    return runtime  # type: ignore[no-any-return]
-
-
-async def _say(interaction: discord.Interaction[Any], outcome: Outcome | str) -> None:
-    """Answer (or replace the "working…" answer) ephemerally with the outcome's message."""
-    await answer(interaction, outcome if isinstance(outcome, str) else outcome.message)
+    return runtime
 
 
 class BatchPickSelect(
     discord.ui.DynamicItem[discord.ui.Select[Any]],
-    template=rf"fb:b:pick:(?P<batch_id>{BATCH_ID})",
+    template=ids.BATCH_PICK_TEMPLATE,
 ):
     """ "Pick an item…": answers with the item's details and its own decision buttons."""
 
     def __init__(self, batch_id: str, options: Sequence[discord.SelectOption] = ()) -> None:
         super().__init__(
             discord.ui.Select(
-                custom_id=f"fb:b:pick:{batch_id}",
+                custom_id=ids.batch_pick(batch_id),
                 placeholder=PICK_PLACEHOLDER,
                 options=list(options),
                 min_values=1,
@@ -109,12 +110,12 @@ class BatchPickSelect(
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Answer ephemerally with the picked item (details, risk, state, its buttons)."""
         if not self.item.values:
-            await _say(interaction, "Pick an item first.")
+            await say(interaction, "Pick an item first.")
             return
         task_id = str(self.item.values[0])
         item = await runtime_of(interaction).item(task_id)
         if item is None:
-            await _say(interaction, f"Task {code_span(task_id)} is not known to the bridge.")
+            await say(interaction, f"Task {code_span(task_id)} is not known to the bridge.")
             return
         view = item_view(item)
         kwargs: dict[str, Any] = {"embed": item_embed(item)}
@@ -125,7 +126,7 @@ class BatchPickSelect(
 
 class ApproveLowRiskButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=rf"fb:b:approve-low:(?P<batch_id>{BATCH_ID})",
+    template=ids.BATCH_APPROVE_LOW_TEMPLATE,
 ):
     """ "Approve All Low-Risk (N)": one bulk call with the items low-risk and pending now."""
 
@@ -135,7 +136,7 @@ class ApproveLowRiskButton(
                 label=f"Approve All Low-Risk ({count})",
                 style=discord.ButtonStyle.success,
                 emoji="✅",
-                custom_id=f"fb:b:approve-low:{batch_id}",
+                custom_id=ids.batch_approve_low(batch_id),
                 disabled=count == 0,
             )
         )
@@ -155,20 +156,18 @@ class ApproveLowRiskButton(
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Answer at once, send the bulk approval, then report per item."""
         runtime = runtime_of(interaction)
-        await interaction.response.send_message(
-            "⏳ Approving the low-risk items still pending…", ephemeral=True
-        )
+        await answer_now(interaction, "⏳ Approving the low-risk items still pending…")
         outcome = await runtime.approve_low_risk(
             self.batch_id,
             actor_from(interaction, "button"),
             idempotency_seed=f"interaction:{interaction.id}",
         )
-        await _say(interaction, outcome)
+        await say(interaction, outcome)
 
 
 class ReviewAllButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=rf"fb:b:review:(?P<batch_id>{BATCH_ID})",
+    template=ids.BATCH_REVIEW_TEMPLATE,
 ):
     """ "Review All": every item with its context, ephemerally (several messages if needed)."""
 
@@ -178,7 +177,7 @@ class ReviewAllButton(
                 label="Review All",
                 style=discord.ButtonStyle.secondary,
                 emoji="🔎",
-                custom_id=f"fb:b:review:{batch_id}",
+                custom_id=ids.batch_review(batch_id),
             )
         )
         self.batch_id = batch_id
@@ -200,15 +199,12 @@ class ReviewAllButton(
         items = await runtime.items(self.batch_id)
         chunks = review_embeds(items, min_coverage_percent=runtime.min_coverage_percent)
         if not chunks:
-            await _say(interaction, "This batch has no items.")
+            await say(interaction, "This batch has no items.")
             return
         await answer(interaction, embeds=chunks[0])
         for chunk in chunks[1:]:
-            try:
-                await interaction.followup.send(ephemeral=True, **fit_message({"embeds": chunk}))
-            except discord.HTTPException as exc:
-                log.warning("could not send the rest of the review: %s", exc)
-                return
+            if not await follow_up(interaction, embeds=chunk):
+                return  # the rest would fail alike
 
 
 def _option(item: BatchItem) -> discord.SelectOption:
@@ -260,7 +256,7 @@ def item_view(item: BatchItem) -> discord.ui.View | None:
     return view
 
 
-#: DynamicItem classes the batching feature registers in ``setup_hook``.
+#: The batch message's DynamicItem classes (registered by :class:`bot.discord.cogs.BatchingCog`).
 BATCH_DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     BatchPickSelect,
     ApproveLowRiskButton,

@@ -1,87 +1,101 @@
-"""The discord.py client of the bridge.
+"""The discord.py bot of the bridge: a :class:`discord.ext.commands.Bot` made of cogs.
 
-A plain :class:`discord.Client` with an application command tree. ``setup_hook`` registers the
-DynamicItems (so old messages' buttons work after a restart) and syncs the ``/factory``
-commands to ``DISCORD_GUILD_ID``.
+The bridge has no prefix commands (``command_prefix`` is a mention, there is no message-content
+intent and no help command): everything is an application command or a component. What the
+bot does lives in cogs (discord.py: "Cogs", https://discordpy.readthedocs.io/en/stable/ext/
+commands/cogs.html), built by :mod:`bot.app` and loaded in :meth:`BridgeBot.setup_hook`:
+
+* :class:`bot.discord.cogs.TaskCog` — the task message's buttons, select and forms;
+* :class:`bot.discord.factory_cog.FactoryCog` — ``/factory`` (a ``GroupCog``);
+* :class:`bot.discord.cogs.BatchingCog` and :class:`bot.discord.cogs.EscalationCog` — start
+  their runtime in ``cog_load`` and stop it in ``cog_unload``.
+
+The slash commands are synced to ``DISCORD_GUILD_ID`` once the cogs are loaded. Components
+reach the bridge's services through :func:`bot_of` / :func:`bridge_of` (``interaction.client``
+is the :class:`BridgeBot`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
-from discord import app_commands
+from discord.ext import commands
 
 from bot.discord.limits import NO_PINGS
-from bot.discord.modals import dispatch_modal_submit
-from bot.discord.views import DYNAMIC_ITEMS, MODAL_HANDLERS
 
 if TYPE_CHECKING:
     from bot.bridge import Bridge
 
-__all__ = ["BridgeClient"]
+__all__ = ["BridgeBot", "bot_of", "bridge_of"]
 
 log = logging.getLogger(__name__)
 
 
-class BridgeClient(discord.Client):
-    """Discord client that carries the :class:`~bot.bridge.Bridge` for its components.
+class BridgeBot(commands.Bot):
+    """The bridge's Discord bot: carries the :class:`~bot.bridge.Bridge` for its cogs.
 
     Parameters
     ----------
     bridge:
-        The service the buttons and commands call (``interaction.client.bridge``).
+        The service the buttons and commands call (:func:`bridge_of`).
     guild_id:
         ``DISCORD_GUILD_ID``: where the slash commands are synced.
-    extra_setup:
-        Called with the client in ``setup_hook`` before the sync (adds command groups and
-        extra DynamicItems, e.g. batch buttons).
     guild_ready_timeout:
         Seconds discord.py waits for guild data after READY (small in tests).
     """
+
+    bridge: Bridge
+    guild_id: int
 
     def __init__(
         self,
         bridge: Bridge,
         *,
         guild_id: int,
-        extra_setup: Callable[[BridgeClient], Any] | None = None,
         guild_ready_timeout: float = 2.0,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         # nothing the bridge sends pings unless the call says whom (see DiscordMessenger.post)
         super().__init__(
-            intents=intents, guild_ready_timeout=guild_ready_timeout, allowed_mentions=NO_PINGS
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents,
+            guild_ready_timeout=guild_ready_timeout,
+            allowed_mentions=NO_PINGS,
         )
         self.bridge = bridge
         self.guild_id = guild_id
-        self.tree = app_commands.CommandTree(self)
-        self._extra_setup = extra_setup
+        #: Cogs :meth:`setup_hook` loads, in order (:mod:`bot.app` appends them before login;
+        #: their app commands are added for ``guild_id``).
+        self.initial_cogs: list[commands.Cog] = []
         self.ready_event = asyncio.Event()
 
+    @property
+    def guild(self) -> discord.Object:
+        """``DISCORD_GUILD_ID`` as a snowflake (where app commands are added and synced)."""
+        return discord.Object(id=self.guild_id)
+
     async def setup_hook(self) -> None:
-        """Register DynamicItems and sync the guild's application commands."""
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
-        if self._extra_setup is not None:
-            result = self._extra_setup(self)
-            if asyncio.iscoroutine(result):
-                await result
-        guild = discord.Object(id=self.guild_id)
-        self.tree.copy_global_to(guild=guild)
-        synced = await self.tree.sync(guild=guild)
+        """Load the cogs, then sync the guild's application commands (discord.py calls this
+        once, at login, before the gateway connects)."""
+        for cog in self.initial_cogs:
+            await self.add_cog(cog, guild=self.guild)
+        self.tree.copy_global_to(guild=self.guild)
+        synced = await self.tree.sync(guild=self.guild)
         log.info("synced %d application commands to guild %s", len(synced), self.guild_id)
 
-    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        """Submissions of the bridge's modals go to their handler (``views.MODAL_HANDLERS``).
+    async def unload_cogs(self) -> None:
+        """Remove every cog, the last loaded first (their ``cog_unload`` stops their runtimes).
 
-        The bridge's modals are not kept in memory (:mod:`bot.discord.modals`): this one
-        handler answers every submission, also one made after a restart.
+        :meth:`bot.app.BridgeApp.stop` calls this before it stops the bridge, so the runtimes
+        stop in the reverse order of their start; ``close`` would otherwise do it last.
         """
-        await dispatch_modal_submit(interaction, MODAL_HANDLERS)
+        for name in reversed(list(self.cogs)):
+            await self.remove_cog(name, guild=self.guild)
 
     async def on_ready(self) -> None:
         """Mark the Discord session ready (``/healthz`` reports it)."""
@@ -97,3 +111,14 @@ class BridgeClient(discord.Client):
     def session_ready(self) -> bool:
         """True while the gateway session is up."""
         return self.ready_event.is_set() and not self.is_closed() and self.is_ready()
+
+
+def bot_of(interaction: discord.Interaction[Any]) -> BridgeBot:
+    """The :class:`BridgeBot` that received ``interaction`` (the one typed cast of
+    ``interaction.client``: every interaction the bridge handles reaches it through its bot)."""
+    return cast(BridgeBot, interaction.client)
+
+
+def bridge_of(interaction: discord.Interaction[Any]) -> Bridge:
+    """The :class:`~bot.bridge.Bridge` of the bot that received ``interaction``."""
+    return bot_of(interaction).bridge

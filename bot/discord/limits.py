@@ -2,8 +2,8 @@
 
 Every message the bridge creates or edits and every interaction answer goes through
 :func:`fit_message` (directly, through :meth:`bot.discord.notifier.DiscordNotifier.send`, or
-through :func:`answer`): what is too long is shortened with "…", never refused by Discord with
-50035 ("Invalid Form Body") — a person always learns the outcome, whatever the factory's titles.
+through :mod:`bot.discord.replies`): what is too long is shortened with "…", never refused by
+Discord with 50035 ("Invalid Form Body") — a person always learns the outcome, whatever the factory's titles.
 
 Limits (Discord: "Message Resource", "Embed Limits", "Component Reference", "Interactions"):
 
@@ -27,7 +27,6 @@ escaped anyway (:mod:`escalation.markup`), and an ephemeral answer has nobody to
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,7 +49,6 @@ __all__ = [
     "OPTION_MAX",
     "PLACEHOLDER_MAX",
     "TITLE_MAX",
-    "answer",
     "fit_content",
     "fit_embed",
     "fit_embeds",
@@ -59,8 +57,6 @@ __all__ = [
     "modal_title",
     "truncate",
 ]
-
-log = logging.getLogger(__name__)
 
 CONTENT_MAX = 2000
 TITLE_MAX = 256
@@ -227,31 +223,3 @@ def modal_title(verb: str, title: str) -> str:
     """ "Reject: <task title>" within a modal title's 45 characters (plain text: no markdown
     is rendered there, so nothing is escaped)."""
     return truncate(f"{verb}: {' '.join(title.split())}", MODAL_TITLE_MAX)
-
-
-async def answer(
-    interaction: discord.Interaction[Any], content: str | None = None, **fields: Any
-) -> bool:
-    """Answer ``interaction`` ephemerally, or replace the answer already given.
-
-    The first answer is an ephemeral message; once the interaction was answered (a "⏳ …"
-    message or a deferred "thinking…"), the original answer is edited instead. Everything is
-    fitted (:func:`fit_message`) and sent without pings. A Discord failure is logged, never
-    raised (the action the answer reports stands).
-
-    Returns
-    -------
-    bool
-        True when Discord took the answer.
-    """
-    fitted = fit_message({"content": content, **fields})
-    fitted.setdefault("allowed_mentions", NO_PINGS)
-    try:
-        if interaction.response.is_done():
-            await interaction.edit_original_response(**fitted)
-        else:
-            await interaction.response.send_message(ephemeral=True, **fitted)
-    except discord.HTTPException as exc:
-        log.warning("could not answer %s: %s", interaction.user, exc)
-        return False
-    return True

@@ -8,10 +8,11 @@ object waits at all and the submission is dropped silently.
 Here instead:
 
 * each opening gets its own id, ``fb:m:<kind>:<task id>:<opening interaction id>``
-  (:func:`modal_custom_id`; Discord: a custom_id is at most 100 characters);
+  (:func:`bot.discord.ids.modal_custom_id`; Discord: a custom_id is at most 100 characters);
 * the modal is sent *stopped* (:func:`open_modal`), so discord.py keeps nothing in memory;
 * every submission — before or after any number of restarts — reaches
-  :func:`dispatch_modal_submit` from the client's ``on_interaction``, which reads the typed
+  :func:`dispatch_modal_submit` from the bot's ``on_interaction`` listener
+  (:class:`bot.discord.cogs.TaskCog`), which reads the typed
   values from the interaction itself and calls the handler registered for ``<kind>``.
 
 Discord: a modal submission is an interaction like any other and must be answered within 3 s.
@@ -20,60 +21,26 @@ Discord: a modal submission is an interaction like any other and must be answere
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import discord
 
-from bot.discord.limits import answer
+from bot.discord.ids import parse_modal_id
+from bot.discord.replies import answer
 
 __all__ = [
-    "MODAL_PREFIX",
     "ModalHandler",
     "dispatch_modal_submit",
-    "modal_custom_id",
     "open_modal",
-    "parse_modal_id",
     "submitted_values",
 ]
 
 log = logging.getLogger(__name__)
 
-MODAL_PREFIX = "fb:m:"
-_MODAL_ID = re.compile(
-    r"^fb:m:(?P<kind>[a-z]{1,16}):(?P<task_id>[^:]{1,64})(?::(?P<nonce>\d{1,20}))?$"
-)
-#: Discord: a component or modal custom_id is at most 100 characters.
-CUSTOM_ID_MAX = 100
-
 #: ``handler(interaction, task_id, values)``: ``values`` maps each text input's custom_id to
 #: what was submitted for it (exactly as sent: nothing guarantees the client's checks ran).
 ModalHandler = Callable[[discord.Interaction[Any], str, dict[str, str]], Awaitable[None]]
-
-
-def modal_custom_id(kind: str, task_id: str, nonce: int | str) -> str:
-    """``fb:m:<kind>:<task id>:<nonce>``: unique per opening when ``nonce`` is the opening
-    interaction's id.
-
-    Raises
-    ------
-    ValueError
-        When the id would exceed Discord's 100 characters or does not parse back.
-    """
-    custom_id = f"{MODAL_PREFIX}{kind}:{task_id}:{nonce}"
-    if len(custom_id) > CUSTOM_ID_MAX or parse_modal_id(custom_id) != (kind, task_id):
-        raise ValueError(f"cannot build a modal id for {kind!r} / {task_id!r}")
-    return custom_id
-
-
-def parse_modal_id(custom_id: str) -> tuple[str, str] | None:
-    """``(kind, task id)`` of a bridge modal's custom_id (with or without the opening's id, so
-    forms opened before per-opening ids were introduced are answered too), else ``None``."""
-    match = _MODAL_ID.match(custom_id)
-    if match is None:
-        return None
-    return match["kind"], match["task_id"]
 
 
 def submitted_values(data: Mapping[str, Any] | None) -> dict[str, str]:

@@ -7,13 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.discord.blockers import block_reason, blocker_line, find_blockers
 from bot.discord.listing import (
     DESCRIPTION_BUDGET,
     PAGE_LINES,
     age_text,
-    block_reason,
-    blocker_line,
-    find_blockers,
     jump_link,
     page_embed,
     paginate,

@@ -1,4 +1,4 @@
-"""The length-safe renderer (bot.discord.limits), per-opening modal ids (bot.discord.modals)
+"""The length-safe renderer (bot.discord.limits), per-opening modal ids (bot.discord.ids)
 and the @here guard of the ladder's posts (bot.discord.ladder_output)."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import discord
 import pytest
 
+from bot.discord.decisions import snooze_seconds
+from bot.discord.ids import modal_custom_id, parse_modal_id
 from bot.discord.ladder_output import own_here_only
 from bot.discord.limits import (
     BUTTON_LABEL_MAX,
@@ -18,8 +20,7 @@ from bot.discord.limits import (
     fit_message,
     modal_title,
 )
-from bot.discord.modals import modal_custom_id, parse_modal_id, submitted_values
-from bot.discord.views import snooze_seconds
+from bot.discord.modals import submitted_values
 
 
 def huge_embed() -> discord.Embed:

@@ -1,0 +1,161 @@
+"""The task's forms: the reject reason and the "type DEPLOY" confirmation, and their handlers.
+
+Both are opened with :func:`bot.discord.modals.open_modal` under an id unique per opening
+(:func:`bot.discord.ids.modal_custom_id`), so nothing stays in memory; their submissions reach
+:func:`submit_reject` / :func:`submit_deploy` through :data:`MODAL_HANDLERS` and the bot's
+persistent modal listener (:class:`bot.discord.cogs.TaskCog`): two people filling
+the same form at once, or a submission after a restart, are all answered.
+
+Whatever the client enforced, the values are checked here again (they arrive as sent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from bot.discord.decisions import REASON_MAX, refuse, run_decision
+from bot.discord.ids import modal_custom_id
+from bot.discord.limits import modal_title
+from bot.discord.modals import ModalHandler
+from escalation.markup import code_span
+
+__all__ = [
+    "MODAL_HANDLERS",
+    "DeployConfirmModal",
+    "RejectReasonModal",
+    "submit_deploy",
+    "submit_reject",
+]
+
+
+class RejectReasonModal(discord.ui.Modal):
+    """Asks for the rejection reason (required, at most 1000 characters).
+
+    Its id is unique per opening (``fb:m:reject:<task id>:<opening interaction id>``).
+    """
+
+    reason: discord.ui.TextInput[RejectReasonModal] = discord.ui.TextInput(
+        label="Why are you rejecting it?",
+        style=discord.TextStyle.paragraph,
+        required=True,
+        max_length=REASON_MAX,
+        custom_id="reason",
+    )
+
+    def __init__(self, task_id: str, title: str, *, nonce: int | str) -> None:
+        super().__init__(
+            title=modal_title("Reject", title),  # Discord: modal title ≤ 45
+            custom_id=modal_custom_id("reject", task_id, nonce),
+        )
+        self.task_id = task_id
+
+
+async def submit_reject(
+    interaction: discord.Interaction[Any], task_id: str, values: dict[str, str]
+) -> None:
+    """The reject form was submitted: check the reason, then send ``rejected`` with it as
+    ``notes`` (:func:`~bot.discord.decisions.run_decision`: "already rejected by …" when
+    someone was first).
+
+    Checked here whatever the client enforced: the reason is required (blank counts as
+    missing) and at most ``REASON_MAX`` (1000) characters once trimmed; otherwise nothing is
+    sent, the person is told why, and the refusal is audited.
+    """
+    reason = (values.get("reason") or "").strip()
+    if not reason:
+        await refuse(
+            interaction,
+            task_id,
+            "task.rejected",
+            "reject reason missing",
+            "A rejection needs a reason. Nothing was sent to the factory; press Reject again.",
+            via="modal",
+        )
+        return
+    if len(reason) > REASON_MAX:
+        await refuse(
+            interaction,
+            task_id,
+            "task.rejected",
+            f"reject reason too long ({len(reason)} characters)",
+            f"The reason is {len(reason)} characters long; at most {REASON_MAX} are allowed. "
+            "Nothing was sent to the factory; press Reject again.",
+            via="modal",
+        )
+        return
+    await run_decision(interaction, task_id, "rejected", "modal", notes=reason)
+
+
+class DeployConfirmModal(discord.ui.Modal):
+    """ "Type DEPLOY to confirm" before approving a production deploy (master plan §8).
+
+    Like :class:`RejectReasonModal`, its id is unique per opening
+    (``fb:m:deploy:<task id>:<opening interaction id>``).
+    """
+
+    confirmation: discord.ui.TextInput[DeployConfirmModal] = discord.ui.TextInput(
+        label="Type DEPLOY to confirm",
+        placeholder="DEPLOY",
+        required=True,
+        max_length=20,
+        custom_id="confirm",
+    )
+    notes: discord.ui.TextInput[DeployConfirmModal] = discord.ui.TextInput(
+        label="Notes (optional)",
+        style=discord.TextStyle.paragraph,
+        required=False,
+        max_length=REASON_MAX,
+        custom_id="notes",
+    )
+
+    def __init__(self, task_id: str, title: str, *, nonce: int | str) -> None:
+        super().__init__(
+            title=modal_title("Deploy", title),  # Discord: modal title ≤ 45
+            custom_id=modal_custom_id("deploy", task_id, nonce),
+        )
+        self.task_id = task_id
+
+
+async def submit_deploy(
+    interaction: discord.Interaction[Any], task_id: str, values: dict[str, str]
+) -> None:
+    """The DEPLOY form was submitted: approve only when exactly ``DEPLOY`` was typed.
+
+    Checked here whatever the client enforced (master plan §8): anything but ``DEPLOY``
+    (surrounding spaces aside) sends nothing, tells the person what they typed and is
+    audited; notes are at most ``REASON_MAX`` (1000) characters. The approval then goes
+    through :func:`~bot.discord.decisions.run_decision`, where the two-person rule may record
+    it and wait for a second deploy approver (:meth:`bot.bridge.Bridge.decide`).
+    """
+    typed = (values.get("confirm") or "").strip()
+    if typed != "DEPLOY":
+        await refuse(
+            interaction,
+            task_id,
+            "task.approved",
+            "deploy confirmation not typed",
+            f"You typed {code_span(typed[:20])}, not `DEPLOY`: "
+            "nothing was sent to the factory. Press Approve again to retry.",
+            via="modal",
+        )
+        return
+    notes = (values.get("notes") or "").strip()
+    if len(notes) > REASON_MAX:
+        await refuse(
+            interaction,
+            task_id,
+            "task.approved",
+            f"deploy notes too long ({len(notes)} characters)",
+            f"The notes are {len(notes)} characters long; at most {REASON_MAX} are allowed. "
+            "Nothing was sent to the factory; press Approve again.",
+            via="modal",
+        )
+        return
+    await run_decision(interaction, task_id, "approved", "modal", notes=notes or None)
+
+
+#: Handlers of the bridge's modals by kind (``fb:m:<kind>:…``), called by the bot's
+#: persistent modal listener (:func:`bot.discord.modals.dispatch_modal_submit`).
+MODAL_HANDLERS: dict[str, ModalHandler] = {"reject": submit_reject, "deploy": submit_deploy}
