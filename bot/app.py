@@ -95,6 +95,11 @@ class BridgeApp:
         self.intake = EventIntake(
             store=self.store,
             secret=settings.factory_webhook_secret.get_secret_value(),
+            previous_secret=(
+                settings.factory_webhook_secret_previous.get_secret_value()
+                if settings.factory_webhook_secret_previous is not None
+                else None
+            ),
             on_stored=self.processor.submit,
             health=self.health,
             body_timeout_seconds=settings.bridge_http_body_timeout_seconds,

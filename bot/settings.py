@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     factory_api_url: str = "http://localhost:3100/v1"
     factory_api_key: SecretStr
     factory_webhook_secret: SecretStr
+    #: the secret being rotated out: accepted beside the current one while set (README)
+    factory_webhook_secret_previous: SecretStr | None = None
     factory_dashboard_url: str | None = None
     factory_ws_url: str | None = None
     factory_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -130,6 +132,7 @@ class Settings(BaseSettings):
         "twilio_account_sid",
         "twilio_auth_token",
         "twilio_from_number",
+        "factory_webhook_secret_previous",
         mode="before",
     )
     @classmethod
