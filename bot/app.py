@@ -276,6 +276,11 @@ def _attach_features(app: BridgeApp) -> None:
             WebSocketIntake(
                 url=app.settings.factory_ws_url,
                 api_key=app.settings.factory_api_key.get_secret_value(),
+                token=(
+                    app.settings.factory_ws_token.get_secret_value()
+                    if app.settings.factory_ws_token is not None
+                    else None
+                ),
                 store=app.store,
                 on_stored=app.processor.submit,
                 on_subscribed=reconciler.trigger,

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     factory_webhook_secret_previous: SecretStr | None = None
     factory_dashboard_url: str | None = None
     factory_ws_url: str | None = None
+    #: JWT sent as ``?token=`` on the WebSocket (contract §1.6), besides ``X-API-Key``
+    factory_ws_token: SecretStr | None = None
     factory_timeout_seconds: float = Field(default=10.0, gt=0)
     factory_retry_base_seconds: float = Field(default=1.0, ge=0)
     factory_max_concurrent_requests: int = Field(default=16, ge=1, le=100)
@@ -133,6 +135,7 @@ class Settings(BaseSettings):
         "twilio_auth_token",
         "twilio_from_number",
         "factory_webhook_secret_previous",
+        "factory_ws_token",
         mode="before",
     )
     @classmethod

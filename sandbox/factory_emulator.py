@@ -63,6 +63,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
+import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.factory.signing import EVENT_ID_HEADER, TIMESTAMP_HEADER, signed_headers
@@ -348,7 +349,11 @@ class FactoryEmulator:
     Parameters
     ----------
     api_key
-        The only accepted ``X-API-Key`` (and WebSocket ``?token=``).
+        The only accepted ``X-API-Key`` (and, without ``ws_jwt_secret``, WebSocket ``?token=``).
+    ws_jwt_secret
+        When set, the WebSocket's ``?token=`` must be a JWT (contract §1.2 ``JWTPayload``)
+        signed HS256 with this secret, not expired (``exp``), with a ``sub`` and the
+        ``tasks:read`` scope; ``X-API-Key`` is still accepted.
     webhook_url
         Where events are POSTed as signed webhooks; ``None`` disables webhooks.
     webhook_secret
@@ -379,6 +384,9 @@ class FactoryEmulator:
         Every JSON message received from WebSocket clients.
     ws_connect_count : int
         Authenticated WebSocket connections accepted so far.
+    ws_auth : list[str]
+        How each accepted WebSocket authenticated: ``"jwt"``, ``"token"`` (the API key as
+        ``?token=``) or ``"api-key"`` (the header); the JWT wins when both are given.
     ws_pongs_received : int
         ``{"type": "pong"}`` frames received from clients.
     """
@@ -392,8 +400,11 @@ class FactoryEmulator:
         clock: Callable[[], datetime] = _utc_now,
         ws_ping_interval_seconds: float | None = 30.0,
         webhook_timeout_seconds: float = 5.0,
+        ws_jwt_secret: str | None = None,
     ) -> None:
         self.api_key = api_key
+        self.ws_jwt_secret = ws_jwt_secret
+        self.ws_auth: list[str] = []
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.ws_ping_interval_seconds = ws_ping_interval_seconds
@@ -1335,8 +1346,8 @@ class FactoryEmulator:
         if not ws.can_prepare(request).ok:
             raise _ApiError(400, "BAD_REQUEST", "expected a WebSocket upgrade")
         await ws.prepare(request)
-        key = request.headers.get("X-API-Key") or request.query.get("token")
-        if not self._authorized(key):
+        method = self._ws_authenticate(request)
+        if method is None:
             record.status = 401
             await ws.send_json(
                 {
@@ -1347,6 +1358,7 @@ class FactoryEmulator:
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unauthorized")
             return ws
         record.status = 101
+        self.ws_auth.append(method)
         conn = _WsConn(ws, request)
         self._ws_conns.add(conn)
         self.ws_connect_count += 1
@@ -1363,6 +1375,56 @@ class FactoryEmulator:
                 pinger.cancel()
             self._ws_conns.discard(conn)
         return ws
+
+    def _ws_authenticate(self, request: web.Request) -> str | None:
+        """How a WebSocket handshake authenticated (see :attr:`ws_auth`), ``None`` if not."""
+        token = request.query.get("token")
+        if token is not None and self.ws_jwt_secret is not None:
+            try:
+                claims = jwt.decode(
+                    token,
+                    self.ws_jwt_secret,
+                    algorithms=["HS256"],
+                    # expiry is checked below against the emulator's clock, not the host's
+                    options={"require": ["exp", "sub"], "verify_exp": False},
+                )
+            except jwt.PyJWTError:
+                return None
+            expired = float(claims["exp"]) <= self._clock().timestamp()
+            allowed = "tasks:read" in (claims.get("scopes") or [])
+            return "jwt" if allowed and not expired else None
+        if token is not None and self._authorized(token):
+            return "token"
+        return "api-key" if self._authorized(request.headers.get("X-API-Key")) else None
+
+    def ws_token(self, *, expires_in_seconds: float = 900.0, scopes: Iterable[str] = ()) -> str:
+        """A JWT the WebSocket accepts (contract §1.2 ``JWTPayload``), signed HS256.
+
+        Parameters
+        ----------
+        expires_in_seconds
+            ``exp`` relative to the emulator's clock (the contract's default life is 900 s);
+            negative for an expired token.
+        scopes
+            ``scopes`` claim; ``tasks:read`` is always included.
+
+        Raises
+        ------
+        RuntimeError
+            If the emulator has no ``ws_jwt_secret``.
+        """
+        if self.ws_jwt_secret is None:
+            raise RuntimeError("FactoryEmulator has no ws_jwt_secret")
+        now = self._clock()
+        payload = {
+            "sub": "bridge-service",
+            "email": "bridge@factory.local",
+            "role": "operator",
+            "scopes": ["tasks:read", *scopes],
+            "iat": int(now.timestamp()),
+            "exp": int(now.timestamp() + expires_in_seconds),
+        }
+        return jwt.encode(payload, self.ws_jwt_secret, algorithm="HS256")
 
     async def _ping_loop(self, ws: web.WebSocketResponse) -> None:
         assert self.ws_ping_interval_seconds

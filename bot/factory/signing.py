@@ -41,6 +41,7 @@ __all__ = [
     "sign",
     "signed_headers",
     "verify",
+    "verify_rotating",
 ]
 
 EVENT_ID_HEADER = "X-Factory-Event-Id"
