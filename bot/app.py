@@ -27,6 +27,7 @@ from bot.factory.processor import EventProcessor
 from bot.ladder_runtime import LadderRuntime
 from bot.roster import load_roster
 from bot.settings import Settings
+from bot.sla_events import FactorySlaAlerts
 from bot.store import Store
 from escalation.ports import Pager
 
@@ -91,6 +92,13 @@ class BridgeApp:
             ),
         )
         self.bridge.attach_notifier(self.notifier)
+        self.notifier.sla_alerts = FactorySlaAlerts(
+            store=self.store,
+            roster=self.roster,
+            settings=settings,
+            messenger=DiscordMessenger(self.notifier),
+            clock=clock,
+        ).handle
         self.processor = EventProcessor(self.store, self.bridge.handle_event)
         self.intake = EventIntake(
             store=self.store,

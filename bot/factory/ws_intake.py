@@ -6,7 +6,7 @@ With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory 
   not end up in access logs) and, when ``FACTORY_WS_TOKEN`` is set, also the contract's way:
   ``?token=<jwt>`` in the URL (§1.6 "Connect: wss://…/v1/ws?token=<jwt>"); the token is
   redacted from every log line. Then it sends ``{"type": "subscribe", "channels": ["tasks:*",
-  "pipeline:*", "deploys:*"]}``;
+  "pipeline:*", "deploys:*", "agents:*"]}``;
 - it answers the server's ``{"type": "ping"}`` with ``{"type": "pong"}`` (and aiohttp answers
   protocol-level pings and sends its own heartbeat, so a dead TCP connection is noticed);
 - every ``WsEvent`` frame of a type the bridge handles is validated and **stored** in the same
@@ -47,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Channels the bridge subscribes to (contract §1.6 ``WsChannel``).
-DEFAULT_CHANNELS: tuple[str, ...] = ("tasks:*", "pipeline:*", "deploys:*")
+DEFAULT_CHANNELS: tuple[str, ...] = ("tasks:*", "pipeline:*", "deploys:*", "agents:*")
 
 #: Longest wait between two connection attempts (contract §4.5 ``maxRetryDelayMs`` 30000).
 MAX_RECONNECT_DELAY_SECONDS = 30.0

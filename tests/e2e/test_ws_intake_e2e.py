@@ -71,7 +71,7 @@ async def test_ws_only_subscribes_with_api_key_answers_pings_and_posts(
     assert handshake.header("X-API-Key") == FACTORY_API_KEY
     assert "token" not in handshake.query  # the key never goes into the URL
     subscribe = next(m for m in world.factory.ws_messages if m.get("type") == "subscribe")
-    assert set(subscribe["channels"]) == {"tasks:*", "pipeline:*", "deploys:*"}
+    assert set(subscribe["channels"]) == {"tasks:*", "pipeline:*", "deploys:*", "agents:*"}
     await wait_until(lambda: world.factory.ws_pongs_received >= 2, timeout=10, what="pongs")
 
     task = await world.factory.create_task(title="over the WebSocket")
