@@ -22,9 +22,11 @@ from bot.discord.ladder_output import DiscordMessenger
 from bot.discord.notifier import DiscordNotifier
 from bot.discord.pacing import ChannelPacer
 from bot.factory.client import FactoryClient, RetryPolicy
+from bot.factory.events import FactoryEvent
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
 from bot.ladder_runtime import LadderRuntime
+from bot.pipelines import PipelineNames
 from bot.roster import load_roster
 from bot.settings import Settings
 from bot.sla_events import FactorySlaAlerts
@@ -99,6 +101,8 @@ class BridgeApp:
             messenger=DiscordMessenger(self.notifier),
             clock=clock,
         ).handle
+        self.pipeline_names = PipelineNames(self._pipeline_name)
+        self.notifier.pipeline_names = self.pipeline_names
         self.processor = EventProcessor(self.store, self.bridge.handle_event)
         self.intake = EventIntake(
             store=self.store,
@@ -108,7 +112,7 @@ class BridgeApp:
                 if settings.factory_webhook_secret_previous is not None
                 else None
             ),
-            on_stored=self.processor.submit,
+            on_stored=self.on_stored,
             health=self.health,
             body_timeout_seconds=settings.bridge_http_body_timeout_seconds,
             counters=self.processor.counters,
@@ -117,6 +121,15 @@ class BridgeApp:
         self._client_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
+
+    def on_stored(self, event_id: str, event: FactoryEvent) -> None:
+        """An event was stored (webhook or WebSocket): learn the pipeline names it carries,
+        then hand it to the processor."""
+        self.pipeline_names.learn_from_event(event)
+        self.processor.submit(event_id, event)
+
+    async def _pipeline_name(self, pipeline_id: str) -> str:
+        return (await self.factory.get_pipeline(pipeline_id)).name
 
     async def _setup_client(self, client: BridgeClient) -> None:
         for feature in self.features:
@@ -290,7 +303,7 @@ def _attach_features(app: BridgeApp) -> None:
                     else None
                 ),
                 store=app.store,
-                on_stored=app.processor.submit,
+                on_stored=app.on_stored,
                 on_subscribed=reconciler.trigger,
                 reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
             )

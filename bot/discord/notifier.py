@@ -31,6 +31,7 @@ from bot.factory.events import (
     TaskSlaPayload,
 )
 from bot.keyed import BoundedMap
+from bot.pipelines import PipelineNames
 from bot.settings import Settings
 from bot.sla_events import SLA_EVENT_TYPES
 from bot.store import TrackedTask
@@ -149,6 +150,8 @@ class DiscordNotifier:
         self.clock = clock
         #: posts the factory's SLA events (set by the app: :class:`bot.sla_events.FactorySlaAlerts`)
         self.sla_alerts: Callable[[FactoryEvent], Awaitable[None]] | None = None
+        #: pipeline names for the Pipeline field (set by the app: :class:`bot.pipelines.PipelineNames`)
+        self.pipeline_names: PipelineNames | None = None
         # what each recent message last showed: an edit that changes nothing is not sent
         # (bounded: memory must not grow with every task ever posted; a forgotten message
         # costs at most one more edit)
@@ -169,6 +172,9 @@ class DiscordNotifier:
             next_step=self.next_step(tracked) if self.next_step else None,
             sla_breached=breached,
             required_approvals=tracked.approvals_required(self.settings.deploy_required_approvers),
+            pipeline_name=(
+                self.pipeline_names.get(tracked.task.pipeline_id) if self.pipeline_names else None
+            ),
         )
         view = task_view(tracked, dashboard_url=self.settings.factory_dashboard_url)
         return fit_message({"embed": embed, "view": view})
@@ -206,6 +212,8 @@ class DiscordNotifier:
     async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
         """Post the single-task message in ``DISCORD_TASKS_CHANNEL_ID``."""
         channel_id = self.settings.discord_tasks_channel_id
+        if self.pipeline_names is not None:  # the name for the Pipeline field, read once
+            await self.pipeline_names.resolve(tracked.task.pipeline_id)
         rendered = self.render(tracked)
         task = tracked.task
         urgent = task.priority in (Priority.CRITICAL, Priority.HIGH) or tracked.guarded
@@ -223,6 +231,8 @@ class DiscordNotifier:
             if batcher is not None:
                 await batcher.refresh_batch(tracked.batch_id)
             return
+        if self.pipeline_names is not None:
+            await self.pipeline_names.resolve(tracked.task.pipeline_id)
         rendered = self.render(tracked)
         fingerprint = _fingerprint(rendered)
         if self._shown.get(tracked.message_id) == fingerprint:

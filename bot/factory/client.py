@@ -586,6 +586,15 @@ class FactoryClient:
                 return pipelines
             page += 1
 
+    async def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        """``GET /v1/pipelines/{id}`` (contract §1.5). Raises :class:`FactoryError` 404 when unknown."""
+        pipeline: Pipeline = await self._request(
+            "GET",
+            f"pipelines/{_segment(pipeline_id)}",
+            parse=lambda body: Pipeline.model_validate(_data_object(body)),
+        )
+        return pipeline
+
     async def find_approval(
         self, task_id: str, *, pipeline_id: str | None = None, max_pages: int = 10
     ) -> Approval | None:
