@@ -278,6 +278,19 @@ def _attach_features(app: BridgeApp) -> None:
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
+    # --- webhook registration (BRIDGE_PUBLIC_URL, contract §1.5) ---------------------------
+    if app.settings.bridge_public_url:
+        from bot.factory.webhooks import WebhookRegistrar, WebhookRegistration
+
+        app.features.append(
+            WebhookRegistration(
+                WebhookRegistrar(
+                    app.factory,
+                    public_url=app.settings.bridge_public_url,
+                    secret=app.settings.factory_webhook_secret.get_secret_value(),
+                )
+            )
+        )
     # --- WebSocket intake and reconciliation ------------------------------------------------
     # Last on purpose: the reconciler's start() rebuilds the task → message map (before any
     # posting: the processor starts after every feature) once the other features are up.

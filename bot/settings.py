@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     bridge_http_host: str = "0.0.0.0"
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
     bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: the bridge's address as the factory reaches it: POST /events is registered there (§1.5)
+    bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     bridge_roster_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -136,6 +138,7 @@ class Settings(BaseSettings):
         "twilio_from_number",
         "factory_webhook_secret_previous",
         "factory_ws_token",
+        "bridge_public_url",
         mode="before",
     )
     @classmethod
@@ -158,9 +161,13 @@ class Settings(BaseSettings):
             raise ValueError("expected a sqlite:// or postgresql:// URL")
         return value
 
-    @field_validator("factory_api_url", "discord_api_base_url", "twilio_api_base_url")
+    @field_validator(
+        "factory_api_url", "discord_api_base_url", "twilio_api_base_url", "bridge_public_url"
+    )
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^https?://", value):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")

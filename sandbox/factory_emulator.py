@@ -13,7 +13,8 @@ bridge's real httpx client and event intake can be tested against it over real s
   ``UNAUTHORIZED``): ``GET /tasks``, ``GET /tasks/stats``, ``GET /tasks/{id}``,
   ``POST /tasks/{id}/claim``, ``POST /tasks/{id}/complete``, ``POST /tasks/{id}/reassign``,
   ``POST /tasks/bulk``, ``GET /pipelines``, ``GET /pipelines/{id}``, ``GET /agents``,
-  ``GET /dashboard/summary``. Unknown routes answer 404 ``NOT_FOUND``; a body that is not valid
+  ``GET /dashboard/summary``, ``GET/POST /webhooks``, ``DELETE /webhooks/{id}`` (204),
+  ``GET /webhooks/events``. Unknown routes answer 404 ``NOT_FOUND``; a body that is not valid
   JSON, or not a JSON object, answers 400 ``BAD_REQUEST``.
 - §1.6 WebSocket at ``/v1/ws`` (``subscribe``/``subscribed``, ``unsubscribe``, ``ping``/``pong``,
   ``WsEvent`` frames ``{type, timestamp, channel, data}``), plus a server ``{"type": "ping"}``
@@ -332,11 +333,12 @@ class _WsConn:
     channels: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Call:
     params: dict[str, str]
     query: Mapping[str, str]
     body: dict[str, Any]
+    status: int = 200  # a handler sets 201 (created) or 204 (no content)
 
 
 _Handler = Callable[[_Call], Awaitable[tuple[Any, dict[str, Any] | None]]]
@@ -384,6 +386,11 @@ class FactoryEmulator:
         Every JSON message received from WebSocket clients.
     ws_connect_count : int
         Authenticated WebSocket connections accepted so far.
+    webhooks : dict[str, dict]
+        Webhooks registered through ``POST /v1/webhooks`` by id (``{id, url, events, secret,
+        active, createdAt}``); every event of a subscribed type is also POSTed, signed with
+        that webhook's secret, to its URL (once per URL: ``webhook_url`` is skipped when it is
+        registered too).
     ws_auth : list[str]
         How each accepted WebSocket authenticated: ``"jwt"``, ``"token"`` (the API key as
         ``?token=``) or ``"api-key"`` (the header); the JWT wins when both are given.
@@ -405,6 +412,8 @@ class FactoryEmulator:
         self.api_key = api_key
         self.ws_jwt_secret = ws_jwt_secret
         self.ws_auth: list[str] = []
+        #: registered webhooks (contract §1.5 ``POST /v1/webhooks``) by id, secrets included
+        self.webhooks: dict[str, dict[str, Any]] = {}
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.ws_ping_interval_seconds = ws_ping_interval_seconds
@@ -445,6 +454,10 @@ class FactoryEmulator:
             ("GET", re.compile(r"/v1/pipelines/(?P<id>[^/]+)"), self._get_pipeline),
             ("GET", re.compile(r"/v1/agents"), self._list_agents),
             ("GET", re.compile(r"/v1/dashboard/summary"), self._get_dashboard),
+            ("GET", re.compile(r"/v1/webhooks"), self._list_webhooks),
+            ("GET", re.compile(r"/v1/webhooks/events"), self._webhook_events),
+            ("POST", re.compile(r"/v1/webhooks"), self._create_webhook),
+            ("DELETE", re.compile(r"/v1/webhooks/(?P<id>[^/]+)"), self._delete_webhook),
         ]
 
     # ================================================================== lifecycle
@@ -1163,25 +1176,31 @@ class FactoryEmulator:
                 results.append(DeliveryResult(event_id, event_type, "websocket"))
             except (ConnectionError, RuntimeError) as exc:
                 results.append(DeliveryResult(event_id, event_type, "websocket", error=repr(exc)))
-        if self.webhook_url is not None and self._http is not None:
-            timestamp = int(self._clock().timestamp())
-            headers = {"Content-Type": _JSON_TYPE, "User-Agent": "factory-emulator/1"}
-            if self.webhook_secret:
-                headers.update(
-                    signed_headers(
-                        self.webhook_secret, body, event_id=event_id, timestamp=timestamp
-                    )
-                )
-            else:
-                headers.update({EVENT_ID_HEADER: event_id, TIMESTAMP_HEADER: str(timestamp)})
-            try:
-                response = await self._http.post(self.webhook_url, content=body, headers=headers)
-                results.append(
-                    DeliveryResult(event_id, event_type, "webhook", status=response.status_code)
-                )
-            except httpx.HTTPError as exc:
-                results.append(DeliveryResult(event_id, event_type, "webhook", error=repr(exc)))
+        targets: dict[str, str | None] = {}
+        if self.webhook_url is not None:
+            targets[self.webhook_url] = self.webhook_secret
+        for hook in self.webhooks.values():
+            if hook["active"] and event_type in hook["events"]:
+                targets[hook["url"]] = hook["secret"]
+        for url, secret in targets.items():
+            results.append(await self._post_webhook(url, secret, body, event_id, event_type))
         return results
+
+    async def _post_webhook(
+        self, url: str, secret: str | None, body: bytes, event_id: str, event_type: str
+    ) -> DeliveryResult:
+        assert self._http is not None
+        timestamp = int(self._clock().timestamp())
+        headers = {"Content-Type": _JSON_TYPE, "User-Agent": "factory-emulator/1"}
+        if secret:
+            headers.update(signed_headers(secret, body, event_id=event_id, timestamp=timestamp))
+        else:
+            headers.update({EVENT_ID_HEADER: event_id, TIMESTAMP_HEADER: str(timestamp)})
+        try:
+            response = await self._http.post(url, content=body, headers=headers)
+            return DeliveryResult(event_id, event_type, "webhook", status=response.status_code)
+        except httpx.HTTPError as exc:
+            return DeliveryResult(event_id, event_type, "webhook", error=repr(exc))
 
     # ================================================================== HTTP plumbing
 
@@ -1331,12 +1350,17 @@ class FactoryEmulator:
             if not isinstance(parsed, dict):
                 raise _ApiError(400, "BAD_REQUEST", "request body must be a JSON object")
             body = parsed
-        data, pagination = await handler(_Call(params, request.query, body))
+        call = _Call(params, request.query, body)
+        data, pagination = await handler(call)
+        if call.status == 204:
+            return web.Response(status=204)
         meta = self._meta(request_id)
         if pagination is not None:
             meta["pagination"] = pagination
         return web.Response(
-            body=_dumps({"ok": True, "data": data, "meta": meta}), content_type=_JSON_TYPE
+            body=_dumps({"ok": True, "data": data, "meta": meta}),
+            status=call.status,
+            content_type=_JSON_TYPE,
         )
 
     # ================================================================== WebSocket
@@ -1628,6 +1652,49 @@ class FactoryEmulator:
 
     # ================================================================== state helpers
 
+    async def _list_webhooks(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        return [_public_webhook(h) for h in self.webhooks.values()], None
+
+    async def _webhook_events(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        return list(WEBHOOK_EVENT_TYPES), None
+
+    async def _create_webhook(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        body = call.body
+        _reject_unknown(body, ("url", "events", "secret"), "CreateWebhookBody")
+        url = body.get("url")
+        if not isinstance(url, str) or not re.match(r"^https?://[^\s]+$", url):
+            raise _validation_error("url", "must be an http(s) URL", url, "string")
+        events = body.get("events")
+        if (
+            not isinstance(events, list)
+            or not events
+            or any(e not in WEBHOOK_EVENT_TYPES for e in events)
+        ):
+            raise _validation_error(
+                "events", "must be a non-empty list of event types", events, "WebSocketEventType[]"
+            )
+        secret = body.get("secret")
+        if not isinstance(secret, str) or not secret:
+            raise _validation_error("secret", "must be a non-empty string", None, "string")
+        hook_id = f"wh_{uuid.uuid4().hex[:12]}"
+        hook: dict[str, Any] = {
+            "id": hook_id,
+            "url": url,
+            "events": list(dict.fromkeys(events)),
+            "secret": secret,
+            "active": True,
+            "createdAt": self._now_iso(),
+        }
+        self.webhooks[hook_id] = hook
+        call.status = 201
+        return _public_webhook(hook), None
+
+    async def _delete_webhook(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        if self.webhooks.pop(call.params["id"], None) is None:
+            raise _ApiError(404, "NOT_FOUND", f"webhook {call.params['id']} not found")
+        call.status = 204
+        return None, None
+
     def _apply_decision(
         self,
         task: dict[str, Any],
@@ -1720,6 +1787,40 @@ class FactoryEmulator:
 
 async def _ws_error(ws: web.WebSocketResponse, code: str, message: str) -> None:
     await ws.send_json({"type": "error", "error": {"code": code, "message": message}})
+
+
+#: Event types a webhook may subscribe to (contract §1.6 ``WebSocketEventType``).
+WEBHOOK_EVENT_TYPES = (
+    "pipeline.created",
+    "pipeline.updated",
+    "pipeline.stage_changed",
+    "pipeline.completed",
+    "pipeline.failed",
+    "pipeline.blocked",
+    "task.created",
+    "task.claimed",
+    "task.completed",
+    "task.escalated",
+    "task.sla_warning",
+    "task.sla_breached",
+    "approval.pending",
+    "approval.approved",
+    "approval.rejected",
+    "agent.status_changed",
+    "agent.heartbeat",
+    "asset.created",
+    "asset.updated",
+    "deploy.started",
+    "deploy.succeeded",
+    "deploy.failed",
+    "feedback.received",
+    "feedback.processed",
+)
+
+
+def _public_webhook(hook: Mapping[str, Any]) -> dict[str, Any]:
+    """A webhook as the API shows it: everything but the secret."""
+    return {k: v for k, v in hook.items() if k != "secret"}
 
 
 def _reject_unknown(fields: Mapping[str, Any], allowed: Iterable[str], entity: str) -> None:
