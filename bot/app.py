@@ -23,11 +23,14 @@ from bot.discord.ladder_output import DiscordMessenger
 from bot.discord.notifier import DiscordNotifier
 from bot.discord.pacing import ChannelPacer
 from bot.factory.client import FactoryClient, RetryPolicy
+from bot.factory.events import FactoryEvent
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
 from bot.ladder_runtime import LadderRuntime
+from bot.pipelines import PipelineNames
 from bot.roster import load_roster
 from bot.settings import Settings
+from bot.sla_events import FactorySlaAlerts
 from bot.store import Store
 from escalation.ports import Pager
 
@@ -92,11 +95,25 @@ class BridgeApp:
             ),
         )
         self.bridge.attach_notifier(self.notifier)
+        self.notifier.sla_alerts = FactorySlaAlerts(
+            store=self.store,
+            roster=self.roster,
+            settings=settings,
+            messenger=DiscordMessenger(self.notifier),
+            clock=clock,
+        ).handle
+        self.pipeline_names = PipelineNames(self._pipeline_name)
+        self.notifier.pipeline_names = self.pipeline_names
         self.processor = EventProcessor(self.store, self.bridge.handle_event)
         self.intake = EventIntake(
             store=self.store,
             secret=settings.factory_webhook_secret.get_secret_value(),
-            on_stored=self.processor.submit,
+            previous_secret=(
+                settings.factory_webhook_secret_previous.get_secret_value()
+                if settings.factory_webhook_secret_previous is not None
+                else None
+            ),
+            on_stored=self.on_stored,
             health=self.health,
             body_timeout_seconds=settings.bridge_http_body_timeout_seconds,
             counters=self.processor.counters,
@@ -105,6 +122,15 @@ class BridgeApp:
         self._client_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
+
+    def on_stored(self, event_id: str, event: FactoryEvent) -> None:
+        """An event was stored (webhook or WebSocket): learn the pipeline names it carries,
+        then hand it to the processor."""
+        self.pipeline_names.learn_from_event(event)
+        self.processor.submit(event_id, event)
+
+    async def _pipeline_name(self, pipeline_id: str) -> str:
+        return (await self.factory.get_pipeline(pipeline_id)).name
 
     async def health(self) -> dict[str, bool | str]:
         """Parts of ``/healthz``: the Discord session, the database, and start-up done.
@@ -253,6 +279,19 @@ def _attach_features(app: BridgeApp) -> None:
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
+    # --- webhook registration (BRIDGE_PUBLIC_URL, contract §1.5) ---------------------------
+    if app.settings.bridge_public_url:
+        from bot.factory.webhooks import WebhookRegistrar, WebhookRegistration
+
+        app.features.append(
+            WebhookRegistration(
+                WebhookRegistrar(
+                    app.factory,
+                    public_url=app.settings.bridge_public_url,
+                    secret=app.settings.factory_webhook_secret.get_secret_value(),
+                )
+            )
+        )
     # --- WebSocket intake and reconciliation ------------------------------------------------
     # Last on purpose: the reconciler's start() rebuilds the task → message map (before any
     # posting: the processor starts after every feature) once the other features are up.
@@ -272,8 +311,13 @@ def _attach_features(app: BridgeApp) -> None:
             WebSocketIntake(
                 url=app.settings.factory_ws_url,
                 api_key=app.settings.factory_api_key.get_secret_value(),
+                token=(
+                    app.settings.factory_ws_token.get_secret_value()
+                    if app.settings.factory_ws_token is not None
+                    else None
+                ),
                 store=app.store,
-                on_stored=app.processor.submit,
+                on_stored=app.on_stored,
                 on_subscribed=reconciler.trigger,
                 reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
             )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from bot.dashboard import attribute, audit_factory_decision, person_name
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.factory.events import (
     ApprovalPayload,
@@ -429,14 +430,19 @@ class Bridge:
 
     async def _apply_factory_task(self, task: Task) -> None:
         """A task changed at the factory: store it and update its message (never post anew)."""
+        task = attribute(task, self.roster)  # a dashboard decision: roster name, source
         known = await self.store.get_task(task.id)
         tracked = await self.track(task)
+        await audit_factory_decision(self.store, known, tracked)
         if known is None and not tracked.is_decided:
             await self.show_task(task)
             return
         if task.claimed_by and tracked.acknowledged_at is None:
             await self.store.set_acknowledged(
-                task.id, 0, task.claimed_by, task.claimed_at or self.clock()
+                task.id,
+                0,
+                person_name(task.claimed_by, self.roster) or task.claimed_by,
+                task.claimed_at or self.clock(),
             )
         if tracked.is_decided:
             self._settle(task.id)

@@ -1,4 +1,5 @@
-"""``factory-bridge`` command line: ``run``, ``sandbox``, ``check-config``, ``audit``."""
+"""``factory-bridge`` command line: ``run``, ``sandbox``, ``check-config``, ``audit``,
+``webhooks``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ __all__ = [
     "cmd_check_config",
     "cmd_run",
     "cmd_sandbox",
+    "cmd_webhooks",
     "main",
 ]
 
@@ -161,6 +163,53 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """List the webhooks registered at the factory; ``--register`` / ``--replace`` register."""
+    from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
+    from bot.factory.webhooks import WebhookRegistrar, endpoint_url
+    from bot.settings import Settings
+
+    settings = _load_settings_or_exit()
+    assert isinstance(settings, Settings)
+    if (args.register or args.replace) and not settings.bridge_public_url:
+        print("--register/--replace need BRIDGE_PUBLIC_URL", file=sys.stderr)
+        return 2
+    ours = endpoint_url(settings.bridge_public_url) if settings.bridge_public_url else None
+
+    async def run() -> int:
+        factory = FactoryClient(
+            settings.factory_api_url,
+            settings.factory_api_key.get_secret_value(),
+            timeout_seconds=settings.factory_timeout_seconds,
+        )
+        try:
+            if args.register or args.replace:
+                assert settings.bridge_public_url is not None
+                registrar = WebhookRegistrar(
+                    factory,
+                    public_url=settings.bridge_public_url,
+                    secret=settings.factory_webhook_secret.get_secret_value(),
+                )
+                done = await (registrar.replace() if args.replace else registrar.ensure())
+                print(f"{done.outcome}: webhook {done.webhook.get('id')} for {registrar.url}")
+            hooks = await factory.list_webhooks()
+        except (FactoryError, FactoryUnavailable) as exc:
+            print(f"factory-bridge: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await factory.aclose()
+        if not hooks:
+            print("no webhooks registered")
+        for hook in hooks:
+            events = hook.get("events") or []
+            mark = "  (this bridge)" if ours and str(hook.get("url")).rstrip("/") == ours else ""
+            active = "active" if hook.get("active", True) else "inactive"
+            print(f"{hook.get('id')}  {hook.get('url')}  {len(events)} events  {active}{mark}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -184,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="e.g. 2h, 30m, 7d or an ISO 8601 date")
     audit.add_argument("--limit", type=int, default=1000, help="at most this many entries")
     audit.set_defaults(func=cmd_audit)
+    webhooks = sub.add_parser("webhooks", help="list the webhooks registered at the factory")
+    action = webhooks.add_mutually_exclusive_group()
+    action.add_argument(
+        "--register", action="store_true", help="register BRIDGE_PUBLIC_URL/events unless it is"
+    )
+    action.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete this bridge's webhooks and register anew (gives the factory a new secret)",
+    )
+    webhooks.set_defaults(func=cmd_webhooks)
     return parser
 
 

@@ -63,6 +63,7 @@ from bot.bridge import Actor, Bridge
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.keyed import KeyedLocks
 from bot.roster import Operator
+from bot.sla_events import factory_announced
 from bot.store import TrackedTask
 from bot.store.ladder import DeliveryRow, LadderStepRow, LadderStore, NewDelivery
 from escalation.bundling import Bundle, BundleKey, Notification, plan_bundles, record_sent
@@ -858,6 +859,10 @@ class LadderRuntime:
             )
             message_id = await self._post_on_task(tracked, content, user_ids=ids, everyone=False)
             return "sent", {"message_id": message_id, "mentioned": ids}
+        if (
+            posted := await factory_announced(self.bridge.store, tracked.task_id, kind)
+        ) is not None:
+            return "skipped", {"message_id": posted, "note": "the factory's warning was posted"}
         channel = tracked.channel_id or self.settings.discord_tasks_channel_id
         everyone = self.messenger.may_mention_everyone(channel)
         ids = [] if everyone else self._on_call_ids()
@@ -871,6 +876,13 @@ class LadderRuntime:
         return "sent", {"message_id": message_id, "mentioned": ids, "note": note}
 
     async def _breach_alert(self, tracked: TrackedTask, late: float) -> tuple[str, dict[str, Any]]:
+        if (
+            posted := await factory_announced(self.bridge.store, tracked.task_id, "sla_breach")
+        ) is not None:
+            return "skipped", {
+                "message_id": posted,
+                "note": "the factory's breach alert was posted",
+            }
         channel = self.settings.alerts_channel_id
         everyone = self.messenger.may_mention_everyone(channel)
         ids = [] if everyone else self._on_call_ids()

@@ -70,8 +70,12 @@ class Settings(BaseSettings):
     factory_api_url: str = "http://localhost:3100/v1"
     factory_api_key: SecretStr
     factory_webhook_secret: SecretStr
+    #: the secret being rotated out: accepted beside the current one while set (README)
+    factory_webhook_secret_previous: SecretStr | None = None
     factory_dashboard_url: str | None = None
     factory_ws_url: str | None = None
+    #: JWT sent as ``?token=`` on the WebSocket (contract §1.6), besides ``X-API-Key``
+    factory_ws_token: SecretStr | None = None
     factory_timeout_seconds: float = Field(default=10.0, gt=0)
     factory_retry_base_seconds: float = Field(default=1.0, ge=0)
     factory_max_concurrent_requests: int = Field(default=16, ge=1, le=100)
@@ -83,6 +87,8 @@ class Settings(BaseSettings):
     bridge_http_host: str = "0.0.0.0"
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
     bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: the bridge's address as the factory reaches it: POST /events is registered there (§1.5)
+    bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     bridge_roster_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -130,6 +136,9 @@ class Settings(BaseSettings):
         "twilio_account_sid",
         "twilio_auth_token",
         "twilio_from_number",
+        "factory_webhook_secret_previous",
+        "factory_ws_token",
+        "bridge_public_url",
         mode="before",
     )
     @classmethod
@@ -152,9 +161,13 @@ class Settings(BaseSettings):
             raise ValueError("expected a sqlite:// or postgresql:// URL")
         return value
 
-    @field_validator("factory_api_url", "discord_api_base_url", "twilio_api_base_url")
+    @field_validator(
+        "factory_api_url", "discord_api_base_url", "twilio_api_base_url", "bridge_public_url"
+    )
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^https?://", value):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")

@@ -13,7 +13,8 @@ bridge's real httpx client and event intake can be tested against it over real s
   ``UNAUTHORIZED``): ``GET /tasks``, ``GET /tasks/stats``, ``GET /tasks/{id}``,
   ``POST /tasks/{id}/claim``, ``POST /tasks/{id}/complete``, ``POST /tasks/{id}/reassign``,
   ``POST /tasks/bulk``, ``GET /pipelines``, ``GET /pipelines/{id}``, ``GET /agents``,
-  ``GET /dashboard/summary``. Unknown routes answer 404 ``NOT_FOUND``; a body that is not valid
+  ``GET /dashboard/summary``, ``GET/POST /webhooks``, ``DELETE /webhooks/{id}`` (204),
+  ``GET /webhooks/events``. Unknown routes answer 404 ``NOT_FOUND``; a body that is not valid
   JSON, or not a JSON object, answers 400 ``BAD_REQUEST``.
 - §1.6 WebSocket at ``/v1/ws`` (``subscribe``/``subscribed``, ``unsubscribe``, ``ping``/``pong``,
   ``WsEvent`` frames ``{type, timestamp, channel, data}``), plus a server ``{"type": "ping"}``
@@ -63,6 +64,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
+import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.factory.signing import EVENT_ID_HEADER, TIMESTAMP_HEADER, signed_headers
@@ -331,11 +333,12 @@ class _WsConn:
     channels: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Call:
     params: dict[str, str]
     query: Mapping[str, str]
     body: dict[str, Any]
+    status: int = 200  # a handler sets 201 (created) or 204 (no content)
 
 
 _Handler = Callable[[_Call], Awaitable[tuple[Any, dict[str, Any] | None]]]
@@ -348,7 +351,11 @@ class FactoryEmulator:
     Parameters
     ----------
     api_key
-        The only accepted ``X-API-Key`` (and WebSocket ``?token=``).
+        The only accepted ``X-API-Key`` (and, without ``ws_jwt_secret``, WebSocket ``?token=``).
+    ws_jwt_secret
+        When set, the WebSocket's ``?token=`` must be a JWT (contract §1.2 ``JWTPayload``)
+        signed HS256 with this secret, not expired (``exp``), with a ``sub`` and the
+        ``tasks:read`` scope; ``X-API-Key`` is still accepted.
     webhook_url
         Where events are POSTed as signed webhooks; ``None`` disables webhooks.
     webhook_secret
@@ -379,6 +386,14 @@ class FactoryEmulator:
         Every JSON message received from WebSocket clients.
     ws_connect_count : int
         Authenticated WebSocket connections accepted so far.
+    webhooks : dict[str, dict]
+        Webhooks registered through ``POST /v1/webhooks`` by id (``{id, url, events, secret,
+        active, createdAt}``); every event of a subscribed type is also POSTed, signed with
+        that webhook's secret, to its URL (once per URL: ``webhook_url`` is skipped when it is
+        registered too).
+    ws_auth : list[str]
+        How each accepted WebSocket authenticated: ``"jwt"``, ``"token"`` (the API key as
+        ``?token=``) or ``"api-key"`` (the header); the JWT wins when both are given.
     ws_pongs_received : int
         ``{"type": "pong"}`` frames received from clients.
     """
@@ -392,8 +407,13 @@ class FactoryEmulator:
         clock: Callable[[], datetime] = _utc_now,
         ws_ping_interval_seconds: float | None = 30.0,
         webhook_timeout_seconds: float = 5.0,
+        ws_jwt_secret: str | None = None,
     ) -> None:
         self.api_key = api_key
+        self.ws_jwt_secret = ws_jwt_secret
+        self.ws_auth: list[str] = []
+        #: registered webhooks (contract §1.5 ``POST /v1/webhooks``) by id, secrets included
+        self.webhooks: dict[str, dict[str, Any]] = {}
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.ws_ping_interval_seconds = ws_ping_interval_seconds
@@ -434,6 +454,10 @@ class FactoryEmulator:
             ("GET", re.compile(r"/v1/pipelines/(?P<id>[^/]+)"), self._get_pipeline),
             ("GET", re.compile(r"/v1/agents"), self._list_agents),
             ("GET", re.compile(r"/v1/dashboard/summary"), self._get_dashboard),
+            ("GET", re.compile(r"/v1/webhooks"), self._list_webhooks),
+            ("GET", re.compile(r"/v1/webhooks/events"), self._webhook_events),
+            ("POST", re.compile(r"/v1/webhooks"), self._create_webhook),
+            ("DELETE", re.compile(r"/v1/webhooks/(?P<id>[^/]+)"), self._delete_webhook),
         ]
 
     # ================================================================== lifecycle
@@ -1152,25 +1176,31 @@ class FactoryEmulator:
                 results.append(DeliveryResult(event_id, event_type, "websocket"))
             except (ConnectionError, RuntimeError) as exc:
                 results.append(DeliveryResult(event_id, event_type, "websocket", error=repr(exc)))
-        if self.webhook_url is not None and self._http is not None:
-            timestamp = int(self._clock().timestamp())
-            headers = {"Content-Type": _JSON_TYPE, "User-Agent": "factory-emulator/1"}
-            if self.webhook_secret:
-                headers.update(
-                    signed_headers(
-                        self.webhook_secret, body, event_id=event_id, timestamp=timestamp
-                    )
-                )
-            else:
-                headers.update({EVENT_ID_HEADER: event_id, TIMESTAMP_HEADER: str(timestamp)})
-            try:
-                response = await self._http.post(self.webhook_url, content=body, headers=headers)
-                results.append(
-                    DeliveryResult(event_id, event_type, "webhook", status=response.status_code)
-                )
-            except httpx.HTTPError as exc:
-                results.append(DeliveryResult(event_id, event_type, "webhook", error=repr(exc)))
+        targets: dict[str, str | None] = {}
+        if self.webhook_url is not None:
+            targets[self.webhook_url] = self.webhook_secret
+        for hook in self.webhooks.values():
+            if hook["active"] and event_type in hook["events"]:
+                targets[hook["url"]] = hook["secret"]
+        for url, secret in targets.items():
+            results.append(await self._post_webhook(url, secret, body, event_id, event_type))
         return results
+
+    async def _post_webhook(
+        self, url: str, secret: str | None, body: bytes, event_id: str, event_type: str
+    ) -> DeliveryResult:
+        assert self._http is not None
+        timestamp = int(self._clock().timestamp())
+        headers = {"Content-Type": _JSON_TYPE, "User-Agent": "factory-emulator/1"}
+        if secret:
+            headers.update(signed_headers(secret, body, event_id=event_id, timestamp=timestamp))
+        else:
+            headers.update({EVENT_ID_HEADER: event_id, TIMESTAMP_HEADER: str(timestamp)})
+        try:
+            response = await self._http.post(url, content=body, headers=headers)
+            return DeliveryResult(event_id, event_type, "webhook", status=response.status_code)
+        except httpx.HTTPError as exc:
+            return DeliveryResult(event_id, event_type, "webhook", error=repr(exc))
 
     # ================================================================== HTTP plumbing
 
@@ -1320,12 +1350,17 @@ class FactoryEmulator:
             if not isinstance(parsed, dict):
                 raise _ApiError(400, "BAD_REQUEST", "request body must be a JSON object")
             body = parsed
-        data, pagination = await handler(_Call(params, request.query, body))
+        call = _Call(params, request.query, body)
+        data, pagination = await handler(call)
+        if call.status == 204:
+            return web.Response(status=204)
         meta = self._meta(request_id)
         if pagination is not None:
             meta["pagination"] = pagination
         return web.Response(
-            body=_dumps({"ok": True, "data": data, "meta": meta}), content_type=_JSON_TYPE
+            body=_dumps({"ok": True, "data": data, "meta": meta}),
+            status=call.status,
+            content_type=_JSON_TYPE,
         )
 
     # ================================================================== WebSocket
@@ -1335,8 +1370,8 @@ class FactoryEmulator:
         if not ws.can_prepare(request).ok:
             raise _ApiError(400, "BAD_REQUEST", "expected a WebSocket upgrade")
         await ws.prepare(request)
-        key = request.headers.get("X-API-Key") or request.query.get("token")
-        if not self._authorized(key):
+        method = self._ws_authenticate(request)
+        if method is None:
             record.status = 401
             await ws.send_json(
                 {
@@ -1347,6 +1382,7 @@ class FactoryEmulator:
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unauthorized")
             return ws
         record.status = 101
+        self.ws_auth.append(method)
         conn = _WsConn(ws, request)
         self._ws_conns.add(conn)
         self.ws_connect_count += 1
@@ -1363,6 +1399,56 @@ class FactoryEmulator:
                 pinger.cancel()
             self._ws_conns.discard(conn)
         return ws
+
+    def _ws_authenticate(self, request: web.Request) -> str | None:
+        """How a WebSocket handshake authenticated (see :attr:`ws_auth`), ``None`` if not."""
+        token = request.query.get("token")
+        if token is not None and self.ws_jwt_secret is not None:
+            try:
+                claims = jwt.decode(
+                    token,
+                    self.ws_jwt_secret,
+                    algorithms=["HS256"],
+                    # expiry is checked below against the emulator's clock, not the host's
+                    options={"require": ["exp", "sub"], "verify_exp": False},
+                )
+            except jwt.PyJWTError:
+                return None
+            expired = float(claims["exp"]) <= self._clock().timestamp()
+            allowed = "tasks:read" in (claims.get("scopes") or [])
+            return "jwt" if allowed and not expired else None
+        if token is not None and self._authorized(token):
+            return "token"
+        return "api-key" if self._authorized(request.headers.get("X-API-Key")) else None
+
+    def ws_token(self, *, expires_in_seconds: float = 900.0, scopes: Iterable[str] = ()) -> str:
+        """A JWT the WebSocket accepts (contract §1.2 ``JWTPayload``), signed HS256.
+
+        Parameters
+        ----------
+        expires_in_seconds
+            ``exp`` relative to the emulator's clock (the contract's default life is 900 s);
+            negative for an expired token.
+        scopes
+            ``scopes`` claim; ``tasks:read`` is always included.
+
+        Raises
+        ------
+        RuntimeError
+            If the emulator has no ``ws_jwt_secret``.
+        """
+        if self.ws_jwt_secret is None:
+            raise RuntimeError("FactoryEmulator has no ws_jwt_secret")
+        now = self._clock()
+        payload = {
+            "sub": "bridge-service",
+            "email": "bridge@factory.local",
+            "role": "operator",
+            "scopes": ["tasks:read", *scopes],
+            "iat": int(now.timestamp()),
+            "exp": int(now.timestamp() + expires_in_seconds),
+        }
+        return jwt.encode(payload, self.ws_jwt_secret, algorithm="HS256")
 
     async def _ping_loop(self, ws: web.WebSocketResponse) -> None:
         assert self.ws_ping_interval_seconds
@@ -1566,6 +1652,49 @@ class FactoryEmulator:
 
     # ================================================================== state helpers
 
+    async def _list_webhooks(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        return [_public_webhook(h) for h in self.webhooks.values()], None
+
+    async def _webhook_events(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        return list(WEBHOOK_EVENT_TYPES), None
+
+    async def _create_webhook(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        body = call.body
+        _reject_unknown(body, ("url", "events", "secret"), "CreateWebhookBody")
+        url = body.get("url")
+        if not isinstance(url, str) or not re.match(r"^https?://[^\s]+$", url):
+            raise _validation_error("url", "must be an http(s) URL", url, "string")
+        events = body.get("events")
+        if (
+            not isinstance(events, list)
+            or not events
+            or any(e not in WEBHOOK_EVENT_TYPES for e in events)
+        ):
+            raise _validation_error(
+                "events", "must be a non-empty list of event types", events, "WebSocketEventType[]"
+            )
+        secret = body.get("secret")
+        if not isinstance(secret, str) or not secret:
+            raise _validation_error("secret", "must be a non-empty string", None, "string")
+        hook_id = f"wh_{uuid.uuid4().hex[:12]}"
+        hook: dict[str, Any] = {
+            "id": hook_id,
+            "url": url,
+            "events": list(dict.fromkeys(events)),
+            "secret": secret,
+            "active": True,
+            "createdAt": self._now_iso(),
+        }
+        self.webhooks[hook_id] = hook
+        call.status = 201
+        return _public_webhook(hook), None
+
+    async def _delete_webhook(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        if self.webhooks.pop(call.params["id"], None) is None:
+            raise _ApiError(404, "NOT_FOUND", f"webhook {call.params['id']} not found")
+        call.status = 204
+        return None, None
+
     def _apply_decision(
         self,
         task: dict[str, Any],
@@ -1658,6 +1787,40 @@ class FactoryEmulator:
 
 async def _ws_error(ws: web.WebSocketResponse, code: str, message: str) -> None:
     await ws.send_json({"type": "error", "error": {"code": code, "message": message}})
+
+
+#: Event types a webhook may subscribe to (contract §1.6 ``WebSocketEventType``).
+WEBHOOK_EVENT_TYPES = (
+    "pipeline.created",
+    "pipeline.updated",
+    "pipeline.stage_changed",
+    "pipeline.completed",
+    "pipeline.failed",
+    "pipeline.blocked",
+    "task.created",
+    "task.claimed",
+    "task.completed",
+    "task.escalated",
+    "task.sla_warning",
+    "task.sla_breached",
+    "approval.pending",
+    "approval.approved",
+    "approval.rejected",
+    "agent.status_changed",
+    "agent.heartbeat",
+    "asset.created",
+    "asset.updated",
+    "deploy.started",
+    "deploy.succeeded",
+    "deploy.failed",
+    "feedback.received",
+    "feedback.processed",
+)
+
+
+def _public_webhook(hook: Mapping[str, Any]) -> dict[str, Any]:
+    """A webhook as the API shows it: everything but the secret."""
+    return {k: v for k, v in hook.items() if k != "secret"}
 
 
 def _reject_unknown(fields: Mapping[str, Any], allowed: Iterable[str], entity: str) -> None:

@@ -20,6 +20,7 @@ from bot.discord.limits import (
     fit_embed,
     truncate,
 )
+from bot.pipelines import stage_text
 from bot.store import TrackedTask
 from escalation.markup import escape_text
 from escalation.models import Priority, Task, TestResults
@@ -132,10 +133,12 @@ def task_embed(
     sla_breached: bool = False,
     notices: tuple[str, ...] = (),
     required_approvals: int = 1,
+    pipeline_name: str | None = None,
 ) -> discord.Embed:
     """The task message's embed (reference 002 §6.2), brought up to date with its state.
 
-    Fields: Pipeline, Stage, Priority, Tests, Coverage, SLA Deadline (``<t:…:R>``); the
+    Fields: Pipeline (``pipeline_name`` when known, else the id), Stage (a deploy's transition,
+    :func:`bot.pipelines.stage_text`), Priority, Tests, Coverage, SLA Deadline (``<t:…:R>``); the
     description is the context summary. A confirmed decision adds a "Decision" field and turns
     the colour; acknowledgement, snooze, SLA breach and the next escalation step are shown as
     fields too. ``notices`` are extra lines (e.g. "recording decision…") for the footer.
@@ -158,9 +161,10 @@ def task_embed(
         colour=colour,
     )
     results = task.context.test_results
-    stage = task.stage_name.value if task.stage_name else "—"
+    stage = stage_text(task, tracked.approval)  # a deploy: "staging → production"
     embed.add_field(
-        name="Pipeline", value=truncate(escape_text(task.pipeline_id or "—"), FIELD_VALUE_MAX)
+        name="Pipeline",
+        value=truncate(escape_text(pipeline_name or task.pipeline_id or "—"), FIELD_VALUE_MAX),
     )
     embed.add_field(name="Stage", value=stage)
     embed.add_field(name="Priority", value=PRIORITY_LABELS[task.priority])

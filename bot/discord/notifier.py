@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import discord
 
+from bot.channel_map import ALERT_EVENT_TYPES, event_channels
 from bot.discord.embeds import NextStep, discord_timestamp, task_embed
 from bot.discord.limits import NO_PINGS, fit_content, fit_message
 from bot.discord.pacing import ChannelPacer
 from bot.discord.views import task_view
 from bot.factory.events import (
+    AgentStatusPayload,
     DeployPayload,
     FactoryEvent,
     PipelineBlockedPayload,
@@ -29,14 +31,15 @@ from bot.factory.events import (
     TaskSlaPayload,
 )
 from bot.keyed import BoundedMap
+from bot.pipelines import PipelineNames
 from bot.settings import Settings
+from bot.sla_events import SLA_EVENT_TYPES
 from bot.store import TrackedTask
 from escalation.markup import code_span, inline_text
 from escalation.models import Priority
 
 __all__ = [
     "DiscordNotifier",
-    "event_channel",
     "event_text",
 ]
 
@@ -44,22 +47,6 @@ log = logging.getLogger(__name__)
 
 #: Most task messages whose last render is remembered (to skip edits that change nothing).
 SHOWN_LIMIT = 4096
-
-
-def event_channel(event_type: str, settings: Settings) -> int | None:
-    """The channel an informational event goes to, or ``None`` (not posted).
-
-    Channel map (reference 002 §6.2): pipeline.blocked, pipeline.failed and task.sla_breached →
-    alerts; deploy.* → deploys; pipeline.created / stage_changed / completed → feed. Optional
-    channels that are not set are not posted to.
-    """
-    if event_type in ("pipeline.blocked", "pipeline.failed", "task.sla_breached"):
-        return settings.alerts_channel_id
-    if event_type.startswith("deploy."):
-        return settings.discord_deploys_channel_id
-    if event_type in ("pipeline.created", "pipeline.stage_changed", "pipeline.completed"):
-        return settings.discord_feed_channel_id
-    return None
 
 
 def event_text(event: FactoryEvent) -> str | None:
@@ -90,6 +77,14 @@ def event_text(event: FactoryEvent) -> str | None:
             line += f" — {inline_text(p.url, 500)}"
         if p.error:
             line += f"\n> {inline_text(p.error, 500)}"
+        return line
+    if isinstance(p, AgentStatusPayload):
+        line = (
+            f"🤖 Agent **{inline_text(p.agent_name)}** is now {inline_text(p.to_status, 50)} "
+            f"(was {inline_text(p.from_status, 50)})"
+        )
+        if p.current_task_id:
+            line += f", working on task {code_span(p.current_task_id)}"
         return line
     if isinstance(p, PipelineStageChangedPayload):
         return (
@@ -153,6 +148,10 @@ class DiscordNotifier:
         self.pacer = pacer or ChannelPacer()
         self.next_step = next_step
         self.clock = clock
+        #: posts the factory's SLA events (set by the app: :class:`bot.sla_events.FactorySlaAlerts`)
+        self.sla_alerts: Callable[[FactoryEvent], Awaitable[None]] | None = None
+        #: pipeline names for the Pipeline field (set by the app: :class:`bot.pipelines.PipelineNames`)
+        self.pipeline_names: PipelineNames | None = None
         # what each recent message last showed: an edit that changes nothing is not sent
         # (bounded: memory must not grow with every task ever posted; a forgotten message
         # costs at most one more edit)
@@ -173,6 +172,9 @@ class DiscordNotifier:
             next_step=self.next_step(tracked) if self.next_step else None,
             sla_breached=breached,
             required_approvals=tracked.approvals_required(self.settings.deploy_required_approvers),
+            pipeline_name=(
+                self.pipeline_names.get(tracked.task.pipeline_id) if self.pipeline_names else None
+            ),
         )
         view = task_view(tracked, dashboard_url=self.settings.factory_dashboard_url)
         return fit_message({"embed": embed, "view": view})
@@ -210,6 +212,8 @@ class DiscordNotifier:
     async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
         """Post the single-task message in ``DISCORD_TASKS_CHANNEL_ID``."""
         channel_id = self.settings.discord_tasks_channel_id
+        if self.pipeline_names is not None:  # the name for the Pipeline field, read once
+            await self.pipeline_names.resolve(tracked.task.pipeline_id)
         rendered = self.render(tracked)
         task = tracked.task
         urgent = task.priority in (Priority.CRITICAL, Priority.HIGH) or tracked.guarded
@@ -227,6 +231,8 @@ class DiscordNotifier:
             if batcher is not None:
                 await batcher.refresh_batch(tracked.batch_id)
             return
+        if self.pipeline_names is not None:
+            await self.pipeline_names.resolve(tracked.task.pipeline_id)
         rendered = self.render(tracked)
         fingerprint = _fingerprint(rendered)
         if self._shown.get(tracked.message_id) == fingerprint:
@@ -236,14 +242,19 @@ class DiscordNotifier:
         self._shown[tracked.message_id] = fingerprint
 
     async def post_event(self, event: FactoryEvent) -> None:
-        """Post an informational event to its channel (see :func:`event_channel`)."""
-        channel_id = event_channel(event.type, self.settings)
-        if channel_id is None:
+        """Post an informational event to its channels (:func:`bot.channel_map.event_channels`).
+
+        The factory's SLA events go to :attr:`sla_alerts` when set (they ping, once per
+        moment: :mod:`bot.sla_events`).
+        """
+        if self.sla_alerts is not None and event.type in SLA_EVENT_TYPES:
+            await self.sla_alerts(event)
             return
         text = event_text(event)
         if text is None:
             return
-        await self.send(channel_id, text)
+        for channel_id in event_channels(event, self.settings):
+            await self.send(channel_id, text, urgent=event.type in ALERT_EVENT_TYPES)
 
     async def send_dm(self, user_id: int, content: str) -> None:
         """DM ``user_id`` (paced like any message, no pings, cut to 2000 characters).

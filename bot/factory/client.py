@@ -206,6 +206,8 @@ class FactoryClient:
                 last_problem = f"{type(exc).__name__}"
                 uncertain = uncertain or not isinstance(exc, _NOT_SENT)
             else:
+                if response.status_code == 204:  # No Content (e.g. DELETE, contract §1.5)
+                    return None
                 if response.status_code < 400:
                     try:
                         body = envelope(response)
@@ -436,6 +438,38 @@ class FactoryClient:
             if not meta.get("hasNext"):
                 return pipelines
             page += 1
+
+    async def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        """``GET /v1/pipelines/{id}`` (contract §1.5). Raises :class:`FactoryError` 404 when unknown."""
+        pipeline: Pipeline = await self._request(
+            "GET",
+            f"pipelines/{_segment(pipeline_id)}",
+            parse=lambda body: Pipeline.model_validate(data_object(body)),
+        )
+        return pipeline
+
+    async def list_webhooks(self) -> list[dict[str, Any]]:
+        """``GET /v1/webhooks`` (contract §1.5) → the registered ``Webhook`` objects."""
+        body = await self._request("GET", "webhooks")
+        data = body.get("data")
+        return [w for w in data if isinstance(w, dict)] if isinstance(data, list) else []
+
+    async def create_webhook(
+        self, *, url: str, events: list[str], secret: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        """``POST /v1/webhooks`` ``{url, events, secret}`` (contract §1.5) → the ``Webhook``."""
+        hook: dict[str, Any] = await self._request(
+            "POST",
+            "webhooks",
+            json={"url": url, "events": events, "secret": secret},
+            idempotency_key=idempotency_key,
+            parse=data_object,
+        )
+        return hook
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        """``DELETE /v1/webhooks/{id}`` (contract §1.5); 404 raises :class:`FactoryError`."""
+        await self._request("DELETE", f"webhooks/{_segment(webhook_id)}")
 
     async def find_approval(
         self, task_id: str, *, pipeline_id: str | None = None, max_pages: int = 10

@@ -18,6 +18,7 @@ from escalation.models import Approval, ContractModel, Pipeline, Task, TaskDecis
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
+    "AgentStatusPayload",
     "ApprovalPayload",
     "DeployPayload",
     "EventValidationError",
@@ -124,6 +125,17 @@ class DeployPayload(ContractModel):
     error: str | None = None
 
 
+class AgentStatusPayload(ContractModel):
+    """agent.status_changed (``AgentStatusPayload``); statuses are contract ``AgentStatus``
+    (``idle``, ``active``, ``error``, ``offline``), kept as text so a new one is not refused."""
+
+    agent_id: str
+    agent_name: str
+    from_status: str
+    to_status: str
+    current_task_id: str | None = None
+
+
 PAYLOADS: dict[str, type[ContractModel]] = {
     "task.created": TaskPayload,
     "task.claimed": TaskPayload,
@@ -142,6 +154,7 @@ PAYLOADS: dict[str, type[ContractModel]] = {
     "deploy.started": DeployPayload,
     "deploy.succeeded": DeployPayload,
     "deploy.failed": DeployPayload,
+    "agent.status_changed": AgentStatusPayload,
 }
 
 #: Event types the bridge acts on. Other contract types are accepted and ignored.

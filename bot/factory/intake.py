@@ -56,7 +56,7 @@ from bot.factory.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignatureError,
-    verify,
+    verify_rotating,
 )
 from bot.factory.strict_json import UnacceptableJson, loads
 from bot.store import Recorded, Store
@@ -106,6 +106,10 @@ class EventIntake:
         Where events are stored before the 202.
     secret:
         ``FACTORY_WEBHOOK_SECRET`` (HMAC-SHA256 key).
+    previous_secret:
+        ``FACTORY_WEBHOOK_SECRET_PREVIOUS``: while set, a signature by this secret is accepted
+        too (a rotation is under way) and each accepted delivery's log line says which secret
+        signed it; ``None`` refuses it.
     on_stored:
         Called with ``(event_id, parsed event)`` once an event is stored as new, after the
         commit (the event processor's ``submit``); not for a duplicate id or for content
@@ -129,6 +133,7 @@ class EventIntake:
         *,
         store: Store,
         secret: str,
+        previous_secret: str | None = None,
         on_stored: Callable[[str, FactoryEvent], None],
         health: Callable[[], Awaitable[Mapping[str, bool | str]]],
         clock: Callable[[], float] = time.time,
@@ -138,6 +143,7 @@ class EventIntake:
     ) -> None:
         self.store = store
         self._secret = secret
+        self._previous_secret = previous_secret or None
         self._on_stored = on_stored
         self._health = health
         self._clock = clock
@@ -221,8 +227,9 @@ class EventIntake:
             log.warning("rejected event from %s: %s", request.remote, refused.message)
             return _error(refused.status, "BAD_REQUEST", refused.message)
         try:
-            verify(
+            used = verify_rotating(
                 self._secret,
+                self._previous_secret,
                 timestamp=request.headers.get(TIMESTAMP_HEADER),
                 signature=request.headers.get(SIGNATURE_HEADER),
                 body=body,
@@ -233,6 +240,12 @@ class EventIntake:
             log.warning("rejected event from %s: %s", request.remote, exc.reason)
             return _error(401, "UNAUTHORIZED", f"webhook signature rejected: {exc.reason}")
         event_id = (request.headers.get(EVENT_ID_HEADER) or "").strip()
+        if self._previous_secret is not None:
+            log.info(
+                "event %s signed with the %s webhook secret (rotation under way)",
+                event_id[:200],
+                used.value,
+            )
         if not _EVENT_ID.fullmatch(event_id):
             return _error(
                 400,

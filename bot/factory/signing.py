@@ -16,10 +16,16 @@ open, so the bridge defines it here. The factory POSTs one ``WsEvent`` JSON docu
 Receivers call :func:`verify` with the raw request bytes before parsing them. Deliveries whose
 timestamp is more than ``tolerance_seconds`` (default 300 s) away from the receiver's clock are
 rejected to bound replays; together with the event id this makes a captured delivery useless.
+
+Rotating the secret without downtime: while the receiver knows two secrets (the new current one
+and the previous one), :func:`verify_rotating` accepts a signature made with either and says
+which matched, so the operator can see when the sender has switched (README, "Rotating the
+webhook secret").
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import re
@@ -30,10 +36,12 @@ __all__ = [
     "SIGNATURE_HEADER",
     "SIGNATURE_PREFIX",
     "TIMESTAMP_HEADER",
+    "SecretUsed",
     "SignatureError",
     "sign",
     "signed_headers",
     "verify",
+    "verify_rotating",
 ]
 
 EVENT_ID_HEADER = "X-Factory-Event-Id"
@@ -53,6 +61,15 @@ DEFAULT_TOLERANCE_SECONDS = 300.0
 
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
+
+
+class SecretUsed(enum.StrEnum):
+    """Which of the receiver's secrets a genuine delivery was signed with."""
+
+    CURRENT = "current"
+    """``FACTORY_WEBHOOK_SECRET``."""
+    PREVIOUS = "previous"
+    """``FACTORY_WEBHOOK_SECRET_PREVIOUS`` (only while a rotation is under way)."""
 
 
 class SignatureError(ValueError):
@@ -199,3 +216,73 @@ def verify(
     expected = _digest(key, timestamp, body)
     if not hmac.compare_digest(expected.encode("ascii"), given_hex.lower().encode("ascii")):
         raise SignatureError("signature mismatch")
+
+
+def verify_rotating(
+    secret: str,
+    previous_secret: str | None,
+    *,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    now: float,
+    tolerance_seconds: float = DEFAULT_TOLERANCE_SECONDS,
+) -> SecretUsed:
+    """Like :func:`verify`, accepting a signature by the current or, when given, the previous secret.
+
+    Both secrets are always tried (constant work whichever matched), each comparison
+    constant-time. With ``previous_secret`` ``None`` or empty this is exactly :func:`verify`.
+
+    Parameters
+    ----------
+    secret
+        The current webhook secret (non-empty).
+    previous_secret
+        The secret being rotated out, or ``None`` when no rotation is under way.
+    timestamp, signature, body, now, tolerance_seconds
+        As for :func:`verify`.
+
+    Returns
+    -------
+    SecretUsed
+        Which secret the delivery was signed with.
+
+    Raises
+    ------
+    SignatureError
+        As for :func:`verify`; ``"signature mismatch"`` when neither secret matches.
+    ValueError
+        If ``secret`` is empty.
+    """
+    try:
+        verify(
+            secret,
+            timestamp=timestamp,
+            signature=signature,
+            body=body,
+            now=now,
+            tolerance_seconds=tolerance_seconds,
+        )
+        current_ok = True
+    except SignatureError as exc:
+        if exc.reason != "signature mismatch" or not previous_secret:
+            raise
+        current_ok = False
+    if previous_secret:
+        try:
+            verify(
+                previous_secret,
+                timestamp=timestamp,
+                signature=signature,
+                body=body,
+                now=now,
+                tolerance_seconds=tolerance_seconds,
+            )
+            previous_ok = True
+        except SignatureError:
+            previous_ok = False
+        if not current_ok and previous_ok:
+            return SecretUsed.PREVIOUS
+        if not current_ok:
+            raise SignatureError("signature mismatch")
+    return SecretUsed.CURRENT

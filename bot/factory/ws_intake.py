@@ -3,8 +3,10 @@
 With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory (contract §1.6):
 
 - it connects with the API key in the ``X-API-Key`` header (never in the URL, so the key does
-  not end up in access logs), then sends ``{"type": "subscribe", "channels": ["tasks:*",
-  "pipeline:*", "deploys:*"]}``;
+  not end up in access logs) and, when ``FACTORY_WS_TOKEN`` is set, also the contract's way:
+  ``?token=<jwt>`` in the URL (§1.6 "Connect: wss://…/v1/ws?token=<jwt>"); the token is
+  redacted from every log line. Then it sends ``{"type": "subscribe", "channels": ["tasks:*",
+  "pipeline:*", "deploys:*", "agents:*"]}``;
 - it answers the server's ``{"type": "ping"}`` with ``{"type": "pong"}`` (and aiohttp answers
   protocol-level pings and sends its own heartbeat, so a dead TCP connection is noticed);
 - every ``WsEvent`` frame of a type the bridge handles is validated and **stored** in the same
@@ -45,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Channels the bridge subscribes to (contract §1.6 ``WsChannel``).
-DEFAULT_CHANNELS: tuple[str, ...] = ("tasks:*", "pipeline:*", "deploys:*")
+DEFAULT_CHANNELS: tuple[str, ...] = ("tasks:*", "pipeline:*", "deploys:*", "agents:*")
 
 #: Longest wait between two connection attempts (contract §4.5 ``maxRetryDelayMs`` 30000).
 MAX_RECONNECT_DELAY_SECONDS = 30.0
@@ -91,6 +93,9 @@ class WebSocketIntake:
         ``FACTORY_WS_URL`` (``ws://`` or ``wss://``).
     api_key:
         ``FACTORY_API_KEY``, sent as ``X-API-Key`` (contract §1.2).
+    token:
+        ``FACTORY_WS_TOKEN``: a JWT issued by the factory, sent as the ``token`` query
+        parameter (contract §1.6); ``None`` sends the API key only.
     store:
         Events are stored in its event table (the processor's queue).
     on_stored:
@@ -115,6 +120,7 @@ class WebSocketIntake:
         *,
         url: str,
         api_key: str,
+        token: str | None = None,
         store: Store,
         on_stored: Callable[[str, FactoryEvent], None],
         on_subscribed: Callable[[], None] | None = None,
@@ -125,6 +131,7 @@ class WebSocketIntake:
     ) -> None:
         self.url = url
         self._api_key = api_key
+        self._token = token or None
         self.store = store
         self.on_stored = on_stored
         self.on_subscribed = on_subscribed
@@ -174,7 +181,9 @@ class WebSocketIntake:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning("factory WebSocket %s: %s", self.url, exc or type(exc).__name__)
+                log.warning(
+                    "factory WebSocket %s: %s", self.url, self._redact(exc) or type(exc).__name__
+                )
             except Exception:
                 log.exception("factory WebSocket failed unexpectedly")
             finally:
@@ -186,6 +195,11 @@ class WebSocketIntake:
             log.info("factory WebSocket: reconnecting in %.2fs (attempt %d)", delay, attempt)
             await self._sleep(delay)
 
+    def _redact(self, error: BaseException) -> str:
+        """``str(error)`` without the token (aiohttp's errors quote the request URL)."""
+        text = str(error)
+        return text.replace(self._token, "***") if self._token else text
+
     async def _connect_once(self) -> bool:
         """One connection, from handshake to close; True when it got as far as subscribed."""
         assert self._session is not None
@@ -193,6 +207,7 @@ class WebSocketIntake:
         async with self._session.ws_connect(
             self.url,
             headers={"X-API-Key": self._api_key},
+            params={"token": self._token} if self._token else None,
             heartbeat=self.heartbeat_seconds,
             autoping=True,
         ) as ws:

@@ -70,7 +70,7 @@ async def test_task_created_posts_one_embed_with_fields_and_buttons(
     assert embed["color"] == 0xE74C3C  # critical
     f = fields(message)
     assert f["Pipeline"] == "ghl-mcp-server"
-    assert f["Stage"] == "staging"
+    assert f["Stage"] == "staging → production"  # a deploy shows its transition (§6.2)
     assert f["Priority"] == "🔴 Critical"
     assert f["Tests"] == "✅ 47/47 passing"
     assert f["Coverage"] == "✅ 94%"

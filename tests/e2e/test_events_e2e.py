@@ -2,7 +2,7 @@
 
 task.created / approval.pending → the task message; task.claimed, task.completed,
 task.escalated, approval.approved / approval.rejected → that message is brought up to date;
-pipeline.blocked, pipeline.failed, task.sla_breached → #factory-alerts; deploy.* →
+pipeline.blocked, pipeline.failed, task.sla_breached, deploy.failed → #factory-alerts; deploy.* →
 #factory-deploys; pipeline.created / stage_changed / completed → #factory-feed. Optional
 channels that are not set are not posted to; other types are accepted and ignored.
 """
@@ -198,12 +198,13 @@ async def test_alert_deploy_and_feed_events_go_to_their_channels(
 
     await world.discord.wait_for(lambda: len(contents(FEED_CHANNEL_ID)) >= 3, 10)
     await world.discord.wait_for(lambda: len(contents(DEPLOYS_CHANNEL_ID)) >= 3, 10)
-    await world.discord.wait_for(lambda: len(contents(ALERTS_CHANNEL_ID)) >= 3, 10)
+    await world.discord.wait_for(lambda: len(contents(ALERTS_CHANNEL_ID)) >= 4, 10)
     alerts = contents(ALERTS_CHANNEL_ID)
-    assert len(alerts) == 3
+    assert len(alerts) == 4
     assert "blocked" in alerts[0] and "waiting for a human review" in alerts[0]
     assert "failed" in alerts[1].lower() and "tests failed" in alerts[1]
     assert "SLA breached" in alerts[2] and "blocking review" in alerts[2]
+    assert "failed" in alerts[3] and "health check failed" in alerts[3]  # deploys and alerts
     deploys = contents(DEPLOYS_CHANNEL_ID)
     assert len(deploys) == 3
     assert "started" in deploys[0] and "1.4.0" in deploys[0]
@@ -214,8 +215,10 @@ async def test_alert_deploy_and_feed_events_go_to_their_channels(
     assert "created" in feed[0].lower()
     assert "review → staging" in feed[1]
     assert "completed" in feed[2].lower()
-    # none of them pings anybody, and the tasks channel still has just the task message
-    for channel_id in (ALERTS_CHANNEL_ID, DEPLOYS_CHANNEL_ID, FEED_CHANNEL_ID):
+    # only the SLA breach pings (like the ladder's); the tasks channel has just the task message
+    pings = [m.content for m in posted(world, ALERTS_CHANNEL_ID) if m.mentions_everyone]
+    assert pings == [alerts[2]]
+    for channel_id in (DEPLOYS_CHANNEL_ID, FEED_CHANNEL_ID):
         assert not any(m.mentions_everyone for m in posted(world, channel_id))
     assert len(posted(world, TASKS_CHANNEL_ID)) == 1
 
@@ -241,7 +244,12 @@ async def test_unset_optional_channels_and_other_types_post_nothing(
     others = {
         "pipeline.updated": {"pipeline": pipeline},
         "agent.heartbeat": {"agentId": "a1", "agentName": "qa", "status": "idle", "health": {}},
-        "agent.status_changed": {"agentId": "a1", "agentName": "qa"},
+        "agent.status_changed": {
+            "agentId": "a1",
+            "agentName": "qa",
+            "fromStatus": "idle",
+            "toStatus": "active",
+        },
         "asset.created": {"assetId": "x"},
         "feedback.received": {"feedbackId": "f1", "pipelineId": None, "modalType": "review"},
         "notification.whatever": {"anything": True},

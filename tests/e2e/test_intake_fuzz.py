@@ -8,7 +8,8 @@ structures, broken JSON, random bytes, bad or random headers — and however it 
 - never answers 5xx;
 - stores nothing unless it answered 202;
 - handles what it accepted without any Discord message pinging anyone (the escalation ladder,
-  whose ``@here`` is deliberate, is off here).
+  whose ``@here`` is deliberate, is off here; so is the ``@here`` of the factory's own SLA
+  warning / breach, which must then be the bridge's one token and nothing else).
 
 One bridge serves every example (started once); each example waits until the bridge has
 processed what it accepted before looking at Discord, so a failure points at its input.
@@ -399,6 +400,10 @@ def requests(draw: st.DrawFn) -> tuple[bytes, dict[str, str], dict[str, Any]]:
 # ------------------------------------------------------------------ checks
 
 
+#: The factory's SLA events, announced with the bridge's own ``@here`` (bot.sla_events).
+SLA_ANNOUNCEMENTS = ("🚨 SLA breached @here: ", "🔴 SLA breach imminent @here: ")
+
+
 def pings(message: RecordedMessage) -> list[str]:
     """What ``message`` pings: @everyone/@here, users, roles (Discord ``allowed_mentions``)."""
     found = []
@@ -472,4 +477,9 @@ async def test_post_events_never_5xx_stores_only_on_202_and_never_pings(
     )
     for channel in world.guild.channels:
         for message in world.discord.messages(channel.id):
-            assert pings(message) == [], (message.content, message.allowed_mentions)
+            expected: list[str] = []
+            if message.content.startswith(SLA_ANNOUNCEMENTS):  # deliberate, bot/sla_events.py
+                expected = ["@everyone/@here"]
+                assert message.content.count("@here") == 1
+                assert "@everyone" not in message.content
+            assert pings(message) == expected, (message.content, message.allowed_mentions)

@@ -71,7 +71,7 @@ async def test_ws_only_subscribes_with_api_key_answers_pings_and_posts(
     assert handshake.header("X-API-Key") == FACTORY_API_KEY
     assert "token" not in handshake.query  # the key never goes into the URL
     subscribe = next(m for m in world.factory.ws_messages if m.get("type") == "subscribe")
-    assert set(subscribe["channels"]) == {"tasks:*", "pipeline:*", "deploys:*"}
+    assert set(subscribe["channels"]) == {"tasks:*", "pipeline:*", "deploys:*", "agents:*"}
     await wait_until(lambda: world.factory.ws_pongs_received >= 2, timeout=10, what="pongs")
 
     task = await world.factory.create_task(title="over the WebSocket")
@@ -178,3 +178,46 @@ async def test_refused_handshakes_back_off_exponentially(
         assert gap >= 0.75 * planned - 0.01
     task = await world.factory.create_task(title="after the backoff")
     await world.discord.wait_for(lambda: any(task["title"] in t for t in titles(world)), 10)
+
+
+async def test_ws_token_authenticates_the_contract_way_and_stays_out_of_the_log(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    """``FACTORY_WS_TOKEN``: ``?token=<jwt>`` (contract §1.6), checked by the factory."""
+    ws_only(world)
+    world.factory.ws_jwt_secret = "factory-jwt-secret-of-at-least-32-bytes"
+    token = world.factory.ws_token()
+    bridge = make_bridge(
+        FACTORY_WS_URL=world.factory.ws_url,
+        FACTORY_WS_RECONNECT_BASE_SECONDS="0.05",
+        FACTORY_WS_TOKEN=token,
+    )
+    await bridge.start()
+    await subscribed(world, 1)
+    assert world.factory.ws_auth == ["jwt"]
+    handshake = world.factory.calls("GET", WS_PATH)[0]
+    assert handshake.query["token"] == token
+    assert handshake.header("X-API-Key") == FACTORY_API_KEY  # still sent, as before
+    await world.factory.create_task(title="over an authenticated stream")
+    await world.discord.wait_for(lambda: len(titles(world)) == 1, 10)
+    assert token not in bridge.log_tail(500)
+
+
+async def test_expired_ws_token_is_refused_and_never_logged(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    ws_only(world)
+    world.factory.ws_jwt_secret = "factory-jwt-secret-of-at-least-32-bytes"
+    expired = world.factory.ws_token(expires_in_seconds=-1)
+    bridge = make_bridge(
+        FACTORY_WS_URL=world.factory.ws_url,
+        FACTORY_WS_RECONNECT_BASE_SECONDS="0.05",
+        FACTORY_WS_TOKEN=expired,
+    )
+    await bridge.start()
+    await wait_until(
+        lambda: len(world.factory.calls("GET", WS_PATH)) >= 2, timeout=10, what="retries"
+    )
+    assert world.factory.ws_connect_count == 0
+    assert all(call.status == 401 for call in world.factory.calls("GET", WS_PATH))
+    assert expired not in bridge.log_tail(500)

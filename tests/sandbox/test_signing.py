@@ -11,10 +11,12 @@ from bot.factory.signing import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    SecretUsed,
     SignatureError,
     sign,
     signed_headers,
     verify,
+    verify_rotating,
 )
 
 SECRET = "whsec-very-secret-value"
@@ -154,3 +156,45 @@ def test_empty_secret_is_a_configuration_error_not_a_signature_error() -> None:
     assert not isinstance(caught.value, SignatureError)
     with pytest.raises(ValueError):
         sign("", T0, BODY)
+
+
+# --- rotation (FACTORY_WEBHOOK_SECRET_PREVIOUS) ---------------------------------------------
+
+
+def _rotating(signed_with: str, previous: str | None) -> SecretUsed:
+    return verify_rotating(
+        "new-secret",
+        previous,
+        timestamp=str(T0),
+        signature=sign(signed_with, T0, BODY),
+        body=BODY,
+        now=T0,
+    )
+
+
+def test_rotation_accepts_either_secret_and_says_which() -> None:
+    assert _rotating("new-secret", SECRET) is SecretUsed.CURRENT
+    assert _rotating(SECRET, SECRET) is SecretUsed.PREVIOUS
+
+
+def test_rotation_over_refuses_the_previous_secret() -> None:
+    assert _rotating("new-secret", None) is SecretUsed.CURRENT
+    with pytest.raises(SignatureError) as caught:
+        _rotating(SECRET, None)
+    assert caught.value.reason == "signature mismatch"
+
+
+def test_rotation_refuses_a_third_secret_and_keeps_other_reasons() -> None:
+    with pytest.raises(SignatureError) as caught:
+        _rotating("someone-else", SECRET)
+    assert caught.value.reason == "signature mismatch"
+    with pytest.raises(SignatureError) as stale:
+        verify_rotating(
+            "new-secret",
+            SECRET,
+            timestamp=str(T0),
+            signature=sign(SECRET, T0, BODY),
+            body=BODY,
+            now=T0 + 301,
+        )
+    assert stale.value.reason == "timestamp outside tolerance"
