@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.bridge import Bridge
 from bot.discord.client import BridgeClient
+from bot.discord.embeds import discord_timestamp
 from bot.discord.endpoints import point_discord_at
 from bot.discord.ladder_output import DiscordMessenger
 from bot.discord.notifier import DiscordNotifier
@@ -74,6 +75,7 @@ class BridgeApp:
             factory=self.factory,
             roster=self.roster,
             clock=clock,
+            time_text=discord_timestamp,
         )
         self.client = BridgeClient(
             self.bridge,
@@ -244,7 +246,7 @@ def _attach_features(app: BridgeApp) -> None:
     app.features.append(SlashCommands(app.settings))
     # --- smart batching ---------------------------------------------------------------------
     if app.settings.batch_enabled:
-        from bot.batching_runtime import BatchingRuntime
+        from bot.discord.batching_runtime import BatchingRuntime
 
         batching = BatchingRuntime(app.bridge, app.notifier)
         app.bridge.batcher = batching

@@ -40,8 +40,8 @@ from bot.discord.views import TaskButton, actor_from, bridge_of
 from escalation.markup import code_span
 
 if TYPE_CHECKING:
-    from bot.batching_runtime import BatchingRuntime
     from bot.bridge import Outcome
+    from bot.discord.batch_port import BatchRuntime
 
 __all__ = [
     "BATCH_DYNAMIC_ITEMS",
@@ -64,7 +64,7 @@ PICK_PLACEHOLDER = "Pick an item…"
 OPTION_MAX = 100  # Discord: select option label/description ≤ 100
 
 
-def runtime_of(interaction: discord.Interaction[Any]) -> BatchingRuntime:
+def runtime_of(interaction: discord.Interaction[Any]) -> BatchRuntime:
     """The batching runtime attached to the bridge (``bridge.batcher``)."""
     runtime = bridge_of(interaction).batcher
     if runtime is None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.bridge import Actor, Bridge
+from bot.discord.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.factory.client import BulkResult, FactoryUnavailable
 from bot.roster import Roster
 from bot.settings import Settings
