@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot import outcomes as say
+from bot.decision_context import PendingDecision
 from bot.decision_send import DecisionSender
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.outcomes import Actor, Outcome, ProgressCallback
@@ -192,7 +193,8 @@ class Actions(DecisionSender):
             return Outcome("failed", say.BUSY, settled)
         self.settled.setdefault(task_id, asyncio.Event())
         try:
-            return await self._send_decision(won, decision, actor, notes, key, request, on_retry)
+            pending = PendingDecision(won, decision, actor, notes, key, request)
+            return await self._send_decision(pending, on_retry)
         finally:
             self._settle(task_id)
 

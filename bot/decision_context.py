@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,7 +26,7 @@ from escalation.deploy_guard import DeployApproval
 from escalation.models import Task, TaskDecision
 from escalation.permissions import decision_refusal
 
-__all__ = ["DecisionContext", "DirectMessages", "Escalation", "TaskBoard"]
+__all__ = ["DecisionContext", "DirectMessages", "Escalation", "PendingDecision", "TaskBoard"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,27 @@ class TaskBoard(Protocol):
     async def get_or_fetch(self, task_id: str) -> TrackedTask | None:
         """The tracked task; fetched from the factory when the bridge never saw it."""
         ...
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    """One decision marked in flight, on its way to the factory.
+
+    ``key`` is its ``Idempotency-Key`` (contract §7.1: every request of the decision carries
+    it); ``request`` is what the audit records of it.
+    """
+
+    tracked: TrackedTask
+    decision: str
+    actor: Actor
+    notes: str | None
+    key: str
+    request: dict[str, Any]
+
+    @property
+    def task_id(self) -> str:
+        """The factory task id."""
+        return self.tracked.task_id
 
 
 class DecisionContext:
@@ -169,6 +191,18 @@ class DecisionContext:
         """Audit a decision that found the task decided already (by ``tracked``'s decider)."""
         detail = f"already {tracked.decision} by {tracked.decided_by}"
         await self._audit_decision(actor, decision, task_id, request, "conflict", detail)
+
+    async def _audit_pending(self, pending: PendingDecision, outcome: str, detail: str) -> None:
+        """The audit entry of a decision in flight (see :meth:`_audit_decision`)."""
+        await self._audit_decision(
+            pending.actor, pending.decision, pending.task_id, pending.request, outcome, detail
+        )
+
+    async def _audit_pending_conflict(self, pending: PendingDecision, tracked: TrackedTask) -> None:
+        """Audit a decision in flight that found the task decided by ``tracked``'s decider."""
+        await self._audit_conflict(
+            pending.actor, pending.decision, pending.task_id, pending.request, tracked
+        )
 
     # ------------------------------------------------------------------ settling
     def _settle(self, task_id: str) -> None:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bot import outcomes as say
-from bot.decision_context import DirectMessages
+from bot.decision_context import DirectMessages, PendingDecision
 from bot.deploy_approval import DeployApprovals
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.outcomes import PROGRESS_NOTICE, Actor, Outcome, ProgressCallback
@@ -31,14 +31,7 @@ class DecisionSender(DeployApprovals):
     """The send / confirm / read-back / re-send steps of :class:`bot.actions.Actions`."""
 
     async def _send_decision(
-        self,
-        tracked: TrackedTask,
-        decision: str,
-        actor: Actor,
-        notes: str | None,
-        key: str,
-        request: dict[str, Any],
-        on_retry: ProgressCallback | None,
+        self, pending: PendingDecision, on_retry: ProgressCallback | None
     ) -> Outcome:
         """Send a decision marked in flight and tell the truth about what became of it.
 
@@ -49,149 +42,119 @@ class DecisionSender(DeployApprovals):
         unreadable answer is not a "no": the task is read back (``GET /v1/tasks/{id}``) before
         anything is said.
         """
-        task_id = tracked.task_id
+        task_id = pending.task_id
         try:
-            decision_data = self.decision_data(actor, self._deploy_approvers(tracked, decision))
             started = time.monotonic()
             try:
-                task = await self.factory.complete_task(
-                    task_id,
-                    decision=decision,
-                    notes=notes,
-                    decision_data=decision_data,
-                    idempotency_key=key,
-                    on_retry=on_retry,
-                )
+                task = await self._complete(pending, on_retry)
             except FactoryError as exc:
                 if exc.is_conflict:
-                    await self._clear_inflight(task_id, key)
-                    return await self._conflicted(tracked, decision, actor, request)
-                return await self._not_recorded(
-                    tracked, decision, actor, key, request, str(exc), say.factory_refused(exc)
-                )
+                    await self._clear_inflight(task_id, pending.key)
+                    return await self._conflicted(pending)
+                return await self._not_recorded(pending, str(exc), say.factory_refused(exc))
             except FactoryUnavailable as exc:
                 if exc.uncertain:
-                    return await self._unconfirmed(
-                        tracked, decision, actor, notes, key, request, on_retry, str(exc)
-                    )
-                return await self._not_recorded(
-                    tracked, decision, actor, key, request, str(exc), say.UNREACHABLE
-                )
+                    return await self._unconfirmed(pending, on_retry, str(exc))
+                return await self._not_recorded(pending, str(exc), say.UNREACHABLE)
             except Exception as exc:  # an answer nobody foresaw: the outcome is unknown
                 log.exception("decision on task %s: unexpected error from the factory", task_id)
-                return await self._unconfirmed(
-                    tracked, decision, actor, notes, key, request, on_retry, repr(exc)
-                )
+                return await self._unconfirmed(pending, on_retry, repr(exc))
             detail = f"factory confirmed in {time.monotonic() - started:.2f}s"
-            return await self._confirmed(tracked, task, decision, actor, notes, request, detail)
+            return await self._confirmed(pending, task, detail)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the bridge itself failed (e.g. a database write)
             log.exception("decision on task %s: the bridge failed while sending it", task_id)
-            return await self._after_bridge_failure(tracked, key, exc)
+            return await self._after_bridge_failure(pending.tracked, pending.key, exc)
 
-    async def _confirmed(
-        self,
-        tracked: TrackedTask,
-        task: Task,
-        decision: str,
-        actor: Actor,
-        notes: str | None,
-        request: dict[str, Any],
-        detail: str,
-    ) -> Outcome:
-        """The factory confirmed ``decision`` (``task`` is its record): store, show, answer.
+    async def _complete(
+        self, pending: PendingDecision, on_retry: ProgressCallback | None = None
+    ) -> Task:
+        """``POST /v1/tasks/{id}/complete`` with the decision's key and ``decisionData``
+        (retried by the client per contract §7.1; ``on_retry`` hears of each retry)."""
+        approvers = self._deploy_approvers(pending.tracked, pending.decision)
+        return await self.factory.complete_task(
+            pending.task_id,
+            decision=pending.decision,
+            notes=pending.notes,
+            decision_data=self.decision_data(pending.actor, approvers),
+            idempotency_key=pending.key,
+            on_retry=on_retry,
+        )
+
+    async def _confirmed(self, pending: PendingDecision, task: Task, detail: str) -> Outcome:
+        """The factory confirmed the decision (``task`` is its record): store, show, answer.
 
         When the bridge cannot store it (the database takes no write) the person is told
         that the factory recorded it all the same, and the decision stays in flight for a
         background re-send, which the factory answers by replaying its record (contract
         §7.1) and which stores it once the database is back.
         """
-        task_id = tracked.task_id
         try:
-            confirmed = await self._record_confirmed(task, decision, actor, notes, request, detail)
+            return await self._store_confirmed(pending, task, detail)
         except Exception as exc:
+            task_id, tracked = pending.task_id, pending.tracked
             log.exception("decision on task %s confirmed by the factory but not stored", task_id)
             self._resend_in_background(task_id, notify=False)
-            return Outcome("done", say.recorded_not_stored(tracked, decision, exc), tracked)
-        return await self._finish(confirmed, decision)
+            message = say.recorded_not_stored(tracked, pending.decision, exc)
+            return Outcome("done", message, tracked)
 
-    async def _finish(self, confirmed: TrackedTask, decision: str) -> Outcome:
-        """A decision is stored as confirmed: wake waiters, show it, stop the ladder, answer
-        (``conflict`` when the factory's own record differs from ``decision``)."""
-        task_id = confirmed.task_id
-        self._settle(task_id)
-        await self._show_change(task_id)
+    async def _store_confirmed(self, pending: PendingDecision, task: Task, detail: str) -> Outcome:
+        """Store and audit a decision the factory confirmed, wake whoever waits for it, show
+        it, stop the ladder and answer (``conflict`` when the factory's own record differs).
+        A failure to store it is raised."""
+        decision = pending.decision
+        confirmed = await self._record_confirmed(
+            task, decision, pending.actor, pending.notes, pending.request, detail
+        )
+        self._settle(confirmed.task_id)
+        await self._show_change(confirmed.task_id)
         if confirmed.decision != decision:
             return self._conflict(confirmed)
         return Outcome("done", say.done(confirmed, decision), confirmed)
 
-    async def _not_recorded(
-        self,
-        tracked: TrackedTask,
-        decision: str,
-        actor: Actor,
-        key: str,
-        request: dict[str, Any],
-        detail: str,
-        message: str,
-    ) -> Outcome:
+    async def _not_recorded(self, pending: PendingDecision, detail: str, message: str) -> Outcome:
         """The factory did not record the decision: clear it in flight, audit, say so."""
-        await self._clear_inflight(tracked.task_id, key)
-        await self._audit_decision(actor, decision, tracked.task_id, request, "failed", detail)
-        return Outcome("failed", message, tracked)
+        await self._clear_inflight(pending.task_id, pending.key)
+        await self._audit_pending(pending, "failed", detail)
+        return Outcome("failed", message, pending.tracked)
 
-    async def _conflicted(
-        self, tracked: TrackedTask, decision: str, actor: Actor, request: dict[str, Any]
-    ) -> Outcome:
+    async def _conflicted(self, pending: PendingDecision) -> Outcome:
         """The factory answered 409 CONFLICT (contract §7.1): someone decided first.
 
         Re-reads the task, audits the conflict, brings the message up to date and says who
         decided and when.
         """
-        task_id = tracked.task_id
-        fresh = await self._refetch(task_id)
-        await self._audit_conflict(actor, decision, task_id, request, fresh or tracked)
-        await self._show_change(task_id, quietly=False)
+        fresh = await self._refetch(pending.task_id)
+        await self._audit_pending_conflict(pending, fresh or pending.tracked)
+        await self._show_change(pending.task_id, quietly=False)
         return say.decided_by_someone_first(fresh, self.time_text)
 
     async def _unconfirmed(
-        self,
-        tracked: TrackedTask,
-        decision: str,
-        actor: Actor,
-        notes: str | None,
-        key: str,
-        request: dict[str, Any],
-        on_retry: ProgressCallback | None,
-        problem: str,
+        self, pending: PendingDecision, on_retry: ProgressCallback | None, problem: str
     ) -> Outcome:
         """Every attempt timed out or was answered with something unreadable: the outcome is
         unknown, not a "no". The person is told so, the task is read back and the truth is
         told: recorded (shown as done, with the factory's ``decidedBy``), NOT recorded (the
         buttons are live again) or still unknown (the decision stays in flight and is re-sent
         in the background with the same ``Idempotency-Key``; the person gets a DM)."""
-        task_id = tracked.task_id
         if on_retry is not None:
             await self._quietly(
                 on_retry(PROGRESS_NOTICE, say.CHECKING),
                 "tell the person the decision is being checked",
             )
-        state, task = await self._read_back(task_id)
+        state, task = await self._read_back(pending.task_id)
         unconfirmed = f"unconfirmed ({problem})"
         if state == "decided" and task is not None:
-            detail = f"{unconfirmed}; read back"
-            return await self._settle_from_factory(
-                tracked, task, decision, actor, notes, key, request, detail
-            )
+            return await self._settle_from_factory(pending, task, f"{unconfirmed}; read back")
         if state in ("open", "gone"):
             detail = f"{unconfirmed}; read back: {state}, not recorded"
             message = say.GONE_READ_BACK if state == "gone" else say.NOT_RECORDED_READ_BACK
-            return await self._not_recorded(tracked, decision, actor, key, request, detail, message)
+            return await self._not_recorded(pending, detail, message)
         detail = f"{unconfirmed}; task not readable; re-sent in the background"
-        await self._audit_decision(actor, decision, task_id, request, "unknown", detail)
-        self._resend_in_background(task_id, notify=True)
-        return Outcome("unconfirmed", say.QUEUED, tracked)
+        await self._audit_pending(pending, "unknown", detail)
+        self._resend_in_background(pending.task_id, notify=True)
+        return Outcome("unconfirmed", say.QUEUED, pending.tracked)
 
     async def _after_bridge_failure(
         self, tracked: TrackedTask, key: str, exc: Exception
@@ -226,33 +189,24 @@ class DecisionSender(DeployApprovals):
         return Outcome("failed", say.not_marked(exc), tracked)
 
     async def _settle_from_factory(
-        self,
-        tracked: TrackedTask,
-        task: Task,
-        decision: str,
-        actor: Actor,
-        notes: str | None,
-        key: str,
-        request: dict[str, Any],
-        detail: str,
+        self, pending: PendingDecision, task: Task, detail: str
     ) -> Outcome:
         """The task read back is decided: ours (stored as confirmed, shown as done with the
         factory's ``decidedBy``) or someone else's (ours cleared, theirs shown)."""
-        task_id = tracked.task_id
         if (
             task.decision is not None
-            and task.decision.value == decision
-            and self._decided_by(task, actor)
+            and task.decision.value == pending.decision
+            and self._decided_by(task, pending.actor)
         ):
-            outcome = await self._confirmed(tracked, task, decision, actor, notes, request, detail)
+            outcome = await self._confirmed(pending, task, detail)
             if outcome.kind == "done" and task.decided_by:
                 message = say.confirmed_by_read_back(outcome.message, task.decided_by)
                 outcome = Outcome("done", message, outcome.tracked)
             return outcome
-        await self._clear_inflight(task_id, key)
-        await self._audit_conflict(actor, decision, task_id, request, tracked)
+        await self._clear_inflight(pending.task_id, pending.key)
+        await self._audit_pending_conflict(pending, pending.tracked)
         await self.board.apply_factory_task(task)
-        fresh = await self.store.get_task(task_id)
+        fresh = await self.store.get_task(pending.task_id)
         return say.decided_by_someone_first(fresh, self.time_text, yours_lost=True)
 
     async def _clear_inflight(self, task_id: str, key: str) -> None:
@@ -314,7 +268,6 @@ class DecisionSender(DeployApprovals):
             ``done``, ``conflict`` (someone else decided first) or ``failed`` (still in flight
             when the factory is unreachable; cleared when it refused).
         """
-        task_id = tracked.task_id
         decision = tracked.inflight_decision
         key = tracked.inflight_key
         if decision is None or key is None:
@@ -324,71 +277,55 @@ class DecisionSender(DeployApprovals):
             via="resume",
             discord_user_id=tracked.inflight_by_discord_id,
         )
+        notes = tracked.inflight_notes
+        request = {"decision": decision, "notes": notes, "idempotencyKey": key}
+        pending = PendingDecision(tracked, decision, actor, notes, key, request)
         try:
-            outcome = await self._resend_once(tracked, decision, key, actor, why)
+            outcome = await self._resend_once(pending, why)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # e.g. the database took no write: still in flight
-            log.exception("%s: decision on %s not settled", why, task_id)
+            log.exception("%s: decision on %s not settled", why, tracked.task_id)
             return Outcome("failed", f"{why}: {exc!r}; still in flight", tracked)
         if notify and actor.discord_user_id is not None:
             try:
-                fresh = await self.store.get_task(task_id)
+                fresh = await self.store.get_task(tracked.task_id)
             except Exception:
                 return outcome
             if fresh is None or fresh.inflight_key != key:  # settled: tell the clicker
                 await self._dm_outcome(actor, tracked, decision, outcome)
         return outcome
 
-    async def _resend_once(
-        self, tracked: TrackedTask, decision: str, key: str, actor: Actor, why: str
-    ) -> Outcome:
-        """One re-send of ``tracked``'s decision in flight (see :meth:`resume_decision`)."""
-        task_id = tracked.task_id
-        notes = tracked.inflight_notes
-        request = {"decision": decision, "notes": notes, "idempotencyKey": key}
-        decision_data = self.decision_data(actor, self._deploy_approvers(tracked, decision))
+    async def _resend_once(self, pending: PendingDecision, why: str) -> Outcome:
+        """One re-send of a decision in flight (see :meth:`resume_decision`); a failure of
+        the bridge to store the outcome is raised (the decision stays in flight)."""
+        task_id = pending.task_id
         try:
-            task = await self.factory.complete_task(
-                task_id,
-                decision=decision,
-                notes=notes,
-                decision_data=decision_data,
-                idempotency_key=key,
-            )
+            task = await self._complete(pending)
         except FactoryUnavailable as exc:
             if exc.uncertain:
                 state, found = await self._read_back(task_id)
                 if state == "decided" and found is not None:
-                    return await self._settle_from_factory(
-                        tracked, found, decision, actor, notes, key, request, f"{why}; read back"
-                    )
+                    return await self._settle_from_factory(pending, found, f"{why}; read back")
                 if state == "gone":
                     detail = f"{why}: the factory no longer knows the task"
-                    return await self._not_recorded(
-                        tracked, decision, actor, key, request, detail, say.GONE_RESEND
-                    )
+                    return await self._not_recorded(pending, detail, say.GONE_RESEND)
             detail = f"{why}: {exc}; still in flight, retried later"
-            await self._audit_decision(actor, decision, task_id, request, "failed", detail)
-            return Outcome("failed", str(exc), tracked)
+            await self._audit_pending(pending, "failed", detail)
+            return Outcome("failed", str(exc), pending.tracked)
         except FactoryError as exc:
             if exc.is_conflict:
-                await self._clear_inflight(task_id, key)
-                return await self._conflicted(tracked, decision, actor, request)
+                await self._clear_inflight(task_id, pending.key)
+                return await self._conflicted(pending)
             message = say.factory_refused(
                 exc, "it", ": your decision was NOT recorded. The buttons are live again."
             )
-            outcome = await self._not_recorded(
-                tracked, decision, actor, key, request, f"{why}, refused: {exc}", message
-            )
+            outcome = await self._not_recorded(pending, f"{why}, refused: {exc}", message)
             await self._quietly(
                 self.board.refresh_message(task_id), f"refresh the message of {task_id}"
             )
             return outcome
-        confirmed = await self._record_confirmed(
-            task, decision, actor, notes, request, f"{why}; factory confirmed"
-        )
-        return await self._finish(confirmed, decision)
+        return await self._store_confirmed(pending, task, f"{why}; factory confirmed")
 
     async def _dm_outcome(
         self, actor: Actor, tracked: TrackedTask, decision: str, outcome: Outcome

@@ -173,7 +173,8 @@ def unknown_task(task_id: str) -> str:
 
 
 def conflict_text(tracked: TrackedTask, time_text: TimeText) -> str:
-    """ "Already approved by @alice 5 minutes ago. Nothing was changed." for a decided task."""
+    """The answer for a task decided already: ``Already approved by @alice <when>. Nothing
+    was changed.``"""
     return (
         f"Already {verb(tracked.decision)} by {who_decided(tracked)}"
         f"{_when(tracked.decided_at, time_text)}. Nothing was changed."
@@ -227,7 +228,7 @@ QUEUED = (
 
 
 def done(tracked: TrackedTask, decision: str) -> str:
-    """ "Task **Title** approved."."""
+    """The answer for a decision the factory confirmed: ``Task **Title** approved.``"""
     return f"Task **{named(tracked)}** {verb(decision)}."
 
 

@@ -34,5 +34,5 @@ class BatchRuntime(Protocol):
     async def approve_low_risk(
         self, batch_id: str, actor: Actor, *, idempotency_seed: str
     ) -> Outcome:
-        """"Approve All Low-Risk": one bulk approval of the items low risk and pending now."""
+        """The "Approve All Low-Risk" click: one bulk approval of the items low risk now."""
         ...

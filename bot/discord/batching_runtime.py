@@ -33,7 +33,9 @@ What this module does (the rules themselves live in :mod:`escalation.batching`):
 * :meth:`approve_low_risk` is "Approve All Low-Risk": the items that are low risk and pending
   at the moment of the click, the same role check per item, a compare-and-set "decision in
   flight" per item, then ONE ``POST /v1/tasks/bulk``; per-item results are confirmed, audited
-  (one entry per item, sharing the batch id) and shown on the message.
+  (one entry per item, sharing the batch id) and shown on the message. The protocol is the
+  bridge's, written once (:meth:`bot.actions.Actions.approve_bulk`); this module picks the
+  items and keeps the message.
 
 Pacing: batch messages are created through the notifier's paced ``send`` (Discord: about 5
 messages / 5 s per channel), at the full rate; critical and high single messages are ``urgent``
