@@ -18,6 +18,7 @@ from typing import Any
 from bot.bridge import Bridge
 from bot.discord.client import BridgeBot
 from bot.discord.cogs import BatchingCog, EscalationCog, TaskCog
+from bot.discord.embeds import discord_timestamp
 from bot.discord.endpoints import point_discord_at
 from bot.discord.ladder_output import DiscordMessenger
 from bot.discord.notifier import DiscordNotifier
@@ -78,6 +79,7 @@ class BridgeApp:
             factory=self.factory,
             roster=self.roster,
             clock=clock,
+            time_text=discord_timestamp,
         )
         self.client = BridgeBot(
             self.bridge,
@@ -271,7 +273,7 @@ def _attach_features(app: BridgeApp) -> None:
     app.client.initial_cogs.append(FactoryCog(app.client))
     # --- smart batching ---------------------------------------------------------------------
     if app.settings.batch_enabled:
-        from bot.batching_runtime import BatchingRuntime
+        from bot.discord.batching_runtime import BatchingRuntime
 
         batching = BatchingRuntime(app.bridge, app.notifier)
         app.bridge.batcher = batching

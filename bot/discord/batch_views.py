@@ -44,7 +44,7 @@ from bot.discord.views import TaskButton
 from escalation.markup import code_span
 
 if TYPE_CHECKING:
-    from bot.batching_runtime import BatchingRuntime
+    from bot.discord.batch_port import BatchRuntime
 
 __all__ = [
     "BATCH_DYNAMIC_ITEMS",
@@ -63,16 +63,9 @@ PICK_PLACEHOLDER = "Pick an item…"
 OPTION_MAX = 100  # Discord: select option label/description ≤ 100
 
 
-def runtime_of(interaction: discord.Interaction[Any]) -> BatchingRuntime:
-    """The batching runtime attached to the bot's bridge (``bridge.batcher``, set in
-    :mod:`bot.app`).
-
-    Raises
-    ------
-    RuntimeError
-        When smart batching is not enabled.
-    """
-    runtime: BatchingRuntime | None = bridge_of(interaction).batcher
+def runtime_of(interaction: discord.Interaction[Any]) -> BatchRuntime:
+    """The batching runtime attached to the bridge (``bridge.batcher``)."""
+    runtime = bridge_of(interaction).batcher
     if runtime is None:
         raise RuntimeError("smart batching is not enabled")
     return runtime

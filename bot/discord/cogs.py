@@ -27,7 +27,7 @@ from bot.discord.modals import dispatch_modal_submit
 from bot.discord.views import DYNAMIC_ITEMS
 
 if TYPE_CHECKING:
-    from bot.batching_runtime import BatchingRuntime
+    from bot.discord.batching_runtime import BatchingRuntime
     from bot.ladder_runtime import LadderRuntime
 
 __all__ = ["BatchingCog", "EscalationCog", "TaskCog"]

@@ -62,7 +62,7 @@ CUSTOM_ID_MAX = 100
 
 #: What a factory task id looks like to the bridge (contract: ids are short slugs).
 TASK_ID = r"[A-Za-z0-9_.\-]{1,64}"
-#: What a batch id looks like (``escalation.batching``: ``b<seq>-<first task id>``, ≤ 80).
+#: What a batch id looks like (``batching``: ``b<seq>-<first task id>``, ≤ 80).
 BATCH_ID = r"[A-Za-z0-9_.\-]{1,80}"
 
 #: Actions of the buttons on a task message.

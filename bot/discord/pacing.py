@@ -5,7 +5,7 @@ Source: Discord allows about 5 messages per 5 s per channel (the per-route bucke
 never provoke one: during a burst a 429 stalls every send to that channel and counts towards
 Discord's invalid-request limit. The bridge therefore calls :meth:`ChannelPacer.acquire` before
 each message it creates in a channel; bursts of tasks are already folded into few, full batch
-messages by :mod:`escalation.batching`, so the pacer only ever queues a handful of sends.
+messages by :mod:`batching`, so the pacer only ever queues a handful of sends.
 
 Message edits have their own, separate limit; an adapter that wants to pace them too uses a
 second :class:`ChannelPacer`.

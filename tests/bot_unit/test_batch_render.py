@@ -18,7 +18,7 @@ from bot.discord.batch_views import batch_view, item_view, render_batch
 from bot.store import TrackedTask
 from escalation.models import Task
 
-BATCH_ID = "b7-" + "x" * 64  # the longest id escalation.batching makes (b<seq>-<task id>)
+BATCH_ID = "b7-" + "x" * 64  # the longest id batching makes (b<seq>-<task id>)
 
 
 def tracked(task: Task, **state: object) -> TrackedTask:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batching import Batcher, BatchingPolicy, PostBatch
-from bot.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.bridge import Actor, Bridge
+from bot.discord.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.factory.client import BulkResult, FactoryUnavailable
 from bot.roster import Roster
 from bot.settings import Settings

@@ -1,4 +1,4 @@
-"""Smart batching at run time: the adapter around :class:`escalation.batching.Batcher`.
+"""Smart batching at run time: the adapter around :class:`batching.Batcher`.
 
 A factory finishing a wave of builds raises dozens of routine approvals in a minute; instead of
 a message per task the bridge posts one batch message per kind (master plan §7)::
@@ -9,10 +9,10 @@ a message per task the bridge posts one batch message per kind (master plan §7)
     ❌ ghl (high risk, 42 failures)
     [Pick an item…]  [Approve All Low-Risk (3)] [Review All]
 
-What this module does (the rules themselves live in :mod:`escalation.batching`):
+What this module does (the rules themselves live in :mod:`batching`):
 
 * :meth:`BatchingRuntime.offer` is the bridge's hook (``bridge.batcher``): a routine task
-  (:func:`escalation.batching.batch_key` not ``None``) without a message is handed to the
+  (:func:`batching.batch_key` not ``None``) without a message is handed to the
   batcher and ``True`` is returned; anything else (critical, high, production) gets ``False``
   and the bridge posts it alone, at once.
 * A wake-up loop calls :meth:`Batcher.tick` at :meth:`Batcher.next_wakeup`; one worker carries
@@ -33,7 +33,9 @@ What this module does (the rules themselves live in :mod:`escalation.batching`):
 * :meth:`approve_low_risk` is "Approve All Low-Risk": the items that are low risk and pending
   at the moment of the click, the same role check per item, a compare-and-set "decision in
   flight" per item, then ONE ``POST /v1/tasks/bulk``; per-item results are confirmed, audited
-  (one entry per item, sharing the batch id) and shown on the message.
+  (one entry per item, sharing the batch id) and shown on the message. The protocol is the
+  bridge's, written once (:meth:`bot.actions.Actions.approve_bulk`); this module picks the
+  items and keeps the message.
 
 Pacing: batch messages are created through the notifier's paced ``send`` (Discord: about 5
 messages / 5 s per channel), at the full rate; critical and high single messages are ``urgent``
@@ -60,18 +62,15 @@ from batching import (
     PostSingle,
     batch_key,
 )
-from bot.bridge import Actor, Outcome
 from bot.discord.batch_embeds import BatchItem, batch_items
-from bot.discord.batch_views import BATCH_DYNAMIC_ITEMS, render_batch
+from bot.discord.batch_views import render_batch
 from bot.discord.pacing import ChannelPacer
-from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.keyed import BoundedMap
+from bot.outcomes import BULK_NONE_PENDING, Actor, Outcome
 from bot.store import BatchRecord, TrackedTask
 from escalation.markup import inline_text
-from escalation.models import TaskDecision, TaskStatus
 
 if TYPE_CHECKING:
-    import discord
 
     from bot.bridge import Bridge
     from bot.discord.notifier import DiscordNotifier
@@ -100,12 +99,8 @@ def _fingerprint(rendered: dict[str, Any]) -> str:
     )
 
 
-def _names(items: list[BatchItem]) -> str:
-    return ", ".join(f"**{inline_text(i.tracked.task.title, 100)}**" for i in items)
-
-
 class BatchingRuntime:
-    """Runs smart batching for a bridge (a feature: ``setup_client``/``start``/``stop``).
+    """Runs smart batching for a bridge (started and stopped by ``bot.discord.cogs.BatchingCog``).
 
     Parameters
     ----------
@@ -166,11 +161,7 @@ class BatchingRuntime:
         """The bridge's clock (aware UTC)."""
         return self.bridge.clock
 
-    # ------------------------------------------------------------------ feature hooks
-    async def setup_client(self, client: discord.Client) -> None:
-        """Register the batch message's DynamicItems (pick select, bulk buttons)."""
-        client.add_dynamic_items(*BATCH_DYNAMIC_ITEMS)
-
+    # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Restore the batcher's state, repair what a crash left, start the loops."""
         data = await self.store.load_state(STATE_KEY)
@@ -494,6 +485,11 @@ class BatchingRuntime:
     ) -> Outcome:
         """Approve, in ONE ``POST /v1/tasks/bulk``, the items low risk and pending right now.
 
+        The exactly-once protocol is the bridge's (:meth:`bot.actions.Actions.approve_bulk`):
+        the same role check per item, a compare-and-set "decision in flight" per item, one
+        request, per-item results confirmed and audited with the batch id. This method picks
+        the items, keeps each item's notice on the message and re-renders it.
+
         Parameters
         ----------
         batch_id : str
@@ -514,166 +510,24 @@ class BatchingRuntime:
             unreachable (nothing is shown as approved; the button stays live);
             ``unknown`` for an unknown batch.
         """
-        actor_id = str(actor.discord_user_id) if actor.discord_user_id else None
         record = await self.store.get_batch(batch_id)
         if record is None:
             return Outcome("unknown", "This batch is not known to the bridge.")
-        low = [i for i in await self._items_of(record) if i.approvable_low]
+        low = [i.tracked for i in await self._items_of(record) if i.approvable_low]
         if not low:
-            return Outcome("conflict", "No low-risk item is pending any more; nothing was sent.")
-
-        async def audit(item: BatchItem, outcome: str, detail: str | None) -> None:
-            await self.store.audit(
-                actor_id=actor_id,
-                actor_name=actor.name,
-                via=actor.via,
-                action="task.approved",
-                task_id=item.task_id,
-                batch_id=batch_id,
-                request={"decision": "approved", "bulk": True},
-                outcome=outcome,
-                detail=detail,
-            )
-
-        allowed: list[BatchItem] = []
-        refusal: str | None = None
-        for item in low:
-            refusal_here = self.bridge.refusal_for(item.tracked, "approved", actor)
-            if refusal_here is None:
-                allowed.append(item)
-            else:
-                refusal = refusal_here
-                await audit(item, "refused", refusal_here)
-        if not allowed:
-            return Outcome("refused", refusal or "You may not approve these items.")
-
-        won: dict[str, BatchItem] = {}
-        busy: list[BatchItem] = []
-        item_keys: dict[str, str] = {}
-        for item in allowed:
-            key = FactoryClient.new_idempotency_key(f"{idempotency_seed}:{item.task_id}")
-            claimed = await self.store.begin_decision(
-                item.task_id,
-                "approved",
-                discord_user_id=actor.discord_user_id,
-                name=actor.name,
-                key=key,
-                notes=None,
-            )
-            if claimed is None:
-                busy.append(item)
-                await audit(item, "conflict", "another decision is being recorded")
-            else:
-                won[item.task_id] = item
-                item_keys[item.task_id] = key
-        if not won:
-            return Outcome(
-                "conflict",
-                "Those items are being decided by someone else right now; nothing was sent.",
-            )
-
-        decision_data = self.bridge.decision_data(actor)
-        try:
-            result = await self.bridge.factory.bulk(
-                action="approve",
-                task_ids=list(won),
-                notes=None,
-                idempotency_key=FactoryClient.new_idempotency_key(idempotency_seed),
-                decision_data=decision_data,
-            )
-        except (FactoryError, FactoryUnavailable) as exc:
-            for task_id, item in won.items():
-                await self.store.abort_decision(task_id, item_keys[task_id])
-                await audit(item, "failed", str(exc))
-            if isinstance(exc, FactoryUnavailable):
-                text = (
-                    "⚠️ The factory could not be reached, so NOTHING was approved. "
-                    "The buttons are still live: please try again."
+            return Outcome("conflict", BULK_NONE_PENDING)
+        result = await self.bridge.approve_bulk(
+            low, actor, idempotency_seed=idempotency_seed, batch_id=batch_id
+        )
+        for tracked in result.approved:
+            self._notices.pop(tracked.task_id, None)
+        for failure in result.failures:
+            if failure.kind == "failed":
+                self._notices[failure.tracked.task_id] = (
+                    f"⚠️ approval failed: {inline_text(failure.error, 300)}"
                 )
-            else:
-                text = (
-                    f"The factory refused the bulk approval ({exc.code}: "
-                    f"{inline_text(exc.message, 300)}). Nothing was recorded."
-                )
+            elif failure.kind == "unreported":
+                self._notices[failure.tracked.task_id] = "⚠️ approval not confirmed by the factory"
+        if result.sent:
             await self.refresh_batch(batch_id)
-            return Outcome("failed", text)
-
-        now = self.clock()
-        approved: list[BatchItem] = []
-        for task_id in result.succeeded:
-            hit = won.get(task_id)
-            if hit is None:
-                continue
-            task = hit.tracked.task.model_copy(
-                update={
-                    "status": TaskStatus.COMPLETED,
-                    "decision": TaskDecision.APPROVED,
-                    "decision_data": decision_data,
-                    "decided_at": now,
-                    "decided_by": decision_data["factoryUserId"] or actor.name,
-                }
-            )
-            await self.store.confirm_decision(
-                task,
-                decision="approved",
-                decided_by=actor.name,
-                discord_user_id=actor.discord_user_id,
-                notes=None,
-                source=actor.via,
-                at=now,
-            )
-            self._notices.pop(task_id, None)
-            await audit(hit, "ok", "factory confirmed (bulk)")
-            approved.append(hit)
-        failures: list[tuple[BatchItem, str]] = []
-        reported = set(result.succeeded)
-        for failure in result.failed:
-            task_id = str(failure.get("taskId"))
-            failed_item = won.get(task_id)
-            if failed_item is None:
-                continue
-            reported.add(task_id)
-            error = str(failure.get("error") or "failed")
-            await self.store.abort_decision(task_id, item_keys[task_id])
-            conflict = error.upper().startswith("CONFLICT")
-            await audit(failed_item, "conflict" if conflict else "failed", error)
-            if conflict:
-                await self._refetch(task_id)
-            else:
-                self._notices[task_id] = f"⚠️ approval failed: {inline_text(error, 300)}"
-            failures.append((failed_item, error))
-        for task_id, item in won.items():  # ids the factory did not mention at all
-            if task_id not in reported:
-                await self.store.abort_decision(task_id, item_keys[task_id])
-                await audit(item, "failed", "not in the factory's bulk answer")
-                self._notices[task_id] = "⚠️ approval not confirmed by the factory"
-                failures.append((item, "not confirmed by the factory"))
-        for item in approved:
-            await self.bridge.escalation.task_changed(item.task_id)
-        await self.refresh_batch(batch_id)
-
-        lines: list[str] = []
-        if approved:
-            n = len(approved)
-            lines.append(
-                f"✅ Approved {n} low-risk item{'s' if n != 1 else ''}: {_names(approved)}."
-            )
-        for item, error in failures:
-            lines.append(
-                f"⚠️ **{inline_text(item.tracked.task.title, 100)}** was not approved: "
-                f"{inline_text(error, 300)}"
-            )
-        if busy:
-            lines.append(f"⏳ Being decided by someone else right now, left alone: {_names(busy)}")
-        if refusal is not None:
-            lines.append(f"🔒 {refusal}")
-        return Outcome("done" if approved else "failed", "\n".join(lines))
-
-    async def _refetch(self, task_id: str) -> None:
-        """Re-read a task the factory says is decided, so the message shows by whom."""
-        try:
-            task = await self.bridge.factory.get_task(task_id)
-        except (FactoryError, FactoryUnavailable) as exc:
-            log.warning("could not re-read task %s: %s", task_id, exc)
-            return
-        await self.bridge.track(task)
+        return result.outcome

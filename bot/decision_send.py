@@ -1,0 +1,357 @@
+"""Sending a decision marked in flight, and telling the truth about what became of it.
+
+Exactly once, per factory contract §7.1: every request of one decision carries the same
+``Idempotency-Key``; a 409 means someone decided first; a timeout or an unreadable answer is
+not a "no" — the task is read back (``GET /v1/tasks/{id}``) before anything is said, and a
+decision whose outcome stays unknown is re-sent in the background with the same key
+(:class:`bot.resend.Resender`) until it settles, and its clicker gets a DM then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from bot import outcomes as say
+from bot.decision_context import DirectMessages, PendingDecision
+from bot.deploy_approval import DeployApprovals
+from bot.factory.client import FactoryError, FactoryUnavailable
+from bot.outcomes import PROGRESS_NOTICE, Actor, Outcome, ProgressCallback
+from bot.store import TrackedTask
+from escalation.models import Task
+
+__all__ = ["DecisionSender"]
+
+log = logging.getLogger(__name__)
+
+
+class DecisionSender(DeployApprovals):
+    """The send / confirm / read-back / re-send steps of :class:`bot.actions.Actions`."""
+
+    async def _send_decision(
+        self, pending: PendingDecision, on_retry: ProgressCallback | None
+    ) -> Outcome:
+        """Send a decision marked in flight and tell the truth about what became of it.
+
+        Whatever fails, the decision never stays in flight unattended: it is confirmed,
+        cleared (the factory refused it, or reading the task back shows it was not recorded)
+        or handed to :attr:`resender`, which re-sends it in the background with the same
+        ``Idempotency-Key`` (contract §7.1) and DMs the person the outcome. A timeout or an
+        unreadable answer is not a "no": the task is read back (``GET /v1/tasks/{id}``) before
+        anything is said.
+        """
+        task_id = pending.task_id
+        try:
+            started = time.monotonic()
+            try:
+                task = await self._complete(pending, on_retry)
+            except FactoryError as exc:
+                if exc.is_conflict:
+                    await self._clear_inflight(task_id, pending.key)
+                    return await self._conflicted(pending)
+                return await self._not_recorded(pending, str(exc), say.factory_refused(exc))
+            except FactoryUnavailable as exc:
+                if exc.uncertain:
+                    return await self._unconfirmed(pending, on_retry, str(exc))
+                return await self._not_recorded(pending, str(exc), say.UNREACHABLE)
+            except Exception as exc:  # an answer nobody foresaw: the outcome is unknown
+                log.exception("decision on task %s: unexpected error from the factory", task_id)
+                return await self._unconfirmed(pending, on_retry, repr(exc))
+            detail = f"factory confirmed in {time.monotonic() - started:.2f}s"
+            return await self._confirmed(pending, task, detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the bridge itself failed (e.g. a database write)
+            log.exception("decision on task %s: the bridge failed while sending it", task_id)
+            return await self._after_bridge_failure(pending.tracked, pending.key, exc)
+
+    async def _complete(
+        self, pending: PendingDecision, on_retry: ProgressCallback | None = None
+    ) -> Task:
+        """``POST /v1/tasks/{id}/complete`` with the decision's key and ``decisionData``
+        (retried by the client per contract §7.1; ``on_retry`` hears of each retry)."""
+        approvers = self._deploy_approvers(pending.tracked, pending.decision)
+        return await self.factory.complete_task(
+            pending.task_id,
+            decision=pending.decision,
+            notes=pending.notes,
+            decision_data=self.decision_data(pending.actor, approvers),
+            idempotency_key=pending.key,
+            on_retry=on_retry,
+        )
+
+    async def _confirmed(self, pending: PendingDecision, task: Task, detail: str) -> Outcome:
+        """The factory confirmed the decision (``task`` is its record): store, show, answer.
+
+        When the bridge cannot store it (the database takes no write) the person is told
+        that the factory recorded it all the same, and the decision stays in flight for a
+        background re-send, which the factory answers by replaying its record (contract
+        §7.1) and which stores it once the database is back.
+        """
+        try:
+            return await self._store_confirmed(pending, task, detail)
+        except Exception as exc:
+            task_id, tracked = pending.task_id, pending.tracked
+            log.exception("decision on task %s confirmed by the factory but not stored", task_id)
+            self._resend_in_background(task_id, notify=False)
+            message = say.recorded_not_stored(tracked, pending.decision, exc)
+            return Outcome("done", message, tracked)
+
+    async def _store_confirmed(self, pending: PendingDecision, task: Task, detail: str) -> Outcome:
+        """Store and audit a decision the factory confirmed, wake whoever waits for it, show
+        it, stop the ladder and answer (``conflict`` when the factory's own record differs).
+        A failure to store it is raised."""
+        decision = pending.decision
+        confirmed = await self._record_confirmed(
+            task, decision, pending.actor, pending.notes, pending.request, detail
+        )
+        self._settle(confirmed.task_id)
+        await self._show_change(confirmed.task_id)
+        if confirmed.decision != decision:
+            return self._conflict(confirmed)
+        return Outcome("done", say.done(confirmed, decision), confirmed)
+
+    async def _not_recorded(self, pending: PendingDecision, detail: str, message: str) -> Outcome:
+        """The factory did not record the decision: clear it in flight, audit, say so."""
+        await self._clear_inflight(pending.task_id, pending.key)
+        await self._audit_pending(pending, "failed", detail)
+        return Outcome("failed", message, pending.tracked)
+
+    async def _conflicted(self, pending: PendingDecision) -> Outcome:
+        """The factory answered 409 CONFLICT (contract §7.1): someone decided first.
+
+        Re-reads the task, audits the conflict, brings the message up to date and says who
+        decided and when.
+        """
+        fresh = await self._refetch(pending.task_id)
+        await self._audit_pending_conflict(pending, fresh or pending.tracked)
+        await self._show_change(pending.task_id, quietly=False)
+        return say.decided_by_someone_first(fresh, self.time_text)
+
+    async def _unconfirmed(
+        self, pending: PendingDecision, on_retry: ProgressCallback | None, problem: str
+    ) -> Outcome:
+        """Every attempt timed out or was answered with something unreadable: the outcome is
+        unknown, not a "no". The person is told so, the task is read back and the truth is
+        told: recorded (shown as done, with the factory's ``decidedBy``), NOT recorded (the
+        buttons are live again) or still unknown (the decision stays in flight and is re-sent
+        in the background with the same ``Idempotency-Key``; the person gets a DM)."""
+        if on_retry is not None:
+            await self._quietly(
+                on_retry(PROGRESS_NOTICE, say.CHECKING),
+                "tell the person the decision is being checked",
+            )
+        state, task = await self._read_back(pending.task_id)
+        unconfirmed = f"unconfirmed ({problem})"
+        if state == "decided" and task is not None:
+            return await self._settle_from_factory(pending, task, f"{unconfirmed}; read back")
+        if state in ("open", "gone"):
+            detail = f"{unconfirmed}; read back: {state}, not recorded"
+            message = say.GONE_READ_BACK if state == "gone" else say.NOT_RECORDED_READ_BACK
+            return await self._not_recorded(pending, detail, message)
+        detail = f"{unconfirmed}; task not readable; re-sent in the background"
+        await self._audit_pending(pending, "unknown", detail)
+        self._resend_in_background(pending.task_id, notify=True)
+        return Outcome("unconfirmed", say.QUEUED, pending.tracked)
+
+    async def _after_bridge_failure(
+        self, tracked: TrackedTask, key: str, exc: Exception
+    ) -> Outcome:
+        """The bridge failed in the middle of a decision: if it is still in flight (or the
+        store cannot tell), hand it to a background re-send and say so; otherwise it was
+        settled before the failure, and the message shows how."""
+        task_id = tracked.task_id
+        try:
+            fresh = await self.store.get_task(task_id)
+            still = fresh is not None and fresh.inflight_key == key
+        except Exception:
+            still = True
+        if still:
+            self._resend_in_background(task_id, notify=True)
+            return Outcome("unconfirmed", say.bridge_failed(exc, still_in_flight=True), tracked)
+        return Outcome("failed", say.bridge_failed(exc, still_in_flight=False), tracked)
+
+    async def _not_recorded_by_bridge(
+        self,
+        actor: Actor,
+        decision: str,
+        tracked: TrackedTask,
+        request: dict[str, Any],
+        exc: Exception,
+    ) -> Outcome:
+        """The bridge could not mark the decision in flight (its database takes no write):
+        nothing was sent to the factory, and the person is told so."""
+        log.error("decision on task %s not recorded by the bridge: %r", tracked.task_id, exc)
+        detail = f"the bridge could not record it: {exc!r}"[:500]
+        await self._audit_decision(actor, decision, tracked.task_id, request, "failed", detail)
+        return Outcome("failed", say.not_marked(exc), tracked)
+
+    async def _settle_from_factory(
+        self, pending: PendingDecision, task: Task, detail: str
+    ) -> Outcome:
+        """The task read back is decided: ours (stored as confirmed, shown as done with the
+        factory's ``decidedBy``) or someone else's (ours cleared, theirs shown)."""
+        if (
+            task.decision is not None
+            and task.decision.value == pending.decision
+            and self._decided_by(task, pending.actor)
+        ):
+            outcome = await self._confirmed(pending, task, detail)
+            if outcome.kind == "done" and task.decided_by:
+                message = say.confirmed_by_read_back(outcome.message, task.decided_by)
+                outcome = Outcome("done", message, outcome.tracked)
+            return outcome
+        await self._clear_inflight(pending.task_id, pending.key)
+        await self._audit_pending_conflict(pending, pending.tracked)
+        await self.board.apply_factory_task(task)
+        fresh = await self.store.get_task(pending.task_id)
+        return say.decided_by_someone_first(fresh, self.time_text, yours_lost=True)
+
+    async def _clear_inflight(self, task_id: str, key: str) -> None:
+        """Clear our in-flight mark (the factory did not record it); when the database takes
+        no write the mark stays and a background re-send settles it later."""
+        try:
+            await self.store.abort_decision(task_id, key)
+        except Exception as exc:
+            log.error(
+                "in-flight decision on %s not cleared (%r): settled in the background",
+                task_id,
+                exc,
+            )
+            self._resend_in_background(task_id, notify=False)
+
+    def _resend_in_background(self, task_id: str, *, notify: bool) -> None:
+        """Hand the decision in flight on ``task_id`` to :attr:`resender` (same key, with
+        backoff) until it settles; ``notify`` DMs the clicker the outcome then."""
+
+        async def attempt() -> bool:
+            tracked = await self.store.get_task(task_id)
+            if tracked is None or tracked.inflight_key is None or tracked.is_decided:
+                return True
+            await self.resume_decision(tracked, notify=notify, why="re-sent in the background")
+            fresh = await self.store.get_task(task_id)
+            return fresh is None or fresh.inflight_key != tracked.inflight_key
+
+        if self.resender.schedule(task_id, attempt):
+            log.info("decision in flight on %s handed to a background re-send", task_id)
+
+    # ------------------------------------------------------------------ re-sending
+    async def resume_decision(
+        self, tracked: TrackedTask, *, notify: bool = True, why: str = "re-sent after restart"
+    ) -> Outcome:
+        """Re-send a decision left in flight, with its original ``Idempotency-Key``.
+
+        Left by a crash (found at start by :mod:`bot.reconcile`) or by a send whose outcome
+        stayed unknown (:attr:`resender`). The factory answers 200 (it executes the decision,
+        or replays its first answer when the original request had arrived — contract §7.1) or
+        409 (the task was decided, by this decision or another one): both settle it, and the
+        message is brought up to date. A timeout or an unreadable answer leads to reading the
+        task back: a decision found there settles it. When the factory cannot be reached the
+        decision stays in flight and is tried again (the background re-send, or the next
+        reconciliation); any other refusal clears it (the buttons are live again).
+
+        Parameters
+        ----------
+        tracked:
+            A task from :meth:`bot.store.Store.inflight_decisions`.
+        notify:
+            DM the person who clicked the outcome once it settles: their click was never
+            answered with it (a crash cut it short, or they were told "not confirmed yet").
+        why:
+            Said in the audit (``re-sent after restart`` …).
+
+        Returns
+        -------
+        Outcome
+            ``done``, ``conflict`` (someone else decided first) or ``failed`` (still in flight
+            when the factory is unreachable; cleared when it refused).
+        """
+        decision = tracked.inflight_decision
+        key = tracked.inflight_key
+        if decision is None or key is None:
+            return Outcome("failed", "no decision in flight", tracked)
+        actor = Actor(
+            name=tracked.inflight_by_name or "unknown",
+            via="resume",
+            discord_user_id=tracked.inflight_by_discord_id,
+        )
+        notes = tracked.inflight_notes
+        request = {"decision": decision, "notes": notes, "idempotencyKey": key}
+        pending = PendingDecision(tracked, decision, actor, notes, key, request)
+        try:
+            outcome = await self._resend_once(pending, why)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. the database took no write: still in flight
+            log.exception("%s: decision on %s not settled", why, tracked.task_id)
+            return Outcome("failed", f"{why}: {exc!r}; still in flight", tracked)
+        if notify and actor.discord_user_id is not None:
+            try:
+                fresh = await self.store.get_task(tracked.task_id)
+            except Exception:
+                return outcome
+            if fresh is None or fresh.inflight_key != key:  # settled: tell the clicker
+                await self._dm_outcome(actor, tracked, decision, outcome)
+        return outcome
+
+    async def _resend_once(self, pending: PendingDecision, why: str) -> Outcome:
+        """One re-send of a decision in flight (see :meth:`resume_decision`); a failure of
+        the bridge to store the outcome is raised (the decision stays in flight)."""
+        task_id = pending.task_id
+        try:
+            task = await self._complete(pending)
+        except FactoryUnavailable as exc:
+            if exc.uncertain:
+                state, found = await self._read_back(task_id)
+                if state == "decided" and found is not None:
+                    return await self._settle_from_factory(pending, found, f"{why}; read back")
+                if state == "gone":
+                    detail = f"{why}: the factory no longer knows the task"
+                    return await self._not_recorded(pending, detail, say.GONE_RESEND)
+            detail = f"{why}: {exc}; still in flight, retried later"
+            await self._audit_pending(pending, "failed", detail)
+            return Outcome("failed", str(exc), pending.tracked)
+        except FactoryError as exc:
+            if exc.is_conflict:
+                await self._clear_inflight(task_id, pending.key)
+                return await self._conflicted(pending)
+            message = say.factory_refused(
+                exc, "it", ": your decision was NOT recorded. The buttons are live again."
+            )
+            outcome = await self._not_recorded(pending, f"{why}, refused: {exc}", message)
+            await self._quietly(
+                self.board.refresh_message(task_id), f"refresh the message of {task_id}"
+            )
+            return outcome
+        return await self._store_confirmed(pending, task, f"{why}; factory confirmed")
+
+    async def _dm_outcome(
+        self, actor: Actor, tracked: TrackedTask, decision: str, outcome: Outcome
+    ) -> None:
+        """DM the person whose click was cut short what became of their decision (audited)."""
+        user_id = actor.discord_user_id
+        notifier = self.board.notifier
+        if user_id is None or not isinstance(notifier, DirectMessages):
+            return
+        text = say.dm_outcome(tracked, decision, outcome, self.time_text)
+        try:
+            await notifier.send_dm(user_id, text)
+        except Exception as exc:
+            log.warning("could not DM %s the outcome on %s: %r", user_id, tracked.task_id, exc)
+            await self._audit(
+                actor,
+                action="decision.dm",
+                task_id=tracked.task_id,
+                outcome="failed",
+                detail=f"outcome {outcome.kind} not sent: {exc!r}"[:500],
+            )
+            return
+        await self._audit(
+            actor,
+            action="decision.dm",
+            task_id=tracked.task_id,
+            outcome="ok",
+            detail=f"told the outcome: {outcome.kind}",
+        )
