@@ -24,7 +24,7 @@ from bot.discord.pacing import ChannelPacer
 from bot.factory.client import FactoryClient, RetryPolicy
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
-from bot.ladder_runtime import LadderRuntime
+from bot.ladder import LadderRuntime
 from bot.roster import load_roster
 from bot.settings import Settings
 from bot.store import Store
