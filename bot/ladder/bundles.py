@@ -88,6 +88,7 @@ class Bundler:
         on_fallback: Callable[[], None],
     ) -> None:
         self.service = service
+        self.executor = service.executor
         self.ladder_store = ladder_store
         self.store = store
         self.messenger = messenger
@@ -111,7 +112,7 @@ class Bundler:
         for someone whose bundle window is closed. Otherwise new reminders just join their
         person's open window, and the wake-up at its end sends them (no re-planning on every
         tick, which was quadratic in the pending reminders during a storm)."""
-        new_keys, self.service.new_bundle_keys = self.service.new_bundle_keys, set()
+        new_keys = self.service.take_bundle_keys()
         if self._flush_all:
             self._flush_all = False
             return True
@@ -156,7 +157,7 @@ class Bundler:
                 await self.ladder_store.finish_delivery(
                     row.id, "cancelled", {"cancelled": reason}, now
                 )
-                await self.service.audit(
+                await self.executor.audit(
                     row.task_id, f"escalation.{row.channel}", "cancelled", reason
                 )
                 continue
@@ -248,13 +249,13 @@ class Bundler:
     async def _send_dm(
         self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]
     ) -> list[Sent]:
-        person = self.service.person(bundle.recipient)
+        person = self.executor.person(bundle.recipient)
         if person is None or person.discord_user_id is None:
             return [(r, "failed", {"error": "no Discord id in the roster"}) for r, _ in items]
         user_id = person.discord_user_id
         text = self.dm_text(bundle, items)
         try:
-            message_id = await self.service.retry(
+            message_id = await self.executor.retry(
                 "Discord DM", lambda: self.messenger.send_dm(user_id, text)
             )
         except RecipientUnreachable as exc:
@@ -284,7 +285,7 @@ class Bundler:
 
     async def _mention(self, tracked: TrackedTask, content: str, user_id: int) -> int:
         """Reply to the task message pinging ``user_id`` (with retries); the message id."""
-        return await self.service.retry(
+        return await self.executor.retry(
             "Discord reply",
             lambda: self.announcer.post_on_task(
                 tracked, content, user_ids=[user_id], everyone=False
@@ -297,12 +298,12 @@ class Bundler:
         if self.pager is None:
             log.info("Twilio is not configured: SMS to %s skipped", bundle.recipient)
             return [(r, "skipped", {"note": "Twilio not configured"}) for r, _ in items]
-        person = self.service.person(bundle.recipient)
+        person = self.executor.person(bundle.recipient)
         if person is None or person.phone is None:
             return [(r, "failed", {"error": "no phone in the roster"}) for r, _ in items]
         phone = person.phone
         pager = self.pager
-        service = self.service
+        service = self.executor
         body = sms_text(
             [service.page_item(t, StepKind(r.step)) for r, t in items], digest=bundle.is_digest
         )

@@ -166,7 +166,7 @@ class LadderRuntime:
 
     def person(self, key: str) -> Person | None:
         """The roster person with this key (name)."""
-        return self.service.person(key)
+        return self.service.executor.person(key)
 
     def assignee(self, tracked: TrackedTask) -> Person | None:
         """The task's assignee, when the roster maps its ``assigneeId``."""
