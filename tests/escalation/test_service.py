@@ -9,7 +9,10 @@ of a claimed step, retries and Twilio 21610 fallbacks are checked.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +26,7 @@ START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 #: What each step delivers with the roster (Alice, Dave: both on call; Dave is an admin),
 #: no assignee and the safe default "deferred": (channel, recipient, status) in write order.
-DELIVERIES = {
+DELIVERIES: dict[str, list[tuple[str, str, str]]] = {
     "reminder_dm": [("dm", "Alice", "pending"), ("dm", "Dave", "pending")],
     "reminder_mention": [("reply", "task", "sent")],
     "sla_warning": [("reply", "task", "sent")],
@@ -41,7 +44,7 @@ DELIVERIES = {
 }
 
 #: The Discord post of each step that posts (announcer method, people mentioned).
-POSTS = {
+POSTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "reminder_mention": [("reminder", ("Alice", "Dave"))],
     "sla_warning": [("warning", ("Alice", "Dave"))],
     "sla_breach": [("breach_alert", ("Alice", "Dave"))],
@@ -230,3 +233,31 @@ def test_five_thousand_ladders_walk_to_their_end() -> None:
     assert wakes >= 3 * count
     assert all(rows[-1].step == "critical" for rows in rig.repository.step_rows.values())
     assert len(rig.repository.step_rows) == count and rig.alarm.at == {}
+
+
+def test_the_service_loads_no_adapter_and_no_io_library() -> None:
+    """Importing the ladder service (and everything it imports) loads no module of ``bot``,
+    ``sandbox``, discord.py, twilio, httpx, aiohttp, SQLAlchemy or APScheduler."""
+    forbidden = [
+        "bot",
+        "sandbox",
+        "discord",
+        "twilio",
+        "httpx",
+        "aiohttp",
+        "sqlalchemy",
+        "apscheduler",
+    ]
+    code = (
+        "import sys, escalation.service, escalation.executor, escalation.deliveries; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({forbidden!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout.strip()
+    assert found == "[]"
