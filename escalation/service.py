@@ -270,7 +270,7 @@ class LadderService:
         rows = (await self.repository.steps([task_id])).get(task_id, [])
         self.history[task_id] = rows
         took = False
-        after: list[LadderStepRow] | None = None  # the rows once this step is done
+        after: list[LadderStepRow] = []  # the rows once this step is done (see _take)
         unfinished = next((r for r in rows if r.status == "claimed"), None)
         if unfinished is not None:  # claimed before a crash: resume it (late)
             claimed()
@@ -287,8 +287,7 @@ class LadderService:
                 now,
             )
             if due:
-                after = await self._take(task, due[0], rows, now, claimed)
-                took = True
+                took, after = await self._take(task, due[0], rows, now, claimed)
         claimed()
         if after and task_id not in self._changed:
             # nothing changed the task meanwhile (an ack, snooze or decision would have said
@@ -303,9 +302,13 @@ class LadderService:
         rows: list[LadderStepRow],
         now: datetime,
         claimed: Callable[[], None],
-    ) -> list[LadderStepRow]:
-        """Claim ``step`` with its deliveries and do it; the rows afterwards when the claim
-        finished the step by itself (all its deliveries are the bundler's), else ``[]``."""
+    ) -> tuple[bool, list[LadderStepRow]]:
+        """Claim ``step`` with its deliveries and do it.
+
+        Returns whether this call won the claim (the unique ``(task, step)`` key: another
+        wake-up may have claimed it first), and the rows afterwards when the claim finished
+        the step by itself (all its deliveries are the bundler's), else ``[]``.
+        """
         task_id = task.task_id
         late = step.late_by_seconds(now)
         planned = plan_deliveries(
@@ -340,18 +343,18 @@ class LadderService:
         )
         claimed()
         if not won:
-            return []
+            return False, []
         self.new_bundle_keys.update(
             (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
         )
         if done_outcome is None:
             await self.executor.run_step(task, step.kind, late)
-            return []
+            return True, []
         # nothing else wrote this task's steps: the caller holds its lock
         row = LadderStepRow(
             task_id, step.kind.value, step.deliver_at, now, late, "done", done_outcome
         )
-        return [*rows, row]
+        return True, [*rows, row]
 
     async def _reread(self, task_id: str, *, refresh: bool) -> datetime | None:
         """The task's next wake-up from its state read afresh."""

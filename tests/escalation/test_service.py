@@ -156,6 +156,7 @@ def test_a_second_wake_up_does_not_take_a_claimed_step_again() -> None:
     wakes = asyncio.run(race())
     assert [s.step for s in rig.repository.step_rows["t"]].count("sla_breach") == 1
     assert [p[0] for p in rig.announcer.posts] == ["breach_alert"]
+    assert rig.announcer.refreshed == ["t"]  # the loser of the claim did nothing
     assert all(w is not None and w > breach for w in wakes)  # next: the critical step
     asyncio.run(rig.service.on_wake("t", breach))  # and once more, later: nothing new
     assert [p[0] for p in rig.announcer.posts] == ["breach_alert"]
