@@ -30,6 +30,7 @@ from escalation.ports import (
     Decider,
     DeliveryError,
     DeliveryResult,
+    DeliveryRow,
     LadderRepository,
     LadderTask,
     Pager,
@@ -318,15 +319,16 @@ class DeliveryExecutor:
             log.exception("could not audit %s for task %s", action, task_id)
 
 
-def step_outcome(late: float, deliveries: Iterable[Any]) -> dict[str, Any]:
-    """A finished step's stored outcome: lateness and each delivery's status."""
+def step_outcome(late: float, deliveries: Iterable[DeliveryRow | NewDelivery]) -> dict[str, Any]:
+    """A finished step's stored outcome: lateness (seconds, ms precision) and each delivery's
+    channel, recipient and status (a :class:`NewDelivery` not written yet is ``pending``)."""
     return {
         "late_seconds": round(late, 3),
         "deliveries": [
             {
                 "channel": d.channel,
                 "recipient": d.recipient,
-                "status": getattr(d, "status", "pending"),
+                "status": d.status if isinstance(d, DeliveryRow) else "pending",
             }
             for d in deliveries
         ],
