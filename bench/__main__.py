@@ -22,7 +22,17 @@ from pathlib import Path
 
 from bench.common import Measurement
 
-BENCHMARKS = ("click", "post", "ingest", "burst", "ladders", "restart", "peer", "memory")
+BENCHMARKS = (
+    "click",
+    "post",
+    "ingest",
+    "burst",
+    "ladders",
+    "restart",
+    "ladder_core",
+    "peer",
+    "memory",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ TARGETS: dict[str, list[Target]] = {
         Target("steps taken twice", "<=", 0),
         Target("steps not taken when the wait ended", "<=", 0),
     ],
+    "ladder_core": [],
     "peer": [],
     "memory": [Target("growth KB per task", "<=", 0.5)],
 }

@@ -34,7 +34,7 @@ NOTES = [
     "'escalation ladder armed for N open tasks'.",
 ]
 
-ARMED = re.compile(r"^(\S+ \S+) INFO bot\.ladder_runtime: escalation ladder armed for (\d+)")
+ARMED = re.compile(r"^(\S+ \S+) INFO bot\.ladder\.runtime: escalation ladder armed for (\d+)")
 
 
 def armed_at(log: Path) -> float | None:

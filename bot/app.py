@@ -27,7 +27,7 @@ from bot.factory.client import FactoryClient, RetryPolicy
 from bot.factory.events import FactoryEvent
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
-from bot.ladder_runtime import LadderRuntime
+from bot.ladder import LadderRuntime
 from bot.pipelines import PipelineNames
 from bot.roster import load_roster
 from bot.settings import Settings

@@ -41,7 +41,7 @@ class DirectMessages(Protocol):
 
 
 class Escalation(Protocol):
-    """Hooks into the escalation ladder (``bot.ladder_runtime``); a no-op by default."""
+    """Hooks into the escalation ladder (``bot.ladder``); a no-op by default."""
 
     async def task_opened(self, tracked: TrackedTask) -> None:
         """A task is tracked and open: arm its ladder."""

@@ -6,8 +6,8 @@ texts here are the ones whose limits are set by the phone network:
 * SMS (issue: "plain ASCII, at most 160 characters (task, priority, how late, a short
   reference)"): one GSM-7 segment. Non-ASCII characters are transliterated where Unicode
   gives a decomposition (é → e) and dropped otherwise (emoji); long titles are cut with "..".
-* Calls (issue: "calls use TwiML ``<Say>``"): text-to-speech of the task title and how late
-  it is, XML-escaped.
+* Calls (issue: "calls use TwiML ``<Say>``"): a :class:`CallScript`, the plain text of the
+  task title and how late it is; the Twilio adapter renders it as TwiML (``bot.pager.twiml``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from xml.sax.saxutils import escape
 
 from escalation.models import Priority
 from escalation.policy import StepKind
@@ -27,10 +26,11 @@ __all__ = [
     "PRIORITY_LABELS",
     "SMS_MAX_CHARS",
     "STEP_LABELS",
+    "CallScript",
     "NextStep",
     "PageItem",
     "ascii_only",
-    "call_twiml",
+    "call_script",
     "human_duration",
     "late_marker",
     "short_ref",
@@ -217,8 +217,31 @@ def _spoken(duration: str) -> str:
     return " ".join(_SPOKEN_UNITS.get(w, w) for w in words)
 
 
-def call_twiml(items: Sequence[PageItem]) -> str:
-    """TwiML for the critical call: ``<Response><Say>`` the title(s) and how late, twice.
+@dataclass(frozen=True)
+class CallScript:
+    """What the critical call says, as plain text: the adapter renders it for the provider
+    (Twilio: TwiML ``<Say>``, see ``bot.pager.twiml``).
+
+    Attributes
+    ----------
+    speech
+        Plain ASCII text to speak (not escaped: the renderer escapes it).
+    repeat
+        How many times to say it.
+    pause_seconds
+        Silence between two repetitions, seconds.
+    """
+
+    speech: str
+    repeat: int = 2
+    pause_seconds: int = 1
+
+
+def call_script(items: Sequence[PageItem]) -> CallScript:
+    """The critical call: the title(s) and how late, said twice (issue: "calls say the task
+    and how late it is").
+
+    At most five tasks are named; the others are counted ("And 3 more tasks.").
 
     Raises
     ------
@@ -241,5 +264,4 @@ def call_twiml(items: Sequence[PageItem]) -> str:
         + " ".join(parts)
         + " Please open Discord and decide."
     )
-    said = escape(speech)
-    return f'<Response><Say voice="alice">{said}</Say><Pause length="1"/><Say voice="alice">{said}</Say></Response>'
+    return CallScript(speech)

@@ -71,7 +71,6 @@ from bot.store import BatchRecord, TrackedTask
 from escalation.markup import inline_text
 
 if TYPE_CHECKING:
-
     from bot.bridge import Bridge
     from bot.discord.notifier import DiscordNotifier
 

@@ -28,7 +28,7 @@ from bot.discord.views import DYNAMIC_ITEMS
 
 if TYPE_CHECKING:
     from bot.discord.batching_runtime import BatchingRuntime
-    from bot.ladder_runtime import LadderRuntime
+    from bot.ladder import LadderRuntime
 
 __all__ = ["BatchingCog", "EscalationCog", "TaskCog"]
 

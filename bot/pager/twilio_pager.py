@@ -26,6 +26,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from bot.pager.twilio_base import configure_client
+from bot.pager.twiml import render_twiml
+from escalation.notices import CallScript
 from escalation.ports import DeliveryError, RecipientUnreachable
 
 __all__ = [
@@ -127,11 +129,12 @@ class TwilioPager:
             raise translate(exc) from exc
         return str(message.sid)
 
-    async def call(self, to: str, twiml: str) -> str:
-        """Place one call playing ``twiml``; the call SID (errors as :meth:`send_sms`)."""
+    async def call(self, to: str, script: CallScript) -> str:
+        """Place one call saying ``script`` (as TwiML, :func:`bot.pager.twiml.render_twiml`);
+        the call SID (errors as :meth:`send_sms`)."""
         try:
             call: Any = await self._ensure().calls.create_async(
-                to=to, from_=self.from_number, twiml=twiml
+                to=to, from_=self.from_number, twiml=render_twiml(script)
             )
         except Exception as exc:
             raise translate(exc) from exc

@@ -11,6 +11,8 @@ The store is the truth of the ladder (issue: "Exactly once across restarts"):
 * the step is finished (``done`` with its outcome) when its own deliveries are done.
 
 What a restart finds and does is :meth:`LadderStore.expire_claimed` (see there).
+:class:`LadderStore` is the :class:`escalation.ports.LadderRepository` of the ladder service;
+its row types live in the core (:mod:`escalation.ports`, :mod:`escalation.deliveries`).
 Timestamps are Unix seconds (floats) in the database and aware UTC datetimes in the API.
 """
 
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+
+from escalation.deliveries import NewDelivery
+from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
 from .database import Database
@@ -43,47 +47,6 @@ __all__ = [
 IDEMPOTENT_CHANNELS = frozenset({"reassign", "decision"})
 
 _CHUNK = 500
-
-
-@dataclass(frozen=True)
-class LadderStepRow:
-    """A step row: ``status`` is ``claimed`` (side effects may be under way) or ``done``."""
-
-    task_id: str
-    step: str
-    due_at: datetime
-    taken_at: datetime
-    late_seconds: float
-    status: str
-    outcome: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class NewDelivery:
-    """A delivery planned by a step: through ``channel`` to ``recipient`` (held: digest)."""
-
-    channel: str
-    recipient: str
-    held: bool = False
-    detail: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class DeliveryRow:
-    """A stored delivery (see :mod:`bot.store.tables` ``escalation_deliveries``)."""
-
-    id: int
-    task_id: str
-    step: str
-    channel: str
-    recipient: str
-    due_at: datetime
-    held: bool
-    status: str
-    created_at: datetime
-    claimed_at: datetime | None
-    finished_at: datetime | None
-    detail: dict[str, Any]
 
 
 def _delivery(r: Any) -> DeliveryRow:

@@ -123,7 +123,7 @@ escalation_steps = Table(
     Column("late_seconds", Float, nullable=False, default=0.0),
     Column("outcome", Text, nullable=False),  # JSON: who was notified, through what, results
     # "claimed" (written before any side effect) → "done" (outcome filled in); see
-    # bot.ladder_runtime for what a restart does with a claimed-but-unfinished step
+    # escalation.service for what a restart does with a claimed-but-unfinished step
     Column("status", String(16), nullable=False, default="done", server_default="done"),
     UniqueConstraint("task_id", "step", name="uq_step_once"),
 )

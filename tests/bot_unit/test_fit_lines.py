@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.ladder_runtime import fit_lines
+from bot.ladder import fit_lines
 
 
 def test_everything_fits_unchanged() -> None:

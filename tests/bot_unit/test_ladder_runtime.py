@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot.bridge import Bridge
-from bot.ladder_runtime import LadderRuntime
+from bot.ladder import LadderRuntime
 from bot.roster import Operator, Roster
 from bot.settings import Settings
 from bot.store import Store

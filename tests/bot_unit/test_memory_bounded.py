@@ -15,7 +15,7 @@ import pytest
 from bot.bridge import Actor, Bridge
 from bot.factory.events import FactoryEvent
 from bot.keyed import BoundedMap, KeyedLocks
-from bot.ladder_runtime import LadderRuntime
+from bot.ladder import LadderRuntime
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask

@@ -6,11 +6,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from bot.pager.twiml import call_twiml
 from escalation.notices import (
     SMS_MAX_CHARS,
     PageItem,
     ascii_only,
-    call_twiml,
     human_duration,
     late_marker,
     sms_text,

@@ -1,0 +1,47 @@
+"""ladder_core: whole ladders walked per second by the ladder service alone.
+
+:class:`escalation.service.LadderService` on the in-memory fakes of every port
+(``tests/support/ladder_fakes.py``): no database, no Discord, no Twilio, no timer; the clock
+jumps to each wake-up. What is measured is the core's own cost per ladder — planning each step,
+claiming it with its deliveries, doing the deliveries through the ports, computing the next
+wake-up — so that the price of the rules is known apart from the I/O the ``ladders`` benchmark
+includes.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from bench.common import Measurement
+from escalation.models import Priority
+from escalation.policy import EscalationPolicy, SafeDefault
+from tests.support.ladder_fakes import make_rig
+
+COUNT = 5_000
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+NOTES = [
+    "5,000 ladders (the four priorities in turn, no quiet hours, safe default deferred, a "
+    "roster of two on-call operators) walked one after the other to their end through "
+    "escalation.service with in-memory fakes of every port; one process, one event loop.",
+]
+
+
+async def run_once(measurement: Measurement) -> None:
+    """Walk :data:`COUNT` ladders and record ladders/s, wake-ups/s and steps per ladder."""
+    rig = make_rig(
+        START, policy=EscalationPolicy(quiet_hours=None, safe_default=SafeDefault.DEFERRED)
+    )
+    priorities = list(Priority)
+    for n in range(COUNT):
+        rig.add(f"t{n}", priorities[n % len(priorities)], created=START)
+    started = time.perf_counter()
+    wakes = 0
+    for n in range(COUNT):
+        wakes += await rig.walk(f"t{n}")
+    elapsed = time.perf_counter() - started
+    steps = sum(len(rows) for rows in rig.repository.step_rows.values())
+    measurement.add("ladders/s", COUNT / elapsed)
+    measurement.add("wake-ups/s", wakes / elapsed)
+    measurement.add("steps per ladder", steps / COUNT)

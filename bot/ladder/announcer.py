@@ -1,0 +1,147 @@
+"""The :class:`escalation.ports.Announcer` adapter: the ladder's Discord posts, worded.
+
+The core says what to post (a reminder to these people, the SLA warning, the breach alert,
+the incident report); this module says it in Discord's terms (``<@id>`` mentions, ``@here``,
+``<t:…>`` timestamps, jump links) and posts it through an :class:`escalation.ports.Messenger`
+(``bot.discord.ladder_output.DiscordMessenger``). Titles are factory text: shown with
+:func:`escalation.markup.inline_text` (never pings, no markdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from bot.ladder.text import discord_timestamp, task_link
+from bot.settings import Settings
+from escalation.markup import inline_text
+from escalation.notices import PRIORITY_LABELS, late_marker
+from escalation.ports import LadderTask, Messenger
+from escalation.recipients import Person
+
+__all__ = ["DiscordAnnouncer"]
+
+
+def _ids(people: Sequence[Person]) -> list[int]:
+    return [p.discord_user_id for p in people if p.discord_user_id]
+
+
+class DiscordAnnouncer:
+    """Ladder posts in Discord.
+
+    Parameters
+    ----------
+    messenger
+        Discord as the ladder needs it.
+    settings
+        ``DISCORD_TASKS_CHANNEL_ID``, ``DISCORD_ALERTS_CHANNEL_ID``, ``DISCORD_GUILD_ID``.
+    report
+        The incident report's text of a task (``LadderRuntime.incident_text``).
+    refresh
+        Queues a re-render of a task message (never blocks).
+    announced
+        ``(task_id, step)`` → the message id of the factory's own announcement of that SLA
+        step (``bot.sla_events.factory_announced``), or ``None``: the ladder then does not
+        post the same news twice.
+    """
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        settings: Settings,
+        *,
+        report: Callable[[LadderTask], Awaitable[str]],
+        refresh: Callable[[str], None],
+        announced: Callable[[str, str], Awaitable[int | None]] | None = None,
+    ) -> None:
+        self.messenger = messenger
+        self.settings = settings
+        self._report = report
+        self._refresh = refresh
+        self._announced = announced
+
+    async def _already(self, task: LadderTask, step: str, what: str) -> dict[str, Any] | None:
+        """The skipped detail when the factory already announced ``step``, else ``None``."""
+        if self._announced is None:
+            return None
+        posted = await self._announced(task.task_id, step)
+        if posted is None:
+            return None
+        return {"message_id": posted, "note": f"the factory's {what} was posted", "skipped": True}
+
+    def refresh(self, task_id: str) -> None:
+        """Re-render the task message soon."""
+        self._refresh(task_id)
+
+    async def post_on_task(
+        self, task: LadderTask, content: str, *, user_ids: Sequence[int], everyone: bool
+    ) -> int:
+        """Post ``content`` as a reply to the task message; the message id."""
+        channel = task.channel_id or self.settings.discord_tasks_channel_id
+        return await self.messenger.post(
+            channel,
+            content[:2000],
+            reply_to=task.message_id,
+            user_ids=user_ids,
+            everyone=everyone,
+        )
+
+    async def reminder(
+        self, task: LadderTask, targets: Sequence[Person], late_seconds: float
+    ) -> dict[str, Any]:
+        """ "⏰ @who reminder: … is still waiting for a decision" in a reply."""
+        ids = _ids(targets)
+        who = " ".join(f"<@{i}>" for i in ids) or "Nobody is on call in the roster:"
+        content = (
+            f"⏰ {who} reminder: **{inline_text(task.task.title)}** is still waiting for a "
+            f"decision (SLA deadline {discord_timestamp(task.deadline)}).{late_marker(late_seconds)}"
+        )
+        message_id = await self.post_on_task(task, content, user_ids=ids, everyone=False)
+        return {"message_id": message_id, "mentioned": ids}
+
+    async def warning(
+        self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
+    ) -> dict[str, Any]:
+        """ "🔴 SLA breach imminent @here" in a reply (the on-call people without the
+        MENTION_EVERYONE permission)."""
+        if (skipped := await self._already(task, "sla_warning", "warning")) is not None:
+            return skipped
+        channel = task.channel_id or self.settings.discord_tasks_channel_id
+        everyone = self.messenger.may_mention_everyone(channel)
+        ids = [] if everyone else _ids(on_call)
+        ping = "@here" if everyone else (" ".join(f"<@{i}>" for i in ids) or "on-call")
+        content = (
+            f"🔴 SLA breach imminent {ping}: **{inline_text(task.task.title)}** breaches its "
+            f"SLA {discord_timestamp(task.deadline)}.{late_marker(late_seconds)}"
+        )
+        message_id = await self.post_on_task(task, content, user_ids=ids, everyone=everyone)
+        note = "@here" if everyone else "no MENTION_EVERYONE permission: on-call mentioned"
+        return {"message_id": message_id, "mentioned": ids, "note": note}
+
+    async def breach_alert(
+        self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
+    ) -> dict[str, Any]:
+        """ "🚨 SLA breached @here" in the alerts channel, with a link to the task."""
+        if (skipped := await self._already(task, "sla_breach", "breach alert")) is not None:
+            return skipped
+        channel = self.settings.alerts_channel_id
+        everyone = self.messenger.may_mention_everyone(channel)
+        ids = [] if everyone else _ids(on_call)
+        ping = "@here" if everyone else (" ".join(f"<@{i}>" for i in ids) or "on-call")
+        priority = PRIORITY_LABELS.get(task.task.priority, task.task.priority.value)
+        content = (
+            f"🚨 SLA breached {ping}: **{inline_text(task.task.title)}** ({priority}) "
+            "passed its deadline "
+            f"{discord_timestamp(task.deadline)}{late_marker(late_seconds)}. "
+            f"{task_link(task, self.settings.discord_guild_id)}"
+        )
+        message_id = await self.messenger.post(
+            channel, content[:2000], user_ids=ids, everyone=everyone
+        )
+        return {"message_id": message_id, "everyone": everyone}
+
+    async def incident_report(self, task: LadderTask) -> dict[str, Any]:
+        """The incident report in the alerts channel."""
+        content = await self._report(task)
+        message_id = await self.messenger.post(self.settings.alerts_channel_id, content)
+        return {"message_id": message_id}

@@ -1,0 +1,335 @@
+"""The bundler: reminder DMs and SMS, grouped per person and window, sent through the adapters.
+
+DMs and SMS go through :func:`escalation.bundling.plan_bundles` per (person, channel): the
+first goes at once, later ones within ``ESCALATION_BUNDLE_SECONDS`` wait and go out as one
+message. Steps held for quiet hours all come due at the window's end and leave as one digest
+per person and channel. Fallbacks: a DM refused with 50007 → an @mention in a reply to each
+task message; Twilio 21610 → the phone is marked unreachable and the next on-call operator is
+texted (:meth:`escalation.service.LadderService.fallback`). Without Twilio settings, SMS are
+recorded as ``skipped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.ladder.adapters import ESCALATION_ACTOR
+from bot.ladder.announcer import DiscordAnnouncer
+from bot.ladder.text import discord_timestamp, fit_lines, task_link
+from bot.settings import Settings
+from bot.store import Store, TrackedTask
+from bot.store.ladder import LadderStore
+from escalation.bundling import Bundle, BundleKey, Notification, plan_bundles, record_sent
+from escalation.deliveries import BUNDLED_CHANNELS, stop_reason
+from escalation.markup import inline_text
+from escalation.notices import PRIORITY_LABELS, STEP_LABELS, late_marker, sms_text
+from escalation.policy import StepKind
+from escalation.ports import (
+    DeliveryError,
+    DeliveryRow,
+    Messenger,
+    Pager,
+    RecipientUnreachable,
+)
+from escalation.recipients import sms_order
+from escalation.service import LadderService
+
+__all__ = ["Bundler", "Sent"]
+
+log = logging.getLogger(__name__)
+
+#: One delivery's outcome in a bundle: the row, its status and detail.
+Sent = tuple[DeliveryRow, str, dict[str, Any]]
+
+
+class Bundler:
+    """Sends pending DMs and SMS, bundled.
+
+    Parameters
+    ----------
+    service
+        The ladder service (retries, fallbacks, unreachable phones, the roster).
+    ladder_store, store
+        The ladder's rows and the tasks.
+    messenger, announcer, pager
+        Discord, the ladder's Discord posts (the DM fallback), SMS (``None``: skipped).
+    settings
+        ``ESCALATION_BUNDLE_SECONDS`` (through the policy), ``DISCORD_GUILD_ID``.
+    clock
+        Current aware UTC time.
+    spawn
+        Runs a coroutine in the background (the runtime tracks it).
+    on_fallback
+        Called when a fallback delivery was added (the runtime wakes the bundler again).
+
+    Attributes
+    ----------
+    wake
+        When held bundles can go out (aware UTC), or ``None``.
+    last_sent
+        When each (person, channel) last got a message: the bundle windows.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: LadderService,
+        ladder_store: LadderStore,
+        store: Store,
+        messenger: Messenger,
+        announcer: DiscordAnnouncer,
+        pager: Pager | None,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        spawn: Callable[[Any], Any],
+        on_fallback: Callable[[], None],
+    ) -> None:
+        self.service = service
+        self.executor = service.executor
+        self.ladder_store = ladder_store
+        self.store = store
+        self.messenger = messenger
+        self.announcer = announcer
+        self.pager = pager
+        self.settings = settings
+        self.clock = clock
+        self._spawn = spawn
+        self._on_fallback = on_fallback
+        self.wake: datetime | None = None
+        self.last_sent: dict[BundleKey, datetime] = {}
+        # the first flush after start re-plans everything (restart: pending rows in the store)
+        self._flush_all = True
+
+    async def load(self) -> None:
+        """Read the bundle windows from the store (at start)."""
+        self.last_sent = await self.ladder_store.last_sent(BUNDLED_CHANNELS)
+
+    def needs_flush(self, now: datetime) -> bool:
+        """Whether a bundle can go out now: a held bundle's time came, or a new reminder is
+        for someone whose bundle window is closed. Otherwise new reminders just join their
+        person's open window, and the wake-up at its end sends them (no re-planning on every
+        tick, which was quadratic in the pending reminders during a storm)."""
+        new_keys = self.service.take_bundle_keys()
+        if self._flush_all:
+            self._flush_all = False
+            return True
+        due = self.wake is not None and now >= self.wake
+        window = timedelta(seconds=self.service.policy.bundle_seconds)
+        for key in new_keys:
+            last = self.last_sent.get(key)
+            if last is None or now - last >= window:
+                due = True
+            else:  # held until that person's window closes
+                ends = last + window
+                if self.wake is None or ends < self.wake:
+                    self.wake = ends
+        return due
+
+    async def flush(self) -> None:
+        """Send what the bundle rules allow now (one DM / one SMS per person and window)."""
+        # cleared before reading: a wake-up a tick asks for from now on is kept (see the end)
+        self.wake = None
+        rows = await self.ladder_store.deliveries(statuses=["pending"], channels=BUNDLED_CHANNELS)
+        if not rows:
+            return
+        now = self.clock()
+        tasks = {
+            t.task_id: t for t in await self.store.tasks_by_ids(list({r.task_id for r in rows}))
+        }
+        live: list[Notification] = []
+        by_id: dict[int, DeliveryRow] = {}
+        for row in rows:
+            tracked = tasks.get(row.task_id)
+            reason = (
+                "task unknown"
+                if tracked is None
+                else stop_reason(
+                    StepKind(row.step),
+                    row.channel,
+                    decision=tracked.decision if tracked.is_decided else None,
+                    acknowledged=tracked.acknowledged_at is not None,
+                )
+            )
+            if reason is not None:
+                await self.ladder_store.finish_delivery(
+                    row.id, "cancelled", {"cancelled": reason}, now
+                )
+                await self.executor.audit(
+                    row.task_id, f"escalation.{row.channel}", "cancelled", reason
+                )
+                continue
+            by_id[row.id] = row
+            live.append(
+                Notification(
+                    recipient=row.recipient,
+                    channel=row.channel,
+                    task_id=row.task_id,
+                    step=StepKind(row.step),
+                    due_at=row.due_at,
+                    held_for_quiet_hours=row.held,
+                    text=str(row.id),
+                )
+            )
+        plan = plan_bundles(live, self.last_sent, now, self.service.policy.bundle_seconds)
+        for bundle in plan.send_now:
+            ids = [int(n.text) for n in bundle.items]
+            if not await self.ladder_store.claim_deliveries(ids, now):
+                continue
+            self.last_sent = record_sent(self.last_sent, [bundle], now)
+            items = [(by_id[i], tasks[by_id[i].task_id]) for i in ids]
+            self._spawn(self.send(bundle, items))
+        # a wake-up asked for by a tick while this flush ran is kept (the earlier wins)
+        wakes = [w for w in (self.wake, plan.hold_until) if w is not None]
+        self.wake = min(wakes) if wakes else None
+
+    async def send(self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]) -> None:
+        """Send one bundle and record every item's outcome (and audit) in one write."""
+        try:
+            if bundle.channel == "dm":
+                results = await self._send_dm(bundle, items)
+            else:
+                results = await self._send_sms(bundle, items)
+        except Exception as exc:
+            log.exception("sending a bundle to %s failed", bundle.recipient)
+            results = [(row, "failed", {"error": repr(exc)}) for row, _ in items]
+        size = len(items)
+        try:
+            await self.ladder_store.finish_deliveries(
+                [
+                    (row.id, status, {**detail, "bundle_size": size})
+                    for row, status, detail in results
+                ],
+                self.clock(),
+                audits=[
+                    {
+                        "actor_name": ESCALATION_ACTOR.name,
+                        "via": ESCALATION_ACTOR.via,
+                        "action": f"escalation.{row.channel}",
+                        "outcome": status,
+                        "task_id": row.task_id,
+                        "detail": (
+                            f"{row.step} → {row.recipient}"
+                            + (f" (one of {size} in one message)" if size > 1 else "")
+                            + (" [quiet-hours digest]" if bundle.is_digest else "")
+                            + (f": {detail.get('error') or detail.get('note')}" if detail else "")
+                        )[:2000],
+                    }
+                    for row, status, detail in results
+                ],
+            )
+        except Exception:
+            log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
+        if any(status == "unreachable" for _, status, _ in results):
+            self._on_fallback()  # a fallback delivery was added
+
+    def dm_text(self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]) -> str:
+        """The reminder DM of a bundle (a digest after quiet hours), at most 2,000 characters."""
+        now = self.clock()
+        lines = []
+        for row, tracked in items:
+            late = late_marker((now - row.due_at).total_seconds())
+            step = STEP_LABELS.get(StepKind(row.step), row.step)
+            lines.append(
+                f"• **{inline_text(tracked.task.title)}** "
+                f"({PRIORITY_LABELS.get(tracked.task.priority, tracked.task.priority.value)}) "
+                f"SLA deadline {discord_timestamp(tracked.deadline)} [{step}]{late} "
+                f"{task_link(tracked, self.settings.discord_guild_id)}"
+            )
+        if bundle.is_digest:
+            head = f"🌙 Quiet hours are over. Held for you overnight ({len(items)}):"
+        elif len(items) == 1:
+            head = "⏰ Reminder: a task is waiting for your decision:"
+        else:
+            head = f"⏰ Reminder: {len(items)} tasks are waiting for your decision:"
+        return fit_lines(head, lines, limit=2000, more="…and {n} more: see /factory pending")
+
+    async def _send_dm(
+        self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]
+    ) -> list[Sent]:
+        person = self.executor.person(bundle.recipient)
+        if person is None or person.discord_user_id is None:
+            return [(r, "failed", {"error": "no Discord id in the roster"}) for r, _ in items]
+        user_id = person.discord_user_id
+        text = self.dm_text(bundle, items)
+        try:
+            message_id = await self.executor.retry(
+                "Discord DM", lambda: self.messenger.send_dm(user_id, text)
+            )
+        except RecipientUnreachable as exc:
+            # DMs closed (50007): @mention them in a reply to each task message instead
+            results: list[Sent] = []
+            for row, tracked in items:
+                content = (
+                    f"📬 <@{user_id}> I could not DM you: **{inline_text(tracked.task.title)}** "
+                    "is waiting "
+                    f"for your decision (SLA deadline {discord_timestamp(tracked.deadline)})."
+                )
+                try:
+                    mid = await self._mention(tracked, content, user_id)
+                    results.append(
+                        (
+                            row,
+                            "sent",
+                            {"via": "reply @mention", "dm_error": str(exc), "message_id": mid},
+                        )
+                    )
+                except DeliveryError as err:
+                    results.append((row, "failed", {"error": str(err), "dm_error": str(exc)}))
+            return results
+        except DeliveryError as exc:
+            return [(r, "failed", {"error": str(exc)}) for r, _ in items]
+        return [(r, "sent", {"message_id": message_id, "via": "DM"}) for r, _ in items]
+
+    async def _mention(self, tracked: TrackedTask, content: str, user_id: int) -> int:
+        """Reply to the task message pinging ``user_id`` (with retries); the message id."""
+        return await self.executor.retry(
+            "Discord reply",
+            lambda: self.announcer.post_on_task(
+                tracked, content, user_ids=[user_id], everyone=False
+            ),
+        )
+
+    async def _send_sms(
+        self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]
+    ) -> list[Sent]:
+        if self.pager is None:
+            log.info("Twilio is not configured: SMS to %s skipped", bundle.recipient)
+            return [(r, "skipped", {"note": "Twilio not configured"}) for r, _ in items]
+        person = self.executor.person(bundle.recipient)
+        if person is None or person.phone is None:
+            return [(r, "failed", {"error": "no phone in the roster"}) for r, _ in items]
+        phone = person.phone
+        pager = self.pager
+        service = self.executor
+        body = sms_text(
+            [service.page_item(t, StepKind(r.step)) for r, t in items], digest=bundle.is_digest
+        )
+        try:
+            if phone in service.unreachable:
+                raise RecipientUnreachable("phone marked unreachable (STOP)")
+            sid = await service.retry("Twilio SMS", lambda: pager.send_sms(phone, body))
+        except RecipientUnreachable as exc:
+            if phone not in service.unreachable:
+                await service.phone_unreachable(person, phone, exc, items[0][0].task_id)
+            results: list[Sent] = []
+            for row, tracked in items:
+                order = sms_order(service.roster.assignee(tracked), service.roster.people())
+                nxt = await service.fallback(tracked, StepKind(row.step), "sms", order)
+                results.append(
+                    (
+                        row,
+                        "unreachable",
+                        {
+                            "error": str(exc),
+                            "phone": phone,
+                            "note": f"next on-call: {nxt or 'nobody left'}",
+                        },
+                    )
+                )
+            return results
+        except DeliveryError as exc:
+            return [(r, "failed", {"error": str(exc), "phone": phone}) for r, _ in items]
+        return [(r, "sent", {"sid": sid, "phone": phone, "via": "SMS"}) for r, _ in items]

@@ -1,0 +1,335 @@
+"""Doing a ladder step's deliveries through the ports: retries, fallbacks, outcomes.
+
+Used by :class:`escalation.service.LadderService` (the step's own deliveries: replies, the
+alert, the call, the factory calls, the incident report) and by the bundler adapter (the
+retry, fallback and unreachable-phone rules of DMs and SMS), so these rules exist once:
+
+* a retryable :class:`~escalation.ports.DeliveryError` is retried after each of
+  :data:`RETRY_DELAYS` seconds (``Retry-After`` honoured when longer), then the delivery is
+  ``failed``; the sleep is injected;
+* Twilio 21610 (:class:`~escalation.ports.RecipientUnreachable` on the phone) → the phone is
+  persisted as unreachable, audited, and the next on-call operator gets a delivery
+  (:meth:`DeliveryExecutor.fallback`);
+* without a pager, calls are ``skipped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from escalation.deliveries import BUNDLED_CHANNELS, NewDelivery, next_own, stop_reason
+from escalation.notices import PageItem, call_script, human_duration
+from escalation.policy import EscalationPolicy, StepKind
+from escalation.ports import (
+    Announcer,
+    Audit,
+    Clock,
+    Decider,
+    DeliveryError,
+    DeliveryResult,
+    DeliveryRow,
+    LadderRepository,
+    LadderTask,
+    Pager,
+    RecipientUnreachable,
+    Roster,
+    TaskReader,
+)
+from escalation.recipients import Person, call_order, next_fallback, reminder_targets
+
+__all__ = ["RETRY_DELAYS", "DeliveryExecutor", "step_outcome", "with_retries"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Backoff between attempts of a failing delivery (seconds): 5 attempts in about 7.5 s.
+RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+
+
+async def with_retries(
+    what: str,
+    action: Callable[[], Awaitable[T]],
+    *,
+    delays: Sequence[float],
+    sleep: Callable[[float], Awaitable[object]],
+) -> T:
+    """Run ``action``; retry a retryable :class:`~escalation.ports.DeliveryError` after each
+    of ``delays`` seconds (or its ``retry_after`` when longer), then raise it.
+
+    ``what`` names the action in the log. Any other exception is raised at once.
+    """
+    waits = (*delays, None)
+    for attempt, delay in enumerate(waits, start=1):
+        try:
+            return await action()
+        except DeliveryError as exc:
+            if not exc.retryable or delay is None:
+                raise
+            wait = max(delay, exc.retry_after or 0.0)
+            log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, attempt, exc, wait)
+            await sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class DeliveryExecutor:
+    """Does deliveries through the ports (see the module docstring).
+
+    Parameters
+    ----------
+    policy, repository, tasks, roster, announcer, decider, audit, clock
+        As :class:`escalation.service.LadderService`.
+    pager
+        SMS and calls, or ``None`` (calls are then ``skipped``).
+    retry_delays
+        Backoff between attempts, seconds.
+    sleep
+        Awaited with a delay in seconds between two attempts.
+
+    Attributes
+    ----------
+    unreachable
+        Phones marked unreachable (Twilio 21610).
+    new_bundle_keys
+        ``(person, channel)`` pairs that got a pending DM or SMS since the bundler last took
+        them (the bundler empties it).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: EscalationPolicy,
+        repository: LadderRepository,
+        tasks: TaskReader,
+        roster: Roster,
+        announcer: Announcer,
+        pager: Pager | None,
+        decider: Decider,
+        audit: Audit,
+        clock: Clock,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.policy = policy
+        self.repository = repository
+        self.tasks = tasks
+        self.roster = roster
+        self.announcer = announcer
+        self.pager = pager
+        self.decider = decider
+        self._audit_port = audit
+        self.clock = clock
+        self.retry_delays = tuple(retry_delays)
+        self.sleep = sleep
+        self.unreachable: set[str] = set()
+        self.new_bundle_keys: set[tuple[str, str]] = set()
+
+    def person(self, key: str) -> Person | None:
+        """The roster person with this key (name)."""
+        return next((p for p in self.roster.people() if p.key == key), None)
+
+    async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> None:
+        """Do the step's own deliveries (not DM/SMS: the bundler's) in :func:`next_own` order,
+        re-checking the task before each (:func:`stop_reason`), then finish the step.
+
+        ``late`` is how late the step is taken, seconds (stored with the step)."""
+        task_id = task.task_id
+        while True:
+            rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
+            pending = [
+                r for r in rows if r.status == "pending" and r.channel not in BUNDLED_CHANNELS
+            ]
+            if not pending:
+                break
+            row = next_own(pending)
+            fresh = await self.tasks.get(task_id) or task
+            reason = stop_reason(
+                kind,
+                row.channel,
+                decision=fresh.decision if fresh.is_decided else None,
+                acknowledged=fresh.acknowledged_at is not None,
+            )
+            if reason is not None:
+                await self.repository.finish_delivery(
+                    row.id, "cancelled", {"cancelled": reason}, self.clock()
+                )
+                continue
+            if not await self.repository.claim_deliveries([row.id], self.clock()):
+                continue
+            try:
+                status, detail = await self._deliver(fresh, kind, row.channel, row.recipient, late)
+            except Exception as exc:  # a bug must not leave the row claimed forever
+                log.exception("delivery %s of task %s failed", row.channel, task_id)
+                status, detail = "failed", {"error": repr(exc)}
+            await self.repository.finish_delivery(row.id, status, detail, self.clock())
+            await self.audit(
+                task_id,
+                f"escalation.{row.channel}",
+                status,
+                f"{kind.value} → {row.recipient}: {detail.get('error') or detail.get('note') or 'ok'}",
+            )
+        rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
+        await self.repository.finish_step(
+            task_id, kind.value, step_outcome(late, rows), late_seconds=late
+        )
+
+    async def _deliver(
+        self, task: LadderTask, kind: StepKind, channel: str, recipient: str, late: float
+    ) -> DeliveryResult:
+        people = self.roster.people()
+        on_call = [p for p in people if p.on_call and p.discord_user_id]
+        if channel == "reply" and kind is StepKind.REMINDER_MENTION:
+            targets = reminder_targets(self.roster.assignee(task), people)
+            detail = await self.retry(
+                "Discord reply", lambda: self.announcer.reminder(task, targets, late)
+            )
+            return "sent", detail
+        if channel == "reply":
+            detail = await self.retry(
+                "Discord reply", lambda: self.announcer.warning(task, on_call, late)
+            )
+            return ("skipped" if detail.get("skipped") else "sent"), detail
+        if channel == "alert":
+            detail = await self.retry(
+                "Discord alert", lambda: self.announcer.breach_alert(task, on_call, late)
+            )
+            return ("skipped" if detail.get("skipped") else "sent"), detail
+        if channel == "call":
+            return await self._call(task, kind, recipient)
+        if channel == "reassign":
+            admin = self.person(recipient)
+            if admin is None or not admin.factory_user_id:
+                return "failed", {"error": f"{recipient} has no factory_user_id"}
+            overdue = human_duration((self.clock() - task.deadline).total_seconds())
+            reason = f"SLA breached {overdue} ago with no decision; escalated by Factory Bridge"
+            return await self.decider.reassign(task, admin, reason)
+        if channel == "decision":
+            decision = self.policy.safe_default.decision
+            if decision is None:  # pragma: no cover - not planned for "none"
+                return "skipped", {"note": "ESCALATION_SAFE_DEFAULT is none"}
+            notes = "No decision within the SLA: safe default ESCALATION_SAFE_DEFAULT applied"
+            return await self.decider.safe_default(task, decision.value, notes)
+        if channel == "incident":
+            detail = await self.retry(
+                "Discord incident report", lambda: self.announcer.incident_report(task)
+            )
+            return "sent", detail
+        return "failed", {"error": f"unknown channel {channel}"}
+
+    async def _call(self, task: LadderTask, kind: StepKind, recipient: str) -> DeliveryResult:
+        person = self.person(recipient)
+        if self.pager is None:
+            log.info("Twilio is not configured: call to %s skipped", recipient)
+            return "skipped", {"note": "Twilio not configured"}
+        if person is None or person.phone is None:
+            return "failed", {"error": f"{recipient} has no phone in the roster"}
+        phone = person.phone
+        pager = self.pager
+        script = call_script([self.page_item(task, kind)])
+        try:
+            if phone in self.unreachable:
+                raise RecipientUnreachable("phone marked unreachable (STOP)")
+            sid = await self.retry("Twilio call", lambda: pager.call(phone, script))
+        except RecipientUnreachable as exc:
+            if phone not in self.unreachable:
+                await self.phone_unreachable(person, phone, exc, task.task_id)
+            nxt = await self.fallback(task, kind, "call", call_order(self.roster.people()))
+            return "unreachable", {
+                "error": str(exc),
+                "phone": phone,
+                "note": f"next on-call: {nxt or 'nobody left'}",
+            }
+        except DeliveryError as exc:
+            return "failed", {"error": str(exc), "phone": phone}
+        return "sent", {"sid": sid, "phone": phone}
+
+    # ------------------------------------------------------------------ shared with the bundler
+    def page_item(self, task: LadderTask, kind: StepKind) -> PageItem:
+        """The task as an SMS or a call names it (how late: now − SLA deadline)."""
+        return PageItem(
+            task_id=task.task_id,
+            title=task.task.title,
+            priority=task.task.priority.value,
+            overdue_seconds=(self.clock() - task.deadline).total_seconds(),
+            step=kind,
+        )
+
+    async def retry(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        """:func:`with_retries` with this service's delays and sleep."""
+        return await with_retries(what, action, delays=self.retry_delays, sleep=self.sleep)
+
+    async def phone_unreachable(
+        self, person: Person, phone: str, error: DeliveryError, task_id: str
+    ) -> None:
+        """Twilio 21610: persist the phone as unreachable and audit it."""
+        self.unreachable.add(phone)
+        await self.repository.mark_unreachable(phone, person.key, error.code, self.clock())
+        await self.audit(
+            task_id,
+            "escalation.phone_unreachable",
+            "unreachable",
+            f"{person.key}'s phone answered {error.code} (replied STOP); marked unreachable",
+        )
+
+    async def fallback(
+        self, task: LadderTask, kind: StepKind, channel: str, order: Sequence[Person]
+    ) -> str | None:
+        """Add a delivery for the next person of ``order`` not tried yet; their key (``None``
+        when nobody is left, audited)."""
+        tried = {
+            r.recipient
+            for r in await self.repository.deliveries(
+                task_id=task.task_id, step=kind.value, channels=[channel]
+            )
+        }
+        nxt = next_fallback(order, tried, self.unreachable)
+        if nxt is None:
+            await self.audit(
+                task.task_id,
+                f"escalation.{channel}",
+                "failed",
+                f"{kind.value}: nobody left to try after {', '.join(sorted(tried))}",
+            )
+            return None
+        await self.repository.add_delivery(
+            task.task_id,
+            kind.value,
+            NewDelivery(channel, nxt.key, detail={"fallback_for": sorted(tried)}),
+            due_at=self.clock(),
+            now=self.clock(),
+        )
+        if channel in BUNDLED_CHANNELS:
+            self.new_bundle_keys.add((nxt.key, channel))
+        await self.audit(
+            task.task_id,
+            f"escalation.{channel}",
+            "fallback",
+            f"{kind.value}: trying the next on-call, {nxt.key}",
+        )
+        return nxt.key
+
+    async def audit(self, task_id: str, action: str, outcome: str, detail: str) -> None:
+        """Audit through the port; a failure to audit is logged, never raised."""
+        try:
+            await self._audit_port(task_id, action, outcome, detail[:2000])
+        except Exception:
+            log.exception("could not audit %s for task %s", action, task_id)
+
+
+def step_outcome(late: float, deliveries: Iterable[DeliveryRow | NewDelivery]) -> dict[str, Any]:
+    """A finished step's stored outcome: lateness (seconds, ms precision) and each delivery's
+    channel, recipient and status (a :class:`NewDelivery` not written yet is ``pending``)."""
+    return {
+        "late_seconds": round(late, 3),
+        "deliveries": [
+            {
+                "channel": d.channel,
+                "recipient": d.recipient,
+                "status": d.status if isinstance(d, DeliveryRow) else "pending",
+            }
+            for d in deliveries
+        ],
+    }

@@ -1,0 +1,407 @@
+"""The escalation ladder as a service: one wake-up of one task, through ports only.
+
+:class:`LadderService` takes the ladder's steps exactly once (issue: escalation ladder,
+"Exactly once across restarts"). Timers are only wake-up calls; on a wake-up for a task
+(:meth:`LadderService.on_wake`; the caller holds the task's lock):
+
+1. load the task (:class:`~escalation.ports.TaskReader`): decided → cancel whatever is still
+   pending, stop;
+2. load its steps (:class:`~escalation.ports.LadderRepository`): a step left ``claimed`` by a
+   crash is **resumed**; otherwise :func:`escalation.ladder.due_now` says which step is due —
+   the first one is taken (one step per wake-up; when more are due, the next wake-up is
+   immediate);
+3. **claim** the step and write every delivery it plans (:mod:`escalation.deliveries`; one
+   transaction, unique keys);
+4. for each delivery, re-check the task (a decision stops everything still pending; an
+   acknowledge stops reminder steps), claim the delivery, do the side effect through the
+   ports (with retries), record its outcome; DMs and SMS are left ``pending`` for the
+   bundler (an adapter: they go out grouped per person, :mod:`escalation.bundling`);
+5. finish the step, ask for the task message to be re-rendered, return the next wake-up.
+
+Restart semantics
+    A delivery found ``claimed`` at start may or may not have happened (kill -9 between the
+    side effect and its row). It is **not** repeated: it becomes ``unknown`` and the incident
+    report says so — except factory calls (reassign, safe default), which carry an
+    Idempotency-Key and are simply sent again (:meth:`LadderService.recover`). A step found
+    ``claimed`` is resumed: its deliveries that never started are done now, late.
+Retries
+    A retryable :class:`~escalation.ports.DeliveryError` (Discord 5xx/429, Twilio 5xx/429,
+    network) is retried after each of :data:`RETRY_DELAYS` (``Retry-After`` honoured when
+    longer); then the delivery is ``failed``. The sleep is injected (tests never wait).
+Fallbacks
+    Twilio 21610 → the phone is persisted as unreachable, audited, and the next on-call
+    operator gets the page. Without a pager, SMS and calls are recorded as ``skipped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+from escalation.deliveries import BUNDLED_CHANNELS, plan_deliveries
+from escalation.executor import RETRY_DELAYS, DeliveryExecutor, step_outcome, with_retries
+from escalation.ladder import LadderState, StepDue, due_now, next_step
+from escalation.notices import late_marker
+from escalation.policy import EscalationPolicy, StepKind
+from escalation.ports import (
+    Alarm,
+    Announcer,
+    Audit,
+    Clock,
+    Decider,
+    LadderRepository,
+    LadderStepRow,
+    LadderTask,
+    Pager,
+    Roster,
+    TaskReader,
+)
+
+__all__ = [
+    "ACTOR_NAME",
+    "ACTOR_VIA",
+    "RETRY_DELAYS",
+    "STEP_VALUES",
+    "LadderService",
+    "with_retries",
+]
+
+log = logging.getLogger(__name__)
+
+#: The audit actor of everything the ladder does (name and ``via``).
+ACTOR_NAME = "escalation"
+ACTOR_VIA = "system"
+
+#: Stored step names that are ladder steps.
+STEP_VALUES = frozenset(k.value for k in StepKind)
+
+#: A failed wake-up is tried again this much later.
+RETRY_WAKE = timedelta(seconds=5)
+
+
+class LadderService:
+    """The escalation ladder, driven through ports (see the module docstring).
+
+    Parameters
+    ----------
+    policy
+        The escalation policy (settings ``ESCALATION_*``, ``SLA_*``, quiet hours).
+    repository, tasks, roster, announcer, decider, audit, alarm, clock
+        The ports (:mod:`escalation.ports`).
+    pager
+        SMS and calls, or ``None`` without Twilio settings (those deliveries are ``skipped``).
+    retry_delays
+        Backoff between attempts of a failing delivery, seconds.
+    sleep
+        Awaited with a delay in seconds between two attempts (``asyncio.sleep``).
+
+    Attributes
+    ----------
+    history
+        The step rows of each task last read (what the task message shows).
+    unreachable
+        Phones marked unreachable (Twilio 21610).
+    new_bundle_keys
+        ``(person, channel)`` pairs that got a pending DM or SMS since the bundler last took
+        them (the bundler empties it).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: EscalationPolicy,
+        repository: LadderRepository,
+        tasks: TaskReader,
+        roster: Roster,
+        announcer: Announcer,
+        pager: Pager | None,
+        decider: Decider,
+        audit: Audit,
+        alarm: Alarm,
+        clock: Clock,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.policy = policy
+        self.repository = repository
+        self.tasks = tasks
+        self.roster = roster
+        self.announcer = announcer
+        self.alarm = alarm
+        self.clock = clock
+        self.executor = DeliveryExecutor(
+            policy=policy,
+            repository=repository,
+            tasks=tasks,
+            roster=roster,
+            announcer=announcer,
+            pager=pager,
+            decider=decider,
+            audit=audit,
+            clock=clock,
+            retry_delays=retry_delays,
+            sleep=sleep,
+        )
+        self.history: dict[str, list[LadderStepRow]] = {}
+        # tasks whose state changed (ack, snooze, decision) while a step was being taken
+        self._changed: set[str] = set()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def unreachable(self) -> set[str]:
+        """Phones marked unreachable (Twilio 21610)."""
+        return self.executor.unreachable
+
+    @property
+    def new_bundle_keys(self) -> set[tuple[str, str]]:
+        """``(person, channel)`` pairs with a new pending DM or SMS (the bundler takes them)."""
+        return self.executor.new_bundle_keys
+
+    async def audit(self, task_id: str, action: str, outcome: str, detail: str) -> None:
+        """Audit through the port (never raises; see :meth:`DeliveryExecutor.audit`)."""
+        await self.executor.audit(task_id, action, outcome, detail)
+
+    def take_bundle_keys(self) -> set[tuple[str, str]]:
+        """The :attr:`new_bundle_keys` so far, emptied."""
+        keys, self.executor.new_bundle_keys = self.executor.new_bundle_keys, set()
+        return keys
+
+    def next_due(
+        self, task: LadderTask, rows: Sequence[LadderStepRow] | None = None
+    ) -> StepDue | None:
+        """The task's next step given the steps taken (``rows``; its :attr:`history` by
+        default); see :func:`escalation.ladder.next_step`.
+
+        Raises
+        ------
+        ValueError
+            On inconsistent times (e.g. a naive datetime).
+        """
+        taken = self.history.get(task.task_id, []) if rows is None else rows
+        return next_step(
+            task.task.created_at,
+            task.deadline,
+            task.task.priority,
+            self.policy,
+            _state(task, taken),
+        )
+
+    def mark_changed(self, task_id: str) -> None:
+        """Ack, snooze or decision: a step under way must read the task afresh at its end."""
+        self._changed.add(task_id)
+
+    # ------------------------------------------------------------------ start
+    async def recover(self) -> None:
+        """Settle what a crash left ``claimed`` and load the unreachable phones."""
+        now = self.clock()
+        for row in await self.repository.expire_claimed(now):
+            outcome = "retry" if row.channel in ("reassign", "decision") else "unknown"
+            await self.audit(
+                row.task_id,
+                f"escalation.{row.channel}",
+                outcome,
+                f"{row.step}: interrupted by a restart while sending to {row.recipient}; "
+                + ("sent again (idempotent)" if outcome == "retry" else "not repeated"),
+            )
+        self.executor.unreachable = await self.repository.unreachable()
+
+    async def rebuild(self) -> dict[str, datetime]:
+        """Every open task's next wake-up from the store (in bulk): task id → when.
+
+        A task with a ``claimed`` step wakes now (to resume it); a task with no step left
+        has none. Yields to the event loop every 500 tasks (a big backlog at start).
+        """
+        now = self.clock()
+        tasks = list(await self.tasks.open_tasks())
+        steps = await self.repository.steps(t.task_id for t in tasks)
+        self.history = dict(steps)
+        wakes: dict[str, datetime] = {}
+        for index, task in enumerate(tasks):
+            if index % 500 == 499:
+                await asyncio.sleep(0)
+            rows = steps.get(task.task_id, [])
+            if any(r.status == "claimed" for r in rows):
+                wakes[task.task_id] = now
+                continue
+            try:
+                nxt = self.next_due(task, rows)
+            except ValueError:
+                continue
+            if nxt is not None:
+                wakes[task.task_id] = nxt.deliver_at
+        return wakes
+
+    # ------------------------------------------------------------------ one wake-up
+    async def wake(self, task_id: str, *, on_claimed: Callable[[], None] | None = None) -> None:
+        """:meth:`on_wake` at the clock's now, then set the task's :class:`Alarm` (cancel it
+        when nothing is left); a failure is logged and tried again 5 s later."""
+        try:
+            at = await self.on_wake(task_id, self.clock(), on_claimed=on_claimed)
+        except Exception:
+            log.exception("escalation of task %s failed", task_id)
+            self.alarm.set(task_id, self.clock() + RETRY_WAKE)
+            return
+        finally:
+            if on_claimed is not None:
+                on_claimed()
+        if at is None:
+            self.alarm.cancel(task_id)
+        else:
+            self.alarm.set(task_id, at)
+
+    async def on_wake(
+        self, task_id: str, now: datetime, *, on_claimed: Callable[[], None] | None = None
+    ) -> datetime | None:
+        """Steps 1–5 of the module docstring for one task; its next wake-up (``None``: none).
+
+        ``on_claimed`` is called once the due step is claimed (or known not to be), before
+        its deliveries are done: the caller may then run the bundler for what was claimed.
+        """
+        claimed = on_claimed or _nothing
+        self._changed.discard(task_id)  # this pass reads the state fresh
+        task = await self.tasks.get(task_id)
+        if task is None:
+            return None
+        if task.is_decided:
+            await self._stop(task)
+            return None
+        rows = (await self.repository.steps([task_id])).get(task_id, [])
+        self.history[task_id] = rows
+        took = False
+        after: list[LadderStepRow] = []  # the rows once this step is done (see _take)
+        unfinished = next((r for r in rows if r.status == "claimed"), None)
+        if unfinished is not None:  # claimed before a crash: resume it (late)
+            claimed()
+            late = max(0.0, (self.clock() - unfinished.due_at).total_seconds())
+            await self.executor.run_step(task, StepKind(unfinished.step), late)
+            took = True
+        else:
+            due = due_now(
+                task.task.created_at,
+                task.deadline,
+                task.task.priority,
+                self.policy,
+                _state(task, rows),
+                now,
+            )
+            if due:
+                took, after = await self._take(task, due[0], rows, now, claimed)
+        claimed()
+        if after and task_id not in self._changed:
+            # nothing changed the task meanwhile (an ack, snooze or decision would have said
+            # so through mark_changed): its state is what was read, plus this step
+            return await self._next_wake(task, after, refresh=True)
+        return await self._reread(task_id, refresh=took)
+
+    async def _take(
+        self,
+        task: LadderTask,
+        step: StepDue,
+        rows: list[LadderStepRow],
+        now: datetime,
+        claimed: Callable[[], None],
+    ) -> tuple[bool, list[LadderStepRow]]:
+        """Claim ``step`` with its deliveries and do it.
+
+        Returns whether this call won the claim (the unique ``(task, step)`` key: another
+        wake-up may have claimed it first), and the rows afterwards when the claim finished
+        the step by itself (all its deliveries are the bundler's), else ``[]``.
+        """
+        task_id = task.task_id
+        late = step.late_by_seconds(now)
+        planned = plan_deliveries(
+            step,
+            people=self.roster.people(),
+            assignee=self.roster.assignee(task),
+            unreachable=self.unreachable,
+            safe_default=self.policy.safe_default,
+        )
+        # a step whose deliveries are all the bundler's has no side effect of its own: it is
+        # written done in its claim (one write per reminder, not two)
+        own = [d for d in planned if d.channel not in BUNDLED_CHANNELS]
+        done_outcome = None if own else step_outcome(late, planned)
+        won = await self.repository.claim_step(
+            task_id,
+            step.kind.value,
+            due_at=step.deliver_at,
+            now=now,
+            deliveries=planned,
+            audit={
+                "actor_name": ACTOR_NAME,
+                "via": ACTOR_VIA,
+                "action": f"escalation.{step.kind.value}",
+                "outcome": "claimed",
+                "task_id": task_id,
+                "detail": (
+                    f"due {step.deliver_at.isoformat()}{late_marker(late)}; "
+                    + (", ".join(f"{d.channel}→{d.recipient}" for d in planned) or "nobody")
+                )[:2000],
+            },
+            done_outcome=done_outcome,
+        )
+        claimed()
+        if not won:
+            return False, []
+        self.new_bundle_keys.update(
+            (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
+        )
+        if done_outcome is None:
+            await self.executor.run_step(task, step.kind, late)
+            return True, []
+        # nothing else wrote this task's steps: the caller holds its lock
+        row = LadderStepRow(
+            task_id, step.kind.value, step.deliver_at, now, late, "done", done_outcome
+        )
+        return True, [*rows, row]
+
+    async def _reread(self, task_id: str, *, refresh: bool) -> datetime | None:
+        """The task's next wake-up from its state read afresh."""
+        task = await self.tasks.get(task_id)
+        if task is None:
+            return None
+        rows = (await self.repository.steps([task_id])).get(task_id, [])
+        return await self._next_wake(task, rows, refresh=refresh)
+
+    async def _next_wake(
+        self, task: LadderTask, rows: list[LadderStepRow], *, refresh: bool
+    ) -> datetime | None:
+        self.history[task.task_id] = rows
+        if refresh:
+            self.announcer.refresh(task.task_id)
+        if task.is_decided:
+            await self._stop(task)
+            return None
+        nxt = self.next_due(task, rows)
+        if nxt is None:
+            return None
+        return max(nxt.deliver_at, self.clock()) if refresh else nxt.deliver_at
+
+    async def _stop(self, task: LadderTask) -> None:
+        """A decision stops everything still pending (issue: "Only a decision stops")."""
+        self.alarm.cancel(task.task_id)
+        self.history.pop(task.task_id, None)  # a decided task's message shows no ladder
+        cancelled = await self.repository.cancel_pending(
+            task.task_id, f"decided ({task.decision})", self.clock()
+        )
+        if cancelled:
+            await self.audit(
+                task.task_id,
+                "escalation.stopped",
+                "ok",
+                f"{cancelled} pending notification(s) cancelled: task {task.decision}",
+            )
+
+
+def _nothing() -> None:
+    return None
+
+
+def _state(task: LadderTask, rows: Iterable[LadderStepRow]) -> LadderState:
+    return LadderState(
+        decided=task.is_decided,
+        acknowledged_at=task.acknowledged_at,
+        snoozed_until=task.snoozed_until,
+        taken=frozenset(StepKind(r.step) for r in rows if r.step in STEP_VALUES),
+    )
