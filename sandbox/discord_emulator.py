@@ -17,6 +17,17 @@ size limits (50035 "Invalid Form Body" with a Discord-style ``errors`` tree), pe
 message rate limits (429 with ``retry_after``, which discord.py waits out and retries),
 closed DMs (50007) and missing permissions (50013).
 
+Conformance to Discord's API description
+----------------------------------------
+Before any of that, every REST request (method + path, query string, JSON body or the
+``payload_json`` part of a multipart body) is checked against Discord's published OpenAPI
+description of API v10 by :class:`sandbox.discord_spec.DiscordSpec` (``shared/specs/
+discord-openapi.json`` beside the checkout; the places where the emulator follows Discord's
+documentation instead of the description are listed in that module's docstring). A request that
+does not conform is recorded in :attr:`DiscordEmulator.spec_violations` and, in strict mode (the
+default), answered ``400`` / ``50035 Invalid Form Body`` with the field paths, as Discord does.
+Without the description file the emulator runs with the check off and logs that once.
+
 Time
 ----
 Interaction deadlines are measured on the emulator's clock, ``time.monotonic()`` plus an
@@ -44,6 +55,8 @@ from typing import Any, NamedTuple
 from aiohttp import WSMsgType, web
 from multidict import MultiMapping
 
+from sandbox.discord_spec import DiscordSpec, load_default_spec
+
 __all__ = [
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
@@ -56,6 +69,7 @@ __all__ = [
     "RecordedError",
     "RecordedMessage",
     "RoleSpec",
+    "SpecViolation",
 ]
 
 _log = logging.getLogger(__name__)
@@ -313,6 +327,36 @@ class RecordedError:
     status: int
     code: int | None
     body: Any
+    at: float
+
+
+@dataclass
+class SpecViolation:
+    """A request that does not conform to Discord's API description.
+
+    Attributes
+    ----------
+    method, path:
+        The request (path below the API base, no query string).
+    operation:
+        The description's path template it matched, e.g. ``/channels/{channel_id}/messages``
+        (``None`` for an operation the description does not list).
+    errors:
+        Discord's nested ``errors`` tree (field path → ``{"_errors": [...]}``).
+    body:
+        The JSON body as sent (for multipart: ``payload_json``).
+    query:
+        The query string's (name, value) pairs.
+    at:
+        Emulator clock (seconds).
+    """
+
+    method: str
+    path: str
+    operation: str | None
+    errors: JSON
+    body: Any
+    query: list[tuple[str, str]]
     at: float
 
 
@@ -961,6 +1005,16 @@ class DiscordEmulator:
         ``Authorization: Bot <token>`` and IDENTIFY must carry it, else 401 / close 4004.
     heartbeat_interval_ms:
         Heartbeat interval sent in HELLO, in milliseconds.
+    spec:
+        Discord's API description to check every request against; by default the one
+        :func:`sandbox.discord_spec.load_default_spec` finds (``None`` there: no check).
+    check_spec:
+        ``False`` turns the conformance check off whatever ``spec`` is.
+    spec_strict:
+        ``True`` (default): a non-conforming request is answered 400 / 50035. ``False``: it is
+        only recorded in :attr:`spec_violations` and then handled as usual; for a test that
+        deliberately sends a bad body to see the emulator's own checks. Settable later as the
+        attribute of the same name.
     """
 
     def __init__(
@@ -977,6 +1031,9 @@ class DiscordEmulator:
         channel_rate_window_seconds: float = 5.0,
         token: str | None = None,
         heartbeat_interval_ms: int = 41_250,
+        spec: DiscordSpec | None = None,
+        check_spec: bool = True,
+        spec_strict: bool = True,
     ) -> None:
         self.guild = guild
         self.application_id = application_id
@@ -989,6 +1046,14 @@ class DiscordEmulator:
         self.channel_rate_window_seconds = channel_rate_window_seconds
         self.token = token
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.spec: DiscordSpec | None = None
+        if check_spec:
+            self.spec = spec if spec is not None else load_default_spec()
+        self.spec_strict = spec_strict
+        #: Every request that did not conform to :attr:`spec` (strict or not).
+        self.spec_violations: list[SpecViolation] = []
+        #: How many requests were checked against :attr:`spec`.
+        self.spec_checked = 0
 
         # The record.
         self.synced_commands: dict[int, list[JSON]] = {}
@@ -1178,6 +1243,9 @@ class DiscordEmulator:
         body: JSON | None = None,
     ) -> None:
         """Answer the next ``times`` matching REST requests with ``status`` instead.
+
+        A request is matched after the routing, token and conformance checks, so a failure
+        is injected only into requests Discord would have accepted.
 
         Parameters
         ----------
@@ -1634,9 +1702,7 @@ class DiscordEmulator:
         path = "/" + request.match_info["tail"]
         method = request.method.upper()
         try:
-            reply = self._take_injected(method, path)
-            if reply is None:
-                reply = await self._route(request, method, path)
+            reply = await self._route(request, method, path)
         except _ApiError as exc:
             reply = _Reply(exc.status, exc.body, exc.headers)
         except Exception as exc:  # never answer 5xx by accident: discord.py would retry
@@ -1711,8 +1777,43 @@ class DiscordEmulator:
             if request.headers.get("Authorization") != f"Bot {self.token}":
                 raise _ApiError(401, {"code": 0, "message": "401: Unauthorized"})
         body, files = await self._read_body(request)
+        self._check_conformance(method, path, list(request.query.items()), body)
+        injected = self._take_injected(method, path)
+        if injected is not None:
+            return injected
         req = _Request(method, path, params, request.query, request.headers, body, files)
         return await route.handler(req)
+
+    def _check_conformance(
+        self, method: str, path: str, query: list[tuple[str, str]], body: Any
+    ) -> None:
+        """Check a request against Discord's API description (the one place it happens)."""
+        if self.spec is None:
+            return
+        self.spec_checked += 1
+        errors = self.spec.check(method, path, body=body, query=query)
+        if not errors:
+            return
+        operation = self.spec.match(method, path)
+        self.spec_violations.append(
+            SpecViolation(
+                method,
+                path,
+                operation.template if operation else None,
+                errors,
+                body,
+                query,
+                self.now(),
+            )
+        )
+        _log.warning(
+            "discord emulator: %s %s does not conform to Discord's API description: %s",
+            method,
+            path,
+            json.dumps(errors)[:2000],
+        )
+        if self.spec_strict:
+            raise _ApiError(400, {"code": 50035, "errors": errors, "message": "Invalid Form Body"})
 
     @staticmethod
     async def _read_body(request: web.Request) -> tuple[Any, list[JSON]]:

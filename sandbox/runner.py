@@ -339,6 +339,22 @@ class Scenario:
         )
 
 
+def _check_conformance(world: World, checks: Checks, write: Callable[[str], None]) -> None:
+    """Add the check that every request to Discord conformed to Discord's API description."""
+    discord = world.discord
+    if discord.spec is None:
+        write(
+            "(Discord API conformance checks were off: shared/specs/discord-openapi.json not found)"
+        )
+        return
+    for violation in discord.spec_violations:
+        write(f"  ✗ {violation.method} {violation.path}: {violation.errors}")
+    checks.check(
+        not discord.spec_violations,
+        f"all {discord.spec_checked} requests to Discord conform to Discord's API description",
+    )
+
+
 async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = print) -> int:
     """Run the whole sandbox; return the process exit code (0 when every check held)."""
     started = time.monotonic()
@@ -367,6 +383,7 @@ async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = p
         finally:
             await app.stop()
             await world.stop()
+        _check_conformance(world, scenario.checks, write)
     checks = scenario.checks
     write("")
     write(f"Summary ({time.monotonic() - started:.1f}s):")

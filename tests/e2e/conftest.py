@@ -13,13 +13,19 @@ from tests.support.harness import BridgeProcess
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    """The three emulators and a guild with alice (approver), dave (deploy approver), bob."""
+    """The three emulators and a guild with alice (approver), dave (deploy approver), bob.
+
+    Every request the bridge sends to Discord must conform to Discord's API description
+    (``world.discord.spec_violations`` is empty at the end of the test).
+    """
     w = World(tmp_path)
     await w.start()
     try:
         yield w
     finally:
         await w.stop()
+    assert w.discord.spec is not None, "Discord's API description (shared/specs) was not found"
+    assert not w.discord.spec_violations, w.discord.spec_violations
 
 
 @pytest.fixture

@@ -344,6 +344,7 @@ async def muted_world(tmp_path: Path) -> AsyncIterator[World]:
         yield w
     finally:
         await w.stop()
+    assert not w.discord.spec_violations, w.discord.spec_violations
 
 
 async def test_degraded_no_twilio_no_here_permission_dm_closed(muted_world: World) -> None:

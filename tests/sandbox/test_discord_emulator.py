@@ -74,6 +74,8 @@ async def running_emulator(**kwargs: Any) -> AsyncIterator[DiscordEmulator]:
     try:
         yield emulator
         assert not emulator.internal_errors, emulator.internal_errors
+        assert emulator.spec is not None, "Discord's API description (shared/specs) not found"
+        assert not emulator.spec_violations, emulator.spec_violations
     finally:
         await emulator.stop()
         point_discord_at(DEFAULT_API_BASE_URL, DEFAULT_GATEWAY_URL)
@@ -422,6 +424,8 @@ async def test_oversized_embed_is_refused_with_50035(emulator: DiscordEmulator, 
     body = emulator.errors[-1].body
     assert body["errors"]["embeds"]["0"]["title"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
     assert emulator.messages(DECISIONS) == []
+    assert [v.operation for v in emulator.spec_violations] == ["/channels/{channel_id}/messages"]
+    emulator.spec_violations.clear()  # sent on purpose
 
 
 def _row(*components: dict[str, Any]) -> dict[str, Any]:
@@ -498,9 +502,13 @@ def _button(custom_id: str, label: str = "Go") -> dict[str, Any]:
         ),
     ],
 )
+@pytest.mark.parametrize("spec_strict", [True, False], ids=["spec-strict", "own-checks"])
 async def test_message_limits_are_enforced(
-    emulator: DiscordEmulator, payload: dict[str, Any], path: list[str]
+    emulator: DiscordEmulator, payload: dict[str, Any], path: list[str], spec_strict: bool
 ) -> None:
+    """Discord's documented limits, answered by the API-description check or (lenient) by the
+    emulator's own checks with the same field path."""
+    emulator.spec_strict = spec_strict
     url = f"{emulator.api_base_url}/channels/{DECISIONS}/messages"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as session:
         async with session.post(url, json={"content": "hi", **payload}) as response:
@@ -512,6 +520,7 @@ async def test_message_limits_are_enforced(
     for part in path:
         node = node[part]
     assert node["_errors"], body
+    emulator.spec_violations.clear()  # sent on purpose
 
 
 async def test_rest_requires_the_token_and_answers_exact_json(emulator: DiscordEmulator) -> None:
