@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,17 +22,12 @@ __all__ = [
 ]
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # discord.py logs every gateway frame at DEBUG; keep it at INFO unless asked.
-    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
-    # the bridge has no voice features: discord.py's "PyNaCl is not installed" is noise
-    logging.getLogger("discord.client").addFilter(
-        lambda record: "voice will NOT be supported" not in record.getMessage()
-    )
+def _configure_logging(
+    level: str, fmt: str | None = "text", secrets: list[str] | None = None
+) -> None:
+    from bot.logs import configure_logging
+
+    configure_logging(level, fmt=fmt, secrets=secrets or ())
 
 
 def _load_settings_or_exit() -> object:
@@ -107,7 +101,7 @@ def cmd_run(_: argparse.Namespace) -> int:
 
     settings = _load_settings_or_exit()
     assert isinstance(settings, Settings)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     asyncio.run(run_service(settings))
     return 0
 

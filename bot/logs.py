@@ -1,0 +1,191 @@
+"""The bridge's logs: levels as the contract spells them, JSON lines, no secrets.
+
+``LOG_FORMAT=json`` writes one JSON object per line in the factory contract's ``LogEntry``
+shape (factory contract §7.2): ``timestamp`` (ISO 8601, UTC), ``level``
+(``debug|info|warn|error|fatal``), ``message``, ``service`` (``"discord-bridge"``), and where
+known ``data`` (the record's extra fields and its logger), ``error`` (``name``, ``message``,
+``stack``), ``durationMs``, ``taskId``, ``eventId``. ``LOG_FORMAT=text`` writes the classic
+``time LEVEL logger: message`` line. Without ``LOG_FORMAT`` the format is text on a terminal
+and JSON otherwise (a container's stdout goes to a log collector).
+
+Every configured secret (bot token, webhook secrets, API key, Twilio auth token, WebSocket
+token) is replaced by ``[redacted]`` in every line, whatever logged it, message, arguments or
+traceback alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+__all__ = [
+    "CONTRACT_LEVELS",
+    "JsonFormatter",
+    "RedactingFormatter",
+    "configure_logging",
+    "parse_log_level",
+]
+
+#: The service name in every JSON line (contract §7.2 ``LogEntry.service``).
+SERVICE = "discord-bridge"
+
+#: ``LOG_LEVEL`` spellings (any case) → the standard library's level names. ``warn`` and
+#: ``fatal`` are the contract's (§7.2); ``warning`` and ``critical`` are Python's.
+CONTRACT_LEVELS: dict[str, str] = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warn": "WARNING",
+    "warning": "WARNING",
+    "error": "ERROR",
+    "fatal": "CRITICAL",
+    "critical": "CRITICAL",
+}
+
+#: Standard library level → the contract's ``LogEntry.level``.
+_CONTRACT_NAME = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
+
+#: Attributes every ``LogRecord`` has: whatever else a record carries came from ``extra=``.
+_RECORD_FIELDS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+#: ``extra=`` keys that have their own ``LogEntry`` field.
+_PROMOTED = {"task_id": "taskId", "event_id": "eventId", "duration_ms": "durationMs"}
+
+REDACTED = "[redacted]"
+
+
+def parse_log_level(value: str) -> str:
+    """The standard library level name for a ``LOG_LEVEL`` value.
+
+    Parameters
+    ----------
+    value:
+        Any case, surrounding spaces ignored: ``debug``, ``info``, ``warn``/``warning``,
+        ``error``, ``fatal``/``critical`` (contract §7.2 spells ``warn`` and ``fatal``).
+
+    Raises
+    ------
+    ValueError
+        For any other value, naming the accepted ones.
+    """
+    name = CONTRACT_LEVELS.get(value.strip().lower())
+    if name is None:
+        raise ValueError(
+            f"unknown log level {value!r}: use debug, info, warn, error or fatal (any case)"
+        )
+    return name
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """The text format with every secret replaced by ``[redacted]``.
+
+    Parameters
+    ----------
+    secrets:
+        Values never to print (empty strings and values shorter than 4 characters are
+        ignored: redacting those would garble ordinary text).
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), fmt: str | None = None) -> None:
+        super().__init__(fmt or "%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len)[::-1])
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line, redacted."""
+        return _redact(super().format(record), self.secrets)
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per record in the contract's ``LogEntry`` shape (§7.2), redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line (no newline inside)."""
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": _CONTRACT_NAME.get(record.levelno, record.levelname.lower()),
+            "message": record.getMessage(),
+            "service": SERVICE,
+        }
+        data: dict[str, Any] = {"logger": record.name}
+        for key, value in record.__dict__.items():
+            if key in _RECORD_FIELDS or key.startswith("_"):
+                continue
+            if key in _PROMOTED:
+                entry[_PROMOTED[key]] = value
+            else:
+                data[key] = value
+        entry["data"] = data
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            entry["error"] = {
+                "name": type(exc).__name__,
+                "message": str(exc),
+                "stack": "".join(traceback.format_exception(exc)),
+            }
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        return _redact(line, self.secrets)
+
+
+def configure_logging(
+    level: str,
+    *,
+    fmt: str | None = None,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Set up the root logger for the bridge (replacing earlier handlers).
+
+    Parameters
+    ----------
+    level:
+        A ``LOG_LEVEL`` value (see :func:`parse_log_level`).
+    fmt:
+        ``"json"``, ``"text"``, or ``None``: text when ``stream`` is a terminal, else JSON.
+    secrets:
+        Values redacted from every line.
+    stream:
+        Where lines go (standard error by default).
+
+    Raises
+    ------
+    ValueError
+        For an unknown level or format.
+    """
+    stream = stream or sys.stderr
+    if fmt is None:
+        fmt = "text" if stream.isatty() else "json"
+    if fmt not in ("json", "text"):
+        raise ValueError(f"unknown log format {fmt!r}: use json or text")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else RedactingFormatter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(parse_log_level(level))
+    # discord.py logs every gateway frame at DEBUG; keep it at INFO unless asked.
+    logging.getLogger("discord").setLevel(max(logging.INFO, root.level))
+    # the bridge has no voice features: discord.py's "PyNaCl is not installed" is noise
+    logging.getLogger("discord.client").addFilter(
+        lambda record: "voice will NOT be supported" not in record.getMessage()
+    )
