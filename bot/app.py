@@ -28,6 +28,7 @@ from bot.factory.events import FactoryEvent
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
 from bot.ladder import LadderRuntime
+from bot.metrics import BridgeMetrics
 from bot.pipelines import PipelineNames
 from bot.roster import load_roster
 from bot.settings import Settings
@@ -104,6 +105,15 @@ class BridgeApp:
             messenger=DiscordMessenger(self.notifier),
             clock=clock,
         ).handle
+        self.metrics = BridgeMetrics(
+            open_tasks=self.store.open_task_counts,
+            queue_depth=lambda: self.processor.queue_depth(),
+            task_timing=self._task_timing,
+            clock=clock,
+        )
+        self.store.add_audit_observer(self.metrics.observe_audit)
+        self.factory.add_response_hook(self.metrics.observe_factory_response)
+        self.metrics.instrument_discord(self.client.http)
         self.pipeline_names = PipelineNames(self._pipeline_name)
         self.notifier.pipeline_names = self.pipeline_names
         self.processor = EventProcessor(self.store, self.bridge.handle_event)
@@ -119,8 +129,12 @@ class BridgeApp:
             health=self.health,
             body_timeout_seconds=settings.bridge_http_body_timeout_seconds,
             counters=self.processor.counters,
+            on_outcome=self.metrics.observe_event,
+            metrics=self.metrics.render,
         )
         self.features: list[Any] = []
+        #: Twilio (set by the features: ``_make_pager``); ``None`` without TWILIO_* settings
+        self.pager: Pager | None = None
         self._client_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
@@ -130,6 +144,13 @@ class BridgeApp:
         then hand it to the processor."""
         self.pipeline_names.learn_from_event(event)
         self.processor.submit(event_id, event)
+
+    async def _task_timing(self, task_id: str) -> tuple[str, datetime] | None:
+        """``(priority, created_at)`` of a stored task (metrics' time to decision)."""
+        tracked = await self.store.get_task(task_id)
+        if tracked is None:
+            return None
+        return tracked.task.priority.value, tracked.task.created_at
 
     async def _pipeline_name(self, pipeline_id: str) -> str:
         return (await self.factory.get_pipeline(pipeline_id)).name
@@ -151,6 +172,7 @@ class BridgeApp:
             "database": await self.store.ping(),
             "database_write": write_problem or True,
             "startup": self._started,
+            "intake": self.intake.port is not None,
         }
 
     async def start(self) -> None:
@@ -210,6 +232,9 @@ class BridgeApp:
                 with contextlib.suppress(Exception):
                     await hook()
         await self.client.unload_cogs()  # their cog_unload stops batching and the ladder
+        if self.pager is not None:
+            with contextlib.suppress(Exception):
+                await self.pager.aclose()
         await self.bridge.stop()  # background re-sends: what they carry stays in flight
         await self.client.close()
         if self._client_task is not None:
@@ -217,6 +242,7 @@ class BridgeApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._client_task
         await self.factory.aclose()
+        self.metrics.close()
         await self.store.close()
 
     def request_stop(self) -> None:
@@ -278,6 +304,8 @@ def _attach_features(app: BridgeApp) -> None:
         batching = BatchingRuntime(app.bridge, app.notifier)
         app.bridge.batcher = batching
         app.client.initial_cogs.append(BatchingCog(app.client, batching))
+    # --- Twilio (the ladder's SMS and calls, the self-alert) --------------------------------
+    app.pager = _make_pager(app)
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
@@ -292,6 +320,31 @@ def _attach_features(app: BridgeApp) -> None:
                     public_url=app.settings.bridge_public_url,
                     secret=app.settings.factory_webhook_secret.get_secret_value(),
                 )
+            )
+        )
+    # --- the bridge watches its Discord session (SELF_ALERT_AFTER_SECONDS) -----------------
+    from bot.self_watch import SelfWatch
+
+    app.features.append(
+        SelfWatch(
+            disconnected_since=lambda: app.client.disconnected_since,
+            pager=app.pager,
+            roster=app.roster,
+            store=app.store,
+            after_seconds=app.settings.self_alert_after_seconds,
+            clock=app.clock,
+        )
+    )
+    # --- dead man's switch (HEARTBEAT_URL) ----------------------------------------------------
+    if app.settings.heartbeat_url:
+        from bot.heartbeat import Heartbeat
+
+        app.features.append(
+            Heartbeat(
+                app.settings.heartbeat_url,
+                interval_seconds=app.settings.heartbeat_interval_seconds,
+                checks=app.health,
+                on_success=app.metrics.heartbeat_last_success.set,
             )
         )
     # --- WebSocket intake and reconciliation ------------------------------------------------
@@ -327,6 +380,23 @@ def _attach_features(app: BridgeApp) -> None:
     return None
 
 
+def _make_pager(app: BridgeApp) -> Pager | None:
+    """Twilio SMS and calls from the ``TWILIO_*`` settings, or ``None`` without them."""
+    settings = app.settings
+    if not settings.twilio_configured:
+        return None
+    from bot.pager.twilio_pager import TwilioPager
+
+    assert settings.twilio_auth_token is not None
+    return TwilioPager(
+        settings.twilio_account_sid or "",
+        settings.twilio_auth_token.get_secret_value(),
+        settings.twilio_from_number or "",
+        base_url=settings.twilio_api_base_url,
+        observe=app.metrics.observe_twilio,
+    )
+
+
 def _attach_ladder(app: BridgeApp) -> LadderRuntime:
     """Build the ladder for ``app`` and wire it in (the "escalation ladder" slot of :func:`_attach_features`).
 
@@ -334,25 +404,15 @@ def _attach_ladder(app: BridgeApp) -> LadderRuntime:
     :class:`~bot.discord.cogs.EscalationCog` (its ``start``/``stop`` run with the bot's cogs)
     and shares ``app.scheduler`` (one APScheduler per process) when another feature made one.
     """
-    settings = app.settings
-    pager: Pager | None = None
-    if settings.twilio_configured:
-        from bot.pager.twilio_pager import TwilioPager
-
-        assert settings.twilio_auth_token is not None
-        pager = TwilioPager(
-            settings.twilio_account_sid or "",
-            settings.twilio_auth_token.get_secret_value(),
-            settings.twilio_from_number or "",
-            base_url=settings.twilio_api_base_url,
-        )
-    else:
+    pager = app.pager
+    if pager is None:
         log.warning("Twilio is not configured: SMS and call steps will be recorded as skipped")
     runtime = LadderRuntime(
         bridge=app.bridge,
         messenger=DiscordMessenger(app.notifier),
         pager=pager,
         scheduler=getattr(app, "scheduler", None),
+        step_taken=app.metrics.step_taken,
     )
     if getattr(app, "scheduler", None) is None:
         app.scheduler = runtime.scheduler  # type: ignore[attr-defined]

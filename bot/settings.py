@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.logs import parse_log_level
 from escalation.models import Priority
 from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
 
@@ -91,7 +92,15 @@ class Settings(BaseSettings):
     bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     bridge_roster_file: Path | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: any case; the contract's ``warn`` and ``fatal`` too (§7.2); stored as Python's level name
+    log_level: str = "INFO"
+    #: ``json`` (contract §7.2 ``LogEntry`` lines) or ``text``; unset: text on a terminal, else json
+    log_format: Literal["json", "text"] | None = None
+    #: dead man's switch: requested every HEARTBEAT_INTERVAL_SECONDS while healthy (bot.heartbeat)
+    heartbeat_url: str | None = None
+    heartbeat_interval_seconds: float = Field(default=60.0, gt=0)
+    #: Discord session down this long → one SMS to the on-call admins (bot.self_watch)
+    self_alert_after_seconds: float = Field(default=300.0, gt=0)
 
     # --- SLA and escalation (contract §5.3, Appendix B) --------------------------------------
     sla_critical_seconds: float = Field(default=3600, gt=0)
@@ -144,6 +153,25 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return parse_log_level(value)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() or None if isinstance(value, str) else value
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret's value (for redaction from logs, ``bot.logs``)."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values.append(value.get_secret_value())
+        return [v for v in values if v]
 
     @field_validator("quiet_hours_timezone")
     @classmethod

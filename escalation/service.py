@@ -96,6 +96,9 @@ class LadderService:
         Backoff between attempts of a failing delivery, seconds.
     sleep
         Awaited with a delay in seconds between two attempts (``asyncio.sleep``).
+    step_taken
+        Called with ``(step, priority, late_seconds)`` each time this process claims a step
+        (metrics); must not raise or block. Optional.
 
     Attributes
     ----------
@@ -123,8 +126,10 @@ class LadderService:
         clock: Clock,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        step_taken: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.policy = policy
+        self._step_taken = step_taken
         self.repository = repository
         self.tasks = tasks
         self.roster = roster
@@ -344,6 +349,8 @@ class LadderService:
         claimed()
         if not won:
             return False, []
+        if self._step_taken is not None:
+            self._step_taken(step.kind.value, task.task.priority.value, late)
         self.new_bundle_keys.update(
             (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
         )

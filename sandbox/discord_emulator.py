@@ -1098,6 +1098,9 @@ class DiscordEmulator:
         self._seq = 0
         self._dispatch_log: list[JSON] = []
         self._active: _GatewayConn | None = None
+        #: While True, new Gateway connections are refused (503): an outage, see
+        #: :meth:`gateway_outage`.
+        self.gateway_refused = False
         self._conns: set[_GatewayConn] = set()
         self._gateway_lock = asyncio.Lock()
 
@@ -2266,6 +2269,8 @@ class DiscordEmulator:
     # ---------------------------------------------------------------- Gateway
 
     async def _gateway_handler(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_refused:
+            return web.Response(status=503, text="gateway unavailable (emulated outage)")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         conn = _GatewayConn(ws)
@@ -2430,6 +2435,13 @@ class DiscordEmulator:
             conn.ws.close(code=code, message=b"emulator dropped the connection"), 10
         )
         self._notify()
+
+    async def gateway_outage(self, *, down: bool = True) -> None:
+        """Start (``down=True``: drop the bot's connection and refuse new ones with 503) or
+        end (``down=False``: accept connections again) an outage of the Gateway."""
+        self.gateway_refused = down
+        if down and self._active is not None:
+            await self.drop_gateway()
 
     # ---------------------------------------------------------------- acting as a person
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
@@ -73,6 +74,10 @@ class BridgeBot(commands.Bot):
         #: their app commands are added for ``guild_id``).
         self.initial_cogs: list[commands.Cog] = []
         self.ready_event = asyncio.Event()
+        #: False from a gateway disconnect until the session is READY or RESUMED again
+        self.connected = False
+        #: aware UTC time the gateway session was lost (``None`` while it is up)
+        self.disconnected_since: datetime | None = None
 
     @property
     def guild(self) -> discord.Object:
@@ -100,17 +105,35 @@ class BridgeBot(commands.Bot):
     async def on_ready(self) -> None:
         """Mark the Discord session ready (``/healthz`` reports it)."""
         log.info("connected to Discord as %s", self.user)
-        self.ready_event.set()
+        self._up()
 
     async def on_resumed(self) -> None:
         """A dropped gateway session was resumed."""
         log.info("Discord session resumed")
+        self._up()
+
+    async def on_disconnect(self) -> None:
+        """The gateway connection was lost: the session is down until READY/RESUMED
+        (``/healthz`` and the heartbeat say so)."""
+        if self.connected:
+            log.warning("Discord gateway connection lost")
+            self.disconnected_since = datetime.now(UTC)
+        self.connected = False
+
+    def _up(self) -> None:
+        self.connected = True
+        self.disconnected_since = None
         self.ready_event.set()
 
     @property
     def session_ready(self) -> bool:
         """True while the gateway session is up."""
-        return self.ready_event.is_set() and not self.is_closed() and self.is_ready()
+        return (
+            self.ready_event.is_set()
+            and self.connected
+            and not self.is_closed()
+            and self.is_ready()
+        )
 
 
 def bot_of(interaction: discord.Interaction[Any]) -> BridgeBot:

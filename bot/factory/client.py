@@ -157,6 +157,11 @@ class FactoryClient:
         #: Items of task lists left out because they could not be read (see iter_tasks).
         self.skipped_items = 0
 
+    def add_response_hook(self, hook: Callable[[httpx.Response], Awaitable[None]]) -> None:
+        """Call ``hook`` with every response the factory sends (httpx ``event_hooks``;
+        metrics). It must not read the body or raise."""
+        self._http.event_hooks["response"].append(hook)
+
     async def aclose(self) -> None:
         """Close the underlying connection pool."""
         await self._http.aclose()

@@ -126,6 +126,12 @@ class EventIntake:
         short of its ``Content-Length`` then is a 400, a chunked one a 408.
     counters:
         Returns extra numbers for ``/healthz`` (e.g. ``{"events_failed": 2}``); optional.
+    on_outcome:
+        Called with ``("webhook", outcome)`` for every ``POST /events`` answered: ``accepted``
+        (202), ``duplicate`` (200) or ``rejected`` (4xx/5xx) — metrics; optional.
+    metrics:
+        Renders ``GET /metrics``: ``(body, content type)`` in the Prometheus text format
+        (``bot.metrics.BridgeMetrics.render``); without it ``/metrics`` is 404.
     """
 
     def __init__(
@@ -140,6 +146,8 @@ class EventIntake:
         tolerance_seconds: float = 300.0,
         body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
         counters: Callable[[], dict[str, int]] | None = None,
+        on_outcome: Callable[[str, str], None] | None = None,
+        metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
     ) -> None:
         self.store = store
         self._secret = secret
@@ -150,9 +158,13 @@ class EventIntake:
         self._tolerance = tolerance_seconds
         self._body_timeout = body_timeout_seconds
         self._counters = counters
+        self._on_outcome = on_outcome
+        self._metrics = metrics
         self.app = web.Application(client_max_size=MAX_BODY_BYTES * 2)
-        self.app.router.add_post("/events", self.post_event)
+        self.app.router.add_post("/events", self._post_event_counted)
         self.app.router.add_get("/healthz", self.healthz)
+        if metrics is not None:
+            self.app.router.add_get("/metrics", self.metrics)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -218,6 +230,22 @@ class EventIntake:
                 400, f"body shorter than its Content-Length: {size} of {announced} bytes"
             )
         return b"".join(chunks)
+
+    async def _post_event_counted(self, request: web.Request) -> web.Response:
+        response = await self.post_event(request)
+        if self._on_outcome is not None:
+            status = response.status
+            outcome = "accepted" if status == 202 else "duplicate" if status == 200 else "rejected"
+            self._on_outcome("webhook", outcome)
+        return response
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: every metric in the Prometheus text exposition format."""
+        assert self._metrics is not None
+        body, content_type = await self._metrics()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
 
     async def post_event(self, request: web.Request) -> web.Response:
         """Verify, validate, store, then answer (see the module table)."""

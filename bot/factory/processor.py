@@ -196,6 +196,10 @@ class EventProcessor:
         self._submitted.append((event_id, event))
         self._wake.set()
 
+    def queue_depth(self) -> int:
+        """Events handed over or held for a retry and not handled yet (``/metrics``)."""
+        return len(self._submitted) + len(self._held)
+
     def counters(self) -> dict[str, int]:
         """``{"events_failed", "events_retrying"}`` for ``/healthz``.
 

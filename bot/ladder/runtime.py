@@ -71,6 +71,8 @@ class LadderRuntime:
         Current aware UTC time; the bridge's clock by default.
     retry_delays:
         Backoff between attempts of a failing delivery, seconds.
+    step_taken:
+        Called with ``(step, priority, late_seconds)`` for each step claimed (metrics).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class LadderRuntime:
         scheduler: AsyncIOScheduler | None = None,
         clock: Callable[[], datetime] | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
+        step_taken: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.bridge = bridge
         self.settings = bridge.settings
@@ -114,6 +117,7 @@ class LadderRuntime:
             alarm=self.timers,
             clock=self.clock,
             retry_delays=self.retry_delays,
+            step_taken=step_taken,
         )
         self.bundler = Bundler(
             service=self.service,

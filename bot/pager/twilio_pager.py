@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -73,6 +74,9 @@ class TwilioPager:
         ``TWILIO_API_BASE_URL`` (``https://api.twilio.com``; the emulator in tests).
     timeout_seconds:
         Per-request timeout.
+    observe:
+        Called with ``(kind, status)`` after each request: ``kind`` ``sms``/``call``,
+        ``status`` Twilio's HTTP status (``201`` when created) or ``error`` (metrics).
 
     Notes
     -----
@@ -88,7 +92,9 @@ class TwilioPager:
         *,
         base_url: str,
         timeout_seconds: float = 10.0,
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
+        self._observe = observe
         self._sid = account_sid
         self._token = auth_token
         self.from_number = from_number
@@ -126,7 +132,8 @@ class TwilioPager:
                 to=to, from_=self.from_number, body=body
             )
         except Exception as exc:
-            raise translate(exc) from exc
+            raise self._failed("sms", exc) from exc
+        self._count("sms", "201")
         return str(message.sid)
 
     async def call(self, to: str, script: CallScript) -> str:
@@ -137,8 +144,19 @@ class TwilioPager:
                 to=to, from_=self.from_number, twiml=render_twiml(script)
             )
         except Exception as exc:
-            raise translate(exc) from exc
+            raise self._failed("call", exc) from exc
+        self._count("call", "201")
         return str(call.sid)
+
+    def _count(self, kind: str, status: str) -> None:
+        if self._observe is not None:
+            self._observe(kind, status)
+
+    def _failed(self, kind: str, exc: Exception) -> Exception:
+        error = translate(exc)
+        status = getattr(error, "status", None)
+        self._count(kind, str(status) if status else "error")
+        return error
 
     async def aclose(self) -> None:
         """Close the HTTP session."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,11 @@ class AuditRecord:
 class AuditMixin(StoreBase):
     """The store's audit methods (see :class:`bot.store.Store`)."""
 
+    def add_audit_observer(self, observer: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``observer`` with the values of every audit entry once it is written
+        (``bot.metrics.BridgeMetrics.observe_audit``); it must not raise or block."""
+        self._audit_observers.append(observer)
+
     async def audit(
         self,
         *,
@@ -68,6 +74,8 @@ class AuditMixin(StoreBase):
             conn.execute(insert(t.audit).values(**values))
 
         await self.db.write(work)
+        for observer in self._audit_observers:
+            observer(values)
 
     async def audit_entries(
         self, *, task_id: str | None = None, since: datetime | None = None, limit: int = 1000

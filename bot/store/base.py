@@ -44,6 +44,8 @@ class StoreBase:
         # recently read task rows (see get_task); valid until a write to that row settles
         self._task_cache: OrderedDict[str, TrackedTask] = OrderedDict()
         self._task_writes = 0  # task writes settled so far
+        # called with each audit entry's values (metrics); see AuditMixin.add_audit_observer
+        self._audit_observers: list[Callable[[dict[str, Any]], None]] = []
 
     async def create_schema(self) -> None:
         """Create missing tables (idempotent).

@@ -208,6 +208,19 @@ class TasksMixin(StoreBase):
 
         return await self._write_task(task_id, work)
 
+    async def open_task_counts(self) -> dict[str, int]:
+        """Tasks with no confirmed decision, counted per priority (``/metrics``)."""
+
+        def work(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(
+                select(t.tasks.c.priority, func.count())
+                .where(t.tasks.c.decision.is_(None))
+                .group_by(t.tasks.c.priority)
+            )
+            return {str(priority): int(count) for priority, count in rows}
+
+        return await self.db.read(work)
+
     async def count_tasks(self) -> int:
         """How many tasks the store knows (0 on a fresh or lost database)."""
 

@@ -1,0 +1,137 @@
+"""The bridge watches itself: an SMS to the on-call admins when Discord is out of reach.
+
+When the Discord gateway session has been down for more than ``SELF_ALERT_AFTER_SECONDS``,
+decisions are not being delivered, and nobody in Discord can be told so. The admins of the
+roster who are on call and have a phone get ONE SMS through Twilio ("Factory Bridge cannot reach
+Discord since 03:12 UTC; decisions are not being delivered"), and one "recovered" SMS once the
+session is back. Without Twilio, or when every SMS fails, the bridge logs an error (the
+heartbeat monitor, ``bot.heartbeat``, pages from outside as well). Every alert is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.roster import Roster
+from bot.store import Store
+from escalation.ports import DeliveryError, Pager
+
+__all__ = ["SelfWatch"]
+
+log = logging.getLogger(__name__)
+
+
+class SelfWatch:
+    """Pages the on-call admins when the Discord session stays down (a feature: start/stop).
+
+    Parameters
+    ----------
+    disconnected_since:
+        Aware UTC time the Discord session was lost, ``None`` while it is up
+        (``BridgeBot.disconnected_since``).
+    pager:
+        Twilio SMS, or ``None`` without Twilio settings (then only an error is logged).
+    roster:
+        Who is paged: operators with ``admin`` and ``on_call`` and a phone.
+    store:
+        The audit trail.
+    after_seconds:
+        ``SELF_ALERT_AFTER_SECONDS``: how long the session must be down first.
+    check_every_seconds:
+        How often the session is looked at.
+    clock:
+        Current aware UTC time.
+    """
+
+    def __init__(
+        self,
+        *,
+        disconnected_since: Callable[[], datetime | None],
+        pager: Pager | None,
+        roster: Roster,
+        store: Store,
+        after_seconds: float,
+        check_every_seconds: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._since = disconnected_since
+        self._pager = pager
+        self._roster = roster
+        self._store = store
+        self._after = after_seconds
+        self._every = check_every_seconds
+        self._clock = clock
+        self._alerted_for: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start watching in the background."""
+        self._task = asyncio.create_task(self._run(), name="self-watch")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:
+                log.exception("self-watch check failed")
+            await asyncio.sleep(self._every)
+
+    async def check(self) -> None:
+        """One look: alert once per outage past the threshold, and once when it ends."""
+        since = self._since()
+        if since is None:
+            if self._alerted_for is not None:
+                down_since = self._alerted_for
+                self._alerted_for = None
+                await self._page(
+                    "Factory Bridge: Discord is reachable again "
+                    f"(it was down since {down_since:%H:%M} UTC); decisions are delivered.",
+                    "recovered",
+                )
+            return
+        if self._alerted_for == since:
+            return
+        if (self._clock() - since).total_seconds() < self._after:
+            return
+        self._alerted_for = since
+        await self._page(
+            f"Factory Bridge cannot reach Discord since {since:%H:%M} UTC; "
+            "decisions are not being delivered.",
+            "discord_down",
+        )
+
+    async def _page(self, text: str, what: str) -> None:
+        admins = [op for op in self._roster.operators if op.admin and op.on_call and op.phone]
+        sent: list[str] = []
+        if self._pager is None or not admins:
+            log.error("%s (no SMS: %s)", text, "Twilio is not configured" if admins else "no admin")
+        else:
+            for admin in admins:
+                assert admin.phone is not None
+                try:
+                    await self._pager.send_sms(admin.phone, text)
+                except DeliveryError as exc:
+                    log.error("self-alert SMS to %s failed: %s", admin.name, exc)
+                else:
+                    sent.append(admin.name)
+            if not sent:
+                log.error("%s (every self-alert SMS failed)", text)
+        await self._store.audit(
+            actor_name="bridge",
+            via="system",
+            action=f"self_alert.{what}",
+            outcome="sent" if sent else "failed",
+            detail=f"{text} → {', '.join(sent) or 'nobody'}",
+        )
