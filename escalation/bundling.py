@@ -4,7 +4,7 @@ Pure and stateless: :func:`plan_bundles` looks at what is pending, when each (re
 channel) last got a message, and "now", and says what to send now and when to call again.
 No clock reads, no I/O, no text: rendering a bundle into a DM or an SMS is the adapter's job.
 
-Rules (issue: "Bundling" and "Quiet hours")
+Rules (README "Escalation ladder": bundling and quiet hours)
 -------------------------------------------
 * A bundle key is ``(recipient, channel)`` — e.g. ``("operator-7", "sms")``. Different people,
   or the same person on different channels, are never bundled together.

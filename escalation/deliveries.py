@@ -1,7 +1,7 @@
 """What a ladder step delivers, to whom, in what order, and when a delivery stops.
 
 Pure rules (no clock, no I/O) used by :mod:`escalation.service`; who is reached through what
-comes from :mod:`escalation.recipients`. The channels (issue: escalation ladder):
+comes from :mod:`escalation.recipients`. The channels (contract Appendix B):
 
 ``dm``
     a reminder DM to one person (bundled: see :mod:`escalation.bundling`);
@@ -46,10 +46,10 @@ __all__ = [
     "stop_reason",
 ]
 
-#: Person-addressed channels that go through the bundler (issue: "DMs and SMS are bundled").
+#: Person-addressed channels that go through the bundler (rule: "DMs and SMS are bundled").
 BUNDLED_CHANNELS: tuple[str, ...] = ("dm", "sms")
 
-#: Order of a step's own deliveries (issue: call, reassign, safe default, incident report).
+#: Order of a step's own deliveries (contract Appendix B: call, reassign, safe default, incident report).
 CHANNEL_RANK: dict[str, int] = {
     "reply": 0,
     "alert": 1,
@@ -141,7 +141,7 @@ def stop_reason(
 ) -> str | None:
     """Why a pending delivery must not go out any more, or ``None`` when it still must.
 
-    A decision stops everything but the incident report (issue: "Only a decision stops the
+    A decision stops everything but the incident report (rule: "Only a decision stops the
     ladder"); an acknowledgement stops the reminder steps (:data:`REMINDER_STEPS`).
     """
     if decision is not None and channel != "incident":

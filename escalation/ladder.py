@@ -7,7 +7,7 @@ key), and sets its next wake-up at :func:`next_step`'s ``deliver_at``. Because t
 the truth and these functions only look at it, a restart after ``kill -9`` takes every step
 that came due while the bridge was down exactly once, late (:meth:`StepDue.late_by_seconds`).
 
-The ladder (contract Appendix B; issue: escalation ladder)
+The ladder (contract Appendix B)
 ---------------------------------------------------------
 For a task created at T with deadline D (:meth:`EscalationPolicy.deadline_for`):
 
@@ -21,10 +21,10 @@ sla_breach         D                                                SMS + @here 
 critical           D + ``critical_after_breach_seconds`` (7200)     call, reassign, default
 =================  ===============================================  =======================
 
-Semantics chosen where the issue leaves room
+Semantics chosen where the contract leaves room
 --------------------------------------------
 Skipping (:func:`plan`)
-    The issue: "A step whose time falls after a later step is skipped". A reminder step
+    The rule: "A step whose time falls after a later step is skipped". A reminder step
     (DM, mention, warning) is skipped when its time is **at or after** the time of any later
     step: two reminders at one instant are noise, so a tie goes to the later, stronger step,
     and a reminder at the deadline is superseded by the breach. The breach and critical steps
@@ -33,12 +33,12 @@ Skipping (:func:`plan`)
 Acknowledge
     Drops every reminder step not yet taken — also one that was due before the acknowledge
     but not taken (the bridge was down): the person has seen the task. Breach and critical
-    stay (issue: "Acknowledge stops the reminder steps … but not the breach and critical").
+    stay (rule: "Acknowledge stops the reminder steps … but not the breach and critical").
 Snooze
     A reminder step whose delivery time is before ``snoozed_until`` moves to
-    ``snoozed_until``. Breach and critical never move (issue: "never moves the breach").
+    ``snoozed_until``. Breach and critical never move (rule: "never moves the breach").
 Quiet hours
-    Unless the task's priority is critical (issue: "Critical tasks are never held"), any step
+    Unless the task's priority is critical (rule: "Critical tasks are never held"), any step
     (reminder, breach or critical) whose delivery time — after snooze — falls inside quiet
     hours moves to the end of that window and is flagged ``held_for_quiet_hours``; the
     bundler sends the held items as one digest per person (:mod:`escalation.bundling`).
@@ -54,7 +54,7 @@ Downtime
     After an outage every step whose delivery time has passed is returned by :func:`due_now`
     at once, in ladder order; the adapter takes each once and marks it late.
 Decision
-    A decided task has no steps (issue: "Only a decision stops the ladder").
+    A decided task has no steps (rule: "Only a decision stops the ladder").
 
 Invariant: the delivery times of :func:`schedule` are non-decreasing in ladder order, so
 "sorted by delivery time" and "ladder order" agree (ties keep ladder order).
@@ -242,7 +242,7 @@ def plan(created_at: datetime, deadline: datetime, policy: EscalationPolicy) -> 
     -------
     list of PlannedStep
         In ladder order (times non-decreasing). A reminder whose time is at or after a later
-        step's time is skipped (contract Appendix B; issue: "A step whose time falls after a
+        step's time is skipped (contract Appendix B; rule: "A step whose time falls after a
         later step is skipped"); breach and critical are always present.
 
     Raises

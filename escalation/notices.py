@@ -3,10 +3,10 @@
 Pure functions (no clock, no I/O). Discord texts with markup are built by the runtime; the
 texts here are the ones whose limits are set by the phone network:
 
-* SMS (issue: "plain ASCII, at most 160 characters (task, priority, how late, a short
+* SMS (rule: "plain ASCII, at most 160 characters (task, priority, how late, a short
   reference)"): one GSM-7 segment. Non-ASCII characters are transliterated where Unicode
   gives a decomposition (é → e) and dropped otherwise (emoji); long titles are cut with "..".
-* Calls (issue: "calls use TwiML ``<Say>``"): a :class:`CallScript`, the plain text of the
+* Calls (rule: "calls use TwiML ``<Say>``"): a :class:`CallScript`, the plain text of the
   task title and how late it is; the Twilio adapter renders it as TwiML (``bot.pager.twiml``).
 """
 
@@ -59,7 +59,7 @@ class NextStep:
     taken: tuple[str, ...] = ()
 
 
-#: One SMS segment of GSM-7 text (issue: "at most 160 characters").
+#: One SMS segment of GSM-7 text (rule: "at most 160 characters").
 SMS_MAX_CHARS = 160
 
 #: A step taken more than this many seconds after it was due is marked "(late by …)" (a
@@ -238,7 +238,7 @@ class CallScript:
 
 
 def call_script(items: Sequence[PageItem]) -> CallScript:
-    """The critical call: the title(s) and how late, said twice (issue: "calls say the task
+    """The critical call: the title(s) and how late, said twice (rule: "calls say the task
     and how late it is").
 
     At most five tasks are named; the others are counted ("And 3 more tasks.").

@@ -109,7 +109,7 @@ class StepKind(StrEnum):
 #: The ladder, earliest step first.
 LADDER_ORDER: tuple[StepKind, ...] = tuple(StepKind)
 
-#: Steps that an acknowledge cancels and a snooze delays (issue: "Acknowledge stops the
+#: Steps that an acknowledge cancels and a snooze delays (rule: "Acknowledge stops the
 #: reminder steps (DM, mention, warning)"; "Snooze delays reminder steps").
 REMINDER_STEPS: frozenset[StepKind] = frozenset(
     {StepKind.REMINDER_DM, StepKind.REMINDER_MENTION, StepKind.SLA_WARNING}
@@ -123,7 +123,7 @@ class SafeDefault(StrEnum):
     """Decision the bridge sends to the factory at the critical step (``ESCALATION_SAFE_DEFAULT``).
 
     ``none`` (the default) sends nothing; ``deferred`` or ``rejected`` send that decision.
-    ``approved`` is refused: an unanswered request must never ship by itself (issue: "never
+    ``approved`` is refused: an unanswered request must never ship by itself (rule: "never
     ``approved``"). Construction is case-insensitive and ignores surrounding blanks; an empty
     string means ``none``.
 
@@ -253,7 +253,7 @@ def _seconds(value: object, name: str) -> float:
 
 @dataclass(frozen=True)
 class EscalationPolicy:
-    """The timing of the ladder (contract Appendix B, §5.3; issue: escalation ladder).
+    """The timing of the ladder (contract Appendix B, §5.3).
 
     Parameters
     ----------
@@ -337,7 +337,7 @@ class EscalationPolicy:
         """The SLA deadline D of a task, aware UTC.
 
         The task's own ``slaDeadline`` wins when the factory sent one; otherwise
-        D = ``created_at`` + the SLA of ``priority`` (issue: "the task's ``slaDeadline``, or
+        D = ``created_at`` + the SLA of ``priority`` (rule: "the task's ``slaDeadline``, or
         T + the SLA for its priority").
 
         Parameters

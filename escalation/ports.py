@@ -6,7 +6,7 @@ to the outside world only through these small protocols (``typing.Protocol``: an
 satisfies them structurally, e.g. ``bot.store.ladder.LadderStore`` *is* a
 :class:`LadderRepository` and ``bot.store.TrackedTask`` *is* a :class:`LadderTask`). The
 adapters translate their library's errors into :class:`DeliveryError` /
-:class:`RecipientUnreachable`, so the retry and fallback rules of the ladder (issue:
+:class:`RecipientUnreachable`, so the retry and fallback rules of the ladder (rule:
 escalation ladder) are written once, against these types:
 
 * a :class:`DeliveryError` with ``retryable=True`` (Discord 5xx, Twilio 5xx or 429, a network

@@ -3,7 +3,7 @@
 Pure functions of a :class:`~escalation.policy.QuietHours` and an instant; no clock reads.
 
 Rules (contract §5.3 ``quiet_hours_start`` / ``quiet_hours_end``: "No non-critical
-notifications"; issue: quiet hours)
+notifications"; contract Appendix B, quiet hours)
 -------------------------------------------------------------------------------------------
 * The window is half-open, ``[start, end)`` in the local wall time of ``QuietHours.timezone``.
   When ``end < start`` it crosses midnight: the window that *starts* on local date ``d`` ends on

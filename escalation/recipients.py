@@ -1,4 +1,4 @@
-"""Who each ladder step reaches (issue: escalation ladder), as pure functions of the roster.
+"""Who each ladder step reaches (contract Appendix B), as pure functions of the roster.
 
 Rules
 -----

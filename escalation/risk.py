@@ -18,7 +18,7 @@ Rules, first match wins (``T`` is ``min_coverage_percent``, setting
 4. **Coverage more than 10 points below T** (``coverage < T - 10``) → high,
    ``"coverage 65% < 80%"``.
 5. **No test ran** (``total == 0``) → medium, ``"no tests ran"`` (a green run of nothing is no
-   evidence; this rule is an addition to the issue text).
+   evidence; this rule is an addition to the contract's rules).
 6. **Warnings** → medium, ``"N warning(s)"``. Each skipped test is one warning, and coverage below
    T (but within 10 points) is one more.
 7. Otherwise low, ``"tests pass"``.

@@ -1,6 +1,6 @@
 """The escalation ladder as a service: one wake-up of one task, through ports only.
 
-:class:`LadderService` takes the ladder's steps exactly once (issue: escalation ladder,
+:class:`LadderService` takes the ladder's steps exactly once (contract Appendix B,
 "Exactly once across restarts"). Timers are only wake-up calls; on a wake-up for a task
 (:meth:`LadderService.on_wake`; the caller holds the task's lock):
 
@@ -386,7 +386,7 @@ class LadderService:
         return max(nxt.deliver_at, self.clock()) if refresh else nxt.deliver_at
 
     async def _stop(self, task: LadderTask) -> None:
-        """A decision stops everything still pending (issue: "Only a decision stops")."""
+        """A decision stops everything still pending (rule: "Only a decision stops")."""
         self.alarm.cancel(task.task_id)
         self.history.pop(task.task_id, None)  # a decided task's message shows no ladder
         cancelled = await self.repository.cancel_pending(

@@ -1,6 +1,6 @@
 """The incident report of the critical step: every step taken, who was notified, when, how.
 
-Posted in the alerts channel (issue: escalation ladder, critical step "incident report");
+Posted in the alerts channel (contract Appendix B, critical step "incident report");
 at most 2,000 characters (Discord's message limit).
 """
 

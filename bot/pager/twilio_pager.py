@@ -2,7 +2,7 @@
 
 Uses ``twilio.rest.Client`` with ``AsyncTwilioHttpClient`` (aiohttp) and
 :func:`bot.pager.twilio_base.configure_client` so ``TWILIO_API_BASE_URL`` is honoured (the
-emulator in tests). Twilio's errors are translated for the ladder (issue: escalation ladder):
+emulator in tests). Twilio's errors are translated for the ladder (contract Appendix B):
 
 * 21610 "Attempt to send to unsubscribed recipient" (the person replied STOP) →
   :class:`~escalation.ports.RecipientUnreachable` (the runtime persists the phone as

@@ -1,6 +1,6 @@
 """Persistence of the escalation ladder: steps claimed and finished, deliveries, bad phones.
 
-The store is the truth of the ladder (issue: "Exactly once across restarts"):
+The store is the truth of the ladder (rule: "Exactly once across restarts"):
 
 * a step is **claimed** (a row under the unique ``(task, step)`` key, status ``claimed``)
   together with every delivery it plans (rows under the unique ``(task, step, channel,
