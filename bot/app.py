@@ -304,8 +304,20 @@ def _attach_features(app: BridgeApp) -> None:
         batching = BatchingRuntime(app.bridge, app.notifier)
         app.bridge.batcher = batching
         app.client.initial_cogs.append(BatchingCog(app.client, batching))
-    # --- Twilio (the ladder's SMS and calls, the self-alert) --------------------------------
-    app.pager = _make_pager(app)
+    # --- Twilio (the ladder's SMS and calls) and the bridge watching itself ------------------
+    from bot.self_watch import SelfWatch
+
+    watch = SelfWatch(
+        disconnected_since=lambda: app.client.disconnected_since,
+        pager=None,
+        roster=app.roster,
+        store=app.store,
+        after_seconds=app.settings.self_alert_after_seconds,
+        post_alert=lambda text: app.notifier.send(app.settings.alerts_channel_id, text),
+        clock=app.clock,
+    )
+    app.pager = watch.pager = _make_pager(app, watch.observe_twilio)
+    app.features.append(watch)
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
@@ -322,19 +334,6 @@ def _attach_features(app: BridgeApp) -> None:
                 )
             )
         )
-    # --- the bridge watches its Discord session (SELF_ALERT_AFTER_SECONDS) -----------------
-    from bot.self_watch import SelfWatch
-
-    app.features.append(
-        SelfWatch(
-            disconnected_since=lambda: app.client.disconnected_since,
-            pager=app.pager,
-            roster=app.roster,
-            store=app.store,
-            after_seconds=app.settings.self_alert_after_seconds,
-            clock=app.clock,
-        )
-    )
     # --- dead man's switch (HEARTBEAT_URL) ----------------------------------------------------
     if app.settings.heartbeat_url:
         from bot.heartbeat import Heartbeat
@@ -380,20 +379,26 @@ def _attach_features(app: BridgeApp) -> None:
     return None
 
 
-def _make_pager(app: BridgeApp) -> Pager | None:
-    """Twilio SMS and calls from the ``TWILIO_*`` settings, or ``None`` without them."""
+def _make_pager(app: BridgeApp, observe: Callable[[str, str], None]) -> Pager | None:
+    """Twilio SMS and calls from the ``TWILIO_*`` settings, or ``None`` without them; each
+    request's end goes to the metrics and to ``observe``."""
     settings = app.settings
     if not settings.twilio_configured:
         return None
     from bot.pager.twilio_pager import TwilioPager
 
     assert settings.twilio_auth_token is not None
+
+    def both(kind: str, status: str) -> None:
+        app.metrics.observe_twilio(kind, status)
+        observe(kind, status)
+
     return TwilioPager(
         settings.twilio_account_sid or "",
         settings.twilio_auth_token.get_secret_value(),
         settings.twilio_from_number or "",
         base_url=settings.twilio_api_base_url,
-        observe=app.metrics.observe_twilio,
+        observe=both,
     )
 
 

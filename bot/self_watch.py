@@ -5,7 +5,12 @@ decisions are not being delivered, and nobody in Discord can be told so. The adm
 roster who are on call and have a phone get ONE SMS through Twilio ("Factory Bridge cannot reach
 Discord since 03:12 UTC; decisions are not being delivered"), and one "recovered" SMS once the
 session is back. Without Twilio, or when every SMS fails, the bridge logs an error (the
-heartbeat monitor, ``bot.heartbeat``, pages from outside as well). Every alert is audited.
+heartbeat monitor, ``bot.heartbeat``, pages from outside as well).
+
+When Twilio is the part that fails — :data:`TWILIO_FAILURES_TO_ALERT` requests in a row end in a
+5xx, a 429 or a network error (a refused number, 4xx, is the recipient's problem, not Twilio's) —
+the alerts channel gets one post ("Factory Bridge cannot send SMS or calls through Twilio …"),
+and one when a request succeeds again. Every alert is audited.
 """
 
 from __future__ import annotations
@@ -13,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from bot.roster import Roster
 from bot.store import Store
 from escalation.ports import DeliveryError, Pager
 
-__all__ = ["SelfWatch"]
+__all__ = ["TWILIO_FAILURES_TO_ALERT", "SelfWatch"]
 
 log = logging.getLogger(__name__)
+
+#: Twilio requests failing in a row (after the ladder's own retries) before the alert.
+TWILIO_FAILURES_TO_ALERT = 3
 
 
 class SelfWatch:
@@ -41,6 +49,9 @@ class SelfWatch:
         The audit trail.
     after_seconds:
         ``SELF_ALERT_AFTER_SECONDS``: how long the session must be down first.
+    post_alert:
+        Posts a text in the alerts channel (``DiscordNotifier.send`` to
+        ``Settings.alerts_channel_id``); used when Twilio fails. Optional.
     check_every_seconds:
         How often the session is looked at.
     clock:
@@ -55,11 +66,18 @@ class SelfWatch:
         roster: Roster,
         store: Store,
         after_seconds: float,
+        post_alert: Callable[[str], Awaitable[object]] | None = None,
         check_every_seconds: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.pager = pager
+        self._post_alert = post_alert
+        self._twilio_failures = 0
+        self._twilio_failing_since: datetime | None = None
+        self._twilio_last_status = ""
+        self._twilio_alerted = False
+        self._twilio_news: list[tuple[str, str]] = []
         self._since = disconnected_since
-        self._pager = pager
         self._roster = roster
         self._store = store
         self._after = after_seconds
@@ -88,8 +106,61 @@ class SelfWatch:
                 log.exception("self-watch check failed")
             await asyncio.sleep(self._every)
 
+    def observe_twilio(self, kind: str, status: str) -> None:
+        """Every Twilio request's end (the pager's ``observe`` hook): ``status`` is the HTTP
+        status or ``error``. Never blocks: the alert is posted by the next :meth:`check`."""
+        if status == "error" or status == "429" or status.startswith("5"):
+            if self._twilio_failures == 0:
+                self._twilio_failing_since = self._clock()
+            self._twilio_failures += 1
+            self._twilio_last_status = status
+            if self._twilio_failures >= TWILIO_FAILURES_TO_ALERT and not self._twilio_alerted:
+                self._twilio_alerted = True
+                since = self._twilio_failing_since or self._clock()
+                self._twilio_news.append(
+                    (
+                        "twilio_down",
+                        f"⚠️ Factory Bridge cannot send SMS or calls through Twilio since "
+                        f"{since:%H:%M} UTC (last answer: {status}); pages are not reaching "
+                        "phones. Check the Twilio console and TWILIO_* settings.",
+                    )
+                )
+        elif status.startswith("2"):
+            self._twilio_failures = 0
+            self._twilio_failing_since = None
+            if self._twilio_alerted:
+                self._twilio_alerted = False
+                self._twilio_news.append(
+                    (
+                        "twilio_recovered",
+                        "✅ Factory Bridge sends SMS and calls through Twilio again.",
+                    )
+                )
+
+    async def _post_twilio_news(self) -> None:
+        while self._twilio_news:
+            what, text = self._twilio_news.pop(0)
+            posted = False
+            if self._post_alert is not None:
+                try:
+                    await self._post_alert(text)
+                    posted = True
+                except Exception as exc:
+                    log.error("Twilio alert could not be posted in Discord: %s", exc)
+            else:
+                log.error("%s", text)
+            await self._store.audit(
+                actor_name="bridge",
+                via="system",
+                action=f"self_alert.{what}",
+                outcome="sent" if posted else "failed",
+                detail=f"{text} → alerts channel",
+            )
+
     async def check(self) -> None:
-        """One look: alert once per outage past the threshold, and once when it ends."""
+        """One look: alert once per outage past the threshold, and once when it ends (Discord
+        by SMS, Twilio in the alerts channel)."""
+        await self._post_twilio_news()
         since = self._since()
         if since is None:
             if self._alerted_for is not None:
@@ -115,13 +186,13 @@ class SelfWatch:
     async def _page(self, text: str, what: str) -> None:
         admins = [op for op in self._roster.operators if op.admin and op.on_call and op.phone]
         sent: list[str] = []
-        if self._pager is None or not admins:
+        if self.pager is None or not admins:
             log.error("%s (no SMS: %s)", text, "Twilio is not configured" if admins else "no admin")
         else:
             for admin in admins:
                 assert admin.phone is not None
                 try:
-                    await self._pager.send_sms(admin.phone, text)
+                    await self.pager.send_sms(admin.phone, text)
                 except DeliveryError as exc:
                     log.error("self-alert SMS to %s failed: %s", admin.name, exc)
                 else:

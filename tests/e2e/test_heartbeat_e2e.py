@@ -105,3 +105,41 @@ async def test_discord_down_past_the_threshold_sends_one_sms_to_the_admin_then_o
     await wait_until(lambda: len(to_dave()) >= 2, timeout=60, what="the recovered SMS")
     assert "reachable again" in to_dave()[1]["body"]
     assert len(to_dave()) == 2  # one alert, one recovery: no repeats
+
+
+async def test_twilio_failing_is_posted_in_the_alerts_channel_once_then_its_recovery(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sandbox.world import ALERTS_CHANNEL_ID
+
+    def iso(at: datetime) -> str:
+        return at.isoformat().replace("+00:00", "Z")
+
+    bridge = make_bridge(
+        ESCALATION_DM_AFTER_SECONDS=1,
+        ESCALATION_MENTION_AFTER_SECONDS=2,
+        ESCALATION_CRITICAL_AFTER_BREACH_SECONDS=2,
+        ESCALATION_BUNDLE_SECONDS=1,
+    )
+    await bridge.start()
+    world.twilio.fail_next("messages", status=503, times=1000)  # every SMS fails; calls work
+    now = datetime.now(UTC)
+    await world.factory.create_task(
+        title="Stripe MCP Server → Production",
+        priority="high",
+        createdAt=iso(now),
+        slaDeadline=iso(now + timedelta(seconds=3)),
+    )
+
+    def twilio_posts(text: str) -> list:
+        return [m for m in world.discord.messages(ALERTS_CHANNEL_ID) if text in (m.content or "")]
+
+    await world.discord.wait_for(
+        lambda: len(twilio_posts("cannot send SMS or calls through Twilio")) >= 1, 30
+    )
+    assert "503" in twilio_posts("cannot send SMS or calls through Twilio")[0].content
+    # the critical step's call goes through: Twilio works again, said once
+    await world.discord.wait_for(lambda: len(twilio_posts("through Twilio again")) >= 1, 30)
+    assert len(twilio_posts("cannot send SMS or calls through Twilio")) == 1
