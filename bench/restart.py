@@ -10,6 +10,7 @@ kill are settled as "unknown" and not repeated (at most once), and counted separ
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
 import tempfile
@@ -35,11 +36,22 @@ NOTES = [
 ]
 
 ARMED = re.compile(r"^(\S+ \S+) INFO bot\.ladder\.runtime: escalation ladder armed for (\d+)")
+ARMED_MESSAGE = "escalation ladder armed for "
 
 
 def armed_at(log: Path) -> float | None:
-    """Unix time of the 'armed' log line (log times are the machine's local time)."""
+    """Unix time of the 'armed' log line: a JSON line (``LOG_FORMAT=json``, the default off a
+    terminal: ISO 8601 UTC timestamp) or a text line (local time)."""
     for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if str(entry.get("message", "")).startswith(ARMED_MESSAGE):
+                stamp = str(entry["timestamp"]).replace("Z", "+00:00")
+                return datetime.fromisoformat(stamp).timestamp()
+            continue
         match = ARMED.match(line)
         if match:
             return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
