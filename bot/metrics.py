@@ -193,6 +193,12 @@ class BridgeMetrics:
         self.discord_rate_limited = Counter(
             "factory_bridge_discord_rate_limited", "Discord answers 429 (retried)", registry=r
         )
+        self.interaction_ack = Histogram(
+            "factory_bridge_interaction_ack_seconds",
+            "Interaction created → first response sent (Discord: due within 3 s)",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
         self.twilio_requests = Counter(
             "factory_bridge_twilio_requests", "Twilio API requests", ["kind", "status"], registry=r
         )
@@ -288,6 +294,11 @@ class BridgeMetrics:
     def observe_twilio(self, kind: str, status: str) -> None:
         """A Twilio request ended: ``kind`` sms/call, ``status`` the HTTP status or ``error``."""
         self.twilio_requests.labels(kind, status).inc()
+
+    def observe_interaction_ack(self, seconds: float) -> None:
+        """Seconds from an interaction's creation to the bridge's first response
+        (``BridgeBot.observe_ack``)."""
+        self.interaction_ack.observe(max(0.0, seconds))
 
     def instrument_discord(self, http: Any) -> None:
         """Count every request of a discord.py ``HTTPClient`` by route and status, and every

@@ -79,6 +79,7 @@ async def test_a_decision_by_button_is_counted_with_its_source_and_timing(
         >= 1
     )
     assert total(after, "factory_bridge_discord_requests_total") >= 1
+    assert value(after, "factory_bridge_interaction_ack_seconds_count") >= 1
 
 
 async def test_a_breach_counts_the_steps_the_lateness_the_breach_and_the_sms(
