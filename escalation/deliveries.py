@@ -27,7 +27,7 @@ comes from :mod:`escalation.recipients`. The channels (issue: escalation ladder)
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -54,6 +54,7 @@ __all__ = [
     "level_of",
     "next_own",
     "plan_deliveries",
+    "reported_level",
     "stop_reason",
 ]
 
@@ -110,6 +111,17 @@ def level_of(recipient: str) -> int | None:
         return None
     text = recipient[len(_LEVEL_PREFIX) :]
     return int(text) if text.isdigit() and 1 <= int(text) <= MAX_LEVEL else None
+
+
+def reported_level(outcome: Mapping[str, Any]) -> int | None:
+    """The highest level a finished step reported to the factory (an ``escalate`` delivery
+    ``sent`` in its stored outcome, :func:`escalation.executor.step_outcome`), or ``None``."""
+    levels = [
+        level_of(str(d.get("recipient", "")))
+        for d in outcome.get("deliveries") or ()
+        if isinstance(d, Mapping) and d.get("channel") == "escalate" and d.get("status") == "sent"
+    ]
+    return max((n for n in levels if n is not None), default=None)
 
 
 def escalate_levels(kind: StepKind, reported: Collection[int], *, closed: bool) -> list[int]:
