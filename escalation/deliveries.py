@@ -15,6 +15,10 @@ comes from :mod:`escalation.recipients`. The channels (contract Appendix B):
     one phone call (critical step; never bundled);
 ``reassign``
     the factory reassigns the task to an admin (critical step);
+``escalate``
+    the factory learns the ladder's level (:data:`ESCALATION_LEVELS`): ``POST
+    /v1/approvals/{approvalId}/escalate`` (factory contract §1.5), one delivery per level,
+    recipient ``level N`` (approval tasks only; see :func:`escalate_levels`);
 ``decision``
     the safe default decision ``ESCALATION_SAFE_DEFAULT`` (critical step);
 ``incident``
@@ -23,7 +27,7 @@ comes from :mod:`escalation.recipients`. The channels (contract Appendix B):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -40,9 +44,17 @@ from escalation.recipients import (
 __all__ = [
     "BUNDLED_CHANNELS",
     "CHANNEL_RANK",
+    "ESCALATION_LEVELS",
+    "IDEMPOTENT_CHANNELS",
+    "LEVEL_LABELS",
+    "MAX_LEVEL",
     "NewDelivery",
+    "escalate_levels",
+    "escalate_recipient",
+    "level_of",
     "next_own",
     "plan_deliveries",
+    "reported_level",
     "stop_reason",
 ]
 
@@ -50,14 +62,92 @@ __all__ = [
 BUNDLED_CHANNELS: tuple[str, ...] = ("dm", "sms")
 
 #: Order of a step's own deliveries (contract Appendix B: call, reassign, safe default, incident report).
+#: The factory's escalation goes before the safe default: a decided approval cannot be
+#: escalated any more.
 CHANNEL_RANK: dict[str, int] = {
     "reply": 0,
     "alert": 1,
     "call": 2,
     "reassign": 3,
-    "decision": 4,
-    "incident": 5,
+    "escalate": 4,
+    "decision": 5,
+    "incident": 6,
 }
+
+#: Deliveries whose side effect carries an Idempotency-Key (factory calls, contract §7.1): one
+#: a crash left ``claimed`` is sent again (the factory answers the same request once).
+IDEMPOTENT_CHANNELS: frozenset[str] = frozenset({"reassign", "escalate", "decision"})
+
+#: The factory's ``Task.escalationLevel`` (contract §1.4: 0 none, 1–4 tiers) each ladder step
+#: reaches, from the rows of the contract's Appendix B "SLA Escalation Timeline":
+#: "Reminder #1 → Discord DM" and "Reminder #2 → Discord @mention" are tier 1 (both
+#: reminders), "SLA Warning → Discord @here" tier 2, "SLA Breach → All channels + SMS" tier 3,
+#: "Critical → Phone + auto-escalate to admin" tier 4. ("Task created", T+0, is level 0.)
+ESCALATION_LEVELS: dict[StepKind, int] = {
+    StepKind.REMINDER_DM: 1,
+    StepKind.REMINDER_MENTION: 1,
+    StepKind.SLA_WARNING: 2,
+    StepKind.SLA_BREACH: 3,
+    StepKind.CRITICAL: 4,
+}
+
+#: The highest escalation level (contract §1.4 ``escalationLevel``: tiers 1–4).
+MAX_LEVEL = 4
+
+#: What each level is, as the escalation's ``reason`` names it (Appendix B).
+LEVEL_LABELS: dict[int, str] = {1: "reminder", 2: "SLA warning", 3: "SLA breach", 4: "critical"}
+
+_LEVEL_PREFIX = "level "
+
+
+def escalate_recipient(level: int) -> str:
+    """The ``recipient`` of the ``escalate`` delivery of ``level`` (``"level 2"``)."""
+    return f"{_LEVEL_PREFIX}{level}"
+
+
+def level_of(recipient: str) -> int | None:
+    """The level of an ``escalate`` delivery's ``recipient``; ``None`` when it names none."""
+    if not recipient.startswith(_LEVEL_PREFIX):
+        return None
+    text = recipient[len(_LEVEL_PREFIX) :]
+    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_LEVEL else None
+
+
+def reported_level(outcome: Mapping[str, Any]) -> int | None:
+    """The highest level a finished step reported to the factory (an ``escalate`` delivery
+    ``sent`` in its stored outcome, :func:`escalation.executor.step_outcome`), or ``None``."""
+    levels = [
+        level_of(str(d.get("recipient", "")))
+        for d in outcome.get("deliveries") or ()
+        if isinstance(d, Mapping) and d.get("channel") == "escalate" and d.get("status") == "sent"
+    ]
+    return max((n for n in levels if n is not None), default=None)
+
+
+def escalate_levels(kind: StepKind, reported: Collection[int], *, closed: bool) -> list[int]:
+    """The levels a step of ``kind`` reports to the factory, lowest first.
+
+    The contract's ``EscalateBody`` (§1.5: ``reason``, ``escalateTo``) carries no level: each
+    ``POST /v1/approvals/{approvalId}/escalate`` raises the task one tier. So the ladder sends
+    one call per level, in order, and never skips one: every level up to the step's
+    (:data:`ESCALATION_LEVELS`) that is not ``reported`` yet (a reminder skipped because a
+    later step was due, or stopped by an acknowledgement, or a call that failed, is caught up
+    by the next step).
+
+    Parameters
+    ----------
+    kind
+        The step being taken.
+    reported
+        Levels already sent or under way (``escalate`` deliveries ``pending``, ``claimed`` or
+        ``sent``).
+    closed
+        The factory answered 404/409 to an escalation (the approval is decided or gone):
+        nothing more is reported.
+    """
+    if closed:
+        return []
+    return [n for n in range(1, ESCALATION_LEVELS[kind] + 1) if n not in reported]
 
 
 @dataclass(frozen=True)
@@ -90,6 +180,7 @@ def plan_deliveries(
     assignee: Person | None,
     unreachable: Collection[str],
     safe_default: SafeDefault,
+    escalate: Sequence[int] = (),
 ) -> list[NewDelivery]:
     """The deliveries of ``step`` (who, through what), in the order they are written.
 
@@ -105,6 +196,10 @@ def plan_deliveries(
         Phones that must not be texted or called (Twilio 21610, persisted).
     safe_default
         ``ESCALATION_SAFE_DEFAULT``: ``none`` plans no decision.
+    escalate
+        The levels to report to the factory (:func:`escalate_levels`; empty for a task
+        without an approval): one ``escalate`` delivery each, after the step's other own
+        deliveries but before the safe default.
 
     Returns
     -------
@@ -113,16 +208,19 @@ def plan_deliveries(
         ``reply``. SLA breach: the ``alert``, then one ``sms`` per reachable target.
         Critical: the first reachable on-call ``call``, ``reassign`` to the first admin with
         a factory id, the safe-default ``decision`` (unless ``none``), the ``incident`` report.
+        Every step: the ``escalate`` deliveries of ``escalate`` (recipient ``level N``).
     """
     held = step.held_for_quiet_hours
     kind = step.kind
+    levels = [NewDelivery("escalate", escalate_recipient(n), held, {"level": n}) for n in escalate]
     if kind is StepKind.REMINDER_DM:
-        return [NewDelivery("dm", p.key, held) for p in reminder_targets(assignee, people)]
+        dms = [NewDelivery("dm", p.key, held) for p in reminder_targets(assignee, people)]
+        return [*dms, *levels]
     if kind in (StepKind.REMINDER_MENTION, StepKind.SLA_WARNING):
-        return [NewDelivery("reply", "task", held)]
+        return [NewDelivery("reply", "task", held), *levels]
     if kind is StepKind.SLA_BREACH:
         sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
-        return [NewDelivery("alert", "alerts", held), *sms]
+        return [NewDelivery("alert", "alerts", held), *sms, *levels]
     planned: list[NewDelivery] = []
     first = next_fallback(call_order(people), (), unreachable)
     if first is not None:
@@ -130,6 +228,7 @@ def plan_deliveries(
     admin = next((p for p in people if p.admin and p.factory_user_id), None)
     if admin is not None:
         planned.append(NewDelivery("reassign", admin.key, held))
+    planned.extend(levels)
     if safe_default is not SafeDefault.NONE:
         planned.append(NewDelivery("decision", safe_default.value, held))
     planned.append(NewDelivery("incident", "alerts", held))

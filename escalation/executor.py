@@ -10,7 +10,11 @@ retry, fallback and unreachable-phone rules of DMs and SMS), so these rules exis
 * Twilio 21610 (:class:`~escalation.ports.RecipientUnreachable` on the phone) → the phone is
   persisted as unreachable, audited, and the next on-call operator gets a delivery
   (:meth:`DeliveryExecutor.fallback`);
-* without a pager, calls are ``skipped``.
+* without a pager, calls are ``skipped``;
+* the factory's escalation level (``escalate``): levels go in order, so a level whose lower
+  level is not ``sent`` yet fails without a call (the next step sends both, see
+  :func:`escalation.deliveries.escalate_levels`); a 404/409 (approval decided) is
+  ``skipped``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from escalation.deliveries import BUNDLED_CHANNELS, NewDelivery, next_own, stop_reason
+from escalation.deliveries import (
+    BUNDLED_CHANNELS,
+    ESCALATION_LEVELS,
+    LEVEL_LABELS,
+    MAX_LEVEL,
+    NewDelivery,
+    level_of,
+    next_own,
+    stop_reason,
+)
 from escalation.notices import PageItem, call_script, human_duration
 from escalation.policy import EscalationPolicy, StepKind
 from escalation.ports import (
@@ -212,12 +225,45 @@ class DeliveryExecutor:
                 return "skipped", {"note": "ESCALATION_SAFE_DEFAULT is none"}
             notes = "No decision within the SLA: safe default ESCALATION_SAFE_DEFAULT applied"
             return await self.decider.safe_default(task, decision.value, notes)
+        if channel == "escalate":
+            return await self._escalate(task, kind, recipient)
         if channel == "incident":
             detail = await self.retry(
                 "Discord incident report", lambda: self.announcer.incident_report(task)
             )
             return "sent", detail
         return "failed", {"error": f"unknown channel {channel}"}
+
+    async def _escalate(self, task: LadderTask, kind: StepKind, recipient: str) -> DeliveryResult:
+        """One level to the factory (``escalateTo``: the critical step's reassign admin)."""
+        level = level_of(recipient)
+        if level is None or task.approval_id is None:
+            return "failed", {"error": f"cannot escalate {recipient} of a task without approval"}
+        sent = {
+            level_of(r.recipient)
+            for r in await self.repository.deliveries(
+                task_id=task.task_id, channels=["escalate"], statuses=["sent"]
+            )
+        }
+        if level > 1 and level - 1 not in sent:
+            return "failed", {"error": f"level {level - 1} was not reported to the factory"}
+        escalate_to: str | None = None
+        if kind is StepKind.CRITICAL and level == MAX_LEVEL:
+            reassigns = await self.repository.deliveries(
+                task_id=task.task_id, step=kind.value, channels=["reassign"]
+            )
+            admin = self.person(reassigns[0].recipient) if reassigns else None
+            escalate_to = admin.factory_user_id if admin is not None else None
+        age = human_duration((self.clock() - task.task.created_at).total_seconds())
+        reason = (
+            f"Escalation level {level} of {MAX_LEVEL} ({LEVEL_LABELS[level]}): no decision "
+            f"{age} after the task was created"
+        )
+        if ESCALATION_LEVELS[kind] != level:  # caught up by a later step
+            reason += f"; reported at the {kind.value.replace('_', ' ')} step"
+        reason += "; escalated by Factory Bridge"
+        status, detail = await self.decider.escalate(task, level, reason, escalate_to)
+        return status, {"level": level, **detail}
 
     async def _call(self, task: LadderTask, kind: StepKind, recipient: str) -> DeliveryResult:
         person = self.person(recipient)

@@ -204,6 +204,12 @@ class LadderTask(Protocol):
     @property
     def message_id(self) -> int | None: ...
 
+    @property
+    def approval_id(self) -> str | None:
+        """The id of the factory ``Approval`` behind the task (contract §1.4), or ``None``
+        when the bridge knows none (then the factory is not told the escalation level)."""
+        ...
+
 
 @dataclass(frozen=True)
 class LadderStepRow:
@@ -349,9 +355,9 @@ class Audit(Protocol):
 
 
 class Decider(Protocol):
-    """The factory calls of the critical step; both carry an Idempotency-Key derived from
-    the task (factory contract §7.1), so a call interrupted by a restart is simply sent
-    again."""
+    """The factory calls of the ladder: the critical step's reassign and safe default, and
+    each level's escalation. Each carries an Idempotency-Key derived from the task (and the
+    level), factory contract §7.1, so a call interrupted by a restart is simply sent again."""
 
     async def reassign(self, task: LadderTask, admin: Person, reason: str) -> DeliveryResult:
         """Reassign ``task`` to ``admin`` (``sent`` or ``failed`` with the error)."""
@@ -360,6 +366,19 @@ class Decider(Protocol):
     async def safe_default(self, task: LadderTask, decision: str, notes: str) -> DeliveryResult:
         """Decide ``task`` with ``decision`` (``sent``; ``skipped`` when decided meanwhile;
         ``failed``)."""
+        ...
+
+    async def escalate(
+        self, task: LadderTask, level: int, reason: str, escalate_to: str | None
+    ) -> DeliveryResult:
+        """Tell the factory the ladder reached ``level`` (1–4): ``POST
+        /v1/approvals/{task.approval_id}/escalate`` with ``reason`` and, when the critical
+        step reassigns, ``escalateTo`` = the admin's factory user id (contract §1.5).
+
+        The Idempotency-Key comes from the task id and ``level``. Returns ``sent``;
+        ``skipped`` when the factory answers 404/409 (the approval is decided or gone: not
+        retried); ``failed`` with the error otherwise.
+        """
         ...
 
 

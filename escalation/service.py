@@ -21,13 +21,17 @@
 Restart semantics
     A delivery found ``claimed`` at start may or may not have happened (kill -9 between the
     side effect and its row). It is **not** repeated: it becomes ``unknown`` and the incident
-    report says so — except factory calls (reassign, safe default), which carry an
-    Idempotency-Key and are simply sent again (:meth:`LadderService.recover`). A step found
+    report says so — except factory calls (reassign, escalation level, safe default:
+    :data:`~escalation.deliveries.IDEMPOTENT_CHANNELS`), which carry an Idempotency-Key and are simply sent again (:meth:`LadderService.recover`). A step found
     ``claimed`` is resumed: its deliveries that never started are done now, late.
 Retries
     A retryable :class:`~escalation.ports.DeliveryError` (Discord 5xx/429, Twilio 5xx/429,
     network) is retried after each of :data:`RETRY_DELAYS` (``Retry-After`` honoured when
     longer); then the delivery is ``failed``. The sleep is injected (tests never wait).
+Escalation level
+    For a task with an approval, each step also tells the factory the level it reached
+    (``escalate`` deliveries, :data:`escalation.deliveries.ESCALATION_LEVELS`, contract
+    Appendix B), once per level and in order.
 Fallbacks
     Twilio 21610 → the phone is persisted as unreachable, audited, and the next on-call
     operator gets the page. Without a pager, SMS and calls are recorded as ``skipped``.
@@ -40,7 +44,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
-from escalation.deliveries import BUNDLED_CHANNELS, plan_deliveries
+from escalation.deliveries import (
+    BUNDLED_CHANNELS,
+    IDEMPOTENT_CHANNELS,
+    escalate_levels,
+    level_of,
+    plan_deliveries,
+)
 from escalation.executor import RETRY_DELAYS, DeliveryExecutor, step_outcome, with_retries
 from escalation.ladder import LadderState, StepDue, due_now, next_step
 from escalation.notices import late_marker
@@ -202,7 +212,7 @@ class LadderService:
         """Settle what a crash left ``claimed`` and load the unreachable phones."""
         now = self.clock()
         for row in await self.repository.expire_claimed(now):
-            outcome = "retry" if row.channel in ("reassign", "decision") else "unknown"
+            outcome = "retry" if row.channel in IDEMPOTENT_CHANNELS else "unknown"
             await self.audit(
                 row.task_id,
                 f"escalation.{row.channel}",
@@ -322,6 +332,7 @@ class LadderService:
             assignee=self.roster.assignee(task),
             unreachable=self.unreachable,
             safe_default=self.policy.safe_default,
+            escalate=await self._levels_to_report(task, step.kind),
         )
         # a step whose deliveries are all the bundler's has no side effect of its own: it is
         # written done in its claim (one write per reminder, not two)
@@ -362,6 +373,18 @@ class LadderService:
             task_id, step.kind.value, step.deliver_at, now, late, "done", done_outcome
         )
         return True, [*rows, row]
+
+    async def _levels_to_report(self, task: LadderTask, kind: StepKind) -> list[int]:
+        """The escalation levels ``kind`` reports to the factory (none without an approval):
+        see :func:`escalation.deliveries.escalate_levels`."""
+        if task.approval_id is None:
+            return []
+        rows = await self.repository.deliveries(task_id=task.task_id, channels=["escalate"])
+        reported = {
+            level_of(r.recipient) for r in rows if r.status in ("pending", "claimed", "sent")
+        }
+        closed = any(r.status == "skipped" for r in rows)
+        return escalate_levels(kind, {n for n in reported if n is not None}, closed=closed)
 
     async def _reread(self, task_id: str, *, refresh: bool) -> datetime | None:
         """The task's next wake-up from its state read afresh."""

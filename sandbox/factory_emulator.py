@@ -12,7 +12,8 @@ bridge's real httpx client and event intake can be tested against it over real s
 - §1.5 endpoints, all under ``/v1`` and all requiring ``X-API-Key`` (§1.2; else 401
   ``UNAUTHORIZED``): ``GET /tasks``, ``GET /tasks/stats``, ``GET /tasks/{id}``,
   ``POST /tasks/{id}/claim``, ``POST /tasks/{id}/complete``, ``POST /tasks/{id}/reassign``,
-  ``POST /tasks/bulk``, ``GET /pipelines``, ``GET /pipelines/{id}``, ``GET /agents``,
+  ``POST /tasks/bulk``, ``GET /approvals``, ``POST /approvals/{id}/escalate``,
+  ``GET /pipelines``, ``GET /pipelines/{id}``, ``GET /agents``,
   ``GET /dashboard/summary``, ``GET/POST /webhooks``, ``DELETE /webhooks/{id}`` (204),
   ``GET /webhooks/events``. Unknown routes answer 404 ``NOT_FOUND``; a body that is not valid
   JSON, or not a JSON object, answers 400 ``BAD_REQUEST``.
@@ -34,6 +35,11 @@ Choices where the contract is silent (documented so tests can rely on them):
 - ``POST /tasks/{id}/reassign`` emits no event (the contract defines no payload for it); a
   completed task cannot be reassigned (409).
 - ``POST /tasks/bulk`` also accepts an optional ``decisionData`` object (same ``decidedBy`` rule).
+- ``POST /approvals/{id}/escalate`` (``EscalateBody``: ``reason`` required, ``escalateTo``
+  optional) raises the approval's task one tier (``escalationLevel`` + 1, at most 4), reassigns
+  it to ``escalateTo`` when given, emits no event (like reassign) and answers the ``Approval``
+  with the task's new ``escalationLevel``; 404 for an unknown approval, 409 when the approval
+  is no longer pending or its task is completed. Each executed call is in ``escalations``.
 - Event channels: ``task.created`` on ``tasks:pending``, every other task event on ``tasks:*``.
   A subscription ``"tasks:*"`` receives events of any ``tasks:…`` channel, ``"pipeline:*"`` any
   ``pipeline:<id>``, ``"*"`` everything; other subscriptions need the exact channel.
@@ -391,6 +397,10 @@ class FactoryEmulator:
         active, createdAt}``); every event of a subscribed type is also POSTed, signed with
         that webhook's secret, to its URL (once per URL: ``webhook_url`` is skipped when it is
         registered too).
+    escalations : list[dict]
+        Every executed ``POST /v1/approvals/{id}/escalate`` (not replays of an
+        ``Idempotency-Key``): ``{approvalId, taskId, reason, escalateTo, escalationLevel}``,
+        the level after the call.
     ws_auth : list[str]
         How each accepted WebSocket authenticated: ``"jwt"``, ``"token"`` (the API key as
         ``?token=``) or ``"api-key"`` (the header); the JWT wins when both are given.
@@ -421,6 +431,7 @@ class FactoryEmulator:
         self._clock = clock
         self.tasks: dict[str, dict[str, Any]] = {}
         self.approvals: dict[str, dict[str, Any]] = {}
+        self.escalations: list[dict[str, Any]] = []
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.agents: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
@@ -450,6 +461,7 @@ class FactoryEmulator:
             ("POST", re.compile(r"/v1/tasks/(?P<id>[^/]+)/complete"), self._complete),
             ("POST", re.compile(r"/v1/tasks/(?P<id>[^/]+)/reassign"), self._reassign),
             ("GET", re.compile(r"/v1/approvals"), self._list_approvals),
+            ("POST", re.compile(r"/v1/approvals/(?P<id>[^/]+)/escalate"), self._escalate),
             ("GET", re.compile(r"/v1/pipelines"), self._list_pipelines),
             ("GET", re.compile(r"/v1/pipelines/(?P<id>[^/]+)"), self._get_pipeline),
             ("GET", re.compile(r"/v1/agents"), self._list_agents),
@@ -1620,6 +1632,42 @@ class FactoryEmulator:
             if name in call.query:
                 items = [a for a in items if a.get(name) == call.query[name]]
         return _paginate(items, page, limit)
+
+    async def _escalate(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
+        approval = self.approvals.get(call.params["id"])
+        if approval is None:
+            raise _ApiError(404, "NOT_FOUND", f"approval {call.params['id']} not found")
+        reason = call.body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise _validation_error("reason", "reason is required", reason, "non-empty string")
+        escalate_to = _optional_str(call.body, "escalateTo")
+        task = self._task_or_404(approval["taskId"])
+        self._conflict_if_completed(task)
+        if approval["status"] != "pending":
+            raise _ApiError(
+                409,
+                "CONFLICT",
+                f"approval already {approval['status']}",
+                details={"currentState": approval["status"]},
+            )
+        before = task["escalationLevel"]
+        level = min(4, before + 1)
+        changes: dict[str, Any] = {"escalationLevel": {"from": before, "to": level}}
+        task.update(escalationLevel=level, updatedAt=self._now_iso())
+        if escalate_to:
+            changes["assigneeId"] = {"from": task["assigneeId"], "to": escalate_to}
+            task["assigneeId"] = escalate_to
+        self._audit("task.escalated", task, "api-key", changes, metadata={"reason": reason})
+        self.escalations.append(
+            {
+                "approvalId": approval["id"],
+                "taskId": task["id"],
+                "reason": reason,
+                "escalateTo": escalate_to,
+                "escalationLevel": level,
+            }
+        )
+        return {**approval, "escalationLevel": level}, None
 
     async def _list_pipelines(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
         page, limit = _pagination(call.query)

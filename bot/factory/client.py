@@ -388,6 +388,32 @@ class FactoryClient:
         )
         return task
 
+    async def escalate_approval(
+        self,
+        approval_id: str,
+        *,
+        reason: str,
+        escalate_to: str | None = None,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """``POST /v1/approvals/{id}/escalate`` ``{reason, escalateTo?}`` (contract §1.5
+        ``EscalateBody``; ``escalate_to`` is a factory user id) → the ``Approval`` object.
+
+        Raises :class:`FactoryError` (404 unknown approval, 409 already decided) or
+        :class:`FactoryUnavailable` like every call (contract §7.1).
+        """
+        payload: dict[str, Any] = {"reason": reason}
+        if escalate_to:
+            payload["escalateTo"] = escalate_to
+        approval: dict[str, Any] = await self._request(
+            "POST",
+            f"approvals/{_segment(approval_id)}/escalate",
+            json=payload,
+            idempotency_key=idempotency_key,
+            parse=data_object,
+        )
+        return approval
+
     async def bulk(
         self,
         *,

@@ -4,9 +4,9 @@
   :class:`bot.store.TrackedTask` is a :class:`escalation.ports.LadderTask` as it is.
 * :class:`RosterPeople` (:class:`escalation.ports.Roster`): ``roster.toml`` operators as
   :class:`escalation.recipients.Person`.
-* :class:`BridgeDecider` (:class:`escalation.ports.Decider`): reassign and the safe default
-  through the factory client and :meth:`bot.bridge.Bridge.decide`, each with an
-  Idempotency-Key derived from the task (factory contract §7.1).
+* :class:`BridgeDecider` (:class:`escalation.ports.Decider`): reassign, the escalation level
+  and the safe default through the factory client and :meth:`bot.bridge.Bridge.decide`, each
+  with an Idempotency-Key derived from the task (and level), factory contract §7.1.
 * :class:`StoreAudit` (:class:`escalation.ports.Audit`): the audit table, actor
   :data:`ESCALATION_ACTOR`.
 """
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from bot.bridge import Actor, Bridge
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
@@ -86,7 +87,7 @@ class RosterPeople:
 
 
 class BridgeDecider:
-    """Reassign and safe default through the bridge."""
+    """Reassign, escalation level and safe default through the bridge."""
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
@@ -106,6 +107,41 @@ class BridgeDecider:
         except (FactoryError, FactoryUnavailable) as exc:
             return "failed", {"error": str(exc)}
         return "sent", {"assignee": admin.factory_user_id}
+
+    async def escalate(
+        self, task: LadderTask, level: int, reason: str, escalate_to: str | None
+    ) -> DeliveryResult:
+        """``POST /v1/approvals/{id}/escalate`` (contract §1.5), Idempotency-Key from the task
+        id and ``level`` (a restart or retry never escalates twice, §7.1).
+
+        ``sent`` with the factory's ``escalationLevel`` when it answers one; ``skipped`` for
+        404/409 (the approval is decided or gone: recorded, not retried); ``failed`` for any
+        other refusal, or when the factory stays unreachable after the client's retries.
+        """
+        approval_id = task.approval_id
+        if approval_id is None:
+            return "skipped", {"note": "no approval behind the task"}
+        try:
+            answer = await self.bridge.factory.escalate_approval(
+                approval_id,
+                reason=reason,
+                escalate_to=escalate_to,
+                idempotency_key=FactoryClient.new_idempotency_key(
+                    f"escalation:{task.task_id}:escalate:{level}"
+                ),
+            )
+        except FactoryError as exc:
+            if exc.status in (404, 409):
+                return "skipped", {"note": f"approval not escalated: {exc}"}
+            return "failed", {"error": str(exc)}
+        except FactoryUnavailable as exc:
+            return "failed", {"error": str(exc)}
+        detail: dict[str, Any] = {"approval_id": approval_id}
+        if escalate_to:
+            detail["escalate_to"] = escalate_to
+        if isinstance(answer.get("escalationLevel"), int):
+            detail["factory_level"] = answer["escalationLevel"]
+        return "sent", detail
 
     async def safe_default(self, task: LadderTask, decision: str, notes: str) -> DeliveryResult:
         """The decision through :meth:`bot.bridge.Bridge.decide` (exactly once, no role

@@ -37,6 +37,7 @@ from bot.ladder.timers import WakeTimers, make_scheduler
 from bot.sla_events import factory_announced
 from bot.store import TrackedTask
 from bot.store.ladder import LadderStepRow, LadderStore
+from escalation.deliveries import reported_level
 from escalation.notices import STEP_LABELS, NextStep, late_marker
 from escalation.policy import StepKind
 from escalation.ports import LadderTask, Messenger, Pager
@@ -209,6 +210,7 @@ class LadderRuntime:
         taken = tuple(
             f"✓ {STEP_LABELS.get(StepKind(r.step), r.step)} "
             f"{discord_timestamp(r.taken_at, 'T')}{late_marker(r.late_seconds)}"
+            + _level_note(r.outcome)
             for r in rows
             if r.step in STEP_VALUES
         )
@@ -378,3 +380,10 @@ class LadderRuntime:
         """Wait until every step and send under way has finished (tests)."""
         while self._background:
             await asyncio.gather(*set(self._background), return_exceptions=True)
+
+
+def _level_note(outcome: dict[str, Any]) -> str:
+    """The suffix of a step line on the task message: ``· factory level N`` when the step
+    reported level N to the factory (contract ``Task.escalationLevel``), else empty."""
+    level = reported_level(outcome)
+    return f" · factory level {level}" if level is not None else ""

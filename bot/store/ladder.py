@@ -27,7 +27,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from escalation.deliveries import NewDelivery
+from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
@@ -41,10 +41,6 @@ __all__ = [
     "LadderStore",
     "NewDelivery",
 ]
-
-#: Deliveries whose side effect carries an Idempotency-Key (factory calls): a claimed one left
-#: by a crash is safely sent again (the factory answers the same request once).
-IDEMPOTENT_CHANNELS = frozenset({"reassign", "decision"})
 
 _CHUNK = 500
 

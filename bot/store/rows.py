@@ -114,6 +114,11 @@ class TrackedTask:
         return self.task.id
 
     @property
+    def approval_id(self) -> str | None:
+        """The id of the factory ``Approval`` behind the task (contract §1.4), if known."""
+        return self.approval.id if self.approval is not None else None
+
+    @property
     def is_decided(self) -> bool:
         """True once a decision is confirmed (by the factory, or seen in an event)."""
         return self.decision is not None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from escalation.deliveries import NewDelivery
+from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.models import Priority, Task
 from escalation.notices import CallScript
 from escalation.policy import EscalationPolicy, SafeDefault
@@ -84,6 +84,7 @@ class FakeTask:
     snoozed_until: datetime | None = None
     channel_id: int | None = 100
     message_id: int | None = 5000
+    approval_id: str | None = None
 
     @property
     def task_id(self) -> str:
@@ -227,7 +228,7 @@ class FakeRepository:
     async def expire_claimed(self, now: datetime) -> list[DeliveryRow]:
         claimed = [r for r in self.rows.values() if r.status == "claimed"]
         for r in claimed:
-            retry = r.channel in ("reassign", "decision")
+            retry = r.channel in IDEMPOTENT_CHANNELS
             self._set(r, status="pending" if retry else "unknown")
         return claimed
 
@@ -325,12 +326,25 @@ class FakePager:
 
 
 class FakeDecider:
-    """Reassigns and decides; a safe default decides the task in :class:`FakeTasks`."""
+    """Reassigns, escalates and decides; a safe default decides the task in
+    :class:`FakeTasks`. ``escalate_answers`` are the results of the next escalations
+    (then ``sent``)."""
 
     def __init__(self, tasks: FakeTasks) -> None:
         self.tasks = tasks
         self.reassigned: list[tuple[str, str]] = []
         self.decided: list[tuple[str, str]] = []
+        #: (task id, level, reason, escalateTo) of each escalation that reached the factory
+        self.escalated: list[tuple[str, int, str, str | None]] = []
+        self.escalate_answers: list[DeliveryResult] = []
+
+    async def escalate(
+        self, task: LadderTask, level: int, reason: str, escalate_to: str | None
+    ) -> DeliveryResult:
+        if self.escalate_answers:
+            return self.escalate_answers.pop(0)
+        self.escalated.append((task.task_id, level, reason, escalate_to))
+        return "sent", {"factory_level": level}
 
     async def reassign(self, task: LadderTask, admin: Person, reason: str) -> DeliveryResult:
         self.reassigned.append((task.task_id, admin.key))
