@@ -77,7 +77,7 @@ class DecisionSender(DeployApprovals):
             pending.task_id,
             decision=pending.decision,
             notes=pending.notes,
-            decision_data=self.decision_data(pending.actor, approvers),
+            decision_data=self.decision_data(pending.actor, approvers, pending.option),
             idempotency_key=pending.key,
             on_retry=on_retry,
         )
