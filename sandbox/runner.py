@@ -264,6 +264,7 @@ class Scenario:
             TASKS_CHANNEL_ID, placeholder, ["oauth"], user=self.people.bob, message_id=message.id
         )
         await self.until(lambda: _final(bob.reply_content), 10, "bob's pick answered")
+        t.ephemeral("bob", bob.reply_content)
         self.checks.check(
             self.decision_of(task["id"]) is None and "role" in (bob.reply_content or ""),
             "a pick without the approver role changes nothing and says why",
@@ -272,6 +273,7 @@ class Scenario:
             TASKS_CHANNEL_ID, placeholder, ["oauth"], user=self.people.alice, message_id=message.id
         )
         await self.until(lambda: _final(pick.reply_content), 10, "alice's pick answered")
+        t.ephemeral("alice", pick.reply_content)
         await self.until(
             lambda: self.decision_of(task["id"]) == "approved", 10, "Zendesk decided at factory"
         )
