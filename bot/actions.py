@@ -200,11 +200,17 @@ class Actions(DecisionSender):
                 return self._conflict(settled)
             return Outcome("failed", say.BUSY, settled)
         self.settled.setdefault(task_id, asyncio.Event())
+        if option is not None:
+            self.inflight_options[key] = dict(option)
+        outcome = None
         try:
             pending = PendingDecision(won, decision, actor, notes, key, request, option)
-            return await self._send_decision(pending, on_retry)
+            outcome = await self._send_decision(pending, on_retry)
+            return outcome
         finally:
             self._settle(task_id)
+            if outcome is None or outcome.kind != "unconfirmed":  # no re-send will need it
+                self.inflight_options.pop(key, None)
 
     # ------------------------------------------------------------------ bulk approval
     async def approve_bulk(

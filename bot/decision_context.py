@@ -143,6 +143,10 @@ class DecisionContext:
         self.settled: dict[str, asyncio.Event] = {}
         #: Background re-sends of decisions whose outcome is not known yet.
         self.resender = Resender(base_seconds=settings.factory_retry_base_seconds)
+        #: The option of each ``decision`` task's pick in flight, by ``Idempotency-Key``: a
+        #: background re-send sends it again (the store keeps no option; after a restart it
+        #: is unknown, see :meth:`bot.decision_send.DecisionSender.resume_decision`).
+        self.inflight_options: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ audit
     async def _audit(self, actor: Actor, **entry: Any) -> None:

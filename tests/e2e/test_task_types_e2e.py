@@ -8,6 +8,7 @@ metrics, modal type, failure details and diff summary shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.store import Store
@@ -17,6 +18,8 @@ from tests.support.harness import BridgeProcess, wait_until
 from tests.support.reading import fields, final_reply, task_messages
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
+TASK = r"/v1/tasks/[^/]+"
+FAST = {"FACTORY_RETRY_BASE_SECONDS": "0.05", "FACTORY_TIMEOUT_SECONDS": "0.5"}
 PLACEHOLDER = "🗳️ Choose an option…"
 
 
@@ -238,3 +241,51 @@ async def test_fix_required_title_and_context_fields(world: World, bridge: Bridg
     text = str(details.callbacks) + str(details.followups)
     assert "webhook retry" in text and "AssertionError: 2 != 3" in text
     assert "2 files, +30 −4" in text and "src/webhooks.ts" in text
+
+
+async def test_a_pick_resent_in_the_background_keeps_its_option(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await make_bridge(**FAST).start()
+    task = await decision_task(world, OPTIONS)
+    await one_message(world)
+    world.factory.delay("POST", COMPLETE, 1.0, drop=True)  # lost: only timeouts
+    world.factory.fail("GET", TASK, status=503, times=1000)  # and it cannot be read back
+    pick = await world.discord.choose(
+        TASKS_CHANNEL_ID, PLACEHOLDER, ["oauth"], user=world.people.alice
+    )
+    assert "Not confirmed yet" in await final_reply(world, pick, timeout=20)
+    world.factory.clear_faults()  # the background re-send gets through
+    await wait_until(lambda: world.factory.tasks[task["id"]]["status"] == "completed", timeout=30)
+    calls = world.factory.calls("POST", COMPLETE)
+    assert len({c.header("Idempotency-Key") for c in calls}) == 1
+    assert all(
+        c.json["decisionData"]["option"] == {"value": "oauth", "label": "OAuth 2.0"} for c in calls
+    )
+    assert world.factory.tasks[task["id"]]["decisionData"]["option"]["value"] == "oauth"
+
+
+async def test_a_pick_cut_short_by_a_crash_is_never_sent_without_its_option(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = make_bridge()
+    await bridge.start()
+    task = await decision_task(world, OPTIONS)
+    message = await one_message(world)
+    world.factory.delay("POST", COMPLETE, 30.0, drop=True)  # the request is lost
+    alice = world.people.alice
+    await world.discord.choose(TASKS_CHANNEL_ID, PLACEHOLDER, ["oauth"], user=alice)
+    await wait_until(lambda: len(world.factory.calls("POST", COMPLETE)) == 1, what="the pick")
+    await bridge.kill()  # in flight: begun in the store, not confirmed; the option is gone
+    world.factory.clear_faults()
+
+    await bridge.start()
+    await world.discord.wait_for(lambda: len(world.discord.dm_messages(alice.id)) >= 1, 20)
+    assert "pick your option again" in world.discord.dm_messages(alice.id)[-1].content
+    assert len(world.factory.calls("POST", COMPLETE)) == 1  # nothing re-sent without it
+    assert world.factory.tasks[task["id"]]["status"] == "pending"
+    assert select_of(message, "fb:t:pick:") is not None  # the menu is live again
+    again = await world.discord.choose(TASKS_CHANNEL_ID, PLACEHOLDER, ["API key"], user=alice)
+    assert "approved" in (await final_reply(world, again)).lower()
+    body = world.factory.calls("POST", COMPLETE)[-1].json
+    assert body["decisionData"]["option"] == {"value": "API key", "label": "API key"}
