@@ -12,11 +12,15 @@ adapter posts the normal single-task message at once and never calls :class:`~ba
 from __future__ import annotations
 
 from escalation.deploy_guard import is_guarded
-from escalation.models import Priority, Task
+from escalation.models import Priority, Task, TaskType
 
 __all__ = ["batch_key"]
 
 _ROUTINE_PRIORITIES = frozenset({Priority.MEDIUM, Priority.LOW})
+#: Task types a batch message can decide (approve / reject). A ``decision`` needs its option
+#: picked and a ``manual_action`` / ``fix_required`` its work done (contract §1.4
+#: ``TaskType``): those are always posted alone with their own controls.
+_BATCHABLE_TYPES = frozenset({TaskType.APPROVAL, TaskType.REVIEW})
 
 
 def batch_key(task: Task, *, guarded: bool | None = None) -> str | None:
@@ -36,10 +40,11 @@ def batch_key(task: Task, *, guarded: bool | None = None) -> str | None:
         tasks and for anything touching production (master plan §7: those are never delayed or
         bundled). ``guarded`` is the deploy guard's verdict when the caller knows the approval
         behind the task (:func:`escalation.deploy_guard.is_guarded`); ``None`` judges from
-        the task alone.
+        the task alone. Only ``approval`` and ``review`` tasks are batched: the other types
+        have controls of their own (an option select, "Done"), never "Approve All".
     """
     if guarded is None:
         guarded = is_guarded(task)
-    if task.priority not in _ROUTINE_PRIORITIES or guarded:
+    if task.priority not in _ROUTINE_PRIORITIES or guarded or task.type not in _BATCHABLE_TYPES:
         return None
     return f"{task.type}:{task.stage_name or '-'}"

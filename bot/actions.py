@@ -18,6 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from bot import outcomes as say
 from bot.decision_context import PendingDecision
@@ -116,6 +117,7 @@ class Actions(DecisionSender):
         idempotency_seed: str,
         on_retry: ProgressCallback | None = None,
         skip_role_check: bool = False,
+        option: dict[str, str] | None = None,
     ) -> Outcome:
         """Send a decision to the factory exactly once and update the message.
 
@@ -136,6 +138,10 @@ class Actions(DecisionSender):
             Awaited before each retry with (attempt, problem) so the person can be told.
         skip_role_check:
             For callers that checked the roles already.
+        option:
+            The option chosen on a ``decision`` task, ``{"value", "label"}``: sent as
+            ``decisionData.option`` with ``decision`` ``approved`` (contract §1.4
+            ``TaskType``) and recorded in the audit.
 
         Returns
         -------
@@ -148,7 +154,9 @@ class Actions(DecisionSender):
             DM follows); ``unknown`` for a task the factory does not know.
         """
         decision = TaskDecision(decision).value
-        request = {"decision": decision, "notes": notes}
+        request: dict[str, Any] = {"decision": decision, "notes": notes}
+        if option is not None:
+            request["option"] = dict(option)
         outcome, tracked = await self._gate(
             task_id, decision, actor, role_check=not skip_role_check
         )
@@ -192,11 +200,17 @@ class Actions(DecisionSender):
                 return self._conflict(settled)
             return Outcome("failed", say.BUSY, settled)
         self.settled.setdefault(task_id, asyncio.Event())
+        if option is not None:
+            self.inflight_options[key] = dict(option)
+        outcome = None
         try:
-            pending = PendingDecision(won, decision, actor, notes, key, request)
-            return await self._send_decision(pending, on_retry)
+            pending = PendingDecision(won, decision, actor, notes, key, request, option)
+            outcome = await self._send_decision(pending, on_retry)
+            return outcome
         finally:
             self._settle(task_id)
+            if outcome is None or outcome.kind != "unconfirmed":  # no re-send will need it
+                self.inflight_options.pop(key, None)
 
     # ------------------------------------------------------------------ bulk approval
     async def approve_bulk(

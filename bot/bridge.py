@@ -345,9 +345,10 @@ class Bridge:
         idempotency_seed: str,
         on_retry: ProgressCallback | None = None,
         skip_role_check: bool = False,
+        option: dict[str, str] | None = None,
     ) -> Outcome:
         """Send a decision exactly once and update the message
-        (:meth:`bot.actions.Actions.decide`)."""
+        (:meth:`bot.actions.Actions.decide`; ``option`` is a ``decision`` task's choice)."""
         return await self.actions.decide(
             task_id,
             decision,
@@ -356,6 +357,7 @@ class Bridge:
             idempotency_seed=idempotency_seed,
             on_retry=on_retry,
             skip_role_check=skip_role_check,
+            option=option,
         )
 
     async def resume_decision(

@@ -87,7 +87,8 @@ class PendingDecision:
     """One decision marked in flight, on its way to the factory.
 
     ``key`` is its ``Idempotency-Key`` (contract §7.1: every request of the decision carries
-    it); ``request`` is what the audit records of it.
+    it); ``request`` is what the audit records of it; ``option`` is the option chosen on a
+    ``decision`` task (``{"value", "label"}``, sent as ``decisionData.option``, contract §1.4).
     """
 
     tracked: TrackedTask
@@ -96,6 +97,7 @@ class PendingDecision:
     notes: str | None
     key: str
     request: dict[str, Any]
+    option: dict[str, str] | None = None
 
     @property
     def task_id(self) -> str:
@@ -141,6 +143,10 @@ class DecisionContext:
         self.settled: dict[str, asyncio.Event] = {}
         #: Background re-sends of decisions whose outcome is not known yet.
         self.resender = Resender(base_seconds=settings.factory_retry_base_seconds)
+        #: The option of each ``decision`` task's pick in flight, by ``Idempotency-Key``: a
+        #: background re-send sends it again (the store keeps no option; after a restart it
+        #: is unknown, see :meth:`bot.decision_send.DecisionSender.resume_decision`).
+        self.inflight_options: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ audit
     async def _audit(self, actor: Actor, **entry: Any) -> None:
@@ -287,7 +293,10 @@ class DecisionContext:
         return operator.factory_user_id if operator else None
 
     def decision_data(
-        self, actor: Actor, approvers: tuple[DeployApproval, ...] = ()
+        self,
+        actor: Actor,
+        approvers: tuple[DeployApproval, ...] = (),
+        option: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """``decisionData`` sent with a decision: who decided and through what.
 
@@ -295,7 +304,8 @@ class DecisionContext:
         ``factoryUserId`` comes from the roster (``None`` for someone not in it). The approval
         of a production deploy adds ``approvers``: every deploy approver, ``[{discordUserId,
         name, factoryUserId, at}]`` oldest first (two-person rule, contract §1.4
-        ``Approval.requiredApprovers``).
+        ``Approval.requiredApprovers``). The choice on a ``decision`` task adds ``option``
+        ``{"value", "label"}`` (contract §1.4 ``TaskType`` "decision").
         """
         data: dict[str, Any] = {
             "source": "discord" if actor.discord_user_id else actor.via,
@@ -305,6 +315,8 @@ class DecisionContext:
         }
         if approvers:
             data["approvers"] = [a.to_wire() for a in approvers]
+        if option is not None:
+            data["option"] = dict(option)
         return data
 
     def _deploy_approvers(self, tracked: TrackedTask, decision: str) -> tuple[DeployApproval, ...]:

@@ -20,11 +20,22 @@ from bot.deploy_approval import DeployApprovals
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.outcomes import PROGRESS_NOTICE, Actor, Outcome, ProgressCallback
 from bot.store import TrackedTask
-from escalation.models import Task
+from escalation.models import Task, TaskDecision
+from escalation.task_kinds import decision_options
 
 __all__ = ["DecisionSender"]
 
 log = logging.getLogger(__name__)
+
+
+def _needs_option(tracked: TrackedTask, decision: str) -> bool:
+    """True when approving ``tracked`` is picking one of its options (a ``decision`` task with
+    options, not a production deploy: contract §1.4 ``TaskType``)."""
+    return (
+        decision == TaskDecision.APPROVED.value
+        and not tracked.guarded
+        and bool(decision_options(tracked.task).options)
+    )
 
 
 class DecisionSender(DeployApprovals):
@@ -77,7 +88,7 @@ class DecisionSender(DeployApprovals):
             pending.task_id,
             decision=pending.decision,
             notes=pending.notes,
-            decision_data=self.decision_data(pending.actor, approvers),
+            decision_data=self.decision_data(pending.actor, approvers, pending.option),
             idempotency_key=pending.key,
             on_retry=on_retry,
         )
@@ -278,10 +289,16 @@ class DecisionSender(DeployApprovals):
             discord_user_id=tracked.inflight_by_discord_id,
         )
         notes = tracked.inflight_notes
-        request = {"decision": decision, "notes": notes, "idempotencyKey": key}
-        pending = PendingDecision(tracked, decision, actor, notes, key, request)
+        option = self.inflight_options.get(key)
+        request: dict[str, Any] = {"decision": decision, "notes": notes, "idempotencyKey": key}
+        if option is not None:
+            request["option"] = option
+        pending = PendingDecision(tracked, decision, actor, notes, key, request, option)
         try:
-            outcome = await self._resend_once(pending, why)
+            if option is None and _needs_option(tracked, decision):
+                outcome = await self._option_lost(pending, why)
+            else:
+                outcome = await self._resend_once(pending, why)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # e.g. the database took no write: still in flight
@@ -294,6 +311,27 @@ class DecisionSender(DeployApprovals):
                 return outcome
             if fresh is None or fresh.inflight_key != key:  # settled: tell the clicker
                 await self._dm_outcome(actor, tracked, decision, outcome)
+        return outcome
+
+    async def _option_lost(self, pending: PendingDecision, why: str) -> Outcome:
+        """A ``decision`` task's pick in flight whose option is no longer known (a restart):
+        never re-sent without it. The task is read back: a decision found there settles it;
+        otherwise the pick is cleared (the option menu is live again) and the person is told
+        to pick again."""
+        state, found = await self._read_back(pending.task_id)
+        if state == "decided" and found is not None:
+            return await self._settle_from_factory(pending, found, f"{why}; read back")
+        if state == "unknown":  # the factory cannot be asked now: stays in flight, tried later
+            detail = f"{why}: the chosen option is unknown and the task not readable"
+            await self._audit_pending(pending, "failed", detail)
+            return Outcome("failed", detail, pending.tracked)
+        outcome = await self._not_recorded(
+            pending, f"{why}: the chosen option is unknown after a restart", say.OPTION_LOST
+        )
+        await self._quietly(
+            self.board.refresh_message(pending.task_id),
+            f"refresh the message of {pending.task_id}",
+        )
         return outcome
 
     async def _resend_once(self, pending: PendingDecision, why: str) -> Outcome:

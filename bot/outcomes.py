@@ -35,6 +35,7 @@ __all__ = [
     "GONE_READ_BACK",
     "GONE_RESEND",
     "NOT_RECORDED_READ_BACK",
+    "OPTION_LOST",
     "PROGRESS_NOTICE",
     "QUEUED",
     "SYSTEM",
@@ -220,6 +221,11 @@ GONE_READ_BACK = (
     "task: nothing was recorded."
 )
 GONE_RESEND = "The factory no longer knows this task: your decision was NOT recorded."
+#: A decision task's pick left in flight by a restart: the bridge no longer knows which option.
+OPTION_LOST = (
+    "⚠️ The bridge restarted before the factory confirmed your choice, and the factory does not "
+    "have it. Nothing was recorded: please pick your option again."
+)
 QUEUED = (
     "⚠️ Not confirmed yet: the factory did not answer in time and the task could not be "
     "read back. Your decision stays queued and is re-sent in the background with the "

@@ -2,7 +2,7 @@
 
 Needs no token and no network: everything runs on 127.0.0.1 with a temporary SQLite database.
 The scenario comes from the reference documents: a GHL production deploy (critical), a Stripe
-code review (high), a wave of routine reviews (freshdesk, helpscout, close — low risk — and ghl
+code review (high), a Zendesk auth decision with options (high), a wave of routine reviews (freshdesk, helpscout, close — low risk — and ghl
 with 42 failing tests), and a task nobody answers, which climbs the escalation ladder at an
 accelerated pace. Each step is checked; the exit code is 0 only when every check held.
 """
@@ -232,6 +232,64 @@ class Scenario:
         self.checks.check(ok, "Stripe review rejected with a reason")
         t.flush()
 
+    async def choice(self) -> None:
+        """A ``decision`` task with options (contract §1.4 ``TaskType``): bob (no role) is
+        refused, alice picks one from the select menu; the factory gets it once."""
+        t, discord = self.t, self.world.discord
+        t.say("The factory asks to choose how the Zendesk MCP server authenticates (high)")
+        task = await self.world.factory.create_task(
+            title="Zendesk MCP Server — auth strategy",
+            priority="high",
+            type="decision",
+            stageName="review",
+            pipelineId="zendesk-mcp-server",
+            context={
+                "summary": "Both strategies pass the tests; choose one.",
+                "modalType": "choice",
+                "modalConfig": {
+                    "options": [
+                        {"value": "oauth", "label": "OAuth 2.0", "description": "per-user tokens"},
+                        {"value": "api-key", "label": "API key", "description": "one shared key"},
+                    ]
+                },
+            },
+        )
+        await self.until(lambda: self.task_message(task["id"]) is not None, 10, "Zendesk posted")
+        t.flush()
+        message = self.task_message(task["id"])
+        assert message is not None
+        placeholder = "🗳️ Choose an option…"
+        t.say("bob (no role) picks OAuth 2.0; then alice picks it")
+        bob = await discord.choose(
+            TASKS_CHANNEL_ID, placeholder, ["oauth"], user=self.people.bob, message_id=message.id
+        )
+        await self.until(lambda: _final(bob.reply_content), 10, "bob's pick answered")
+        t.ephemeral("bob", bob.reply_content)
+        self.checks.check(
+            self.decision_of(task["id"]) is None and "role" in (bob.reply_content or ""),
+            "a pick without the approver role changes nothing and says why",
+        )
+        pick = await discord.choose(
+            TASKS_CHANNEL_ID, placeholder, ["oauth"], user=self.people.alice, message_id=message.id
+        )
+        await self.until(lambda: _final(pick.reply_content), 10, "alice's pick answered")
+        t.ephemeral("alice", pick.reply_content)
+        await self.until(
+            lambda: self.decision_of(task["id"]) == "approved", 10, "Zendesk decided at factory"
+        )
+        calls = self.world.factory.calls("POST", r"/v1/tasks/[^/]+/complete")
+        sent = [c.json for c in calls if task["id"] in c.path]
+        self.checks.check(
+            len(sent) == 1
+            and sent[0]["decisionData"].get("option") == {"value": "oauth", "label": "OAuth 2.0"},
+            "the chosen option reached the factory once",
+        )
+        ok = await self.until(
+            lambda: "Chosen" in str(message.embeds), 10, "the Zendesk message shows the choice"
+        )
+        self.checks.check(ok, "decision task answered through its option menu")
+        t.flush()
+
     async def wave(self) -> None:
         """Four routine reviews batched; Approve All Low-Risk; a dashboard decision."""
         t, discord = self.t, self.world.discord
@@ -375,7 +433,14 @@ async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = p
         )
         try:
             await app.start()
-            for step in (scenario.deploy, scenario.review, scenario.wave, scenario.ladder):
+            steps = (
+                scenario.deploy,
+                scenario.review,
+                scenario.choice,
+                scenario.wave,
+                scenario.ladder,
+            )
+            for step in steps:
                 try:
                     await step()
                 except Exception as exc:  # a broken step must not hide the others

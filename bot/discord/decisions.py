@@ -134,10 +134,12 @@ async def run_decision(
     *,
     notes: str | None = None,
     after_answer: Callable[[], Awaitable[None]] | None = None,
+    option: dict[str, str] | None = None,
 ) -> None:
     """Answer at once, send the decision (with retries), then tell the person the outcome.
 
     ``after_answer`` runs right after the interaction was answered (e.g. adopting the message).
+    ``option`` is the option picked on a ``decision`` task (``{"value", "label"}``).
     The idempotency key derives from the interaction id (a redelivered click sends nothing new).
     """
     bridge = bridge_of(interaction)
@@ -152,6 +154,7 @@ async def run_decision(
         notes=notes,
         idempotency_seed=f"interaction:{interaction.id}",
         on_retry=_progress(interaction),
+        option=option,
     )
     await say(interaction, outcome)
 

@@ -23,8 +23,9 @@ from bot.discord.limits import (
 from bot.pipelines import stage_text
 from bot.store import TrackedTask
 from escalation.markup import escape_text
-from escalation.models import Priority, Task, TestResults
+from escalation.models import Priority, Task, TaskType, TestResults
 from escalation.notices import PRIORITY_LABELS, NextStep
+from escalation.task_kinds import ACTION_TITLES, decision_options
 
 __all__ = [
     "DECISION_LABELS",
@@ -38,6 +39,7 @@ __all__ = [
     "embed_length",
     "fit_embed",
     "format_coverage",
+    "format_metrics",
     "format_test_results",
     "task_embed",
     "truncate",
@@ -85,8 +87,59 @@ def format_coverage(results: TestResults | None, min_percent: float = 80.0) -> s
     return f"{mark} {results.coverage_percent:g}%"
 
 
+#: How many ``context.metrics`` entries the task message shows (the rest are counted).
+METRICS_SHOWN = 12
+
+
 def _title(task: Task) -> str:
-    return truncate(f"🔔 Approval Required: {escape_text(task.title)}", TITLE_MAX)
+    """What the task asks for, by type (contract §1.4 ``TaskType``), then its title:
+    "🔔 Approval Required" for ``approval`` and ``review``, "🗳️ Decision Required",
+    "🛠️ Manual action required", "🔧 Fix required"."""
+    if task.type in ACTION_TITLES:
+        prefix = ACTION_TITLES[task.type]
+    elif task.type is TaskType.DECISION:
+        prefix = "🗳️ Decision Required"
+    else:
+        prefix = "🔔 Approval Required"
+    return truncate(f"{prefix}: {escape_text(task.title)}", TITLE_MAX)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``context.metrics`` compactly: "errorRate 0.02 · p95Ms 180", sorted by name, at most
+    :data:`METRICS_SHOWN` entries then "…and N more"; "" when there are none."""
+    items = sorted(metrics.items())
+    parts = [
+        f"{escape_text(truncate(name, 40))} {value:g}" for name, value in items[:METRICS_SHOWN]
+    ]
+    if len(items) > METRICS_SHOWN:
+        parts.append(f"…and {len(items) - METRICS_SHOWN} more")
+    return " · ".join(parts)
+
+
+def _kind_fields(embed: discord.Embed, task: Task, *, decided: bool) -> None:
+    """The fields a task's type and context add: Modal type, Metrics, and a ``decision``
+    task's Options (or why there are none, and which were left out)."""
+    if task.context.modal_type:
+        embed.add_field(
+            name="Modal type", value=truncate(escape_text(task.context.modal_type), 100)
+        )
+    metrics = format_metrics(task.context.metrics)
+    if metrics:
+        embed.add_field(name="Metrics", value=truncate(metrics, FIELD_VALUE_MAX), inline=False)
+    if task.type is not TaskType.DECISION or decided:
+        return
+    found = decision_options(task)
+    if found.options:
+        lines = [
+            f"• **{escape_text(o.label)}**"
+            + (f" — {escape_text(o.description)}" if o.description else "")
+            for o in found.options
+        ]
+    else:
+        lines = ["⚠️ The factory gave no options to choose from: approve or reject instead."]
+    if found.skipped:
+        lines.append(f"⚠️ {len(found.skipped)} option(s) left out: " + "; ".join(found.skipped))
+    embed.add_field(name="Options", value=truncate("\n".join(lines), FIELD_VALUE_MAX), inline=False)
 
 
 def deploy_checklist(task: Task, min_coverage_percent: float = 80.0) -> str:
@@ -174,6 +227,7 @@ def task_embed(
     if sla_breached and not decided:
         deadline_value = f"🚨 SLA breached {deadline_value}"
     embed.add_field(name="SLA Deadline", value=deadline_value)
+    _kind_fields(embed, task, decided=decided)
     if tracked.guarded:
         embed.set_author(name="🚀 Production deploy")  # shown above the title
         reasons = "; ".join(signal.value for signal in tracked.guard_signals)
@@ -203,6 +257,9 @@ def task_embed(
             who = ", ".join(f"<@{a.discord_user_id}>" for a in tracked.deploy_approvals)
         when = f" · {discord_timestamp(tracked.decided_at, 'f')}" if tracked.decided_at else ""
         value = f"{label} by {who}{when}"
+        chosen = task.decision_data.get("option")
+        if isinstance(chosen, dict) and isinstance(chosen.get("label"), str):
+            value += f"\nChosen: **{escape_text(truncate(chosen['label'], 100))}**"
         if tracked.decision_notes:
             value += f"\n> {escape_text(tracked.decision_notes)}"
         embed.add_field(name="Decision", value=truncate(value, FIELD_VALUE_MAX), inline=False)

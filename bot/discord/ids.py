@@ -12,6 +12,7 @@ component                 custom_id                                       built 
 ========================  ==============================================  ======================
 task button               ``fb:t:<action>:<task id>``                     :func:`task_button`
 snooze select             ``fb:snooze:<task id>``                         :func:`snooze_select`
+decision option select    ``fb:t:pick:<task id>``                         :func:`option_select`
 batch "Pick an item…"     ``fb:b:pick:<batch id>``                        :func:`batch_pick`
 batch Approve Low-Risk    ``fb:b:approve-low:<batch id>``                 :func:`batch_approve_low`
 batch Review All          ``fb:b:review:<batch id>``                      :func:`batch_review`
@@ -19,7 +20,7 @@ listing ◀ / ▶             ``fb:pg:<kind>:<arg>:<page>:<p|n>``             :f
 modal                     ``fb:m:<kind>:<task id>:<opening id>``          :func:`modal_custom_id`
 ========================  ==============================================  ======================
 
-``<action>`` is ``approve``, ``reject``, ``details`` or ``ack``; ``<kind>`` of a listing is
+``<action>`` is ``approve``, ``reject``, ``details``, ``ack`` or ``done``; ``<kind>`` of a listing is
 ``pending``, ``pipelines``, ``blockers`` or ``history``; the opening id of a modal is the id of
 the interaction that opened it (one id per opening: see :mod:`bot.discord.modals`).
 
@@ -40,6 +41,7 @@ __all__ = [
     "CUSTOM_ID_MAX",
     "LISTING_KINDS",
     "MODAL_PREFIX",
+    "OPTION_SELECT_TEMPLATE",
     "PAGE_TEMPLATE",
     "SNOOZE_TEMPLATE",
     "TASK_ACTIONS",
@@ -50,6 +52,7 @@ __all__ = [
     "batch_review",
     "is_task_id",
     "modal_custom_id",
+    "option_select",
     "page_button",
     "parse_modal_id",
     "parse_task_component",
@@ -66,7 +69,7 @@ TASK_ID = r"[A-Za-z0-9_.\-]{1,64}"
 BATCH_ID = r"[A-Za-z0-9_.\-]{1,80}"
 
 #: Actions of the buttons on a task message.
-TASK_ACTIONS = ("approve", "reject", "details", "ack")
+TASK_ACTIONS = ("approve", "reject", "details", "ack", "done")
 #: Listings of ``/factory`` that page with ◀ / ▶.
 LISTING_KINDS = ("pending", "pipelines", "blockers", "history")
 
@@ -76,6 +79,8 @@ MODAL_PREFIX = "fb:m:"
 #: DynamicItem templates (discord.py matches them against the whole custom_id).
 TASK_BUTTON_TEMPLATE = rf"fb:t:(?P<action>{'|'.join(TASK_ACTIONS)}):(?P<task_id>{TASK_ID})"
 SNOOZE_TEMPLATE = rf"fb:snooze:(?P<task_id>{TASK_ID})"
+#: The option select of a ``decision`` task (``fb:t:…`` so reconciliation finds its task).
+OPTION_SELECT_TEMPLATE = rf"fb:t:pick:(?P<task_id>{TASK_ID})"
 BATCH_PICK_TEMPLATE = rf"fb:b:pick:(?P<batch_id>{BATCH_ID})"
 BATCH_APPROVE_LOW_TEMPLATE = rf"fb:b:approve-low:(?P<batch_id>{BATCH_ID})"
 BATCH_REVIEW_TEMPLATE = rf"fb:b:review:(?P<batch_id>{BATCH_ID})"
@@ -85,7 +90,9 @@ PAGE_TEMPLATE = (
 )
 
 _TASK_ID_RE = re.compile(rf"^{TASK_ID}$")
-_TASK_COMPONENT_RE = re.compile(rf"^(?:{TASK_BUTTON_TEMPLATE}|fb:snooze:(?P<snoozed>{TASK_ID}))$")
+_TASK_COMPONENT_RE = re.compile(
+    rf"^(?:{TASK_BUTTON_TEMPLATE}|fb:snooze:(?P<snoozed>{TASK_ID})|fb:t:pick:(?P<picked>{TASK_ID}))$"
+)
 _MODAL_ID_RE = re.compile(
     r"^fb:m:(?P<kind>[a-z]{1,16}):(?P<task_id>[^:]{1,64})(?::(?P<nonce>\d{1,20}))?$"
 )
@@ -106,12 +113,17 @@ def snooze_select(task_id: str) -> str:
     return f"fb:snooze:{task_id}"
 
 
+def option_select(task_id: str) -> str:
+    """``fb:t:pick:<task id>``: the option select of a ``decision`` task (contract §1.4)."""
+    return f"fb:t:pick:{task_id}"
+
+
 def parse_task_component(custom_id: str) -> str | None:
     """The task id of a task message's button or snooze select, else ``None``."""
     match = _TASK_COMPONENT_RE.match(custom_id)
     if match is None:
         return None
-    return match["task_id"] or match["snoozed"]
+    return match["task_id"] or match["snoozed"] or match["picked"]
 
 
 def batch_pick(batch_id: str) -> str:

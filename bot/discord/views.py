@@ -33,13 +33,16 @@ from bot.discord.decisions import (
 from bot.discord.embeds import details_embed
 from bot.discord.forms import DeployConfirmModal, RejectReasonModal
 from bot.discord.modals import open_modal
+from bot.discord.option_select import OptionSelect
 from bot.discord.replies import answer, answer_now, is_answered, say
 from escalation.permissions import needs_deploy_confirmation
+from escalation.task_kinds import decision_options, is_done_task
 
 if TYPE_CHECKING:
     from bot.store import TrackedTask
 
 __all__ = [
+    "DONE_NOTES",
     "DYNAMIC_ITEMS",
     "SnoozeSelect",
     "TaskButton",
@@ -48,15 +51,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The decision notes of "✅ Done" on a ``manual_action`` / ``fix_required`` task.
+DONE_NOTES = "done"
+
 
 class TaskButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=ids.TASK_BUTTON_TEMPLATE,
 ):
-    """Approve / Reject / Acknowledge / Details on a task message."""
+    """Approve / Reject / Acknowledge / Details on a task message, and Done on a task that
+    asks for work (``manual_action``, ``fix_required``: contract §1.4 ``TaskType``)."""
 
     STYLES: ClassVar[dict[str, tuple[str, discord.ButtonStyle, str]]] = {
         "approve": ("Approve", discord.ButtonStyle.success, "✅"),
+        "done": ("Done", discord.ButtonStyle.success, "✅"),
         "reject": ("Reject", discord.ButtonStyle.danger, "❌"),
         "ack": ("Acknowledge", discord.ButtonStyle.secondary, "👀"),
         "details": ("Details", discord.ButtonStyle.secondary, "📋"),
@@ -105,6 +113,30 @@ class TaskButton(
                 await adopt()
                 return
             await run_decision(interaction, self.task_id, "approved", "button", after_answer=adopt)
+        elif self.action == "done":
+            # the work is done: an approval with the notes "done" (no deploy modal: a task
+            # asking for work is not a production deploy decision)
+            tracked = await precheck(interaction, self.task_id, "approved", "button")
+            if tracked is None:
+                return
+            if not is_done_task(tracked.task):  # a hand-crafted click on another kind of task
+                await refuse(
+                    interaction,
+                    self.task_id,
+                    "task.approved",
+                    f"Done pressed on a {tracked.task.type.value} task",
+                    "This task does not ask for work to be done. Nothing was sent.",
+                    via="button",
+                )
+                return
+            await run_decision(
+                interaction,
+                self.task_id,
+                "approved",
+                "button",
+                notes=DONE_NOTES,
+                after_answer=adopt,
+            )
         elif self.action == "reject":
             tracked = await precheck(interaction, self.task_id, "rejected", "button")
             if tracked is None:
@@ -201,15 +233,26 @@ class SnoozeSelect(
 def task_view(tracked: TrackedTask, *, dashboard_url: str | None) -> discord.ui.View | None:
     """The components of a task message: none once decided (the buttons are removed).
 
-    Row 1: Approve, Reject, Acknowledge, Details (a link to ``FACTORY_DASHBOARD_URL/tasks/{id}``
-    when set); row 2: the snooze select.
+    By task type (contract §1.4 ``TaskType``), row 1 holds: Approve, Reject, Acknowledge
+    (``approval``, ``review``, and a ``decision`` without usable options); Done, Acknowledge
+    (``manual_action``, ``fix_required``: no Reject); Acknowledge (a ``decision`` with
+    options, whose option select is the row above); then Details (a link to
+    ``FACTORY_DASHBOARD_URL/tasks/{id}`` when set). The last row is the snooze select.
     """
     if tracked.is_decided:
         return None
     view = discord.ui.View(timeout=None)
     task_id = tracked.task_id
-    view.add_item(TaskButton("approve", task_id))
-    view.add_item(TaskButton("reject", task_id))
+    options = decision_options(tracked.task)
+    if options.options and not tracked.guarded:
+        select = OptionSelect(task_id, options)
+        select.item.row = 0
+        view.add_item(select)
+    elif is_done_task(tracked.task):
+        view.add_item(TaskButton("done", task_id))
+    else:
+        view.add_item(TaskButton("approve", task_id))
+        view.add_item(TaskButton("reject", task_id))
     view.add_item(TaskButton("ack", task_id))
     if dashboard_url:
         view.add_item(
@@ -222,11 +265,15 @@ def task_view(tracked: TrackedTask, *, dashboard_url: str | None) -> discord.ui.
         )
     else:
         view.add_item(TaskButton("details", task_id))
-    select = SnoozeSelect(task_id)
-    select.item.row = 1
-    view.add_item(select)
+    snooze = SnoozeSelect(task_id)
+    snooze.item.row = 2
+    view.add_item(snooze)
     return view
 
 
 #: The task message's DynamicItem classes (registered by :class:`bot.discord.cogs.TaskCog`).
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (TaskButton, SnoozeSelect)
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    TaskButton,
+    SnoozeSelect,
+    OptionSelect,
+)
