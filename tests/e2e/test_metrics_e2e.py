@@ -82,6 +82,10 @@ async def test_a_decision_by_button_is_counted_with_its_source_and_timing(
         >= 1
     )
     assert total(after, "factory_bridge_discord_requests_total") >= 1
+    # the log lines written while handling the task carry its id (contract §7.2 LogEntry)
+    assert bridge.log_path is not None
+    entries = [json.loads(line) for line in read_lines(bridge.log_path) if line.startswith("{")]
+    assert any(entry.get("taskId") == task["id"] for entry in entries)
     # the click was acknowledged once, well within Discord's 3 s
     assert value(after, "factory_bridge_interaction_ack_seconds_count") == 1
     assert value(after, "factory_bridge_interaction_ack_seconds_bucket", le="3.0") == 1
@@ -150,6 +154,11 @@ async def test_a_discord_429_is_counted_and_the_message_still_goes_out(
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 _METRIC = re.compile(r"\bfactory_bridge_[a-z_]+")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a file."""
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
 def queried_metric_names() -> set[str]:
