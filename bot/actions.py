@@ -24,6 +24,7 @@ from bot import outcomes as say
 from bot.decision_context import PendingDecision
 from bot.decision_send import DecisionSender
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
+from bot.logs import task_log_context
 from bot.outcomes import Actor, Outcome, ProgressCallback
 from bot.store import TrackedTask
 from escalation.models import TaskDecision, TaskStatus
@@ -107,6 +108,7 @@ class Actions(DecisionSender):
         return outcome
 
     # ------------------------------------------------------------------ decide
+    @task_log_context
     async def decide(
         self,
         task_id: str,
@@ -374,6 +376,7 @@ class Actions(DecisionSender):
             return Outcome("refused", refusal.replace("decide", action), tracked), tracked
         return None, tracked
 
+    @task_log_context
     async def acknowledge(self, task_id: str, actor: Actor, *, idempotency_seed: str) -> Outcome:
         """Acknowledge a task: ``POST /v1/tasks/{id}/claim`` and "👀 acknowledged by @name".
 
@@ -459,6 +462,7 @@ class Actions(DecisionSender):
         await audit("unknown", state)
         return Outcome("failed", say.ACK_UNKNOWN, tracked)
 
+    @task_log_context
     async def snooze(self, task_id: str, actor: Actor, seconds: float) -> Outcome:
         """Snooze reminders for ``seconds``; the SLA breach never moves (recorded by the bridge).
 

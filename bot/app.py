@@ -114,7 +114,6 @@ class BridgeApp:
         self.store.add_audit_observer(self.metrics.observe_audit)
         self.factory.add_response_hook(self.metrics.observe_factory_response)
         self.metrics.instrument_discord(self.client.http)
-        self.client.observe_ack = self.metrics.observe_interaction_ack
         self.pipeline_names = PipelineNames(self._pipeline_name)
         self.notifier.pipeline_names = self.pipeline_names
         self.processor = EventProcessor(self.store, self.bridge.handle_event)

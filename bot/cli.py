@@ -43,8 +43,11 @@ def _load_settings_or_exit() -> object:
         raise SystemExit(2) from None
 
 
-def cmd_check_config(_: argparse.Namespace) -> int:
-    """Validate every setting and the roster; print what is missing or wrong (never secrets)."""
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate every setting and the roster; print what is missing or wrong (never secrets).
+
+    With ``--live`` also connect to Discord, the factory and Twilio (:mod:`bot.live_check`):
+    exit 0 only when every check passes, 1 otherwise, 2 for an invalid configuration."""
     from bot.roster import RosterError, load_roster
     from bot.settings import Settings
 
@@ -91,6 +94,13 @@ def cmd_check_config(_: argparse.Namespace) -> int:
         f"tasks channel {settings.discord_tasks_channel_id}, "
         f"factory {settings.factory_api_url}, database {database}"
     )
+    if getattr(args, "live", False):
+        from bot.live_check import format_check, run_live_checks
+
+        checks = asyncio.run(run_live_checks(settings))
+        for check in checks:
+            print(format_check(check))
+        return 0 if all(check.ok for check in checks) else 1
     return 0
 
 
@@ -219,9 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--verbose", action="store_true", help="also print the bridge's logs")
     sandbox.set_defaults(func=cmd_sandbox)
-    sub.add_parser(
-        "check-config", help="validate every setting and say what is wrong"
-    ).set_defaults(func=cmd_check_config)
+    check = sub.add_parser("check-config", help="validate every setting and say what is wrong")
+    check.add_argument(
+        "--live",
+        action="store_true",
+        help="also log in to Discord, the factory and Twilio and check permissions and keys",
+    )
+    check.set_defaults(func=cmd_check_config)
     audit = sub.add_parser("audit", help="print the audit trail")
     audit.add_argument("--task", help="only this task id")
     audit.add_argument("--since", help="e.g. 2h, 30m, 7d or an ISO 8601 date")

@@ -8,6 +8,11 @@ known ``data`` (the record's extra fields and its logger), ``error`` (``name``, 
 ``time LEVEL logger: message`` line. Without ``LOG_FORMAT`` the format is text on a terminal
 and JSON otherwise (a container's stdout goes to a log collector).
 
+``taskId`` and ``eventId`` are also filled in from the context a line is logged in: the event
+processor handles each event inside :func:`log_context` and the decision protocol's entry points
+are wrapped by :func:`task_log_context`, so every line logged while handling them carries the ids
+without each call site passing ``extra=``.
+
 Every configured secret (bot token, webhook secrets, API key, Twilio auth token, WebSocket
 token) is replaced by ``[redacted]`` in every line, whatever logged it, message, arguments or
 traceback alike.
@@ -15,20 +20,26 @@ traceback alike.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 __all__ = [
     "CONTRACT_LEVELS",
     "JsonFormatter",
     "RedactingFormatter",
     "configure_logging",
+    "log_context",
     "parse_log_level",
+    "task_log_context",
 ]
 
 #: The service name in every JSON line (contract §7.2 ``LogEntry.service``).
@@ -64,6 +75,55 @@ _RECORD_FIELDS = frozenset(
 _PROMOTED = {"task_id": "taskId", "event_id": "eventId", "duration_ms": "durationMs"}
 
 REDACTED = "[redacted]"
+
+#: The ids of what the current task (asyncio) is handling; see :func:`log_context`.
+_CONTEXT: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("bridge_log_context", default=())
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextmanager
+def log_context(*, task_id: str | None = None, event_id: str | None = None) -> Iterator[None]:
+    """Lines logged inside carry ``taskId`` / ``eventId`` (those given; inner blocks win).
+
+    The ids live in a :class:`contextvars.ContextVar`, so they follow the current asyncio
+    task (and tasks it starts) and are restored on exit.
+    """
+    added = tuple((k, v) for k, v in (("task_id", task_id), ("event_id", event_id)) if v)
+    token = _CONTEXT.set(_CONTEXT.get() + added)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def task_log_context(
+    method: Callable[_P, Awaitable[_R]],
+) -> Callable[_P, Awaitable[_R]]:
+    """Decorate a coroutine method whose ``task_id`` argument names the task it works on:
+    its lines carry ``taskId`` (:func:`log_context`)."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            task_id = signature.bind_partial(*args, **kwargs).arguments.get("task_id")
+        except TypeError:
+            task_id = None
+        with log_context(task_id=task_id if isinstance(task_id, str) else None):
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
+class _ContextFilter(logging.Filter):
+    """Copies :func:`log_context`'s ids onto each record (``extra=`` given ones win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in reversed(_CONTEXT.get()):
+            record.__dict__.setdefault(key, value)
+        return True
 
 
 def parse_log_level(value: str) -> str:
@@ -177,6 +237,7 @@ def configure_logging(
     if fmt not in ("json", "text"):
         raise ValueError(f"unknown log format {fmt!r}: use json or text")
     handler = logging.StreamHandler(stream)
+    handler.addFilter(_ContextFilter())
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else RedactingFormatter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):

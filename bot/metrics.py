@@ -10,7 +10,9 @@ The metrics are fed through narrow seams, so no business module imports this one
 - the HTTP intake: events accepted, duplicated or refused (:meth:`observe_event`);
 - httpx's response hook on the factory client (:meth:`observe_factory_response`);
 - discord.py: its ``HTTPClient.request`` is wrapped (:meth:`instrument_discord`) and its
-  "We are being rate limited" warnings are counted by a logging handler;
+  "We are being rate limited" warnings are counted by a logging handler; interaction
+  callbacks go through discord.py's webhook adapter (``discord.webhook.async_``), whose
+  ``create_interaction_response`` is timed by an adapter set in the app's context;
 - the Twilio pager's ``observe`` hook (:meth:`observe_twilio`);
 - gauges read when ``/metrics`` is scraped (:meth:`render`: open tasks per priority, the
   event queue's depth).
@@ -62,6 +64,9 @@ _HUMAN_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200)
 
 #: Buckets of machine latencies (seconds).
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+#: Buckets of interaction acknowledgements (seconds), around Discord's 3 s deadline.
+_ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 5, 10)
 
 #: Factory API collections whose next path segment is an id (contract §1.5).
 _COLLECTIONS = frozenset({"tasks", "pipelines", "approvals", "webhooks", "agents", "deploys"})
@@ -195,8 +200,9 @@ class BridgeMetrics:
         )
         self.interaction_ack = Histogram(
             "factory_bridge_interaction_ack_seconds",
-            "Interaction created → first response sent (Discord: due within 3 s)",
-            buckets=_FAST_BUCKETS,
+            "From Discord creating an interaction (its snowflake) to our initial response "
+            "being accepted (Discord's deadline: 3 s)",
+            buckets=_ACK_BUCKETS,
             registry=r,
         )
         self.twilio_requests = Counter(
@@ -295,11 +301,6 @@ class BridgeMetrics:
         """A Twilio request ended: ``kind`` sms/call, ``status`` the HTTP status or ``error``."""
         self.twilio_requests.labels(kind, status).inc()
 
-    def observe_interaction_ack(self, seconds: float) -> None:
-        """Seconds from an interaction's creation to the bridge's first response
-        (``BridgeBot.observe_ack``)."""
-        self.interaction_ack.observe(max(0.0, seconds))
-
     def instrument_discord(self, http: Any) -> None:
         """Count every request of a discord.py ``HTTPClient`` by route and status, and every
         429 it reports (discord.py retries those itself and logs a warning)."""
@@ -316,9 +317,41 @@ class BridgeMetrics:
             return result
 
         http.request = request
+        self._instrument_interaction_acks()
         if self._rate_limit_handler is None:
             self._rate_limit_handler = _RateLimitCounter(self.discord_rate_limited)
             logging.getLogger("discord.http").addHandler(self._rate_limit_handler)
+
+    def _instrument_interaction_acks(self) -> None:
+        """Time initial interaction responses: discord.py sends them through the webhook adapter
+        it reads from the ``async_context`` context variable; the one set here (in the current
+        context, inherited by the tasks the app creates later) observes
+        :attr:`interaction_ack` once Discord accepted the response."""
+        from discord.utils import snowflake_time
+        from discord.webhook.async_ import AsyncWebhookAdapter, async_context
+
+        histogram = self.interaction_ack
+
+        class _TimedAdapter(AsyncWebhookAdapter):
+            def create_interaction_response(  # type: ignore[override]
+                self, interaction_id: int, token: str, **kwargs: Any
+            ) -> Any:
+                sent = super().create_interaction_response(interaction_id, token, **kwargs)
+
+                async def timed() -> Any:
+                    result = await sent
+                    try:
+                        # wall time, like the snowflake's (not the app's injectable clock)
+                        now = datetime.now(UTC)
+                        age = (now - snowflake_time(int(interaction_id))).total_seconds()
+                        histogram.observe(max(0.0, age))
+                    except Exception:  # metrics never break an answer
+                        log.debug("metrics: interaction ack not timed", exc_info=True)
+                    return result
+
+                return timed()
+
+        async_context.set(_TimedAdapter())
 
     def close(self) -> None:
         """Detach the logging handler (the process ends or a test is done)."""

@@ -193,10 +193,19 @@ class MemberSpec:
 
 @dataclass
 class ChannelSpec:
-    """A guild text channel (type 0)."""
+    """A guild text channel (type 0).
+
+    Attributes
+    ----------
+    permission_overwrites:
+        Discord "Overwrite" objects (``id``, ``type`` 0 role / 1 member, ``allow``, ``deny`` as
+        decimal strings) sent in the channel's ``permission_overwrites``; the emulator itself
+        does not enforce them.
+    """
 
     id: int
     name: str
+    permission_overwrites: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -1372,7 +1381,7 @@ class DiscordEmulator:
             "guild_id": str(self.guild.id),
             "name": channel.name,
             "position": list(self._channels).index(channel.id),
-            "permission_overwrites": [],
+            "permission_overwrites": [dict(o) for o in channel.permission_overwrites],
             "nsfw": False,
             "topic": None,
             "parent_id": None,

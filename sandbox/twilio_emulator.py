@@ -15,6 +15,9 @@ Routes (``{sid}`` must be the emulator's account SID, else 404 code 20404):
 - ``POST /2010-04-01/Accounts/{sid}/Calls.json`` — form ``To``, ``From`` and ``Twiml`` or ``Url``.
 - ``GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json`` and ``.../Calls/{CallSid}.json``
   — fetch a recorded resource (its status can be moved on with :meth:`TwilioEmulator.set_status`).
+- ``GET /2010-04-01/Accounts/{sid}.json`` — the account (how a client checks its credentials).
+- ``GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json`` — the account's numbers
+  (``phone_numbers``), filtered by ``PhoneNumber``.
 
 Phone numbers must be E.164 (``+`` and 2–15 digits): an invalid ``To`` is error 21211, an invalid
 ``From`` 21212, as Twilio answers for both APIs.
@@ -59,6 +62,9 @@ _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _ROUTE = re.compile(
     r"/2010-04-01/Accounts/(?P<account>[^/]+)/(?P<kind>Messages|Calls)"
     r"(?:/(?P<sid>[^/]+))?\.json"
+)
+_ACCOUNT_ROUTE = re.compile(
+    r"/2010-04-01/Accounts/(?P<account>[^/]+)(?P<numbers>/IncomingPhoneNumbers)?\.json"
 )
 
 
@@ -115,6 +121,8 @@ class TwilioEmulator:
         The auth token clients must use as Basic-auth password.
     clock
         Returns the current time as an aware UTC ``datetime``; stamps records and resources.
+    phone_numbers
+        The account's incoming phone numbers (E.164), listed by ``IncomingPhoneNumbers.json``.
 
     Attributes
     ----------
@@ -135,8 +143,10 @@ class TwilioEmulator:
         account_sid: str = DEFAULT_ACCOUNT_SID,
         auth_token: str = DEFAULT_AUTH_TOKEN,
         clock: Callable[[], datetime] = _utc_now,
+        phone_numbers: tuple[str, ...] = (),
     ) -> None:
         self.account_sid = account_sid
+        self.phone_numbers = list(phone_numbers)
         self.auth_token = auth_token
         self._clock = clock
         self.messages: list[dict[str, Any]] = []
@@ -346,6 +356,11 @@ class TwilioEmulator:
         self, request: web.Request, match: re.Match[str] | None, form: Mapping[str, str]
     ) -> tuple[dict[str, Any], int]:
         self._check_auth(request.headers.get("Authorization"))
+        account = _ACCOUNT_ROUTE.fullmatch(request.path)
+        if account is not None and account["account"] == self.account_sid:
+            if request.method != "GET":
+                raise _TwilioError(405, 20004, "Method not allowed")
+            return self._account_resource(account["numbers"], request.query.get("PhoneNumber")), 200
         if match is None or match["account"] != self.account_sid:
             raise _TwilioError(404, 20404, f"The requested resource {request.path} was not found")
         kind: Kind = "messages" if match["kind"] == "Messages" else "calls"
@@ -361,6 +376,33 @@ class TwilioEmulator:
         if kind == "messages":
             return self._create_message(form), 201
         return self._create_call(form), 201
+
+    def _account_resource(self, numbers: str | None, phone_number: str | None) -> dict[str, Any]:
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}"
+        if numbers is None:
+            return {
+                "sid": self.account_sid,
+                "friendly_name": "Emulated account",
+                "status": "active",
+                "type": "Full",
+                "uri": f"{base}.json",
+            }
+        listed = [n for n in self.phone_numbers if phone_number in (None, n)]
+        uri = f"{base}/IncomingPhoneNumbers.json"
+        return {
+            "incoming_phone_numbers": [
+                {"sid": "PN" + f"{i:032x}", "account_sid": self.account_sid, "phone_number": n}
+                for i, n in enumerate(listed)
+            ],
+            "end": max(len(listed) - 1, 0),
+            "first_page_uri": uri,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": 50,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
 
     def _take_fault(self, kind: Kind) -> None:
         for fault in self._faults:

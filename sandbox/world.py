@@ -151,7 +151,9 @@ class World:
             webhook_url=f"http://127.0.0.1:{self.bridge_port}/events",
             webhook_secret=WEBHOOK_SECRET,
         )
-        self.twilio = TwilioEmulator(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN)
+        self.twilio = TwilioEmulator(
+            account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, phone_numbers=(TWILIO_FROM,)
+        )
         self.roster_file = self.workdir / "roster.toml"
         self.database_file = self.workdir / "bridge.db"
 

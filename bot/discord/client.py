@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -75,9 +74,6 @@ class BridgeBot(commands.Bot):
         #: their app commands are added for ``guild_id``).
         self.initial_cogs: list[commands.Cog] = []
         self.ready_event = asyncio.Event()
-        #: called with the seconds from an interaction's creation to its first response
-        #: (``bot.discord.replies.acknowledged``; the metrics), or ``None``
-        self.observe_ack: Callable[[float], None] | None = None
         #: False from a gateway disconnect until the session is READY or RESUMED again
         self.connected = False
         #: aware UTC time the gateway session was lost (``None`` while it is up)

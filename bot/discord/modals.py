@@ -27,7 +27,7 @@ from typing import Any
 import discord
 
 from bot.discord.ids import parse_modal_id
-from bot.discord.replies import acknowledged, answer
+from bot.discord.replies import answer
 
 __all__ = [
     "ModalHandler",
@@ -76,7 +76,6 @@ async def open_modal(interaction: discord.Interaction[Any], modal: discord.ui.Mo
     """
     modal.stop()
     await interaction.response.send_modal(modal)
-    acknowledged(interaction)
 
 
 async def dispatch_modal_submit(

@@ -14,7 +14,6 @@ and sent without pings (:data:`bot.discord.limits.NO_PINGS`).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from bot.bridge import Outcome
 
 __all__ = [
-    "acknowledged",
     "answer",
     "answer_now",
     "defer_thinking",
@@ -41,17 +39,6 @@ log = logging.getLogger(__name__)
 def is_answered(interaction: discord.Interaction[Any]) -> bool:
     """Whether the initial response was given (then no modal can be opened any more)."""
     return interaction.response.is_done()
-
-
-def acknowledged(interaction: discord.Interaction[Any]) -> None:
-    """Report the first response to ``interaction`` to the bot's ``observe_ack`` hook (the
-    metric ``factory_bridge_interaction_ack_seconds``): seconds from the interaction's creation
-    (its snowflake's time) to now. Discord: the first response is due within 3 s."""
-    observe = getattr(interaction.client, "observe_ack", None)
-    if observe is None:
-        return
-    seconds = (datetime.now(UTC) - interaction.created_at).total_seconds()
-    observe(max(0.0, seconds))
 
 
 async def answer(
@@ -76,7 +63,6 @@ async def answer(
             await interaction.edit_original_response(**fitted)
         else:
             await interaction.response.send_message(ephemeral=True, **fitted)
-            acknowledged(interaction)
     except discord.HTTPException as exc:
         log.warning("could not answer %s: %s", interaction.user, exc)
         return False
@@ -98,19 +84,16 @@ async def answer_now(interaction: discord.Interaction[Any], text: str) -> None:
         nothing is sent to the factory.
     """
     await interaction.response.send_message(text, ephemeral=True)
-    acknowledged(interaction)
 
 
 async def defer_thinking(interaction: discord.Interaction[Any]) -> None:
     """The initial response: an ephemeral "thinking…", replaced later by :func:`answer`."""
     await interaction.response.defer(ephemeral=True, thinking=True)
-    acknowledged(interaction)
 
 
 async def defer_update(interaction: discord.Interaction[Any]) -> None:
     """The initial response to a component whose message is then edited in place (paging)."""
     await interaction.response.defer()
-    acknowledged(interaction)
 
 
 async def follow_up(interaction: discord.Interaction[Any], **fields: Any) -> bool:

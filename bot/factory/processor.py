@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.factory.client import FactoryError
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
+from bot.logs import log_context
 from bot.store import Store
 
 __all__ = ["PERMANENT_STATUSES", "EventProcessor", "order_key", "permanent_reason"]
@@ -363,7 +364,8 @@ class EventProcessor:
             await self._park(event_id, type_, key, f"stored body does not parse: {event}")
             return 0.0
         try:
-            await self.handle(event)
+            with log_context(event_id=event_id, task_id=_task_id(key)):
+                await self.handle(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

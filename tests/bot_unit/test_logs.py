@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logs import configure_logging, parse_log_level
+from bot.logs import configure_logging, log_context, parse_log_level, task_log_context
 from bot.settings import Settings
 
 BASE = {
@@ -121,3 +122,32 @@ def test_without_a_format_a_terminal_gets_text_and_a_pipe_gets_json(
     logging.getLogger("bot.test").info("hello")
     assert " INFO bot.test: hello" in tty.getvalue()
     assert json.loads(pipe.getvalue())["message"] == "hello"
+
+
+def test_task_and_event_ids_come_from_the_context_being_handled(
+    restore_root_logger: None,
+) -> None:
+    out = io.StringIO()
+    configure_logging("info", fmt="json", stream=out)
+    log = logging.getLogger("bot.test")
+
+    class Protocol:
+        @task_log_context
+        async def decide(self, task_id: str, decision: str) -> None:
+            log.info("deciding %s", decision)
+
+    async def handle() -> None:
+        with log_context(event_id="evt-1", task_id="t-outer"):
+            log.info("event handled")
+            await Protocol().decide("t-inner", "approved")
+            log.info("explicit wins", extra={"task_id": "t-extra"})
+        log.info("after")
+
+    asyncio.run(handle())
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e.get("eventId"), e.get("taskId")) for e in lines] == [
+        ("evt-1", "t-outer"),
+        ("evt-1", "t-inner"),
+        ("evt-1", "t-extra"),
+        (None, None),
+    ]

@@ -7,8 +7,11 @@ the matching series from ``/metrics`` in the Prometheus text format.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,7 +82,13 @@ async def test_a_decision_by_button_is_counted_with_its_source_and_timing(
         >= 1
     )
     assert total(after, "factory_bridge_discord_requests_total") >= 1
-    assert value(after, "factory_bridge_interaction_ack_seconds_count") >= 1
+    # the log lines written while handling the task carry its id (contract §7.2 LogEntry)
+    assert bridge.log_path is not None
+    entries = [json.loads(line) for line in read_lines(bridge.log_path) if line.startswith("{")]
+    assert any(entry.get("taskId") == task["id"] for entry in entries)
+    # the click was acknowledged once, well within Discord's 3 s
+    assert value(after, "factory_bridge_interaction_ack_seconds_count") == 1
+    assert value(after, "factory_bridge_interaction_ack_seconds_bucket", le="3.0") == 1
 
 
 async def test_a_breach_counts_the_steps_the_lateness_the_breach_and_the_sms(
@@ -141,3 +150,37 @@ async def test_a_discord_429_is_counted_and_the_message_still_goes_out(
         )
         >= 1
     )
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+_METRIC = re.compile(r"\bfactory_bridge_[a-z_]+")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a file."""
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def queried_metric_names() -> set[str]:
+    """Every ``factory_bridge_`` name the alert rules and the dashboard query."""
+    queried = set(_METRIC.findall((DOCS / "prometheus" / "alerts.yml").read_text()))
+    dashboard = json.loads((DOCS / "grafana" / "factory-bridge.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            queried.update(_METRIC.findall(target["expr"]))
+    return queried
+
+
+async def test_the_dashboard_and_alert_rules_query_only_what_a_running_bridge_serves(
+    bridge: BridgeProcess,
+) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{bridge.port}/metrics")
+    served: set[str] = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    for family in text_string_to_metric_families(response.text):
+        served.add(family.name)
+        served.update(family.name + s for s in suffixes.get(family.type, ()))
+    queried = queried_metric_names()
+    assert len(queried) >= 10
+    assert queried <= served, f"not served: {sorted(queried - served)}"
