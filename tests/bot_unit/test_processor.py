@@ -219,6 +219,11 @@ async def test_permanent_errors_are_parked_at_once_with_the_reason_audited_and_c
     processor = EventProcessor(store, handler, retry_base_seconds=60)  # a retry would hang
     processor.start()
     await wait_until(lambda: handler.handled == ["ok:testing"], what="the good event handled")
+
+    async def ok_marked() -> bool:  # its processed mark is written after the handler returns
+        return "evt-ok-testing" in await errors(store)
+
+    await wait_until(ok_marked, what="the good event marked processed")
     await processor.stop()
     assert handler.calls == ["gone:testing", "year9999:testing", "deep:testing", "ok:testing"]
     assert processor.counters() == {"events_failed": 3, "events_retrying": 0}

@@ -122,7 +122,11 @@ async def test_decision_pick_without_a_role_changes_nothing(
     assert world.factory.calls("POST", COMPLETE) == []
     assert world.factory.tasks[task["id"]]["status"] == "pending"
     assert "Decision" not in fields(message)
-    assert ("bob", "button", "task.approved", "refused") in await audited(world, task["id"])
+
+    async def refusal_audited() -> bool:  # audited right after the answer (3 s deadline first)
+        return ("bob", "button", "task.approved", "refused") in await audited(world, task["id"])
+
+    await wait_until(refusal_audited, timeout=5, what="the refusal audited")
 
 
 async def test_decision_pick_of_a_value_not_offered_is_refused(
