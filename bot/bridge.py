@@ -29,7 +29,7 @@ from bot.factory.events import (
     TaskCompletedPayload,
     TaskPayload,
 )
-from bot.keyed import KeyedLocks
+from bot.keyed import BoundedMap, KeyedLocks
 from bot.message_faults import REPOSTED_NOTE, ChannelUnavailable, MessageGone
 from bot.outcomes import (
     DECISION_VERBS,
@@ -134,6 +134,9 @@ class Bridge:
         self.batcher: Any = None  # set by the batching runtime (smart batching)
         #: channels the bridge cannot use (set by the app: :class:`bot.channel_access.ChannelAccess`)
         self.access: ChannelAccess | None = None
+        # deleted messages no task was known to show (yet): a post that records one of them
+        # afterwards reposts at once (the deletion raced the post)
+        self._deleted_unknown: BoundedMap[int, str] = BoundedMap(1024)
         #: Decisions, acknowledgements, snoozes, bulk approvals (exactly once).
         self.actions = Actions(
             board=self,
@@ -251,6 +254,10 @@ class Bridge:
             detail=f"channel {channel_id} message {message_id}",
         )
         await self.escalation.task_opened(fresh)
+        gone = self._deleted_unknown.pop(message_id)
+        if gone is not None:  # deleted before it was recorded
+            await self.message_deleted(message_id, why=gone)
+            return await self.store.get_task(tracked.task_id) or fresh
         return fresh
 
     async def refresh_message(self, task_id: str) -> None:
@@ -283,11 +290,24 @@ class Bridge:
         A task that still needs a decision is posted again ONCE per lost message, with
         :data:`~bot.message_faults.REPOSTED_NOTE`, and the task → message map points at the new
         message (compare-and-set :meth:`bot.store.Store.forget_message`: the gateway event and
-        a failed edit about the same message repost once). A decided task is not reposted;
-        a message the bridge does not know is ignored. Audited ``message.reposted``.
+        a failed edit about the same message repost once). A decided task is not reposted
+        (audited ``message.deleted``); a message the bridge does not know is ignored.
+        Audited ``message.reposted``.
         """
         tracked = await self.store.task_by_message(message_id)
-        if tracked is None or tracked.is_decided:
+        if tracked is None:
+            # perhaps a message being posted right now, not recorded yet: post_single looks
+            self._deleted_unknown[message_id] = why
+            return
+        if tracked.is_decided:
+            await self.store.audit(
+                actor_name="system",
+                via="discord",
+                action="message.deleted",
+                outcome="not reposted",
+                task_id=tracked.task_id,
+                detail=f"{why}: message {message_id}; the task is decided",
+            )
             return
         if not await self.store.forget_message(tracked.task_id, message_id):
             return
