@@ -15,7 +15,10 @@ Discord's own status codes and JSON bodies: the 3-second interaction deadline (1
 acknowledgement (40060), the 15-minute follow-up window (10015), message/embed/component/modal
 size limits (50035 "Invalid Form Body" with a Discord-style ``errors`` tree), per-channel
 message rate limits (429 with ``retry_after``, which discord.py waits out and retries),
-closed DMs (50007) and missing permissions (50013).
+closed DMs (50007), missing permissions (50013) and access (50001) per channel
+(:meth:`DiscordEmulator.set_bot_channel_permissions`), deleted channels (10003,
+:meth:`DiscordEmulator.delete_channel`) and messages a person deleted (``MESSAGE_DELETE`` on the
+Gateway, then 10008 on an edit: :meth:`DiscordEmulator.delete_message`).
 
 Conformance to Discord's API description
 ----------------------------------------
