@@ -254,8 +254,8 @@ class Bridge:
             detail=f"channel {channel_id} message {message_id}",
         )
         await self.escalation.task_opened(fresh)
-        gone = self._deleted_unknown.pop(message_id)
-        if gone is not None:  # deleted before it was recorded
+        gone = self.deleted_before_recorded(message_id)
+        if gone is not None:
             await self.message_deleted(message_id, why=gone)
             return await self.store.get_task(tracked.task_id) or fresh
         return fresh
@@ -296,6 +296,10 @@ class Bridge:
         """
         tracked = await self.store.task_by_message(message_id)
         if tracked is None:
+            batch_id = await self.store.batch_by_message(message_id)
+            if batch_id is not None and self.batcher is not None:
+                await self.batcher.repost(batch_id, message_id, why=why)
+                return
             # perhaps a message being posted right now, not recorded yet: post_single looks
             self._deleted_unknown[message_id] = why
             return
@@ -323,6 +327,12 @@ class Bridge:
             task_id=tracked.task_id,
             detail=f"{why}: message {message_id} → message {shown.message_id}",
         )
+
+    def deleted_before_recorded(self, message_id: int) -> str | None:
+        """Why ``message_id`` was deleted when the gateway said so before the bridge recorded
+        the message (a deletion racing its post), else ``None``; the posting code, having just
+        recorded it, then reposts (once: the record is taken)."""
+        return self._deleted_unknown.pop(message_id)
 
     async def show_again(self, task_id: str) -> None:
         """Post the task, or edit its message, once more (a channel may be usable again);

@@ -297,3 +297,19 @@ class TasksMixin(StoreBase):
             return result.rowcount == 1
 
         return await self._write_task(task_id, work)
+
+    async def move_message(
+        self, task_id: str, old_message_id: int, channel_id: int, new_message_id: int
+    ) -> bool:
+        """Compare-and-set: point the task from its lost message ``old_message_id`` at the
+        message that replaces it (a reposted batch message). ``True`` when moved."""
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(t.tasks)
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id == old_message_id))
+                .values(channel_id=channel_id, message_id=new_message_id)
+            )
+            return result.rowcount == 1
+
+        return await self._write_task(task_id, work)

@@ -175,3 +175,53 @@ async def test_answer_after_fifteen_minutes_comes_by_dm(
     )
     assert "15-minute" in (dm.content or "")
     assert any(e.code == 10015 for e in world.discord.errors)
+
+
+def batch_messages(world: World) -> list[RecordedMessage]:
+    """Batch messages (embed title starting with 📋) still shown in #factory-tasks."""
+    return [
+        m
+        for m in world.discord.messages(TASKS_CHANNEL_ID)
+        if not m.deleted and m.embeds and m.embeds[0]["title"].startswith("📋")
+    ]
+
+
+async def test_deleted_batch_message_is_reposted_once_and_its_buttons_work(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1")
+    await bridge.start()
+    results = {"total": 47, "passed": 47, "failed": 0, "skipped": 0, "coveragePercent": 90}
+    tasks = [
+        await world.factory.create_task(
+            title=name,
+            type="review",
+            stageName="review",
+            priority="medium",
+            pipelineId=f"{name}-mcp-server",
+            context={"summary": f"Review {name}.", "testResults": results},
+        )
+        for name in ("freshdesk", "helpscout")
+    ]
+    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)
+    original = batch_messages(world)[0]
+    await world.discord.wait_for(
+        lambda: "Approve All Low-Risk (2)" in batch_messages(world)[0].button_labels, 10
+    )
+    await world.discord.delete_message(TASKS_CHANNEL_ID, original.id)
+    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 10)
+    repost = batch_messages(world)[0]
+    assert repost.id != original.id and repost.content == REPOSTED
+    for task in tasks:  # the bridge has moved the items to the new message
+        await wait_until(
+            lambda t=task: _count(audit_actions(world, t["id"]), ("message.reposted", "ok"), 1),
+            what="the repost recorded",
+        )
+    click = await world.discord.press_button(
+        TASKS_CHANNEL_ID, "Approve All Low-Risk (2)", user=world.people.alice
+    )
+    await click.response()
+    await world.discord.wait_for(lambda: "Approved 2" in (click.reply_content or ""), 10)
+    for task in tasks:
+        assert world.factory.tasks[task["id"]]["decision"] == "approved"
+    assert len([m for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds]) == 2
