@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.bridge import Bridge
+from bot.channel_access import ChannelAccess
 from bot.discord.client import BridgeBot
 from bot.discord.cogs import BatchingCog, EscalationCog, TaskCog
 from bot.discord.embeds import discord_timestamp
@@ -98,6 +99,17 @@ class BridgeApp:
             ),
         )
         self.bridge.attach_notifier(self.notifier)
+        #: channels the bridge cannot use: alert, /healthz, periodic retry (bot.channel_access)
+        self.access = ChannelAccess(
+            store=self.store,
+            roster=self.roster,
+            send=self.notifier.send,
+            send_dm=self.notifier.send_dm,
+            alerts_channel_id=settings.alerts_channel_id,
+            retry=self.bridge.show_again,
+            interval_seconds=settings.discord_channel_retry_seconds,
+        )
+        self.bridge.access = self.access
         self.notifier.sla_alerts = FactorySlaAlerts(
             store=self.store,
             roster=self.roster,
@@ -158,6 +170,8 @@ class BridgeApp:
     async def health(self) -> dict[str, bool | str]:
         """Parts of ``/healthz``: the Discord session, the database, and start-up done.
 
+        ``discord_channels`` is ``"down: <reason>"`` while a channel cannot be used
+        (:meth:`bot.channel_access.ChannelAccess.health`).
         ``startup`` is up once every feature started (the start-up reconciliation took its
         snapshot of the factory's pending tasks) and the event processor runs.
         ``database_write`` commits a heartbeat row (:meth:`bot.store.Store.check_write`): a
@@ -169,6 +183,7 @@ class BridgeApp:
             log.error("health: the database takes no write: %s", write_problem)
         return {
             "discord": self.client.session_ready,
+            "discord_channels": self.access.health(),
             "database": await self.store.ping(),
             "database_write": write_problem or True,
             "startup": self._started,
@@ -334,6 +349,8 @@ def _attach_features(app: BridgeApp) -> None:
                 )
             )
         )
+    # --- channels the bridge cannot use: periodic retry (DISCORD_CHANNEL_RETRY_SECONDS) -----
+    app.features.append(app.access)
     # --- dead man's switch (HEARTBEAT_URL) ----------------------------------------------------
     if app.settings.heartbeat_url:
         from bot.heartbeat import Heartbeat

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot.actions import Actions, BulkApproval
+from bot.channel_access import ChannelAccess
 from bot.dashboard import attribute, audit_factory_decision, person_name
 from bot.decision_context import DirectMessages, Escalation
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
@@ -28,7 +29,8 @@ from bot.factory.events import (
     TaskCompletedPayload,
     TaskPayload,
 )
-from bot.keyed import KeyedLocks
+from bot.keyed import BoundedMap, KeyedLocks
+from bot.message_faults import REPOSTED_NOTE, ChannelUnavailable, MessageGone
 from bot.outcomes import (
     DECISION_VERBS,
     PROGRESS_NOTICE,
@@ -66,11 +68,18 @@ class Notifier(Protocol):
     """What the bridge needs from Discord (implemented by ``bot.discord.notifier``)."""
 
     async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
-        """Post the task message; return (channel id, message id)."""
+        """Post the task message; return (channel id, message id).
+
+        An implementation may take a keyword ``note`` (text shown above the task, e.g.
+        :data:`bot.message_faults.REPOSTED_NOTE`) and raise
+        :class:`~bot.message_faults.ChannelUnavailable`.
+        """
         ...
 
     async def edit_task(self, tracked: TrackedTask) -> None:
-        """Bring the task's message up to date with ``tracked``."""
+        """Bring the task's message up to date with ``tracked`` (may raise
+        :class:`~bot.message_faults.MessageGone` or
+        :class:`~bot.message_faults.ChannelUnavailable`)."""
         ...
 
     async def post_event(self, event: FactoryEvent) -> None:
@@ -123,6 +132,11 @@ class Bridge:
         # per-task state lives only while in use: memory does not grow with tasks seen
         self._message_locks: KeyedLocks[str] = KeyedLocks()
         self.batcher: Any = None  # set by the batching runtime (smart batching)
+        #: channels the bridge cannot use (set by the app: :class:`bot.channel_access.ChannelAccess`)
+        self.access: ChannelAccess | None = None
+        # deleted messages no task was known to show (yet): a post that records one of them
+        # afterwards reposts at once (the deletion raced the post)
+        self._deleted_unknown: BoundedMap[int, str] = BoundedMap(1024)
         #: Decisions, acknowledgements, snoozes, bulk approvals (exactly once).
         self.actions = Actions(
             board=self,
@@ -201,17 +215,34 @@ class Bridge:
             await self.store.set_approval(task.id, approval)
         return await self.store.get_task(task.id) or tracked
 
-    async def post_single(self, tracked: TrackedTask) -> TrackedTask:
-        """Post the single-task message for ``tracked`` unless one exists (compare-and-set)."""
+    async def post_single(self, tracked: TrackedTask, *, note: str | None = None) -> TrackedTask:
+        """Post the single-task message for ``tracked`` unless one exists (compare-and-set).
+
+        ``note`` is shown above the task (a repost). When the channel cannot be used
+        (:class:`~bot.message_faults.ChannelUnavailable`) the task stays pending without a
+        message and :attr:`access` alerts and retries.
+        """
         assert self.notifier is not None, "notifier not attached"
         if not await self.store.claim_posting(tracked.task_id):
             return tracked
         try:
-            channel_id, message_id = await self.notifier.post_task(tracked)
+            if note is None:
+                channel_id, message_id = await self.notifier.post_task(tracked)
+            else:
+                post: Any = self.notifier.post_task
+                channel_id, message_id = await post(tracked, note=note)
+        except ChannelUnavailable as fault:
+            await self.store.release_posting(tracked.task_id)
+            if self.access is None:
+                raise
+            await self.access.lost(fault, tracked.task_id)
+            return tracked
         except Exception:
             await self.store.release_posting(tracked.task_id)
             raise
         await self.store.set_message(tracked.task_id, channel_id, message_id)
+        if self.access is not None:
+            await self.access.reached(channel_id, tracked.task_id)
         fresh = await self.store.get_task(tracked.task_id)
         assert fresh is not None
         await self.store.audit(
@@ -223,6 +254,10 @@ class Bridge:
             detail=f"channel {channel_id} message {message_id}",
         )
         await self.escalation.task_opened(fresh)
+        gone = self.deleted_before_recorded(message_id)
+        if gone is not None:
+            await self.message_deleted(message_id, why=gone)
+            return await self.store.get_task(tracked.task_id) or fresh
         return fresh
 
     async def refresh_message(self, task_id: str) -> None:
@@ -233,7 +268,84 @@ class Bridge:
             tracked = await self.store.get_task(task_id)
             if tracked is None or not tracked.has_message:
                 return
-            await self.notifier.edit_task(tracked)
+            try:
+                await self.notifier.edit_task(tracked)
+            except MessageGone as gone:
+                lost: MessageGone | None = gone
+            except ChannelUnavailable as fault:
+                if self.access is None:
+                    raise
+                await self.access.lost(fault, task_id)
+                return
+            else:
+                lost = None
+                if self.access is not None and tracked.channel_id is not None:
+                    await self.access.reached(tracked.channel_id, task_id)
+        if lost is not None:
+            await self.message_deleted(lost.message_id, why="edit answered Unknown Message")
+
+    async def message_deleted(self, message_id: int, *, why: str = "deleted") -> None:
+        """A task message is gone (gateway ``MESSAGE_DELETE``, or 10008 on an edit).
+
+        A task that still needs a decision is posted again ONCE per lost message, with
+        :data:`~bot.message_faults.REPOSTED_NOTE`, and the task → message map points at the new
+        message (compare-and-set :meth:`bot.store.Store.forget_message`: the gateway event and
+        a failed edit about the same message repost once). A decided task is not reposted
+        (audited ``message.deleted``); a message the bridge does not know is ignored.
+        Audited ``message.reposted``.
+        """
+        tracked = await self.store.task_by_message(message_id)
+        if tracked is None:
+            batch_id = await self.store.batch_by_message(message_id)
+            if batch_id is not None and self.batcher is not None:
+                await self.batcher.repost(batch_id, message_id, why=why)
+                return
+            # perhaps a message being posted right now, not recorded yet: post_single looks
+            self._deleted_unknown[message_id] = why
+            return
+        if tracked.is_decided:
+            await self.store.audit(
+                actor_name="system",
+                via="discord",
+                action="message.deleted",
+                outcome="not reposted",
+                task_id=tracked.task_id,
+                detail=f"{why}: message {message_id}; the task is decided",
+            )
+            return
+        if not await self.store.forget_message(tracked.task_id, message_id):
+            return
+        fresh = await self.store.get_task(tracked.task_id)
+        if fresh is None:
+            return
+        shown = await self.post_single(fresh, note=REPOSTED_NOTE)
+        await self.store.audit(
+            actor_name="system",
+            via="discord",
+            action="message.reposted",
+            outcome="ok" if shown.has_message else "pending",
+            task_id=tracked.task_id,
+            detail=f"{why}: message {message_id} → message {shown.message_id}",
+        )
+
+    def deleted_before_recorded(self, message_id: int) -> str | None:
+        """Why ``message_id`` was deleted when the gateway said so before the bridge recorded
+        the message (a deletion racing its post), else ``None``; the posting code, having just
+        recorded it, then reposts (once: the record is taken)."""
+        return self._deleted_unknown.pop(message_id)
+
+    async def show_again(self, task_id: str) -> None:
+        """Post the task, or edit its message, once more (a channel may be usable again);
+        a decided task without a message is left alone."""
+        tracked = await self.store.get_task(task_id)
+        if tracked is None:
+            return
+        if tracked.has_message:
+            await self.refresh_message(task_id)
+        elif not tracked.is_decided:
+            await self.post_single(tracked)
+        elif self.access is not None:
+            self.access.forget(task_id)
 
     # ------------------------------------------------------------------ events
     async def handle_event(self, event: FactoryEvent) -> None:

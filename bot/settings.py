@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     discord_guild_ready_timeout_seconds: float = Field(default=2.0, ge=0)
     discord_channel_rate_limit: int = Field(default=5, ge=1)
     discord_channel_rate_window_seconds: float = Field(default=5.0, gt=0)
+    #: a channel the bridge cannot use (10003/50001/50013): its waiting tasks are retried this
+    #: often, in seconds (bot.channel_access)
+    discord_channel_retry_seconds: float = Field(default=60.0, gt=0)
 
     # --- Factory API (contract §1.1, §7.1) ---------------------------------------------------
     factory_api_url: str = "http://localhost:3100/v1"

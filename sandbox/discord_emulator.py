@@ -15,7 +15,10 @@ Discord's own status codes and JSON bodies: the 3-second interaction deadline (1
 acknowledgement (40060), the 15-minute follow-up window (10015), message/embed/component/modal
 size limits (50035 "Invalid Form Body" with a Discord-style ``errors`` tree), per-channel
 message rate limits (429 with ``retry_after``, which discord.py waits out and retries),
-closed DMs (50007) and missing permissions (50013).
+closed DMs (50007), missing permissions (50013) and access (50001) per channel
+(:meth:`DiscordEmulator.set_bot_channel_permissions`), deleted channels (10003,
+:meth:`DiscordEmulator.delete_channel`) and messages a person deleted (``MESSAGE_DELETE`` on the
+Gateway, then 10008 on an edit: :meth:`DiscordEmulator.delete_message`).
 
 Conformance to Discord's API description
 ----------------------------------------
@@ -60,6 +63,8 @@ from sandbox.discord_spec import DiscordSpec, load_default_spec
 __all__ = [
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "SEND_MESSAGES",
+    "VIEW_CHANNEL",
     "CallbackRecord",
     "ChannelSpec",
     "DiscordEmulator",
@@ -1097,6 +1102,9 @@ class DiscordEmulator:
         )
         self._members.setdefault(self.bot_user_id, self._bot_member)
         self._channels: dict[int, ChannelSpec] = {c.id: c for c in guild.channels}
+        #: permissions denied to the bot per channel (its member overwrite), see
+        #: :meth:`set_bot_channel_permissions`
+        self._bot_denies: dict[int, int] = {}
         self._owner_id = guild.owner_id or (
             guild.members[0].id if guild.members else self.bot_user_id
         )
@@ -1363,6 +1371,24 @@ class DiscordEmulator:
             r for r in self._roles.values() if r.id != self.guild.id
         ]
         return [self._role_json(role, position) for position, role in enumerate(ordered)]
+
+    def _bot_channel_permissions(self, channel_id: int) -> int:
+        """The bot's permissions in a guild channel: its roles minus the channel's deny."""
+        perms = self._permissions_of(self._bot_member)
+        if perms & ADMINISTRATOR:
+            return perms
+        return perms & ~self._bot_denies.get(channel_id, 0)
+
+    def _require_access(self, channel_id: int, *, send: bool) -> None:
+        """Discord's answers for a guild channel the bot cannot use: 50001 Missing Access
+        without View Channel, 50013 Missing Permissions without Send Messages (``send``)."""
+        if channel_id in self._dm_user_by_channel:
+            return
+        perms = self._bot_channel_permissions(channel_id)
+        if not perms & VIEW_CHANNEL:
+            raise _error(403, 50001, "Missing Access")
+        if send and not perms & SEND_MESSAGES:
+            raise _error(403, 50013, "Missing Permissions")
 
     def _channel_json(self, channel_id: int) -> JSON:
         if channel_id in self._dm_user_by_channel:
@@ -2071,10 +2097,7 @@ class DiscordEmulator:
         dm_user = self._dm_user_by_channel.get(channel_id)
         if dm_user is not None and self._members[dm_user].dm_closed:
             raise _error(403, 50007, "Cannot send messages to this user")
-        if dm_user is None:
-            perms = self._permissions_of(self._bot_member)
-            if not (perms & VIEW_CHANNEL and perms & SEND_MESSAGES):
-                raise _error(403, 50013, "Missing Permissions")
+        self._require_access(channel_id, send=True)
         self._check_rate_limit(channel_id)
         payload = req.json_object()
         attachments = self._attachments_from(req.files)
@@ -2104,6 +2127,7 @@ class DiscordEmulator:
     async def _channel_message(self, req: _Request) -> _Reply:
         channel_id = int(req.params["channel_id"])
         self._require_channel(channel_id)
+        self._require_access(channel_id, send=False)
         msg = self._require_message(channel_id, int(req.params["message_id"]))
         if msg.ephemeral:
             # Discord: ephemeral messages exist only behind the interaction webhook.
@@ -2971,3 +2995,51 @@ class DiscordEmulator:
         )
         await self._message_event("MESSAGE_CREATE", msg)
         return msg
+
+    # ---------------------------------------------------------------- people tidy up
+
+    async def delete_message(self, channel_id: int, message_id: int) -> None:
+        """A person deletes a message: it is gone (10008 on the next edit) and
+        ``MESSAGE_DELETE`` is dispatched (Discord: needs the GUILD_MESSAGES intent).
+
+        Raises
+        ------
+        LookupError
+            No such (undeleted) message in that channel.
+        """
+        msg = self._messages.get(message_id)
+        if msg is None or msg.deleted or msg.channel_id != channel_id:
+            raise LookupError(f"no message {message_id} in channel {channel_id}")
+        msg.deleted = True
+        await self._message_event("MESSAGE_DELETE", msg)
+        self._notify()
+
+    def set_bot_channel_permissions(self, channel_id: int, *, deny: int = 0) -> None:
+        """Set the bot's member overwrite in a guild channel: ``deny`` is a permission bit set
+        (e.g. :data:`SEND_MESSAGES`; 0 restores access). Without View Channel Discord answers
+        50001 Missing Access, without Send Messages a new message gets 50013.
+
+        Raises
+        ------
+        LookupError
+            Unknown guild channel.
+        """
+        if channel_id not in self._channels:
+            raise LookupError(f"unknown channel {channel_id}")
+        if deny:
+            self._bot_denies[channel_id] = deny
+        else:
+            self._bot_denies.pop(channel_id, None)
+        self._notify()
+
+    def delete_channel(self, channel_id: int) -> None:
+        """Delete a guild channel: every request about it then gets 404 / 10003 Unknown Channel.
+
+        Raises
+        ------
+        LookupError
+            Unknown guild channel.
+        """
+        if self._channels.pop(channel_id, None) is None:
+            raise LookupError(f"unknown channel {channel_id}")
+        self._notify()

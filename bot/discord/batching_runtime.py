@@ -53,6 +53,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import discord
+
 from batching import (
     Action,
     Batcher,
@@ -63,6 +65,7 @@ from batching import (
     batch_key,
 )
 from bot.discord.batch_embeds import BatchItem, batch_items
+from bot.discord.batch_repost import repost_batch
 from bot.discord.batch_views import render_batch
 from bot.discord.pacing import ChannelPacer
 from bot.keyed import BoundedMap
@@ -363,6 +366,9 @@ class BatchingRuntime:
             lambda b, now: b.posted(action.batch_id, f"{channel_id}/{message_id}", now)
         )
         await self._opened(record, attached)
+        gone = self.bridge.deleted_before_recorded(message_id)
+        if gone is not None:  # deleted before it was recorded
+            await self.repost(action.batch_id, message_id, why=gone)
 
     async def _edit_batch(self, action: EditBatch) -> None:
         await self.store.save_batch(action.batch_id, action.key, action.task_ids)
@@ -474,9 +480,19 @@ class BatchingRuntime:
         message = self.notifier.channel(record.channel_id).get_partial_message(record.message_id)
         try:
             await message.edit(**rendered)
+        except discord.NotFound as exc:
+            if exc.code != 10008:
+                raise
+            await self.repost(batch_id, record.message_id, why="edit answered Unknown Message")
+            return
         finally:
             self.edit_pacer.mark_sent(slot)
         self._shown[record.message_id] = fingerprint
+
+    async def repost(self, batch_id: str, message_id: int, *, why: str) -> None:
+        """The batch's message ``message_id`` is gone: post it again while an item needs a
+        decision (:func:`bot.discord.batch_repost.repost_batch`)."""
+        await repost_batch(self, batch_id, message_id, why=why)
 
     # ------------------------------------------------------------------ Approve All Low-Risk
     async def approve_low_risk(

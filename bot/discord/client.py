@@ -60,6 +60,8 @@ class BridgeBot(commands.Bot):
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
+        # MESSAGE_DELETE: a deleted task message is posted again (no message content needed)
+        intents.guild_messages = True
         # nothing the bridge sends pings unless the call says whom (see DiscordMessenger.post)
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -119,6 +121,16 @@ class BridgeBot(commands.Bot):
             log.warning("Discord gateway connection lost")
             self.disconnected_since = datetime.now(UTC)
         self.connected = False
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A message was deleted (gateway ``MESSAGE_DELETE``, GUILD_MESSAGES intent): a task
+        message that still needs a decision is posted again (:meth:`Bridge.message_deleted`)."""
+        if payload.guild_id is None:
+            return
+        try:
+            await self.bridge.message_deleted(payload.message_id)
+        except Exception:
+            log.exception("repost after the deletion of message %s failed", payload.message_id)
 
     def _up(self) -> None:
         self.connected = True

@@ -31,6 +31,7 @@ from bot.factory.events import (
     TaskSlaPayload,
 )
 from bot.keyed import BoundedMap
+from bot.message_faults import CHANNEL_FAULT_CODES, ChannelUnavailable, MessageGone
 from bot.pipelines import PipelineNames
 from bot.settings import Settings
 from bot.sla_events import SLA_EVENT_TYPES
@@ -209,20 +210,52 @@ class DiscordNotifier:
         finally:
             self.pacer.mark_sent(slot)
 
-    async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
-        """Post the single-task message in ``DISCORD_TASKS_CHANNEL_ID``."""
+    def _channel_fault(self, channel_id: int, exc: discord.HTTPException) -> ChannelUnavailable:
+        """Discord's 10003 / 50001 / 50013 in words an operator reads."""
+        found = self.client.get_channel(channel_id)
+        name = getattr(found, "name", None)
+        where = f"#{name}" if name else f"channel {channel_id}"
+        reason = {
+            10003: f"{where} does not exist",
+            50001: f"no access to {where}",
+            50013: f"no Send Messages in {where}",
+        }.get(exc.code, f"{where}: {exc.text}")
+        return ChannelUnavailable(channel_id, exc.code, reason)
+
+    async def post_task(self, tracked: TrackedTask, *, note: str | None = None) -> tuple[int, int]:
+        """Post the single-task message in ``DISCORD_TASKS_CHANNEL_ID``; ``note`` is shown as
+        the message's content (e.g. :data:`bot.message_faults.REPOSTED_NOTE`).
+
+        Raises
+        ------
+        bot.message_faults.ChannelUnavailable
+            Discord answered 10003, 50001 or 50013 (channel gone, no access, no permission).
+        """
         channel_id = self.settings.discord_tasks_channel_id
         if self.pipeline_names is not None:  # the name for the Pipeline field, read once
             await self.pipeline_names.resolve(tracked.task.pipeline_id)
         rendered = self.render(tracked)
         task = tracked.task
         urgent = task.priority in (Priority.CRITICAL, Priority.HIGH) or tracked.guarded
-        message = await self.send(channel_id, urgent=urgent, **rendered)
+        try:
+            message = await self.send(channel_id, note, urgent=urgent, **rendered)
+        except discord.HTTPException as exc:
+            if exc.code in CHANNEL_FAULT_CODES:
+                raise self._channel_fault(channel_id, exc) from exc
+            raise
         self._shown[message.id] = _fingerprint(rendered)
         return channel_id, message.id
 
     async def edit_task(self, tracked: TrackedTask) -> None:
-        """Bring the task's own message up to date (batch items are edited by the batcher)."""
+        """Bring the task's own message up to date (batch items are edited by the batcher).
+
+        Raises
+        ------
+        bot.message_faults.MessageGone
+            Discord answered 10008 Unknown Message (a person deleted it).
+        bot.message_faults.ChannelUnavailable
+            Discord answered 10003, 50001 or 50013.
+        """
         if tracked.channel_id is None or tracked.message_id is None:
             return
         if tracked.batch_id is not None:
@@ -238,7 +271,14 @@ class DiscordNotifier:
         if self._shown.get(tracked.message_id) == fingerprint:
             return
         message = self.channel(tracked.channel_id).get_partial_message(tracked.message_id)
-        await message.edit(**rendered)
+        try:
+            await message.edit(**rendered)
+        except discord.HTTPException as exc:
+            if exc.code == 10008:
+                raise MessageGone(tracked.channel_id, tracked.message_id) from exc
+            if exc.code in CHANNEL_FAULT_CODES:
+                raise self._channel_fault(tracked.channel_id, exc) from exc
+            raise
         self._shown[tracked.message_id] = fingerprint
 
     async def post_event(self, event: FactoryEvent) -> None:

@@ -9,6 +9,10 @@ by replacing that answer (:func:`answer`, :func:`say`).
 
 Every answer is ephemeral, fitted to Discord's limits (:func:`bot.discord.limits.fit_message`)
 and sent without pings (:data:`bot.discord.limits.NO_PINGS`).
+
+An answer or follow-up that comes after the interaction token's 15 minutes (Discord answers
+404 / 10015 Unknown Webhook) goes to the person as a DM instead (:func:`dm_instead`), with
+:data:`LATE_NOTE` above it, so that a slow outcome still reaches whoever asked.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.discord.limits import NO_PINGS, fit_message
+from bot.discord.limits import NO_PINGS, fit_content, fit_message
 
 if TYPE_CHECKING:
     from bot.bridge import Outcome
@@ -28,12 +32,54 @@ __all__ = [
     "answer_now",
     "defer_thinking",
     "defer_update",
+    "dm_instead",
     "follow_up",
     "is_answered",
     "say",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Discord's JSON error code for an interaction token past its 15 minutes (Unknown Webhook).
+UNKNOWN_WEBHOOK = 10015
+
+#: Put above an answer that comes by DM because the interaction expired.
+LATE_NOTE = "↪ This answer came after Discord's 15-minute reply window, so it comes by DM."
+
+
+async def dm_instead(interaction: discord.Interaction[Any], fitted: dict[str, Any]) -> bool:
+    """Send an answer whose interaction expired as a DM to the person who interacted.
+
+    Discord: interaction tokens are valid for 15 minutes ("Receiving and Responding"); after
+    that, editing the answer or sending a follow-up fails with 10015 Unknown Webhook. The DM
+    carries the content (after :data:`LATE_NOTE`) and embeds, no components, no pings. A DM
+    Discord refuses (closed DMs: 50007) is logged, never raised.
+
+    Parameters
+    ----------
+    fitted:
+        The answer's keyword arguments as :func:`~bot.discord.limits.fit_message` made them.
+
+    Returns
+    -------
+    bool
+        True when the DM was sent.
+    """
+    content = fitted.get("content")
+    dm: dict[str, Any] = {
+        "content": fit_content(f"{LATE_NOTE}\n{content}" if content else LATE_NOTE),
+        "allowed_mentions": NO_PINGS,
+    }
+    for key in ("embed", "embeds"):
+        if fitted.get(key):
+            dm[key] = fitted[key]
+    try:
+        await interaction.user.send(**dm)
+    except discord.HTTPException as exc:
+        log.warning("could not DM the late answer to %s: %s", interaction.user, exc)
+        return False
+    log.info("interaction of %s expired: answered by DM", interaction.user)
+    return True
 
 
 def is_answered(interaction: discord.Interaction[Any]) -> bool:
@@ -49,7 +95,8 @@ async def answer(
     The first answer is an ephemeral message; once the interaction was answered (a "⏳ …"
     message or a deferred "thinking…"), the original answer is edited instead. Everything is
     fitted (:func:`~bot.discord.limits.fit_message`) and sent without pings. A Discord failure
-    is logged, never raised (the action the answer reports stands).
+    is logged, never raised (the action the answer reports stands); an edit after the
+    interaction token's 15 minutes (10015 Unknown Webhook) goes by DM (:func:`dm_instead`).
 
     Returns
     -------
@@ -64,6 +111,8 @@ async def answer(
         else:
             await interaction.response.send_message(ephemeral=True, **fitted)
     except discord.HTTPException as exc:
+        if exc.code == UNKNOWN_WEBHOOK:
+            return await dm_instead(interaction, fitted)
         log.warning("could not answer %s: %s", interaction.user, exc)
         return False
     return True
@@ -98,12 +147,15 @@ async def defer_update(interaction: discord.Interaction[Any]) -> None:
 
 async def follow_up(interaction: discord.Interaction[Any], **fields: Any) -> bool:
     """One more ephemeral message after the answer (fitted, no pings); a Discord failure is
-    logged, never raised. True when Discord took it."""
+    logged, never raised, and one after the 15-minute token life goes by DM
+    (:func:`dm_instead`). True when Discord (or the DM) took it."""
     fitted = fit_message(fields)
     fitted.setdefault("allowed_mentions", NO_PINGS)
     try:
         await interaction.followup.send(ephemeral=True, **fitted)
     except discord.HTTPException as exc:
+        if exc.code == UNKNOWN_WEBHOOK:
+            return await dm_instead(interaction, fitted)
         log.warning("could not send a follow-up to %s: %s", interaction.user, exc)
         return False
     return True

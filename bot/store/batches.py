@@ -85,3 +85,14 @@ class BatchesMixin(StoreBase):
             )
 
         return await self.db.read(work)
+
+    async def batch_by_message(self, message_id: int) -> str | None:
+        """The id of the batch whose message is ``message_id``, or ``None``."""
+
+        def work(conn: Connection) -> str | None:
+            row = conn.execute(
+                select(t.batches.c.batch_id).where(t.batches.c.message_id == message_id)
+            ).first()
+            return None if row is None else str(row[0])
+
+        return await self.db.read(work)

@@ -260,3 +260,56 @@ class TasksMixin(StoreBase):
             )
 
         await self._write_task(task_id, work)
+
+    async def task_by_message(self, message_id: int) -> TrackedTask | None:
+        """The task whose own (single-task) message is ``message_id``, or ``None``."""
+
+        def work(conn: Connection) -> TrackedTask | None:
+            row = conn.execute(
+                TRACKED.where(
+                    and_(t.tasks.c.message_id == message_id, t.tasks.c.batch_id.is_(None))
+                )
+            ).first()
+            return None if row is None else row_to_tracked(row)
+
+        return await self.db.read(work)
+
+    async def forget_message(self, task_id: str, message_id: int) -> bool:
+        """Compare-and-set: forget the task's message ``message_id`` (it was deleted) while the
+        task still needs a decision, so that :meth:`claim_posting` lets one caller post anew.
+
+        Returns ``True`` for exactly one caller per lost message; ``False`` when the task shows
+        another message already, was decided, or is unknown.
+        """
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(t.tasks)
+                .where(
+                    and_(
+                        t.tasks.c.task_id == task_id,
+                        t.tasks.c.message_id == message_id,
+                        t.tasks.c.decision.is_(None),
+                    )
+                )
+                .values(channel_id=None, message_id=None, posting_claimed_at=None)
+            )
+            return result.rowcount == 1
+
+        return await self._write_task(task_id, work)
+
+    async def move_message(
+        self, task_id: str, old_message_id: int, channel_id: int, new_message_id: int
+    ) -> bool:
+        """Compare-and-set: point the task from its lost message ``old_message_id`` at the
+        message that replaces it (a reposted batch message). ``True`` when moved."""
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(t.tasks)
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id == old_message_id))
+                .values(channel_id=channel_id, message_id=new_message_id)
+            )
+            return result.rowcount == 1
+
+        return await self._write_task(task_id, work)

@@ -22,6 +22,8 @@ from discord import app_commands
 
 from bot.discord.endpoints import DEFAULT_API_BASE_URL, DEFAULT_GATEWAY_URL, point_discord_at
 from sandbox.discord_emulator import (
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
     ChannelSpec,
     DiscordEmulator,
     GuildSpec,
@@ -614,3 +616,56 @@ async def test_dropped_gateway_resumes_and_buttons_still_work(
     rec = await emulator.press_button(DECISIONS, "Approve", user=ALICE_ID)
     assert (await rec.response()).type == 4
     assert pressed == [ALICE_ID] and rec.ephemeral
+
+
+# --------------------------------------------------------------------------------------------
+# People tidy up: deleted messages, removed permissions, deleted channels
+# --------------------------------------------------------------------------------------------
+
+
+class DeleteWatcher(Bot):
+    """A bot that records the gateway's MESSAGE_DELETE (GUILD_MESSAGES intent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[int] = []
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.deleted.append(payload.message_id)
+
+
+async def test_person_deleting_a_message_dispatches_delete_and_edits_get_10008(
+    emulator: DiscordEmulator,
+) -> None:
+    watcher = DeleteWatcher()
+    async with running_bot(emulator, watcher):
+        sent = await channel(watcher).send("Approve the deploy?")
+        await emulator.delete_message(DECISIONS, sent.id)
+        await emulator.wait_for(lambda: watcher.deleted == [sent.id])
+        with pytest.raises(discord.NotFound) as caught:
+            await sent.edit(content="still there?")
+        assert caught.value.code == 10008
+        with pytest.raises(LookupError):
+            await emulator.delete_message(DECISIONS, sent.id)
+
+
+async def test_removed_permissions_and_deleted_channel_get_discords_codes(
+    emulator: DiscordEmulator, bot: Bot
+) -> None:
+    sent = await channel(bot).send("first")
+    emulator.set_bot_channel_permissions(DECISIONS, deny=SEND_MESSAGES)
+    with pytest.raises(discord.Forbidden) as caught:
+        await channel(bot).send("second")
+    assert caught.value.code == 50013
+    await sent.edit(content="first, edited")  # editing needs no Send Messages
+    emulator.set_bot_channel_permissions(DECISIONS, deny=VIEW_CHANNEL)
+    with pytest.raises(discord.Forbidden) as caught:
+        await sent.edit(content="again")
+    assert caught.value.code == 50001
+    emulator.set_bot_channel_permissions(DECISIONS)
+    await channel(bot).send("second")
+    emulator.delete_channel(ALERTS)
+    with pytest.raises(discord.NotFound) as caught:
+        await bot.get_partial_messageable(ALERTS).send("alert")
+    assert caught.value.code == 10003
+    assert [m.content for m in emulator.messages(DECISIONS)] == ["first, edited", "second"]

@@ -1,0 +1,184 @@
+"""Channels the bridge cannot use: tell people, report it, and resume by itself.
+
+When Discord refuses a task message because the channel is gone or the bot lost access or a
+permission (Discord: 10003 Unknown Channel, 50001 Missing Access, 50013 Missing Permissions,
+see :mod:`bot.message_faults`), the task stays pending in the store and:
+
+* ONE alert per outage goes to ``DISCORD_ALERTS_CHANNEL_ID`` (unless that is the broken channel)
+  and a DM to each on-call admin of the roster (``on_call`` and ``admin``);
+* ``/healthz`` reports the part ``discord_channels`` as ``"down: <reason>"``
+  (:meth:`ChannelAccess.health`);
+* every ``DISCORD_CHANNEL_RETRY_SECONDS`` the waiting tasks are posted (or their message edited)
+  again; the first success ends the outage, with one "restored" alert and DM.
+
+Every outage and recovery is audited (``channel.unavailable``, ``channel.restored``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.message_faults import ChannelUnavailable
+from bot.roster import Roster
+from bot.store import Store
+
+__all__ = ["ChannelAccess"]
+
+log = logging.getLogger(__name__)
+
+#: ``send(channel_id, text)`` / ``send_dm(discord_user_id, text)``; both may raise.
+Send = Callable[[int, str], Awaitable[object]]
+
+
+class ChannelAccess:
+    """Tracks the channels the bridge cannot use and retries what waits for them (a feature).
+
+    Parameters
+    ----------
+    store:
+        The audit trail.
+    roster:
+        Who gets a DM: operators with ``on_call`` and ``admin`` and a Discord id.
+    send, send_dm:
+        Post a plain message in a channel; DM a person (``DiscordNotifier.send`` / ``send_dm``).
+    alerts_channel_id:
+        ``DISCORD_ALERTS_CHANNEL_ID`` (the tasks channel when unset).
+    retry:
+        ``retry(task_id)`` posts the task or edits its message again (``Bridge.show_again``);
+        it reports its own outcome through :meth:`lost` / :meth:`reached`.
+    interval_seconds:
+        ``DISCORD_CHANNEL_RETRY_SECONDS``: time between two retries of the waiting tasks.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        roster: Roster,
+        send: Send,
+        send_dm: Send,
+        alerts_channel_id: int,
+        retry: Callable[[str], Awaitable[None]],
+        interval_seconds: float,
+    ) -> None:
+        self._store = store
+        self._roster = roster
+        self._send = send
+        self._send_dm = send_dm
+        self._alerts_channel_id = alerts_channel_id
+        self._retry = retry
+        self._interval = interval_seconds
+        #: channel id → why it cannot be used
+        self._down: dict[int, str] = {}
+        #: task id → the channel it waits for
+        self._waiting: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def health(self) -> bool | str:
+        """``/healthz`` part ``discord_channels``: True, or the reasons (``"no Send Messages in
+        #factory-tasks"``; ``/healthz`` shows ``"down: <reasons>"``)."""
+        if not self._down:
+            return True
+        return "; ".join(self._down[c] for c in sorted(self._down))
+
+    @property
+    def waiting(self) -> list[str]:
+        """Task ids waiting for a channel to be usable again."""
+        return list(self._waiting)
+
+    def forget(self, task_id: str) -> None:
+        """Stop retrying ``task_id`` (it needs no message any more)."""
+        self._waiting.pop(task_id, None)
+
+    async def lost(self, fault: ChannelUnavailable, task_id: str) -> None:
+        """A post or edit of ``task_id`` was refused: remember it, alert once per outage."""
+        self._waiting[task_id] = fault.channel_id
+        first = fault.channel_id not in self._down
+        self._down[fault.channel_id] = fault.reason
+        if not first:
+            return
+        log.error("channel %s cannot be used: %s", fault.channel_id, fault.reason)
+        text = (
+            f"⚠️ Factory Bridge cannot use a channel: {fault.reason} (Discord {fault.code}). "
+            "Tasks stay pending and are posted as soon as access is back."
+        )
+        told = await self._tell(text, broken=fault.channel_id)
+        await self._store.audit(
+            actor_name="bridge",
+            via="system",
+            action="channel.unavailable",
+            outcome="alerted" if told else "failed",
+            task_id=task_id,
+            detail=f"{fault.reason} (Discord {fault.code}) → {', '.join(told) or 'nobody'}",
+        )
+
+    async def reached(self, channel_id: int, task_id: str | None = None) -> None:
+        """A post or edit in ``channel_id`` went through: an outage there is over."""
+        if task_id is not None:
+            self._waiting.pop(task_id, None)
+        reason = self._down.pop(channel_id, None)
+        if reason is None:
+            return
+        log.warning("channel %s can be used again (was: %s)", channel_id, reason)
+        text = f"✅ Factory Bridge can use the channel again (was: {reason})."
+        told = await self._tell(text, broken=None)
+        await self._store.audit(
+            actor_name="bridge",
+            via="system",
+            action="channel.restored",
+            outcome="alerted" if told else "failed",
+            task_id=task_id,
+            detail=f"was: {reason} → {', '.join(told) or 'nobody'}",
+        )
+
+    async def _tell(self, text: str, *, broken: int | None) -> list[str]:
+        """Post ``text`` in the alerts channel (unless it is ``broken``) and DM the on-call
+        admins; returns who was told."""
+        told: list[str] = []
+        if self._alerts_channel_id != broken and self._alerts_channel_id not in self._down:
+            try:
+                await self._send(self._alerts_channel_id, text)
+            except Exception as exc:  # an alert must never break the post that failed
+                log.error("channel alert could not be posted: %s", exc)
+            else:
+                told.append("alerts channel")
+        for op in self._roster.operators:
+            if not (op.on_call and op.admin and op.discord_user_id):
+                continue
+            try:
+                await self._send_dm(int(op.discord_user_id), text)
+            except Exception as exc:
+                log.error("channel alert DM to %s failed: %s", op.name, exc)
+            else:
+                told.append(op.name)
+        return told
+
+    async def retry_waiting(self) -> None:
+        """Post or edit every waiting task again (each reports back through :meth:`lost` /
+        :meth:`reached`)."""
+        for task_id in list(self._waiting):
+            try:
+                await self._retry(task_id)
+            except Exception:
+                log.exception("retry of task %s failed", task_id)
+
+    async def start(self) -> None:
+        """Start the periodic retry in the background."""
+        self._task = asyncio.create_task(self._run(), name="channel-access")
+
+    async def stop(self) -> None:
+        """Stop retrying (waiting tasks stay pending in the store)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if self._waiting:
+                await self.retry_waiting()
