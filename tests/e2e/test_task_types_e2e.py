@@ -90,23 +90,32 @@ async def test_decision_select_sends_one_decision_with_the_option(
     assert "Reject" not in message.button_labels
     assert "Acknowledge" in message.button_labels
 
-    # alice and dave pick at once: the factory hears of one decision, dave is told who won
+    # alice and dave pick at once: the factory hears of one decision (whichever interaction
+    # the bridge took first), the other person is told who won
+    dave = world.people.dave
     pick = await world.discord.choose(TASKS_CHANNEL_ID, PLACEHOLDER, ["oauth"], user=alice)
-    late = await world.discord.choose(
-        TASKS_CHANNEL_ID, PLACEHOLDER, ["API key"], user=world.people.dave
-    )
-    assert "approved" in (await final_reply(world, pick)).lower()
-    assert "already" in (await final_reply(world, late)).lower()
+    late = await world.discord.choose(TASKS_CHANNEL_ID, PLACEHOLDER, ["API key"], user=dave)
+    replies = {alice.id: await final_reply(world, pick), dave.id: await final_reply(world, late)}
+    winners = [who for who, text in replies.items() if not text.startswith("Already")]
+    assert len(winners) == 1, replies
+    winner, loser = (alice, dave) if winners == [alice.id] else (dave, alice)
+    assert replies[winner.id] == "Task **Pick the Zendesk MCP auth strategy** approved."
+    assert replies[loser.id].startswith(f"Already approved by <@{winner.id}>")
     await wait_until(lambda: world.factory.tasks[task["id"]]["status"] == "completed")
     calls = world.factory.calls("POST", COMPLETE)
     assert len(calls) == 1
     body = calls[0].json
     assert body["decision"] == "approved"
-    assert body["decisionData"]["option"] == {"value": "oauth", "label": "OAuth 2.0"}
-    assert body["decisionData"]["discordUserId"] == str(alice.id)
+    chosen = (
+        {"value": "oauth", "label": "OAuth 2.0"}
+        if winner is alice
+        else {"value": "API key", "label": "API key"}
+    )
+    assert body["decisionData"]["option"] == chosen
+    assert body["decisionData"]["discordUserId"] == str(winner.id)
     assert calls[0].header("Idempotency-Key")
     await world.discord.wait_for(lambda: "Decision" in fields(message), 10)
-    assert "Chosen: **OAuth 2.0**" in fields(message)["Decision"]
+    assert f"Chosen: **{chosen['label']}**" in fields(message)["Decision"]
     assert select_of(message, "fb:t:pick:") is None  # the controls are gone once decided
 
 
