@@ -64,6 +64,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from escalation.models import Priority
 from escalation.policy import (
@@ -143,7 +144,9 @@ class LadderState:
             object.__setattr__(
                 self, "snoozed_until", as_aware_utc(self.snoozed_until, "snoozed_until")
             )
-        object.__setattr__(self, "taken", frozenset(StepKind(k) for k in self.taken))
+        taken = self.taken
+        if not (taken.__class__ is frozenset and all(k.__class__ is StepKind for k in taken)):
+            object.__setattr__(self, "taken", frozenset(StepKind(k) for k in self.taken))
 
     @property
     def acknowledged(self) -> bool:
@@ -216,13 +219,17 @@ def _nominal_times(
 
 def _drop_superseded(times: dict[StepKind, datetime]) -> list[StepKind]:
     """Kinds of ``times`` in ladder order, without reminders at/after a later step's time."""
-    kinds = [k for k in LADDER_ORDER if k in times]
     kept: list[StepKind] = []
-    for index, kind in enumerate(kinds):
-        later = [times[k] for k in kinds[index + 1 :]]
-        if kind in REMINDER_STEPS and later and times[kind] >= min(later):
+    earliest_later: datetime | None = None  # the earliest time of any later step, kept or not
+    for kind in reversed(LADDER_ORDER):
+        at = times.get(kind)
+        if at is None:
             continue
-        kept.append(kind)
+        if not (kind in REMINDER_STEPS and earliest_later is not None and at >= earliest_later):
+            kept.append(kind)
+        if earliest_later is None or at < earliest_later:
+            earliest_later = at
+    kept.reverse()
     return kept
 
 
@@ -296,8 +303,22 @@ def schedule(
     ValueError
         When a datetime is naive.
     """
+    return list(_schedule(created_at, deadline, priority, policy, state))
+
+
+@lru_cache(maxsize=16_384)
+def _schedule(
+    created_at: datetime,
+    deadline: datetime,
+    priority: Priority,
+    policy: EscalationPolicy,
+    state: LadderState,
+) -> tuple[StepDue, ...]:
+    """:func:`schedule`, memoized: its arguments are frozen values and it reads no clock, so
+    a wake-up that re-plans the state the previous wake-up planned costs a dictionary lookup
+    (every wake-up plans twice: the steps due, then the next one after taking them)."""
     if state.decided:
-        return []
+        return ()
     nominal = {p.kind: p.due_at for p in plan(created_at, deadline, policy)}
     hold = policy.quiet_hours if Priority(priority) is not Priority.CRITICAL else None
 
@@ -328,7 +349,7 @@ def schedule(
     kept = _drop_superseded({k: s.deliver_at for k, s in effective.items()})
     highest_taken = max((k.rank for k in state.taken), default=-1)
     remaining = [effective[k] for k in kept if k not in state.taken and k.rank > highest_taken]
-    return sorted(remaining, key=lambda s: (s.deliver_at, s.kind.rank))
+    return tuple(sorted(remaining, key=lambda s: (s.deliver_at, s.kind.rank)))
 
 
 def next_step(
@@ -348,7 +369,7 @@ def next_step(
     ValueError
         When a datetime is naive.
     """
-    steps = schedule(created_at, deadline, priority, policy, state)
+    steps = _schedule(created_at, deadline, priority, policy, state)
     return steps[0] if steps else None
 
 
@@ -380,5 +401,5 @@ def due_now(
         When a datetime is naive.
     """
     instant = as_aware_utc(now, "now")
-    steps = schedule(created_at, deadline, priority, policy, state)
+    steps = _schedule(created_at, deadline, priority, policy, state)
     return sorted((s for s in steps if s.deliver_at <= instant), key=lambda s: s.kind.rank)

@@ -71,6 +71,8 @@ def as_aware_utc(value: datetime, name: str = "datetime") -> datetime:
     TypeError
         When ``value`` is not a datetime.
     """
+    if value.__class__ is datetime and value.tzinfo is UTC:  # the common case, checked first
+        return value
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -98,7 +100,7 @@ class StepKind(StrEnum):
     @property
     def rank(self) -> int:
         """Position in the ladder, 0 for :attr:`REMINDER_DM` up to 4 for :attr:`CRITICAL`."""
-        return LADDER_ORDER.index(self)
+        return _RANKS[self]
 
     @property
     def is_reminder(self) -> bool:
@@ -108,6 +110,7 @@ class StepKind(StrEnum):
 
 #: The ladder, earliest step first.
 LADDER_ORDER: tuple[StepKind, ...] = tuple(StepKind)
+_RANKS: dict[StepKind, int] = {kind: index for index, kind in enumerate(LADDER_ORDER)}
 
 #: Steps that an acknowledge cancels and a snooze delays (rule: "Acknowledge stops the
 #: reminder steps (DM, mention, warning)"; "Snooze delays reminder steps").

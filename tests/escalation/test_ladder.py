@@ -440,3 +440,27 @@ def test_schedule_is_in_ladder_order_and_held_steps_end_outside_quiet(
                 assert s.deliver_at == s.nominal_at  # ack and snooze never move them
             if priority is Priority.CRITICAL:
                 assert not s.held_for_quiet_hours
+
+
+def test_a_schedule_changed_by_its_caller_does_not_change_the_next_answer() -> None:
+    """schedule() is memoized: the caller gets its own list each time."""
+    deadline = NO_QUIET.deadline_for(T, Priority.HIGH, None)
+    first = schedule(T, deadline, Priority.HIGH, NO_QUIET, LadderState())
+    kinds = [s.kind for s in first]
+    first.clear()
+    again = schedule(T, deadline, Priority.HIGH, NO_QUIET, LadderState())
+    assert [s.kind for s in again] == kinds and kinds
+
+
+def test_steps_taken_given_as_a_list_of_names_plan_like_step_kinds() -> None:
+    deadline = NO_QUIET.deadline_for(T, Priority.HIGH, None)
+    by_name = LadderState(taken=["reminder_dm", "sla_warning"])  # type: ignore[arg-type]
+    by_kind = LadderState(taken=frozenset({DM, WARNING}))
+    assert by_name == by_kind
+    assert schedule(T, deadline, Priority.HIGH, NO_QUIET, by_name) == schedule(
+        T, deadline, Priority.HIGH, NO_QUIET, by_kind
+    )
+    assert [s.kind for s in schedule(T, deadline, Priority.HIGH, NO_QUIET, by_name)] == [
+        BREACH,
+        CRITICAL,
+    ]

@@ -163,7 +163,8 @@ class FakeRepository:
         return True
 
     def _set(self, row: DeliveryRow, **changes: Any) -> None:
-        self.rows[row.id] = replace(row, **changes)
+        # dataclasses.replace re-checks every field: too slow for bench/ladder_core.py
+        self.rows[row.id] = DeliveryRow(**{**row.__dict__, **changes})
 
     def of(self, task_id: str) -> list[DeliveryRow]:
         """The task's deliveries, oldest first."""
@@ -246,13 +247,14 @@ class FakeRoster:
 
     def __init__(self, people: Sequence[Person]) -> None:
         self._people = list(people)
+        self._by_factory_id = {p.factory_user_id: p for p in reversed(self._people)}
 
     def people(self) -> list[Person]:
         return list(self._people)
 
     def assignee(self, task: LadderTask) -> Person | None:
         wanted = task.task.assignee_id
-        return next((p for p in self._people if wanted and p.factory_user_id == wanted), None)
+        return self._by_factory_id.get(wanted) if wanted else None
 
 
 @dataclass
