@@ -373,6 +373,7 @@ def _attach_features(app: BridgeApp) -> None:
         app.client,
         interval_seconds=app.settings.reconcile_interval_seconds,
         history_limit=app.settings.reconcile_history_limit,
+        scheduler=getattr(app, "scheduler", None),
     )
     app.features.append(reconciler)
     if app.settings.factory_ws_url:

@@ -43,17 +43,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from apscheduler.triggers.interval import IntervalTrigger
+
 from batching import batch_key
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.reconcile.refs import MessageRefs, message_refs
 
 if TYPE_CHECKING:
     import discord
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from bot.bridge import Bridge
     from escalation.models import Task
 
-__all__ = ["ReconcileReport", "Reconciler"]
+__all__ = ["RECONCILE_JOB_ID", "ReconcileReport", "Reconciler"]
+
+#: The APScheduler job that asks for the periodic pass.
+RECONCILE_JOB_ID = "reconcile"
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,11 @@ class Reconciler:
     history_limit:
         ``RECONCILE_HISTORY_LIMIT``: messages of the tasks channel read to rebuild the map
         (0: never).
+    scheduler:
+        The process's APScheduler (shared with the ladder's timers); ``None``: the reconciler
+        makes and runs its own. Its :class:`~apscheduler.triggers.interval.IntervalTrigger`
+        job only asks for a pass (:meth:`trigger`): one worker runs the passes, so a long pass
+        is never run twice at once and a pass asked for meanwhile runs right after it.
     """
 
     def __init__(
@@ -93,11 +104,18 @@ class Reconciler:
         *,
         interval_seconds: float,
         history_limit: int,
+        scheduler: AsyncIOScheduler | None = None,
     ) -> None:
         self.bridge = bridge
         self.client = client
         self.interval_seconds = interval_seconds
         self.history_limit = history_limit
+        self._own_scheduler = scheduler is None
+        if scheduler is None:
+            from bot.ladder.timers import make_scheduler
+
+            scheduler = make_scheduler()
+        self.scheduler = scheduler
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -137,9 +155,22 @@ class Reconciler:
         except Exception:
             log.exception("re-sending decisions left in flight failed")
         self._task = asyncio.create_task(self._loop(snapshot), name="reconciler")
+        self.scheduler.add_job(
+            self.trigger,
+            IntervalTrigger(seconds=self.interval_seconds),
+            id=RECONCILE_JOB_ID,
+            replace_existing=True,
+        )
+        if not self.scheduler.running:
+            self.scheduler.start()
 
     async def stop(self) -> None:
-        """Stop the periodic loop (a pass in progress is cancelled; the next start redoes it)."""
+        """Stop the periodic passes (a pass in progress is cancelled; the next start redoes
+        it)."""
+        with contextlib.suppress(Exception):  # already gone with a scheduler shut down
+            self.scheduler.remove_job(RECONCILE_JOB_ID)
+        if self._own_scheduler and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,8 +193,7 @@ class Reconciler:
                     "reconciliation pass failed; next one in %.0fs", self.interval_seconds
                 )
             snapshot = None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_seconds)
+            await self._wake.wait()  # the interval job or a WebSocket (re)subscription
 
     # ------------------------------------------------------------------ decisions in flight
     async def resume_inflight(self) -> int:
