@@ -8,8 +8,6 @@ text) that fits Discord's limits. Long values are truncated with "…", never re
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import discord
 
 from bot.discord.limits import (
@@ -20,6 +18,7 @@ from bot.discord.limits import (
     fit_embed,
     truncate,
 )
+from bot.ladder.text import discord_timestamp
 from bot.pipelines import stage_text
 from bot.store import TrackedTask
 from escalation.markup import escape_text
@@ -61,11 +60,6 @@ DECISION_LABELS: dict[str, tuple[str, int]] = {
     "deferred": ("⏸️ Deferred", 0x95A5A6),
     "escalated": ("⬆️ Escalated", 0x9B59B6),
 }
-
-
-def discord_timestamp(at: datetime, style: str = "R") -> str:
-    """Discord timestamp markup ``<t:unix:style>`` (``R`` relative, ``f`` date and time)."""
-    return f"<t:{int(at.timestamp())}:{style}>"
 
 
 def format_test_results(results: TestResults | None) -> str:
