@@ -19,16 +19,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench.common import Measurement
+from bench.common import SMOKE_VARIABLE, Measurement
+from bench.engines import DATABASE_URL_VARIABLE, ENGINES, default_engines, use_engine
 
 BENCHMARKS = (
     "click",
+    "click-storm",
     "post",
     "ingest",
     "burst",
     "ladders",
     "restart",
+    "decision-e2e",
     "ladder_core",
     "peer",
     "memory",
@@ -48,26 +52,60 @@ class Target:
             return False
         return measured <= self.value if self.op == "<=" else measured >= self.value
 
+    def miss(self, measured: float) -> str:
+        """How far ``measured`` is from the target, e.g. ``+23 %`` (empty when met)."""
+        if self.met(measured) or math.isnan(measured):
+            return ""
+        if self.value == 0:
+            return f"{fmt(measured)} over"
+        return f"{(measured - self.value) / abs(self.value) * 100:+.0f} %"
 
+
+#: Issue 19's table (2 cores, medians of 3 runs).
 TARGETS: dict[str, list[Target]] = {
-    "click": [Target("p99 ms", "<=", 50), Target("refused (10062)", "<=", 0)],
-    "post": [Target("p50 ms", "<=", 50), Target("p99 ms", "<=", 200)],
-    "ingest": [Target("events/s", ">=", 1000)],
+    "click": [Target("p99 ms", "<=", 10), Target("refused (10062)", "<=", 0)],
+    "click-storm": [Target("p99 ms", "<=", 50), Target("refused (10062)", "<=", 0)],
+    "post": [Target("p50 ms", "<=", 10), Target("p99 ms", "<=", 25)],
+    "ingest": [Target("× peer (64 senders)", ">=", 1.0)],
     "burst": [
-        Target("channel messages", "<=", 60),
+        Target("messages per kind (max)", "<=", 1),
         Target("429 answers", "<=", 0),
-        Target("last task visible after s", "<=", 50),
+        Target("last task visible after s", "<=", 32),  # group wait 30 s + 2 s
     ],
-    "ladders": [Target("lateness p99 s", "<=", 1.0), Target("peak RSS MB", "<=", 250)],
+    "ladders": [
+        Target("lateness p99 s", "<=", 1.0),
+        Target("peak RSS MB", "<=", 500),
+        Target("critical task posted p99 s", "<=", 1.0),
+        Target("edits per channel, busiest minute", "<=", 60),  # Discord: ≈ 5 per 5 s
+    ],
     "restart": [
-        Target("timers armed after s", "<=", 5),
+        Target("timers armed after s", "<=", 10),
         Target("steps taken twice", "<=", 0),
         Target("steps not taken when the wait ended", "<=", 0),
     ],
+    "decision-e2e": [Target("p99 ms", "<=", 100)],
     "ladder_core": [],
     "peer": [],
     "memory": [Target("growth KB per task", "<=", 0.5)],
 }
+
+#: (benchmark, figure) → (benchmark, figure) of the peer's figure for the same work, for the
+#: "× peer" column (measured ÷ peer). A peer figure of the same benchmark comes from the same run.
+PEERS: dict[tuple[str, str], tuple[str, str]] = {
+    ("ingest", "events/s (4 senders)"): ("ingest", "peer alerts/s (4 senders)"),
+    ("ingest", "events/s (64 senders)"): ("ingest", "peer alerts/s (64 senders)"),
+    ("burst", "last task visible after s"): ("peer", "time to last notification s"),
+    ("burst", "channel messages"): ("peer", "notifications"),
+    ("burst", "peak RSS MB"): ("peer", "peak RSS MB"),
+    ("burst", "CPU s per 1,000 events"): ("peer", "CPU s per 1,000 events"),
+}
+
+BOUNDS_START = "<!-- bounds:{id} -->"
+BOUNDS_END = "<!-- /bounds:{id} -->"
+BOUNDS_PLACEHOLDER = (
+    "_To fill in from a profile (py-spy or pyinstrument output summarised): what bounds this "
+    "figure now, and what would move it._"
+)
 
 
 def machine() -> str:
@@ -90,55 +128,136 @@ def fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def render(results: list[Measurement], runs: int) -> str:
+def module_name(bench_id: str) -> str:
+    """The module of a benchmark id (``click-storm`` → ``bench.click_storm``)."""
+    return f"bench.{bench_id.replace('-', '_')}"
+
+
+def kept_bounds(previous: str) -> dict[str, str]:
+    """The "what bounds each figure" text per benchmark id in an earlier RESULTS.md."""
+    kept: dict[str, str] = {}
+    for bench_id in BENCHMARKS:
+        start, end = BOUNDS_START.format(id=bench_id), BOUNDS_END.format(id=bench_id)
+        if start in previous and end in previous:
+            text = previous.split(start, 1)[1].split(end, 1)[0].strip()
+            if text:
+                kept[bench_id] = text
+    return kept
+
+
+def render(results: list[Measurement], runs: int, previous: str = "") -> str:
+    """RESULTS.md: one row per benchmark, engine and figure; the "× peer" column where a peer
+    figure exists; a section per benchmark for what bounds its figures, kept from
+    ``previous`` (the earlier RESULTS.md) so that the lead's analysis survives a re-run."""
+    medians = {(m.id, m.engine, name): m.median(name) for m in results for name in m.figures}
+
+    def peer_of(m: Measurement, name: str) -> float:
+        peer = PEERS.get((m.id, name))
+        if peer is None:
+            return math.nan
+        for engine in (m.engine, "—", "sqlite", "postgres"):
+            value = medians.get((peer[0], engine, peer[1]))
+            if value is not None and value:
+                return medians[(m.id, m.engine, name)] / value
+        return math.nan
+
     lines = [
         "# Benchmark results",
         "",
         f"Machine: {machine()}. Date: {datetime.now(UTC).date().isoformat()}. "
         f"Runs per benchmark: {runs} (figures are the median of the per-run values).",
-        "Reproduce: `python -m bench` (all) or `python -m bench ID` (see bench/README.md).",
+        "Reproduce: `python -m bench` (all) or `python -m bench ID` (see bench/README.md). "
+        "Engine: the bridge's store (— where none is involved). × peer: the median ÷ "
+        "Alertmanager's median for the same work (the peer figure of `ingest` is from the same "
+        "run; that of `burst` from the `peer` benchmark).",
         "",
-        "| id | figure | median | per run | target | met |",
-        "|---|---|---|---|---|---|",
+        "| id | engine | figure | median | per run | × peer | target | met |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in results:
         targets = {t.figure: t for t in TARGETS.get(m.id, [])}
         for name, values in m.figures.items():
             median = m.median(name)
             target = targets.get(name)
+            ratio = peer_of(m, name)
+            met = "— | —"
+            if target:
+                verdict = "yes" if target.met(median) else f"NO {target.miss(median)}".strip()
+                met = f"{target.op} {fmt(target.value)} | {verdict}"
             lines.append(
-                f"| {m.id} | {name} | {fmt(median)} | {', '.join(fmt(v) for v in values)} | "
-                + (
-                    f"{target.op} {fmt(target.value)} | {'yes' if target.met(median) else 'NO'} |"
-                    if target
-                    else "— | — |"
-                )
+                f"| {m.id} | {m.engine} | {name} | {fmt(median)} | "
+                f"{', '.join(fmt(v) for v in values)} | "
+                f"{'—' if math.isnan(ratio) else fmt(ratio) + ' ×'} | {met} |"
             )
-    notes = [(m.id, note) for m in results for note in m.notes]
-    if notes:
+    notes: dict[str, list[str]] = {}
+    for m in results:
+        for note in m.notes:
+            if note not in notes.setdefault(m.id, []):
+                notes[m.id].append(note)
+    if any(notes.values()):
         lines += ["", "## Notes", ""]
-        lines += [f"- **{bench_id}**: {note}" for bench_id, note in notes]
-    return "\n".join(lines) + "\n"
+        lines += [
+            f"- **{bench_id}**: {note}" for bench_id, texts in notes.items() for note in texts
+        ]
+    kept = kept_bounds(previous)
+    lines += ["", "## What bounds each figure", ""]
+    for bench_id in dict.fromkeys(m.id for m in results):
+        lines += [
+            f"### {bench_id}",
+            "",
+            BOUNDS_START.format(id=bench_id),
+            kept.get(bench_id, BOUNDS_PLACEHOLDER),
+            BOUNDS_END.format(id=bench_id),
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
 
 
-async def run(ids: list[str], runs: int) -> list[Measurement]:
+async def run(ids: list[str], runs: int, engines: list[str]) -> list[Measurement]:
     results = []
     for bench_id in ids:
-        module = importlib.import_module(f"bench.{bench_id}")
-        measurement = Measurement(bench_id)
-        for run_index in range(getattr(module, "RUNS", runs)):
-            started = time.monotonic()
-            print(f"[{bench_id}] run {run_index + 1}/{runs} …", flush=True)
-            await module.run_once(measurement)
-            print(
-                f"[{bench_id}]   done in {time.monotonic() - started:.1f}s: "
-                + ", ".join(f"{k}={fmt(v[-1])}" for k, v in measurement.figures.items()),
-                flush=True,
-            )
-        notes = getattr(module, "NOTES", [])
-        measurement.notes.extend(notes)
-        results.append(measurement)
+        module = importlib.import_module(module_name(bench_id))
+        with_store = getattr(module, "STORE", True)
+        for engine in engines if with_store else ["—"]:
+            if with_store:
+                use_engine(engine)
+            measurement = Measurement(bench_id, engine=engine)
+            count = getattr(module, "RUNS", runs)
+            for run_index in range(count):
+                started = time.monotonic()
+                print(f"[{bench_id} {engine}] run {run_index + 1}/{count} …", flush=True)
+                await module.run_once(measurement)
+                print(
+                    f"[{bench_id} {engine}]   done in {time.monotonic() - started:.1f}s: "
+                    + ", ".join(f"{k}={fmt(v[-1])}" for k, v in measurement.figures.items()),
+                    flush=True,
+                )
+            measurement.notes.extend(getattr(module, "NOTES", []))
+            results.append(measurement)
     return results
+
+
+def engines_of(bench_id: str, entry: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Engine → figures of one RESULTS.json entry; an entry written before engines were
+    reported counts as SQLite (— for a benchmark without a store)."""
+    if "engines" in entry:
+        return dict(entry["engines"])
+    if "figures" not in entry:
+        return {}
+    return {("—" if bench_id in ("ladder_core", "peer") else "sqlite"): entry["figures"]}
+
+
+def saved_measurements(saved: dict[str, Any]) -> list[Measurement]:
+    """The measurements kept in RESULTS.json, in :data:`BENCHMARKS` order (an entry written
+    before engines were reported counts as SQLite, or — for a benchmark without a store)."""
+    out = []
+    for bench_id in BENCHMARKS:
+        entry = saved.get(bench_id)
+        if entry is None:
+            continue
+        for engine, figures in engines_of(bench_id, entry).items():
+            out.append(Measurement(bench_id, figures, list(entry.get("notes", [])), engine=engine))
+    return out
 
 
 def main() -> int:
@@ -147,6 +266,18 @@ def main() -> int:
         "ids", nargs="*", help=f"benchmarks to run (all by default): {', '.join(BENCHMARKS)}"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
+    parser.add_argument(
+        "--engine",
+        choices=("sqlite", "postgres", "both"),
+        default=None,
+        help="the bridge's store: default both when BENCH_DATABASE_URL is set, else sqlite",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (a few seconds per benchmark) to check that the code works; "
+        "prints the figures and writes no RESULTS file",
+    )
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     parser.add_argument(
         "--render-only", action="store_true", help="re-render RESULTS.md from RESULTS.json"
@@ -156,24 +287,33 @@ def main() -> int:
     unknown = [i for i in ids if i not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
-    fresh = [] if args.render_only else asyncio.run(run(ids, args.runs))
-    # keep the other benchmarks' last figures: a partial run updates only its own rows
+    if args.engine is None:
+        engines = default_engines()
+    else:
+        engines = list(ENGINES) if args.engine == "both" else [args.engine]
+    if "postgres" in engines and not os.environ.get(DATABASE_URL_VARIABLE):
+        parser.error(f"--engine {args.engine} needs {DATABASE_URL_VARIABLE}")
+    if args.smoke:
+        os.environ[SMOKE_VARIABLE] = "1"  # read by the modules when they are imported
+        results = asyncio.run(run(ids, 1, engines))
+        print(render(results, 1))
+        return 0
+    fresh = [] if args.render_only else asyncio.run(run(ids, args.runs, engines))
+    # keep the other benchmarks' (and engines') last figures: a partial run updates only its rows
     store = args.output.with_suffix(".json")
     saved = json.loads(store.read_text()) if store.exists() else {}
     for m in fresh:
+        engines_saved = engines_of(m.id, saved.get(m.id, {}))
+        engines_saved[m.engine] = m.figures
         saved[m.id] = {
-            "figures": m.figures,
+            "engines": engines_saved,
             "notes": m.notes,
             "machine": machine(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     store.write_text(json.dumps(saved, indent=2) + "\n")
-    results = [
-        Measurement(bench_id, saved[bench_id]["figures"], saved[bench_id]["notes"])
-        for bench_id in BENCHMARKS
-        if bench_id in saved
-    ]
-    text = render(results, args.runs)
+    previous = args.output.read_text() if args.output.exists() else ""
+    text = render(saved_measurements(saved), args.runs, previous)
     args.output.write_text(text)
     print(text)
     return 0
