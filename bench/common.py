@@ -88,13 +88,16 @@ class ResourceMeter:
         """CPU seconds (user + system) since the meter was created."""
         return cpu_seconds(self.pid) - self.cpu_at_start
 
-    def record(self, measurement: Measurement, events: int, *, suffix: str = "") -> None:
+    def record(
+        self, measurement: Measurement, events: int, *, cpu: float | None = None, suffix: str = ""
+    ) -> None:
         """Add ``peak RSS MB`` and ``CPU s per 1,000 events`` (``events``: what the bridge
-        handled in the phase — requests, clicks, steps; named in the benchmark's notes)."""
+        handled in the phase — requests, clicks, steps; named in the benchmark's notes;
+        ``cpu``: CPU seconds of the phase read earlier with :meth:`cpu_used`, else now)."""
+        used = self.cpu_used() if cpu is None else cpu
         measurement.add(f"peak RSS MB{suffix}", peak_rss_mb(self.pid))
         measurement.add(
-            f"CPU s per 1,000 events{suffix}",
-            self.cpu_used() * 1000 / events if events else math.nan,
+            f"CPU s per 1,000 events{suffix}", used * 1000 / events if events else math.nan
         )
 
 
