@@ -213,7 +213,9 @@ def render(results: list[Measurement], runs: int, previous: str = "") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-async def run(ids: list[str], runs: int, engines: list[str]) -> list[Measurement]:
+async def run(
+    ids: list[str], runs: int, engines: list[str], *, smoke: bool = False
+) -> list[Measurement]:
     results = []
     for bench_id in ids:
         module = importlib.import_module(module_name(bench_id))
@@ -222,7 +224,7 @@ async def run(ids: list[str], runs: int, engines: list[str]) -> list[Measurement
             if with_store:
                 use_engine(engine)
             measurement = Measurement(bench_id, engine=engine)
-            count = getattr(module, "RUNS", runs)
+            count = 1 if smoke else getattr(module, "RUNS", runs)
             for run_index in range(count):
                 started = time.monotonic()
                 print(f"[{bench_id} {engine}] run {run_index + 1}/{count} …", flush=True)
@@ -295,7 +297,7 @@ def main() -> int:
         parser.error(f"--engine {args.engine} needs {DATABASE_URL_VARIABLE}")
     if args.smoke:
         os.environ[SMOKE_VARIABLE] = "1"  # read by the modules when they are imported
-        results = asyncio.run(run(ids, 1, engines))
+        results = asyncio.run(run(ids, 1, engines, smoke=True))
         print(render(results, 1))
         return 0
     fresh = [] if args.render_only else asyncio.run(run(ids, args.runs, engines))

@@ -15,9 +15,12 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import aiohttp
 from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 
 from bot.store import Store
 from bot.store import tables as t
@@ -57,10 +60,23 @@ async def _post_messages(world: World, titles: list[str]) -> list[int]:
     return ids
 
 
+def _insert_tasks(rows: list[dict[str, Any]], conn: Connection) -> None:
+    conn.execute(insert(t.tasks), rows)
+
+
 async def seed_open_tasks(
-    world: World, count: int = 10_000, *, lead_seconds: float = 20.0, window_seconds: float = 60.0
+    world: World,
+    count: int = 10_000,
+    *,
+    lead_seconds: float = 20.0,
+    window_seconds: float = 60.0,
+    database_url: str | None = None,
 ) -> Seed:
-    """Create ``count`` open low-priority tasks whose reminder DMs come due over the window."""
+    """Create ``count`` open low-priority tasks whose reminder DMs come due over the window.
+
+    ``database_url``: the bridge's store (default: the world's SQLite file); its schema is
+    created here. The window starts ``lead_seconds`` after this call starts.
+    """
     window_start = time.time() + lead_seconds
     tasks = []
     for i in range(count):
@@ -78,7 +94,7 @@ async def seed_open_tasks(
         )
         tasks.append(task)
     message_ids = await _post_messages(world, [task["title"] for task in tasks])
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(database_url or f"sqlite:///{world.database_file}")
     await store.create_schema()
     now = time.time()
     rows = []
@@ -98,7 +114,8 @@ async def seed_open_tasks(
                 "updated_at": now,
             }
         )
-    await store.db.write(lambda conn: conn.execute(insert(t.tasks), rows))
+    for start in range(0, len(rows), 10_000):  # bounded statements on either engine
+        await store.db.write(partial(_insert_tasks, rows[start : start + 10_000]))
     await store.close()
     return Seed(
         task_ids=[task["id"] for task in tasks],
