@@ -96,6 +96,7 @@ PEERS: dict[tuple[str, str], tuple[str, str]] = {
     ("ingest", "events/s (64 senders)"): ("ingest", "peer alerts/s (64 senders)"),
     ("burst", "last task visible after s"): ("peer", "time to last notification s"),
     ("burst", "channel messages"): ("peer", "notifications"),
+    ("burst", "messages per kind (max)"): ("peer", "notifications"),
     ("burst", "peak RSS MB"): ("peer", "peak RSS MB"),
     ("burst", "CPU s per 1,000 events"): ("peer", "CPU s per 1,000 events"),
 }

@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 import aiohttp
 
 from bench.alertmanager import alert, running_alertmanager
-from bench.common import Measurement, cpu_seconds, peak_rss_mb
+from bench.common import Measurement, cpu_seconds, peak_rss_mb, sized
 from tests.support.harness import wait_until
 
 STORE = False  # no store of the bridge is involved: one run per benchmark run, whatever engine
-ITEMS = 1000
-DURATION_SECONDS = 10.0
-GROUP_WAIT_SECONDS = 30
+ITEMS: int = sized(1000, 50)
+DURATION_SECONDS: float = sized(10.0, 1.0)
+GROUP_WAIT_SECONDS: int = sized(30, 2)
 BATCH = 64  # alerts per POST, like a Prometheus server sends them
 
 NOTES = [
