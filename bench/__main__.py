@@ -1,8 +1,10 @@
-"""``python -m bench [ID ...] [--runs N]``: run the benchmarks and write bench/RESULTS.md.
+"""``python -m bench [ID ...] [--runs N] [--engine sqlite|postgres|both] [--smoke]``: run the
+benchmarks and write bench/RESULTS.md.
 
 Each benchmark runs the real bridge as a process (``python -m bot run``) against the emulators
-on 127.0.0.1, bounded in time and count. Figures are the median over runs; the per-run values
-are listed too.
+on 127.0.0.1, bounded in time and count, once per store engine (``bench/engines.py``). Figures
+are the median over runs; the per-run values are listed too. ``--smoke`` runs tiny sizes once
+and writes nothing.
 """
 
 from __future__ import annotations
