@@ -430,6 +430,8 @@ class FactoryEmulator:
         self.webhook_timeout_seconds = webhook_timeout_seconds
         self._clock = clock
         self.tasks: dict[str, dict[str, Any]] = {}
+        #: The last task listing: (query without page and limit, the tasks in order).
+        self._task_listing: tuple[tuple[tuple[str, str], ...], list[dict[str, Any]]] | None = None
         self.approvals: dict[str, dict[str, Any]] = {}
         self.escalations: list[dict[str, Any]] = []
         self.pipelines: dict[str, dict[str, Any]] = {}
@@ -1522,6 +1524,13 @@ class FactoryEmulator:
 
     async def _list_tasks(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
         page, limit = _pagination(call.query)
+        # Paging on: pages after the first read the list the first page made (a listing of
+        # 100,000 tasks is one sort, not one per page). Which tasks are listed is fixed at the
+        # first page, as with a cursor; each one's fields are current.
+        key = tuple(sorted((k, v) for k, v in call.query.items() if k not in ("page", "limit")))
+        cached = self._task_listing
+        if page > 1 and cached is not None and cached[0] == key:
+            return _paginate(cached[1], page, limit)
         items = list(self.tasks.values())
         for name in ("status", "priority", "type", "pipelineId", "assigneeId"):
             if name in call.query:
@@ -1529,7 +1538,9 @@ class FactoryEmulator:
         if "slaBreached" in call.query:
             wanted = _parse_bool(call.query["slaBreached"], "slaBreached")
             items = [t for t in items if bool(t.get("slaBreached")) is wanted]
-        return _paginate(_sort(items, call.query.get("sort"), _TASK_FIELDS), page, limit)
+        listed = _sort(items, call.query.get("sort"), _TASK_FIELDS)
+        self._task_listing = (key, listed)
+        return _paginate(listed, page, limit)
 
     async def _get_task_stats(self, call: _Call) -> tuple[Any, dict[str, Any] | None]:
         return self.task_stats(), None
