@@ -248,20 +248,47 @@ class RedisStreamIntake:
                 self.consumer,
             )
             # entries delivered to this consumer and never acknowledged come first
-            while await self._read(client, "0", block=None):
-                pass
-            next_claim = self._clock()
-            while True:
-                if self._clock() >= next_claim:
-                    await self._claim(client)
-                    next_claim = self._clock() + self.claim_idle_seconds / 2
-                await self._read(client, ">", block=self.block_seconds)
+            while batch := await self._read(client, "0", block=None):
+                await self._handle(client, batch)
+            await self._follow(client)
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
-    async def _read(self, client: aioredis.Redis, start: str, *, block: float | None) -> int:
-        """One ``XREADGROUP`` (``start`` ``>``: new entries, ``0``: own pending); entries handled."""
+    async def _follow(self, client: aioredis.Redis) -> None:
+        """Read new entries for ever; claim idle ones of other consumers now and then.
+
+        Two batches overlap: while one is being stored (the database's writer thread) and
+        acknowledged, the next is read and checked; batches are stored, handed over and
+        acknowledged strictly in order.
+        """
+        handling: asyncio.Task[None] | None = None
+        next_claim = self._clock()
+        try:
+            while True:
+                if self._clock() >= next_claim:
+                    if handling is not None:
+                        await handling
+                        handling = None
+                    await self._claim(client)
+                    next_claim = self._clock() + self.claim_idle_seconds / 2
+                batch = await self._read(client, ">", block=self.block_seconds)
+                if handling is not None:
+                    await handling
+                    handling = None
+                if batch:
+                    handling = asyncio.create_task(self._handle(client, batch))
+        finally:
+            if handling is not None:
+                if not handling.done():
+                    handling.cancel()
+                with contextlib.suppress(BaseException):
+                    await handling
+
+    async def _read(
+        self, client: aioredis.Redis, start: str, *, block: float | None
+    ) -> list[StreamEntry]:
+        """One ``XREADGROUP`` (``start`` ``>``: new entries, ``0``: own pending), read."""
         reply = await client.xreadgroup(
             self.group,
             self.consumer,
@@ -276,8 +303,7 @@ class RedisStreamIntake:
             stream = _text(name)
             for entry_id, fields in entries:
                 batch.append(read_entry(stream, _text(entry_id), fields))
-        await self._handle(client, batch)
-        return len(batch)
+        return batch
 
     async def _claim(self, client: aioredis.Redis) -> None:
         """Take over entries idle with other consumers (``XAUTOCLAIM``) and handle them."""
