@@ -416,3 +416,11 @@ async def _post(http: httpx.AsyncClient, body: dict[str, Any], event_id: str) ->
     raw = json.dumps(body).encode()
     headers = signed_headers(SECRET, raw, event_id=event_id, timestamp=int(time.time()))
     return await http.post("/events", content=raw, headers=headers)
+
+
+def test_every_redis_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    names = [name.upper() for name in Settings.model_fields if name.startswith("factory_redis")]
+    assert len(names) == 6
+    for name in names:
+        assert f"| `{name}` |" in readme, name
