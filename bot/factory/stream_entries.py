@@ -160,7 +160,7 @@ def _malformed(
         stream=stream,
         entry_id=entry_id,
         kind=EntryKind.MALFORMED,
-        event_id=f"redis:{stream}:{entry_id}"[:200],
+        event_id=stream_event_id(stream, entry_id, None),
         type=claimed,
         body={"stream": stream, "entryId": entry_id, "fields": kept},
         error=f"malformed stream entry: {reason}",
@@ -178,7 +178,8 @@ def read_entry(
     stream, entry_id:
         The stream's name and the entry's id.
     fields:
-        Its fields, raw bytes (or text); ``None`` for an entry deleted while pending.
+        Its fields, raw bytes (or text); empty or ``None`` for an entry deleted (``XDEL``,
+        trimmed) while pending.
 
     Returns
     -------
@@ -188,7 +189,7 @@ def read_entry(
         or over 1 MiB, a payload that fails validation with its field, e.g.
         ``data.task.id: …``), :attr:`~EntryKind.IGNORED` or :attr:`~EntryKind.GONE`.
     """
-    if fields is None:
+    if not fields:  # XADD needs a field: no fields (or nil) means deleted while pending
         return StreamEntry(stream, entry_id, EntryKind.GONE)
     text: dict[str, str] = {}
     for key, value in fields.items():

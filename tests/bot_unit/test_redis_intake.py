@@ -274,6 +274,23 @@ async def test_an_entry_stored_but_not_acknowledged_is_acknowledged_once_read_ag
     assert world.outcomes == ["redis:duplicate"]
 
 
+async def test_an_entry_deleted_while_pending_is_acknowledged_and_nothing_is_stored(
+    world: World, tmp_path: Path
+) -> None:
+    tasks, _ = world.streams
+    await world.client.xgroup_create(tasks, GROUP, id="0", mkstream=True)
+    gone = await world.client.xadd(tasks, task_created("t-1"))
+    await world.client.xadd(tasks, task_created("t-2"))
+    await world.client.xreadgroup(GROUP, "bridge-1", {tasks: ">"}, count=10)
+    await world.client.xdel(tasks, gone)  # trimmed before the bridge stored it
+    intake = world.intake(consumer="bridge-1")
+    await intake.start()
+    await wait_until(lambda: intake.acked == 2, what="both pending entries acknowledged")
+    assert await world.pending(tasks) == 0
+    assert [task for _, task in world.handed] == ["t-2"]
+    assert len(stored_rows(tmp_path)) == 1
+
+
 async def test_the_same_event_by_webhook_and_by_stream_is_handled_once(
     world: World, tmp_path: Path
 ) -> None:
