@@ -7,10 +7,12 @@ The names are a public interface; README.md documents each with its default. Sec
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -193,12 +195,18 @@ class Settings(BaseSettings):
         return value.strip().lower() or None if isinstance(value, str) else value
 
     def secret_values(self) -> list[str]:
-        """Every configured secret's value (for redaction from logs, ``bot.logs``)."""
+        """Every configured secret's value (for redaction from logs, ``bot.logs``).
+
+        The password inside ``FACTORY_REDIS_URL`` is one too, on its own as well as the URL.
+        """
         values: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 values.append(value.get_secret_value())
+        if self.factory_redis_url is not None:
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(self.factory_redis_url.get_secret_value()).password or "")
         return [v for v in values if v]
 
     @field_validator("quiet_hours_timezone")

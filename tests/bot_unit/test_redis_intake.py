@@ -420,6 +420,7 @@ def test_settings_read_the_streams_and_refuse_a_non_redis_url(
     chosen = Settings(_env_file=None)  # type: ignore[call-arg]
     assert chosen.factory_redis_streams == ("factory.tasks", "factory.deploys")
     assert "pa55-w0rd-x" not in repr(chosen)
+    assert "pa55-w0rd-x" in chosen.secret_values()  # redacted from every log line
     monkeypatch.setenv("FACTORY_REDIS_URL", "http://redis.example.com")
     with pytest.raises(ValidationError, match="redis://"):
         Settings(_env_file=None)  # type: ignore[call-arg]
