@@ -19,6 +19,8 @@ client:
 - entries pending for longer than ``FACTORY_REDIS_CLAIM_IDLE_SECONDS`` (30 s) with another
   consumer — one that died — are claimed with ``XAUTOCLAIM`` and handled here; the claim runs
   at start and then every ``FACTORY_REDIS_CLAIM_IDLE_SECONDS / 2`` (at least every read);
+  consumers idle for an hour with nothing pending (processes that ended) are then deleted
+  from the group;
 - when Redis cannot be reached, or the connection drops, it reconnects for ever with
   exponential backoff (``FACTORY_REDIS_RECONNECT_BASE_SECONDS`` doubling up to 30 s, with
   jitter, :func:`bot.factory.ws_intake.reconnect_delay`); each failure is logged and counted
@@ -51,6 +53,7 @@ from bot.store import NewEvent, Recorded, Store
 __all__ = [
     "BLOCK_SECONDS",
     "DEFAULT_STREAMS",
+    "FORGET_CONSUMERS_AFTER_SECONDS",
     "GROUP",
     "RedisStreamIntake",
     "default_consumer_name",
@@ -73,6 +76,8 @@ DEFAULT_STREAMS: tuple[str, ...] = (
 BLOCK_SECONDS = 2.0
 #: Seconds to open a connection before the attempt counts as failed.
 CONNECT_TIMEOUT_SECONDS = 5.0
+#: Idle seconds after which another consumer with nothing pending is deleted from the group.
+FORGET_CONSUMERS_AFTER_SECONDS = 3600.0
 #: ``XAUTOCLAIM`` rounds per stream per claim (each up to one batch), so a big backlog of a
 #: dead consumer does not hold up new entries for long.
 MAX_CLAIM_ROUNDS = 20
@@ -121,6 +126,9 @@ class RedisStreamIntake:
         every pending entry of other consumers at once (tests).
     block_seconds:
         Longest wait of one ``XREADGROUP`` for new entries.
+    forget_consumers_after_seconds:
+        Another consumer of the group idle this long with nothing pending is deleted from the
+        group (a process that ended), seconds.
     reconnect_base_seconds:
         First delay after a failure (doubling, at most 30 s, with jitter).
     on_outcome:
@@ -145,6 +153,7 @@ class RedisStreamIntake:
         batch_size: int = 500,
         claim_idle_seconds: float = 30.0,
         block_seconds: float = BLOCK_SECONDS,
+        forget_consumers_after_seconds: float = FORGET_CONSUMERS_AFTER_SECONDS,
         reconnect_base_seconds: float = 1.0,
         on_outcome: Callable[[str, str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -159,6 +168,7 @@ class RedisStreamIntake:
         self.batch_size = batch_size
         self.claim_idle_seconds = claim_idle_seconds
         self.block_seconds = block_seconds
+        self.forget_consumers_after_seconds = forget_consumers_after_seconds
         self.reconnect_base_seconds = reconnect_base_seconds
         self._on_outcome = on_outcome
         self._sleep = sleep
@@ -327,6 +337,23 @@ class RedisStreamIntake:
                     await self._handle(client, batch)
                 if _text(start) == "0-0":
                     break
+            await self._forget_idle_consumers(client, stream)
+
+    async def _forget_idle_consumers(self, client: aioredis.Redis, stream: str) -> None:
+        """Delete other consumers with nothing pending, idle ``forget_consumers_after_seconds``.
+
+        Each process is a new consumer (``<hostname>-<pid>``), so without this the group would
+        list every process that ever ran. Only a consumer with no pending entry is deleted
+        (``XGROUP DELCONSUMER`` would drop its pending entries), and a live one idles at most
+        :data:`BLOCK_SECONDS` between reads (its next read would re-create it anyway).
+        """
+        idle_ms = self.forget_consumers_after_seconds * 1000
+        consumers: Any = await client.xinfo_consumers(stream, self.group)
+        for consumer in consumers:
+            name = _text(consumer["name"])
+            if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
+                await client.xgroup_delconsumer(stream, self.group, name)
+                log.info("Redis streams: forgot idle consumer %s of %s", name, stream)
 
     # ------------------------------------------------------------------ one batch
     async def _handle(self, client: aioredis.Redis, batch: list[StreamEntry]) -> None:

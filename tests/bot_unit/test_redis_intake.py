@@ -244,12 +244,20 @@ async def test_entries_of_a_dead_consumer_are_claimed_after_the_idle_time(
     assert patient.claimed == 0
     await patient.stop()
 
-    claimer = world.intake(consumer="bridge-2", claim_idle_seconds=0.0)
+    claimer = world.intake(
+        consumer="bridge-2", claim_idle_seconds=0.0, forget_consumers_after_seconds=0.0
+    )
     await claimer.start()
     await wait_until(lambda: claimer.acked == 2, what="the dead consumer's entries handled")
     assert claimer.claimed == 2
     assert await world.pending(tasks) == 0
     assert sorted(task for _, task in world.handed) == ["t-1", "t-2", "t-3"]
+
+    async def dead_one_forgotten() -> bool:
+        consumers = await world.client.xinfo_consumers(tasks, GROUP)
+        return b"dead-bridge" not in {c["name"] for c in consumers}
+
+    await wait_until(dead_one_forgotten, what="the dead consumer deleted from the group")
 
 
 async def test_an_entry_stored_but_not_acknowledged_is_acknowledged_once_read_again(
