@@ -9,6 +9,7 @@ the bridge's start-up reconciliation, so the message can only come from the stre
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -87,3 +88,42 @@ async def test_a_task_created_on_the_stream_becomes_a_discord_message(
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"http://127.0.0.1:{bridge.port}/metrics")).text
     assert 'factory_bridge_events_total{outcome="accepted",source="redis"} 1.0' in metrics
+
+
+async def test_with_redis_down_the_bridge_starts_and_webhooks_keep_working(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    bridge = make_bridge(
+        FACTORY_REDIS_URL=f"redis://127.0.0.1:{dead_port}/0",
+        FACTORY_REDIS_STREAMS=",".join(STREAMS),
+        FACTORY_REDIS_RECONNECT_BASE_SECONDS="0.05",
+    )
+    await bridge.start()  # /healthz answers 200 without Redis
+
+    async def redis_reported_down() -> bool:
+        health = await _health(bridge)
+        checks = health["checks"]
+        return (
+            isinstance(checks, dict)
+            and str(checks.get("redis", "")).startswith("down: ")
+            and health["status"] == "degraded"
+        )
+
+    await wait_until(redis_reported_down, timeout=15, what="/healthz reporting Redis down")
+    assert (await _health(bridge))["http_status"] == 200
+    await world.factory.create_task(title="Delivered by webhook")  # emitted as a webhook
+
+    def shown() -> bool:
+        return any(
+            m.embeds and m.embeds[0].get("title", "").endswith("Delivered by webhook")
+            for m in world.discord.messages(TASKS_CHANNEL_ID)
+            if not m.deleted
+        )
+
+    await world.discord.wait_for(shown, timeout=15, description="the webhook's task message")
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{bridge.port}/metrics")).text
+    assert 'factory_bridge_events_total{outcome="unavailable",source="redis"}' in metrics
