@@ -143,6 +143,7 @@ class BridgeApp:
             counters=self.processor.counters,
             on_outcome=self.metrics.observe_event,
             metrics=self.metrics.render,
+            advisory=self.advisory_health,
         )
         self.features: list[Any] = []
         #: Twilio (set by the features: ``_make_pager``); ``None`` without TWILIO_* settings
@@ -189,6 +190,16 @@ class BridgeApp:
             "startup": self._started,
             "intake": self.intake.port is not None,
         }
+
+    def advisory_health(self) -> dict[str, bool | str]:
+        """Parts of ``/healthz`` that do not fail it: each feature's ``advisory_health()``
+        (the Redis Streams intake: ``{"redis": True | "<why not>"}``)."""
+        parts: dict[str, bool | str] = {}
+        for feature in self.features:
+            check = getattr(feature, "advisory_health", None)
+            if check is not None:
+                parts.update(check())
+        return parts
 
     async def start(self) -> None:
         """Create the schema, log in to Discord, start intake, processing and features.
@@ -392,6 +403,23 @@ def _attach_features(app: BridgeApp) -> None:
                 on_stored=app.on_stored,
                 on_subscribed=reconciler.trigger,
                 reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
+            )
+        )
+    # --- the factory's event bus: Redis Streams (FACTORY_REDIS_URL, contract §7.7) ----------
+    if app.settings.factory_redis_url is not None:
+        from bot.factory.redis_intake import RedisStreamIntake
+
+        app.features.append(
+            RedisStreamIntake(
+                url=app.settings.factory_redis_url.get_secret_value(),
+                store=app.store,
+                on_stored=app.on_stored,
+                streams=app.settings.factory_redis_streams,
+                consumer=app.settings.factory_redis_consumer,
+                batch_size=app.settings.factory_redis_batch_size,
+                claim_idle_seconds=app.settings.factory_redis_claim_idle_seconds,
+                reconnect_base_seconds=app.settings.factory_redis_reconnect_base_seconds,
+                on_outcome=app.metrics.observe_event,
             )
         )
     return None

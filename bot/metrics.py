@@ -287,8 +287,9 @@ class BridgeMetrics:
             self.sla_breaches.labels(priority).inc()
 
     def observe_event(self, source: str, outcome: str) -> None:
-        """An event arrived: ``source`` webhook/websocket, ``outcome`` stored/duplicate/
-        rejected."""
+        """An event arrived: ``source`` webhook/websocket/redis, ``outcome`` accepted/duplicate/
+        rejected (and for ``redis``: ``ignored``, an unhandled type, or ``unavailable``, one
+        failed attempt to read Redis)."""
         self.events.labels(source, outcome).inc()
 
     async def observe_factory_response(self, response: httpx.Response) -> None:

@@ -7,10 +7,12 @@ The names are a public interface; README.md documents each with its default. Sec
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -23,6 +25,7 @@ from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
 __all__ = ["Settings", "describe_validation_error", "load_settings"]
 
 RoleIds = Annotated[frozenset[int], NoDecode]
+StreamNames = Annotated[tuple[str, ...], NoDecode]
 
 
 def _parse_id_list(value: object) -> object:
@@ -86,6 +89,28 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
     factory_ws_reconnect_base_seconds: float = Field(default=1.0, gt=0)  # contract §4.5
     reconcile_history_limit: int = Field(default=1000, ge=0)
+
+    # --- The factory's event bus: Redis Streams (contract §7.7) -------------------------------
+    #: ``redis://`` or ``rediss://`` URL of the factory's Redis (secret: it may hold a password);
+    #: unset: the streams are not read (bot.factory.redis_intake)
+    factory_redis_url: SecretStr | None = None
+    #: streams read as consumer group ``discord-bridge``; comma-separated names
+    factory_redis_streams: StreamNames = (
+        "factory.tasks",
+        "factory.pipelines",
+        "factory.deploys",
+        "factory.agents",
+        "factory.notifications",
+    )
+    #: this process's consumer name in the group; unset: ``<hostname>-<pid>``
+    factory_redis_consumer: str | None = Field(default=None, max_length=200)
+    #: seconds an entry stays pending with another consumer before this one claims it
+    #: (``XAUTOCLAIM`` min-idle-time; a dead consumer's entries are handled after this)
+    factory_redis_claim_idle_seconds: float = Field(default=30.0, ge=0)
+    #: entries read per ``XREADGROUP`` and stored in one transaction
+    factory_redis_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: first delay before reconnecting to Redis after a failure; doubles up to 30 s, with jitter
+    factory_redis_reconnect_base_seconds: float = Field(default=1.0, gt=0)
 
     # --- The bridge's own service --------------------------------------------------------------
     bridge_http_host: str = "0.0.0.0"
@@ -151,6 +176,8 @@ class Settings(BaseSettings):
         "factory_webhook_secret_previous",
         "factory_ws_token",
         "bridge_public_url",
+        "factory_redis_url",
+        "factory_redis_consumer",
         mode="before",
     )
     @classmethod
@@ -168,12 +195,18 @@ class Settings(BaseSettings):
         return value.strip().lower() or None if isinstance(value, str) else value
 
     def secret_values(self) -> list[str]:
-        """Every configured secret's value (for redaction from logs, ``bot.logs``)."""
+        """Every configured secret's value (for redaction from logs, ``bot.logs``).
+
+        The password inside ``FACTORY_REDIS_URL`` is one too, on its own as well as the URL.
+        """
         values: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 values.append(value.get_secret_value())
+        if self.factory_redis_url is not None:
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(self.factory_redis_url.get_secret_value()).password or "")
         return [v for v in values if v]
 
     @field_validator("quiet_hours_timezone")
@@ -208,6 +241,26 @@ class Settings(BaseSettings):
     def _ws_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^wss?://", value):
             raise ValueError("expected a ws:// or wss:// URL")
+        return value
+
+    @field_validator("factory_redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^rediss?://", value.get_secret_value()):
+            raise ValueError("expected a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("factory_redis_streams", mode="before")
+    @classmethod
+    def _stream_names(cls, value: object) -> object:
+        """Turn ``"factory.tasks, factory.deploys"`` into a tuple of distinct stream names."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            names = tuple(dict.fromkeys(str(name) for name in value))
+            if not names:
+                raise ValueError("expected at least one stream name")
+            return names
         return value
 
     # --- derived values ------------------------------------------------------------------------

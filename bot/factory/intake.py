@@ -132,6 +132,10 @@ class EventIntake:
     metrics:
         Renders ``GET /metrics``: ``(body, content type)`` in the Prometheus text format
         (``bot.metrics.BridgeMetrics.render``); without it ``/metrics`` is 404.
+    advisory:
+        Returns parts shown in ``/healthz`` ``checks`` like those of ``health`` that do not
+        make it fail (e.g. ``{"redis": "down: …"}``: the bridge still takes webhooks); one that
+        is down makes the status ``degraded`` with 200; optional.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class EventIntake:
         counters: Callable[[], dict[str, int]] | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
+        advisory: Callable[[], Mapping[str, bool | str]] | None = None,
     ) -> None:
         self.store = store
         self._secret = secret
@@ -160,6 +165,7 @@ class EventIntake:
         self._counters = counters
         self._on_outcome = on_outcome
         self._metrics = metrics
+        self._advisory = advisory
         self.app = web.Application(client_max_size=MAX_BODY_BYTES * 2)
         self.app.router.add_post("/events", self._post_event_counted)
         self.app.router.add_get("/healthz", self.healthz)
@@ -302,11 +308,16 @@ class EventIntake:
         return _ok(202, {"eventId": event_id, "status": "accepted"})
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """200 when the Discord session is ready and the database answers, else 503."""
-        parts = await self._health()
+        """200 when the Discord session is ready and the database answers, else 503.
+
+        An advisory part that is down (Redis) makes the status ``degraded`` but keeps 200.
+        """
+        parts = dict(await self._health())
         healthy = all(up is True for up in parts.values())
+        advisory = dict(self._advisory()) if self._advisory is not None else {}
+        parts.update(advisory)
         body: dict[str, Any] = {
-            "status": "ok" if healthy else "degraded",
+            "status": "ok" if all(up is True for up in parts.values()) else "degraded",
             # a part is up (True), down (False) or down for a reason (its text)
             "checks": {
                 name: "up" if up is True else f"down: {up}" if up else "down"

@@ -1,11 +1,12 @@
 """Persistence: SQLAlchemy tables and the :class:`Store` adapter (SQLite default, PostgreSQL)."""
 
-from .store import AuditRecord, BatchRecord, EventRecord, Recorded, Store, TrackedTask
+from .store import AuditRecord, BatchRecord, EventRecord, NewEvent, Recorded, Store, TrackedTask
 
 __all__ = [
     "AuditRecord",
     "BatchRecord",
     "EventRecord",
+    "NewEvent",
     "Recorded",
     "Store",
     "TrackedTask",

@@ -18,7 +18,7 @@ from .base import StoreBase
 from .database import driver_cursor
 from .fingerprint import event_fingerprint
 
-__all__ = ["EventRecord", "EventsMixin", "Recorded"]
+__all__ = ["EventRecord", "EventsMixin", "NewEvent", "Recorded"]
 
 # Hot-path SQL run through the driver (see bot.store.database.driver_cursor); the names are
 # those of bot.store.tables (the intake and processor tests run these against that schema).
@@ -50,6 +50,34 @@ class Recorded(enum.Enum):
     SAME_CONTENT = "same content"
     #: Its id was stored before; nothing was stored.
     DUPLICATE = "duplicate"
+    #: Stored already marked failed with its reason (a malformed Redis Streams entry, see
+    #: :meth:`EventsMixin.record_events`); never acted on.
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store with :meth:`EventsMixin.record_events`.
+
+    Attributes
+    ----------
+    event_id:
+        Its id (1–200 characters), unique across intakes.
+    type:
+        Its ``WsEvent`` type (at most 64 characters).
+    body:
+        The ``WsEvent`` JSON object to store (re-parsed by the processor after a restart).
+    source:
+        The intake: ``webhook``, ``websocket`` or ``redis`` (at most 16 characters).
+    error:
+        ``None`` for an event to act on; otherwise why it cannot be (stored as failed).
+    """
+
+    event_id: str
+    type: str
+    body: dict[str, Any]
+    source: str
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,52 @@ class EventsMixin(StoreBase):
         self._pending_events.append((values, future))
         self._start_event_writer()
         return await future
+
+    async def record_events(self, events: Sequence[NewEvent]) -> list[Recorded]:
+        """Store a batch of events durably, in one transaction; what was done with each.
+
+        Each event is treated as by :meth:`record_event` (duplicate ids store nothing, known
+        content is stored already processed), except that one with ``error`` set is stored
+        already marked failed with that reason (``events.error``) and is never acted on
+        (:attr:`Recorded.FAILED`; its content is not remembered). The Redis Streams intake
+        (contract §7.7) stores each ``XREADGROUP`` batch this way before acknowledging it
+        (``XACK``).
+
+        Parameters
+        ----------
+        events:
+            The batch, in stream order; may be empty.
+
+        Returns
+        -------
+        list[Recorded]
+            One outcome per event, in order, once the transaction committed.
+
+        Raises
+        ------
+        Exception
+            Whatever the database raised: then nothing of the batch is stored.
+        """
+        if not events:
+            return []
+        now = self._clock()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Recorded]] = []
+        for event in events:
+            values = {
+                "event_id": event.event_id,
+                "type": event.type,
+                "source": event.source,
+                "received_at": now,
+                "body": json.dumps(event.body),
+                "fingerprint": event_fingerprint(event.body),
+                "error": event.error,
+            }
+            future: asyncio.Future[Recorded] = loop.create_future()
+            futures.append(future)
+            self._pending_events.append((values, future))
+        self._start_event_writer()
+        return list(await asyncio.gather(*futures))
 
     def _start_event_writer(self) -> None:
         if self._event_writer is None or self._event_writer.done():
@@ -155,6 +229,12 @@ class EventsMixin(StoreBase):
                 )
                 if cursor.rowcount != 1:
                     outcome.append(Recorded.DUPLICATE)
+                    continue
+                if v.get("error") is not None:
+                    cursor.execute(
+                        sql(_MARK_EVENT_WITH_ERROR), (v["received_at"], v["error"], v["event_id"])
+                    )
+                    outcome.append(Recorded.FAILED)
                     continue
                 cursor.execute(
                     sql(_INSERT_FINGERPRINT), (v["fingerprint"], v["type"], v["received_at"])

@@ -1,10 +1,13 @@
 """A stable content fingerprint of a factory event (``WsEvent``, contract §1.6).
 
-A WebSocket frame carries no event id, and the same event may reach the bridge twice: once as a
-signed webhook (id ``X-Factory-Event-Id``) and once on the WebSocket. The fingerprint — the
-SHA-256 of the event's canonical JSON (keys sorted, no insignificant whitespace, UTF-8) — is the
-same for both deliveries, so the WebSocket intake uses it as the event id and the bridge uses it
-to act on an event once whichever intake delivered it first.
+A WebSocket frame carries no event id, and the same event may reach the bridge two or three
+times: as a signed webhook (id ``X-Factory-Event-Id``), on the WebSocket, and as a Redis Streams
+entry (contract §7.7 ``RedisStreamEvent``: ``type``, ``timestamp`` and ``data``, but no channel).
+The fingerprint — the SHA-256 of the canonical JSON (keys sorted, no insignificant whitespace,
+UTF-8) of the event's ``type``, ``timestamp`` and ``data`` — is the same for every delivery, so
+the WebSocket intake uses it as the event id and the bridge uses it to act on an event once
+whichever intake delivered it first. The ``channel`` (where the event was published, absent from
+a stream entry) and any other envelope key are not part of it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["canonical_json", "event_fingerprint"]
+__all__ = ["FINGERPRINT_KEYS", "canonical_json", "event_fingerprint"]
+
+#: The keys of a ``WsEvent`` that make up its content (contract §1.6 and §7.7).
+FINGERPRINT_KEYS = ("type", "timestamp", "data")
 
 
 def canonical_json(raw: dict[str, Any]) -> str:
@@ -27,12 +33,14 @@ def event_fingerprint(raw: dict[str, Any]) -> str:
     Parameters
     ----------
     raw:
-        The decoded ``WsEvent`` ``{"type", "timestamp", "channel", "data"}`` as received.
+        The decoded ``WsEvent`` ``{"type", "timestamp", "channel", "data"}`` as received (or a
+        stream entry rebuilt as one, without ``channel``).
 
     Returns
     -------
     str
-        Equal for two deliveries of the same event (same type, timestamp, channel and data),
-        whatever their key order or whitespace.
+        Equal for two deliveries of the same event (same type, timestamp and data), whatever
+        their key order, whitespace, channel or intake.
     """
-    return hashlib.sha256(canonical_json(raw).encode("utf-8")).hexdigest()
+    content = {key: raw[key] for key in FINGERPRINT_KEYS if key in raw}
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()

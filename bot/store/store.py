@@ -21,7 +21,7 @@ from .approvals import ApprovalsMixin
 from .audit import AuditMixin, AuditRecord
 from .batches import BatchesMixin, BatchRecord
 from .decisions import DecisionsMixin
-from .events import EventRecord, EventsMixin, Recorded
+from .events import EventRecord, EventsMixin, NewEvent, Recorded
 from .rows import TrackedTask, from_ts, to_ts
 from .state import StateMixin
 from .tasks import TasksMixin
@@ -30,6 +30,7 @@ __all__ = [
     "AuditRecord",
     "BatchRecord",
     "EventRecord",
+    "NewEvent",
     "Recorded",
     "Store",
     "TrackedTask",
