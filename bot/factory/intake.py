@@ -31,8 +31,9 @@ payload fails validation        400    ``VALIDATION_ERROR`` with ``field`` (e.g.
                                        outside ``[A-Za-z0-9_-]``: ``data.task.id``)
 ==============================  =====  =======================================================
 
-``GET /healthz`` answers 200 when every check is up (503 otherwise) and, when the app gives
-them, counters such as ``events_failed`` (events parked as failed since start, see
+``GET /healthz`` answers 200 when every check is up (503 otherwise); with ``describe`` (the
+app) also ``{"ok", "data": {"role": "leader" | "standby", "status", "checks", …}}`` beside the
+top-level ``status`` and ``checks`` and, when the app gives them, counters such as ``events_failed`` (events parked as failed since start, see
 :mod:`bot.factory.processor`).
 """
 
@@ -132,6 +133,9 @@ class EventIntake:
     metrics:
         Renders ``GET /metrics``: ``(body, content type)`` in the Prometheus text format
         (``bot.metrics.BridgeMetrics.render``); without it ``/metrics`` is 404.
+    describe:
+        Returns what ``/healthz`` shows under ``data`` besides the checks, e.g.
+        ``{"role": "leader" | "standby"}`` (issue 15); optional.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class EventIntake:
         counters: Callable[[], dict[str, int]] | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.store = store
         self._secret = secret
@@ -160,6 +165,7 @@ class EventIntake:
         self._counters = counters
         self._on_outcome = on_outcome
         self._metrics = metrics
+        self._describe = describe
         self.app = web.Application(client_max_size=MAX_BODY_BYTES * 2)
         self.app.router.add_post("/events", self._post_event_counted)
         self.app.router.add_get("/healthz", self.healthz)
@@ -315,4 +321,7 @@ class EventIntake:
         }
         if self._counters is not None:
             body.update(self._counters())
+        if self._describe is not None:
+            # the contract's envelope (§1.3) around the same facts: {"ok", "data": {"role", …}}
+            body = {**body, "ok": healthy, "data": {**self._describe(), **body}}
         return _json(200 if healthy else 503, body)

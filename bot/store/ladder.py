@@ -139,7 +139,7 @@ class LadderStore:
                 conn.execute(insert(t.audit), audit_row)
 
         try:
-            await self.db.write(work)
+            await self.db.write(work, fenced=True)
         except IntegrityError:
             return False
         return True
@@ -166,7 +166,7 @@ class LadderStore:
                 .values(**values)
             )
 
-        await self.db.write(work)
+        await self.db.write(work, fenced=True)
 
     async def steps(self, task_ids: Iterable[str]) -> dict[str, list[LadderStepRow]]:
         """Step rows per task (chunked ``IN`` queries), in the order claimed."""
