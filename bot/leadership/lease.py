@@ -119,7 +119,8 @@ class Lease:
         self.lease_seconds = lease_seconds
         self.exclusive = exclusive
         self.name = name
-        self._clock = clock
+        #: monotonic seconds (injected by tests)
+        self.clock = clock
         self._wall_clock = wall_clock
         #: the fencing token while this process leads, else ``None``
         self.token: int | None = None
@@ -132,8 +133,24 @@ class Lease:
     # ------------------------------------------------------------------ state
     @property
     def is_leader(self) -> bool:
-        """Whether this process holds the lease and its deadline has not passed."""
-        return self.deadline is not None and self._clock() < self.deadline
+        """Whether this process holds the lease and its deadline has not passed.
+
+        An ``exclusive`` lease (SQLite, file-locked) has no deadline: no other process can take
+        it, so a database that takes no write for a while (a full disk) does not depose the
+        only bridge there is.
+        """
+        if self.exclusive:
+            return self.token is not None
+        return self.deadline is not None and self.clock() < self.deadline
+
+    @property
+    def lapses_at(self) -> float | None:
+        """Monotonic time at which the lease as last seen lapses for this standby (``None``
+        when it was not seen held); the leadership loop looks again right then."""
+        seen, seen_at = self.seen, self._seen_at
+        if self.token is not None or seen is None or seen.holder is None or seen_at is None:
+            return None
+        return seen_at + max(self.lease_seconds, seen.lease_seconds)
 
     # ------------------------------------------------------------------ operations
     async def acquire(self) -> bool:
@@ -151,7 +168,7 @@ class Lease:
         if self.token is not None:
             return await self.renew()
         seen, seen_at = self.seen, self._seen_at
-        started = self._clock()
+        started = self.clock()
         holder, lease_seconds, wall = self.holder, self.lease_seconds, self._wall_clock()
         exclusive, name = self.exclusive, self.name
 
@@ -204,10 +221,10 @@ class Lease:
         if won:
             self.token = after.token
             self.deadline = started + lease_seconds
-            self.seen, self._seen_at = after, self._clock()
+            self.seen, self._seen_at = after, self.clock()
             return True
         if after != seen:
-            self.seen, self._seen_at = after, self._clock()
+            self.seen, self._seen_at = after, self.clock()
         return False
 
     async def renew(self) -> bool:
@@ -220,7 +237,7 @@ class Lease:
         token = self.token
         if token is None:
             return False
-        started = self._clock()
+        started = self.clock()
         holder, name, wall, lease_seconds = (
             self.holder,
             self.name,

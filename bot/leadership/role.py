@@ -101,8 +101,16 @@ class Leadership:
 
     async def _loop(self) -> None:
         while not self.deposed:
-            await asyncio.sleep(self.interval_seconds)
+            await asyncio.sleep(self._next_look())
             await self.step()
+
+    def _next_look(self) -> float:
+        """Seconds until the next look: every interval, and a standby also right when the
+        lease it saw lapses (a takeover does not wait for the next interval)."""
+        lapses_at = self.lease.lapses_at
+        if lapses_at is None:
+            return self.interval_seconds
+        return min(self.interval_seconds, max(lapses_at - self.lease.clock(), 0.0) + 0.01)
 
     async def step(self) -> None:
         """One look: renew (leader) or try to acquire (standby)."""
@@ -130,7 +138,7 @@ class Leadership:
         assert deadline is not None
         try:
             renewed = await asyncio.wait_for(
-                self.lease.renew(), timeout=max(deadline - self.lease._clock(), 0.05)
+                self.lease.renew(), timeout=max(deadline - self.lease.clock(), 0.05)
             )
         except Exception as exc:  # database unreachable or too slow: the lease still runs
             if self.lease.is_leader:

@@ -65,19 +65,21 @@ class StoreBase:
         self._task_cache.clear()
         self._task_writes += 1
 
-    async def _write_task(
-        self, task_id: str, work: Callable[[Connection], T], *, fenced: bool = False
-    ) -> T:
+    async def _write_task(self, task_id: str, work: Callable[[Connection], T]) -> T:
         """:meth:`Database.write` for a unit that changes the row of ``task_id``.
 
         Every write to the tasks table goes through here: when the unit settles (committed
         or failed, even if the caller was cancelled) the cached row is forgotten and the
         write counter moves, so :meth:`get_task` never answers with a row older than a
-        write that has settled. ``fenced``: a leader-only write (see :meth:`Database.write`).
+        write that has settled.
+
+        Every task write is leader-only (fenced, :meth:`Database.write`): with several bridges
+        on one database only the lease's current holder writes the tasks table, so its cache
+        (forgotten when it takes over, :meth:`forget_cached_tasks`) stays right (issue 15).
         """
 
         def forget() -> None:
             self._task_writes += 1
             self._task_cache.pop(task_id, None)
 
-        return await self.db.write(work, on_settled=forget, fenced=fenced)
+        return await self.db.write(work, on_settled=forget, fenced=True)

@@ -79,7 +79,7 @@ class DecisionsMixin(StoreBase):
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).one()
             return row_to_tracked(row)
 
-        return await self._write_task(task_id, work, fenced=True)
+        return await self._write_task(task_id, work)
 
     async def abort_decision(self, task_id: str, key: str) -> None:
         """Clear an in-flight decision that the factory did not confirm (buttons stay live)."""
@@ -151,7 +151,7 @@ class DecisionsMixin(StoreBase):
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).one()
             return row_to_tracked(row)
 
-        return await self._write_task(task_id, work, fenced=True)
+        return await self._write_task(task_id, work)
 
     async def inflight_decisions(self) -> list[TrackedTask]:
         """Tasks with a decision in flight (a crash may have left them; they are re-sent)."""

@@ -157,7 +157,7 @@ class TasksMixin(StoreBase):
             )
             return result.rowcount == 1
 
-        return await self._write_task(task_id, work, fenced=True)
+        return await self._write_task(task_id, work)
 
     async def release_posting(self, task_id: str) -> None:
         """Give up a posting claim (the post failed) so that a later attempt can post."""
@@ -183,7 +183,7 @@ class TasksMixin(StoreBase):
                 .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
             )
 
-        await self._write_task(task_id, work, fenced=True)
+        await self._write_task(task_id, work)
 
     async def adopt_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None

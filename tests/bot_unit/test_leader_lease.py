@@ -249,3 +249,64 @@ async def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) ->
     finally:
         first.release()
     SQLiteFileLock(db).acquire()  # free again once the first let go
+
+
+async def test_an_exclusive_lease_is_taken_at_once_from_a_dead_holder(
+    stores: tuple[Store, Store],
+) -> None:
+    """SQLite (file-locked: no other process can run): a restart after ``kill -9`` leads
+    without waiting out the dead process's lease."""
+    a, b = stores
+    assert await lease_for(a, "dead", FakeClock()).acquire()
+    restarted = Lease(b.db, holder="new", lease_seconds=LEASE, clock=FakeClock(), exclusive=True)
+    assert await restarted.acquire() is True
+    assert restarted.token == 2 and restarted.is_leader
+
+
+async def test_a_standby_looks_again_exactly_when_the_lease_it_saw_lapses(
+    stores: tuple[Store, Store],
+) -> None:
+    """The takeover does not wait for the next regular look (issue 15: leader within 15 s)."""
+    a, b = stores
+    clock_b = FakeClock()
+    assert await lease_for(a, "a", FakeClock()).acquire()
+    standby = Leadership(
+        lease_for(b, "b", clock_b),
+        on_elected=_nothing,
+        on_deposed=lambda reason: None,
+        on_failed=lambda exc: None,
+    )
+    await standby.step()
+    assert standby.role == "standby"
+    assert standby._next_look() == pytest.approx(LEASE / 3)
+    clock_b.now += 3 * LEASE / 3 - 0.5  # three looks later, half a second before the lapse
+    assert standby._next_look() == pytest.approx(0.51)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_the_task_cache_stays_right_across_a_takeover(stores: tuple[Store, Store]) -> None:
+    """Only the lease holder writes task rows; a standby that takes over forgets its cache."""
+    a, b = stores
+    clock_a, clock_b = FakeClock(), FakeClock()
+    old, new = lease_for(a, "a", clock_a), lease_for(b, "b", clock_b)
+    assert await old.acquire()
+    await a.upsert_task(task("T-2"), datetime(2026, 1, 5, 13, tzinfo=UTC))
+    cached = await b.get_task("T-2")  # the standby read (and cached) the row
+    assert cached is not None and cached.inflight_key is None
+    assert await a.begin_decision(
+        "T-2", "approved", discord_user_id=1, name="alice", key="k-a", notes=None
+    )
+    assert not await new.acquire()
+    clock_b.now += LEASE
+    assert await new.acquire()
+    b.forget_cached_tasks()  # what BridgeApp._lead does first
+    fresh = await b.get_task("T-2")
+    assert fresh is not None and fresh.inflight_key == "k-a"
+    # the old leader can no longer change the row behind the new leader's cache
+    with pytest.raises(NotLeader):
+        await a.abort_decision("T-2", "k-a")
+    again = await b.get_task("T-2")
+    assert again is not None and again.inflight_key == "k-a"
