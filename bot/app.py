@@ -10,10 +10,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from bot.bridge import Bridge
 from bot.channel_access import ChannelAccess
@@ -29,6 +35,7 @@ from bot.factory.events import FactoryEvent
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
 from bot.ladder import LadderRuntime
+from bot.leadership import Leadership, Lease, SQLiteFileLock
 from bot.metrics import BridgeMetrics
 from bot.pipelines import PipelineNames
 from bot.roster import load_roster
@@ -38,12 +45,17 @@ from bot.store import Store
 from escalation.ports import Pager
 
 __all__ = [
+    "EXIT_DEPOSED",
     "BridgeApp",
     "build_app",
     "run_service",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Exit status of a leader that lost its lease (EX_TEMPFAIL): its supervisor restarts it, and
+#: it comes back as a standby with nothing left over in memory (issue 15).
+EXIT_DEPOSED = 75
 
 
 class BridgeApp:
@@ -55,6 +67,13 @@ class BridgeApp:
         Validated settings.
     clock:
         Current aware UTC time (tests inject one).
+    lease_clock:
+        Monotonic seconds for the leader lease (:class:`bot.leadership.Lease`).
+
+    Roles (issue 15): every process serves ``POST /events`` (stored) and ``GET /healthz``; the
+    one holding the leader lease also holds the Discord session, the ladder, batching,
+    reconciliation and event processing (:meth:`_lead`). A standby takes over when the lease
+    lapses; a leader that loses it stops and exits with :data:`EXIT_DEPOSED`.
     """
 
     def __init__(
@@ -62,6 +81,7 @@ class BridgeApp:
         settings: Settings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -144,7 +164,34 @@ class BridgeApp:
             on_outcome=self.metrics.observe_event,
             metrics=self.metrics.render,
             advisory=self.advisory_health,
+            describe=self.describe,
         )
+        db = self.store.db
+        sqlite_file = make_url(db.url).database if db.is_sqlite else None
+        #: one process per SQLite file (a second one refuses to start)
+        self._file_lock = (
+            SQLiteFileLock(sqlite_file) if sqlite_file not in (None, "", ":memory:") else None
+        )
+        self.lease = Lease(
+            db,
+            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            lease_seconds=settings.bridge_leader_lease_seconds,
+            clock=lease_clock,
+            exclusive=db.is_sqlite,  # the file lock already makes this process the only one
+        )
+        db.fence = self.lease.fence
+        self.leadership = Leadership(
+            self.lease,
+            on_elected=self._lead,
+            on_deposed=self._deposed,
+            on_failed=self._lead_failed,
+            on_tick=self.processor.rescan,
+            on_role=self.metrics.set_leader,
+        )
+        #: the process's exit status (:data:`EXIT_DEPOSED` after losing the lease)
+        self.exit_code = 0
+        self._led = False  # _lead began: the leader's parts must be stopped
+        self._lead_error: BaseException | None = None
         self.features: list[Any] = []
         #: Twilio (set by the features: ``_make_pager``); ``None`` without TWILIO_* settings
         self.pager: Pager | None = None
@@ -154,9 +201,20 @@ class BridgeApp:
 
     def on_stored(self, event_id: str, event: FactoryEvent) -> None:
         """An event was stored (webhook or WebSocket): learn the pipeline names it carries,
-        then hand it to the processor."""
+        then hand it to the processor — on the leader only; a standby's events wait in the
+        store for the leader (:meth:`EventProcessor.rescan`, or its start at a takeover)."""
         self.pipeline_names.learn_from_event(event)
-        self.processor.submit(event_id, event)
+        if self.lease.token is not None:
+            self.processor.submit(event_id, event)
+
+    def describe(self) -> dict[str, Any]:
+        """``/healthz`` ``data``: this process's ``role`` and ``holder``, the lease's ``token``."""
+        seen = self.lease.seen
+        return {
+            "role": self.leadership.role,
+            "holder": self.lease.holder,
+            "lease_token": self.lease.token or (seen.token if seen is not None else None),
+        }
 
     async def _task_timing(self, task_id: str) -> tuple[str, datetime] | None:
         """``(priority, created_at)`` of a stored task (metrics' time to decision)."""
@@ -182,6 +240,13 @@ class BridgeApp:
         write_problem = await self.store.check_write()
         if write_problem is not None:
             log.error("health: the database takes no write: %s", write_problem)
+        if not self._led:  # a standby is healthy without Discord (issue 15)
+            return {
+                "database": await self.store.ping(),
+                "database_write": write_problem or True,
+                "startup": self._started,
+                "intake": self.intake.port is not None,
+            }
         return {
             "discord": self.client.session_ready,
             "discord_channels": self.access.health(),
@@ -202,23 +267,48 @@ class BridgeApp:
         return parts
 
     async def start(self) -> None:
-        """Create the schema, log in to Discord, start intake, processing and features.
+        """Lock an SQLite file, create the schema, start intake, then lead or stand by.
 
-        Logging in runs the bot's ``setup_hook``: the cogs load (batching and the ladder start
-        there) and the slash commands are synced; the other features start once the gateway
-        session is ready.
+        A process that gets the leader lease at once (always, on SQLite) leads before this
+        returns (:meth:`_lead`); otherwise it returns as a standby and the lease loop makes it
+        lead when the lease lapses.
 
         Raises
         ------
+        bot.leadership.DatabaseInUse
+            When another process uses the same SQLite file.
         discord.LoginFailure
             When ``DISCORD_BOT_TOKEN`` is refused.
         OSError
             When the HTTP port cannot be bound.
         """
+        if self._file_lock is not None:
+            self._file_lock.acquire()
         await self.store.create_schema()
+        await self.intake.start(self.settings.bridge_http_host, self.settings.bridge_http_port)
+        await self.leadership.start()
+        if self.leadership.elected is not None:
+            await self.leadership.elected
+            if self._lead_error is not None:
+                raise self._lead_error
+        if not self._led:
+            self._started = True
+            log.info("standby: serving POST /events; the leader handles them")
+
+    async def _lead(self) -> None:
+        """Become the leader: log in to Discord, start the features, process events.
+
+        Logging in runs the bot's ``setup_hook``: the cogs load (batching and the ladder start
+        there: the ladder rebuilds its timers from the store) and the slash commands are
+        synced; the other features (reconciliation among them) start once the gateway session
+        is ready; then the processor reads every event left unprocessed (also those a standby
+        stored). Task rows cached while standing by are forgotten first.
+        """
+        self._led = True
+        self._started = False
+        self.store.forget_cached_tasks()
         await self.client.login(self.settings.discord_bot_token.get_secret_value())
         self._client_task = asyncio.create_task(self._connect(), name="discord-gateway")
-        await self.intake.start(self.settings.bridge_http_host, self.settings.bridge_http_port)
         await self._wait_ready()
         for feature in self.features:
             hook = getattr(feature, "start", None)
@@ -226,6 +316,25 @@ class BridgeApp:
                 await hook()
         self.processor.start()
         self._started = True
+        log.info("leader: Discord session ready, timers armed, processing events")
+
+    def _deposed(self, reason: str) -> None:
+        """The lease was lost: stop everything and exit with :data:`EXIT_DEPOSED`.
+
+        Why exit rather than become a standby again: the discord.py client cannot log in
+        again once closed, and whatever a deposed leader holds in memory (timers, caches,
+        retries) is suspect; a fresh process under the supervisor starts clean as a standby.
+        Fenced writes already fail from this moment on.
+        """
+        self.exit_code = EXIT_DEPOSED
+        self.request_stop()
+
+    def _lead_failed(self, exc: BaseException) -> None:
+        """Taking over failed (e.g. Discord refused the login): stop so another bridge leads."""
+        self._lead_error = exc
+        if self.exit_code == 0:
+            self.exit_code = 1
+        self.request_stop()
 
     async def _connect(self) -> None:
         try:
@@ -252,12 +361,13 @@ class BridgeApp:
         """Graceful shutdown: stop intake first (no new events), then the rest."""
         await self.intake.stop()
         await self.processor.stop()
-        for feature in reversed(self.features):
-            hook = getattr(feature, "stop", None)
-            if hook is not None:
-                with contextlib.suppress(Exception):
-                    await hook()
-        await self.client.unload_cogs()  # their cog_unload stops batching and the ladder
+        if self._led:
+            for feature in reversed(self.features):
+                hook = getattr(feature, "stop", None)
+                if hook is not None:
+                    with contextlib.suppress(Exception):
+                        await hook()
+            await self.client.unload_cogs()  # their cog_unload stops batching and the ladder
         if self.pager is not None:
             with contextlib.suppress(Exception):
                 await self.pager.aclose()
@@ -267,9 +377,13 @@ class BridgeApp:
             self._client_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._client_task
+        # the lease last: a standby takes over once this process has stopped acting
+        await self.leadership.stop(release=True)
         await self.factory.aclose()
         self.metrics.close()
         await self.store.close()
+        if self._file_lock is not None:
+            self._file_lock.release()
 
     def request_stop(self) -> None:
         """Ask :meth:`run_until_stopped` to shut down (signal handlers call this)."""
@@ -474,7 +588,9 @@ def _attach_ladder(app: BridgeApp) -> LadderRuntime:
     return runtime
 
 
-async def run_service(settings: Settings) -> None:
-    """``factory-bridge run``: the real service until SIGTERM/SIGINT."""
+async def run_service(settings: Settings) -> int:
+    """``factory-bridge run``: the real service until SIGTERM/SIGINT; returns the exit status
+    (0, or :data:`EXIT_DEPOSED` after losing the leader lease)."""
     app = build_app(settings)
     await app.run_until_stopped()
+    return app.exit_code

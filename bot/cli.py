@@ -112,8 +112,13 @@ def cmd_run(_: argparse.Namespace) -> int:
     settings = _load_settings_or_exit()
     assert isinstance(settings, Settings)
     _configure_logging(settings.log_level, settings.log_format, settings.secret_values())
-    asyncio.run(run_service(settings))
-    return 0
+    from bot.leadership import DatabaseInUse
+
+    try:
+        return asyncio.run(run_service(settings))
+    except DatabaseInUse as exc:
+        print(f"factory-bridge: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ The metrics are fed through narrow seams, so no business module imports this one
   callbacks go through discord.py's webhook adapter (``discord.webhook.async_``), whose
   ``create_interaction_response`` is timed by an adapter set in the app's context;
 - the Twilio pager's ``observe`` hook (:meth:`observe_twilio`);
+- the leader lease (:mod:`bot.leadership`): ``factory_bridge_is_leader`` (:meth:`set_leader`);
 - gauges read when ``/metrics`` is scraped (:meth:`render`: open tasks per priority, the
   event queue's depth).
 
@@ -219,6 +220,11 @@ class BridgeMetrics:
             "Unix time of the last heartbeat the monitor accepted",
             registry=r,
         )
+        self.is_leader = Gauge(
+            "factory_bridge_is_leader",
+            "1 while this process holds the leader lease (Discord, ladder, batching), 0 on a standby",
+            registry=r,
+        )
         self._open_tasks = open_tasks
         self._queue_depth = queue_depth
         self._task_timing = task_timing
@@ -285,6 +291,10 @@ class BridgeMetrics:
         self.ladder_lateness.observe(max(0.0, late_seconds))
         if step == "sla_breach":
             self.sla_breaches.labels(priority).inc()
+
+    def set_leader(self, leader: bool) -> None:
+        """``factory_bridge_is_leader``: 1 while this process leads, 0 on a standby."""
+        self.is_leader.set(1 if leader else 0)
 
     def observe_event(self, source: str, outcome: str) -> None:
         """An event arrived: ``source`` webhook/websocket/redis, ``outcome`` accepted/duplicate/

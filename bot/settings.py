@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     #: the bridge's address as the factory reaches it: POST /events is registered there (§1.5)
     bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
+    #: seconds a standby waits without seeing the leader renew its lease before it takes over;
+    #: the leader renews every third of it (issue 15, "Replicas"; :mod:`bot.leadership.lease`)
+    bridge_leader_lease_seconds: float = Field(default=10.0, gt=0)
     bridge_roster_file: Path | None = None
     #: any case; the contract's ``warn`` and ``fatal`` too (§7.2); stored as Python's level name
     log_level: str = "INFO"

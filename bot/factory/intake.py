@@ -31,8 +31,9 @@ payload fails validation        400    ``VALIDATION_ERROR`` with ``field`` (e.g.
                                        outside ``[A-Za-z0-9_-]``: ``data.task.id``)
 ==============================  =====  =======================================================
 
-``GET /healthz`` answers 200 when every check is up (503 otherwise) and, when the app gives
-them, counters such as ``events_failed`` (events parked as failed since start, see
+``GET /healthz`` answers 200 when every check is up (503 otherwise); with ``describe`` (the
+app) also ``{"ok", "data": {"role": "leader" | "standby", "status", "checks", …}}`` beside the
+top-level ``status`` and ``checks`` and, when the app gives them, counters such as ``events_failed`` (events parked as failed since start, see
 :mod:`bot.factory.processor`).
 """
 
@@ -136,6 +137,9 @@ class EventIntake:
         Returns parts shown in ``/healthz`` ``checks`` like those of ``health`` that do not
         make it fail (e.g. ``{"redis": "down: …"}``: the bridge still takes webhooks); one that
         is down makes the status ``degraded`` with 200; optional.
+    describe:
+        Returns what ``/healthz`` shows under ``data`` besides the checks, e.g.
+        ``{"role": "leader" | "standby"}`` (README, "Production"); optional.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class EventIntake:
         on_outcome: Callable[[str, str], None] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
         advisory: Callable[[], Mapping[str, bool | str]] | None = None,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.store = store
         self._secret = secret
@@ -166,6 +171,7 @@ class EventIntake:
         self._on_outcome = on_outcome
         self._metrics = metrics
         self._advisory = advisory
+        self._describe = describe
         self.app = web.Application(client_max_size=MAX_BODY_BYTES * 2)
         self.app.router.add_post("/events", self._post_event_counted)
         self.app.router.add_get("/healthz", self.healthz)
@@ -326,4 +332,7 @@ class EventIntake:
         }
         if self._counters is not None:
             body.update(self._counters())
+        if self._describe is not None:
+            # the contract's envelope (§1.3) around the same facts: {"ok", "data": {"role", …}}
+            body = {**body, "ok": healthy, "data": {**self._describe(), **body}}
         return _json(200 if healthy else 503, body)

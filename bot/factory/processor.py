@@ -197,6 +197,13 @@ class EventProcessor:
         self._submitted.append((event_id, event))
         self._wake.set()
 
+    def rescan(self) -> None:
+        """Read the event table again: events other processes stored (a standby's
+        ``POST /events``, issue 15) are handled by this one. Cheap when there are none."""
+        if self._task is not None:
+            self._read_store = True
+            self._wake.set()
+
     def queue_depth(self) -> int:
         """Events handed over or held for a retry and not handled yet (``/metrics``)."""
         return len(self._submitted) + len(self._held)

@@ -59,6 +59,12 @@ class StoreBase:
         """Finish queued writes and close every connection (see :meth:`Database.close`)."""
         await self.db.close()
 
+    def forget_cached_tasks(self) -> None:
+        """Drop every cached task row (a standby that becomes leader: another process wrote
+        the tasks table while this one was not leading; issue 15)."""
+        self._task_cache.clear()
+        self._task_writes += 1
+
     async def _write_task(self, task_id: str, work: Callable[[Connection], T]) -> T:
         """:meth:`Database.write` for a unit that changes the row of ``task_id``.
 
@@ -66,10 +72,14 @@ class StoreBase:
         or failed, even if the caller was cancelled) the cached row is forgotten and the
         write counter moves, so :meth:`get_task` never answers with a row older than a
         write that has settled.
+
+        Every task write is leader-only (fenced, :meth:`Database.write`): with several bridges
+        on one database only the lease's current holder writes the tasks table, so its cache
+        (forgotten when it takes over, :meth:`forget_cached_tasks`) stays right (issue 15).
         """
 
         def forget() -> None:
             self._task_writes += 1
             self._task_cache.pop(task_id, None)
 
-        return await self.db.write(work, on_settled=forget)
+        return await self.db.write(work, on_settled=forget, fenced=True)

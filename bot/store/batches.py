@@ -51,7 +51,7 @@ class BatchesMixin(StoreBase):
                     )
                 )
 
-        await self.db.write(work)
+        await self.db.write(work, fenced=True)
 
     async def set_batch_message(self, batch_id: str, channel_id: int, message_id: int) -> None:
         """Record the Discord message of a batch (posted now)."""
@@ -64,7 +64,7 @@ class BatchesMixin(StoreBase):
                 .values(channel_id=channel_id, message_id=message_id, posted_at=now)
             )
 
-        await self.db.write(work)
+        await self.db.write(work, fenced=True)
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
         """The batch row, or ``None``."""

@@ -168,6 +168,10 @@ class Database:
         self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
         self._writer.start()
         self._closed = False
+        #: Leader-only writes (``write(..., fenced=True)``) call this first, in their own
+        #: transaction; it raises when this process is no longer the leader
+        #: (:meth:`bot.leadership.lease.Lease.fence`). ``None``: no leadership (every write runs).
+        self.fence: Callable[[Connection], None] | None = None
 
     @property
     def dialect_name(self) -> str:
@@ -176,7 +180,11 @@ class Database:
 
     # ------------------------------------------------------------------ API
     async def write(
-        self, fn: Callable[[Connection], T], *, on_settled: Callable[[], None] | None = None
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        on_settled: Callable[[], None] | None = None,
+        fenced: bool = False,
     ) -> T:
         """Run ``fn(conn)`` in a write transaction; return its result once committed.
 
@@ -184,16 +192,34 @@ class Database:
         even when the caller stopped waiting (cancelled): for state that must follow what
         the database holds (the store's task cache).
 
+        ``fenced``: a leader-only write (a ladder step claimed, a decision's compare-and-set,
+        a message posted, a batch). :attr:`fence` runs first in the same transaction, so a
+        leader that lost its lease (paused, then resumed) writes nothing (issue 15).
+
         Raises what ``fn`` raised (its writes are rolled back, nobody else's are), or the
-        commit's error (then nothing of the batch was stored). Raises ``RuntimeError`` after
+        commit's error (then nothing of the batch was stored); for a fenced unit, what the
+        fence raised (:class:`bot.leadership.lease.NotLeader`). Raises ``RuntimeError`` after
         :meth:`close`.
         """
         if self._closed:
             raise RuntimeError("the database is closed")
+        if fenced:
+            fn = self._fenced(fn)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Unit(fn, loop, future, on_settled))
         return await future
+
+    def _fenced(self, fn: Callable[[Connection], T]) -> Callable[[Connection], T]:
+        """``fn`` preceded by the fence current when the unit runs (not when it was queued)."""
+
+        def unit(conn: Connection) -> T:
+            fence = self.fence
+            if fence is not None:
+                fence(conn)
+            return fn(conn)
+
+        return unit
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in a read transaction (one snapshot) on a reader thread."""

@@ -139,7 +139,7 @@ class LadderStore:
                 conn.execute(insert(t.audit), audit_row)
 
         try:
-            await self.db.write(work)
+            await self.db.write(work, fenced=True)
         except IntegrityError:
             return False
         return True
@@ -166,7 +166,7 @@ class LadderStore:
                 .values(**values)
             )
 
-        await self.db.write(work)
+        await self.db.write(work, fenced=True)
 
     async def steps(self, task_ids: Iterable[str]) -> dict[str, list[LadderStepRow]]:
         """Step rows per task (chunked ``IN`` queries), in the order claimed."""
@@ -252,7 +252,7 @@ class LadderStore:
                 raise _NotAllPending  # rolls back the ones that were claimed
 
         try:
-            await self.db.write(work)
+            await self.db.write(work, fenced=True)  # just before a DM / SMS / call is sent
         except _NotAllPending:
             return False
         return True
@@ -350,7 +350,7 @@ class LadderStore:
                 )
             return rows
 
-        return await self.db.write(work)
+        return await self.db.write(work, fenced=True)
 
     async def last_sent(self, channels: Sequence[str]) -> dict[tuple[str, str], datetime]:
         """When each ``(recipient, channel)`` last got a message (bundle windows)."""

@@ -63,8 +63,10 @@ class Store(
 
     Every method runs its statements as one unit of work on :attr:`db` (one transaction).
     :meth:`get_task` answers recently read rows from memory, which assumes that this store
-    is the only writer of the tasks table (one bridge process per database); the
-    exactly-once rules do not depend on it, they are compare-and-set updates in the database.
+    is the only writer of the tasks table: with several bridges on one database only the
+    leader writes it (task writes are fenced by the leader lease, :mod:`bot.leadership`) and
+    a standby that takes over forgets its cache first; the exactly-once rules do not depend
+    on it, they are compare-and-set updates in the database.
     Every write to the tasks table goes through ``_write_task``
     (:meth:`bot.store.base.StoreBase._write_task`), which forgets the cached row when the
     write settles.

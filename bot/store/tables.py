@@ -25,6 +25,7 @@ __all__ = [
     "escalation_steps",
     "event_fingerprints",
     "events",
+    "leader_lease",
     "metadata",
     "runtime_state",
     "task_approvals",
@@ -201,4 +202,20 @@ runtime_state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),  # JSON
     Column("updated_at", Float, nullable=False),
+)
+
+#: Leadership of the bridges sharing this database (one row per lease name, ``bridge``): the
+#: leader renews it (``version`` + 1) every lease / 3; a standby that sees neither ``token``
+#: nor ``version`` change for a whole lease takes it over with ``token`` + 1 (compare-and-set).
+#: ``token`` is the fencing token: every leader-only write checks it in its own transaction
+#: (:mod:`bot.leadership.lease`). ``holder`` is ``NULL`` after a graceful release.
+leader_lease = Table(
+    "leader_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token", BigInteger, nullable=False),
+    Column("holder", String(200), nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Column("renewed_at", Float, nullable=False),  # Unix seconds of the last renewal (for people)
+    Column("lease_seconds", Float, nullable=False),  # the holder's BRIDGE_LEADER_LEASE_SECONDS
 )

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,12 +63,18 @@ class BridgeProcess:
         ``workdir/bridge-<n>.log``.
     port:
         ``BRIDGE_HTTP_PORT``, polled on ``/healthz`` to know the bridge is up.
+    name:
+        Names its log files (``<name>-<n>.log``): several bridges may share one workdir
+        (a leader and standbys on one PostgreSQL ``DATABASE_URL``).
     """
 
-    def __init__(self, env: Mapping[str, str], workdir: Path, port: int) -> None:
-        self.env = dict(env)
+    def __init__(
+        self, env: Mapping[str, str], workdir: Path, port: int, *, name: str = "bridge"
+    ) -> None:
+        self.env = {**env, "BRIDGE_HTTP_PORT": str(port)}
         self.workdir = Path(workdir)
         self.port = port
+        self.name = name
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.log_path: Path | None = None
@@ -82,7 +89,7 @@ class BridgeProcess:
         """
         self.starts += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.workdir / f"bridge-{self.starts}.log"
+        self.log_path = self.workdir / f"{self.name}-{self.starts}.log"
         log = self.log_path.open("wb")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         # The child must run the checkout these tests belong to, not whatever an
@@ -117,6 +124,48 @@ class BridgeProcess:
             return False
         return response.status_code == 200
 
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """``GET /healthz``: (status code, JSON body).
+
+        Raises
+        ------
+        httpx.HTTPError
+            When the bridge does not answer.
+        """
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            response = await client.get(f"http://127.0.0.1:{self.port}/healthz")
+        return response.status_code, response.json()
+
+    async def role(self) -> str | None:
+        """``"leader"`` / ``"standby"`` from a healthy ``/healthz``; ``None`` when it does not
+        answer 200 (starting, taking over, gone)."""
+        try:
+            status, body = await self.health()
+        except httpx.HTTPError:
+            return None
+        return str(body["data"]["role"]) if status == 200 else None
+
+    def pause(self) -> None:
+        """``SIGSTOP``: the process is frozen (no timers, no renewals) until :meth:`resume`."""
+        assert self.process is not None and self.process.returncode is None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """``SIGCONT`` after :meth:`pause`."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    async def wait_exit(self, *, timeout: float = 15.0) -> int:
+        """Wait for the child to exit by itself; its exit status.
+
+        Raises
+        ------
+        TimeoutError
+            When it still runs after ``timeout`` seconds.
+        """
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the current log."""
         if self.log_path is None or not self.log_path.exists():
@@ -134,6 +183,7 @@ class BridgeProcess:
         if self.process is None:
             return None
         if self.process.returncode is None:
+            self.resume()  # a paused child would not see SIGTERM
             self.process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), timeout)

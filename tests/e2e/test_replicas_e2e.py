@@ -1,0 +1,252 @@
+"""Two ``factory-bridge run`` processes on one PostgreSQL database: a leader and a hot standby
+(issue 15, "Replicas: one leader, hot standbys").
+
+A short lease (``BRIDGE_LEADER_LEASE_SECONDS=1.5``: renewals every 0.5 s) and a short ladder
+(DM at T+2, @mention at T+4) make a failover fit in seconds. The factory's webhooks go to the
+standby, as a load balancer would send them once the leader stopped answering.
+
+- ``kill -9`` of the leader: the standby leads (Discord session ready) within 15 s, the ladder
+  steps that came due are each taken once, the events posted to the standby meanwhile are all
+  handled (one message per task).
+- ``SIGSTOP`` of the leader: the standby takes over; when the old leader resumes it stops
+  acting (exits with status 75) and nothing is done twice.
+- One SQLite file: a second process refuses to start and says why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot.app import EXIT_DEPOSED
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World, free_port
+from tests.support.harness import BridgeProcess, wait_until
+from tests.support.pg_database import fresh_postgres_database
+
+#: The lease and the ladder of these tests (seconds).
+REPLICA = {
+    "BRIDGE_LEADER_LEASE_SECONDS": 1.5,
+    "ESCALATION_DM_AFTER_SECONDS": 2,
+    "ESCALATION_MENTION_AFTER_SECONDS": 4,
+    "SLA_WARNING_THRESHOLD_PERCENT": 10,  # the warning far after the test (SLA 120 s)
+    "ESCALATION_BUNDLE_SECONDS": 1,
+}
+#: Issue 15: a standby is leader (gateway ready, timers armed) within 15 s of a kill -9.
+TAKEOVER_SECONDS = 15.0
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    with fresh_postgres_database("test_replicas_e2e") as url:
+        yield url
+
+
+@pytest.fixture
+async def replicas(world: World, database_url: str) -> AsyncIterator[Callable[..., BridgeProcess]]:
+    """Build bridge processes sharing ``database_url``, each on its own port."""
+    processes: list[BridgeProcess] = []
+
+    def make(name: str, **overrides: object) -> BridgeProcess:
+        port = world.bridge_port if not processes else free_port()
+        env = world.env(**{**REPLICA, "DATABASE_URL": database_url, **overrides})
+        process = BridgeProcess(env, world.workdir, port, name=name)
+        processes.append(process)
+        return process
+
+    yield make
+    for process in processes:
+        await process.terminate(timeout=10)
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def bot_posts(world: World) -> list[RecordedMessage]:
+    return [
+        m
+        for m in world.discord.messages(TASKS_CHANNEL_ID)
+        if m.author_id == world.discord.bot_user_id and not m.ephemeral and not m.deleted
+    ]
+
+
+def task_messages(world: World, task_id: str) -> list[RecordedMessage]:
+    """The task's own messages (the ones carrying its buttons), not the ladder's replies."""
+    return [m for m in bot_posts(world) if task_id in str(m.components)]
+
+
+def replies_to(world: World, message: RecordedMessage) -> list[RecordedMessage]:
+    return [
+        m
+        for m in bot_posts(world)
+        if m.message_reference and int(m.message_reference["message_id"]) == message.id
+    ]
+
+
+async def new_task(world: World, title: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return await world.factory.create_task(
+        title=title,
+        priority="high",
+        createdAt=iso(now),
+        slaDeadline=iso(now + timedelta(seconds=120)),
+    )
+
+
+async def roles(*processes: BridgeProcess) -> list[str | None]:
+    return [await p.role() for p in processes]
+
+
+async def start_pair(
+    world: World, replicas: Callable[..., BridgeProcess]
+) -> tuple[BridgeProcess, BridgeProcess]:
+    leader, standby = replicas("leader"), replicas("standby")
+    await leader.start()
+    await standby.start()
+    assert await roles(leader, standby) == ["leader", "standby"]
+    status, body = await standby.health()
+    assert status == 200 and body["ok"] is True and body["data"]["role"] == "standby"
+    return leader, standby
+
+
+def send_webhooks_to(world: World, process: BridgeProcess) -> None:
+    """The load balancer now sends the factory's webhooks to ``process``."""
+    world.factory.webhook_url = f"http://127.0.0.1:{process.port}/events"
+
+
+async def test_kill_9_of_the_leader_the_standby_takes_over_and_nothing_is_lost_or_repeated(
+    world: World, replicas: Callable[..., BridgeProcess]
+) -> None:
+    leader, standby = await start_pair(world, replicas)
+    alice, dave = world.people.alice, world.people.dave
+    # an event the load balancer sends to the standby while the leader lives: the leader
+    # handles it (it looks for events stored by others at each renewal)
+    send_webhooks_to(world, standby)
+    first = await new_task(world, "Before the crash")
+    await world.discord.wait_for(lambda: len(task_messages(world, first["id"])) == 1, 10)
+    ready_before = world.discord.ready_count
+
+    await leader.kill()
+    killed_at = time.monotonic()
+    # the factory keeps sending while nobody leads: the standby stores them (202)
+    during = [await new_task(world, f"During the failover {n}") for n in range(3)]
+    assert all(d.ok for d in world.factory.deliveries[-3:]), world.factory.deliveries[-3:]
+
+    await wait_until(
+        lambda: _is_leader(standby), timeout=TAKEOVER_SECONDS, what="the standby to lead"
+    )
+    assert time.monotonic() - killed_at <= TAKEOVER_SECONDS
+    assert world.discord.ready_count == ready_before + 1  # it holds the gateway session now
+
+    # every event posted to the standby during the failover is handled: one message each
+    for task in during:
+        await world.discord.wait_for(lambda t=task: len(task_messages(world, t["id"])) == 1, 10)
+
+    # the first task's ladder steps (DM at T+2, mention at T+4) came due around the crash:
+    # each is taken once, by whichever process led then
+    message = task_messages(world, first["id"])[0]
+    await world.discord.wait_for(lambda: len(replies_to(world, message)) >= 1, 10)
+    await wait_until(
+        lambda: bool(world.discord.dm_messages(alice.id)), timeout=10, what="the reminder DM"
+    )
+    settle = time.monotonic() + 2.0  # two more seconds: a repeat would show by then
+    await wait_until(lambda: time.monotonic() >= settle, timeout=5, what="quiet")
+    assert len(replies_to(world, message)) == 1
+    # the DMs are bundled per person: the first task's reminder is in exactly one DM each
+    for person in (alice, dave):
+        dms = [m for m in world.discord.dm_messages(person.id) if "Before the crash" in m.content]
+        assert len(dms) == 1, [m.content for m in world.discord.dm_messages(person.id)]
+    for task in (first, *during):
+        assert len(task_messages(world, task["id"])) == 1
+    status, body = await standby.health()
+    assert status == 200 and body["data"]["role"] == "leader"
+    assert "factory_bridge_is_leader 1.0" in await _metrics(standby)
+
+
+async def test_a_paused_leader_that_lost_its_lease_stops_acting_when_it_resumes(
+    world: World, replicas: Callable[..., BridgeProcess]
+) -> None:
+    leader, standby = await start_pair(world, replicas)
+    assert "factory_bridge_is_leader 0.0" in await _metrics(standby)
+    alice = world.people.alice
+    task = await new_task(world, "Paused leader")
+    await world.discord.wait_for(lambda: len(task_messages(world, task["id"])) == 1, 10)
+    message = task_messages(world, task["id"])[0]
+
+    leader.pause()  # SIGSTOP before the DM (T+2) and the mention (T+4) are due
+    send_webhooks_to(world, standby)
+    await wait_until(
+        lambda: _is_leader(standby), timeout=TAKEOVER_SECONDS, what="the standby to lead"
+    )
+    # the new leader takes the due steps, and handles a new event
+    await world.discord.wait_for(lambda: len(replies_to(world, message)) == 1, 10)
+    later = await new_task(world, "After the takeover")
+    await world.discord.wait_for(lambda: len(task_messages(world, later["id"])) == 1, 10)
+
+    leader.resume()  # its timers are overdue, its lease is gone: it must not act
+    assert await leader.wait_exit(timeout=15) == EXIT_DEPOSED
+    log = leader.log_tail(400)
+    assert "leader lease lost" in log
+    assert await standby.role() == "leader"
+    settle = time.monotonic() + 2.0
+    await wait_until(lambda: time.monotonic() >= settle, timeout=5, what="quiet")
+    assert len(replies_to(world, message)) == 1
+    dms = [m for m in world.discord.dm_messages(alice.id) if "Paused leader" in m.content]
+    assert len(dms) == 1
+    assert len(task_messages(world, task["id"])) == 1
+    assert len(task_messages(world, later["id"])) == 1
+
+
+async def test_a_second_bridge_on_one_sqlite_file_refuses_to_start(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    first = make_bridge()
+    await first.start()
+    second = BridgeProcess(world.env(), world.workdir, free_port(), name="second")
+    with pytest.raises(RuntimeError, match="exited early"):
+        await second.start(timeout=20)
+    assert second.process is not None and second.process.returncode == 2
+    log = second.log_tail()
+    assert "another factory-bridge process" in log and str(world.database_file) in log
+    assert "PostgreSQL" in log
+    assert await first.role() == "leader"  # the first one goes on
+
+
+async def _is_leader(process: BridgeProcess) -> bool:
+    return await process.role() == "leader"
+
+
+async def _metrics(process: BridgeProcess) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        response = await client.get(f"http://127.0.0.1:{process.port}/metrics")
+    return response.text
+
+
+async def test_with_the_default_lease_a_standby_leads_within_15_seconds_of_a_kill_9(
+    world: World, replicas: Callable[..., BridgeProcess]
+) -> None:
+    """Issue 15's bound with ``BRIDGE_LEADER_LEASE_SECONDS`` at its default (10 s): renewals
+    every 3.3 s, the standby looks again right when the lease it saw lapses."""
+    leader = replicas("leader", BRIDGE_LEADER_LEASE_SECONDS=None)
+    standby = replicas("standby", BRIDGE_LEADER_LEASE_SECONDS=None)
+    await leader.start()
+    await standby.start()
+    assert await roles(leader, standby) == ["leader", "standby"]
+    await leader.kill()
+    killed_at = time.monotonic()
+    await wait_until(
+        lambda: _is_leader(standby), timeout=TAKEOVER_SECONDS + 5, what="the standby to lead"
+    )
+    took = time.monotonic() - killed_at
+    assert took <= TAKEOVER_SECONDS, f"took {took:.1f}s"
+    assert took >= 10 - 10 / 3  # it did wait for the lease to lapse (not a release)
+    send_webhooks_to(world, standby)
+    task = await new_task(world, "After the failover")
+    await world.discord.wait_for(lambda: len(task_messages(world, task["id"])) == 1, 10)
