@@ -260,11 +260,7 @@ class EditQueue:
         while channel.queued:
             entry = self._pick(channel)
             if entry is None:  # only old messages wait, and they are paused
-                channel.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        channel.wake.wait(), max(0.0, channel.old_until - self._clock())
-                    )
+                await self._pause(channel)
                 continue
             delay = self.pacer.delay_for(channel_id)
             if delay > 0:
@@ -292,6 +288,17 @@ class EditQueue:
             for waiter in entry.waiters:
                 if not waiter.done():
                     waiter.set_result(True)
+
+    async def _pause(self, channel: _Channel) -> None:
+        """Wait until the old-message pause ends or a new edit is queued."""
+        channel.wake.clear()
+        sleeper = asyncio.ensure_future(self._sleep(max(0.0, channel.old_until - self._clock())))
+        waker = asyncio.ensure_future(channel.wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
 
     def _refused_old(self, channel_id: int, channel: _Channel, entry: _Entry) -> None:
         """30046: pause the channel's old messages and queue the render again (a newer render
