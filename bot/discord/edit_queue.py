@@ -47,6 +47,7 @@ __all__ = [
     "OLD_MESSAGE_EDIT_LIMIT",
     "OLD_MESSAGE_SECONDS",
     "EditQueue",
+    "snowflake_seconds",
 ]
 
 log = logging.getLogger(__name__)
