@@ -347,8 +347,9 @@ class DiscordNotifier:
         Returns
         -------
         bool or None
-            ``True`` sent, ``False`` dropped (cosmetic), ``None`` still queued (the caller goes
-            on; the edit follows as soon as the budget allows).
+            ``True`` sent, ``False`` dropped, ``None`` still queued (the caller goes on; the
+            edit follows as soon as the budget allows). A cosmetic edit always gives ``None``
+            at once (in a storm of ladder refreshes nobody waits for them).
 
         Raises
         ------
@@ -358,9 +359,11 @@ class DiscordNotifier:
             Another refusal within the wait.
         """
         future = self.edits.submit(channel_id, message_id, payload, important=important)
-        done, _ = await asyncio.wait({future}, timeout=EDIT_WAIT_SECONDS)
-        if future in done:
-            return future.result()
+        # a cosmetic edit is never waited for: a storm of them must hold nobody up
+        if important:
+            done, _ = await asyncio.wait({future}, timeout=EDIT_WAIT_SECONDS)
+            if future in done:
+                return future.result()
 
         def settled(fut: asyncio.Future[bool]) -> None:
             exc = None if fut.cancelled() else fut.exception()

@@ -92,7 +92,11 @@ async def test_next_escalation_alone_is_cosmetic_an_acknowledgement_is_not() -> 
     shown = tracked()
     await notifier.edit_task(shown)  # nothing known of the message yet: counts as a change
     step["now"] = NextStep("reminder @mention", NOW + timedelta(hours=2), ("reminder DM sent",))
-    await notifier.edit_task(shown)
+    await notifier.edit_task(shown)  # cosmetic: queued, nobody waits for it
+    for _ in range(50):  # let the queue send it (no timer involved: the budget is free)
+        if len(recorder.edits) == 2:
+            break
+        await asyncio.sleep(0)
     await notifier.edit_task(shown)  # the same render again: not sent
     acked = replace(shown, acknowledged_by_name="alice", acknowledged_at=NOW)
     await notifier.edit_task(acked)
