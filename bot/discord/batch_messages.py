@@ -6,9 +6,9 @@ BatchingRuntime` and keeps what a batch message *shows*:
 
 * **Pages.** A batch group is ONE message however large (issue 17), shown in pages of 20 items
   (:data:`bot.discord.batch_embeds.PAGE_SIZE`). :meth:`BatchMessages.show_page` is the ◀ / ▶
-  click: it renders the page from the store and remembers it as the page the message shows, so
-  that later re-renders keep it (after a restart a message is re-rendered at page 1 until the
-  next click; the buttons carry the batch id and the page, so they work across restarts).
+  click: it renders the page from the store and records it as the page the message shows
+  (``runtime_state`` row ``batch-page:<batch id>``), so that later re-renders keep it, after a
+  restart too; the buttons carry the batch id and the page, so they work across restarts.
 * **Edits.** :meth:`BatchMessages.refresh_batch` re-renders the message from the store,
   coalesced per message (one render at a time, at most one more queued), through the
   notifier's edit queue (:mod:`bot.discord.edit_queue`: latest render only, the channel's edit
@@ -44,12 +44,15 @@ if TYPE_CHECKING:
     from bot.bridge import Bridge
     from bot.discord.notifier import DiscordNotifier
 
-__all__ = ["MEMORY_LIMIT", "BatchMessages", "fingerprint"]
+__all__ = ["MEMORY_LIMIT", "PAGE_STATE_PREFIX", "BatchMessages", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
 #: Most batch messages (and decided items) whose last render / page is remembered.
 MEMORY_LIMIT = 4096
+
+#: ``runtime_state`` key prefix of the page a batch message shows (``batch-page:<batch id>``).
+PAGE_STATE_PREFIX = "batch-page:"
 
 
 def fingerprint(rendered: dict[str, Any]) -> str:
@@ -112,9 +115,16 @@ class BatchMessages:
             [tracked], min_coverage_percent=self.min_coverage_percent, notices=self._notices
         )[0]
 
-    def page_of(self, batch_id: str) -> int:
-        """The page (0-based) the batch message shows, as far as this process knows."""
-        return self._pages.get(batch_id) or 0
+    async def page_of(self, batch_id: str) -> int:
+        """The page (0-based) the batch message shows: remembered, else read from the store
+        (a click before a restart), else the first."""
+        page = self._pages.get(batch_id)
+        if page is None:
+            saved = await self.store.load_state(PAGE_STATE_PREFIX + batch_id)
+            raw = saved.get("page") if saved else None
+            page = raw if isinstance(raw, int) and raw >= 0 else 0
+            self._pages[batch_id] = page
+        return page
 
     async def show_page(self, batch_id: str, page: int) -> dict[str, Any] | None:
         """The ◀ / ▶ click: render ``page`` (0-based, clamped) of the batch from the store and
@@ -138,6 +148,8 @@ class BatchMessages:
             return None
         items = await self._items_of(record)
         page = clamp_page(page, len(items))
+        if await self.page_of(batch_id) != page:
+            await self.store.save_state(PAGE_STATE_PREFIX + batch_id, {"page": page})
         self._pages[batch_id] = page
         rendered = render_batch(batch_id, items, page)
         if record.message_id is not None and record.channel_id is not None:
@@ -197,7 +209,7 @@ class BatchMessages:
             for task_id in newly_decided:
                 self._marked[task_id] = None
                 self._notices.pop(task_id, None)
-        rendered = render_batch(batch_id, items, self.page_of(batch_id))
+        rendered = render_batch(batch_id, items, await self.page_of(batch_id))
         log.debug("batching: render %s with %d items", batch_id, len(items))
         shown = fingerprint(rendered)
         message_id = record.message_id
