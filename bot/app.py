@@ -117,8 +117,14 @@ class BridgeApp:
                 max_messages=settings.discord_channel_rate_limit,
                 per_seconds=settings.discord_channel_rate_window_seconds,
             ),
+            edit_pacer=ChannelPacer(
+                max_messages=settings.discord_edit_rate_limit,
+                per_seconds=settings.discord_channel_rate_window_seconds,
+            ),
+            old_edit_backoff_seconds=settings.discord_old_edit_backoff_seconds,
         )
         self.bridge.attach_notifier(self.notifier)
+        self.notifier.on_edit_fault = self.bridge.edit_failed
         #: channels the bridge cannot use: alert, /healthz, periodic retry (bot.channel_access)
         self.access = ChannelAccess(
             store=self.store,
@@ -372,6 +378,7 @@ class BridgeApp:
             with contextlib.suppress(Exception):
                 await self.pager.aclose()
         await self.bridge.stop()  # background re-sends: what they carry stays in flight
+        await self.notifier.edits.close()  # waiting edits: the next start renders anew
         await self.client.close()
         if self._client_task is not None:
             self._client_task.cancel()

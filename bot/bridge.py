@@ -284,6 +284,17 @@ class Bridge:
         if lost is not None:
             await self.message_deleted(lost.message_id, why="edit answered Unknown Message")
 
+    async def edit_failed(self, task_id: str, fault: Exception) -> None:
+        """An edit of the task's message failed after :meth:`refresh_message` stopped waiting
+        for it (:mod:`bot.discord.edit_queue`): handled as if it had failed at once (10008 →
+        repost, 10003 / 50001 / 50013 → :attr:`access`); anything else is logged."""
+        if isinstance(fault, MessageGone):
+            await self.message_deleted(fault.message_id, why="edit answered Unknown Message")
+        elif isinstance(fault, ChannelUnavailable) and self.access is not None:
+            await self.access.lost(fault, task_id)
+        else:
+            log.warning("the message of task %s could not be edited: %r", task_id, fault)
+
     async def message_deleted(self, message_id: int, *, why: str = "deleted") -> None:
         """A task message is gone (gateway ``MESSAGE_DELETE``, or 10008 on an edit).
 

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     discord_guild_ready_timeout_seconds: float = Field(default=2.0, ge=0)
     discord_channel_rate_limit: int = Field(default=5, ge=1)
     discord_channel_rate_window_seconds: float = Field(default=5.0, gt=0)
+    #: message edits the bridge sends per channel per DISCORD_CHANNEL_RATE_WINDOW_SECONDS
+    #: (bot.discord.edit_queue; Discord: edits are rate limited per channel too)
+    discord_edit_rate_limit: int = Field(default=5, ge=1)
+    #: first pause, in seconds, of edits to a channel's messages older than 1 h after Discord
+    #: answered 30046 (doubles while it keeps answering so, up to 15 min; bot.discord.edit_queue)
+    discord_old_edit_backoff_seconds: float = Field(default=60.0, gt=0)
     #: a channel the bridge cannot use (10003/50001/50013): its waiting tasks are retried this
     #: often, in seconds (bot.channel_access)
     discord_channel_retry_seconds: float = Field(default=60.0, gt=0)

@@ -15,6 +15,8 @@ Discord's own status codes and JSON bodies: the 3-second interaction deadline (1
 acknowledgement (40060), the 15-minute follow-up window (10015), message/embed/component/modal
 size limits (50035 "Invalid Form Body" with a Discord-style ``errors`` tree), per-channel
 message rate limits (429 with ``retry_after``, which discord.py waits out and retries),
+edits of messages older than one hour beyond a budget per channel (429 with code 30046, no
+rate-limit headers, so discord.py raises it: :attr:`DiscordEmulator.old_message_edit_limit`),
 closed DMs (50007), missing permissions (50013) and access (50001) per channel
 (:meth:`DiscordEmulator.set_bot_channel_permissions`), deleted channels (10003,
 :meth:`DiscordEmulator.delete_channel`) and messages a person deleted (``MESSAGE_DELETE`` on the
@@ -35,7 +37,11 @@ Time
 ----
 Interaction deadlines are measured on the emulator's clock, ``time.monotonic()`` plus an
 offset that :meth:`DiscordEmulator.advance` moves forward, so tests never sleep. The channel
-rate limit uses real monotonic time, because discord.py really sleeps ``retry_after``.
+rate limit uses real monotonic time, because discord.py really sleeps ``retry_after``. A
+message's age (for 30046) and the old-message edit window use the emulator clock: advance it
+by an hour and the bot's messages are old. :attr:`DiscordEmulator.edit_log` records every
+accepted ``PATCH`` of a channel message with the real monotonic time, so a test can check the
+bot's edit pace per channel.
 """
 
 from __future__ import annotations
@@ -1014,6 +1020,13 @@ class DiscordEmulator:
     channel_rate_limit, channel_rate_window_seconds:
         At most this many ``POST /channels/{id}/messages`` per channel per sliding window of
         real seconds (Discord: roughly 5 per 5 s); the next one is answered 429.
+    old_message_edit_limit, old_message_edit_window_seconds, old_message_age_seconds:
+        At most ``old_message_edit_limit`` edits (``PATCH``) of messages older than
+        ``old_message_age_seconds`` per channel per sliding window of
+        ``old_message_edit_window_seconds``, all on the emulator clock; the next is answered
+        429 / 30046 "Maximum number of edits to messages older than 1 hour reached" (Discord
+        documents the error, not the budget: the defaults, 10 per 60 s and 3600 s, are
+        guesses). ``None`` turns the budget off. All three are settable attributes.
     token:
         If given, REST calls (other than interaction callbacks and webhooks) must carry
         ``Authorization: Bot <token>`` and IDENTIFY must carry it, else 401 / close 4004.
@@ -1043,6 +1056,9 @@ class DiscordEmulator:
         followup_window_seconds: float = 900.0,
         channel_rate_limit: int = 5,
         channel_rate_window_seconds: float = 5.0,
+        old_message_edit_limit: int | None = 10,
+        old_message_edit_window_seconds: float = 60.0,
+        old_message_age_seconds: float = 3600.0,
         token: str | None = None,
         heartbeat_interval_ms: int = 41_250,
         spec: DiscordSpec | None = None,
@@ -1058,6 +1074,13 @@ class DiscordEmulator:
         self.followup_window_seconds = followup_window_seconds
         self.channel_rate_limit = channel_rate_limit
         self.channel_rate_window_seconds = channel_rate_window_seconds
+        self.old_message_edit_limit = old_message_edit_limit
+        self.old_message_edit_window_seconds = old_message_edit_window_seconds
+        self.old_message_age_seconds = old_message_age_seconds
+        #: every accepted edit of a channel message: (real monotonic seconds, channel id,
+        #: message id)
+        self.edit_log: list[tuple[float, int, int]] = []
+        self._old_edits: dict[int, deque[float]] = {}
         self.token = token
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.spec: DiscordSpec | None = None
@@ -2091,6 +2114,33 @@ class DiscordEmulator:
             )
         window.append(now)
 
+    def message_age(self, message_id: int) -> float:
+        """Seconds since the message was created, on the emulator clock (from its snowflake,
+        as Discord tells a message's age)."""
+        created_ms = (message_id >> 22) + DISCORD_EPOCH_MS
+        return (time.time() + self._offset) - created_ms / 1000
+
+    def _check_old_edit(self, msg: RecordedMessage) -> None:
+        """The budget of edits of messages older than an hour, per channel (Discord: 30046)."""
+        limit = self.old_message_edit_limit
+        if limit is None or self.message_age(msg.id) < self.old_message_age_seconds:
+            return
+        now = self.now()
+        window = self._old_edits.setdefault(msg.channel_id, deque())
+        while window and now - window[0] >= self.old_message_edit_window_seconds:
+            window.popleft()
+        if len(window) >= limit:
+            # Discord answers it as a 429 without rate-limit headers: clients raise it
+            raise _ApiError(
+                429,
+                {
+                    "message": "Maximum number of edits to messages older than 1 hour "
+                    "reached. Try again later",
+                    "code": 30046,
+                },
+            )
+        window.append(now)
+
     async def _post_message(self, req: _Request) -> _Reply:
         channel_id = int(req.params["channel_id"])
         self._require_channel(channel_id)
@@ -2140,7 +2190,9 @@ class DiscordEmulator:
             return _Reply(204)
         if msg.author_id != self.bot_user_id:
             raise _error(403, 50005, "Cannot edit a message authored by another user")
+        self._check_old_edit(msg)
         self._apply_edit(msg, req.json_object(), self._attachments_from(req.files))
+        self.edit_log.append((time.monotonic(), channel_id, msg.id))
         await self._message_event("MESSAGE_UPDATE", msg)
         return _Reply(200, self._message_json(msg))
 

@@ -8,6 +8,9 @@ A batch message lists several routine tasks of one kind, one line per item with 
     ⚠️ **stripe** (med risk, 1 warning)
     ❌ **ghl** (high risk, 42 failures)
 
+A batch message of any size is ONE message shown in pages of :data:`PAGE_SIZE` items
+(:func:`page_count`, :func:`clamp_page`); the title and the counts cover every page.
+
 Nothing here talks to Discord; every function returns ``discord.Embed`` objects or text that fit
 Discord's limits (title 256, description 4096, field value 1024, 10 embeds and 6000 characters
 per message); long values are truncated with "…", never rejected.
@@ -39,14 +42,18 @@ from escalation.risk import Risk, RiskAssessment, assess_risk
 __all__ = [
     "EMBEDS_PER_MESSAGE",
     "EMBED_TOTAL_MAX",
+    "PAGE_SIZE",
     "RISK_ICONS",
     "RISK_WORDS",
     "BatchItem",
     "batch_embed",
     "batch_items",
+    "clamp_page",
     "item_embed",
     "item_line",
     "item_state",
+    "page_count",
+    "page_items",
     "review_embeds",
 ]
 
@@ -55,6 +62,9 @@ RISK_ICONS: dict[Risk, str] = {Risk.LOW: "✅", Risk.MEDIUM: "⚠️", Risk.HIGH
 
 #: Word per risk level as the plan writes it ("med risk").
 RISK_WORDS: dict[Risk, str] = {Risk.LOW: "low", Risk.MEDIUM: "med", Risk.HIGH: "high"}
+
+#: Items per page of a batch message (one "Pick an item…" option each; Discord: ≤ 25 options).
+PAGE_SIZE = 20
 
 #: Discord: at most 10 embeds per message.
 EMBEDS_PER_MESSAGE = 10
@@ -186,20 +196,40 @@ def _colour(items: Sequence[BatchItem]) -> int:
     return _COLOUR_PENDING
 
 
-def batch_embed(batch_id: str, items: Sequence[BatchItem]) -> discord.Embed:
-    """The batch message's embed: a title, one line per item, counts in the footer.
+def page_count(n: int) -> int:
+    """Pages of :data:`PAGE_SIZE` items that ``n`` items take (at least 1)."""
+    return max(1, -(-n // PAGE_SIZE))
+
+
+def clamp_page(page: int, n: int) -> int:
+    """``page`` (0-based) brought within the pages of ``n`` items (a page asked for by an old
+    button whose batch has fewer pages now shows the last one)."""
+    return min(max(0, page), page_count(n) - 1)
+
+
+def page_items(items: Sequence[BatchItem], page: int) -> Sequence[BatchItem]:
+    """The items of page ``page`` (0-based, clamped) in display order."""
+    page = clamp_page(page, len(items))
+    return items[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+
+
+def batch_embed(batch_id: str, items: Sequence[BatchItem], page: int = 0) -> discord.Embed:
+    """The batch message's embed: a title, one line per item of the page, counts in the footer.
 
     Parameters
     ----------
     batch_id : str
-        The batch's id (shown in the footer).
+        The batch's id (shown at the end of the footer; the reconciler reads it there).
     items : sequence of BatchItem
-        The items in display order (at most 20 in practice; any number fits, lines are
-        shortened to keep the description within 4096 characters).
+        Every item of the batch in display order; the title and the counts cover them all.
+    page : int
+        0-based page shown (clamped); ``Page p/P`` leads the footer when there are several.
     """
     n = len(items)
-    per_line = max(60, (DESCRIPTION_MAX - n) // max(1, n))
-    description = "\n".join(item_line(i, per_line) for i in items)
+    page = clamp_page(page, n)
+    shown = page_items(items, page)
+    per_line = max(60, (DESCRIPTION_MAX - len(shown)) // max(1, len(shown)))
+    description = "\n".join(item_line(i, per_line) for i in shown)
     embed = discord.Embed(
         title=truncate(f"📋 {n} task{'s' if n != 1 else ''} ready for review", TITLE_MAX),
         description=truncate(description, DESCRIPTION_MAX) or None,
@@ -212,7 +242,9 @@ def batch_embed(batch_id: str, items: Sequence[BatchItem]) -> discord.Embed:
     pending = sum(1 for i in items if not i.tracked.is_decided)
     counts = [f"{count} {decision}" for decision, count in sorted(decided.items())]
     counts.append(f"{pending} pending")
-    footer = " · ".join((*counts, f"batch {batch_id}"))
+    pages = page_count(n)
+    where = (f"Page {page + 1}/{pages}",) if pages > 1 else ()
+    footer = " · ".join((*where, *counts, f"batch {batch_id}"))
     embed.set_footer(text=truncate(footer, FOOTER_MAX))
     return fit_embed(embed)
 

@@ -7,7 +7,7 @@ modules do not import each other.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.discord.batch_embeds import BatchItem
 from bot.outcomes import Actor, Outcome
@@ -29,6 +29,11 @@ class BatchRuntime(Protocol):
 
     async def item(self, task_id: str) -> BatchItem | None:
         """One task as a batch item (risk, notice), or ``None`` when unknown."""
+        ...
+
+    async def show_page(self, batch_id: str, page: int) -> dict[str, Any] | None:
+        """The batch message's ``embed`` / ``view`` at ``page`` (0-based), re-read from the
+        store; the message keeps showing that page. ``None`` for an unknown batch."""
         ...
 
     async def approve_low_risk(

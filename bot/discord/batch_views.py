@@ -1,14 +1,18 @@
 """Components of batch messages (smart batching, master plan §7) and their callbacks.
 
-A batch message holds up to 20 items, more than Discord's 5 rows × 5 buttons allow with one row
-of bulk buttons, so per-item control goes through a string select (Discord: ≤ 25 options):
+A batch group is ONE message however large, shown in pages of 20 items
+(:data:`bot.discord.batch_embeds.PAGE_SIZE`), more than Discord's 5 rows × 5 buttons allow, so
+per-item control goes through a string select (Discord: ≤ 25 options):
 
-* row 1 — "Pick an item…" (``fb:b:pick:<batch id>``): the chosen item's details, risk and state
-  are answered ephemerally with that item's own Approve / Reject / Acknowledge buttons
-  (:class:`bot.discord.views.TaskButton`: the same role checks, reject-reason modal and
-  exactly-once decision as a single-task message);
-* row 2 — ``Approve All Low-Risk (N)`` (``fb:b:approve-low:<batch id>``) and ``Review All``
-  (``fb:b:review:<batch id>``).
+* row 1 — "Pick an item…" (``fb:b:pick:<batch id>``, the page's items): the chosen item's
+  details, risk and state are answered ephemerally with that item's own Approve / Reject /
+  Acknowledge buttons (:class:`bot.discord.views.TaskButton`: the same role checks,
+  reject-reason modal and exactly-once decision as a single-task message);
+* row 2 — ``Approve All Low-Risk (N)`` (``fb:b:approve-low:<batch id>``; N and the approval
+  cover EVERY page) and ``Review All`` (``fb:b:review:<batch id>[:<page>]``, the page's items);
+* row 3, when there are several pages — ``◀ Previous`` / ``Next ▶``
+  (``fb:b:pg:<batch id>:<page>:<p|n>``): the message shows that page, re-read from the store
+  (so paging works after a restart; the runtime re-renders later edits at the page shown).
 
 Every component is a :class:`discord.ui.DynamicItem` that rebuilds itself from its
 ``custom_id`` (registered by :class:`bot.discord.cogs.BatchingCog` when it loads), so a batch message keeps
@@ -31,15 +35,18 @@ from bot.discord.batch_embeds import (
     RISK_WORDS,
     BatchItem,
     batch_embed,
+    clamp_page,
     item_embed,
     item_state,
+    page_count,
+    page_items,
     review_embeds,
 )
 from bot.discord.client import bridge_of
 from bot.discord.decisions import actor_from
 from bot.discord.embeds import truncate
 from bot.discord.limits import fit_message
-from bot.discord.replies import answer, answer_now, follow_up, say
+from bot.discord.replies import answer, answer_now, defer_update, follow_up, say
 from bot.discord.views import TaskButton
 from escalation.markup import code_span
 
@@ -49,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_DYNAMIC_ITEMS",
     "ApproveLowRiskButton",
+    "BatchPageButton",
     "BatchPickSelect",
     "ReviewAllButton",
     "batch_view",
@@ -162,18 +170,20 @@ class ReviewAllButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=ids.BATCH_REVIEW_TEMPLATE,
 ):
-    """ "Review All": every item with its context, ephemerally (several messages if needed)."""
+    """ "Review All": every item of the page with its context, ephemerally (several messages
+    if needed)."""
 
-    def __init__(self, batch_id: str) -> None:
+    def __init__(self, batch_id: str, page: int = 0) -> None:
         super().__init__(
             discord.ui.Button(
                 label="Review All",
                 style=discord.ButtonStyle.secondary,
                 emoji="🔎",
-                custom_id=ids.batch_review(batch_id),
+                custom_id=ids.batch_review(batch_id, page),
             )
         )
         self.batch_id = batch_id
+        self.page = page
 
     @classmethod
     async def from_custom_id(
@@ -184,12 +194,12 @@ class ReviewAllButton(
         /,
     ) -> ReviewAllButton:
         """Rebuild the button from its ``custom_id``."""
-        return cls(match["batch_id"])
+        return cls(match["batch_id"], int(match["page"] or 0))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Send the review embeds: the first chunk as the answer, the rest as follow-ups."""
         runtime = runtime_of(interaction)
-        items = await runtime.items(self.batch_id)
+        items = page_items(await runtime.items(self.batch_id), self.page)
         chunks = review_embeds(items, min_coverage_percent=runtime.min_coverage_percent)
         if not chunks:
             await say(interaction, "This batch has no items.")
@@ -198,6 +208,46 @@ class ReviewAllButton(
         for chunk in chunks[1:]:
             if not await follow_up(interaction, embeds=chunk):
                 return  # the rest would fail alike
+
+
+class BatchPageButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=ids.BATCH_PAGE_TEMPLATE,
+):
+    """◀ / ▶ on a batch message: ``fb:b:pg:<batch id>:<page>:<p|n>``; a click shows that page
+    of the message, re-read from the store."""
+
+    def __init__(self, batch_id: str, page: int, direction: str, *, disabled: bool = False):
+        super().__init__(
+            discord.ui.Button(
+                label="◀ Previous" if direction == "p" else "Next ▶",
+                style=discord.ButtonStyle.secondary,
+                custom_id=ids.batch_page(batch_id, max(0, page), direction),
+                disabled=disabled,
+            )
+        )
+        self.batch_id = batch_id
+        self.page = max(0, page)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> BatchPageButton:
+        """Rebuild the button from its ``custom_id`` (the page is re-read at the click)."""
+        return cls(match["batch_id"], int(match["page"]), match["dir"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Defer (3 s deadline), render the page from the store, show it on the message."""
+        await defer_update(interaction)
+        rendered = await runtime_of(interaction).show_page(self.batch_id, self.page)
+        if rendered is None:
+            await follow_up(interaction, content="This batch is not known to the bridge.")
+            return
+        await answer(interaction, content=None, **rendered)
 
 
 def _option(item: BatchItem) -> discord.SelectOption:
@@ -213,30 +263,43 @@ def _option(item: BatchItem) -> discord.SelectOption:
     )
 
 
-def batch_view(batch_id: str, items: Sequence[BatchItem]) -> discord.ui.View | None:
-    """The batch message's components; ``None`` once every item is decided.
+def batch_view(batch_id: str, items: Sequence[BatchItem], page: int = 0) -> discord.ui.View | None:
+    """The batch message's components at ``page`` (0-based, clamped); ``None`` once every item
+    of every page is decided.
 
-    Row 1: the "Pick an item…" select with one option per item (≤ 25); row 2: Approve All
-    Low-Risk (N) — disabled when N is 0 — and Review All.
+    Row 1: the "Pick an item…" select with one option per item of the page (≤ 20); row 2:
+    Approve All Low-Risk (N, over every page) — disabled when N is 0 — and Review All (the
+    page); row 3 with several pages: ◀ Previous / Next ▶ (disabled at the ends).
     """
     if not items or all(i.tracked.is_decided for i in items):
         return None
+    page = clamp_page(page, len(items))
+    pages = page_count(len(items))
     view = discord.ui.View(timeout=None)
-    pick = BatchPickSelect(batch_id, [_option(i) for i in items[:25]])
+    pick = BatchPickSelect(batch_id, [_option(i) for i in page_items(items, page)])
     pick.item.row = 0
     view.add_item(pick)
     approve = ApproveLowRiskButton(batch_id, sum(1 for i in items if i.approvable_low))
     approve.item.row = 1
     view.add_item(approve)
-    review = ReviewAllButton(batch_id)
+    review = ReviewAllButton(batch_id, page)
     review.item.row = 1
     view.add_item(review)
+    if pages > 1:
+        back = BatchPageButton(batch_id, page - 1, "p", disabled=page <= 0)
+        forward = BatchPageButton(batch_id, page + 1, "n", disabled=page >= pages - 1)
+        for button in (back, forward):
+            button.item.row = 2
+            view.add_item(button)
     return view
 
 
-def render_batch(batch_id: str, items: Sequence[BatchItem]) -> dict[str, Any]:
-    """``embed`` and ``view`` keyword arguments for sending or editing a batch message."""
-    return fit_message({"embed": batch_embed(batch_id, items), "view": batch_view(batch_id, items)})
+def render_batch(batch_id: str, items: Sequence[BatchItem], page: int = 0) -> dict[str, Any]:
+    """``embed`` and ``view`` keyword arguments for sending or editing a batch message showing
+    ``page`` (0-based, clamped) of its items."""
+    return fit_message(
+        {"embed": batch_embed(batch_id, items, page), "view": batch_view(batch_id, items, page)}
+    )
 
 
 def item_view(item: BatchItem) -> discord.ui.View | None:
@@ -254,4 +317,5 @@ BATCH_DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     BatchPickSelect,
     ApproveLowRiskButton,
     ReviewAllButton,
+    BatchPageButton,
 )

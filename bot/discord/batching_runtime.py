@@ -1,13 +1,15 @@
 """Smart batching at run time: the adapter around :class:`batching.Batcher`.
 
 A factory finishing a wave of builds raises dozens of routine approvals in a minute; instead of
-a message per task the bridge posts one batch message per kind (master plan §7)::
+a message per task the bridge posts one batch message per kind (master plan §7), ONE message
+however large the group (issue 17: 1,000 routine tasks of a kind → one message, in pages of
+20 items with ◀ / ▶)::
 
     📋 5 tasks ready for review
     ✅ freshdesk (low risk, tests pass)
     ⚠️ stripe (med risk, 1 warning)
     ❌ ghl (high risk, 42 failures)
-    [Pick an item…]  [Approve All Low-Risk (3)] [Review All]
+    [Pick an item…]  [Approve All Low-Risk (3)] [Review All]  [◀ Previous] [Next ▶]
 
 What this module does (the rules themselves live in :mod:`batching`):
 
@@ -26,16 +28,12 @@ What this module does (the rules themselves live in :mod:`batching`):
   confirms posts whose message was stored, re-issues the others, and re-offers routine open
   tasks that have no message and that the batcher does not hold (a crash between a
   ``PostSingle`` and its post). Tasks that already have a message are never batched.
-* :meth:`refresh_batch` (called by the notifier when a batched task changed) re-renders the
-  message from the store, coalesced per message (one render at a time, at most one more queued)
-  and paced per channel (Discord: about 5 edits / 5 s per channel); decided items are reported
-  to the batcher so a fully decided message closes.
-* :meth:`approve_low_risk` is "Approve All Low-Risk": the items that are low risk and pending
-  at the moment of the click, the same role check per item, a compare-and-set "decision in
-  flight" per item, then ONE ``POST /v1/tasks/bulk``; per-item results are confirmed, audited
-  (one entry per item, sharing the batch id) and shown on the message. The protocol is the
-  bridge's, written once (:meth:`bot.actions.Actions.approve_bulk`); this module picks the
-  items and keeps the message.
+* What the message shows — its items re-read from the store, its pages (``show_page``), its
+  re-renders (``refresh_batch``, through the notifier's edit queue) and "Approve All
+  Low-Risk" over every page (``approve_low_risk``) — is the mixin
+  :class:`bot.discord.batch_messages.BatchMessages`.
+* The batcher's capacity per message is :data:`MESSAGE_MAX_ITEMS` (10,000): far above any
+  burst, it only bounds the item list a message stores and re-reads at each click.
 
 Pacing: batch messages are created through the notifier's paced ``send`` (Discord: about 5
 messages / 5 s per channel), at the full rate; critical and high single messages are ``urgent``
@@ -46,14 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-import discord
 
 from batching import (
     Action,
@@ -64,20 +58,17 @@ from batching import (
     PostSingle,
     batch_key,
 )
-from bot.discord.batch_embeds import BatchItem, batch_items
-from bot.discord.batch_repost import repost_batch
+from bot.discord.batch_messages import MEMORY_LIMIT, BatchMessages, fingerprint
 from bot.discord.batch_views import render_batch
 from bot.discord.pacing import ChannelPacer
 from bot.keyed import BoundedMap
-from bot.outcomes import BULK_NONE_PENDING, Actor, Outcome
 from bot.store import BatchRecord, TrackedTask
-from escalation.markup import inline_text
 
 if TYPE_CHECKING:
     from bot.bridge import Bridge
     from bot.discord.notifier import DiscordNotifier
 
-__all__ = ["STATE_KEY", "BatchingRuntime"]
+__all__ = ["MESSAGE_MAX_ITEMS", "STATE_KEY", "BatchingRuntime"]
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +78,12 @@ STATE_KEY = "batcher"
 #: Most seconds between two attempts of an action that failed (Discord down, …).
 MAX_RETRY_SECONDS = 60.0
 
-#: Most batch messages (and decided items) whose last render is remembered.
-MEMORY_LIMIT = 4096
+#: Most items one batch message takes (shown in pages of 20): one message per group however
+#: large the burst (issue 17); the bound only caps what a message stores and re-reads.
+MESSAGE_MAX_ITEMS = 10_000
 
 
-def _fingerprint(rendered: dict[str, Any]) -> str:
-    embed = rendered.get("embed")
-    view = rendered.get("view")
-    return json.dumps(
-        [embed.to_dict() if embed else None, view.to_components() if view else None],
-        sort_keys=True,
-        default=str,
-    )
-
-
-class BatchingRuntime:
+class BatchingRuntime(BatchMessages):
     """Runs smart batching for a bridge (started and stopped by ``bot.discord.cogs.BatchingCog``).
 
     Parameters
@@ -112,10 +94,12 @@ class BatchingRuntime:
         Paced ``send`` and ``channel`` of the Discord side.
     policy : BatchingPolicy, optional
         Defaults to the settings: ``BATCH_GROUP_WAIT_SECONDS``,
-        ``BATCH_GROUP_INTERVAL_SECONDS``, 20 items per message, edits coalesced per 2 s.
-    post_pacer, edit_pacer : ChannelPacer, optional
-        Pacing of batch message creation (default 4 per 5 s + 0.25 s margin) and of edits
-        (default 5 per 5 s + 0.25 s margin), per channel.
+        ``BATCH_GROUP_INTERVAL_SECONDS``, :data:`MESSAGE_MAX_ITEMS` items per message (pages
+        of 20), edits coalesced per 2 s.
+    post_pacer : ChannelPacer, optional
+        Extra pacing of batch message creation per channel (default none: the notifier's
+        shared pacer alone). Edits go through the notifier's edit queue
+        (:mod:`bot.discord.edit_queue`), whose budget task messages share.
     """
 
     def __init__(
@@ -125,7 +109,6 @@ class BatchingRuntime:
         *,
         policy: BatchingPolicy | None = None,
         post_pacer: ChannelPacer | None = None,
-        edit_pacer: ChannelPacer | None = None,
     ) -> None:
         settings = bridge.settings
         self.bridge = bridge
@@ -134,11 +117,11 @@ class BatchingRuntime:
         self.policy = policy or BatchingPolicy(
             group_wait_seconds=settings.batch_group_wait_seconds,
             group_interval_seconds=settings.batch_group_interval_seconds,
+            max_items=MESSAGE_MAX_ITEMS,
         )
         self.min_coverage_percent = settings.batch_min_coverage_percent
         self.channel_id = settings.discord_tasks_channel_id
         self.post_pacer = post_pacer  # None: the notifier's shared pacer alone (full rate)
-        self.edit_pacer = edit_pacer or ChannelPacer(max_messages=5, safety_margin=0.25)
         self._batcher = Batcher(self.policy)
         self._saved: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
@@ -150,6 +133,7 @@ class BatchingRuntime:
         # bounded: memory must not grow with every task ever seen (forgetting costs at most
         # one more edit, or one more idempotent mark_decided)
         self._shown: BoundedMap[int, str] = BoundedMap(MEMORY_LIMIT)
+        self._pages: BoundedMap[str, int] = BoundedMap(MEMORY_LIMIT)
         self._notices: dict[str, str] = {}  # undecided items only
         self._marked: BoundedMap[str, None] = BoundedMap(MEMORY_LIMIT)
         # ids in actions queued or being carried out, until their rows point at a message:
@@ -233,25 +217,6 @@ class BatchingRuntime:
             return True  # on its way to a message
         await self._apply(lambda b, now: b.add(tracked.task_id, key, now))
         return True
-
-    async def refresh_batch(self, batch_id: str) -> None:
-        """Re-render a batch message from the store (coalesced and paced per message).
-
-        Returns once a render that started after this call has finished; Discord errors are
-        logged, never raised to the caller (the decision itself already stands).
-        """
-        self._dirty.add(batch_id)
-        task = self._renders.get(batch_id)
-        if task is None or task.done():
-            task = asyncio.create_task(self._render_loop(batch_id), name=f"render-{batch_id}")
-            self._renders[batch_id] = task
-            task.add_done_callback(functools.partial(self._render_done, batch_id))
-        await asyncio.shield(task)
-
-    def _render_done(self, batch_id: str, task: asyncio.Task[None]) -> None:
-        """Forget a finished render loop (the next refresh starts a new one)."""
-        if self._renders.get(batch_id) is task:
-            del self._renders[batch_id]
 
     # ------------------------------------------------------------------ state machine
     async def _apply(
@@ -354,7 +319,7 @@ class BatchingRuntime:
                 len(action.task_ids),
                 message.id,
             )
-            self._shown[message.id] = _fingerprint(rendered)
+            self._shown[message.id] = fingerprint(rendered)
             record = await self.store.get_batch(action.batch_id)
             assert record is not None and record.message_id is not None
         channel_id, message_id = record.channel_id, record.message_id
@@ -417,132 +382,3 @@ class BatchingRuntime:
                 await self.bridge.escalation.task_opened(fresh)
         if decided:
             await self.refresh_batch(record.batch_id)
-
-    # ------------------------------------------------------------------ rendering
-    async def _items_of(self, record: BatchRecord) -> list[BatchItem]:
-        tracked = [
-            t
-            for t in await self.store.tasks_by_ids(record.task_ids)
-            if not t.has_message or t.message_id == record.message_id
-        ]
-        return batch_items(
-            tracked, min_coverage_percent=self.min_coverage_percent, notices=self._notices
-        )
-
-    async def items(self, batch_id: str) -> list[BatchItem]:
-        """The items of a batch message, with their current state and risk ([] if unknown)."""
-        record = await self.store.get_batch(batch_id)
-        return [] if record is None else await self._items_of(record)
-
-    async def item(self, task_id: str) -> BatchItem | None:
-        """One task as a batch item (risk, notice), or ``None`` when unknown."""
-        tracked = await self.store.get_task(task_id)
-        if tracked is None:
-            return None
-        return batch_items(
-            [tracked], min_coverage_percent=self.min_coverage_percent, notices=self._notices
-        )[0]
-
-    async def _render_loop(self, batch_id: str) -> None:
-        while batch_id in self._dirty:
-            self._dirty.discard(batch_id)
-            try:
-                await self._render_once(batch_id)
-            except Exception:
-                log.exception("could not re-render batch %s", batch_id)
-
-    async def _render_once(self, batch_id: str) -> None:
-        record = await self.store.get_batch(batch_id)
-        if record is None or record.channel_id is None or record.message_id is None:
-            return
-        items = await self._items_of(record)
-        newly_decided = [
-            i.task_id for i in items if i.tracked.is_decided and i.task_id not in self._marked
-        ]
-        if newly_decided:
-
-            def mark(b: Batcher, now: datetime) -> list[Action]:
-                actions: list[Action] = []
-                for task_id in newly_decided:
-                    actions.extend(b.mark_decided(task_id, now))
-                return actions
-
-            await self._apply(mark)
-            for task_id in newly_decided:
-                self._marked[task_id] = None
-                self._notices.pop(task_id, None)
-        rendered = render_batch(batch_id, items)
-        log.debug("batching: render %s with %d items", batch_id, len(items))
-        fingerprint = _fingerprint(rendered)
-        if self._shown.get(record.message_id) == fingerprint:
-            return
-        slot = await self.edit_pacer.acquire(record.channel_id)
-        message = self.notifier.channel(record.channel_id).get_partial_message(record.message_id)
-        try:
-            await message.edit(**rendered)
-        except discord.NotFound as exc:
-            if exc.code != 10008:
-                raise
-            await self.repost(batch_id, record.message_id, why="edit answered Unknown Message")
-            return
-        finally:
-            self.edit_pacer.mark_sent(slot)
-        self._shown[record.message_id] = fingerprint
-
-    async def repost(self, batch_id: str, message_id: int, *, why: str) -> None:
-        """The batch's message ``message_id`` is gone: post it again while an item needs a
-        decision (:func:`bot.discord.batch_repost.repost_batch`)."""
-        await repost_batch(self, batch_id, message_id, why=why)
-
-    # ------------------------------------------------------------------ Approve All Low-Risk
-    async def approve_low_risk(
-        self, batch_id: str, actor: Actor, *, idempotency_seed: str
-    ) -> Outcome:
-        """Approve, in ONE ``POST /v1/tasks/bulk``, the items low risk and pending right now.
-
-        The exactly-once protocol is the bridge's (:meth:`bot.actions.Actions.approve_bulk`):
-        the same role check per item, a compare-and-set "decision in flight" per item, one
-        request, per-item results confirmed and audited with the batch id. This method picks
-        the items, keeps each item's notice on the message and re-renders it.
-
-        Parameters
-        ----------
-        batch_id : str
-            The batch message's id.
-        actor : Actor
-            Who clicked; every item gets the single-message role check
-            (:meth:`Bridge.refusal_for`).
-        idempotency_seed : str
-            Stable per click (the interaction id): derives the bulk ``Idempotency-Key`` and
-            each item's in-flight key (contract §7.1).
-
-        Returns
-        -------
-        Outcome
-            ``done`` when at least one item was approved (the message lists any per-item
-            failure too); ``refused`` for a member without the role; ``conflict`` when no
-            low-risk item is pending; ``failed`` when the factory refused or stayed
-            unreachable (nothing is shown as approved; the button stays live);
-            ``unknown`` for an unknown batch.
-        """
-        record = await self.store.get_batch(batch_id)
-        if record is None:
-            return Outcome("unknown", "This batch is not known to the bridge.")
-        low = [i.tracked for i in await self._items_of(record) if i.approvable_low]
-        if not low:
-            return Outcome("conflict", BULK_NONE_PENDING)
-        result = await self.bridge.approve_bulk(
-            low, actor, idempotency_seed=idempotency_seed, batch_id=batch_id
-        )
-        for tracked in result.approved:
-            self._notices.pop(tracked.task_id, None)
-        for failure in result.failures:
-            if failure.kind == "failed":
-                self._notices[failure.tracked.task_id] = (
-                    f"⚠️ approval failed: {inline_text(failure.error, 300)}"
-                )
-            elif failure.kind == "unreported":
-                self._notices[failure.tracked.task_id] = "⚠️ approval not confirmed by the factory"
-        if result.sent:
-            await self.refresh_batch(batch_id)
-        return result.outcome

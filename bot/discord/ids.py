@@ -15,13 +15,16 @@ snooze select             ``fb:snooze:<task id>``                         :func:
 decision option select    ``fb:t:pick:<task id>``                         :func:`option_select`
 batch "Pick an item…"     ``fb:b:pick:<batch id>``                        :func:`batch_pick`
 batch Approve Low-Risk    ``fb:b:approve-low:<batch id>``                 :func:`batch_approve_low`
-batch Review All          ``fb:b:review:<batch id>``                      :func:`batch_review`
+batch Review All          ``fb:b:review:<batch id>[:<page>]``             :func:`batch_review`
+batch ◀ / ▶               ``fb:b:pg:<batch id>:<page>:<p|n>``             :func:`batch_page`
 listing ◀ / ▶             ``fb:pg:<kind>:<arg>:<page>:<p|n>``             :func:`page_button`
 modal                     ``fb:m:<kind>:<task id>:<opening id>``          :func:`modal_custom_id`
 ========================  ==============================================  ======================
 
 ``<action>`` is ``approve``, ``reject``, ``details``, ``ack`` or ``done``; ``<kind>`` of a listing is
-``pending``, ``pipelines``, ``blockers`` or ``history``; the opening id of a modal is the id of
+``pending``, ``pipelines``, ``blockers`` or ``history``; ``<page>`` of a batch message is the
+0-based page of 20 items the click shows (a batch message of any size is ONE message: its
+pages are re-read from the store at each click); the opening id of a modal is the id of
 the interaction that opened it (one id per opening: see :mod:`bot.discord.modals`).
 
 ``bot/reconcile.py`` reads task ids back from posted messages with its own expression (it sits
@@ -35,6 +38,7 @@ import re
 __all__ = [
     "BATCH_APPROVE_LOW_TEMPLATE",
     "BATCH_ID",
+    "BATCH_PAGE_TEMPLATE",
     "BATCH_PICK_TEMPLATE",
     "BATCH_PREFIX",
     "BATCH_REVIEW_TEMPLATE",
@@ -48,6 +52,7 @@ __all__ = [
     "TASK_BUTTON_TEMPLATE",
     "TASK_ID",
     "batch_approve_low",
+    "batch_page",
     "batch_pick",
     "batch_review",
     "is_task_id",
@@ -83,7 +88,9 @@ SNOOZE_TEMPLATE = rf"fb:snooze:(?P<task_id>{TASK_ID})"
 OPTION_SELECT_TEMPLATE = rf"fb:t:pick:(?P<task_id>{TASK_ID})"
 BATCH_PICK_TEMPLATE = rf"fb:b:pick:(?P<batch_id>{BATCH_ID})"
 BATCH_APPROVE_LOW_TEMPLATE = rf"fb:b:approve-low:(?P<batch_id>{BATCH_ID})"
-BATCH_REVIEW_TEMPLATE = rf"fb:b:review:(?P<batch_id>{BATCH_ID})"
+#: Review All: the page's items (``:<page>`` absent on messages from before pages: page 0).
+BATCH_REVIEW_TEMPLATE = rf"fb:b:review:(?P<batch_id>{BATCH_ID})(?::(?P<page>\d{{1,5}}))?"
+BATCH_PAGE_TEMPLATE = rf"fb:b:pg:(?P<batch_id>{BATCH_ID}):(?P<page>\d{{1,5}}):(?P<dir>[pn])"
 PAGE_TEMPLATE = (
     rf"fb:pg:(?P<kind>{'|'.join(LISTING_KINDS)})"
     rf":(?P<arg>{TASK_ID}|):(?P<page>-?\d{{1,4}}):(?P<dir>[pn])"
@@ -136,9 +143,19 @@ def batch_approve_low(batch_id: str) -> str:
     return f"{BATCH_PREFIX}approve-low:{batch_id}"
 
 
-def batch_review(batch_id: str) -> str:
-    """``fb:b:review:<batch id>``: "Review All"."""
-    return f"{BATCH_PREFIX}review:{batch_id}"
+def batch_review(batch_id: str, page: int = 0) -> str:
+    """``fb:b:review:<batch id>[:<page>]``: "Review All" of one page of a batch message (the
+    first page keeps the id of messages from before pages)."""
+    return f"{BATCH_PREFIX}review:{batch_id}" + (f":{page}" if page else "")
+
+
+def batch_page(batch_id: str, page: int, direction: str) -> str:
+    """``fb:b:pg:<batch id>:<page>:<p|n>``: a batch message's ◀ (``p``) or ▶ (``n``) button.
+
+    ``page`` is the 0-based page the click shows (≤ 99,999; a batch id is ≤ 80 characters, so
+    the id stays within Discord's 100).
+    """
+    return f"{BATCH_PREFIX}pg:{batch_id}:{page}:{direction}"
 
 
 def page_button(kind: str, arg: str, page: int, direction: str) -> str:

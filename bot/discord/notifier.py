@@ -2,11 +2,14 @@
 
 Implements :class:`bot.bridge.Notifier`. Message creation goes through a
 :class:`~bot.discord.pacing.ChannelPacer` so that the bridge stays within Discord's per-channel
-rate on its own instead of waiting out 429s.
+rate on its own instead of waiting out 429s; every edit of a task or batch message goes through
+:attr:`DiscordNotifier.edits`, an :class:`~bot.discord.edit_queue.EditQueue` (latest render
+only, paced per channel with its own budget, 30046-aware).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -17,6 +20,7 @@ from typing import Any
 import discord
 
 from bot.channel_map import ALERT_EVENT_TYPES, event_channels
+from bot.discord.edit_queue import EditQueue
 from bot.discord.embeds import NextStep, discord_timestamp, task_embed
 from bot.discord.limits import NO_PINGS, fit_content, fit_message
 from bot.discord.pacing import ChannelPacer
@@ -48,6 +52,14 @@ log = logging.getLogger(__name__)
 
 #: Most task messages whose last render is remembered (to skip edits that change nothing).
 SHOWN_LIMIT = 4096
+
+#: Most seconds a caller of an edit waits for it to be sent (a person's answer waits for it
+#: at most this long; past it, the edit goes on in the background and a failure goes to
+#: :attr:`DiscordNotifier.on_edit_fault`).
+EDIT_WAIT_SECONDS = 1.5
+
+#: Embed fields that only say when the ladder acts next: a change of those alone is cosmetic.
+COSMETIC_FIELDS = frozenset({"Next escalation", "Escalation so far"})
 
 
 def event_text(event: FactoryEvent) -> str | None:
@@ -118,6 +130,24 @@ def _fingerprint(rendered: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _essential(rendered: dict[str, Any]) -> str:
+    """The fingerprint of what people must see on a task message: the render without its
+    cosmetic fields (:data:`COSMETIC_FIELDS`). Two renders with the same essential
+    fingerprint differ only in the "Next escalation" lines."""
+    embed = rendered.get("embed")
+    data = embed.to_dict() if embed else None
+    if data is not None:
+        data = dict(data)
+        data["fields"] = [f for f in data.get("fields", []) if f.get("name") not in COSMETIC_FIELDS]
+    view = rendered.get("view")
+    text = json.dumps(
+        [data, view.to_components() if view else None, rendered.get("content")],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 class DiscordNotifier:
     """Posts and edits the bridge's messages.
 
@@ -133,6 +163,11 @@ class DiscordNotifier:
         Returns the next escalation step to show on a task message (set by the ladder).
     clock:
         Current aware UTC time (to show "SLA breached").
+    edit_pacer:
+        The per-channel budget of message edits (``DISCORD_EDIT_RATE_LIMIT`` per
+        ``DISCORD_CHANNEL_RATE_WINDOW_SECONDS``; default 5 per 5 s), separate from ``pacer``.
+    old_edit_backoff_seconds:
+        ``DISCORD_OLD_EDIT_BACKOFF_SECONDS``: pause of old-message edits after a 30046.
     """
 
     def __init__(
@@ -143,6 +178,8 @@ class DiscordNotifier:
         pacer: ChannelPacer | None = None,
         next_step: Callable[[TrackedTask], NextStep | None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        edit_pacer: ChannelPacer | None = None,
+        old_edit_backoff_seconds: float = 60.0,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -157,6 +194,18 @@ class DiscordNotifier:
         # (bounded: memory must not grow with every task ever posted; a forgotten message
         # costs at most one more edit)
         self._shown: BoundedMap[int, str] = BoundedMap(SHOWN_LIMIT)
+        # what each recent task message last showed without its cosmetic lines
+        self._essential: BoundedMap[int, str] = BoundedMap(SHOWN_LIMIT)
+        #: every edit of a task or batch message (bot.discord.edit_queue)
+        self.edits = EditQueue(
+            self._edit_now,
+            pacer=edit_pacer or ChannelPacer(),
+            old_backoff_seconds=old_edit_backoff_seconds,
+        )
+        #: told about an edit that failed after its caller stopped waiting
+        #: (``async (task_id, MessageGone | ChannelUnavailable | Exception)``; set by the app)
+        self.on_edit_fault: Callable[[str, Exception], Awaitable[None]] | None = None
+        self._late: set[asyncio.Task[None]] = set()
 
     def channel(self, channel_id: int) -> discord.PartialMessageable:
         """A channel handle that needs no cache (works before the guild is chunked)."""
@@ -244,10 +293,98 @@ class DiscordNotifier:
                 raise self._channel_fault(channel_id, exc) from exc
             raise
         self._shown[message.id] = _fingerprint(rendered)
+        self._essential[message.id] = _essential(rendered)
         return channel_id, message.id
+
+    async def _edit_now(self, channel_id: int, message_id: int, payload: dict[str, Any]) -> None:
+        """One edit, as :class:`~bot.discord.edit_queue.EditQueue` sends it.
+
+        Raises
+        ------
+        bot.message_faults.MessageGone
+            10008 Unknown Message.
+        bot.message_faults.ChannelUnavailable
+            10003, 50001 or 50013.
+        discord.HTTPException
+            Anything else, 30046 included (the queue pauses old messages on it).
+        """
+        message = self.channel(channel_id).get_partial_message(message_id)
+        try:
+            await message.edit(**payload)
+        except discord.HTTPException as exc:
+            if exc.code == 10008:
+                raise MessageGone(channel_id, message_id) from exc
+            if exc.code in CHANNEL_FAULT_CODES:
+                raise self._channel_fault(channel_id, exc) from exc
+            raise
+        self._shown[message_id] = _fingerprint(payload)
+        if "embed" in payload:
+            self._essential[message_id] = _essential(payload)
+
+    async def queue_edit(
+        self,
+        channel_id: int,
+        message_id: int,
+        payload: dict[str, Any],
+        *,
+        important: bool = True,
+        on_late_fault: Callable[[Exception], Awaitable[None]] | None = None,
+    ) -> bool | None:
+        """Queue an edit (:attr:`edits`) and wait for it at most :data:`EDIT_WAIT_SECONDS`.
+
+        Parameters
+        ----------
+        channel_id, message_id : int
+            The message.
+        payload : dict
+            Keyword arguments of ``Message.edit`` (fitted already).
+        important : bool
+            Never dropped, served before cosmetic edits (see :mod:`bot.discord.edit_queue`).
+        on_late_fault : callable, optional
+            Called with the exception when the edit fails after the wait ended (logged
+            otherwise).
+
+        Returns
+        -------
+        bool or None
+            ``True`` sent, ``False`` dropped, ``None`` still queued (the caller goes on; the
+            edit follows as soon as the budget allows). A cosmetic edit always gives ``None``
+            at once (in a storm of ladder refreshes nobody waits for them).
+
+        Raises
+        ------
+        bot.message_faults.MessageGone, bot.message_faults.ChannelUnavailable
+            The edit failed within the wait (10008; 10003 / 50001 / 50013).
+        discord.HTTPException
+            Another refusal within the wait.
+        """
+        future = self.edits.submit(channel_id, message_id, payload, important=important)
+        # a cosmetic edit is never waited for: a storm of them must hold nobody up
+        if important:
+            done, _ = await asyncio.wait({future}, timeout=EDIT_WAIT_SECONDS)
+            if future in done:
+                return future.result()
+
+        def settled(fut: asyncio.Future[bool]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if not isinstance(exc, Exception):
+                return
+            if on_late_fault is None:
+                log.warning("edit of message %s failed: %r", message_id, exc)
+                return
+            task: asyncio.Task[None] = asyncio.ensure_future(on_late_fault(exc))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+
+        future.add_done_callback(settled)
+        return None
 
     async def edit_task(self, tracked: TrackedTask) -> None:
         """Bring the task's own message up to date (batch items are edited by the batcher).
+
+        The edit goes through :attr:`edits` (:meth:`queue_edit`): this returns once it was
+        sent, or after :data:`EDIT_WAIT_SECONDS` while it still waits for the channel's edit
+        budget (a later failure then goes to :attr:`on_edit_fault`).
 
         Raises
         ------
@@ -270,16 +407,23 @@ class DiscordNotifier:
         fingerprint = _fingerprint(rendered)
         if self._shown.get(tracked.message_id) == fingerprint:
             return
-        message = self.channel(tracked.channel_id).get_partial_message(tracked.message_id)
-        try:
-            await message.edit(**rendered)
-        except discord.HTTPException as exc:
-            if exc.code == 10008:
-                raise MessageGone(tracked.channel_id, tracked.message_id) from exc
-            if exc.code in CHANNEL_FAULT_CODES:
-                raise self._channel_fault(tracked.channel_id, exc) from exc
-            raise
-        self._shown[tracked.message_id] = fingerprint
+        # a render that changes only the "Next escalation" lines is cosmetic: coalesced and,
+        # in a storm, dropped; anything else (decision, acknowledgement, breach) is never
+        # dropped (an unknown earlier render counts as a change)
+        important = self._essential.get(tracked.message_id) != _essential(rendered)
+        task_id = tracked.task_id
+
+        async def late(exc: Exception) -> None:
+            if self.on_edit_fault is not None:
+                await self.on_edit_fault(task_id, exc)
+
+        await self.queue_edit(
+            tracked.channel_id,
+            tracked.message_id,
+            rendered,
+            important=important,
+            on_late_fault=late,
+        )
 
     async def post_event(self, event: FactoryEvent) -> None:
         """Post an informational event to its channels (:func:`bot.channel_map.event_channels`).

@@ -7,8 +7,8 @@ Discord's invalid-request limit. The bridge therefore calls :meth:`ChannelPacer.
 each message it creates in a channel; bursts of tasks are already folded into few, full batch
 messages by :mod:`batching`, so the pacer only ever queues a handful of sends.
 
-Message edits have their own, separate limit; an adapter that wants to pace them too uses a
-second :class:`ChannelPacer`.
+Message edits have their own, separate limit: :mod:`bot.discord.edit_queue` paces them with a
+second :class:`ChannelPacer` (``DISCORD_EDIT_RATE_LIMIT``), so edits never delay new messages.
 """
 
 from __future__ import annotations

@@ -65,6 +65,13 @@ class FakeNotifier:
 
         return _Channel()
 
+    async def queue_edit(
+        self, channel_id: int, message_id: int, payload: dict[str, Any], **_: Any
+    ) -> bool:
+        """The edit queue of the real notifier, sending at once."""
+        await self.channel(channel_id).get_partial_message(message_id).edit(**payload)
+        return True
+
     async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
         message = await self.send(CHANNEL, single=tracked.task_id)
         return CHANNEL, message.id

@@ -2,7 +2,9 @@
 
 Routine tasks of one kind arriving together → one batch message with a risk per item;
 "Approve All Low-Risk" → one bulk call; a picked item's Reject → a reason modal for that item
-only; a burst of 200 → at most 10 full messages and no 429; a critical task never waits.
+only; a burst of 200 → ONE message in pages of 20 (◀ / ▶, re-read from the store, working
+after a restart; "Approve All Low-Risk (200)" covers every page) and no 429; a critical task
+never waits.
 """
 
 from __future__ import annotations
@@ -226,26 +228,82 @@ async def test_five_servers_one_message_bulk_approve_and_item_reject(
     assert len(batch_messages(world)) == 1 and single_messages(world) == []
 
 
-async def test_burst_of_200_gives_at_most_10_messages_and_no_429(
+def footer(message: RecordedMessage) -> str:
+    """The footer of the message's embed ("Page 2/10 · … · batch b1-…")."""
+    return str((message.embeds[0].get("footer") or {}).get("text", ""))
+
+
+async def turn_page(world: World, message: RecordedMessage, label: str, page: int) -> list[str]:
+    """Press ◀ / ▶ on the batch message; the items of the page it then shows (1-based)."""
+    click = await world.discord.press_button(
+        TASKS_CHANNEL_ID, label, user=world.people.bob, message_id=message.id
+    )
+    await click.response()
+    await world.discord.wait_for(lambda: footer(message).startswith(f"Page {page}/"), 5)
+    return item_ids(message)
+
+
+async def test_burst_of_200_gives_one_message_in_pages_and_no_429(
     world: World, make_bridge: Callable[..., BridgeProcess]
 ) -> None:
     bridge = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="2")
     await bridge.start()
-    tasks = [await routine(world, f"server-{i:03d}", emit=False) for i in range(200)]
+    # 200 routine tasks of one kind; every 40th has failing tests (high risk: 5 of them)
+    failing = {"summary": "Review it.", "testResults": results(47, failed=3)}
+    tasks = [
+        await routine(
+            world, f"server-{i:03d}", emit=False, **({"context": failing} if i % 40 == 0 else {})
+        )
+        for i in range(200)
+    ]
     ids = [t["id"] for t in tasks]
+    low = [t["id"] for i, t in enumerate(tasks) if i % 40]
     started = time.monotonic()
     await deliver_burst(world, tasks)  # 200 signed task.created webhooks, 20 at a time
     assert time.monotonic() - started < 10
 
-    def shown() -> list[str]:
-        return [i for m in batch_messages(world) for i in item_ids(m)]
+    def titled(n: int) -> bool:
+        shown = batch_messages(world)
+        return len(shown) == 1 and shown[0].embeds[0]["title"].startswith(f"📋 {n} tasks")
 
-    await world.discord.wait_for(lambda: set(shown()) == set(ids), 30)
-    listed = shown()
-    assert sorted(listed) == sorted(ids)  # every task on exactly one message
-    assert len(batch_messages(world)) <= 10
+    await world.discord.wait_for(lambda: titled(200), 30)
+    (message,) = batch_messages(world)  # ONE message for the whole burst
     assert single_messages(world) == []
     assert [e for e in world.discord.errors if e.status == 429] == []
+    assert footer(message).startswith("Page 1/10")
+    assert "Approve All Low-Risk (195)" in message.button_labels  # every page, not 20
+    # ◀ ▶ walk through every item, each on exactly one page
+    pages = [item_ids(message)]
+    for page in range(2, 11):
+        pages.append(await turn_page(world, message, "Next ▶", page))
+    listed = [task_id for page_ids in pages for task_id in page_ids]
+    assert [len(p) for p in pages] == [20] * 10
+    assert sorted(listed) == sorted(ids)
+    assert next(b for b in message.buttons() if b.get("label") == "Next ▶").get("disabled")
+    assert await turn_page(world, message, "◀ Previous", 9) == pages[8]
+    await bridge.kill()
+    await bridge.start()
+    # "Approve All Low-Risk (195)" approves the low-risk items of EVERY page in ONE bulk call
+    click = await world.discord.press_button(
+        TASKS_CHANNEL_ID,
+        "Approve All Low-Risk (195)",
+        user=world.people.alice,
+        message_id=message.id,
+    )
+    await click.response()
+    await wait_until(
+        lambda: all(world.factory.tasks[i]["status"] == "completed" for i in low), timeout=30
+    )
+    (bulk,) = world.factory.calls("POST", BULK)
+    assert sorted(bulk.json["taskIds"]) == sorted(low)
+    assert world.factory.calls("POST", COMPLETE) == []
+    await world.discord.wait_for(lambda: "195 approved · 5 pending" in footer(message), 30)
+    # the re-render after the restart kept the page the message showed
+    assert footer(message).startswith("Page 9/10")
+    # the pages are re-read from the store: they work after the restart
+    assert await turn_page(world, message, "◀ Previous", 8) == pages[7]
+    assert await turn_page(world, message, "Next ▶", 9) == pages[8]
+    assert len(batch_messages(world)) == 1
 
 
 async def test_critical_task_in_a_batch_window_is_posted_alone_at_once(

@@ -669,3 +669,25 @@ async def test_removed_permissions_and_deleted_channel_get_discords_codes(
         await bot.get_partial_messageable(ALERTS).send("alert")
     assert caught.value.code == 10003
     assert [m.content for m in emulator.messages(DECISIONS)] == ["first, edited", "second"]
+
+
+async def test_edits_of_hour_old_messages_beyond_the_budget_get_30046() -> None:
+    async with running_emulator(
+        old_message_edit_limit=2, old_message_edit_window_seconds=60
+    ) as emu:
+        client = Bot()
+        async with running_bot(emu, client):
+            old = await channel(client).send("posted an hour ago")
+            emu.advance(3601)  # emulator clock: the message is now older than one hour
+            young = await channel(client).send("posted now")
+            await old.edit(content="edit 1")
+            await old.edit(content="edit 2")
+            with pytest.raises(discord.HTTPException) as caught:
+                await old.edit(content="edit 3")
+            assert (caught.value.status, caught.value.code) == (429, 30046)
+            for n in range(3):  # a young message of the channel is not limited by it
+                await young.edit(content=f"young edit {n}")
+            emu.advance(61)  # the window passes: old edits are taken again
+            await old.edit(content="edit 3, later")
+            assert emu.message(old.id).content == "edit 3, later"  # type: ignore[union-attr]
+            assert [m for _, _, m in emu.edit_log].count(old.id) == 3

@@ -1,0 +1,292 @@
+"""The batch message itself: its items read from the store, its pages, its edits, its bulk button.
+
+Split out of :mod:`bot.discord.batching_runtime` (which decides *when* batch messages are posted
+and extended); :class:`BatchMessages` is a mixin of :class:`~bot.discord.batching_runtime.
+BatchingRuntime` and keeps what a batch message *shows*:
+
+* **Pages.** A batch group is ONE message however large (issue 17), shown in pages of 20 items
+  (:data:`bot.discord.batch_embeds.PAGE_SIZE`). :meth:`BatchMessages.show_page` is the ◀ / ▶
+  click: it renders the page from the store and records it as the page the message shows
+  (``runtime_state`` row ``batch-page:<batch id>``), so that later re-renders keep it, after a
+  restart too; the buttons carry the batch id and the page, so they work across restarts.
+* **Edits.** :meth:`BatchMessages.refresh_batch` re-renders the message from the store,
+  coalesced per message (one render at a time, at most one more queued), through the
+  notifier's edit queue (:mod:`bot.discord.edit_queue`: latest render only, the channel's edit
+  budget shared with task messages). Decided items are reported to the batcher so that a fully
+  decided message closes. 10008 Unknown Message → the batch is posted again
+  (:func:`bot.discord.batch_repost.repost_batch`).
+* **Approve All Low-Risk** (:meth:`BatchMessages.approve_low_risk`): the items low risk and
+  pending at the click, on EVERY page, in one bulk approval through
+  :meth:`bot.actions.Actions.approve_bulk` (the exactly-once protocol, unchanged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from batching import Action, Batcher
+from bot.discord.batch_embeds import BatchItem, batch_items, clamp_page
+from bot.discord.batch_repost import repost_batch
+from bot.discord.batch_views import render_batch
+from bot.keyed import BoundedMap
+from bot.message_faults import MessageGone
+from bot.outcomes import BULK_NONE_PENDING, Actor, Outcome
+from bot.store import BatchRecord, Store
+from escalation.markup import inline_text
+
+if TYPE_CHECKING:
+    from bot.bridge import Bridge
+    from bot.discord.notifier import DiscordNotifier
+
+__all__ = ["MEMORY_LIMIT", "PAGE_STATE_PREFIX", "BatchMessages", "fingerprint"]
+
+log = logging.getLogger(__name__)
+
+#: Most batch messages (and decided items) whose last render / page is remembered.
+MEMORY_LIMIT = 4096
+
+#: ``runtime_state`` key prefix of the page a batch message shows (``batch-page:<batch id>``).
+PAGE_STATE_PREFIX = "batch-page:"
+
+
+def fingerprint(rendered: dict[str, Any]) -> str:
+    """A comparable text of a rendered batch message (embed and components)."""
+    embed = rendered.get("embed")
+    view = rendered.get("view")
+    return json.dumps(
+        [embed.to_dict() if embed else None, view.to_components() if view else None],
+        sort_keys=True,
+        default=str,
+    )
+
+
+class BatchMessages:
+    """What a batch message shows: items, pages, edits, Approve All Low-Risk (a mixin).
+
+    The class using it sets the attributes below in its ``__init__`` (see
+    :class:`bot.discord.batching_runtime.BatchingRuntime`) and provides ``_apply``.
+    """
+
+    bridge: Bridge
+    store: Store
+    notifier: DiscordNotifier
+    min_coverage_percent: float
+    _renders: dict[str, asyncio.Task[None]]
+    _dirty: set[str]
+    _shown: BoundedMap[int, str]
+    _pages: BoundedMap[str, int]
+    _notices: dict[str, str]
+    _marked: BoundedMap[str, None]
+
+    async def _apply(
+        self, step: Callable[[Batcher, datetime], list[Action]], *, wake: bool = True
+    ) -> list[Action]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ reading
+    async def _items_of(self, record: BatchRecord) -> list[BatchItem]:
+        tracked = [
+            t
+            for t in await self.store.tasks_by_ids(record.task_ids)
+            if not t.has_message or t.message_id == record.message_id
+        ]
+        return batch_items(
+            tracked, min_coverage_percent=self.min_coverage_percent, notices=self._notices
+        )
+
+    async def items(self, batch_id: str) -> list[BatchItem]:
+        """The items of a batch message (every page), with their current state and risk ([] if
+        unknown)."""
+        record = await self.store.get_batch(batch_id)
+        return [] if record is None else await self._items_of(record)
+
+    async def item(self, task_id: str) -> BatchItem | None:
+        """One task as a batch item (risk, notice), or ``None`` when unknown."""
+        tracked = await self.store.get_task(task_id)
+        if tracked is None:
+            return None
+        return batch_items(
+            [tracked], min_coverage_percent=self.min_coverage_percent, notices=self._notices
+        )[0]
+
+    async def page_of(self, batch_id: str) -> int:
+        """The page (0-based) the batch message shows: remembered, else read from the store
+        (a click before a restart), else the first."""
+        page = self._pages.get(batch_id)
+        if page is None:
+            saved = await self.store.load_state(PAGE_STATE_PREFIX + batch_id)
+            raw = saved.get("page") if saved else None
+            page = raw if isinstance(raw, int) and raw >= 0 else 0
+            self._pages[batch_id] = page
+        return page
+
+    async def show_page(self, batch_id: str, page: int) -> dict[str, Any] | None:
+        """The ◀ / ▶ click: render ``page`` (0-based, clamped) of the batch from the store and
+        keep it as the page the message shows.
+
+        Parameters
+        ----------
+        batch_id : str
+            The batch (from the button's custom_id).
+        page : int
+            The page asked for; a page past the end shows the last one.
+
+        Returns
+        -------
+        dict or None
+            ``embed`` and ``view`` for the message (the caller edits it through the
+            interaction); ``None`` for a batch the store does not know.
+        """
+        record = await self.store.get_batch(batch_id)
+        if record is None:
+            return None
+        items = await self._items_of(record)
+        page = clamp_page(page, len(items))
+        if await self.page_of(batch_id) != page:
+            await self.store.save_state(PAGE_STATE_PREFIX + batch_id, {"page": page})
+        self._pages[batch_id] = page
+        rendered = render_batch(batch_id, items, page)
+        if record.message_id is not None and record.channel_id is not None:
+            # the click shows this render: a queued edit of an older page must not follow it
+            self.notifier.edits.withdraw(record.channel_id, record.message_id)
+            self._shown[record.message_id] = fingerprint(rendered)
+        return rendered
+
+    # ------------------------------------------------------------------ re-rendering
+    async def refresh_batch(self, batch_id: str) -> None:
+        """Re-render a batch message from the store (coalesced per message, then queued as an
+        edit: :mod:`bot.discord.edit_queue`).
+
+        Returns once a render that started after this call has finished (its edit sent, or
+        still waiting for the channel's edit budget after
+        :data:`bot.discord.notifier.EDIT_WAIT_SECONDS`); Discord errors are logged, never
+        raised to the caller (the decision itself already stands).
+        """
+        self._dirty.add(batch_id)
+        task = self._renders.get(batch_id)
+        if task is None or task.done():
+            task = asyncio.create_task(self._render_loop(batch_id), name=f"render-{batch_id}")
+            self._renders[batch_id] = task
+            task.add_done_callback(functools.partial(self._render_done, batch_id))
+        await asyncio.shield(task)
+
+    def _render_done(self, batch_id: str, task: asyncio.Task[None]) -> None:
+        """Forget a finished render loop (the next refresh starts a new one)."""
+        if self._renders.get(batch_id) is task:
+            del self._renders[batch_id]
+
+    async def _render_loop(self, batch_id: str) -> None:
+        while batch_id in self._dirty:
+            self._dirty.discard(batch_id)
+            try:
+                await self._render_once(batch_id)
+            except Exception:
+                log.exception("could not re-render batch %s", batch_id)
+
+    async def _render_once(self, batch_id: str) -> None:
+        record = await self.store.get_batch(batch_id)
+        if record is None or record.channel_id is None or record.message_id is None:
+            return
+        items = await self._items_of(record)
+        newly_decided = [
+            i.task_id for i in items if i.tracked.is_decided and i.task_id not in self._marked
+        ]
+        if newly_decided:
+
+            def mark(b: Batcher, now: datetime) -> list[Action]:
+                actions: list[Action] = []
+                for task_id in newly_decided:
+                    actions.extend(b.mark_decided(task_id, now))
+                return actions
+
+            await self._apply(mark)
+            for task_id in newly_decided:
+                self._marked[task_id] = None
+                self._notices.pop(task_id, None)
+        rendered = render_batch(batch_id, items, await self.page_of(batch_id))
+        log.debug("batching: render %s with %d items", batch_id, len(items))
+        shown = fingerprint(rendered)
+        message_id = record.message_id
+        if self._shown.get(message_id) == shown:
+            return
+
+        async def late(exc: Exception) -> None:
+            if isinstance(exc, MessageGone):
+                await self.repost(batch_id, message_id, why="edit answered Unknown Message")
+            else:
+                log.warning("could not edit batch message %s: %r", message_id, exc)
+
+        try:
+            sent = await self.notifier.queue_edit(
+                record.channel_id, message_id, rendered, important=True, on_late_fault=late
+            )
+        except MessageGone:
+            await self.repost(batch_id, message_id, why="edit answered Unknown Message")
+            return
+        if sent:
+            self._shown[message_id] = shown
+
+    async def repost(self, batch_id: str, message_id: int, *, why: str) -> None:
+        """The batch's message ``message_id`` is gone: post it again while an item needs a
+        decision (:func:`bot.discord.batch_repost.repost_batch`)."""
+        await repost_batch(self, batch_id, message_id, why=why)
+
+    # ------------------------------------------------------------------ Approve All Low-Risk
+    async def approve_low_risk(
+        self, batch_id: str, actor: Actor, *, idempotency_seed: str
+    ) -> Outcome:
+        """Approve, in ONE ``POST /v1/tasks/bulk``, the items low risk and pending right now,
+        on every page of the message.
+
+        The exactly-once protocol is the bridge's (:meth:`bot.actions.Actions.approve_bulk`):
+        the same role check per item, a compare-and-set "decision in flight" per item, one
+        request, per-item results confirmed and audited with the batch id. This method picks
+        the items, keeps each item's notice on the message and re-renders it.
+
+        Parameters
+        ----------
+        batch_id : str
+            The batch message's id.
+        actor : Actor
+            Who clicked; every item gets the single-message role check
+            (:meth:`Bridge.refusal_for`).
+        idempotency_seed : str
+            Stable per click (the interaction id): derives the bulk ``Idempotency-Key`` and
+            each item's in-flight key (contract §7.1).
+
+        Returns
+        -------
+        Outcome
+            ``done`` when at least one item was approved (the message lists any per-item
+            failure too); ``refused`` for a member without the role; ``conflict`` when no
+            low-risk item is pending; ``failed`` when the factory refused or stayed
+            unreachable (nothing is shown as approved; the button stays live);
+            ``unknown`` for an unknown batch.
+        """
+        record = await self.store.get_batch(batch_id)
+        if record is None:
+            return Outcome("unknown", "This batch is not known to the bridge.")
+        low = [i.tracked for i in await self._items_of(record) if i.approvable_low]
+        if not low:
+            return Outcome("conflict", BULK_NONE_PENDING)
+        result = await self.bridge.approve_bulk(
+            low, actor, idempotency_seed=idempotency_seed, batch_id=batch_id
+        )
+        for tracked in result.approved:
+            self._notices.pop(tracked.task_id, None)
+        for failure in result.failures:
+            if failure.kind == "failed":
+                self._notices[failure.tracked.task_id] = (
+                    f"⚠️ approval failed: {inline_text(failure.error, 300)}"
+                )
+            elif failure.kind == "unreported":
+                self._notices[failure.tracked.task_id] = "⚠️ approval not confirmed by the factory"
+        if result.sent:
+            await self.refresh_batch(batch_id)
+        return result.outcome
