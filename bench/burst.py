@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import aiohttp
@@ -43,19 +44,29 @@ def messages_per_kind(messages: list, kinds: dict[str, str]) -> dict[str, int]:
     kind)."""
     counts: dict[str, int] = {}
     for message in messages:
-        shown = visible_task_ids([message], set(kinds))
+        text = json.dumps(message.components) + json.dumps(message.embeds)
+        shown = {task_id for task_id in kinds if task_id in text}  # page 1 names its kind
         for kind in {kinds[task_id] for task_id in shown}:
             counts[kind] = counts.get(kind, 0) + 1
     return counts
 
 
-def visible_task_ids(messages: list, ids: set[str]) -> set[str]:
-    """Task ids that appear on any message (components carry them; batch items in options)."""
-    seen: set[str] = set()
+BATCH_TITLE = re.compile(r"📋 (\d+) tasks? ready for review")
+
+
+def listed_count(messages: list, ids: set[str]) -> int:
+    """How many of ``ids`` the channel lists: a batch message lists every item on its pages
+    (its title counts them all; ◀ ▶ reach each), another message the task ids it carries."""
+    listed = 0
     for message in messages:
+        title = (message.embeds[0].get("title") or "") if message.embeds else ""
+        match = BATCH_TITLE.search(title)
+        if match is not None:
+            listed += int(match.group(1))
+            continue
         text = json.dumps(message.components) + json.dumps(message.embeds)
-        seen.update(task_id for task_id in ids if task_id in text)
-    return seen
+        listed += sum(1 for task_id in ids if task_id in text)
+    return listed
 
 
 async def run_once(measurement: Measurement) -> None:
@@ -89,7 +100,7 @@ async def run_once(measurement: Measurement) -> None:
 
         def all_visible() -> bool:
             messages = [m for m in world.discord.messages(TASKS_CHANNEL_ID) if not m.ephemeral]
-            return len(visible_task_ids(messages, ids)) >= TASKS
+            return listed_count(messages, ids) >= TASKS
 
         try:
             await world.discord.wait_for(all_visible, GROUP_WAIT_SECONDS + 90)
@@ -101,7 +112,7 @@ async def run_once(measurement: Measurement) -> None:
         measurement.add("channel messages", len(messages))
         measurement.add("messages per kind (max)", max(per_kind.values(), default=0))
         measurement.add("429 answers", sum(1 for e in world.discord.errors if e.status == 429))
-        measurement.add("tasks visible", len(visible_task_ids(messages, ids)))
+        measurement.add("tasks visible", listed_count(messages, ids))
         measurement.add("group wait s", GROUP_WAIT_SECONDS)
         measurement.add(
             "last task visible after s", (visible_at - start) if visible_at else float("nan")
