@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,9 +78,9 @@ class SilentMessenger:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[tuple[Bridge, LadderRuntime, FakeFactory]]:
+async def rig(database_url: str) -> AsyncIterator[tuple[Bridge, LadderRuntime, FakeFactory]]:
     clock = Clock()
-    store = Store(f"sqlite:///{tmp_path / 'memory.db'}")
+    store = Store(database_url)
     await store.create_schema()
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
