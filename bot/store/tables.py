@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 
-
 class BoundedString(TypeDecorator[str]):
     """``VARCHAR(length)`` whose written values are clipped to ``length`` characters.
 
@@ -55,7 +54,7 @@ class BoundedString(TypeDecorator[str]):
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         """``value`` cut to the column's length (``None`` and short values unchanged)."""
-        length = self.impl_instance.length
+        length: int | None = getattr(self.impl_instance, "length", None)
         if value is not None and length is not None and len(value) > length:
             return value[:length]
         return value
@@ -167,7 +166,9 @@ escalation_deliveries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", BoundedString(64), nullable=False, index=True),
     Column("step", BoundedString(32), nullable=False),
-    Column("channel", BoundedString(16), nullable=False),  # dm, sms, call, reply, alert, reassign, …
+    Column(
+        "channel", BoundedString(16), nullable=False
+    ),  # dm, sms, call, reply, alert, reassign, …
     Column("recipient", BoundedString(200), nullable=False),  # roster name, "task", "alerts", …
     Column("due_at", Float, nullable=False),
     Column("held", Integer, nullable=False, default=0),  # held for quiet hours (digest)
