@@ -1,5 +1,5 @@
 """``factory-bridge`` command line: ``run``, ``sandbox``, ``check-config``, ``audit``,
-``webhooks``."""
+``webhooks``, ``db upgrade`` and ``db current``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ __all__ = [
     "build_parser",
     "cmd_audit",
     "cmd_check_config",
+    "cmd_db",
     "cmd_run",
     "cmd_sandbox",
     "cmd_webhooks",
@@ -172,6 +173,54 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """``db upgrade``: apply the schema migrations (what ``run`` does at start, under the same
+    lock); ``db current``: print the database's revision and this build's newest.
+
+    Exit 0 on success; 1 when the database cannot be reached or migrated (the reason on
+    stderr, never the URL's credentials); ``current`` exits 3 when the database is behind.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.settings import DatabaseSettings, describe_validation_error
+    from bot.store import Store
+    from bot.store.migrate import MigrationError, current_revision, head_revision
+
+    try:
+        settings = DatabaseSettings()
+    except ValidationError as exc:
+        for line in describe_validation_error(exc):
+            print(f"factory-bridge: {line}", file=sys.stderr)
+        return 2
+    where = settings.database_url.split("@")[-1]  # never print credentials of a DB URL
+    head = head_revision()
+
+    async def run() -> int:
+        store = Store(settings.database_url)
+        try:
+            if args.db_command == "upgrade":
+                done = await store.create_schema()
+                if done.adopted:
+                    added = ", ".join(done.added) or "nothing"
+                    print(f"adopted a database made before migrations (added {added})")
+                if done.before == done.after:
+                    print(f"{where}: already at {done.after} (head)")
+                else:
+                    print(f"{where}: upgraded from {done.before or 'nothing'} to {done.after}")
+                return 0
+            current = await store.db.read(current_revision)
+            state = "head" if current == head else f"behind: head is {head}"
+            print(f"{current or 'none'} ({state})")
+            return 0 if current == head else 3
+        except (MigrationError, SQLAlchemyError) as exc:
+            print(f"factory-bridge: database {where}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """List the webhooks registered at the factory; ``--register`` / ``--replace`` register."""
     from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
@@ -257,6 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete this bridge's webhooks and register anew (gives the factory a new secret)",
     )
     webhooks.set_defaults(func=cmd_webhooks)
+    db = sub.add_parser("db", help="the database schema (Alembic migrations)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser(
+        "upgrade", help="apply the schema migrations (run does it at start too)"
+    ).set_defaults(func=cmd_db)
+    db_sub.add_parser(
+        "current", help="print the database's schema revision (exit 3 when behind)"
+    ).set_defaults(func=cmd_db)
     return parser
 
 

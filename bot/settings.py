@@ -22,7 +22,7 @@ from bot.logs import parse_log_level
 from escalation.models import Priority
 from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
 
-__all__ = ["Settings", "describe_validation_error", "load_settings"]
+__all__ = ["DatabaseSettings", "Settings", "describe_validation_error", "load_settings"]
 
 RoleIds = Annotated[frozenset[int], NoDecode]
 StreamNames = Annotated[tuple[str, ...], NoDecode]
@@ -334,3 +334,23 @@ def load_settings(**overrides: object) -> Settings:
         When a required setting is missing or a value is malformed.
     """
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+class DatabaseSettings(BaseSettings):
+    """Only ``DATABASE_URL`` (same default, validation and ``.env`` file as :class:`Settings`):
+    what ``factory-bridge db upgrade`` / ``db current`` need, so that a migration job runs
+    without the Discord and factory secrets.
+
+    Raises ``pydantic.ValidationError`` for a URL that is neither ``sqlite://`` nor
+    ``postgresql://`` / ``postgres://``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = Settings.model_fields["database_url"].default
+
+    _supported_database = field_validator("database_url")(
+        Settings._supported_database.__func__  # type: ignore[attr-defined]
+    )

@@ -117,6 +117,9 @@ class World:
         a free one is picked when ``None``.
     discord_options:
         Extra keyword arguments for :class:`DiscordEmulator` (deadline, rate limit …).
+    database_url:
+        The bridge's ``DATABASE_URL``; default an SQLite file in ``workdir``
+        (:attr:`database_file`). Tests hand a fresh PostgreSQL schema's URL here.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class World:
         *,
         bridge_port: int | None = None,
         discord_options: dict[str, Any] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.people = People()
@@ -156,6 +160,8 @@ class World:
         )
         self.roster_file = self.workdir / "roster.toml"
         self.database_file = self.workdir / "bridge.db"
+        #: what the bridge is given as DATABASE_URL (open a Store on it to look inside)
+        self.database_url = database_url or f"sqlite:///{self.database_file}"
 
     async def start(self) -> None:
         """Start the three emulators and write the roster file."""
@@ -202,7 +208,7 @@ class World:
             "FACTORY_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "BRIDGE_HTTP_HOST": "127.0.0.1",
             "BRIDGE_HTTP_PORT": self.bridge_port,
-            "DATABASE_URL": f"sqlite:///{self.database_file}",
+            "DATABASE_URL": self.database_url,
             "BRIDGE_ROSTER_FILE": self.roster_file,
             "TWILIO_ACCOUNT_SID": TWILIO_SID,
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,

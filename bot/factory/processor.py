@@ -178,6 +178,8 @@ class EventProcessor:
         self._attempts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._handled: list[str] = []  # handled, not yet marked in the store
+        # marks being written: stop() waits for them, even when it cancelled their caller
+        self._flushing: set[asyncio.Future[None]] = set()
         self._submitted: deque[tuple[str, FactoryEvent]] = deque()
         self._read_store = True  # the store may hold events not submitted in memory
         self._scanned: OrderedDict[str, None] = OrderedDict()  # read from the store
@@ -230,6 +232,8 @@ class EventProcessor:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._flushing:  # a flush the cancelled loop was waiting for: let it commit
+            await asyncio.gather(*self._flushing, return_exceptions=True)
         await self._flush_handled()
         self._backlog.clear()
         self._chains.clear()
@@ -329,7 +333,10 @@ class EventProcessor:
         """
         if self._handled:
             handled, self._handled = self._handled, []
-            await self.store.mark_events_processed(handled)
+            flush = asyncio.ensure_future(self.store.mark_events_processed(handled))
+            self._flushing.add(flush)
+            flush.add_done_callback(self._flushing.discard)
+            await asyncio.shield(flush)
 
     # ------------------------------------------------------------------ one event
     async def _take(self, item: _Item) -> None:
@@ -411,8 +418,8 @@ class EventProcessor:
     async def _park(self, event_id: str, type_: str, key: str, reason: str) -> None:
         """Mark an event failed with the reason, audit it and count it."""
         reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "…"
-        self.failed += 1
         await self.store.mark_event_processed(event_id, error=reason)
+        self.failed += 1  # counted once the mark is stored (a reader then sees it)
         try:
             await self.store.audit(
                 actor_name="bridge",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from . import tables as t
+from . import migrate
 from .database import Database
 from .rows import TrackedTask
 
@@ -47,13 +47,22 @@ class StoreBase:
         # called with each audit entry's values (metrics); see AuditMixin.add_audit_observer
         self._audit_observers: list[Callable[[dict[str, Any]], None]] = []
 
-    async def create_schema(self) -> None:
-        """Create missing tables (idempotent).
+    async def create_schema(self) -> migrate.Migration:
+        """Bring the schema to this build's newest migration (idempotent); say what was done.
 
-        SQLite files run in WAL mode (set by :class:`~bot.store.database.Database` on
-        connect), so reads go on while a write is in progress.
+        Runs :func:`bot.store.migrate.upgrade` as one unit of work on the writer: under the
+        migration lock (PostgreSQL advisory lock), so two processes starting at once migrate
+        once; a database made before migrations is adopted (missing tables and columns added,
+        stamped at the baseline), never dropped. SQLite files run in WAL mode (set by
+        :class:`~bot.store.database.Database` on connect), so reads go on while a write is in
+        progress.
+
+        Raises
+        ------
+        bot.store.migrate.MigrationError
+            When the database was migrated by a newer build (an unknown revision).
         """
-        await self.db.write(lambda conn: t.metadata.create_all(conn))
+        return await self.db.write(migrate.upgrade)
 
     async def close(self) -> None:
         """Finish queued writes and close every connection (see :meth:`Database.close`)."""

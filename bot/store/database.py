@@ -12,15 +12,17 @@ plain synchronous function over an SQLAlchemy :class:`~sqlalchemy.engine.Connect
   back to its savepoint and its caller gets the exception; the others still commit. A caller's
   result is set only **after the commit** — "stored" means durable.
 * :meth:`Database.read` runs it in a small thread pool, in a read transaction (one consistent
-  snapshot; SQLite's WAL lets readers run while the writer writes).
+  snapshot: SQLite's WAL lets readers run while the writer writes; PostgreSQL readers use
+  ``REPEATABLE READ``).
 
 Each thread keeps its connection open between units (opening one per unit cost more than a
 small unit itself); a connection whose unit or commit failed is closed and replaced, so a
 database that went away is reconnected to on the next unit.
 
-URLs are plain SQLAlchemy URLs. The async driver names the bridge used before are mapped to
-their synchronous drivers (``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` and
-``postgres://`` → ``postgresql+psycopg``; install ``psycopg`` for PostgreSQL).
+URLs are plain SQLAlchemy URLs. ``postgresql://`` and ``postgres://`` (the form Heroku-style
+hosts hand out) become SQLAlchemy's ``postgresql+psycopg`` dialect (psycopg 3, a dependency of
+the package); the async driver names the bridge used before are mapped to their synchronous
+drivers (``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` → ``postgresql+psycopg``).
 """
 
 from __future__ import annotations
@@ -158,7 +160,13 @@ class Database:
                 else _sqlite_engine(self.url, memory=False, immediate=False)
             )
         else:
-            self.write_engine = self.read_engine = create_engine(self.url, pool_pre_ping=True)
+            self.write_engine = create_engine(self.url, pool_pre_ping=True)
+            # PostgreSQL's default (READ COMMITTED) takes a snapshot per statement: a reader's
+            # unit reads one snapshot only under REPEATABLE READ (the writer keeps the default,
+            # where a compare-and-set UPDATE re-checks its WHERE after waiting for a row lock)
+            self.read_engine = create_engine(
+                self.url, pool_pre_ping=True, isolation_level="REPEATABLE READ"
+            )
         self._reads_via_writer = memory
         self._readers = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="db-read")
         self._reader_local = threading.local()  # .conn: that reader thread's connection

@@ -1,7 +1,12 @@
 """SQLAlchemy tables: the database is the truth, timers and memory are disposable.
 
 Timestamps are stored as Unix seconds (UTC) in floats so that SQLite and PostgreSQL compare
-them the same way. JSON documents are stored as text.
+them the same way. JSON documents are stored as text. Strings are :class:`BoundedString`:
+clipped to their column's length when written, because SQLite keeps an overlong value and
+PostgreSQL refuses it (the whole write would be lost). Ids are validated long before (contract
+§1.4 task ids ≤ 64, event ids ≤ 200); what gets clipped is free text such as names.
+
+A change here needs a new migration revision in ``bot/store/migrations/versions/``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "BoundedString",
     "audit",
     "batches",
     "escalation_deliveries",
@@ -33,15 +41,35 @@ __all__ = [
     "unreachable_phones",
 ]
 
+
+class BoundedString(TypeDecorator[str]):
+    """``VARCHAR(length)`` whose written values are clipped to ``length`` characters.
+
+    The database type is a plain ``String(length)`` (migrations and other readers see
+    nothing else); only what the bridge writes is cut, so that SQLite and PostgreSQL store
+    the same thing.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """``value`` cut to the column's length (``None`` and short values unchanged)."""
+        length: int | None = getattr(self.impl_instance, "length", None)
+        if value is not None and length is not None and len(value) > length:
+            return value[:length]
+        return value
+
+
 metadata = MetaData()
 
 #: Every event received (webhook, WebSocket), stored before it is acknowledged (202).
 events = Table(
     "events",
     metadata,
-    Column("event_id", String(200), primary_key=True),
-    Column("type", String(64), nullable=False),
-    Column("source", String(16), nullable=False),
+    Column("event_id", BoundedString(200), primary_key=True),
+    Column("type", BoundedString(64), nullable=False),
+    Column("source", BoundedString(16), nullable=False),
     Column("received_at", Float, nullable=False),
     Column("body", Text, nullable=False),
     Column("processed_at", Float, nullable=True, index=True),
@@ -54,8 +82,8 @@ events = Table(
 event_fingerprints = Table(
     "event_fingerprints",
     metadata,
-    Column("fingerprint", String(64), primary_key=True),
-    Column("type", String(64), nullable=False),
+    Column("fingerprint", BoundedString(64), primary_key=True),
+    Column("type", BoundedString(64), nullable=False),
     Column("handled_at", Float, nullable=False),
 )
 
@@ -63,37 +91,37 @@ event_fingerprints = Table(
 tasks = Table(
     "tasks",
     metadata,
-    Column("task_id", String(64), primary_key=True),
+    Column("task_id", BoundedString(64), primary_key=True),
     Column("payload", Text, nullable=False),  # latest Task, contract wire JSON
-    Column("priority", String(16), nullable=False),
-    Column("status", String(16), nullable=False, index=True),
+    Column("priority", BoundedString(16), nullable=False),
+    Column("status", BoundedString(16), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("deadline", Float, nullable=False),
     # the Discord message that shows the task (single message or a batch message)
     Column("channel_id", BigInteger, nullable=True),
     Column("message_id", BigInteger, nullable=True),
-    Column("batch_id", String(64), nullable=True, index=True),
+    Column("batch_id", BoundedString(64), nullable=True, index=True),
     Column("posting_claimed_at", Float, nullable=True),
     # the decision, once the factory confirmed it
-    Column("decision", String(16), nullable=True),
+    Column("decision", BoundedString(16), nullable=True),
     Column("decision_notes", Text, nullable=True),
-    Column("decided_by", String(200), nullable=True),
+    Column("decided_by", BoundedString(200), nullable=True),
     Column("decided_by_discord_id", BigInteger, nullable=True),
     Column("decided_at", Float, nullable=True),
-    Column("decision_source", String(32), nullable=True),
+    Column("decision_source", BoundedString(32), nullable=True),
     # a decision being sent to the factory (compare-and-set guards it)
-    Column("inflight_decision", String(16), nullable=True),
+    Column("inflight_decision", BoundedString(16), nullable=True),
     Column("inflight_by_discord_id", BigInteger, nullable=True),
-    Column("inflight_by_name", String(200), nullable=True),
-    Column("inflight_key", String(64), nullable=True),
+    Column("inflight_by_name", BoundedString(200), nullable=True),
+    Column("inflight_key", BoundedString(64), nullable=True),
     Column("inflight_notes", Text, nullable=True),
     Column("inflight_at", Float, nullable=True),
     # acknowledge and snooze (escalation)
     Column("acknowledged_by_discord_id", BigInteger, nullable=True),
-    Column("acknowledged_by_name", String(200), nullable=True),
+    Column("acknowledged_by_name", BoundedString(200), nullable=True),
     Column("acknowledged_at", Float, nullable=True),
     Column("snoozed_until", Float, nullable=True),
-    Column("snoozed_by_name", String(200), nullable=True),
+    Column("snoozed_by_name", BoundedString(200), nullable=True),
     Column("updated_at", Float, nullable=False),
 )
 
@@ -104,7 +132,7 @@ tasks = Table(
 task_approvals = Table(
     "task_approvals",
     metadata,
-    Column("task_id", String(64), primary_key=True),
+    Column("task_id", BoundedString(64), primary_key=True),
     Column("approval", Text, nullable=True),  # Approval, contract wire JSON
     Column("approval_unread", Integer, nullable=False, default=0),  # lookup failed: guard
     Column("approvers", Text, nullable=False, default="[]"),  # JSON list of DeployApproval
@@ -117,15 +145,15 @@ escalation_steps = Table(
     "escalation_steps",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("task_id", String(64), nullable=False),
-    Column("step", String(32), nullable=False),
+    Column("task_id", BoundedString(64), nullable=False),
+    Column("step", BoundedString(32), nullable=False),
     Column("due_at", Float, nullable=False),
     Column("taken_at", Float, nullable=False),
     Column("late_seconds", Float, nullable=False, default=0.0),
     Column("outcome", Text, nullable=False),  # JSON: who was notified, through what, results
     # "claimed" (written before any side effect) → "done" (outcome filled in); see
     # escalation.service for what a restart does with a claimed-but-unfinished step
-    Column("status", String(16), nullable=False, default="done", server_default="done"),
+    Column("status", BoundedString(16), nullable=False, default="done", server_default="done"),
     UniqueConstraint("task_id", "step", name="uq_step_once"),
 )
 
@@ -137,14 +165,16 @@ escalation_deliveries = Table(
     "escalation_deliveries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("task_id", String(64), nullable=False, index=True),
-    Column("step", String(32), nullable=False),
-    Column("channel", String(16), nullable=False),  # dm, sms, call, reply, alert, reassign, …
-    Column("recipient", String(200), nullable=False),  # roster name, "task", "alerts", …
+    Column("task_id", BoundedString(64), nullable=False, index=True),
+    Column("step", BoundedString(32), nullable=False),
+    Column(
+        "channel", BoundedString(16), nullable=False
+    ),  # dm, sms, call, reply, alert, reassign, …
+    Column("recipient", BoundedString(200), nullable=False),  # roster name, "task", "alerts", …
     Column("due_at", Float, nullable=False),
     Column("held", Integer, nullable=False, default=0),  # held for quiet hours (digest)
     # pending, claimed, sent, failed, skipped, unreachable, unknown, cancelled
-    Column("status", String(16), nullable=False, index=True),
+    Column("status", BoundedString(16), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("claimed_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
@@ -157,8 +187,8 @@ escalation_deliveries = Table(
 unreachable_phones = Table(
     "unreachable_phones",
     metadata,
-    Column("phone", String(32), primary_key=True),
-    Column("operator", String(200), nullable=True),
+    Column("phone", BoundedString(32), primary_key=True),
+    Column("operator", BoundedString(200), nullable=True),
     Column("code", Integer, nullable=True),
     Column("at", Float, nullable=False),
 )
@@ -169,14 +199,14 @@ audit = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", Float, nullable=False, index=True),
-    Column("actor_id", String(64), nullable=True),
-    Column("actor_name", String(200), nullable=False),
-    Column("via", String(32), nullable=False),  # button, command, modal, event, system
-    Column("action", String(64), nullable=False),
-    Column("task_id", String(64), nullable=True, index=True),
-    Column("batch_id", String(64), nullable=True),
+    Column("actor_id", BoundedString(64), nullable=True),
+    Column("actor_name", BoundedString(200), nullable=False),
+    Column("via", BoundedString(32), nullable=False),  # button, command, modal, event, system
+    Column("action", BoundedString(64), nullable=False),
+    Column("task_id", BoundedString(64), nullable=True, index=True),
+    Column("batch_id", BoundedString(64), nullable=True),
     Column("request", Text, nullable=True),  # JSON of what was asked
-    Column("outcome", String(32), nullable=False),  # ok, refused, conflict, failed, ...
+    Column("outcome", BoundedString(32), nullable=False),  # ok, refused, conflict, failed, ...
     Column("detail", Text, nullable=True),  # what the factory answered, or why
 )
 
@@ -184,8 +214,8 @@ audit = Table(
 batches = Table(
     "batches",
     metadata,
-    Column("batch_id", String(64), primary_key=True),
-    Column("key", String(128), nullable=False),
+    Column("batch_id", BoundedString(64), primary_key=True),
+    Column("key", BoundedString(128), nullable=False),
     Column("channel_id", BigInteger, nullable=True),
     Column("message_id", BigInteger, nullable=True),
     Column("created_at", Float, nullable=False),
@@ -199,7 +229,7 @@ batches = Table(
 runtime_state = Table(
     "runtime_state",
     metadata,
-    Column("key", String(64), primary_key=True),
+    Column("key", BoundedString(64), primary_key=True),
     Column("value", Text, nullable=False),  # JSON
     Column("updated_at", Float, nullable=False),
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -11,9 +10,9 @@ from bot.store import Store
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A fresh store on an SQLite file in the test's temporary directory (schema created)."""
-    s = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A fresh store on each engine (an SQLite file, a PostgreSQL schema), schema created."""
+    s = Store(database_url)
     await s.create_schema()
     try:
         yield s

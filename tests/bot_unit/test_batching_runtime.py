@@ -251,8 +251,20 @@ async def test_restart_confirms_a_stored_post_and_reposts_a_lost_one(store: Stor
         rows = await store.tasks_by_ids(["t-a", "t-b", "t-c", "t-d"])
         return all(r.has_message for r in rows)
 
+    async def all_attached_and_confirmed() -> bool:
+        # the confirmation is saved after the rows are attached: stopping in between would
+        # leave it to the next start (by design), so wait for both before stopping
+        state = await store.load_state(STATE_KEY)
+        return (
+            await all_attached()
+            and state is not None
+            and Batcher.from_snapshot(state).unconfirmed_posts() == []
+        )
+
     try:
-        await wait_until(all_attached, timeout=5, what="every task on a message")
+        await wait_until(
+            all_attached_and_confirmed, timeout=5, what="every task on a confirmed message"
+        )
     finally:
         await runtime.stop()
     rows = {r.task_id: r for r in await store.tasks_by_ids(["t-a", "t-b", "t-c", "t-d"])}

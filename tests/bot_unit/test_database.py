@@ -18,8 +18,8 @@ items = Table("items", metadata, Column("id", Integer, primary_key=True), Column
 
 
 @pytest.fixture
-async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+async def db(database_url: str):  # type: ignore[no-untyped-def]
+    database = Database(database_url)
     await database.write(lambda conn: metadata.create_all(conn))
     yield database
     await database.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +27,8 @@ class Health:
 
 
 @pytest.fixture
-async def intake(tmp_path: Path) -> AsyncIterator[tuple[EventIntake, httpx.AsyncClient, Health]]:
-    store = Store(f"sqlite:///{tmp_path / 'intake.db'}")
+async def intake(database_url: str) -> AsyncIterator[tuple[EventIntake, httpx.AsyncClient, Health]]:
+    store = Store(database_url)
     await store.create_schema()
     health = Health()
     woken: list[int] = []
@@ -184,9 +183,9 @@ async def test_healthz_says_which_part_is_down(intake: Any) -> None:
     assert down.json() == {"status": "degraded", "checks": {"discord": "down", "database": "up"}}
 
 
-async def test_only_new_events_are_handed_to_the_processor(tmp_path: Path) -> None:
+async def test_only_new_events_are_handed_to_the_processor(database_url: str) -> None:
     """A duplicate id or content accepted before is answered but not acted on again."""
-    store = Store(f"sqlite:///{tmp_path / 'handoff.db'}")
+    store = Store(database_url)
     await store.create_schema()
     handed: list[tuple[str, str]] = []
     server = EventIntake(
@@ -257,9 +256,9 @@ async def test_a_chunked_body_over_one_mebibyte_is_413_and_nothing_stored(intake
 
 
 @pytest.fixture
-async def quick_intake(tmp_path: Path) -> AsyncIterator[EventIntake]:
+async def quick_intake(database_url: str) -> AsyncIterator[EventIntake]:
     """An intake that waits at most 0.3 s for the rest of a body."""
-    store = Store(f"sqlite:///{tmp_path / 'quick.db'}")
+    store = Store(database_url)
     await store.create_schema()
     server = EventIntake(
         store=store,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,14 +223,14 @@ START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def make_rig(tmp_path: Path) -> AsyncIterator[Any]:
+async def make_rig(database_url: str) -> AsyncIterator[Any]:
     stores: list[Store] = []
 
     async def make(
         *, roster: Sequence[Operator] = (ALICE, DAVE), pager: bool = True, **settings: Any
     ) -> Rig:
         clock = Clock(START)
-        store = Store(f"sqlite:///{tmp_path / 'ladder.db'}")
+        store = Store(database_url)
         stores.append(store)
         await store.create_schema()
         factory = FakeFactory(clock)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -70,8 +69,8 @@ Rig = tuple[Bridge, FakeNotifier, ChannelAccess, Told, Store]
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    store = Store(f"sqlite:///{tmp_path / 'lost.db'}")
+async def rig(database_url: str) -> AsyncIterator[Rig]:
+    store = Store(database_url)
     await store.create_schema()
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

@@ -81,6 +81,8 @@ class SilentMessenger:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[tuple[Bridge, LadderRuntime, FakeFactory]]:
     clock = Clock()
+    # in-process memory is the subject, not the engine: SQLite only (on PostgreSQL the 2,400
+    # serial commits of this test take ~40 s on a shared 2-core machine)
     store = Store(f"sqlite:///{tmp_path / 'memory.db'}")
     await store.create_schema()
     settings = Settings(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -62,8 +61,8 @@ class CountingStore(Store):
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
-    store = CountingStore(f"sqlite:///{tmp_path / 'events.db'}")
+async def store(database_url: str) -> AsyncIterator[CountingStore]:
+    store = CountingStore(database_url)
     await store.create_schema()
     yield store
     await store.close()

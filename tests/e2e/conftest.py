@@ -12,13 +12,16 @@ from tests.support.harness import BridgeProcess
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
     """The three emulators and a guild with alice (approver), dave (deploy approver), bob.
+
+    The bridge's database is ``database_url``: an SQLite file, and also a PostgreSQL schema
+    in modules marked ``both_engines`` (see tests/conftest.py).
 
     Every request the bridge sends to Discord must conform to Discord's API description
     (``world.discord.spec_violations`` is empty at the end of the test).
     """
-    w = World(tmp_path)
+    w = World(tmp_path, database_url=database_url)
     await w.start()
     try:
         yield w

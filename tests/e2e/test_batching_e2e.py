@@ -188,7 +188,7 @@ async def test_five_servers_one_message_bulk_approve_and_item_reject(
     assert "Approve All Low-Risk (0)" in message.button_labels
 
     # the audit trail: one entry per item, sharing the batch id
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         entries = [
             e
@@ -343,7 +343,7 @@ async def test_tasks_waiting_for_company_survive_a_kill(
     bridge = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="3")
     await bridge.start()
     ids = {(await routine(world, name))["id"] for name in ("freshdesk", "helpscout", "close")}
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
 
     async def held() -> bool:
         state = await store.load_state("batcher")

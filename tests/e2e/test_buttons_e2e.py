@@ -27,7 +27,7 @@ async def one_message(world: World) -> RecordedMessage:
 
 async def audit_actions(world: World, task_id: str) -> list[tuple[str, str, str, str]]:
     """(actor, via, action, outcome) of the task's audit entries, read from the bridge's DB."""
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         entries = await store.audit_entries(task_id=task_id)
     finally:

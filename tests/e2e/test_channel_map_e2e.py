@@ -118,7 +118,7 @@ async def test_factory_breach_pings_once_and_the_ladder_does_not_repeat_it(
     assert alert.mentions_everyone
     # the same breach again from the factory: not posted twice
     await world.factory.emit("task.sla_breached", {**sla, "minutesRemaining": -1})
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
 
         async def ladder_took_breach() -> bool:
@@ -152,7 +152,7 @@ async def test_ladder_breach_first_then_factory_breach_is_not_posted(
     await world.discord.wait_for(
         lambda: any(marker["id"] in str(m.components) for m in posted(world, TASKS_CHANNEL_ID)), 10
     )
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
 
         async def skipped() -> bool:

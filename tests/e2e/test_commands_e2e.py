@@ -67,7 +67,7 @@ async def listing(world: World, rec: InteractionRecord) -> RecordedMessage:
 
 async def wait_stored(world: World, count: int) -> None:
     """Wait until the bridge's store tracks ``count`` open tasks (messages are paced)."""
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
 
         async def enough() -> bool:

@@ -10,12 +10,16 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from bot.factory.signing import signed_headers
 from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, WEBHOOK_SECRET, World
 from tests.support.harness import BridgeProcess, wait_until
 from tests.support.reading import fields, task_messages
+
+#: the decision, ladder, restart and lost-message paths run on PostgreSQL too
+pytestmark = pytest.mark.both_engines
 
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 

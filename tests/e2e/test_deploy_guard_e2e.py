@@ -62,7 +62,7 @@ async def staging_promotion(world: World, **task_overrides: Any) -> dict[str, An
 
 
 async def audit_rows(world: World, task_id: str) -> list[tuple[str, str, str]]:
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         entries = await store.audit_entries(task_id=task_id)
     finally:

@@ -26,6 +26,9 @@ from sandbox.discord_emulator import (
 from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
 
+#: the decision, ladder, restart and lost-message paths run on PostgreSQL too
+pytestmark = pytest.mark.both_engines
+
 ALICE_PHONE = "+15550100001"
 DAVE_PHONE = "+15550100002"
 REASSIGN = r"/v1/tasks/[^/]+/reassign"
@@ -101,7 +104,7 @@ def near(at: datetime, due: datetime, within: float = 1.0) -> bool:
 
 
 async def open_store(world: World) -> Store:
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     return store
 
 

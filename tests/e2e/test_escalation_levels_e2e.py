@@ -133,7 +133,7 @@ async def test_each_level_reaches_the_factory_once_in_order_across_a_kill(
         if "Incident report" in m.content and task["title"] in m.content
     )
     assert "escalate → level 4: ✅ sent" in report.content
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         rows = await LadderStore(store.db).deliveries(task_id=task["id"], channels=["escalate"])
         assert [(r.step, r.recipient, r.status) for r in rows] == [

@@ -435,7 +435,7 @@ async def fuzz_bridge(
         discord_channel_rate_window_seconds=1,
     )
     await process.start()
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         yield store
     finally:

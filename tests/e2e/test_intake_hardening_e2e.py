@@ -151,7 +151,7 @@ async def test_input_the_bridge_cannot_take_is_400_with_the_reason_never_500(
             response = await send(world, body, segment_bytes=segment_bytes)
             assert response.status == 400, (name, response.status, response.body)
             assert reason in response.json()["error"]["message"], name
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         assert await store.count_events() == 0
     finally:
@@ -177,7 +177,7 @@ async def test_task_ids_that_would_change_a_factory_url_are_refused_naming_the_f
 
 async def events_table(world: World) -> dict[str, tuple[float | None, str | None]]:
     """event id → (processed_at, error) read from the bridge's database."""
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
 
         def work(conn: Any) -> dict[str, tuple[float | None, str | None]]:
@@ -234,7 +234,7 @@ async def test_poison_events_are_parked_at_once_and_do_not_hold_up_a_critical_ta
         error = table[event_id][1]
         assert error is not None and reason in error, (event_id, error)
     assert (await healthz(world))["events_failed"] == 5
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         audited = [e for e in await store.audit_entries() if e.action == "event.failed"]
     finally:

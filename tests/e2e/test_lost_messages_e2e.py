@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from bot.store import Store
 from sandbox.discord_emulator import SEND_MESSAGES, RecordedMessage
@@ -21,13 +22,16 @@ from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
 from tests.support.reading import fields, task_messages
 
+#: the decision, ladder, restart and lost-message paths run on PostgreSQL too
+pytestmark = pytest.mark.both_engines
+
 COMPLETE = r"/v1/tasks/[^/]+/complete"
 REPOSTED = "(reposted: the earlier message was deleted)"
 
 
 async def audit_actions(world: World, task_id: str) -> list[tuple[str, str]]:
     """(action, outcome) of the task's audit entries, read from the bridge's database."""
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         entries = await store.audit_entries(task_id=task_id)
     finally:

@@ -25,7 +25,7 @@ PLACEHOLDER = "🗳️ Choose an option…"
 
 async def audited(world: World, task_id: str) -> list[tuple[str, str, str, str]]:
     """(actor, via, action, outcome) of the task's audit entries, read from the bridge's DB."""
-    store = Store(f"sqlite:///{world.database_file}")
+    store = Store(world.database_url)
     try:
         entries = await store.audit_entries(task_id=task_id)
     finally:
