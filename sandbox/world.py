@@ -219,5 +219,9 @@ class World:
             "BATCH_ENABLED": "false",
             "LOG_LEVEL": "INFO",
         }
+        if not self.database_url.startswith("sqlite"):
+            # A bridge restarted on a shared database waits one lease before it leads (it
+            # cannot tell its dead self from a paused leader): a short one in this world.
+            values["BRIDGE_LEADER_LEASE_SECONDS"] = 1.5
         values.update({k.upper(): v for k, v in overrides.items()})
         return {k: str(v) for k, v in values.items() if v is not None}

@@ -41,20 +41,23 @@ TAKEOVER_SECONDS = 15.0
 
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
+def shared_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database the replicas share (the world's own database is unused)."""
     with fresh_postgres_database("test_replicas_e2e") as url:
         yield url
 
 
 @pytest.fixture
-async def replicas(world: World, database_url: str) -> AsyncIterator[Callable[..., BridgeProcess]]:
-    """Build bridge processes sharing ``database_url``, each on its own port."""
+async def replicas(
+    world: World, shared_database_url: str
+) -> AsyncIterator[Callable[..., BridgeProcess]]:
+    """Build bridge processes sharing ``shared_database_url``, each on its own port."""
     processes: list[BridgeProcess] = []
 
     def make(name: str, **overrides: object) -> BridgeProcess:
         port = world.bridge_port if not processes else free_port()
-        env = world.env(**{**REPLICA, "DATABASE_URL": database_url, **overrides})
-        process = BridgeProcess(env, world.workdir, port, name=name)
+        env = world.env(**{**REPLICA, "DATABASE_URL": shared_database_url, **overrides})
+        process = BridgeProcess(env, world.workdir, port, name=name, standby_ok=True)
         processes.append(process)
         return process
 

@@ -66,21 +66,33 @@ class BridgeProcess:
     name:
         Names its log files (``<name>-<n>.log``): several bridges may share one workdir
         (a leader and standbys on one PostgreSQL ``DATABASE_URL``).
+    standby_ok:
+        :meth:`start` returns once ``/healthz`` answers 200 even as a standby; otherwise
+        (one bridge on a database, restarted after a crash: it waits a lease before it
+        leads) it waits until the bridge says it is the leader.
     """
 
     def __init__(
-        self, env: Mapping[str, str], workdir: Path, port: int, *, name: str = "bridge"
+        self,
+        env: Mapping[str, str],
+        workdir: Path,
+        port: int,
+        *,
+        name: str = "bridge",
+        standby_ok: bool = False,
     ) -> None:
         self.env = {**env, "BRIDGE_HTTP_PORT": str(port)}
         self.workdir = Path(workdir)
         self.port = port
         self.name = name
+        self.standby_ok = standby_ok
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.log_path: Path | None = None
 
     async def start(self, *, timeout: float = 30.0) -> None:
-        """Start the child and wait until ``/healthz`` answers 200.
+        """Start the child and wait until ``/healthz`` answers 200 (as the leader unless
+        ``standby_ok``).
 
         Raises
         ------
@@ -122,7 +134,10 @@ class BridgeProcess:
                 response = await client.get(f"http://127.0.0.1:{self.port}/healthz")
         except httpx.HTTPError:
             return False
-        return response.status_code == 200
+        if response.status_code != 200:
+            return False
+        role = (response.json().get("data") or {}).get("role")
+        return self.standby_ok or role in (None, "leader")
 
     async def health(self) -> tuple[int, dict[str, Any]]:
         """``GET /healthz``: (status code, JSON body).

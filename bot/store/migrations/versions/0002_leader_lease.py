@@ -20,7 +20,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create ``leader_lease``."""
+    """Create ``leader_lease`` (kept when a build without migrations already made it: such
+    a database is adopted at the baseline, then upgraded)."""
+    if sa.inspect(op.get_bind()).has_table("leader_lease"):
+        return
     op.create_table(
         "leader_lease",
         sa.Column("name", sa.String(64), primary_key=True),
