@@ -336,6 +336,9 @@ def _attach_features(app: BridgeApp) -> None:
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
+    # --- the phone that acts: Twilio webhooks (BRIDGE_PUBLIC_URL + TWILIO_*, issue 14) ------
+    if app.settings.bridge_public_url and app.pager is not None:
+        _attach_phone(app)
     # --- webhook registration (BRIDGE_PUBLIC_URL, contract §1.5) ---------------------------
     if app.settings.bridge_public_url:
         from bot.factory.webhooks import WebhookRegistrar, WebhookRegistration
@@ -417,7 +420,43 @@ def _make_pager(app: BridgeApp, observe: Callable[[str, str], None]) -> Pager | 
         settings.twilio_from_number or "",
         base_url=settings.twilio_api_base_url,
         observe=both,
+        public_url=settings.bridge_public_url,
     )
+
+
+def _attach_phone(app: BridgeApp) -> None:
+    """SMS replies, keypresses and call statuses on the intake's HTTP port (the "phone" slot
+    of :func:`_attach_features`; issue 14)."""
+    from bot.pager.inbound import TwilioWebhooks
+    from bot.pager.phone_desk import PhoneDesk
+
+    settings = app.settings
+    assert settings.bridge_public_url is not None and settings.twilio_auth_token is not None
+
+    async def member_roles(discord_user_id: int) -> frozenset[int] | None:
+        try:
+            member: Any = await app.client.http.get_member(
+                settings.discord_guild_id, discord_user_id
+            )
+        except Exception as exc:  # not a member (404), Discord down: no role
+            log.warning("roles of Discord user %s unknown: %r", discord_user_id, exc)
+            return None
+        return frozenset(int(r) for r in member.get("roles", []))
+
+    desk = PhoneDesk(
+        bridge=app.bridge,
+        roster=app.roster,
+        member_roles=member_roles,
+        ladder=getattr(app, "escalation", None),
+        clock=app.clock,
+        call_next_after_seconds=settings.escalation_call_next_after_seconds,
+    )
+    TwilioWebhooks(
+        public_url=settings.bridge_public_url,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        desk=desk,
+    ).attach(app.intake.app)
+    app.features.append(desk)
 
 
 def _attach_ladder(app: BridgeApp) -> LadderRuntime:

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     bridge_http_host: str = "0.0.0.0"
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
     bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
-    #: the bridge's address as the factory reaches it: POST /events is registered there (§1.5)
+    #: the bridge's address as the factory and Twilio reach it: POST /events is registered
+    #: there (§1.5); with Twilio configured it also makes the phone two-way (issue 14:
+    #: /twilio/sms, /twilio/voice/gather, /twilio/voice/status, signatures checked against it)
     bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     bridge_roster_file: Path | None = None
@@ -117,6 +119,9 @@ class Settings(BaseSettings):
     escalation_critical_after_breach_seconds: float = Field(default=7200, ge=0)
     escalation_safe_default: SafeDefault = SafeDefault.NONE
     escalation_bundle_seconds: float = Field(default=120, ge=0)
+    #: an unanswered critical call (no-answer, busy, failed, or ended without a 1): seconds
+    #: before the next on-call operator is called (issue 14; needs BRIDGE_PUBLIC_URL)
+    escalation_call_next_after_seconds: float = Field(default=60, ge=0)
     quiet_hours_enabled: bool = True
     quiet_hours_start: time = time(22, 0)
     quiet_hours_end: time = time(8, 0)

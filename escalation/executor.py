@@ -265,6 +265,17 @@ class DeliveryExecutor:
         status, detail = await self.decider.escalate(task, level, reason, escalate_to)
         return status, {"level": level, **detail}
 
+    async def deliver_call(
+        self, task: LadderTask, kind: StepKind, recipient: str
+    ) -> DeliveryResult:
+        """Call ``recipient`` (a person key) about ``task`` now: ``sent`` with the call's
+        ``sid``, ``failed``, ``skipped`` (no Twilio) or ``unreachable`` (21610: the phone is
+        marked and the next person of :func:`call_order` gets a pending ``call`` delivery).
+
+        Used by the step itself and by the phone's "next person when nobody answers"
+        (issue 14, ``bot.pager.phone_desk``)."""
+        return await self._call(task, kind, recipient)
+
     async def _call(self, task: LadderTask, kind: StepKind, recipient: str) -> DeliveryResult:
         person = self.person(recipient)
         if self.pager is None:
