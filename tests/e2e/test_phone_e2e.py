@@ -1,0 +1,244 @@
+"""The phone that acts (issue 14), end to end: the bridge as a separate process, the real twilio
+library against the Twilio emulator, which signs its webhooks as Twilio does.
+
+Short settings: the SLA deadline is 2 s after the task, the critical call 1 s after the breach,
+the next person's call 0.5 s after an unanswered one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.store import Store
+from bot.store.ladder import LadderStore
+from sandbox.discord_emulator import RecordedMessage
+from sandbox.world import TASKS_CHANNEL_ID, World
+from tests.support.harness import BridgeProcess, wait_until
+
+ALICE_PHONE = "+15550100001"
+DAVE_PHONE = "+15550100002"
+STRANGER_PHONE = "+15550109999"
+CLAIM = r"/v1/tasks/[^/]+/claim"
+
+PHONE = {
+    "ESCALATION_DM_AFTER_SECONDS": 60,
+    "ESCALATION_MENTION_AFTER_SECONDS": 120,
+    "SLA_WARNING_THRESHOLD_PERCENT": 1,
+    "ESCALATION_CRITICAL_AFTER_BREACH_SECONDS": 1,
+    "ESCALATION_BUNDLE_SECONDS": 0,
+    "ESCALATION_CALL_NEXT_AFTER_SECONDS": 0.5,
+}
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+async def start_bridge(world: World, make_bridge: Callable[..., BridgeProcess]) -> BridgeProcess:
+    bridge = make_bridge(**PHONE, BRIDGE_PUBLIC_URL=world.bridge_url)
+    await bridge.start()
+    return bridge
+
+
+async def breaching_task(world: World, **extra: Any) -> dict[str, Any]:
+    """A high-priority task whose SLA deadline is 2 s away."""
+    now = datetime.now(UTC)
+    return await world.factory.create_task(
+        title=extra.pop("title", "Stripe MCP Server to Production"),
+        priority="high",
+        createdAt=iso(now),
+        slaDeadline=iso(now + timedelta(seconds=2)),
+        **extra,
+    )
+
+
+def sms_to(world: World, phone: str) -> list[dict[str, Any]]:
+    return [m for m in world.twilio.messages if m["to"] == phone]
+
+
+def calls_to(world: World, phone: str) -> list[dict[str, Any]]:
+    return [c for c in world.twilio.calls if c["to"] == phone]
+
+
+async def breach_sms(world: World, phone: str) -> str:
+    await wait_until(lambda: bool(sms_to(world, phone)), timeout=15, what=f"SMS to {phone}")
+    return str(sms_to(world, phone)[0]["body"])
+
+
+def task_message(world: World, task_id: str) -> RecordedMessage:
+    return next(
+        m
+        for m in world.discord.messages(TASKS_CHANNEL_ID)
+        if task_id in str(m.components) and not m.ephemeral
+    )
+
+
+def status_field(message: RecordedMessage) -> str:
+    return {f["name"]: f["value"] for f in message.embeds[0].get("fields", [])}.get("Status", "")
+
+
+async def audit_of(world: World, task_id: str) -> list[tuple[str, str, str, str]]:
+    store = Store(f"sqlite:///{world.database_file}")
+    try:
+        entries = await store.audit_entries(task_id=task_id)
+    finally:
+        await store.close()
+    return [(e.actor_name, e.via, e.action, e.outcome) for e in entries]
+
+
+async def call_rows(world: World, task_id: str) -> list[tuple[str, str]]:
+    store = Store(f"sqlite:///{world.database_file}")
+    try:
+        rows = await LadderStore(store.db).deliveries(task_id=task_id, channels=["call"])
+    finally:
+        await store.close()
+    return [(r.recipient, r.status) for r in rows]
+
+
+# ------------------------------------------------------------------------------ SMS replies
+async def test_sms_ack_ref_claims_once_and_shows_it(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    body = await breach_sms(world, ALICE_PHONE)
+    match = re.search(r"Reply ACK (\d{4})", body)
+    assert match, body
+    assert body.isascii() and len(body) <= 306
+    assert f"https://discord.com/channels/{world.guild.id}/{TASKS_CHANNEL_ID}/" in body
+
+    answer = await world.twilio.send_sms(ALICE_PHONE, f"  ack   {match[1]} ")
+    assert answer.status == 200
+    assert answer.messages == ["Acknowledged: Stripe MCP Server to Production."]
+    [claim] = world.factory.calls("POST", CLAIM)
+    assert claim.json == {"userId": "user-alice"}
+    assert world.factory.tasks[task["id"]]["status"] == "claimed"
+    alice = world.people.alice
+    await world.discord.wait_for(
+        lambda: (
+            status_field(task_message(world, task["id"])) == f"👀 acknowledged by <@{alice.id}>"
+        ),
+        10,
+    )
+    assert ("Alice", "sms", "task.acknowledge", "ok") in await audit_of(world, task["id"])
+
+    # the same reply again (Twilio retries a webhook): no second claim
+    again = await world.twilio.send_sms(ALICE_PHONE, f"ACK {match[1]}")
+    assert "No open task" in again.messages[0]
+    assert len(world.factory.calls("POST", CLAIM)) == 1
+    assert not world.twilio.spec_violations, world.twilio.spec_violations
+
+
+async def test_forged_signature_is_403_and_changes_nothing(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = await start_bridge(world, make_bridge)
+    await breaching_task(world)
+    body = await breach_sms(world, ALICE_PHONE)
+    ref = re.search(r"Reply ACK (\d{4})", body)
+    assert ref
+    forged = await world.twilio.send_sms(ALICE_PHONE, f"ACK {ref[1]}", signature="bm90IHR3aWxpbw==")
+    missing = await world.twilio.send_sms(ALICE_PHONE, "ACK", signature="")
+    assert (forged.status, missing.status) == (403, 403)
+    assert forged.messages == [] and missing.messages == []
+    assert world.factory.calls("POST", CLAIM) == []
+    await wait_until(
+        lambda: "X-Twilio-Signature" in bridge.log_tail(200), timeout=5, what="refusal logged"
+    )
+
+
+async def test_unknown_number_and_unknown_command_change_nothing(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    await breaching_task(world)
+    await breach_sms(world, ALICE_PHONE)
+    stranger = await world.twilio.send_sms(STRANGER_PHONE, "ACK ALL")
+    assert stranger.status == 200
+    assert stranger.messages == ["This number is not on the roster. Nothing was changed."]
+    approve = await world.twilio.send_sms(ALICE_PHONE, "APPROVE")
+    assert approve.messages[0].startswith("Not understood.")
+    assert "Decisions are made in Discord" in approve.messages[0]
+    assert world.factory.calls("POST", CLAIM) == []
+    assert world.factory.calls("POST", r"/v1/tasks/[^/]+/complete") == []
+
+
+async def test_sms_from_a_person_without_the_approver_role_is_refused(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    # bob has no Discord role: on call with a phone, he gets the SMS but may not acknowledge
+    world.roster_file.write_text(
+        world.roster_file.read_text()
+        + f'\n[[operators]]\nname = "Bob"\ndiscord_user_id = {world.people.bob.id}\n'
+        'phone = "+15550100003"\non_call = true\n',
+        encoding="utf-8",
+    )
+    await start_bridge(world, make_bridge)
+    await breaching_task(world)
+    await breach_sms(world, "+15550100003")
+    answer = await world.twilio.send_sms("+15550100003", "ACK")
+    assert "approver role" in answer.messages[0]
+    assert world.factory.calls("POST", CLAIM) == []
+
+
+# ------------------------------------------------------------------------------ calls
+async def first_call(world: World, phone: str) -> dict[str, Any]:
+    await wait_until(lambda: bool(calls_to(world, phone)), timeout=15, what=f"call to {phone}")
+    return calls_to(world, phone)[0]
+
+
+async def test_call_answered_with_1_acknowledges(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    assert call["status_callback"].startswith(f"{world.bridge_url}/twilio/voice/status?")
+    assert "completed" in call["status_callback_events"]
+
+    run = await world.twilio.answer_call(call["sid"], keys="21")
+    assert "Press 1 to acknowledge, 2 to hear this again." in run.said
+    assert [key for _, key in run.gathers] == ["2", "1"]  # 2 said it again, then 1
+    assert run.said[-1] == "Acknowledged: Stripe MCP Server to Production. Goodbye."
+    [claim] = world.factory.calls("POST", CLAIM)
+    assert claim.json == {"userId": "user-alice"}
+    assert ("Alice", "phone", "task.acknowledge", "ok") in await audit_of(world, task["id"])
+    # the call completed with the task acknowledged: nobody else is called
+    assert await call_rows(world, task["id"]) == [("Alice", "sent")]
+    assert not world.twilio.spec_violations, world.twilio.spec_violations
+
+
+async def test_no_answer_calls_the_next_person_once(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    ended = datetime.now(UTC)
+    answer = await world.twilio.end_call(call["sid"], "no-answer")
+    assert answer is not None and answer.status == 200
+    again = await world.twilio.status_callback(call["sid"], "no-answer")  # a retried callback
+    assert again is not None and again.status == 200
+    nxt = await first_call(world, DAVE_PHONE)
+    assert (nxt["at"] - ended).total_seconds() >= 0.5
+    # Dave does not answer either: nobody is left, nothing more
+    await world.twilio.end_call(nxt["sid"], "busy")
+    assert len(calls_to(world, DAVE_PHONE)) == 1 and len(calls_to(world, ALICE_PHONE)) == 1
+    outcomes = [(action, outcome) for _, _, action, outcome in await audit_of(world, task["id"])]
+    assert outcomes.count(("escalation.call", "fallback")) == 1
+    assert ("escalation.call", "failed") in outcomes  # nobody left after Dave
+    assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
+
+
+async def test_forged_status_callback_calls_nobody(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    forged = await world.twilio.status_callback(call["sid"], "no-answer", signature="Zm9yZ2Vk")
+    assert forged is not None and forged.status == 403
+    assert await call_rows(world, task["id"]) == [("Alice", "sent")]
