@@ -23,6 +23,7 @@ from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
 __all__ = ["Settings", "describe_validation_error", "load_settings"]
 
 RoleIds = Annotated[frozenset[int], NoDecode]
+Priorities = Annotated[frozenset[Priority], NoDecode]
 
 
 def _parse_id_list(value: object) -> object:
@@ -126,6 +127,8 @@ class Settings(BaseSettings):
     quiet_hours_start: time = time(22, 0)
     quiet_hours_end: time = time(8, 0)
     quiet_hours_timezone: str = "UTC"
+    #: priorities whose breach SMS and critical call are never held for quiet hours (issue 14)
+    quiet_hours_bypass_priorities: Priorities = frozenset({Priority.CRITICAL, Priority.HIGH})
 
     # --- Twilio (SMS and calls) ----------------------------------------------------------------
     twilio_account_sid: str | None = None
@@ -138,6 +141,22 @@ class Settings(BaseSettings):
     batch_group_wait_seconds: float = Field(default=30, ge=0)
     batch_group_interval_seconds: float = Field(default=300, ge=0)
     batch_min_coverage_percent: float = Field(default=80, ge=0, le=100)
+
+    @field_validator("quiet_hours_bypass_priorities", mode="before")
+    @classmethod
+    def _split_priorities(cls, value: object) -> object:
+        """``"critical, high"`` → ``{critical, high}`` (empty: none bypass)."""
+        if isinstance(value, str):
+            parts = [p.strip().lower() for p in value.split(",") if p.strip()]
+            known = {p.value for p in Priority}
+            bad = [p for p in parts if p not in known]
+            if bad:
+                raise ValueError(
+                    f"expected comma-separated priorities ({', '.join(sorted(known))}), "
+                    f"got {', '.join(bad)!r}"
+                )
+            return frozenset(Priority(p) for p in parts)
+        return value
 
     _split_role_ids = field_validator(
         "discord_approver_role_ids", "discord_deploy_approver_role_ids", mode="before"
@@ -248,6 +267,7 @@ class Settings(BaseSettings):
             safe_default=self.escalation_safe_default,
             quiet_hours=quiet,
             bundle_seconds=self.escalation_bundle_seconds,
+            quiet_bypass_priorities=self.quiet_hours_bypass_priorities,
         )
 
 

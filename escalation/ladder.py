@@ -42,6 +42,10 @@ Quiet hours
     (reminder, breach or critical) whose delivery time — after snooze — falls inside quiet
     hours moves to the end of that window and is flagged ``held_for_quiet_hours``; the
     bundler sends the held items as one digest per person (:mod:`escalation.bundling`).
+    Exception (issue 14, "Urgency through quiet hours"): the pages (:data:`PAGE_STEPS`,
+    breach and critical) of a task whose priority is in the policy's
+    ``quiet_bypass_priorities`` (default critical and high) are never held; its reminders
+    are, and one held past its breach is superseded by it.
 Superseded after moving
     After snooze and quiet hours, the skipping rule is applied again to the delivery times:
     a reminder delivered at or after a later step's delivery time is dropped (a warning held
@@ -78,6 +82,7 @@ from escalation.quiet_hours import quiet_window_at
 
 __all__ = [
     "LATE_GRACE_SECONDS",
+    "PAGE_STEPS",
     "LadderState",
     "PlannedStep",
     "StepDue",
@@ -86,6 +91,9 @@ __all__ = [
     "plan",
     "schedule",
 ]
+
+#: The steps that page by phone (SMS at the breach, the call at the critical step).
+PAGE_STEPS = frozenset({StepKind.SLA_BREACH, StepKind.CRITICAL})
 
 #: A step taken more than this many seconds after its delivery time counts as late (a timer
 #: wake-up is a little late by nature; a restart after downtime is much later).
@@ -335,7 +343,8 @@ def _schedule(
         ):
             deliver = state.snoozed_until
             snoozed = True
-        window = quiet_window_at(hold, deliver)
+        bypass = kind in PAGE_STEPS and Priority(priority) in policy.quiet_bypass_priorities
+        window = quiet_window_at(None if bypass else hold, deliver)
         if window is not None:
             deliver = window[1]
         effective[kind] = StepDue(

@@ -279,6 +279,11 @@ class EscalationPolicy:
         The quiet window, or ``None`` for none (default 22:00–08:00 UTC, enabled).
     bundle_seconds
         Bundle window per person and channel (``ESCALATION_BUNDLE_SECONDS``, 120).
+    quiet_bypass_priorities
+        Priorities whose SLA breach and critical steps (the pages: SMS, call) are never held
+        for quiet hours (``QUIET_HOURS_BYPASS_PRIORITIES``, critical and high; issue 14:
+        "Quiet hours hold reminders, never a breach or critical page" of these). Their
+        reminders are still held; a critical task is never held at all, whatever this says.
 
     Raises
     ------
@@ -300,6 +305,7 @@ class EscalationPolicy:
     safe_default: SafeDefault = SafeDefault.NONE
     quiet_hours: QuietHours | None = DEFAULT_QUIET_HOURS
     bundle_seconds: float = 120.0
+    quiet_bypass_priorities: frozenset[Priority] = frozenset({Priority.CRITICAL, Priority.HIGH})
 
     def __post_init__(self) -> None:
         merged: dict[Priority, float] = dict(DEFAULT_SLA_SECONDS)
@@ -326,6 +332,11 @@ class EscalationPolicy:
         object.__setattr__(self, "safe_default", SafeDefault(self.safe_default))
         if self.quiet_hours is not None and not isinstance(self.quiet_hours, QuietHours):
             raise TypeError("quiet_hours must be a QuietHours or None")
+        try:
+            bypass = frozenset(Priority(p) for p in self.quiet_bypass_priorities)
+        except ValueError as exc:
+            raise ValueError(f"quiet_bypass_priorities: {exc}") from None
+        object.__setattr__(self, "quiet_bypass_priorities", bypass)
 
     def sla_seconds_for(self, priority: Priority) -> float:
         """SLA of ``priority`` in seconds."""

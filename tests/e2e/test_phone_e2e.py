@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from bot.store import Store
 from bot.store.ladder import LadderStore
 from sandbox.discord_emulator import RecordedMessage
@@ -48,7 +50,7 @@ async def breaching_task(world: World, **extra: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     return await world.factory.create_task(
         title=extra.pop("title", "Stripe MCP Server to Production"),
-        priority="high",
+        priority=extra.pop("priority_override", "high"),
         createdAt=iso(now),
         slaDeadline=iso(now + timedelta(seconds=2)),
         **extra,
@@ -242,3 +244,26 @@ async def test_forged_status_callback_calls_nobody(
     forged = await world.twilio.status_callback(call["sid"], "no-answer", signature="Zm9yZ2Vk")
     assert forged is not None and forged.status == 403
     assert await call_rows(world, task["id"]) == [("Alice", "sent")]
+
+
+# ------------------------------------------------------------------------------ quiet hours
+async def test_high_breach_in_quiet_hours_pages_at_once_medium_waits(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    now = datetime.now(UTC)
+    bridge = make_bridge(
+        **PHONE,
+        BRIDGE_PUBLIC_URL=world.bridge_url,
+        QUIET_HOURS_ENABLED="true",
+        QUIET_HOURS_START=(now - timedelta(hours=1)).strftime("%H:%M"),
+        QUIET_HOURS_END=(now + timedelta(hours=1)).strftime("%H:%M"),
+    )
+    await bridge.start()
+    await breaching_task(world, title="Medium task", priority_override="medium")
+    await breaching_task(world, title="High task")
+    body = await breach_sms(world, ALICE_PHONE)
+    assert "High task" in body and "Medium task" not in body
+    with pytest.raises(TimeoutError):  # the medium breach is held for the morning digest
+        await wait_until(
+            lambda: any("Medium" in m["body"] for m in world.twilio.messages), timeout=1.5
+        )
