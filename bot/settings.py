@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.logs import parse_log_level
 from escalation.models import Priority
-from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
+from escalation.policy import MAX_REPEATS, EscalationPolicy, QuietHours, SafeDefault
 
 __all__ = ["Settings", "describe_validation_error", "load_settings"]
 
@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     #: an unanswered critical call (no-answer, busy, failed, or ended without a 1): seconds
     #: before the next on-call operator is called (issue 14; needs BRIDGE_PUBLIC_URL)
     escalation_call_next_after_seconds: float = Field(default=60, ge=0)
+    #: after the critical step, the breach page (SMS + call) repeats this often while the task
+    #: has neither a decision nor an acknowledgement (issue 14) ...
+    escalation_repeat_seconds: float = Field(default=1800, gt=0)
+    #: ... at most this many times (0 turns repeats off; at most escalation.policy.MAX_REPEATS)
+    escalation_repeat_limit: int = Field(default=3, ge=0, le=MAX_REPEATS)
     quiet_hours_enabled: bool = True
     quiet_hours_start: time = time(22, 0)
     quiet_hours_end: time = time(8, 0)
@@ -268,6 +273,8 @@ class Settings(BaseSettings):
             quiet_hours=quiet,
             bundle_seconds=self.escalation_bundle_seconds,
             quiet_bypass_priorities=self.quiet_hours_bypass_priorities,
+            repeat_seconds=self.escalation_repeat_seconds,
+            repeat_limit=self.escalation_repeat_limit,
         )
 
 

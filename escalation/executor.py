@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
-    ESCALATION_LEVELS,
     LEVEL_LABELS,
     MAX_LEVEL,
     NewDelivery,
     level_of,
     next_own,
+    step_level,
     stop_reason,
 )
 from escalation.notices import PageItem, call_script, human_duration
@@ -259,7 +259,7 @@ class DeliveryExecutor:
             f"Escalation level {level} of {MAX_LEVEL} ({LEVEL_LABELS[level]}): no decision "
             f"{age} after the task was created"
         )
-        if ESCALATION_LEVELS[kind] != level:  # caught up by a later step
+        if step_level(kind) != level:  # caught up by a later step
             reason += f"; reported at the {kind.value.replace('_', ' ')} step"
         reason += "; escalated by Factory Bridge"
         status, detail = await self.decider.escalate(task, level, reason, escalate_to)

@@ -74,6 +74,11 @@ STEP_LABELS: dict[StepKind, str] = {
     StepKind.SLA_WARNING: "SLA warning (@here)",
     StepKind.SLA_BREACH: "SLA breach (SMS + @here)",
     StepKind.CRITICAL: "critical (call, reassign, incident report)",
+    **{
+        kind: f"repeat page #{kind.repeat_number} (SMS + call)"
+        for kind in StepKind
+        if kind.repeat_number
+    },
 }
 
 _PRIORITY_SHORT = {"critical": "CRIT", "high": "HIGH", "medium": "MED", "low": "LOW"}

@@ -15,10 +15,11 @@ authenticated").
   sent to that operator (the ladder's deliveries).
 * An unanswered call (``no-answer``, ``busy``, ``failed``, or ``completed`` without the task
   being acknowledged) calls the next operator of :func:`escalation.recipients.call_order`
-  (skipping unreachable phones and those already called for the task) after
+  (skipping unreachable phones and those already called in that step) after
   ``ESCALATION_CALL_NEXT_AFTER_SECONDS``; each attempt is a stored ``call`` delivery of the
-  critical step (unique per task and person: a repeated status callback adds nothing), so it
-  is audited, listed in the incident report, and resumed after a restart.
+  step whose call went unanswered, the critical step or a repeat (unique per task, step and
+  person: a repeated status callback adds nothing), so it is audited, listed in the
+  incident report, and resumed after a restart.
 """
 
 from __future__ import annotations
@@ -273,21 +274,23 @@ class PhoneDesk:
     async def _plan_next_call(self, tracked: TrackedTask, to: str, status: str, sid: str) -> None:
         assert self.ladder is not None
         store = self.ladder.ladder_store
-        step = StepKind.CRITICAL.value
-        rows = await store.deliveries(task_id=tracked.task_id, step=step, channels=["call"])
-        if not any(r.detail.get("sid") == sid for r in rows):
-            return  # not a call of this task's ladder (or already handled)
+        calls = await store.deliveries(task_id=tracked.task_id, channels=["call"])
+        placed = next((r for r in calls if r.detail.get("sid") == sid), None)
+        if placed is None:
+            return  # not a call of this task's ladder
+        step = placed.step  # the critical step or a repeat: the next person is of that step
+        rows = [r for r in calls if r.step == step]
         tried = {r.recipient for r in rows}
         people = self.ladder.people()
         nxt = next_fallback(call_order(people), tried, self.ladder.service.unreachable)
         audit = self.ladder.service.audit
-        who = next((r.recipient for r in rows if r.detail.get("sid") == sid), to)
+        who = placed.recipient
         if nxt is None:
             await audit(
                 tracked.task_id,
                 "escalation.call",
                 "failed",
-                f"critical: the call to {who} ended {status}; nobody left to call "
+                f"{step}: the call to {who} ended {status}; nobody left to call "
                 f"after {', '.join(sorted(tried))}",
             )
             return
@@ -306,7 +309,7 @@ class PhoneDesk:
             tracked.task_id,
             "escalation.call",
             "fallback",
-            f"critical: the call to {who} ended {status}; calling {nxt.key} "
+            f"{step}: the call to {who} ended {status}; calling {nxt.key} "
             f"in {self.call_next_after_seconds:g} s",
         )
         self._later(tracked.task_id, due)
@@ -341,9 +344,9 @@ class PhoneDesk:
         executor = self.ladder.service.executor
         now = self.clock()
         placed = 0
-        for row in await store.deliveries(
-            task_id=task_id, step=StepKind.CRITICAL.value, channels=["call"], statuses=["pending"]
-        ):
+        for row in await store.deliveries(task_id=task_id, channels=["call"], statuses=["pending"]):
+            if "after" not in row.detail:
+                continue  # a step's own call: its step runs it
             if row.due_at > now:
                 self._later(row.task_id, row.due_at)
                 continue
@@ -356,13 +359,13 @@ class PhoneDesk:
                 continue
             if not await store.claim_deliveries([row.id], now):
                 continue
-            status, detail = await executor.deliver_call(tracked, StepKind.CRITICAL, row.recipient)
+            status, detail = await executor.deliver_call(tracked, StepKind(row.step), row.recipient)
             await store.finish_delivery(row.id, status, detail, self.clock())
             await executor.audit(
                 row.task_id,
                 "escalation.call",
                 status,
-                f"critical (next person) → {row.recipient}: "
+                f"{row.step} (next person) → {row.recipient}: "
                 f"{detail.get('error') or detail.get('note') or 'ok'}",
             )
             placed += 1
