@@ -16,6 +16,7 @@ import pytest
 
 from bot.store import Store
 from bot.store.ladder import LadderStore
+from escalation.phone import phone_ref
 from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
@@ -267,3 +268,75 @@ async def test_high_breach_in_quiet_hours_pages_at_once_medium_waits(
         await wait_until(
             lambda: any("Medium" in m["body"] for m in world.twilio.messages), timeout=1.5
         )
+
+
+# ------------------------------------------------------------------------------ more replies
+async def test_help_ack_without_ref_snooze_and_ack_all(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    first = await breaching_task(world, title="First task")
+    second = await breaching_task(world, title="Second task")
+    await wait_until(lambda: len(sms_to(world, DAVE_PHONE)) >= 1, timeout=15, what="breach SMS")
+    await wait_until(
+        lambda: all(
+            any(phone_ref(t["id"]) in m["body"] for m in sms_to(world, DAVE_PHONE))
+            for t in (first, second)
+        ),
+        timeout=15,
+        what="both tasks paged to Dave",
+    )
+    help_text = (await world.twilio.send_sms(DAVE_PHONE, "help")).messages[0]
+    assert phone_ref(first["id"]) in help_text and phone_ref(second["id"]) in help_text
+    ambiguous = (await world.twilio.send_sms(DAVE_PHONE, "ACK")).messages[0]
+    assert ambiguous.startswith("2 open tasks") and "ACK ALL" in ambiguous
+    assert world.factory.calls("POST", CLAIM) == []
+    snoozed = await world.twilio.send_sms(DAVE_PHONE, f"SNOOZE {phone_ref(first['id'])}")
+    assert snoozed.messages == ["Snoozed 1 h: First task."]
+    both = await world.twilio.send_sms(DAVE_PHONE, "Ack All")
+    assert both.messages == ["Acknowledged: First task. Acknowledged: Second task."]
+    assert len(world.factory.calls("POST", CLAIM)) == 2
+    actions = await audit_of(world, first["id"])
+    assert ("Dave", "sms", "task.snooze", "ok") in actions
+    assert ("Dave", "sms", "task.acknowledge", "ok") in actions
+
+
+async def test_start_clears_the_mark_a_stop_left(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    world.twilio.fail_number(ALICE_PHONE, code=21610)  # Alice replied STOP at some point
+    await start_bridge(world, make_bridge)
+    await breaching_task(world)
+    await breach_sms(world, DAVE_PHONE)
+
+    async def unreachable() -> set[str]:
+        store = Store(f"sqlite:///{world.database_file}")
+        try:
+            return await LadderStore(store.db).unreachable()
+        finally:
+            await store.close()
+
+    await wait_until(
+        lambda: _contains(unreachable(), ALICE_PHONE), timeout=10, what="Alice marked unreachable"
+    )
+    world.twilio.clear_faults()
+    answer = await world.twilio.send_sms(ALICE_PHONE, "START")
+    assert answer.messages == ["You will get Factory Bridge pages on this number again."]
+    assert ALICE_PHONE not in await unreachable()
+
+
+async def _contains(found: Any, item: str) -> bool:
+    return item in await found
+
+
+async def test_a_call_completed_without_a_1_calls_the_next_person(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    run = await world.twilio.answer_call(call["sid"], keys=None)  # listens, presses nothing
+    assert run.said[-1] == "No key was pressed. Goodbye."
+    await first_call(world, DAVE_PHONE)
+    assert world.factory.calls("POST", CLAIM) == []
+    assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
