@@ -218,9 +218,9 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def cmd_test_page(args: argparse.Namespace) -> int:
     """One test SMS and one test DM to the roster operator ``args.name`` (issue 14); prints
     what Twilio and Discord answered (:mod:`bot.page_check`)."""
+    from bot.page_check import send_test_page
     from bot.roster import RosterError, load_roster
     from bot.settings import Settings
-    from bot.page_check import send_test_page
 
     settings = _load_settings_or_exit()
     assert isinstance(settings, Settings)

@@ -122,7 +122,8 @@ async def test_sms_ack_ref_claims_once_and_shows_it(
     alice = world.people.alice
     await world.discord.wait_for(
         lambda: (
-            status_field(task_message(world, task["id"])) == f"👀 acknowledged by <@{alice.id}>"
+            status_field(task_message(world, task["id"]))
+            == f"👀 acknowledged by <@{alice.id}> via SMS"
         ),
         10,
     )
@@ -209,6 +210,14 @@ async def test_call_answered_with_1_acknowledges(
     [claim] = world.factory.calls("POST", CLAIM)
     assert claim.json == {"userId": "user-alice"}
     assert ("Alice", "phone", "task.acknowledge", "ok") in await audit_of(world, task["id"])
+    alice = world.people.alice
+    await world.discord.wait_for(
+        lambda: (
+            status_field(task_message(world, task["id"]))
+            == f"👀 acknowledged by <@{alice.id}> via phone"
+        ),
+        10,
+    )
     # the call completed with the task acknowledged: nobody else is called
     assert await call_rows(world, task["id"]) == [("Alice", "sent")]
     assert not world.twilio.spec_violations, world.twilio.spec_violations
