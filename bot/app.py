@@ -443,13 +443,36 @@ def _attach_phone(app: BridgeApp) -> None:
             return None
         return frozenset(int(r) for r in member.get("roles", []))
 
+    ladder: LadderRuntime | None = getattr(app, "escalation", None)
+
+    async def report_changed(task_id: str) -> None:
+        """Edit the task's incident report (its ``incident`` delivery's message) anew."""
+        import discord
+
+        if ladder is None:
+            return
+        rows = await ladder.ladder_store.deliveries(
+            task_id=task_id, channels=["incident"], statuses=["sent"]
+        )
+        tracked = await app.store.get_task(task_id)
+        message_id = rows[-1].detail.get("message_id") if rows else None
+        if tracked is None or not message_id:
+            return
+        content = (await ladder.incident_text(tracked))[:2000]
+        await app.client.http.edit_message(
+            settings.alerts_channel_id,
+            int(message_id),
+            params=discord.http.handle_message_parameters(content=content),
+        )
+
     desk = PhoneDesk(
         bridge=app.bridge,
         roster=app.roster,
         member_roles=member_roles,
-        ladder=getattr(app, "escalation", None),
+        ladder=ladder,
         clock=app.clock,
         call_next_after_seconds=settings.escalation_call_next_after_seconds,
+        report_changed=report_changed,
     )
     TwilioWebhooks(
         public_url=settings.bridge_public_url,

@@ -145,15 +145,23 @@ class DeliveryExecutor:
         return next((p for p in self.roster.people() if p.key == key), None)
 
     async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> None:
-        """Do the step's own deliveries (not DM/SMS: the bundler's) in :func:`next_own` order,
-        re-checking the task before each (:func:`stop_reason`), then finish the step.
+        """Do the step's own deliveries (not DM/SMS: the bundler's; none due later) in
+        :func:`next_own` order, re-checking the task before each (:func:`stop_reason`), then
+        finish the step.
 
         ``late`` is how late the step is taken, seconds (stored with the step)."""
         task_id = task.task_id
         while True:
             rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
+            now = self.clock()
             pending = [
-                r for r in rows if r.status == "pending" and r.channel not in BUNDLED_CHANNELS
+                r
+                for r in rows
+                if r.status == "pending"
+                and r.channel not in BUNDLED_CHANNELS
+                # a delivery due later is not the step's to do now: the next person's call
+                # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (issue 14)
+                and r.due_at <= now
             ]
             if not pending:
                 break

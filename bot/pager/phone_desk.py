@@ -85,6 +85,9 @@ class PhoneDesk:
         Current aware UTC time.
     call_next_after_seconds:
         ``ESCALATION_CALL_NEXT_AFTER_SECONDS``: wait before calling the next person.
+    report_changed:
+        ``await report_changed(task_id)`` after a next-person call was placed: the incident
+        report (posted at the critical step) is brought up to date; optional.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class PhoneDesk:
         ladder: LadderRuntime | None,
         clock: Callable[[], datetime],
         call_next_after_seconds: float = 60.0,
+        report_changed: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.bridge = bridge
         self.roster = roster
@@ -103,6 +107,7 @@ class PhoneDesk:
         self.ladder = ladder
         self.clock = clock
         self.call_next_after_seconds = call_next_after_seconds
+        self.report_changed = report_changed
         self._timers: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ who, what
@@ -133,7 +138,8 @@ class PhoneDesk:
         if self.ladder is None:
             return []
         rows = await self.ladder.ladder_store.deliveries(
-            channels=["sms", "call"], statuses=["sent"]
+            channels=["sms", "call"],
+            statuses=["sent", "claimed"],  # claimed: being sent, the phone may have it already
         )
         seen: list[str] = []
         for row in rows:
@@ -276,6 +282,17 @@ class PhoneDesk:
         store = self.ladder.ladder_store
         calls = await store.deliveries(task_id=tracked.task_id, channels=["call"])
         placed = next((r for r in calls if r.detail.get("sid") == sid), None)
+        if placed is None:  # Twilio answered faster than the bridge stored the call's sid
+            placed = next(
+                (
+                    r
+                    for r in calls
+                    if r.status == "claimed"
+                    and (person := self.ladder.person(r.recipient)) is not None
+                    and person.phone == to
+                ),
+                None,
+            )
         if placed is None:
             return  # not a call of this task's ladder
         step = placed.step  # the critical step or a repeat: the next person is of that step
@@ -369,6 +386,11 @@ class PhoneDesk:
                 f"{detail.get('error') or detail.get('note') or 'ok'}",
             )
             placed += 1
+            if self.report_changed is not None:
+                try:
+                    await self.report_changed(row.task_id)
+                except Exception:
+                    log.exception("incident report of %s not updated", row.task_id)
         return placed
 
     async def start(self) -> None:

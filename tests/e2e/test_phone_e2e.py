@@ -18,7 +18,7 @@ from bot.store import Store
 from bot.store.ladder import LadderStore
 from escalation.phone import phone_ref
 from sandbox.discord_emulator import RecordedMessage
-from sandbox.world import TASKS_CHANNEL_ID, World
+from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
 
 ALICE_PHONE = "+15550100001"
@@ -243,6 +243,14 @@ async def test_no_answer_calls_the_next_person_once(
     assert outcomes.count(("escalation.call", "fallback")) == 1
     assert ("escalation.call", "failed") in outcomes  # nobody left after Dave
     assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
+
+    def report_lists_dave() -> bool:
+        return any(
+            "Incident report" in str(m.content) + str(m.embeds) and "call → Dave" in m.content
+            for m in world.discord.messages(ALERTS_CHANNEL_ID)
+        )
+
+    await world.discord.wait_for(report_lists_dave, 10)  # each attempt in the incident report
 
 
 async def test_forged_status_callback_calls_nobody(
