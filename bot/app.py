@@ -426,59 +426,18 @@ def _make_pager(app: BridgeApp, observe: Callable[[str, str], None]) -> Pager | 
 
 def _attach_phone(app: BridgeApp) -> None:
     """SMS replies, keypresses and call statuses on the intake's HTTP port (the "phone" slot
-    of :func:`_attach_features`; issue 14)."""
-    from bot.pager.inbound import TwilioWebhooks
-    from bot.pager.phone_desk import PhoneDesk
+    of :func:`_attach_features`; issue 14): :func:`bot.pager.wiring.attach_phone`."""
+    from bot.pager.wiring import attach_phone
 
-    settings = app.settings
-    assert settings.bridge_public_url is not None and settings.twilio_auth_token is not None
-
-    async def member_roles(discord_user_id: int) -> frozenset[int] | None:
-        try:
-            member: Any = await app.client.http.get_member(
-                settings.discord_guild_id, discord_user_id
-            )
-        except Exception as exc:  # not a member (404), Discord down: no role
-            log.warning("roles of Discord user %s unknown: %r", discord_user_id, exc)
-            return None
-        return frozenset(int(r) for r in member.get("roles", []))
-
-    ladder: LadderRuntime | None = getattr(app, "escalation", None)
-
-    async def report_changed(task_id: str) -> None:
-        """Edit the task's incident report (its ``incident`` delivery's message) anew."""
-        import discord
-
-        if ladder is None:
-            return
-        rows = await ladder.ladder_store.deliveries(
-            task_id=task_id, channels=["incident"], statuses=["sent"]
-        )
-        tracked = await app.store.get_task(task_id)
-        message_id = rows[-1].detail.get("message_id") if rows else None
-        if tracked is None or not message_id:
-            return
-        content = (await ladder.incident_text(tracked))[:2000]
-        await app.client.http.edit_message(
-            settings.alerts_channel_id,
-            int(message_id),
-            params=discord.http.handle_message_parameters(content=content),
-        )
-
-    desk = PhoneDesk(
+    desk = attach_phone(
+        settings=app.settings,
         bridge=app.bridge,
         roster=app.roster,
-        member_roles=member_roles,
-        ladder=ladder,
+        http=app.client.http,
+        ladder=getattr(app, "escalation", None),
         clock=app.clock,
-        call_next_after_seconds=settings.escalation_call_next_after_seconds,
-        report_changed=report_changed,
+        routes=app.intake.app,
     )
-    TwilioWebhooks(
-        public_url=settings.bridge_public_url,
-        auth_token=settings.twilio_auth_token.get_secret_value(),
-        desk=desk,
-    ).attach(app.intake.app)
     app.features.append(desk)
 
 

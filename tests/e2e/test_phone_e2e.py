@@ -357,3 +357,21 @@ async def test_a_call_completed_without_a_1_calls_the_next_person(
     await first_call(world, DAVE_PHONE)
     assert world.factory.calls("POST", CLAIM) == []
     assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
+
+
+async def test_kill_9_while_the_next_call_waits_calls_once_after_restart(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = make_bridge(
+        **{**PHONE, "ESCALATION_CALL_NEXT_AFTER_SECONDS": 1}, BRIDGE_PUBLIC_URL=world.bridge_url
+    )
+    await bridge.start()
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    await world.twilio.end_call(call["sid"], "no-answer")  # Dave's call is stored, due in 1 s
+    await bridge.kill()
+    assert calls_to(world, DAVE_PHONE) == []
+    await bridge.start()
+    await first_call(world, DAVE_PHONE)
+    assert len(calls_to(world, DAVE_PHONE)) == 1
+    assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
