@@ -73,7 +73,7 @@ class TwilioWebhooks:
     async def _verified(self, request: web.Request) -> Mapping[str, str] | None:
         """The form when the signature is right, else ``None`` (logged)."""
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-        url = self.public_url + request.path_qs
+        url = self.public_url + request.raw_path  # as requested (and signed), undecoded
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature or not self._validator.validate(url, form, signature):
             log.warning(

@@ -59,7 +59,7 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 def callback_url(public_url: str, path: str, task_ids: Sequence[str]) -> str:
     """``public_url`` + ``path`` + ``?tasks=a,b`` (task ids are ``[A-Za-z0-9_-]``, contract)."""
-    return f"{public_url}{path}?{urlencode({'tasks': ','.join(task_ids)})}"
+    return f"{public_url}{path}?{urlencode({'tasks': ','.join(task_ids)}, safe=',')}"
 
 
 def translate(exc: Exception) -> DeliveryError:
