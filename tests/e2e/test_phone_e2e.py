@@ -101,6 +101,25 @@ async def call_rows(world: World, task_id: str) -> list[tuple[str, str]]:
     return [(r.recipient, r.status) for r in rows]
 
 
+async def calls_stored(world: World, task_id: str, expected: list[tuple[str, str]]) -> None:
+    """Wait until the task's call deliveries are ``expected`` (recipient, status)."""
+
+    async def stored() -> bool:
+        return sorted(await call_rows(world, task_id)) == expected
+
+    await wait_until(stored, timeout=5, what=f"calls stored as {expected}")
+
+
+async def both_calls_sent(world: World, task_id: str) -> None:
+    """Alice's and Dave's calls are stored as sent (the emulator may record a call a moment
+    before the bridge stores Twilio's answer)."""
+
+    async def sent() -> bool:
+        return sorted(await call_rows(world, task_id)) == [("Alice", "sent"), ("Dave", "sent")]
+
+    await wait_until(sent, timeout=5, what="both calls stored as sent")
+
+
 # ------------------------------------------------------------------------------ SMS replies
 async def test_sms_ack_ref_claims_once_and_shows_it(
     world: World, make_bridge: Callable[..., BridgeProcess]
@@ -203,6 +222,7 @@ async def test_call_answered_with_1_acknowledges(
     assert call["status_callback"].startswith(f"{world.bridge_url}/twilio/voice/status?")
     assert "completed" in call["status_callback_events"]
 
+    await calls_stored(world, task["id"], [("Alice", "sent")])
     run = await world.twilio.answer_call(call["sid"], keys="21")
     assert "Press 1 to acknowledge, 2 to hear this again." in run.said
     assert [key for _, key in run.gathers] == ["2", "1"]  # 2 said it again, then 1
@@ -242,7 +262,7 @@ async def test_no_answer_calls_the_next_person_once(
     outcomes = [(action, outcome) for _, _, action, outcome in await audit_of(world, task["id"])]
     assert outcomes.count(("escalation.call", "fallback")) == 1
     assert ("escalation.call", "failed") in outcomes  # nobody left after Dave
-    assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
+    await both_calls_sent(world, task["id"])
 
     def report_lists_dave() -> bool:
         return any(
@@ -259,6 +279,7 @@ async def test_forged_status_callback_calls_nobody(
     await start_bridge(world, make_bridge)
     task = await breaching_task(world)
     call = await first_call(world, ALICE_PHONE)
+    await calls_stored(world, task["id"], [("Alice", "sent")])
     forged = await world.twilio.status_callback(call["sid"], "no-answer", signature="Zm9yZ2Vk")
     assert forged is not None and forged.status == 403
     assert await call_rows(world, task["id"]) == [("Alice", "sent")]
@@ -356,7 +377,7 @@ async def test_a_call_completed_without_a_1_calls_the_next_person(
     assert run.said[-1] == "No key was pressed. Goodbye."
     await first_call(world, DAVE_PHONE)
     assert world.factory.calls("POST", CLAIM) == []
-    assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
+    await both_calls_sent(world, task["id"])
 
 
 async def test_kill_9_while_the_next_call_waits_calls_once_after_restart(
@@ -374,4 +395,4 @@ async def test_kill_9_while_the_next_call_waits_calls_once_after_restart(
     await bridge.start()
     await first_call(world, DAVE_PHONE)
     assert len(calls_to(world, DAVE_PHONE)) == 1
-    assert sorted(await call_rows(world, task["id"])) == [("Alice", "sent"), ("Dave", "sent")]
+    await both_calls_sent(world, task["id"])
