@@ -418,7 +418,7 @@ class Actions(DecisionSender):
                 return unconfirmed
         try:
             await self.store.set_acknowledged(
-                task_id, actor.discord_user_id or 0, actor.name, self.clock()
+                task_id, actor.discord_user_id or 0, say.acknowledger(actor), self.clock()
             )
         except Exception as exc:  # the database takes no write
             log.exception("acknowledgement of %s confirmed by the factory but not stored", task_id)

@@ -468,6 +468,9 @@ def _attach_features(app: BridgeApp) -> None:
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
+    # --- the phone that acts: Twilio webhooks (BRIDGE_PUBLIC_URL + TWILIO_*, issue 14) ------
+    if app.settings.bridge_public_url and app.pager is not None:
+        _attach_phone(app)
     # --- webhook registration (BRIDGE_PUBLIC_URL, contract §1.5) ---------------------------
     if app.settings.bridge_public_url:
         from bot.factory.webhooks import WebhookRegistrar, WebhookRegistration
@@ -566,7 +569,25 @@ def _make_pager(app: BridgeApp, observe: Callable[[str, str], None]) -> Pager | 
         settings.twilio_from_number or "",
         base_url=settings.twilio_api_base_url,
         observe=both,
+        public_url=settings.bridge_public_url,
     )
+
+
+def _attach_phone(app: BridgeApp) -> None:
+    """SMS replies, keypresses and call statuses on the intake's HTTP port (the "phone" slot
+    of :func:`_attach_features`; issue 14): :func:`bot.pager.wiring.attach_phone`."""
+    from bot.pager.wiring import attach_phone
+
+    desk = attach_phone(
+        settings=app.settings,
+        bridge=app.bridge,
+        roster=app.roster,
+        http=app.client.http,
+        ladder=getattr(app, "escalation", None),
+        clock=app.clock,
+        routes=app.intake.app,
+    )
+    app.features.append(desk)
 
 
 def _attach_ladder(app: BridgeApp) -> LadderRuntime:

@@ -1,5 +1,5 @@
 """``factory-bridge`` command line: ``run``, ``sandbox``, ``check-config``, ``audit``,
-``webhooks``, ``db upgrade`` and ``db current``."""
+``webhooks``, ``db upgrade``, ``db current`` and ``test-page``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ __all__ = [
     "cmd_db",
     "cmd_run",
     "cmd_sandbox",
+    "cmd_test_page",
     "cmd_webhooks",
     "main",
 ]
@@ -268,6 +269,23 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_test_page(args: argparse.Namespace) -> int:
+    """One test SMS and one test DM to the roster operator ``args.name`` (issue 14); prints
+    what Twilio and Discord answered (:mod:`bot.page_check`)."""
+    from bot.page_check import send_test_page
+    from bot.roster import RosterError, load_roster
+    from bot.settings import Settings
+
+    settings = _load_settings_or_exit()
+    assert isinstance(settings, Settings)
+    try:
+        roster = load_roster(settings.bridge_roster_file)
+    except RosterError as exc:
+        print(f"BRIDGE_ROSTER_FILE: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(send_test_page(settings, roster, args.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -314,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser(
         "current", help="print the database's schema revision (exit 3 when behind)"
     ).set_defaults(func=cmd_db)
+    page = sub.add_parser(
+        "test-page", help="send one test SMS and one test DM to a roster operator"
+    )
+    page.add_argument("name", help="the operator's name in the roster")
+    page.set_defaults(func=cmd_test_page)
     return parser
 
 

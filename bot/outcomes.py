@@ -22,6 +22,7 @@ from bot.store import TrackedTask
 from escalation.markup import inline_text
 
 __all__ = [
+    "ACK_CHANNELS",
     "ACK_NOT_RECORDED",
     "ACK_UNKNOWN",
     "ACK_UNREACHABLE",
@@ -44,8 +45,10 @@ __all__ = [
     "Outcome",
     "ProgressCallback",
     "TimeText",
+    "ack_channel",
     "ack_refused",
     "acknowledged",
+    "acknowledger",
     "bridge_failed",
     "bulk_summary",
     "confirmed_by_read_back",
@@ -317,6 +320,27 @@ def deploy_pending(tracked: TrackedTask, count: int, required: int) -> str:
         f"✅ Your approval of **{named(tracked)}** is recorded ({count} of {required}). "
         f"Nothing is sent to the factory until {more}."
     )
+
+
+#: How an acknowledgement that did not come from Discord is named on the task message
+#: (issue 14: "👀 Acknowledged by Alice via SMS"), by :attr:`Actor.via`.
+ACK_CHANNELS = {"sms": "SMS", "phone": "phone"}
+
+
+def acknowledger(actor: Actor) -> str:
+    """The name stored with an acknowledgement: ``"Alice"``, or ``"Alice via SMS"`` /
+    ``"Alice via phone"`` when it came from the phone (:func:`ack_channel` reads it back)."""
+    channel = ACK_CHANNELS.get(actor.via)
+    return f"{actor.name} via {channel}" if channel else actor.name
+
+
+def ack_channel(stored_name: str | None) -> str:
+    """``" via SMS"`` / ``" via phone"`` when :func:`acknowledger` named a phone
+    acknowledgement, else ``""``."""
+    for channel in ACK_CHANNELS.values():
+        if (stored_name or "").endswith(f" via {channel}"):
+            return f" via {channel}"
+    return ""
 
 
 def acknowledged(tracked: TrackedTask, stored: BaseException | None = None) -> str:

@@ -20,12 +20,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.logs import parse_log_level
 from escalation.models import Priority
-from escalation.policy import EscalationPolicy, QuietHours, SafeDefault
+from escalation.policy import MAX_REPEATS, EscalationPolicy, QuietHours, SafeDefault
 
 __all__ = ["DatabaseSettings", "Settings", "describe_validation_error", "load_settings"]
 
 RoleIds = Annotated[frozenset[int], NoDecode]
 StreamNames = Annotated[tuple[str, ...], NoDecode]
+Priorities = Annotated[frozenset[Priority], NoDecode]
 
 
 def _parse_id_list(value: object) -> object:
@@ -122,7 +123,9 @@ class Settings(BaseSettings):
     bridge_http_host: str = "0.0.0.0"
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
     bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
-    #: the bridge's address as the factory reaches it: POST /events is registered there (§1.5)
+    #: the bridge's address as the factory and Twilio reach it: POST /events is registered
+    #: there (§1.5); with Twilio configured it also makes the phone two-way (issue 14:
+    #: /twilio/sms, /twilio/voice/gather, /twilio/voice/status, signatures checked against it)
     bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     #: seconds a standby waits without seeing the leader renew its lease before it takes over;
@@ -151,10 +154,20 @@ class Settings(BaseSettings):
     escalation_critical_after_breach_seconds: float = Field(default=7200, ge=0)
     escalation_safe_default: SafeDefault = SafeDefault.NONE
     escalation_bundle_seconds: float = Field(default=120, ge=0)
+    #: an unanswered critical call (no-answer, busy, failed, or ended without a 1): seconds
+    #: before the next on-call operator is called (issue 14; needs BRIDGE_PUBLIC_URL)
+    escalation_call_next_after_seconds: float = Field(default=60, ge=0)
+    #: after the critical step, the breach page (SMS + call) repeats this often while the task
+    #: has neither a decision nor an acknowledgement (issue 14) ...
+    escalation_repeat_seconds: float = Field(default=1800, gt=0)
+    #: ... at most this many times (0 turns repeats off; at most escalation.policy.MAX_REPEATS)
+    escalation_repeat_limit: int = Field(default=3, ge=0, le=MAX_REPEATS)
     quiet_hours_enabled: bool = True
     quiet_hours_start: time = time(22, 0)
     quiet_hours_end: time = time(8, 0)
     quiet_hours_timezone: str = "UTC"
+    #: priorities whose breach SMS and critical call are never held for quiet hours (issue 14)
+    quiet_hours_bypass_priorities: Priorities = frozenset({Priority.CRITICAL, Priority.HIGH})
 
     # --- Twilio (SMS and calls) ----------------------------------------------------------------
     twilio_account_sid: str | None = None
@@ -167,6 +180,22 @@ class Settings(BaseSettings):
     batch_group_wait_seconds: float = Field(default=30, ge=0)
     batch_group_interval_seconds: float = Field(default=300, ge=0)
     batch_min_coverage_percent: float = Field(default=80, ge=0, le=100)
+
+    @field_validator("quiet_hours_bypass_priorities", mode="before")
+    @classmethod
+    def _split_priorities(cls, value: object) -> object:
+        """``"critical, high"`` → ``{critical, high}`` (empty: none bypass)."""
+        if isinstance(value, str):
+            parts = [p.strip().lower() for p in value.split(",") if p.strip()]
+            known = {p.value for p in Priority}
+            bad = [p for p in parts if p not in known]
+            if bad:
+                raise ValueError(
+                    f"expected comma-separated priorities ({', '.join(sorted(known))}), "
+                    f"got {', '.join(bad)!r}"
+                )
+            return frozenset(Priority(p) for p in parts)
+        return value
 
     _split_role_ids = field_validator(
         "discord_approver_role_ids", "discord_deploy_approver_role_ids", mode="before"
@@ -305,6 +334,9 @@ class Settings(BaseSettings):
             safe_default=self.escalation_safe_default,
             quiet_hours=quiet,
             bundle_seconds=self.escalation_bundle_seconds,
+            quiet_bypass_priorities=self.quiet_hours_bypass_priorities,
+            repeat_seconds=self.escalation_repeat_seconds,
+            repeat_limit=self.escalation_repeat_limit,
         )
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "next_own",
     "plan_deliveries",
     "reported_level",
+    "step_level",
     "stop_reason",
 ]
 
@@ -98,6 +99,12 @@ MAX_LEVEL = 4
 LEVEL_LABELS: dict[int, str] = {1: "reminder", 2: "SLA warning", 3: "SLA breach", 4: "critical"}
 
 _LEVEL_PREFIX = "level "
+
+
+def step_level(kind: StepKind) -> int:
+    """The level ``kind`` reaches: :data:`ESCALATION_LEVELS`; a repeat (issue 14, after the
+    critical step) stays at the top tier, :data:`MAX_LEVEL`."""
+    return ESCALATION_LEVELS.get(kind, MAX_LEVEL)
 
 
 def escalate_recipient(level: int) -> str:
@@ -147,7 +154,7 @@ def escalate_levels(kind: StepKind, reported: Collection[int], *, closed: bool) 
     """
     if closed:
         return []
-    return [n for n in range(1, ESCALATION_LEVELS[kind] + 1) if n not in reported]
+    return [n for n in range(1, step_level(kind) + 1) if n not in reported]
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,8 @@ def plan_deliveries(
     list of NewDelivery
         Reminder DM: one ``dm`` per reminder target. Reminder @mention and SLA warning: one
         ``reply``. SLA breach: the ``alert``, then one ``sms`` per reachable target.
+        Repeat (issue 14): the first reachable on-call ``call`` and one ``sms`` per
+        reachable target, like the breach without its alert.
         Critical: the first reachable on-call ``call``, ``reassign`` to the first admin with
         a factory id, the safe-default ``decision`` (unless ``none``), the ``incident`` report.
         Every step: the ``escalate`` deliveries of ``escalate`` (recipient ``level N``).
@@ -221,6 +230,11 @@ def plan_deliveries(
     if kind is StepKind.SLA_BREACH:
         sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
         return [NewDelivery("alert", "alerts", held), *sms, *levels]
+    if kind.repeat_number:  # the breach page again: SMS to the rotation, a call (issue 14)
+        sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
+        first_call = next_fallback(call_order(people), (), unreachable)
+        call = [NewDelivery("call", first_call.key, held)] if first_call is not None else []
+        return [*call, *sms, *levels]
     planned: list[NewDelivery] = []
     first = next_fallback(call_order(people), (), unreachable)
     if first is not None:
@@ -241,11 +255,12 @@ def stop_reason(
     """Why a pending delivery must not go out any more, or ``None`` when it still must.
 
     A decision stops everything but the incident report (rule: "Only a decision stops the
-    ladder"); an acknowledgement stops the reminder steps (:data:`REMINDER_STEPS`).
+    ladder"); an acknowledgement stops the reminder steps (:data:`REMINDER_STEPS`) and the
+    repeats (issue 14: "while the task has neither a decision nor an acknowledgement").
     """
     if decision is not None and channel != "incident":
         return f"task {decision}"
-    if kind in REMINDER_STEPS and acknowledged:
+    if (kind in REMINDER_STEPS or kind.repeat_number) and acknowledged:
         return "acknowledged"
     return None
 

@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
-    ESCALATION_LEVELS,
     LEVEL_LABELS,
     MAX_LEVEL,
     NewDelivery,
     level_of,
     next_own,
+    step_level,
     stop_reason,
 )
 from escalation.notices import PageItem, call_script, human_duration
@@ -145,15 +145,23 @@ class DeliveryExecutor:
         return next((p for p in self.roster.people() if p.key == key), None)
 
     async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> None:
-        """Do the step's own deliveries (not DM/SMS: the bundler's) in :func:`next_own` order,
-        re-checking the task before each (:func:`stop_reason`), then finish the step.
+        """Do the step's own deliveries (not DM/SMS: the bundler's; none due later) in
+        :func:`next_own` order, re-checking the task before each (:func:`stop_reason`), then
+        finish the step.
 
         ``late`` is how late the step is taken, seconds (stored with the step)."""
         task_id = task.task_id
         while True:
             rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
+            now = self.clock()
             pending = [
-                r for r in rows if r.status == "pending" and r.channel not in BUNDLED_CHANNELS
+                r
+                for r in rows
+                if r.status == "pending"
+                and r.channel not in BUNDLED_CHANNELS
+                # a delivery due later is not the step's to do now: the next person's call
+                # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (issue 14)
+                and r.due_at <= now
             ]
             if not pending:
                 break
@@ -259,11 +267,22 @@ class DeliveryExecutor:
             f"Escalation level {level} of {MAX_LEVEL} ({LEVEL_LABELS[level]}): no decision "
             f"{age} after the task was created"
         )
-        if ESCALATION_LEVELS[kind] != level:  # caught up by a later step
+        if step_level(kind) != level:  # caught up by a later step
             reason += f"; reported at the {kind.value.replace('_', ' ')} step"
         reason += "; escalated by Factory Bridge"
         status, detail = await self.decider.escalate(task, level, reason, escalate_to)
         return status, {"level": level, **detail}
+
+    async def deliver_call(
+        self, task: LadderTask, kind: StepKind, recipient: str
+    ) -> DeliveryResult:
+        """Call ``recipient`` (a person key) about ``task`` now: ``sent`` with the call's
+        ``sid``, ``failed``, ``skipped`` (no Twilio) or ``unreachable`` (21610: the phone is
+        marked and the next person of :func:`call_order` gets a pending ``call`` delivery).
+
+        Used by the step itself and by the phone's "next person when nobody answers"
+        (issue 14, ``bot.pager.phone_desk``)."""
+        return await self._call(task, kind, recipient)
 
     async def _call(self, task: LadderTask, kind: StepKind, recipient: str) -> DeliveryResult:
         person = self.person(recipient)

@@ -42,6 +42,16 @@ Quiet hours
     (reminder, breach or critical) whose delivery time — after snooze — falls inside quiet
     hours moves to the end of that window and is flagged ``held_for_quiet_hours``; the
     bundler sends the held items as one digest per person (:mod:`escalation.bundling`).
+    Exception (issue 14, "Urgency through quiet hours"): the pages (:data:`PAGE_STEPS`,
+    breach, critical and the repeats) of a task whose priority is in the policy's
+    ``quiet_bypass_priorities`` (default critical and high) are never held; its reminders
+    are, and one held past its breach is superseded by it.
+Repeats
+    After the critical step, ``repeat_n`` at critical + n × ``repeat_seconds`` for n up to
+    ``repeat_limit`` (issue 14, "Repeat until someone answers"). An acknowledgement cancels
+    them, as it cancels reminders; a snooze does not move them. A repeat held for quiet hours
+    to the same time as a later repeat is superseded by it (one page in the morning, not
+    three).
 Superseded after moving
     After snooze and quiet hours, the skipping rule is applied again to the delivery times:
     a reminder delivered at or after a later step's delivery time is dropped (a warning held
@@ -70,6 +80,7 @@ from escalation.models import Priority
 from escalation.policy import (
     LADDER_ORDER,
     REMINDER_STEPS,
+    REPEAT_STEPS,
     EscalationPolicy,
     StepKind,
     as_aware_utc,
@@ -77,7 +88,9 @@ from escalation.policy import (
 from escalation.quiet_hours import quiet_window_at
 
 __all__ = [
+    "ALL_STEPS",
     "LATE_GRACE_SECONDS",
+    "PAGE_STEPS",
     "LadderState",
     "PlannedStep",
     "StepDue",
@@ -86,6 +99,13 @@ __all__ = [
     "plan",
     "schedule",
 ]
+
+#: Every step in order: the Appendix B ladder, then the repeats.
+ALL_STEPS: tuple[StepKind, ...] = (*LADDER_ORDER, *REPEAT_STEPS)
+
+#: The steps that page by phone (SMS at the breach, the call at the critical step, both at
+#: each repeat).
+PAGE_STEPS = frozenset({StepKind.SLA_BREACH, StepKind.CRITICAL, *REPEAT_STEPS})
 
 #: A step taken more than this many seconds after its delivery time counts as late (a timer
 #: wake-up is a little late by nature; a restart after downtime is much later).
@@ -208,20 +228,24 @@ def _nominal_times(
     created_at: datetime, deadline: datetime, policy: EscalationPolicy
 ) -> dict[StepKind, datetime]:
     window = max(deadline - created_at, timedelta(0))
-    return {
+    critical = deadline + timedelta(seconds=policy.critical_after_breach_seconds)
+    times = {
         StepKind.REMINDER_DM: created_at + timedelta(seconds=policy.dm_after_seconds),
         StepKind.REMINDER_MENTION: created_at + timedelta(seconds=policy.mention_after_seconds),
         StepKind.SLA_WARNING: deadline - window * (policy.warning_threshold_percent / 100.0),
         StepKind.SLA_BREACH: deadline,
-        StepKind.CRITICAL: deadline + timedelta(seconds=policy.critical_after_breach_seconds),
+        StepKind.CRITICAL: critical,
     }
+    for n, kind in enumerate(REPEAT_STEPS[: policy.repeat_limit], start=1):
+        times[kind] = critical + timedelta(seconds=n * policy.repeat_seconds)
+    return times
 
 
 def _drop_superseded(times: dict[StepKind, datetime]) -> list[StepKind]:
     """Kinds of ``times`` in ladder order, without reminders at/after a later step's time."""
     kept: list[StepKind] = []
     earliest_later: datetime | None = None  # the earliest time of any later step, kept or not
-    for kind in reversed(LADDER_ORDER):
+    for kind in reversed(ALL_STEPS):
         at = times.get(kind)
         if at is None:
             continue
@@ -324,7 +348,7 @@ def _schedule(
 
     effective: dict[StepKind, StepDue] = {}
     for kind, at in nominal.items():
-        if kind in REMINDER_STEPS and state.acknowledged:
+        if (kind in REMINDER_STEPS or kind.repeat_number) and state.acknowledged:
             continue
         deliver = at
         snoozed = False
@@ -335,7 +359,8 @@ def _schedule(
         ):
             deliver = state.snoozed_until
             snoozed = True
-        window = quiet_window_at(hold, deliver)
+        bypass = kind in PAGE_STEPS and Priority(priority) in policy.quiet_bypass_priorities
+        window = quiet_window_at(None if bypass else hold, deliver)
         if window is not None:
             deliver = window[1]
         effective[kind] = StepDue(
@@ -347,6 +372,17 @@ def _schedule(
         )
 
     kept = _drop_superseded({k: s.deliver_at for k, s in effective.items()})
+    kept = [
+        k
+        for k in kept
+        if not k.repeat_number
+        or not any(
+            j.repeat_number
+            and j.rank > k.rank
+            and effective[j].deliver_at <= effective[k].deliver_at
+            for j in kept
+        )
+    ]
     highest_taken = max((k.rank for k in state.taken), default=-1)
     remaining = [effective[k] for k in kept if k not in state.taken and k.rank > highest_taken]
     return tuple(sorted(remaining, key=lambda s: (s.deliver_at, s.kind.rank)))

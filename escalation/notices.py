@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from escalation.models import Priority
+from escalation.phone import SMS_TWO_SEGMENTS, phone_ref, reply_hint
 from escalation.policy import StepKind
 
 __all__ = [
@@ -73,6 +74,11 @@ STEP_LABELS: dict[StepKind, str] = {
     StepKind.SLA_WARNING: "SLA warning (@here)",
     StepKind.SLA_BREACH: "SLA breach (SMS + @here)",
     StepKind.CRITICAL: "critical (call, reassign, incident report)",
+    **{
+        kind: f"repeat page #{kind.repeat_number} (SMS + call)"
+        for kind in StepKind
+        if kind.repeat_number
+    },
 }
 
 _PRIORITY_SHORT = {"critical": "CRIT", "high": "HIGH", "medium": "MED", "low": "LOW"}
@@ -164,7 +170,13 @@ def _item_sms(item: PageItem, title_limit: int) -> str:
     return f"{prio} '{title}' {late} ref {short_ref(item.task_id)}"
 
 
-def sms_text(items: Sequence[PageItem], *, digest: bool = False) -> str:
+def sms_text(
+    items: Sequence[PageItem],
+    *,
+    digest: bool = False,
+    two_way: bool = False,
+    link: str | None = None,
+) -> str:
     """One SMS for one or several tasks: plain ASCII, at most :data:`SMS_MAX_CHARS`.
 
     Parameters
@@ -173,6 +185,14 @@ def sms_text(items: Sequence[PageItem], *, digest: bool = False) -> str:
         The tasks, most important first (at least one).
     digest
         The items were held for quiet hours (the text says so).
+    two_way
+        The bridge takes SMS replies (``BRIDGE_PUBLIC_URL`` set, issue 14): the text ends
+        with the reply hint (:func:`escalation.phone.reply_hint`, ``Reply ACK 4821``), each
+        task's reference is its :func:`escalation.phone.phone_ref`, and the limit is two
+        segments (:data:`escalation.phone.SMS_TWO_SEGMENTS`, 306 characters).
+    link
+        With ``two_way``: the Discord jump link of the (first) task message, added when it
+        fits.
 
     Returns
     -------
@@ -188,6 +208,8 @@ def sms_text(items: Sequence[PageItem], *, digest: bool = False) -> str:
     """
     if not items:
         raise ValueError("an SMS needs at least one item")
+    if two_way:
+        return _two_way_sms(items, digest=digest, link=link)
     head = "Factory digest: " if digest else "Factory SLA BREACH: "
     if len(items) > 1:
         head = f"Factory {'digest' if digest else 'SLA'}: {len(items)} tasks: "
@@ -206,6 +228,34 @@ def sms_text(items: Sequence[PageItem], *, digest: bool = False) -> str:
         if len(text) + len(tail) <= SMS_MAX_CHARS:
             text += tail
         return ascii_only(text)[:SMS_MAX_CHARS]
+    raise AssertionError("unreachable")  # pragma: no cover - shown == 1 always returns
+
+
+def _two_way_sms(items: Sequence[PageItem], *, digest: bool, link: str | None) -> str:
+    """:func:`sms_text` of a two-way bridge: refs are phone refs, the hint ends the text."""
+    limit = SMS_TWO_SEGMENTS
+    refs = [
+        PageItem(phone_ref(i.task_id), i.title, i.priority, i.overdue_seconds, i.step)
+        for i in items
+    ]
+    hint = ". " + reply_hint([i.task_id for i in items])
+    with_link = f" {ascii_only(link)}" if link else ""
+    head = "Factory digest: " if digest else "Factory SLA BREACH: "
+    if len(items) > 1:
+        head = f"Factory {'digest' if digest else 'SLA'}: {len(items)} tasks: "
+    for shown in range(len(refs), 0, -1):
+        more = len(refs) - shown
+        more_text = f"; +{more} more" if more else ""
+        budget = limit - len(head) - len(hint) - len(more_text)
+        fixed = sum(len(_item_sms(i, 0)) for i in refs[:shown]) + 2 * (shown - 1)
+        title_room = min((budget - fixed) // shown, 80)
+        if title_room < 4 and shown > 1:
+            continue
+        body = "; ".join(_item_sms(i, max(title_room, 0)) for i in refs[:shown])
+        text = head + body + more_text + hint
+        if with_link and len(text) + len(with_link) <= limit:
+            text += with_link
+        return ascii_only(text)[:limit]
     raise AssertionError("unreachable")  # pragma: no cover - shown == 1 always returns
 
 
@@ -230,11 +280,15 @@ class CallScript:
         How many times to say it.
     pause_seconds
         Silence between two repetitions, seconds.
+    task_ids
+        The tasks the call is about (issue 14: a keypress ``1`` acknowledges them; the
+        adapter carries them in its callback URLs). Empty for a call about no task.
     """
 
     speech: str
     repeat: int = 2
     pause_seconds: int = 1
+    task_ids: tuple[str, ...] = ()
 
 
 def call_script(items: Sequence[PageItem]) -> CallScript:
@@ -264,4 +318,4 @@ def call_script(items: Sequence[PageItem]) -> CallScript:
         + " ".join(parts)
         + " Please open Discord and decide."
     )
-    return CallScript(speech)
+    return CallScript(speech, task_ids=tuple(item.task_id for item in items))

@@ -40,7 +40,9 @@ __all__ = [
     "DEFAULT_SLA_SECONDS",
     "HARD_STEPS",
     "LADDER_ORDER",
+    "MAX_REPEATS",
     "REMINDER_STEPS",
+    "REPEAT_STEPS",
     "EscalationPolicy",
     "QuietHours",
     "SafeDefault",
@@ -96,10 +98,24 @@ class StepKind(StrEnum):
     """D: SMS to the on-call operators with a phone (and the assignee); @here in alerts."""
     CRITICAL = "critical"
     """D + ``critical_after_breach_seconds``: phone call, reassign, safe default, incident."""
+    REPEAT_1 = "repeat_1"
+    """Critical + n × ``repeat_seconds`` (n ≤ ``repeat_limit``): the breach page again, SMS
+    and a call to the on-call rotation, until a decision or an acknowledgement (issue 14,
+    "Repeat until someone answers"). One member per repeat so each is its own stored step."""
+    REPEAT_2 = "repeat_2"
+    REPEAT_3 = "repeat_3"
+    REPEAT_4 = "repeat_4"
+    REPEAT_5 = "repeat_5"
+    REPEAT_6 = "repeat_6"
+    REPEAT_7 = "repeat_7"
+    REPEAT_8 = "repeat_8"
+    REPEAT_9 = "repeat_9"
+    REPEAT_10 = "repeat_10"
 
     @property
     def rank(self) -> int:
-        """Position in the ladder, 0 for :attr:`REMINDER_DM` up to 4 for :attr:`CRITICAL`."""
+        """Position in the ladder, 0 for :attr:`REMINDER_DM` up to 4 for :attr:`CRITICAL`,
+        then 5… for the repeats."""
         return _RANKS[self]
 
     @property
@@ -107,10 +123,16 @@ class StepKind(StrEnum):
         """True for the steps acknowledge cancels, snooze delays (see :data:`REMINDER_STEPS`)."""
         return self in REMINDER_STEPS
 
+    @property
+    def repeat_number(self) -> int | None:
+        """``n`` of a ``repeat_n`` step (1 … :data:`MAX_REPEATS`), ``None`` for the others."""
+        return _REPEATS.get(self)
 
-#: The ladder, earliest step first.
-LADDER_ORDER: tuple[StepKind, ...] = tuple(StepKind)
-_RANKS: dict[StepKind, int] = {kind: index for index, kind in enumerate(LADDER_ORDER)}
+
+#: The ladder of contract Appendix B, earliest step first (the repeats of issue 14 follow
+#: it: :data:`REPEAT_STEPS`; ``tuple(StepKind)`` is both, in order).
+LADDER_ORDER: tuple[StepKind, ...] = tuple(k for k in StepKind if not k.value.startswith("repeat_"))
+_RANKS: dict[StepKind, int] = {kind: index for index, kind in enumerate(StepKind)}
 
 #: Steps that an acknowledge cancels and a snooze delays (rule: "Acknowledge stops the
 #: reminder steps (DM, mention, warning)"; "Snooze delays reminder steps").
@@ -120,6 +142,13 @@ REMINDER_STEPS: frozenset[StepKind] = frozenset(
 
 #: Steps only a decision stops: acknowledge and snooze never move or cancel them.
 HARD_STEPS: frozenset[StepKind] = frozenset({StepKind.SLA_BREACH, StepKind.CRITICAL})
+
+#: The repeat steps, in order (issue 14); ``ESCALATION_REPEAT_LIMIT`` takes the first ones.
+REPEAT_STEPS: tuple[StepKind, ...] = tuple(k for k in StepKind if k.value.startswith("repeat_"))
+_REPEATS: dict[StepKind, int] = {kind: n for n, kind in enumerate(REPEAT_STEPS, start=1)}
+
+#: The most repeats a policy may ask for (``ESCALATION_REPEAT_LIMIT``).
+MAX_REPEATS = len(REPEAT_STEPS)
 
 
 class SafeDefault(StrEnum):
@@ -279,6 +308,18 @@ class EscalationPolicy:
         The quiet window, or ``None`` for none (default 22:00–08:00 UTC, enabled).
     bundle_seconds
         Bundle window per person and channel (``ESCALATION_BUNDLE_SECONDS``, 120).
+    repeat_seconds
+        After the critical step, the breach page repeats this often
+        (``ESCALATION_REPEAT_SECONDS``, 1800; issue 14).
+    repeat_limit
+        At most this many repeats, 0–:data:`MAX_REPEATS` (``ESCALATION_REPEAT_LIMIT``; 0, the
+        core's default, turns them off — the setting's default is 3). A decision or an
+        acknowledgement stops them.
+    quiet_bypass_priorities
+        Priorities whose SLA breach and critical steps (the pages: SMS, call) are never held
+        for quiet hours (``QUIET_HOURS_BYPASS_PRIORITIES``, critical and high; issue 14:
+        "Quiet hours hold reminders, never a breach or critical page" of these). Their
+        reminders are still held; a critical task is never held at all, whatever this says.
 
     Raises
     ------
@@ -300,6 +341,9 @@ class EscalationPolicy:
     safe_default: SafeDefault = SafeDefault.NONE
     quiet_hours: QuietHours | None = DEFAULT_QUIET_HOURS
     bundle_seconds: float = 120.0
+    repeat_seconds: float = 1800.0
+    repeat_limit: int = 0
+    quiet_bypass_priorities: frozenset[Priority] = frozenset({Priority.CRITICAL, Priority.HIGH})
 
     def __post_init__(self) -> None:
         merged: dict[Priority, float] = dict(DEFAULT_SLA_SECONDS)
@@ -315,6 +359,7 @@ class EscalationPolicy:
             "mention_after_seconds",
             "critical_after_breach_seconds",
             "bundle_seconds",
+            "repeat_seconds",
         ):
             object.__setattr__(self, name, _seconds(getattr(self, name), name))
         percent = self.warning_threshold_percent
@@ -326,6 +371,18 @@ class EscalationPolicy:
         object.__setattr__(self, "safe_default", SafeDefault(self.safe_default))
         if self.quiet_hours is not None and not isinstance(self.quiet_hours, QuietHours):
             raise TypeError("quiet_hours must be a QuietHours or None")
+        limit = self.repeat_limit
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError("repeat_limit must be an integer")
+        if not 0 <= limit <= MAX_REPEATS:
+            raise ValueError(f"repeat_limit must be within 0–{MAX_REPEATS}, got {limit!r}")
+        if limit and self.repeat_seconds <= 0:
+            raise ValueError("repeat_seconds must be > 0 when repeats are on")
+        try:
+            bypass = frozenset(Priority(p) for p in self.quiet_bypass_priorities)
+        except ValueError as exc:
+            raise ValueError(f"quiet_bypass_priorities: {exc}") from None
+        object.__setattr__(self, "quiet_bypass_priorities", bypass)
 
     def sla_seconds_for(self, priority: Priority) -> float:
         """SLA of ``priority`` in seconds."""

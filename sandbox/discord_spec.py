@@ -507,8 +507,9 @@ def _ancestors(start: Path) -> Iterator[Path]:
     yield from start.parents
 
 
-def find_spec_file(*starts: Path) -> Path | None:
-    """Find ``shared/specs/discord-openapi.json`` beside a checkout or one of its parents.
+def find_spec_file(*starts: Path, name: str = SPEC_FILE_NAME) -> Path | None:
+    """Find ``shared/specs/<name>`` (default ``discord-openapi.json``) beside a checkout or
+    one of its parents (:mod:`sandbox.twilio_spec` looks for Twilio's file the same way).
 
     The project keeps the vendors' descriptions in a ``shared/`` folder next to the repository
     (``../shared/specs/`` from the repository root, as the README's sandbox command and CI
@@ -523,7 +524,7 @@ def find_spec_file(*starts: Path) -> Path | None:
     roots = starts or (Path(__file__).resolve().parent, Path.cwd())
     for root in roots:
         for folder in _ancestors(root.resolve()):
-            candidate = folder / "shared" / "specs" / SPEC_FILE_NAME
+            candidate = folder / "shared" / "specs" / name
             if candidate.is_file():
                 return candidate
     return None

@@ -21,6 +21,7 @@ from typing import Any
 from bot.app import BridgeApp, build_app
 from bot.settings import Settings
 from sandbox.discord_emulator import InteractionRecord, MemberSpec, RecordedMessage
+from sandbox.phone_scenario import phone_step
 from sandbox.transcript import Transcript
 from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
 
@@ -35,7 +36,10 @@ SANDBOX_SETTINGS: dict[str, object] = {
     "SLA_WARNING_THRESHOLD_PERCENT": "25",
     "ESCALATION_CRITICAL_AFTER_BREACH_SECONDS": "4",
     "ESCALATION_BUNDLE_SECONDS": "1",
-    "ESCALATION_SAFE_DEFAULT": "deferred",
+    # no safe default: a task nobody decides stays open, so the phone step can show an
+    # unanswered call going to the next person (a decision would stop the ladder)
+    "ESCALATION_SAFE_DEFAULT": "none",
+    "ESCALATION_CALL_NEXT_AFTER_SECONDS": "1",
     "FACTORY_RETRY_BASE_SECONDS": "0.2",
     "DEPLOY_REQUIRED_APPROVERS": "2",
     "LOG_LEVEL": "WARNING",
@@ -396,9 +400,14 @@ class Scenario:
             "the task was reassigned to the first admin",
         )
 
+    async def phone(self) -> None:
+        """The phone acts (issue 14): :func:`sandbox.phone_scenario.phone_step`."""
+        await phone_step(self)
+
 
 def _check_conformance(world: World, checks: Checks, write: Callable[[str], None]) -> None:
-    """Add the check that every request to Discord conformed to Discord's API description."""
+    """Add the checks that every request to Discord and to Twilio conformed to the vendor's
+    API description."""
     discord = world.discord
     if discord.spec is None:
         write(
@@ -411,6 +420,18 @@ def _check_conformance(world: World, checks: Checks, write: Callable[[str], None
         not discord.spec_violations,
         f"all {discord.spec_checked} requests to Discord conform to Discord's API description",
     )
+    twilio = world.twilio
+    if twilio.spec is None:
+        write(
+            "(Twilio API conformance checks were off: shared/specs/twilio-api-v2010.json not found)"
+        )
+        return
+    for problem in twilio.spec_violations:
+        write(f"  ✗ {problem}")
+    checks.check(
+        not twilio.spec_violations,
+        f"all {len(twilio.attempts)} requests to Twilio conform to Twilio's API description",
+    )
 
 
 async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = print) -> int:
@@ -420,6 +441,7 @@ async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = p
         world = World(Path(tmp))
         await world.start()
         overrides = dict(SANDBOX_SETTINGS)
+        overrides["BRIDGE_PUBLIC_URL"] = world.bridge_url  # Twilio's webhooks (issue 14)
         if verbose:
             overrides["LOG_LEVEL"] = "INFO"
         settings = Settings(**world.settings_overrides(**overrides))  # type: ignore[arg-type]
@@ -439,6 +461,7 @@ async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = p
                 scenario.choice,
                 scenario.wave,
                 scenario.ladder,
+                scenario.phone,
             )
             for step in steps:
                 try:

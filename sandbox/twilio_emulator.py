@@ -21,6 +21,15 @@ Routes (``{sid}`` must be the emulator's account SID, else 404 code 20404):
 
 Phone numbers must be E.164 (``+`` and 2–15 digits): an invalid ``To`` is error 21211, an invalid
 ``From`` 21212, as Twilio answers for both APIs.
+
+Every request is also checked against Twilio's published API description
+(:mod:`sandbox.twilio_spec`, ``shared/specs/twilio-api-v2010.json``): each violation is kept in
+``spec_violations`` (the end-to-end fixtures assert it stays empty).
+
+Twilio → application traffic (issue 14) comes from :class:`sandbox.twilio_inbound.InboundMixin`:
+:meth:`send_sms` (a signed incoming-message webhook to ``sms_webhook_url``), :meth:`answer_call`
+(follows the call's TwiML, presses keys at ``<Gather>``), :meth:`end_call` and
+:meth:`status_callback` (signed ``StatusCallback`` requests).
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 from aiohttp import web
+
+from sandbox.twilio_inbound import InboundMixin
+from sandbox.twilio_spec import TwilioSpec, load_twilio_spec
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
@@ -110,7 +122,7 @@ class _NumberFault:
     kind: Kind | None
 
 
-class TwilioEmulator:
+class TwilioEmulator(InboundMixin):
     """Twilio REST API emulator served by aiohttp on a local port.
 
     Parameters
@@ -123,6 +135,11 @@ class TwilioEmulator:
         Returns the current time as an aware UTC ``datetime``; stamps records and resources.
     phone_numbers
         The account's incoming phone numbers (E.164), listed by ``IncomingPhoneNumbers.json``.
+    sms_webhook_url
+        Where an inbound SMS is delivered (:meth:`send_sms`); may be set later.
+    spec
+        Twilio's API description to check requests against; default: the one found beside
+        the checkout (:func:`sandbox.twilio_spec.load_twilio_spec`), ``None`` if absent.
 
     Attributes
     ----------
@@ -130,7 +147,10 @@ class TwilioEmulator:
         Every SMS accepted, oldest first: ``sid``, ``to``, ``from``, ``body``, ``status``, ``at``.
     calls : list[dict]
         Every call accepted: ``sid``, ``to``, ``from``, ``twiml`` (or ``None``), ``url`` (or
-        ``None``), ``status``, ``at``.
+        ``None``), ``status_callback`` (or ``None``), ``status_callback_events`` (list),
+        ``status``, ``at``.
+    spec_violations : list[str]
+        Every way a request did not conform to Twilio's API description.
     attempts : list[dict]
         Every request received, accepted or not: ``kind`` (``"messages"``, ``"calls"`` or
         ``"other"``), ``method``, ``to``, ``from``, ``status`` (HTTP), ``code`` (Twilio error code
@@ -144,8 +164,16 @@ class TwilioEmulator:
         auth_token: str = DEFAULT_AUTH_TOKEN,
         clock: Callable[[], datetime] = _utc_now,
         phone_numbers: tuple[str, ...] = (),
+        sms_webhook_url: str | None = None,
+        spec: TwilioSpec | Literal["default"] | None = "default",
     ) -> None:
         self.account_sid = account_sid
+        self.sms_webhook_url = sms_webhook_url
+        self.spec = load_twilio_spec() if spec == "default" else spec
+        self.spec_violations: list[str] = []
+        self.inbound_sms: list[dict[str, Any]] = []
+        self.callbacks: list[dict[str, Any]] = []
+        self._events: list[str] = []  # StatusCallbackEvent values of the request at hand
         self.phone_numbers = list(phone_numbers)
         self.auth_token = auth_token
         self._clock = clock
@@ -310,8 +338,13 @@ class TwilioEmulator:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         form: Mapping[str, str] = {}
+        pairs: list[tuple[str, str]] = []
         if request.method == "POST":
-            form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+            pairs = [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
+            form = dict(pairs)
+            self._events = [v for k, v in pairs if k == "StatusCallbackEvent"]
+        if self.spec is not None:
+            self.spec_violations.extend(self.spec.check(request.method, request.path, pairs))
         match = _ROUTE.fullmatch(request.path)
         kind: str = match["kind"].lower() if match else "other"
         attempt: dict[str, Any] = {
@@ -516,6 +549,8 @@ class TwilioEmulator:
                 "from": from_,
                 "twiml": twiml,
                 "url": url,
+                "status_callback": form.get("StatusCallback"),
+                "status_callback_events": list(self._events),
                 "status": "queued",
                 "at": self._clock(),
             }

@@ -156,7 +156,11 @@ class World:
             webhook_secret=WEBHOOK_SECRET,
         )
         self.twilio = TwilioEmulator(
-            account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, phone_numbers=(TWILIO_FROM,)
+            account_sid=TWILIO_SID,
+            auth_token=TWILIO_TOKEN,
+            phone_numbers=(TWILIO_FROM,),
+            # the number's "A message comes in" webhook (used when BRIDGE_PUBLIC_URL is set)
+            sms_webhook_url=f"http://127.0.0.1:{self.bridge_port}/twilio/sms",
         )
         self.roster_file = self.workdir / "roster.toml"
         self.database_file = self.workdir / "bridge.db"

@@ -19,6 +19,7 @@ from bot.discord.limits import (
     truncate,
 )
 from bot.ladder.text import discord_timestamp
+from bot.outcomes import ack_channel
 from bot.pipelines import stage_text
 from bot.store import TrackedTask
 from escalation.markup import escape_text
@@ -261,6 +262,7 @@ def task_embed(
         if tracked.acknowledged_by_discord_id or tracked.acknowledged_by_name:
             ack_by = (
                 f"<@{tracked.acknowledged_by_discord_id}>"
+                + ack_channel(tracked.acknowledged_by_name)  # " via SMS" (issue 14)
                 if tracked.acknowledged_by_discord_id
                 else escape_text(tracked.acknowledged_by_name or "")
             )

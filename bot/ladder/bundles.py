@@ -304,8 +304,19 @@ class Bundler:
         phone = person.phone
         pager = self.pager
         service = self.executor
+        two_way = bool(self.settings.bridge_public_url)
+        first = items[0][1]
+        link = (
+            f"https://discord.com/channels/{self.settings.discord_guild_id}/"
+            f"{first.channel_id}/{first.message_id}"
+            if two_way and first.channel_id and first.message_id
+            else None
+        )
         body = sms_text(
-            [service.page_item(t, StepKind(r.step)) for r, t in items], digest=bundle.is_digest
+            [service.page_item(t, StepKind(r.step)) for r, t in items],
+            digest=bundle.is_digest,
+            two_way=two_way,  # issue 14: "Reply ACK 4821" and the jump link
+            link=link,
         )
         try:
             if phone in service.unreachable:

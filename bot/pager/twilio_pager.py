@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -27,13 +28,17 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from bot.pager.twilio_base import configure_client
-from bot.pager.twiml import render_twiml
+from bot.pager.twiml import gather_twiml, render_twiml
 from escalation.notices import CallScript
 from escalation.ports import DeliveryError, RecipientUnreachable
 
 __all__ = [
+    "GATHER_PATH",
+    "STATUS_EVENTS",
+    "STATUS_PATH",
     "UNSUBSCRIBED_CODES",
     "TwilioPager",
+    "callback_url",
     "translate",
 ]
 
@@ -42,6 +47,19 @@ log = logging.getLogger(__name__)
 #: Twilio error codes meaning "this number does not want messages from us" (21610: the
 #: recipient replied STOP).
 UNSUBSCRIBED_CODES = frozenset({21610})
+
+#: The bridge's ``<Gather>`` action and call status callback (``bot.pager.inbound``).
+GATHER_PATH = "/twilio/voice/gather"
+STATUS_PATH = "/twilio/voice/status"
+
+#: Call progress events asked for (Twilio: ``StatusCallbackEvent``); ``completed`` carries the
+#: final ``CallStatus`` (``completed``, ``no-answer``, ``busy``, ``failed``, ``canceled``).
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+
+def callback_url(public_url: str, path: str, task_ids: Sequence[str]) -> str:
+    """``public_url`` + ``path`` + ``?tasks=a,b`` (task ids are ``[A-Za-z0-9_-]``, contract)."""
+    return f"{public_url}{path}?{urlencode({'tasks': ','.join(task_ids)}, safe=',')}"
 
 
 def translate(exc: Exception) -> DeliveryError:
@@ -77,6 +95,10 @@ class TwilioPager:
     observe:
         Called with ``(kind, status)`` after each request: ``kind`` ``sms``/``call``,
         ``status`` Twilio's HTTP status (``201`` when created) or ``error`` (metrics).
+    public_url:
+        ``BRIDGE_PUBLIC_URL``: when set, calls are two-way (issue 14): their TwiML gathers a
+        key (``<Gather action=public_url/twilio/voice/gather?tasks=…>``) and they are placed
+        with ``StatusCallback=public_url/twilio/voice/status?tasks=…``.
 
     Notes
     -----
@@ -93,8 +115,10 @@ class TwilioPager:
         base_url: str,
         timeout_seconds: float = 10.0,
         observe: Callable[[str, str], None] | None = None,
+        public_url: str | None = None,
     ) -> None:
         self._observe = observe
+        self.public_url = public_url
         self._sid = account_sid
         self._token = auth_token
         self.from_number = from_number
@@ -137,11 +161,22 @@ class TwilioPager:
         return str(message.sid)
 
     async def call(self, to: str, script: CallScript) -> str:
-        """Place one call saying ``script`` (as TwiML, :func:`bot.pager.twiml.render_twiml`);
-        the call SID (errors as :meth:`send_sms`)."""
+        """Place one call saying ``script`` (as TwiML, :func:`bot.pager.twiml.render_twiml`,
+        or :func:`bot.pager.twiml.gather_twiml` with a status callback when two-way); the
+        call SID (errors as :meth:`send_sms`)."""
+        options: dict[str, Any] = {"twiml": render_twiml(script)}
+        if self.public_url and script.task_ids:
+            options = {
+                "twiml": gather_twiml(
+                    script, callback_url(self.public_url, GATHER_PATH, script.task_ids)
+                ),
+                "status_callback": callback_url(self.public_url, STATUS_PATH, script.task_ids),
+                "status_callback_event": list(STATUS_EVENTS),
+                "status_callback_method": "POST",
+            }
         try:
             call: Any = await self._ensure().calls.create_async(
-                to=to, from_=self.from_number, twiml=render_twiml(script)
+                to=to, from_=self.from_number, **options
             )
         except Exception as exc:
             raise self._failed("call", exc) from exc

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -380,6 +380,13 @@ class LadderStore:
             await self.db.write(lambda conn: conn.execute(insert(t.unreachable_phones), values))
         except IntegrityError:
             pass
+
+    async def clear_unreachable(self, phone: str) -> None:
+        """Forget that ``phone`` is unreachable (the person replied START, issue 14)."""
+        c = t.unreachable_phones.c
+        await self.db.write(
+            lambda conn: conn.execute(delete(t.unreachable_phones).where(c.phone == phone))
+        )
 
     async def unreachable(self) -> set[str]:
         """Phones marked unreachable."""

@@ -19,7 +19,8 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
     in modules marked ``both_engines`` (see tests/conftest.py).
 
     Every request the bridge sends to Discord must conform to Discord's API description
-    (``world.discord.spec_violations`` is empty at the end of the test).
+    (``world.discord.spec_violations`` is empty at the end of the test), and every request to
+    Twilio to Twilio's (``world.twilio.spec_violations``).
     """
     w = World(tmp_path, database_url=database_url)
     await w.start()
@@ -29,6 +30,9 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
         await w.stop()
     assert w.discord.spec is not None, "Discord's API description (shared/specs) was not found"
     assert not w.discord.spec_violations, w.discord.spec_violations
+    # and every request it sends to Twilio to Twilio's (issue 14)
+    assert w.twilio.spec is not None, "Twilio's API description (shared/specs) was not found"
+    assert not w.twilio.spec_violations, w.twilio.spec_violations
 
 
 @pytest.fixture

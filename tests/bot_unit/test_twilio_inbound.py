@@ -1,0 +1,104 @@
+"""The Twilio webhooks (bot.pager.inbound) in-process: the signature check, TwiML answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from twilio.request_validator import RequestValidator
+
+from bot.pager.inbound import TwilioWebhooks
+from escalation.phone import Keypress
+
+TOKEN = "inbound-test-token"
+PUBLIC = "https://bridge.example.com"
+
+
+class FakeDesk:
+    """Records what the webhooks hand over."""
+
+    def __init__(self) -> None:
+        self.sms: list[tuple[str, str, str]] = []
+        self.statuses: list[tuple[str, list[str], str, str]] = []
+
+    def clock(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def on_sms(self, from_: str, body: str, sid: str) -> str:
+        self.sms.append((from_, body, sid))
+        return "Acknowledged: Deploy <prod> & co."
+
+    async def on_keypress(
+        self, to: str, tasks: list[str], digits: str | None, sid: str
+    ) -> tuple[Keypress, str]:
+        return Keypress.ACKNOWLEDGE, "Acknowledged: Deploy."
+
+    async def on_call_status(self, to: str, tasks: list[str], status: str, sid: str) -> None:
+        self.statuses.append((to, tasks, status, sid))
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[tuple[TestClient[Any, Any], FakeDesk]]:
+    desk = FakeDesk()
+    app = web.Application()
+    TwilioWebhooks(public_url=PUBLIC, auth_token=TOKEN, desk=desk).attach(app)  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as http:
+        yield http, desk
+
+
+def signed(path: str, form: dict[str, str], token: str = TOKEN) -> dict[str, str]:
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, form)}
+
+
+async def test_a_signed_sms_is_answered_with_escaped_twiml(client: Any) -> None:
+    http, desk = client
+    form = {"From": "+15550100001", "To": "+15550100000", "Body": "ACK 1", "MessageSid": "SM1"}
+    response = await http.post("/twilio/sms", data=form, headers=signed("/twilio/sms", form))
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/xml")
+    assert await response.text() == (
+        "<Response><Message>Acknowledged: Deploy &lt;prod&gt; &amp; co.</Message></Response>"
+    )
+    assert desk.sms == [("+15550100001", "ACK 1", "SM1")]
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "Zm9yZ2Vk"}])
+async def test_missing_or_wrong_signature_is_403_and_reaches_nothing(
+    client: Any, headers: dict[str, str]
+) -> None:
+    http, desk = client
+    form = {"From": "+15550100001", "Body": "ACK ALL"}
+    response = await http.post("/twilio/sms", data=form, headers=headers)
+    assert response.status == 403
+    assert desk.sms == []
+
+
+async def test_a_signature_by_another_token_or_for_another_url_is_403(client: Any) -> None:
+    http, desk = client
+    form = {"From": "+15550100001", "Body": "ACK"}
+    other_token = signed("/twilio/sms", form, token="someone-elses")
+    assert (await http.post("/twilio/sms", data=form, headers=other_token)).status == 403
+    other_path = signed("/twilio/sms?x=1", form)  # the query is part of what is signed
+    assert (await http.post("/twilio/sms", data=form, headers=other_path)).status == 403
+    assert desk.sms == []
+
+
+async def test_status_callback_carries_the_tasks_of_the_query(client: Any) -> None:
+    http, desk = client
+    path = "/twilio/voice/status?tasks=t1,t2"  # as bot.pager.twilio_pager.callback_url writes it
+    form = {"CallSid": "CA1", "CallStatus": "no-answer", "To": "+15550100001"}
+    response = await http.post(path, data=form, headers=signed(path, form))
+    assert response.status == 200 and await response.text() == "<Response/>"
+    assert desk.statuses == [("+15550100001", ["t1", "t2"], "no-answer", "CA1")]
+
+
+async def test_keypress_1_says_what_happened(client: Any) -> None:
+    http, _ = client
+    path = "/twilio/voice/gather?tasks=t1"
+    form = {"CallSid": "CA1", "Digits": "1", "To": "+15550100001"}
+    response = await http.post(path, data=form, headers=signed(path, form))
+    assert "Acknowledged: Deploy. Goodbye." in await response.text()
