@@ -196,8 +196,18 @@ def _first_error(exc: ValidationError, prefix: str) -> EventValidationError:
     return EventValidationError(f"{prefix}{path}" if path else prefix.rstrip("."), err["msg"])
 
 
-def parse_event(raw: object) -> FactoryEvent:
+def parse_event(raw: object, *, check: bool = True) -> FactoryEvent:
     """Validate a decoded ``WsEvent`` JSON document.
+
+    Parameters
+    ----------
+    raw:
+        The decoded document.
+    check:
+        Walk it with :func:`bot.factory.strict_json.check_document` first. ``False`` only
+        when the caller decoded it with :func:`bot.factory.strict_json.loads` and
+        :func:`bot.factory.strict_json.document_needs_check` said that the walk cannot refuse
+        it (the webhook and Redis Streams intakes): then nothing is left for the walk to find.
 
     Raises
     ------
@@ -210,10 +220,11 @@ def parse_event(raw: object) -> FactoryEvent:
     """
     if not isinstance(raw, dict):
         raise EventValidationError("body", "expected a JSON object (WsEvent)")
-    try:
-        check_document(raw)
-    except UnacceptableJson as exc:
-        raise EventValidationError(exc.field or "body", exc.message) from None
+    if check:
+        try:
+            check_document(raw)
+        except UnacceptableJson as exc:
+            raise EventValidationError(exc.field or "body", exc.message) from None
     try:
         envelope = WsEnvelope.model_validate(raw)
     except ValidationError as exc:

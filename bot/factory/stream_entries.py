@@ -38,7 +38,12 @@ from typing import Any
 
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.factory.intake import MAX_BODY_BYTES
-from bot.factory.strict_json import UnacceptableJson, loads
+from bot.factory.strict_json import (
+    UnacceptableJson,
+    document_needs_check,
+    has_lone_surrogate,
+    loads,
+)
 from bot.store import NewEvent
 
 __all__ = [
@@ -212,8 +217,13 @@ def read_entry(
     body: dict[str, Any] = {"type": text["type"], "timestamp": text["timestamp"], "data": data}
     if "channel" in text:
         body["channel"] = text["channel"]
+    # the walk of the whole rebuilt document, unless nothing in it could be refused: the data
+    # text one level down, the envelope's texts free of lone surrogates (strict_json)
+    check = document_needs_check(text["data"], level=1) or any(
+        has_lone_surrogate(body[key]) for key in ("type", "timestamp", "channel") if key in body
+    )
     try:
-        event = parse_event(body)
+        event = parse_event(body, check=check)
     except UnknownEventType:
         return StreamEntry(stream, entry_id, EntryKind.IGNORED, type=text["type"][:64])
     except EventValidationError as exc:
