@@ -9,7 +9,7 @@ created at ``0`` first, so the whole backlog waits when the bridge starts. The b
 (``FACTORY_REDIS_BATCH_SIZE``), checks each entry as a webhook body, stores each batch in one
 transaction and ``XACK``s it. The figure: rows in the store's ``events`` table per second, from
 the moment the bridge answers ``/healthz`` until all N are stored (read from the store, by the
-benchmark, every 0.1 s).
+benchmark, every 0.1 s). Size: ``BENCH_STREAM_EVENTS`` (default 100,000).
 
 The mix is the factory's routine traffic whose handling after the store costs little with the
 feed and deploys channels unset (nothing is posted, the processor only marks them handled):
@@ -44,7 +44,8 @@ from bench.engines import query
 
 #: The local Redis (``BENCH_REDIS_URL`` to use another).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-EVENTS: int = sized(100_000, 5_000)
+#: Entries seeded per run (``BENCH_STREAM_EVENTS``; 100,000 by default).
+EVENTS = int(os.environ.get("BENCH_STREAM_EVENTS", sized(100_000, 5_000)))
 #: ``FACTORY_REDIS_BATCH_SIZE`` of the bridge in this benchmark.
 BATCH_SIZE = 1_000
 #: Longest wait for all events to be stored (the run then reports what it got).
