@@ -21,6 +21,9 @@ lone surrogates in keys or strings     not Unicode text: cannot be encoded as UT
 
 :func:`loads` decodes a request body; :func:`check_document` checks an already decoded value
 (an event read back from the store, a WebSocket frame) and names the offending field.
+:func:`document_needs_check` tells, from the text alone, when that walk cannot refuse what
+:func:`loads` decoded (the decoder's hooks refuse numbers; only nesting and lone surrogates are
+left), so the webhook and Redis Streams intakes walk only documents that could fail it.
 """
 
 from __future__ import annotations
