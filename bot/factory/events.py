@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bot.factory.strict_json import UnacceptableJson, check_document
 from escalation.models import Approval, ContractModel, Pipeline, Task, TaskDecision, TaskId
@@ -160,6 +160,14 @@ PAYLOADS: dict[str, type[ContractModel]] = {
 #: Event types the bridge acts on. Other contract types are accepted and ignored.
 KNOWN_EVENT_TYPES = frozenset(PAYLOADS)
 
+#: Per known type, the envelope with its payload model as ``data``: a valid event of that type
+#: is validated in one call instead of two. Whatever it refuses is validated again in two
+#: steps (:func:`parse_event`), so the error reported is the one those steps give.
+_WHOLE_EVENT: dict[str, type[WsEnvelope]] = {
+    type_: create_model(f"{model.__name__}Event", __base__=WsEnvelope, data=(model, ...))
+    for type_, model in PAYLOADS.items()
+}
+
 
 class EventValidationError(ValueError):
     """An event failed validation; ``field`` is the dotted path of the first bad field."""
@@ -225,6 +233,20 @@ def parse_event(raw: object, *, check: bool = True) -> FactoryEvent:
             check_document(raw)
         except UnacceptableJson as exc:
             raise EventValidationError(exc.field or "body", exc.message) from None
+    whole = _WHOLE_EVENT.get(raw["type"]) if isinstance(raw.get("type"), str) else None
+    if whole is not None:
+        try:
+            event = whole.model_validate(raw)
+        except ValidationError:
+            pass  # the two steps below name the first error, as they always did
+        else:
+            return FactoryEvent(
+                type=event.type,
+                timestamp=event.timestamp,
+                channel=event.channel,
+                payload=event.data,
+                raw=raw,
+            )
     try:
         envelope = WsEnvelope.model_validate(raw)
     except ValidationError as exc:
