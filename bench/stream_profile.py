@@ -18,6 +18,7 @@ import asyncio
 import cProfile
 import io
 import pstats
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -57,6 +58,10 @@ def mixed_entries(now: datetime) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 async def main(events: int, batch: int, store_url: str | None, profile: bool) -> None:
+    # a SIGTERM (``timeout``) cancels the run, so that the streams are still deleted
+    current = asyncio.current_task()
+    assert current is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
     client = aioredis.from_url(REDIS_URL)
     names = unique_stream_names("bench-profile")
     names["factory.tasks"] = next(iter(names.values())).replace(
