@@ -31,6 +31,7 @@ BENCHMARKS = (
     "click-storm",
     "post",
     "ingest",
+    "ingest-stream",
     "burst",
     "ladders",
     "restart",
@@ -69,6 +70,11 @@ TARGETS: dict[str, list[Target]] = {
     "click-storm": [Target("p99 ms", "<=", 50), Target("refused (10062)", "<=", 0)],
     "post": [Target("p50 ms", "<=", 10), Target("p99 ms", "<=", 25)],
     "ingest": [Target("× peer (64 senders)", ">=", 1.0)],
+    "ingest-stream": [
+        Target("events stored/s", ">=", 20_000),
+        Target("× peer", ">=", 1.0),
+        Target("events not stored in time", "<=", 0),
+    ],
     "burst": [
         Target("messages per kind (max)", "<=", 1),
         Target("429 answers", "<=", 0),
@@ -96,6 +102,7 @@ TARGETS: dict[str, list[Target]] = {
 PEERS: dict[tuple[str, str], tuple[str, str]] = {
     ("ingest", "events/s (4 senders)"): ("ingest", "peer alerts/s (4 senders)"),
     ("ingest", "events/s (64 senders)"): ("ingest", "peer alerts/s (64 senders)"),
+    ("ingest-stream", "events stored/s"): ("ingest-stream", "peer alerts/s (batches of 64)"),
     ("burst", "last task visible after s"): ("peer", "time to last notification s"),
     ("burst", "channel messages"): ("peer", "notifications"),
     ("burst", "messages per kind (max)"): ("peer", "notifications"),

@@ -434,10 +434,13 @@ class DiscordNotifier:
         if self.sla_alerts is not None and event.type in SLA_EVENT_TYPES:
             await self.sla_alerts(event)
             return
+        channels = event_channels(event, self.settings)
+        if not channels:  # most routine events: nothing to render either
+            return
         text = event_text(event)
         if text is None:
             return
-        for channel_id in event_channels(event, self.settings):
+        for channel_id in channels:
             await self.send(channel_id, text, urgent=event.type in ALERT_EVENT_TYPES)
 
     async def send_dm(self, user_id: int, content: str) -> None:

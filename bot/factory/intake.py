@@ -59,7 +59,7 @@ from bot.factory.signing import (
     SignatureError,
     verify_rotating,
 )
-from bot.factory.strict_json import UnacceptableJson, loads
+from bot.factory.strict_json import UnacceptableJson, document_needs_check, loads
 from bot.store import Recorded, Store
 
 __all__ = ["BODY_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "EventIntake"]
@@ -299,7 +299,7 @@ class EventIntake:
             log.warning("rejected event %s: %s", event_id, exc)
             return _error(400, "BAD_REQUEST", exc.message, exc.field)
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, check=document_needs_check(body))
         except UnknownEventType as exc:
             log.info("ignored event %s of unhandled type %r", event_id, exc.type)
             return _ok(202, {"eventId": event_id, "status": "ignored"})

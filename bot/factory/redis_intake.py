@@ -360,8 +360,13 @@ class RedisStreamIntake:
         """Store the batch in one transaction, hand over the new events, then ``XACK`` it."""
         if not batch:
             return
-        stored = [entry for entry in batch if entry.to_store() is not None]
-        rows: list[NewEvent] = [row for row in (e.to_store() for e in stored) if row is not None]
+        stored: list[StreamEntry] = []
+        rows: list[NewEvent] = []
+        for entry in batch:
+            row = entry.to_store()
+            if row is not None:
+                stored.append(entry)
+                rows.append(row)
         try:
             outcomes = await self.store.record_events(rows)
         except Exception as exc:

@@ -38,7 +38,12 @@ from typing import Any
 
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.factory.intake import MAX_BODY_BYTES
-from bot.factory.strict_json import UnacceptableJson, loads
+from bot.factory.strict_json import (
+    UnacceptableJson,
+    document_needs_check,
+    has_lone_surrogate,
+    loads,
+)
 from bot.store import NewEvent
 
 __all__ = [
@@ -192,10 +197,15 @@ def read_entry(
     if not fields:  # XADD needs a field: no fields (or nil) means deleted while pending
         return StreamEntry(stream, entry_id, EntryKind.GONE)
     text: dict[str, str] = {}
+    given_as_text = False  # bytes decoded strictly hold no lone surrogate; text may
     for key, value in fields.items():
         try:
             name = key.decode("utf-8") if isinstance(key, bytes) else key
-            text[name] = value.decode("utf-8") if isinstance(value, bytes) else value
+            if isinstance(value, bytes):
+                text[name] = value.decode("utf-8")
+            else:
+                text[name] = value
+                given_as_text = True
         except UnicodeDecodeError:
             return _malformed(stream, entry_id, fields, f"field {_text(key)!r} is not UTF-8")
     missing = [name for name in _REQUIRED if name not in text]
@@ -212,8 +222,16 @@ def read_entry(
     body: dict[str, Any] = {"type": text["type"], "timestamp": text["timestamp"], "data": data}
     if "channel" in text:
         body["channel"] = text["channel"]
+    # the walk of the whole rebuilt document, unless nothing in it could be refused: the data
+    # text one level down, the envelope's texts free of lone surrogates (strict_json)
+    check = document_needs_check(text["data"], level=1) or (
+        given_as_text
+        and any(
+            has_lone_surrogate(body[key]) for key in ("type", "timestamp", "channel") if key in body
+        )
+    )
     try:
-        event = parse_event(body)
+        event = parse_event(body, check=check)
     except UnknownEventType:
         return StreamEntry(stream, entry_id, EntryKind.IGNORED, type=text["type"][:64])
     except EventValidationError as exc:

@@ -21,12 +21,16 @@ lone surrogates in keys or strings     not Unicode text: cannot be encoded as UT
 
 :func:`loads` decodes a request body; :func:`check_document` checks an already decoded value
 (an event read back from the store, a WebSocket frame) and names the offending field.
+:func:`document_needs_check` tells, from the text alone, when that walk cannot refuse what
+:func:`loads` decoded (the decoder's hooks refuse numbers; only nesting and lone surrogates are
+left), so the webhook and Redis Streams intakes walk only documents that could fail it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 __all__ = [
@@ -34,6 +38,8 @@ __all__ = [
     "MAX_INT_DIGITS",
     "UnacceptableJson",
     "check_document",
+    "document_needs_check",
+    "has_lone_surrogate",
     "loads",
 ]
 
@@ -71,6 +77,59 @@ def _int(text: str) -> int:
     return int(text)
 
 
+#: The strict decoder, built once (``json.loads`` with these hooks builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
+#: A ``\\u`` escape of a UTF-16 surrogate (``\\ud800``–``\\udfff``): the only way a text
+#: decoded from valid UTF-8 can hold a lone surrogate once :func:`json.loads` has read it.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def document_needs_check(text: bytes | str, *, level: int = 0, max_depth: int = MAX_DEPTH) -> bool:
+    """Whether :func:`check_document` could refuse a value :func:`loads` decoded from ``text``.
+
+    :func:`loads` already refuses what its number hooks see (``NaN``, ``Infinity``, numbers out
+    of range, integers over :data:`MAX_INT_DIGITS` digits, which also keeps every integer within
+    :func:`check_document`'s 100 bits), so of the module table only nesting and lone surrogates
+    are left. This answers ``False`` — skip the walk, nothing in it can be refused — only when
+    the text cannot hold either, judged from the text in one quick pass: fewer ``{``/``[``
+    characters (wherever they are) than the nesting limit leaves room for, no ``\\u``
+    escape of a surrogate, and (for text) no lone surrogate character. Anything else answers
+    ``True`` and the caller runs :func:`check_document`, so its reasons are unchanged.
+
+    Parameters
+    ----------
+    text:
+        The JSON text :func:`loads` decoded (bytes that decoded as UTF-8, or text).
+    level:
+        How deep the decoded value is placed in the document that is checked (0: it is the
+        root; 1: a Redis stream entry's ``data``, under the rebuilt ``WsEvent``).
+    max_depth:
+        :func:`check_document`'s limit.
+    """
+    if isinstance(text, bytes):
+        if text.count(b"{") + text.count(b"[") + level > max_depth:
+            return True
+        # bytes that decoded as UTF-8 hold no surrogate themselves; only an escape can make one
+        return b"\\u" in text and _SURROGATE_ESCAPE_BYTES.search(text) is not None
+    if text.count("{") + text.count("[") + level > max_depth:
+        return True
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        return True
+    return not text.isascii() and has_lone_surrogate(text)
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (text that cannot be encoded as UTF-8)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def loads(body: bytes | str, *, check: bool = True) -> Any:
     """Decode a JSON text strictly and check it with :func:`check_document`.
 
@@ -98,14 +157,16 @@ def loads(body: bytes | str, *, check: bool = True) -> Any:
     except UnicodeDecodeError as exc:
         raise UnacceptableJson(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
+        if text.startswith("\ufeff"):  # what json.loads says (its decoder does not check)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except UnacceptableJson:
         raise
     except RecursionError:
         raise UnacceptableJson(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # json.JSONDecodeError and Python's own number limits
         raise UnacceptableJson(f"body is not valid JSON: {exc}") from None
-    if check:
+    if check and document_needs_check(text):
         check_document(value)
     return value
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from . import tables as t
 from .base import StoreBase
 from .database import driver_cursor
-from .fingerprint import event_fingerprint
+from .fingerprint import encode_event
 
 __all__ = ["EventRecord", "EventsMixin", "NewEvent", "Recorded"]
 
@@ -32,10 +32,34 @@ _UNPROCESSED_EVENTS = (
 )
 _MARK_EVENT_PROCESSED = "UPDATE events SET processed_at = ?, error = NULL WHERE event_id = ?"
 _MARK_EVENT_WITH_ERROR = "UPDATE events SET processed_at = ?, error = ? WHERE event_id = ?"
-_INSERT_FINGERPRINT = (
-    "INSERT INTO event_fingerprints (fingerprint, type, handled_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (fingerprint) DO NOTHING"
-)
+#: Rows per multi-row ``INSERT`` of a batch (7 parameters each: well within SQLite's 32,766
+#: and PostgreSQL's 65,535 bound parameters per statement).
+_ROWS_PER_STATEMENT = 500
+
+
+def _insert_events_sql(rows: int) -> str:
+    """One ``INSERT`` of ``rows`` events answering the ids it stored (``RETURNING``: SQLite
+    3.35+, PostgreSQL); an event with an error is stored already processed, with it."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO events (event_id, type, source, received_at, body, processed_at, error) "
+        f"VALUES {values} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    )
+
+
+def _insert_fingerprints_sql(rows: int) -> str:
+    """One ``INSERT`` of ``rows`` content fingerprints answering those it stored."""
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO event_fingerprints (fingerprint, type, handled_at) "
+        f"VALUES {values} ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint"
+    )
+
+
+def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
 #: ``events.error`` of an event stored but not acted on: its content was accepted before.
 _SAME_CONTENT = "same content as an event accepted before (acted on once)"
 
@@ -97,7 +121,8 @@ class EventsMixin(StoreBase):
     def __init__(self, url: str, *, clock: Any = time.time) -> None:
         super().__init__(url, clock=clock)
         # the event table's hot writes, drained together by one writer coroutine
-        self._pending_events: list[tuple[dict[str, Any], asyncio.Future[Recorded]]] = []
+        # (rows of one caller, its future): one future per call, not per row (a batch)
+        self._pending_events: list[tuple[list[dict[str, Any]], asyncio.Future[list[Recorded]]]] = []
         self._pending_marks: list[tuple[list[tuple[float, str]], asyncio.Future[None]]] = []
         self._event_writer: asyncio.Task[None] | None = None
 
@@ -116,18 +141,19 @@ class EventsMixin(StoreBase):
         one transaction (group commit), so a burst of webhooks costs one disk sync per batch
         instead of one per event.
         """
+        text, fingerprint = encode_event(body)
         values = {
             "event_id": event_id,
             "type": type_,
             "source": source,
             "received_at": self._clock(),
-            "body": json.dumps(body),
-            "fingerprint": event_fingerprint(body),
+            "body": text,
+            "fingerprint": fingerprint,
         }
-        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        self._pending_events.append((values, future))
+        future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
+        self._pending_events.append(([values], future))
         self._start_event_writer()
-        return await future
+        return (await future)[0]
 
     async def record_events(self, events: Sequence[NewEvent]) -> list[Recorded]:
         """Store a batch of events durably, in one transaction; what was done with each.
@@ -157,23 +183,26 @@ class EventsMixin(StoreBase):
         if not events:
             return []
         now = self._clock()
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Recorded]] = []
+        rows: list[dict[str, Any]] = []
         for event in events:
+            if event.error is None:
+                text, fingerprint = encode_event(event.body)
+            else:  # kept as it came (ASCII-escaped); its content is not remembered
+                text, fingerprint = json.dumps(event.body), ""
             values = {
                 "event_id": event.event_id,
                 "type": event.type,
                 "source": event.source,
                 "received_at": now,
-                "body": json.dumps(event.body),
-                "fingerprint": event_fingerprint(event.body),
+                "body": text,
+                "fingerprint": fingerprint,
                 "error": event.error,
             }
-            future: asyncio.Future[Recorded] = loop.create_future()
-            futures.append(future)
-            self._pending_events.append((values, future))
+            rows.append(values)
+        future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
+        self._pending_events.append((rows, future))
         self._start_event_writer()
-        return list(await asyncio.gather(*futures))
+        return await future
 
     def _start_event_writer(self) -> None:
         if self._event_writer is None or self._event_writer.done():
@@ -190,16 +219,19 @@ class EventsMixin(StoreBase):
             marks, self._pending_marks = self._pending_marks, []
             try:
                 outcome = await self._write_event_batch(
-                    [values for values, _ in batch], [m for run, _ in marks for m in run]
+                    [values for rows, _ in batch for values in rows],
+                    [m for run, _ in marks for m in run],
                 )
             except Exception as exc:  # every caller gets the error; nothing half-stored
                 for future in [f for _, f in batch] + [f for _, f in marks]:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, event_future), recorded in zip(batch, outcome, strict=True):
+            start = 0
+            for rows, event_future in batch:
                 if not event_future.done():
-                    event_future.set_result(recorded)
+                    event_future.set_result(outcome[start : start + len(rows)])
+                start += len(rows)
             for _, mark_future in marks:
                 if not mark_future.done():
                     mark_future.set_result(None)
@@ -210,10 +242,15 @@ class EventsMixin(StoreBase):
         """Insert the rows whose ids are not stored yet; per row, what was done.
 
         A row repeating an id stored earlier, or earlier in ``rows``, is left out
-        (:attr:`Recorded.DUPLICATE`). A new row whose content fingerprint is known is stored
-        as processed (:attr:`Recorded.SAME_CONTENT`, see :meth:`record_event`). ``marks``
-        (``(processed_at, event_id)``) are applied first. One unit of work, two statements per
-        new event; the driver is called directly (hot path, see
+        (:attr:`Recorded.DUPLICATE`). A new row whose content fingerprint is known — stored
+        before, or by an earlier row of ``rows`` — is stored as processed
+        (:attr:`Recorded.SAME_CONTENT`, see :meth:`record_event`). A row with an ``error`` is
+        stored already processed with it (:attr:`Recorded.FAILED`). ``marks``
+        (``(processed_at, event_id)``) are applied first.
+
+        One unit of work: one multi-row ``INSERT … RETURNING`` for the events and one for the
+        fingerprints of the new ones per :data:`_ROWS_PER_STATEMENT` rows, plus an ``UPDATE``
+        per event of known content; the driver is called directly (hot path, see
         :func:`~bot.store.database.driver_cursor`).
         """
 
@@ -221,32 +258,53 @@ class EventsMixin(StoreBase):
             cursor, sql = driver_cursor(conn)
             if marks:
                 cursor.executemany(sql(_MARK_EVENT_PROCESSED), marks)
-            outcome = []
+            stored: set[str] = set()
+            for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+                params: list[Any] = []
+                for v in chunk:
+                    error = v.get("error")
+                    done_at = None if error is None else v["received_at"]
+                    params += (
+                        v["event_id"],
+                        v["type"],
+                        v["source"],
+                        v["received_at"],
+                        v["body"],
+                        done_at,
+                        error,
+                    )
+                cursor.execute(sql(_insert_events_sql(len(chunk))), params)
+                stored.update(row[0] for row in cursor.fetchall())
+            outcome: list[Recorded | None] = []
+            fresh: list[tuple[int, dict[str, Any]]] = []  # new by id, to be acted on
             for v in rows:
-                cursor.execute(
-                    sql(_INSERT_EVENT),
-                    (v["event_id"], v["type"], v["source"], v["received_at"], v["body"]),
-                )
-                if cursor.rowcount != 1:
+                if v["event_id"] not in stored:  # stored before, or by an earlier row
                     outcome.append(Recorded.DUPLICATE)
                     continue
+                stored.discard(v["event_id"])
                 if v.get("error") is not None:
-                    cursor.execute(
-                        sql(_MARK_EVENT_WITH_ERROR), (v["received_at"], v["error"], v["event_id"])
-                    )
                     outcome.append(Recorded.FAILED)
                     continue
-                cursor.execute(
-                    sql(_INSERT_FINGERPRINT), (v["fingerprint"], v["type"], v["received_at"])
-                )
-                if cursor.rowcount == 1:
-                    outcome.append(Recorded.NEW)
-                    continue
-                cursor.execute(
-                    sql(_MARK_EVENT_WITH_ERROR), (v["received_at"], _SAME_CONTENT, v["event_id"])
-                )
-                outcome.append(Recorded.SAME_CONTENT)
-            return outcome
+                fresh.append((len(outcome), v))
+                outcome.append(None)
+            remembered: set[str] = set()
+            for chunk in _chunks(fresh, _ROWS_PER_STATEMENT):
+                params = []
+                for _, v in chunk:
+                    params += (v["fingerprint"], v["type"], v["received_at"])
+                cursor.execute(sql(_insert_fingerprints_sql(len(chunk))), params)
+                remembered.update(row[0] for row in cursor.fetchall())
+            known: list[tuple[float, str, str]] = []
+            for index, v in fresh:
+                if v["fingerprint"] in remembered:  # the first row with this content
+                    remembered.discard(v["fingerprint"])
+                    outcome[index] = Recorded.NEW
+                else:
+                    known.append((v["received_at"], _SAME_CONTENT, v["event_id"]))
+                    outcome[index] = Recorded.SAME_CONTENT
+            if known:
+                cursor.executemany(sql(_MARK_EVENT_WITH_ERROR), known)
+            return [o for o in outcome if o is not None]
 
         return await self.db.write(work)
 

@@ -16,15 +16,19 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["FINGERPRINT_KEYS", "canonical_json", "event_fingerprint"]
+__all__ = ["FINGERPRINT_KEYS", "canonical_json", "encode_event", "event_fingerprint"]
 
 #: The keys of a ``WsEvent`` that make up its content (contract §1.6 and §7.7).
 FINGERPRINT_KEYS = ("type", "timestamp", "data")
 
 
+#: The canonical encoder, built once (``json.dumps`` with options builds one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(raw: dict[str, Any]) -> str:
     """The canonical text of a decoded ``WsEvent``: sorted keys, compact separators."""
-    return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(raw)
 
 
 def event_fingerprint(raw: dict[str, Any]) -> str:
@@ -44,3 +48,42 @@ def event_fingerprint(raw: dict[str, Any]) -> str:
     """
     content = {key: raw[key] for key in FINGERPRINT_KEYS if key in raw}
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def encode_event(raw: dict[str, Any]) -> tuple[str, str]:
+    """The text to store for a decoded ``WsEvent`` and its fingerprint, from one encoding.
+
+    The stored text is :func:`canonical_json` of the whole event (envelope keys included), and
+    the fingerprint is taken from that same text when it can be: when the event has no key
+    beside :data:`FINGERPRINT_KEYS` the two texts are one; when the only other key is a text
+    ``channel`` (a webhook), it sorts first and the fingerprint's text is the stored one
+    without it. Otherwise the content is encoded a second time (:func:`event_fingerprint`).
+
+    Parameters
+    ----------
+    raw:
+        The decoded event; its strings must be valid Unicode (no lone surrogate: the intakes
+        refuse those, :mod:`bot.factory.strict_json`).
+
+    Returns
+    -------
+    tuple[str, str]
+        (JSON text to store, 64 lowercase hex digits equal to ``event_fingerprint(raw)``).
+
+    Raises
+    ------
+    UnicodeEncodeError
+        When a string holds a lone surrogate.
+    """
+    text = canonical_json(raw)
+    extra = raw.keys() - FINGERPRINT_KEYS
+    if not extra:
+        content = text
+    else:
+        channel = raw.get("channel")
+        prefix = '{"channel":' + json.dumps(channel, ensure_ascii=False) + ","
+        if extra == {"channel"} and isinstance(channel, str) and text.startswith(prefix):
+            content = "{" + text[len(prefix) :]
+        else:
+            return text, event_fingerprint(raw)
+    return text, hashlib.sha256(content.encode("utf-8")).hexdigest()

@@ -1,0 +1,131 @@
+"""A batch of events stored at once (the Redis Streams intake's path), on SQLite and PostgreSQL.
+
+Each event's outcome is what storing it alone would give: a repeated id (stored before or
+earlier in the batch) stores nothing, known content (before or earlier in the batch) is stored
+already handled, a malformed one is stored failed with its reason; what is stored reads back
+as the same event, and its content fingerprint is the one every intake computes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.store import NewEvent, Recorded, Store
+from bot.store.fingerprint import encode_event, event_fingerprint
+from tests.support.pg_database import fresh_postgres_database
+
+
+def event(n: int, *, channel: str | None = None, **data: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "pipeline.stage_changed",
+        "timestamp": "2026-11-28T10:00:00+00:00",
+        "data": {"pipelineId": f"p-{n}", "pipelineName": "ünïcode ✓", **data},
+    }
+    if channel is not None:
+        body["channel"] = channel
+    return body
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        with fresh_postgres_database("test_event_batches") as url:
+            yield url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store(database_url)
+    await s.create_schema()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def rows(url: str) -> dict[str, tuple[str, str | None, bool]]:
+    """``event_id → (body, error, processed)`` straight from the database."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT event_id, body, error, processed_at FROM events"))
+            return {r[0]: (r[1], r[2], r[3] is not None) for r in found}
+    finally:
+        engine.dispose()
+
+
+async def test_each_event_of_a_batch_gets_the_outcome_it_would_get_alone(
+    store: Store, database_url: str
+) -> None:
+    assert await store.record_event("seen", "pipeline.stage_changed", event(0), "webhook") == (
+        Recorded.NEW
+    )
+    batch = [
+        NewEvent("a", "pipeline.stage_changed", event(1), "redis"),
+        NewEvent("seen", "pipeline.stage_changed", event(2), "redis"),  # id stored before
+        NewEvent("b", "pipeline.stage_changed", event(0), "redis"),  # content stored before
+        NewEvent("a", "pipeline.stage_changed", event(3), "redis"),  # id earlier in the batch
+        NewEvent("c", "pipeline.stage_changed", event(1, channel="x"), "redis"),  # content too
+        NewEvent("bad", "(none)", {"fields": {"data": "{"}}, "redis", "malformed: data"),
+        NewEvent("d", "pipeline.stage_changed", event(4), "redis"),
+    ]
+    assert await store.record_events(batch) == [
+        Recorded.NEW,
+        Recorded.DUPLICATE,
+        Recorded.SAME_CONTENT,
+        Recorded.DUPLICATE,
+        Recorded.SAME_CONTENT,
+        Recorded.FAILED,
+        Recorded.NEW,
+    ]
+    stored = rows(database_url)
+    assert set(stored) == {"seen", "a", "b", "c", "bad", "d"}
+    # the first of two rows with one id is the one stored
+    assert json.loads(stored["a"][0]) == event(1)
+    assert stored["a"][1:] == (None, False) and stored["d"][1:] == (None, False)
+    assert (
+        stored["b"][1]
+        == stored["c"][1]
+        == ("same content as an event accepted before (acted on once)")
+    )
+    assert stored["b"][2] and stored["c"][2]
+    assert stored["bad"][1:] == ("malformed: data", True)
+    assert json.loads(stored["bad"][0]) == {"fields": {"data": "{"}}
+    # only the events to act on are handed out after a restart
+    assert [e.event_id for e in await store.unprocessed_events()] == ["seen", "a", "d"]
+
+
+async def test_a_batch_larger_than_one_statement_is_stored_whole(store: Store) -> None:
+    batch = [NewEvent(f"e-{n}", "pipeline.stage_changed", event(n), "redis") for n in range(1203)]
+    batch.append(NewEvent("e-7", "pipeline.stage_changed", event(7), "redis"))
+    batch.append(NewEvent("late", "pipeline.stage_changed", event(1100), "redis"))
+    outcome = await store.record_events(batch)
+    assert outcome[:1203] == [Recorded.NEW] * 1203
+    assert outcome[1203:] == [Recorded.DUPLICATE, Recorded.SAME_CONTENT]
+    assert await store.count_events() == 1204
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        event(1),
+        event(1, channel="pipeline:*"),
+        event(1, channel='odd "channel" ✓'),
+        {**event(1), "channel": 7},
+        {**event(1), "extra": True},
+        {"channel": "only"},
+        {"data": {"z": 1, "a": [1.5, None, "\u00e9"]}, "type": "t", "timestamp": "x"},
+    ],
+)
+def test_one_encoding_gives_the_stored_text_and_the_fingerprint(body: dict[str, Any]) -> None:
+    stored, fingerprint = encode_event(body)
+    assert json.loads(stored) == body
+    assert fingerprint == event_fingerprint(body)
