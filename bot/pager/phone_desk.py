@@ -134,7 +134,7 @@ class PhoneDesk:
 
     async def open_tasks(self, operator: Operator) -> list[TrackedTask]:
         """Undecided, unacknowledged tasks whose SMS or call reached ``operator``, oldest
-        page first."""
+        task first (one bundled SMS may page several at once)."""
         if self.ladder is None:
             return []
         rows = await self.ladder.ladder_store.deliveries(
@@ -150,7 +150,7 @@ class PhoneDesk:
             tracked = await self.bridge.store.get_task(task_id)
             if tracked is not None and not tracked.is_decided and tracked.acknowledged_at is None:
                 found.append(tracked)
-        return found
+        return sorted(found, key=lambda t: (t.task.created_at, t.task_id))
 
     # ------------------------------------------------------------------ SMS
     async def on_sms(self, from_: str, body: str, message_sid: str) -> str:
