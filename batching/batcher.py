@@ -11,7 +11,7 @@ Timing rules (:class:`Batcher`)
   group. This is what turns a burst into few, full messages: N routine tasks of one key arriving
   together give ``ceil(N / max_items)`` messages (with the default 20: 200 → 10). The Discord
   runtime (``bot/discord/batching_runtime.py``) sets ``max_items`` to 10,000 and shows a message
-  in pages of 20, so that a burst of one kind is ONE message (issue 17).
+  in pages of 20, so that a burst of one kind is ONE message (README "Smart batching").
 * **Group interval.** A posted batch message stays *open* for additions while it is younger than
   ``group_interval_seconds`` (setting ``BATCH_GROUP_INTERVAL_SECONDS``, default 300, counted from
   :meth:`Batcher.posted`, i.e. from when the message exists), still has undecided items and holds

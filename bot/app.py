@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Exit status of a leader that lost its lease (EX_TEMPFAIL): its supervisor restarts it, and
-#: it comes back as a standby with nothing left over in memory (issue 15).
+#: it comes back as a standby with nothing left over in memory (README "Production").
 EXIT_DEPOSED = 75
 
 
@@ -70,7 +70,7 @@ class BridgeApp:
     lease_clock:
         Monotonic seconds for the leader lease (:class:`bot.leadership.Lease`).
 
-    Roles (issue 15): every process serves ``POST /events`` (stored) and ``GET /healthz``; the
+    Roles (README "Production"): every process serves ``POST /events`` (stored) and ``GET /healthz``; the
     one holding the leader lease also holds the Discord session, the ladder, batching,
     reconciliation and event processing (:meth:`_lead`). A standby takes over when the lease
     lapses; a leader that loses it stops and exits with :data:`EXIT_DEPOSED`.
@@ -246,7 +246,7 @@ class BridgeApp:
         write_problem = await self.store.check_write()
         if write_problem is not None:
             log.error("health: the database takes no write: %s", write_problem)
-        if not self._led:  # a standby is healthy without Discord (issue 15)
+        if not self._led:  # a standby is healthy without Discord (README "Production")
             return {
                 "database": await self.store.ping(),
                 "database_write": write_problem or True,
@@ -468,7 +468,7 @@ def _attach_features(app: BridgeApp) -> None:
     # --- escalation ladder ------------------------------------------------------------------
     if app.settings.escalation_enabled:
         _attach_ladder(app)  # bridge.escalation, notifier.next_step, app.scheduler (shared)
-    # --- the phone that acts: Twilio webhooks (BRIDGE_PUBLIC_URL + TWILIO_*, issue 14) ------
+    # --- the phone that acts: Twilio webhooks (BRIDGE_PUBLIC_URL + TWILIO_*, README "Phone") ------
     if app.settings.bridge_public_url and app.pager is not None:
         _attach_phone(app)
     # --- webhook registration (BRIDGE_PUBLIC_URL, contract §1.5) ---------------------------
@@ -575,7 +575,7 @@ def _make_pager(app: BridgeApp, observe: Callable[[str, str], None]) -> Pager | 
 
 def _attach_phone(app: BridgeApp) -> None:
     """SMS replies, keypresses and call statuses on the intake's HTTP port (the "phone" slot
-    of :func:`_attach_features`; issue 14): :func:`bot.pager.wiring.attach_phone`."""
+    of :func:`_attach_features`; README "Phone"): :func:`bot.pager.wiring.attach_phone`."""
     from bot.pager.wiring import attach_phone
 
     desk = attach_phone(

@@ -270,7 +270,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 def cmd_test_page(args: argparse.Namespace) -> int:
-    """One test SMS and one test DM to the roster operator ``args.name`` (issue 14); prints
+    """One test SMS and one test DM to the roster operator ``args.name`` (README "Phone"); prints
     what Twilio and Discord answered (:mod:`bot.page_check`)."""
     from bot.page_check import send_test_page
     from bot.roster import RosterError, load_roster

@@ -323,7 +323,7 @@ def deploy_pending(tracked: TrackedTask, count: int, required: int) -> str:
 
 
 #: How an acknowledgement that did not come from Discord is named on the task message
-#: (issue 14: "👀 Acknowledged by Alice via SMS"), by :attr:`Actor.via`.
+#: (README "Phone": "👀 Acknowledged by Alice via SMS"), by :attr:`Actor.via`.
 ACK_CHANNELS = {"sms": "SMS", "phone": "phone"}
 
 

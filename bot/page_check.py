@@ -1,4 +1,4 @@
-"""``factory-bridge test-page NAME`` (issue 14): one test SMS and one test DM to a roster operator.
+"""``factory-bridge test-page NAME`` (README "Phone"): one test SMS and one test DM to a roster operator.
 
 For checking numbers and permissions before a real incident: the SMS goes through the same
 :class:`bot.pager.twilio_pager.TwilioPager` as the ladder's, the DM through Discord's REST API

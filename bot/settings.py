@@ -124,12 +124,12 @@ class Settings(BaseSettings):
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
     bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
     #: the bridge's address as the factory and Twilio reach it: POST /events is registered
-    #: there (§1.5); with Twilio configured it also makes the phone two-way (issue 14:
+    #: there (§1.5); with Twilio configured it also makes the phone two-way (README "Phone":
     #: /twilio/sms, /twilio/voice/gather, /twilio/voice/status, signatures checked against it)
     bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     #: seconds a standby waits without seeing the leader renew its lease before it takes over;
-    #: the leader renews every third of it (issue 15, "Replicas"; :mod:`bot.leadership.lease`)
+    #: the leader renews every third of it (README "Production", "Replicas"; :mod:`bot.leadership.lease`)
     bridge_leader_lease_seconds: float = Field(default=10.0, gt=0)
     bridge_roster_file: Path | None = None
     #: any case; the contract's ``warn`` and ``fatal`` too (§7.2); stored as Python's level name
@@ -155,10 +155,10 @@ class Settings(BaseSettings):
     escalation_safe_default: SafeDefault = SafeDefault.NONE
     escalation_bundle_seconds: float = Field(default=120, ge=0)
     #: an unanswered critical call (no-answer, busy, failed, or ended without a 1): seconds
-    #: before the next on-call operator is called (issue 14; needs BRIDGE_PUBLIC_URL)
+    #: before the next on-call operator is called (README "Phone"; needs BRIDGE_PUBLIC_URL)
     escalation_call_next_after_seconds: float = Field(default=60, ge=0)
     #: after the critical step, the breach page (SMS + call) repeats this often while the task
-    #: has neither a decision nor an acknowledgement (issue 14) ...
+    #: has neither a decision nor an acknowledgement (README "Phone") ...
     escalation_repeat_seconds: float = Field(default=1800, gt=0)
     #: ... at most this many times (0 turns repeats off; at most escalation.policy.MAX_REPEATS)
     escalation_repeat_limit: int = Field(default=3, ge=0, le=MAX_REPEATS)
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     quiet_hours_start: time = time(22, 0)
     quiet_hours_end: time = time(8, 0)
     quiet_hours_timezone: str = "UTC"
-    #: priorities whose breach SMS and critical call are never held for quiet hours (issue 14)
+    #: priorities whose breach SMS and critical call are never held for quiet hours (README "Phone")
     quiet_hours_bypass_priorities: Priorities = frozenset({Priority.CRITICAL, Priority.HIGH})
 
     # --- Twilio (SMS and calls) ----------------------------------------------------------------

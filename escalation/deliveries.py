@@ -102,7 +102,7 @@ _LEVEL_PREFIX = "level "
 
 
 def step_level(kind: StepKind) -> int:
-    """The level ``kind`` reaches: :data:`ESCALATION_LEVELS`; a repeat (issue 14, after the
+    """The level ``kind`` reaches: :data:`ESCALATION_LEVELS`; a repeat (README "Phone", after the
     critical step) stays at the top tier, :data:`MAX_LEVEL`."""
     return ESCALATION_LEVELS.get(kind, MAX_LEVEL)
 
@@ -213,7 +213,7 @@ def plan_deliveries(
     list of NewDelivery
         Reminder DM: one ``dm`` per reminder target. Reminder @mention and SLA warning: one
         ``reply``. SLA breach: the ``alert``, then one ``sms`` per reachable target.
-        Repeat (issue 14): the first reachable on-call ``call`` and one ``sms`` per
+        Repeat (README "Phone"): the first reachable on-call ``call`` and one ``sms`` per
         reachable target, like the breach without its alert.
         Critical: the first reachable on-call ``call``, ``reassign`` to the first admin with
         a factory id, the safe-default ``decision`` (unless ``none``), the ``incident`` report.
@@ -230,7 +230,7 @@ def plan_deliveries(
     if kind is StepKind.SLA_BREACH:
         sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
         return [NewDelivery("alert", "alerts", held), *sms, *levels]
-    if kind.repeat_number:  # the breach page again: SMS to the rotation, a call (issue 14)
+    if kind.repeat_number:  # the breach page again: SMS to the rotation, a call (README "Phone")
         sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
         first_call = next_fallback(call_order(people), (), unreachable)
         call = [NewDelivery("call", first_call.key, held)] if first_call is not None else []
@@ -256,7 +256,7 @@ def stop_reason(
 
     A decision stops everything but the incident report (rule: "Only a decision stops the
     ladder"); an acknowledgement stops the reminder steps (:data:`REMINDER_STEPS`) and the
-    repeats (issue 14: "while the task has neither a decision nor an acknowledgement").
+    repeats (README "Phone": "while the task has neither a decision nor an acknowledgement").
     """
     if decision is not None and channel != "incident":
         return f"task {decision}"

@@ -160,7 +160,7 @@ class DeliveryExecutor:
                 if r.status == "pending"
                 and r.channel not in BUNDLED_CHANNELS
                 # a delivery due later is not the step's to do now: the next person's call
-                # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (issue 14)
+                # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
                 and r.due_at <= now
             ]
             if not pending:
@@ -281,7 +281,7 @@ class DeliveryExecutor:
         marked and the next person of :func:`call_order` gets a pending ``call`` delivery).
 
         Used by the step itself and by the phone's "next person when nobody answers"
-        (issue 14, ``bot.pager.phone_desk``)."""
+        (README "Phone", ``bot.pager.phone_desk``)."""
         return await self._call(task, kind, recipient)
 
     async def _call(self, task: LadderTask, kind: StepKind, recipient: str) -> DeliveryResult:

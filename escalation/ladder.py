@@ -42,13 +42,13 @@ Quiet hours
     (reminder, breach or critical) whose delivery time — after snooze — falls inside quiet
     hours moves to the end of that window and is flagged ``held_for_quiet_hours``; the
     bundler sends the held items as one digest per person (:mod:`escalation.bundling`).
-    Exception (issue 14, "Urgency through quiet hours"): the pages (:data:`PAGE_STEPS`,
+    Exception (README "Phone", "Urgency through quiet hours"): the pages (:data:`PAGE_STEPS`,
     breach, critical and the repeats) of a task whose priority is in the policy's
     ``quiet_bypass_priorities`` (default critical and high) are never held; its reminders
     are, and one held past its breach is superseded by it.
 Repeats
     After the critical step, ``repeat_n`` at critical + n × ``repeat_seconds`` for n up to
-    ``repeat_limit`` (issue 14, "Repeat until someone answers"). An acknowledgement cancels
+    ``repeat_limit`` (README "Phone", "Repeat until someone answers"). An acknowledgement cancels
     them, as it cancels reminders; a snooze does not move them. A repeat held for quiet hours
     to the same time as a later repeat is superseded by it (one page in the morning, not
     three).

@@ -186,7 +186,7 @@ def sms_text(
     digest
         The items were held for quiet hours (the text says so).
     two_way
-        The bridge takes SMS replies (``BRIDGE_PUBLIC_URL`` set, issue 14): the text ends
+        The bridge takes SMS replies (``BRIDGE_PUBLIC_URL`` set, README "Phone"): the text ends
         with the reply hint (:func:`escalation.phone.reply_hint`, ``Reply ACK 4821``), each
         task's reference is its :func:`escalation.phone.phone_ref`, and the limit is two
         segments (:data:`escalation.phone.SMS_TWO_SEGMENTS`, 306 characters).
@@ -281,7 +281,7 @@ class CallScript:
     pause_seconds
         Silence between two repetitions, seconds.
     task_ids
-        The tasks the call is about (issue 14: a keypress ``1`` acknowledges them; the
+        The tasks the call is about (README "Phone": a keypress ``1`` acknowledges them; the
         adapter carries them in its callback URLs). Empty for a call about no task.
     """
 

@@ -1,10 +1,10 @@
-"""The phone's two-way rules (issue 14): SMS reply commands, task references, keypresses.
+"""The phone's two-way rules (README "Phone"): SMS reply commands, task references, keypresses.
 
 Pure functions (no clock, no I/O). The Twilio webhooks (``bot.pager.inbound``) parse what a
 person sent with :func:`parse_reply` / :func:`parse_keypress`, and the paging SMS carries
 :func:`reply_hint` so the person knows what to answer.
 
-Rules (issue 14, "SMS replies"):
+Rules (README "Phone", "SMS replies"):
 
 * every paging SMS ends with a short reference per task and the hint ``Reply ACK 4821``;
 * replies are case- and spacing-insensitive: ``ACK <ref>``, ``ACK`` (exactly one open task),
@@ -38,14 +38,14 @@ __all__ = [
     "resolve_ref",
 ]
 
-#: Digits of a task reference in an SMS (issue 14: ``Reply ACK 4821``).
+#: Digits of a task reference in an SMS (README "Phone": ``Reply ACK 4821``).
 REF_DIGITS = 4
 
-#: Two GSM-7 segments of a concatenated SMS: 2 × 153 characters (issue 14: "at most two SMS
+#: Two GSM-7 segments of a concatenated SMS: 2 × 153 characters (README "Phone": "at most two SMS
 #: segments (306 characters)").
 SMS_TWO_SEGMENTS = 306
 
-#: The call's ``<Gather>`` keys (issue 14: "Press 1 to acknowledge, 2 to hear this again").
+#: The call's ``<Gather>`` keys (README "Phone": "Press 1 to acknowledge, 2 to hear this again").
 KEY_ACKNOWLEDGE = "1"
 KEY_REPEAT = "2"
 
@@ -101,7 +101,7 @@ def resolve_ref(ref: str, task_ids: Iterable[str]) -> list[str]:
 
 
 def parse_reply(body: str) -> Reply:
-    """Parse an SMS reply (issue 14): case and spacing do not matter.
+    """Parse an SMS reply (README "Phone"): case and spacing do not matter.
 
     ``"ack 4821"`` → ``Reply(ACK, "4821")``; ``" ACK "`` → ``Reply(ACK)``; ``"Ack All"`` →
     ``Reply(ACK_ALL)``; ``"snooze 4821"`` → ``Reply(SNOOZE, "4821")``; ``"help"`` → HELP;

@@ -100,7 +100,7 @@ class StepKind(StrEnum):
     """D + ``critical_after_breach_seconds``: phone call, reassign, safe default, incident."""
     REPEAT_1 = "repeat_1"
     """Critical + n × ``repeat_seconds`` (n ≤ ``repeat_limit``): the breach page again, SMS
-    and a call to the on-call rotation, until a decision or an acknowledgement (issue 14,
+    and a call to the on-call rotation, until a decision or an acknowledgement (README "Phone",
     "Repeat until someone answers"). One member per repeat so each is its own stored step."""
     REPEAT_2 = "repeat_2"
     REPEAT_3 = "repeat_3"
@@ -129,7 +129,7 @@ class StepKind(StrEnum):
         return _REPEATS.get(self)
 
 
-#: The ladder of contract Appendix B, earliest step first (the repeats of issue 14 follow
+#: The ladder of contract Appendix B, earliest step first (the repeats of README "Phone" follow
 #: it: :data:`REPEAT_STEPS`; ``tuple(StepKind)`` is both, in order).
 LADDER_ORDER: tuple[StepKind, ...] = tuple(k for k in StepKind if not k.value.startswith("repeat_"))
 _RANKS: dict[StepKind, int] = {kind: index for index, kind in enumerate(StepKind)}
@@ -143,7 +143,7 @@ REMINDER_STEPS: frozenset[StepKind] = frozenset(
 #: Steps only a decision stops: acknowledge and snooze never move or cancel them.
 HARD_STEPS: frozenset[StepKind] = frozenset({StepKind.SLA_BREACH, StepKind.CRITICAL})
 
-#: The repeat steps, in order (issue 14); ``ESCALATION_REPEAT_LIMIT`` takes the first ones.
+#: The repeat steps, in order (README "Phone"); ``ESCALATION_REPEAT_LIMIT`` takes the first ones.
 REPEAT_STEPS: tuple[StepKind, ...] = tuple(k for k in StepKind if k.value.startswith("repeat_"))
 _REPEATS: dict[StepKind, int] = {kind: n for n, kind in enumerate(REPEAT_STEPS, start=1)}
 
@@ -310,14 +310,14 @@ class EscalationPolicy:
         Bundle window per person and channel (``ESCALATION_BUNDLE_SECONDS``, 120).
     repeat_seconds
         After the critical step, the breach page repeats this often
-        (``ESCALATION_REPEAT_SECONDS``, 1800; issue 14).
+        (``ESCALATION_REPEAT_SECONDS``, 1800; README "Phone").
     repeat_limit
         At most this many repeats, 0–:data:`MAX_REPEATS` (``ESCALATION_REPEAT_LIMIT``; 0, the
         core's default, turns them off — the setting's default is 3). A decision or an
         acknowledgement stops them.
     quiet_bypass_priorities
         Priorities whose SLA breach and critical steps (the pages: SMS, call) are never held
-        for quiet hours (``QUIET_HOURS_BYPASS_PRIORITIES``, critical and high; issue 14:
+        for quiet hours (``QUIET_HOURS_BYPASS_PRIORITIES``, critical and high; README "Phone":
         "Quiet hours hold reminders, never a breach or critical page" of these). Their
         reminders are still held; a critical task is never held at all, whatever this says.
 

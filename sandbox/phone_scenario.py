@@ -1,4 +1,4 @@
-"""The sandbox's phone step (issue 14): a reply ``ACK`` from a phone, and a call nobody answers
+"""The sandbox's phone step (README "Phone"): a reply ``ACK`` from a phone, and a call nobody answers
 that goes to the next person, through the real twilio library and the Twilio emulator."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class PhoneScene(Protocol):
 
 
 async def phone_step(self: PhoneScene) -> None:
-    """The phone acts (issue 14): an SMS reply ACK, and an unanswered call that goes to the
+    """The phone acts (README "Phone"): an SMS reply ACK, and an unanswered call that goes to the
     next person, who presses 1."""
     t = self.t
     twilio = self.world.twilio

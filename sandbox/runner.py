@@ -401,7 +401,7 @@ class Scenario:
         )
 
     async def phone(self) -> None:
-        """The phone acts (issue 14): :func:`sandbox.phone_scenario.phone_step`."""
+        """The phone acts (README "Phone"): :func:`sandbox.phone_scenario.phone_step`."""
         await phone_step(self)
 
 
@@ -441,7 +441,7 @@ async def run_sandbox(*, verbose: bool = False, write: Callable[[str], None] = p
         world = World(Path(tmp))
         await world.start()
         overrides = dict(SANDBOX_SETTINGS)
-        overrides["BRIDGE_PUBLIC_URL"] = world.bridge_url  # Twilio's webhooks (issue 14)
+        overrides["BRIDGE_PUBLIC_URL"] = world.bridge_url  # Twilio's webhooks (README "Phone")
         if verbose:
             overrides["LOG_LEVEL"] = "INFO"
         settings = Settings(**world.settings_overrides(**overrides))  # type: ignore[arg-type]

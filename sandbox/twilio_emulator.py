@@ -26,7 +26,7 @@ Every request is also checked against Twilio's published API description
 (:mod:`sandbox.twilio_spec`, ``shared/specs/twilio-api-v2010.json``): each violation is kept in
 ``spec_violations`` (the end-to-end fixtures assert it stays empty).
 
-Twilio → application traffic (issue 14) comes from :class:`sandbox.twilio_inbound.InboundMixin`:
+Twilio → application traffic (README "Phone") comes from :class:`sandbox.twilio_inbound.InboundMixin`:
 :meth:`send_sms` (a signed incoming-message webhook to ``sms_webhook_url``), :meth:`answer_call`
 (follows the call's TwiML, presses keys at ``<Gather>``), :meth:`end_call` and
 :meth:`status_callback` (signed ``StatusCallback`` requests).

@@ -1,4 +1,4 @@
-"""What Twilio sends *to* an application, for the Twilio emulator (issue 14).
+"""What Twilio sends *to* an application, for the Twilio emulator (README "Phone").
 
 Twilio calls the application's webhooks with form-encoded POSTs signed in the
 ``X-Twilio-Signature`` header (Twilio docs, "Webhooks security": HMAC-SHA1 of the full URL

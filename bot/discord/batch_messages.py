@@ -4,7 +4,7 @@ Split out of :mod:`bot.discord.batching_runtime` (which decides *when* batch mes
 and extended); :class:`BatchMessages` is a mixin of :class:`~bot.discord.batching_runtime.
 BatchingRuntime` and keeps what a batch message *shows*:
 
-* **Pages.** A batch group is ONE message however large (issue 17), shown in pages of 20 items
+* **Pages.** A batch group is ONE message however large (README "Smart batching"), shown in pages of 20 items
   (:data:`bot.discord.batch_embeds.PAGE_SIZE`). :meth:`BatchMessages.show_page` is the ◀ / ▶
   click: it renders the page from the store and records it as the page the message shows
   (``runtime_state`` row ``batch-page:<batch id>``), so that later re-renders keep it, after a

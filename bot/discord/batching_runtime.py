@@ -2,7 +2,7 @@
 
 A factory finishing a wave of builds raises dozens of routine approvals in a minute; instead of
 a message per task the bridge posts one batch message per kind (master plan §7), ONE message
-however large the group (issue 17: 1,000 routine tasks of a kind → one message, in pages of
+however large the group (README "Smart batching": 1,000 routine tasks of a kind → one message, in pages of
 20 items with ◀ / ▶)::
 
     📋 5 tasks ready for review
@@ -79,7 +79,7 @@ STATE_KEY = "batcher"
 MAX_RETRY_SECONDS = 60.0
 
 #: Most items one batch message takes (shown in pages of 20): one message per group however
-#: large the burst (issue 17); the bound only caps what a message stores and re-reads.
+#: large the burst (README "Smart batching"); the bound only caps what a message stores and re-reads.
 MESSAGE_MAX_ITEMS = 10_000
 
 

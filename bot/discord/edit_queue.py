@@ -1,4 +1,4 @@
-"""One edit queue per message, paced per channel (issue 17: Discord as it really behaves).
+"""One edit queue per message, paced per channel (Discord: edits are rate limited per channel, and 30046 limits edits of messages older than an hour).
 
 Discord rate-limits message edits per channel, and edits of messages older than one hour have a
 further, tighter limit: it answers error **30046** ("Maximum number of edits to messages older

@@ -262,7 +262,7 @@ def task_embed(
         if tracked.acknowledged_by_discord_id or tracked.acknowledged_by_name:
             ack_by = (
                 f"<@{tracked.acknowledged_by_discord_id}>"
-                + ack_channel(tracked.acknowledged_by_name)  # " via SMS" (issue 14)
+                + ack_channel(tracked.acknowledged_by_name)  # " via SMS" (README "Phone")
                 if tracked.acknowledged_by_discord_id
                 else escape_text(tracked.acknowledged_by_name or "")
             )

@@ -201,7 +201,7 @@ class EventProcessor:
 
     def rescan(self) -> None:
         """Read the event table again: events other processes stored (a standby's
-        ``POST /events``, issue 15) are handled by this one. Cheap when there are none."""
+        ``POST /events``, README "Production") are handled by this one. Cheap when there are none."""
         if self._task is not None:
             self._read_store = True
             self._wake.set()

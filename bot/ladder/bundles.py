@@ -315,7 +315,7 @@ class Bundler:
         body = sms_text(
             [service.page_item(t, StepKind(r.step)) for r, t in items],
             digest=bundle.is_digest,
-            two_way=two_way,  # issue 14: "Reply ACK 4821" and the jump link
+            two_way=two_way,  # README "Phone": "Reply ACK 4821" and the jump link
             link=link,
         )
         try:

@@ -2,7 +2,7 @@
 
 SQLite has no way for two processes to agree on a leader that survives one of them pausing,
 so a second ``factory-bridge run`` on the same file refuses to start with a clear message
-(issue 15) instead of silently racing the first. The lock is held by the open file for the
+(README "Production") instead of silently racing the first. The lock is held by the open file for the
 life of the process and the kernel drops it when the process dies (even by ``kill -9``), so a
 crash never leaves a stale lock behind. Several bridges need PostgreSQL.
 """

@@ -1,6 +1,6 @@
 """The leader lease: one row, a fencing token, renewals observed rather than clock-compared.
 
-Several ``factory-bridge run`` processes may share one PostgreSQL database (issue 15, "Replicas:
+Several ``factory-bridge run`` processes may share one PostgreSQL database (README "Production", "Replicas:
 one leader, hot standbys"). The leader is the holder of the ``leader_lease`` row
 (:data:`bot.store.tables.leader_lease`):
 

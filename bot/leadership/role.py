@@ -1,4 +1,4 @@
-"""Leader or standby: the loop that keeps, or waits for, the lease (issue 15).
+"""Leader or standby: the loop that keeps, or waits for, the lease (README "Production").
 
 Every ``BRIDGE_LEADER_LEASE_SECONDS / 3`` a leader renews its :class:`~bot.leadership.lease.Lease`
 and a standby looks whether it lapsed. Winning the lease calls ``on_elected`` (the app connects
@@ -45,7 +45,7 @@ class Leadership:
         Called with ``True`` / ``False`` when leadership is won / lost (the metric
         ``factory_bridge_is_leader``).
     interval_seconds:
-        Seconds between two looks; default ``lease_seconds / 3`` (issue 15).
+        Seconds between two looks; default ``lease_seconds / 3`` (README "Production").
     """
 
     def __init__(

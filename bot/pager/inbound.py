@@ -1,4 +1,4 @@
-"""Twilio's webhooks on the bridge's HTTP port (issue 14), when ``BRIDGE_PUBLIC_URL`` is set.
+"""Twilio's webhooks on the bridge's HTTP port (README "Phone"), when ``BRIDGE_PUBLIC_URL`` is set.
 
 ==============================  ==============================================================
 route                           what

@@ -1,10 +1,10 @@
-"""What the phone may do (issue 14): SMS replies, keypresses during a call, unanswered calls.
+"""What the phone may do (README "Phone"): SMS replies, keypresses during a call, unanswered calls.
 
 The Twilio webhooks (:mod:`bot.pager.inbound`) hand each verified request here. Everything a
 person does goes through :class:`bot.actions.Actions` (the Acknowledge button's code:
 ``POST /v1/tasks/{id}/claim``, stored, audited, shown on the task message), with an
 :class:`~bot.outcomes.Actor` whose ``via`` is ``sms`` or ``phone``. No decision (approve or
-reject) is ever taken by phone (issue 14: "decisions stay in Discord where the person is
+reject) is ever taken by phone (README "Phone": "decisions stay in Discord where the person is
 authenticated").
 
 * The sender is the roster operator whose ``phone`` is the SMS's ``From`` (the call's
@@ -47,10 +47,10 @@ __all__ = ["NOT_ON_ROSTER", "SNOOZE_SECONDS", "UNANSWERED", "PhoneDesk"]
 
 log = logging.getLogger(__name__)
 
-#: The answer to a number that is not on the roster (issue 14).
+#: The answer to a number that is not on the roster (README "Phone").
 NOT_ON_ROSTER = "This number is not on the roster. Nothing was changed."
 
-#: ``SNOOZE <ref>`` snoozes reminders this long, seconds (issue 14: "1 h").
+#: ``SNOOZE <ref>`` snoozes reminders this long, seconds (README "Phone": "1 h").
 SNOOZE_SECONDS = 3600.0
 
 #: Final call statuses that mean nobody took the call (Twilio ``CallStatus``).

@@ -96,7 +96,7 @@ class TwilioPager:
         Called with ``(kind, status)`` after each request: ``kind`` ``sms``/``call``,
         ``status`` Twilio's HTTP status (``201`` when created) or ``error`` (metrics).
     public_url:
-        ``BRIDGE_PUBLIC_URL``: when set, calls are two-way (issue 14): their TwiML gathers a
+        ``BRIDGE_PUBLIC_URL``: when set, calls are two-way (README "Phone"): their TwiML gathers a
         key (``<Gather action=public_url/twilio/voice/gather?tasks=…>``) and they are placed
         with ``StatusCallback=public_url/twilio/voice/status?tasks=…``.
 

@@ -3,7 +3,7 @@
 
 * A one-way call (``BRIDGE_PUBLIC_URL`` unset): a :class:`escalation.notices.CallScript` as
   ``<Say>`` verbs (``alice`` voice, XML-escaped), repetitions separated by ``<Pause length>``.
-* A two-way call (issue 14): the script inside ``<Gather numDigits="1" action=…>`` followed by
+* A two-way call (README "Phone"): the script inside ``<Gather numDigits="1" action=…>`` followed by
   "Press 1 to acknowledge, 2 to hear this again"; Twilio posts the pressed key to ``action``
   (``bot.pager.inbound``). Without a key the call goes on to the goodbye and hangs up.
 * SMS answers: ``<Response><Message>…</Message></Response>``.
@@ -30,7 +30,7 @@ __all__ = [
 #: The Twilio text-to-speech voice of every call.
 VOICE = "alice"
 
-#: What a two-way call asks (issue 14).
+#: What a two-way call asks (README "Phone").
 GATHER_PROMPT = "Press 1 to acknowledge, 2 to hear this again."
 
 #: Seconds ``<Gather>`` waits for a key after the prompt (Twilio's default is 5).

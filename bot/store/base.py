@@ -70,7 +70,7 @@ class StoreBase:
 
     def forget_cached_tasks(self) -> None:
         """Drop every cached task row (a standby that becomes leader: another process wrote
-        the tasks table while this one was not leading; issue 15)."""
+        the tasks table while this one was not leading; README "Production")."""
         self._task_cache.clear()
         self._task_writes += 1
 
@@ -84,7 +84,7 @@ class StoreBase:
 
         Every task write is leader-only (fenced, :meth:`Database.write`): with several bridges
         on one database only the lease's current holder writes the tasks table, so its cache
-        (forgotten when it takes over, :meth:`forget_cached_tasks`) stays right (issue 15).
+        (forgotten when it takes over, :meth:`forget_cached_tasks`) stays right (README "Production").
         """
 
         def forget() -> None:

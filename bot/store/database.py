@@ -202,7 +202,7 @@ class Database:
 
         ``fenced``: a leader-only write (a ladder step claimed, a decision's compare-and-set,
         a message posted, a batch). :attr:`fence` runs first in the same transaction, so a
-        leader that lost its lease (paused, then resumed) writes nothing (issue 15).
+        leader that lost its lease (paused, then resumed) writes nothing (README "Production").
 
         Raises what ``fn`` raised (its writes are rolled back, nobody else's are), or the
         commit's error (then nothing of the batch was stored); for a fenced unit, what the

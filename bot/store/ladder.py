@@ -382,7 +382,7 @@ class LadderStore:
             pass
 
     async def clear_unreachable(self, phone: str) -> None:
-        """Forget that ``phone`` is unreachable (the person replied START, issue 14)."""
+        """Forget that ``phone`` is unreachable (the person replied START, README "Phone")."""
         c = t.unreachable_phones.c
         await self.db.write(
             lambda conn: conn.execute(delete(t.unreachable_phones).where(c.phone == phone))
