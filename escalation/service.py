@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from escalation.deliveries import (
@@ -226,27 +226,42 @@ class LadderService:
         """Every open task's next wake-up from the store (in bulk): task id → when.
 
         A task with a ``claimed`` step wakes now (to resume it); a task with no step left
-        has none. Yields to the event loop every 500 tasks (a big backlog at start).
+        has none. The tasks are read a page at a time when the :class:`TaskReader` offers
+        ``open_task_pages()`` (an async iterator of sequences; 100,000 open tasks are never
+        all in memory at once, issue 19), else with ``open_tasks()``. Yields to the event
+        loop every 500 tasks (a big backlog at start).
         """
         now = self.clock()
-        tasks = list(await self.tasks.open_tasks())
-        steps = await self.repository.steps(t.task_id for t in tasks)
-        self.history = dict(steps)
+        history: dict[str, list[LadderStepRow]] = {}
         wakes: dict[str, datetime] = {}
-        for index, task in enumerate(tasks):
-            if index % 500 == 499:
-                await asyncio.sleep(0)
-            rows = steps.get(task.task_id, [])
-            if any(r.status == "claimed" for r in rows):
-                wakes[task.task_id] = now
-                continue
-            try:
-                nxt = self.next_due(task, rows)
-            except ValueError:
-                continue
-            if nxt is not None:
-                wakes[task.task_id] = nxt.deliver_at
+        index = 0
+        async for tasks in self._open_task_pages():
+            steps = await self.repository.steps(t.task_id for t in tasks)
+            history.update(steps)
+            for task in tasks:
+                index += 1
+                if index % 500 == 0:
+                    await asyncio.sleep(0)
+                rows = steps.get(task.task_id, [])
+                if any(r.status == "claimed" for r in rows):
+                    wakes[task.task_id] = now
+                    continue
+                try:
+                    nxt = self.next_due(task, rows)
+                except ValueError:
+                    continue
+                if nxt is not None:
+                    wakes[task.task_id] = nxt.deliver_at
+        self.history = history
         return wakes
+
+    async def _open_task_pages(self) -> AsyncIterator[Sequence[LadderTask]]:
+        pages = getattr(self.tasks, "open_task_pages", None)
+        if pages is None:
+            yield list(await self.tasks.open_tasks())
+            return
+        async for page in pages():
+            yield page
 
     # ------------------------------------------------------------------ one wake-up
     async def wake(self, task_id: str, *, on_claimed: Callable[[], None] | None = None) -> None:
