@@ -31,7 +31,7 @@ from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
-from .database import Database
+from .database import Database, driver_cursor
 from .rows import from_ts
 
 __all__ = [
@@ -43,6 +43,53 @@ __all__ = [
 ]
 
 _CHUNK = 500
+
+# Hot-path SQL run through the driver (column names of bot.store.tables).
+_STEP_COLUMNS = ("task_id", "step", "due_at", "taken_at", "late_seconds", "outcome", "status")
+_DELIVERY_COLUMNS = (
+    "task_id",
+    "step",
+    "channel",
+    "recipient",
+    "due_at",
+    "held",
+    "status",
+    "created_at",
+    "detail",
+)
+_AUDIT_COLUMNS = (
+    "at",
+    "actor_id",
+    "actor_name",
+    "via",
+    "action",
+    "task_id",
+    "batch_id",
+    "request",
+    "outcome",
+    "detail",
+)
+
+
+def _insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){suffix}"
+
+
+_INSERT_STEP = _insert_sql(
+    "escalation_steps", _STEP_COLUMNS, " ON CONFLICT (task_id, step) DO NOTHING"
+)
+_INSERT_DELIVERY = _insert_sql("escalation_deliveries", _DELIVERY_COLUMNS)
+_INSERT_AUDIT = _insert_sql("audit", _AUDIT_COLUMNS)
+_STEPS_OF = (
+    "SELECT task_id, step, due_at, taken_at, late_seconds, status, outcome "
+    "FROM escalation_steps WHERE task_id IN ({marks}) ORDER BY id"
+)
+
+
+class _ClaimLost(Exception):
+    """A delivery of a step being claimed existed already (its unique key): nothing of the
+    claim is kept."""
 
 
 def _delivery(r: Any) -> DeliveryRow:
@@ -125,24 +172,39 @@ class LadderStore:
             "status": "done" if done_outcome is not None else "claimed",
         }
         audit_row = None if audit is None else {"at": ts, **audit}
+        if audit_row is not None and not set(audit_row) <= set(_AUDIT_COLUMNS):
+            raise ValueError(f"not audit columns: {sorted(set(audit_row) - set(_AUDIT_COLUMNS))}")
 
-        # parameters are passed apart from the statements, so SQLAlchemy compiles each
-        # statement once and reuses it (thousands of steps a minute in a storm)
-        def work(conn: Connection) -> None:
-            conn.execute(insert(t.escalation_steps), step_row)
-            if deliveries:
-                conn.execute(
-                    insert(t.escalation_deliveries),
-                    [_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries],
-                )
-            if audit_row is not None:
-                conn.execute(insert(t.audit), audit_row)
+        # hot path (one unit per step, hundreds a second in a storm, issue 19): the driver is
+        # called directly (see bot.store.database.driver_cursor); the step row goes first and
+        # a step claimed before writes nothing (ON CONFLICT on the unique (task, step) key)
+        step_values = tuple(step_row[c] for c in _STEP_COLUMNS)
+        delivery_values = [
+            tuple(r[c] for c in _DELIVERY_COLUMNS)
+            for r in (_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries)
+        ]
+        audit_values = (
+            None if audit_row is None else tuple(audit_row.get(c) for c in _AUDIT_COLUMNS)
+        )
+
+        def work(conn: Connection) -> bool:
+            cursor, sql = driver_cursor(conn)
+            cursor.execute(sql(_INSERT_STEP), step_values)
+            if cursor.rowcount != 1:
+                return False
+            try:
+                if delivery_values:
+                    cursor.executemany(sql(_INSERT_DELIVERY), delivery_values)
+                if audit_values is not None:
+                    cursor.execute(sql(_INSERT_AUDIT), audit_values)
+            except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
+                raise _ClaimLost from exc  # the unit is rolled back to its savepoint
+            return True
 
         try:
-            await self.db.write(work, fenced=True)
-        except IntegrityError:
+            return await self.db.write(work, fenced=True)
+        except (IntegrityError, _ClaimLost):
             return False
-        return True
 
     async def finish_step(
         self,
@@ -173,23 +235,22 @@ class LadderStore:
         ids = list(dict.fromkeys(task_ids))
 
         def work(conn: Connection) -> dict[str, list[LadderStepRow]]:
+            # hot path (every wake-up reads its task's steps): through the driver
+            cursor, sql = driver_cursor(conn)
             found: dict[str, list[LadderStepRow]] = {}
             for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(
-                    select(t.escalation_steps)
-                    .where(t.escalation_steps.c.task_id.in_(ids[start : start + _CHUNK]))
-                    .order_by(t.escalation_steps.c.id)
-                )
-                for r in rows:
-                    found.setdefault(r.task_id, []).append(
+                chunk = ids[start : start + _CHUNK]
+                cursor.execute(sql(_STEPS_OF.format(marks=", ".join("?" * len(chunk)))), chunk)
+                for task_id, step, due_at, taken_at, late, status, outcome in cursor.fetchall():
+                    found.setdefault(task_id, []).append(
                         LadderStepRow(
-                            task_id=r.task_id,
-                            step=r.step,
-                            due_at=from_ts(r.due_at),  # type: ignore[arg-type]
-                            taken_at=from_ts(r.taken_at),  # type: ignore[arg-type]
-                            late_seconds=r.late_seconds,
-                            status=r.status,
-                            outcome=json.loads(r.outcome or "{}"),
+                            task_id=task_id,
+                            step=step,
+                            due_at=from_ts(due_at),  # type: ignore[arg-type]
+                            taken_at=from_ts(taken_at),  # type: ignore[arg-type]
+                            late_seconds=late,
+                            status=status,
+                            outcome=json.loads(outcome or "{}"),
                         )
                     )
             return found
