@@ -179,6 +179,22 @@ class TasksMixin(StoreBase):
 
         return await self.db.read(work)
 
+    async def task_payloads(self, task_ids: Sequence[str]) -> dict[str, tuple[str, bool, bool]]:
+        """Task id → (stored JSON payload, has a message, decided), for the ids known; the
+        payload is not read into a model (reconciliation compares it as text, issue 19)."""
+        if not task_ids:
+            return {}
+        ids = list(task_ids)
+        c = t.tasks.c
+
+        def work(conn: Connection) -> dict[str, tuple[str, bool, bool]]:
+            rows = conn.execute(
+                select(c.task_id, c.payload, c.message_id, c.decision).where(c.task_id.in_(ids))
+            )
+            return {r[0]: (r[1], r[2] is not None, r[3] is not None) for r in rows}
+
+        return await self.db.read(work)
+
     async def tasks_by_ids(self, task_ids: Sequence[str]) -> list[TrackedTask]:
         """Tracked tasks for these ids, in the order given (unknown ids are left out)."""
         if not task_ids:
