@@ -211,7 +211,7 @@ class LadderTask(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LadderStepRow:
     """A stored step: ``status`` is ``claimed`` (side effects may be under way) or ``done``.
 

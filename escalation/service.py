@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from escalation.deliveries import (
@@ -50,6 +51,7 @@ from escalation.deliveries import (
     escalate_levels,
     level_of,
     plan_deliveries,
+    reported_level,
 )
 from escalation.executor import RETRY_DELAYS, DeliveryExecutor, step_outcome, with_retries
 from escalation.ladder import LadderState, StepDue, due_now, next_step
@@ -237,7 +239,7 @@ class LadderService:
         index = 0
         async for tasks in self._open_task_pages():
             steps = await self.repository.steps(t.task_id for t in tasks)
-            history.update(steps)
+            history.update((task_id, _kept(rows)) for task_id, rows in steps.items())
             for task in tasks:
                 index += 1
                 if index % 500 == 0:
@@ -298,7 +300,7 @@ class LadderService:
             await self._stop(task)
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        self.history[task_id] = rows
+        self.history[task_id] = _kept(rows)
         took = False
         after: list[LadderStepRow] = []  # the rows once this step is done (see _take)
         unfinished = next((r for r in rows if r.status == "claimed"), None)
@@ -412,7 +414,7 @@ class LadderService:
     async def _next_wake(
         self, task: LadderTask, rows: list[LadderStepRow], *, refresh: bool
     ) -> datetime | None:
-        self.history[task.task_id] = rows
+        self.history[task.task_id] = _kept(rows)
         if refresh:
             self.announcer.refresh(task.task_id)
         if task.is_decided:
@@ -437,6 +439,16 @@ class LadderService:
                 "ok",
                 f"{cancelled} pending notification(s) cancelled: task {task.decision}",
             )
+
+
+def _kept(rows: list[LadderStepRow]) -> list[LadderStepRow]:
+    """The rows as :attr:`LadderService.history` keeps them: an outcome that reported no
+    escalation level to the factory is left out (the task message shows only that level;
+    100,000 tasks' rows stay in memory, issue 19). The store keeps every outcome."""
+    return [
+        r if not r.outcome or reported_level(r.outcome) is not None else replace(r, outcome={})
+        for r in rows
+    ]
 
 
 def _nothing() -> None:
