@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -81,10 +81,24 @@ _INSERT_STEP = _insert_sql(
 )
 _INSERT_DELIVERY = _insert_sql("escalation_deliveries", _DELIVERY_COLUMNS)
 _INSERT_AUDIT = _insert_sql("audit", _AUDIT_COLUMNS)
+_DELIVERY_DETAILS = "SELECT id, detail FROM escalation_deliveries WHERE id IN ({marks})"
+_FINISH_DELIVERY = (
+    "UPDATE escalation_deliveries SET status = ?, finished_at = ?, detail = ? WHERE id = ?"
+)
 _STEPS_OF = (
     "SELECT task_id, step, due_at, taken_at, late_seconds, status, outcome "
     "FROM escalation_steps WHERE task_id IN ({marks}) ORDER BY id"
 )
+
+
+def _audit_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """An audit row (columns of ``bot.store.tables.audit``) as :data:`_INSERT_AUDIT` values.
+
+    Raises ``ValueError`` for a key that is not an audit column."""
+    unknown = set(row) - set(_AUDIT_COLUMNS)
+    if unknown:
+        raise ValueError(f"not audit columns: {sorted(unknown)}")
+    return tuple(row.get(c) for c in _AUDIT_COLUMNS)
 
 
 class _ClaimLost(Exception):
@@ -171,9 +185,7 @@ class LadderStore:
             "outcome": json.dumps(done_outcome) if done_outcome is not None else "{}",
             "status": "done" if done_outcome is not None else "claimed",
         }
-        audit_row = None if audit is None else {"at": ts, **audit}
-        if audit_row is not None and not set(audit_row) <= set(_AUDIT_COLUMNS):
-            raise ValueError(f"not audit columns: {sorted(set(audit_row) - set(_AUDIT_COLUMNS))}")
+        audit_values = None if audit is None else _audit_values({"at": ts, **audit})
 
         # hot path (one unit per step, hundreds a second in a storm, issue 19): the driver is
         # called directly (see bot.store.database.driver_cursor); the step row goes first and
@@ -183,9 +195,6 @@ class LadderStore:
             tuple(r[c] for c in _DELIVERY_COLUMNS)
             for r in (_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries)
         ]
-        audit_values = (
-            None if audit_row is None else tuple(audit_row.get(c) for c in _AUDIT_COLUMNS)
-        )
 
         def work(conn: Connection) -> bool:
             cursor, sql = driver_cursor(conn)
@@ -333,32 +342,30 @@ class LadderStore:
         """Record the outcomes of several deliveries (``(id, status, detail)``, detail merged
         into the stored one) and their ``audits`` (audit-table columns), in one transaction:
         a bundle of N reminders costs one write, not 2N."""
-        c = t.escalation_deliveries.c
         ids = [delivery_id for delivery_id, _, _ in outcomes]
         ts = now.timestamp()
+        audit_values = [_audit_values({"at": ts, **audit}) for audit in audits]
 
+        # through the driver: a bundle of thousands of reminders is finished in one unit, and
+        # the writer's other units (steps being claimed) wait for it (issue 19)
         def work(conn: Connection) -> None:
+            cursor, sql = driver_cursor(conn)
             stored: dict[int, str | None] = {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                stored.update(
-                    (row.id, row.detail)
-                    for row in conn.execute(select(c.id, c.detail).where(c.id.in_(chunk)))
+                cursor.execute(
+                    sql(_DELIVERY_DETAILS.format(marks=", ".join("?" * len(chunk)))), chunk
                 )
+                stored.update(cursor.fetchall())
             changes = []
             for delivery_id, status, detail in outcomes:
                 old = stored.get(delivery_id)
                 merged = {**(json.loads(old) if old else {}), **detail}
-                changes.append({"key": delivery_id, "status": status, "detail": json.dumps(merged)})
-            if changes:  # one statement, many parameter sets (executemany)
-                conn.execute(
-                    update(t.escalation_deliveries)
-                    .where(c.id == bindparam("key"))
-                    .values(status=bindparam("status"), finished_at=ts, detail=bindparam("detail")),
-                    changes,
-                )
-            if audits:
-                conn.execute(insert(t.audit), [{"at": ts, **audit} for audit in audits])
+                changes.append((status, ts, json.dumps(merged), delivery_id))
+            if changes:
+                cursor.executemany(sql(_FINISH_DELIVERY), changes)
+            if audit_values:
+                cursor.executemany(sql(_INSERT_AUDIT), audit_values)
 
         await self.db.write(work)
 
