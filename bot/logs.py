@@ -246,6 +246,11 @@ def configure_logging(
     root.setLevel(parse_log_level(level))
     # discord.py logs every gateway frame at DEBUG; keep it at INFO unless asked.
     logging.getLogger("discord").setLevel(max(logging.INFO, root.level))
+    # APScheduler logs four INFO lines every time the ladder re-arms its one job (hundreds a
+    # minute in a storm) and httpx one per request: per-operation noise, kept for DEBUG
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    for name in ("apscheduler", "httpx"):
+        logging.getLogger(name).setLevel(quiet)
     # the bridge has no voice features: discord.py's "PyNaCl is not installed" is noise
     logging.getLogger("discord.client").addFilter(
         lambda record: "voice will NOT be supported" not in record.getMessage()

@@ -211,7 +211,7 @@ class LadderTask(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LadderStepRow:
     """A stored step: ``status`` is ``claimed`` (side effects may be under way) or ``done``.
 
@@ -323,7 +323,12 @@ class LadderRepository(Protocol):
 
 
 class TaskReader(Protocol):
-    """The tasks, as the ladder reads them."""
+    """The tasks, as the ladder reads them.
+
+    A reader may also offer ``open_task_pages()``: an async iterator of sequences of the
+    same tasks as :meth:`open_tasks`, a page at a time (the ladder's rebuild then never holds
+    every open task at once; :meth:`escalation.service.LadderService.rebuild`).
+    """
 
     async def get(self, task_id: str) -> LadderTask | None:
         """The task now, or ``None`` when unknown."""

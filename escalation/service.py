@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from escalation.deliveries import (
@@ -50,6 +51,7 @@ from escalation.deliveries import (
     escalate_levels,
     level_of,
     plan_deliveries,
+    reported_level,
 )
 from escalation.executor import RETRY_DELAYS, DeliveryExecutor, step_outcome, with_retries
 from escalation.ladder import LadderState, StepDue, due_now, next_step
@@ -226,27 +228,42 @@ class LadderService:
         """Every open task's next wake-up from the store (in bulk): task id → when.
 
         A task with a ``claimed`` step wakes now (to resume it); a task with no step left
-        has none. Yields to the event loop every 500 tasks (a big backlog at start).
+        has none. The tasks are read a page at a time when the :class:`TaskReader` offers
+        ``open_task_pages()`` (an async iterator of sequences; 100,000 open tasks are never
+        all in memory at once, issue 19), else with ``open_tasks()``. Yields to the event
+        loop every 500 tasks (a big backlog at start).
         """
         now = self.clock()
-        tasks = list(await self.tasks.open_tasks())
-        steps = await self.repository.steps(t.task_id for t in tasks)
-        self.history = dict(steps)
+        history: dict[str, list[LadderStepRow]] = {}
         wakes: dict[str, datetime] = {}
-        for index, task in enumerate(tasks):
-            if index % 500 == 499:
-                await asyncio.sleep(0)
-            rows = steps.get(task.task_id, [])
-            if any(r.status == "claimed" for r in rows):
-                wakes[task.task_id] = now
-                continue
-            try:
-                nxt = self.next_due(task, rows)
-            except ValueError:
-                continue
-            if nxt is not None:
-                wakes[task.task_id] = nxt.deliver_at
+        index = 0
+        async for tasks in self._open_task_pages():
+            steps = await self.repository.steps(t.task_id for t in tasks)
+            history.update((task_id, _kept(rows)) for task_id, rows in steps.items())
+            for task in tasks:
+                index += 1
+                if index % 500 == 0:
+                    await asyncio.sleep(0)
+                rows = steps.get(task.task_id, [])
+                if any(r.status == "claimed" for r in rows):
+                    wakes[task.task_id] = now
+                    continue
+                try:
+                    nxt = self.next_due(task, rows)
+                except ValueError:
+                    continue
+                if nxt is not None:
+                    wakes[task.task_id] = nxt.deliver_at
+        self.history = history
         return wakes
+
+    async def _open_task_pages(self) -> AsyncIterator[Sequence[LadderTask]]:
+        pages = getattr(self.tasks, "open_task_pages", None)
+        if pages is None:
+            yield list(await self.tasks.open_tasks())
+            return
+        async for page in pages():
+            yield page
 
     # ------------------------------------------------------------------ one wake-up
     async def wake(self, task_id: str, *, on_claimed: Callable[[], None] | None = None) -> None:
@@ -283,7 +300,7 @@ class LadderService:
             await self._stop(task)
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        self.history[task_id] = rows
+        self.history[task_id] = _kept(rows)
         took = False
         after: list[LadderStepRow] = []  # the rows once this step is done (see _take)
         unfinished = next((r for r in rows if r.status == "claimed"), None)
@@ -397,7 +414,7 @@ class LadderService:
     async def _next_wake(
         self, task: LadderTask, rows: list[LadderStepRow], *, refresh: bool
     ) -> datetime | None:
-        self.history[task.task_id] = rows
+        self.history[task.task_id] = _kept(rows)
         if refresh:
             self.announcer.refresh(task.task_id)
         if task.is_decided:
@@ -422,6 +439,16 @@ class LadderService:
                 "ok",
                 f"{cancelled} pending notification(s) cancelled: task {task.decision}",
             )
+
+
+def _kept(rows: list[LadderStepRow]) -> list[LadderStepRow]:
+    """The rows as :attr:`LadderService.history` keeps them: an outcome that reported no
+    escalation level to the factory is left out (the task message shows only that level;
+    100,000 tasks' rows stay in memory, issue 19). The store keeps every outcome."""
+    return [
+        r if not r.outcome or reported_level(r.outcome) is not None else replace(r, outcome={})
+        for r in rows
+    ]
 
 
 def _nothing() -> None:

@@ -165,7 +165,8 @@ class BatchingRuntime(BatchMessages):
             asyncio.create_task(self._timer(), name="batching-timer"),
             asyncio.create_task(self._worker(), name="batching-worker"),
         ]
-        for tracked in await self.store.open_tasks():
+        # only the tasks without a message are read (not every open task: issue 19)
+        for tracked in await self.store.open_tasks_without_message():
             if (
                 tracked.task_id not in held
                 and not tracked.has_message

@@ -69,6 +69,9 @@ class BridgeBot(commands.Bot):
             intents=intents,
             guild_ready_timeout=guild_ready_timeout,
             allowed_mentions=NO_PINGS,
+            # no message cache: the bridge reads only raw events (on_raw_message_delete), and
+            # a cache of Message objects costs memory and CPU for every message seen (issue 19)
+            max_messages=None,
         )
         self.bridge = bridge
         self.guild_id = guild_id

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -306,9 +306,19 @@ class FactoryClient:
         out.
         """
         tasks: list[Task] = []
+        async for page in self.iter_task_pages(status=status, priority=priority):
+            tasks.extend(page)
+        return tasks
+
+    async def iter_task_pages(
+        self, *, status: str | None = None, priority: str | None = None
+    ) -> AsyncIterator[list[Task]]:
+        """:meth:`iter_tasks` a page at a time (what the factory answers per page), for a
+        caller that keeps less than every task (100,000 pending at start: issue 19)."""
         page = 1
         while True:
             result = await self.list_tasks(status=status, priority=priority, page=page)
+            tasks: list[Task] = []
             for item in result.items:
                 try:
                     tasks.append(Task.model_validate(item))
@@ -319,8 +329,9 @@ class FactoryClient:
                         str(item.get("id"))[:64] if isinstance(item, dict) else "?",
                         str(exc)[:500],
                     )
+            yield tasks
             if not result.has_next:
-                return tasks
+                return
             page += 1
 
     async def get_task(self, task_id: str) -> Task:

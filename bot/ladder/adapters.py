@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from bot.bridge import Actor, Bridge
@@ -63,6 +63,12 @@ class StoreTasks:
     async def open_tasks(self) -> Sequence[TrackedTask]:
         """Undecided tasks that have a Discord message."""
         return [t for t in await self.store.open_tasks() if t.has_message]
+
+    async def open_task_pages(self) -> AsyncIterator[list[TrackedTask]]:
+        """:meth:`open_tasks` a page at a time (see :meth:`bot.store.Store.open_task_pages`):
+        what the ladder's rebuild reads, so that every open task is never in memory at once."""
+        async for page in self.store.open_task_pages():
+            yield [t for t in page if t.has_message]
 
 
 class RosterPeople:

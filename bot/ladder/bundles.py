@@ -12,9 +12,9 @@ recorded as ``skipped``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from bot.ladder.adapters import ESCALATION_ACTOR
 from bot.ladder.announcer import DiscordAnnouncer
@@ -226,25 +226,32 @@ class Bundler:
             self._on_fallback()  # a fallback delivery was added
 
     def dm_text(self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]) -> str:
-        """The reminder DM of a bundle (a digest after quiet hours), at most 2,000 characters."""
+        """The reminder DM of a bundle (a digest after quiet hours), at most 2,000 characters.
+
+        Only the lines that fit are formatted (a bundle may hold thousands of reminders)."""
         now = self.clock()
-        lines = []
-        for row, tracked in items:
+        guild_id = self.settings.discord_guild_id
+
+        def line(index: int) -> str:
+            row, tracked = items[index]
             late = late_marker((now - row.due_at).total_seconds())
             step = STEP_LABELS.get(StepKind(row.step), row.step)
-            lines.append(
+            return (
                 f"• **{inline_text(tracked.task.title)}** "
                 f"({PRIORITY_LABELS.get(tracked.task.priority, tracked.task.priority.value)}) "
                 f"SLA deadline {discord_timestamp(tracked.deadline)} [{step}]{late} "
-                f"{task_link(tracked, self.settings.discord_guild_id)}"
+                f"{task_link(tracked, guild_id)}"
             )
+
         if bundle.is_digest:
             head = f"🌙 Quiet hours are over. Held for you overnight ({len(items)}):"
         elif len(items) == 1:
             head = "⏰ Reminder: a task is waiting for your decision:"
         else:
             head = f"⏰ Reminder: {len(items)} tasks are waiting for your decision:"
-        return fit_lines(head, lines, limit=2000, more="…and {n} more: see /factory pending")
+        return fit_lines(
+            head, _Lines(line, len(items)), limit=2000, more="…and {n} more: see /factory pending"
+        )
 
     async def _send_dm(
         self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]
@@ -344,3 +351,27 @@ class Bundler:
         except DeliveryError as exc:
             return [(r, "failed", {"error": str(exc), "phone": phone}) for r, _ in items]
         return [(r, "sent", {"sid": sid, "phone": phone, "via": "SMS"}) for r, _ in items]
+
+
+class _Lines(Sequence[str]):
+    """``count`` lines, each formatted by ``line(index)`` only when read."""
+
+    def __init__(self, line: Callable[[int], str], count: int) -> None:
+        self._line = line
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return self._line(index % self._count)

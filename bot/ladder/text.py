@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from escalation.markup import code_span
@@ -10,9 +11,12 @@ from escalation.ports import LadderTask
 __all__ = ["discord_timestamp", "fit_lines", "task_link"]
 
 
-def fit_lines(head: str, lines: list[str], *, limit: int, more: str) -> str:
+def fit_lines(head: str, lines: Sequence[str], *, limit: int, more: str) -> str:
     """``head`` and as many whole ``lines`` as fit in ``limit`` characters (Discord: 2000 per
-    message), then ``more`` (with ``{n}`` = lines left out) instead of cutting a line."""
+    message), then ``more`` (with ``{n}`` = lines left out) instead of cutting a line.
+
+    Lines are read in order and only until one does not fit: ``lines`` may be a lazy
+    sequence that formats each line when read (a bundle of thousands of reminders)."""
     kept = [head]
     length = len(head)
     for index, line in enumerate(lines):

@@ -48,18 +48,23 @@ from apscheduler.triggers.interval import IntervalTrigger
 from batching import batch_key
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.reconcile.refs import MessageRefs, message_refs
+from bot.reconcile.snapshot import PendingSnapshot
+from escalation.models import Task
 
 if TYPE_CHECKING:
     import discord
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from bot.bridge import Bridge
-    from escalation.models import Task
+    from bot.store import TrackedTask
 
 __all__ = ["RECONCILE_JOB_ID", "ReconcileReport", "Reconciler"]
 
 #: The APScheduler job that asks for the periodic pass.
 RECONCILE_JOB_ID = "reconcile"
+
+#: Tasks read from the store at once by a pass (one read per chunk, not one per task).
+READ_CHUNK = 500
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +140,11 @@ class Reconciler:
         flight are re-sent. A failure here is logged, never fatal: the loop tries again.
         """
         started = time.time()
-        snapshot: list[Task] | None = None
-        try:
-            snapshot = await self.bridge.factory.iter_tasks(status="pending")
+        snapshot: PendingSnapshot | None = None
+        try:  # compact, listed a page at a time (100,000 pending tasks: issue 19)
+            snapshot = await PendingSnapshot.from_pages(
+                self.bridge.factory.iter_task_pages(status="pending")
+            )
         except (FactoryError, FactoryUnavailable) as exc:
             log.warning("start-up reconciliation: pending tasks not listed (%s)", exc)
         try:
@@ -181,7 +188,7 @@ class Reconciler:
         """Ask for a pass now (after a WebSocket reconnect); passes never overlap."""
         self._wake.set()
 
-    async def _loop(self, snapshot: list[Task] | None = None) -> None:
+    async def _loop(self, snapshot: PendingSnapshot | None = None) -> None:
         while True:
             self._wake.clear()
             try:
@@ -217,7 +224,9 @@ class Reconciler:
         return settled
 
     # ------------------------------------------------------------------ rebuild
-    async def rebuild_if_needed(self, pending: Sequence[Task] | None = None) -> int:
+    async def rebuild_if_needed(
+        self, pending: Sequence[Task] | PendingSnapshot | None = None
+    ) -> int:
         """Run :meth:`rebuild_from_channel` when the store lost (or never had) message ids.
 
         That is: the store knows no task at all (a fresh or lost database), or knows open
@@ -227,8 +236,10 @@ class Reconciler:
         store = self.bridge.store
         if self.history_limit <= 0:
             return 0
-        if await store.count_tasks() > 0 and all(t.has_message for t in await store.open_tasks()):
+        if await store.count_tasks() > 0 and not await store.open_tasks_without_message():
             return 0
+        if isinstance(pending, PendingSnapshot):
+            pending = pending.tasks()  # rare: the store lost message ids
         return await self.rebuild_from_channel(pending)
 
     async def rebuild_from_channel(self, pending: Sequence[Task] | None = None) -> int:
@@ -364,7 +375,9 @@ class Reconciler:
             await batcher.refresh_batch(refs.batch_id)
 
     # ------------------------------------------------------------------ reconcile
-    async def reconcile(self, pending: Sequence[Task] | None = None) -> ReconcileReport:
+    async def reconcile(
+        self, pending: Sequence[Task] | PendingSnapshot | None = None
+    ) -> ReconcileReport:
         """One pass: compare the factory's pending tasks with the store and repair.
 
         Parameters
@@ -392,44 +405,19 @@ class Reconciler:
             if self._leftover:
                 await self.resume_inflight()
             if pending is None:
-                pending = await bridge.factory.iter_tasks(status="pending")
+                pending = await PendingSnapshot.from_pages(
+                    bridge.factory.iter_task_pages(status="pending")
+                )
+            elif not isinstance(pending, PendingSnapshot):
+                pending = PendingSnapshot(pending)
             report.pending = len(pending)
-            pending_ids = {t.id for t in pending}
-            for task in sorted(pending, key=lambda t: t.created_at):
-                try:
-                    known = await store.get_task(task.id)
-                    if known is None or not known.has_message:
-                        shown = await bridge.show_task(task)
-                        if shown.has_message and (known is None or not known.has_message):
-                            report.posted += 1
-                    elif known.task != task and not known.is_decided:
-                        await bridge.apply_factory_task(task)
-                        report.updated += 1
-                except Exception as exc:  # one task must not stop the pass
-                    log.warning("reconcile: task %s not shown: %r", task.id, exc)
-                    report.failed.append(task.id)
-            for tracked in await store.open_tasks():
-                if tracked.task_id in pending_ids:
-                    continue
-                report.checked += 1
-                try:
-                    fresh = await bridge.factory.get_task(tracked.task_id)
-                except FactoryError as exc:
-                    log.warning("reconcile: task %s not readable: %s", tracked.task_id, exc)
-                    continue
-                except FactoryUnavailable as exc:
-                    log.warning("reconcile: factory unavailable: %s", exc)
-                    report.failed.append(tracked.task_id)
-                    continue
-                try:
-                    if not tracked.has_message and fresh.decision is None:
-                        await bridge.show_task(fresh)  # open (claimed …) and never shown
-                    elif fresh != tracked.task:
-                        await bridge.apply_factory_task(fresh)
-                        report.updated += 1
-                except Exception as exc:
-                    log.warning("reconcile: task %s not updated: %r", tracked.task_id, exc)
-                    report.failed.append(tracked.task_id)
+            pending_ids = pending.ids
+            for chunk in pending.chunks(READ_CHUNK):
+                await self._reconcile_pending(chunk, report)
+            open_ids = [i for i in await store.open_task_ids() if i not in pending_ids]
+            for start in range(0, len(open_ids), READ_CHUNK):
+                for tracked in await store.tasks_by_ids(open_ids[start : start + READ_CHUNK]):
+                    await self._recheck_open(tracked, report)
             report.seconds = time.monotonic() - started
             self.passes += 1
             self.last_report = report
@@ -455,3 +443,60 @@ class Reconciler:
                 report.seconds,
             )
             return report
+
+    async def _reconcile_pending(
+        self, chunk: list[tuple[str, str]], report: ReconcileReport
+    ) -> None:
+        """Show or bring up to date each of these pending tasks (``(id, JSON)``, part of
+        :meth:`reconcile`).
+
+        The store is read for the whole chunk at once, as text (one read per
+        :data:`READ_CHUNK` tasks, not one per task: 100,000 pending tasks at start, issue 19):
+        a task shown whose stored JSON is the factory's, or that is decided, needs nothing.
+        Any other is read again on its own and compared as a model just before it is acted
+        on.
+        """
+        bridge = self.bridge
+        store = bridge.store
+        stored = await store.task_payloads([task_id for task_id, _ in chunk])
+        for task_id, text in chunk:
+            payload, has_message, decided = stored.get(task_id, ("", False, False))
+            if has_message and (decided or payload == text):
+                continue  # shown and up to date: the common case
+            try:
+                task = Task.model_validate_json(text)
+                known = await store.get_task(task_id)
+                if known is None or not known.has_message:
+                    shown = await bridge.show_task(task)
+                    if shown.has_message and (known is None or not known.has_message):
+                        report.posted += 1
+                elif known.task != task and not known.is_decided:
+                    await bridge.apply_factory_task(task)
+                    report.updated += 1
+            except Exception as exc:  # one task must not stop the pass
+                log.warning("reconcile: task %s not shown: %r", task_id, exc)
+                report.failed.append(task_id)
+
+    async def _recheck_open(self, tracked: TrackedTask, report: ReconcileReport) -> None:
+        """Re-read at the factory a task the store has open but the factory no longer lists
+        as pending, and apply what it says (part of :meth:`reconcile`)."""
+        bridge = self.bridge
+        report.checked += 1
+        try:
+            fresh = await bridge.factory.get_task(tracked.task_id)
+        except FactoryError as exc:
+            log.warning("reconcile: task %s not readable: %s", tracked.task_id, exc)
+            return
+        except FactoryUnavailable as exc:
+            log.warning("reconcile: factory unavailable: %s", exc)
+            report.failed.append(tracked.task_id)
+            return
+        try:
+            if not tracked.has_message and fresh.decision is None:
+                await bridge.show_task(fresh)  # open (claimed …) and never shown
+            elif fresh != tracked.task:
+                await bridge.apply_factory_task(fresh)
+                report.updated += 1
+        except Exception as exc:
+            log.warning("reconcile: task %s not updated: %r", tracked.task_id, exc)
+            report.failed.append(tracked.task_id)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -31,7 +31,7 @@ from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
-from .database import Database
+from .database import Database, driver_cursor
 from .rows import from_ts
 
 __all__ = [
@@ -43,6 +43,67 @@ __all__ = [
 ]
 
 _CHUNK = 500
+
+# Hot-path SQL run through the driver (column names of bot.store.tables).
+_STEP_COLUMNS = ("task_id", "step", "due_at", "taken_at", "late_seconds", "outcome", "status")
+_DELIVERY_COLUMNS = (
+    "task_id",
+    "step",
+    "channel",
+    "recipient",
+    "due_at",
+    "held",
+    "status",
+    "created_at",
+    "detail",
+)
+_AUDIT_COLUMNS = (
+    "at",
+    "actor_id",
+    "actor_name",
+    "via",
+    "action",
+    "task_id",
+    "batch_id",
+    "request",
+    "outcome",
+    "detail",
+)
+
+
+def _insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){suffix}"
+
+
+_INSERT_STEP = _insert_sql(
+    "escalation_steps", _STEP_COLUMNS, " ON CONFLICT (task_id, step) DO NOTHING"
+)
+_INSERT_DELIVERY = _insert_sql("escalation_deliveries", _DELIVERY_COLUMNS)
+_INSERT_AUDIT = _insert_sql("audit", _AUDIT_COLUMNS)
+_DELIVERY_DETAILS = "SELECT id, detail FROM escalation_deliveries WHERE id IN ({marks})"
+_FINISH_DELIVERY = (
+    "UPDATE escalation_deliveries SET status = ?, finished_at = ?, detail = ? WHERE id = ?"
+)
+_STEPS_OF = (
+    "SELECT task_id, step, due_at, taken_at, late_seconds, status, outcome "
+    "FROM escalation_steps WHERE task_id IN ({marks}) ORDER BY id"
+)
+
+
+def _audit_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """An audit row (columns of ``bot.store.tables.audit``) as :data:`_INSERT_AUDIT` values.
+
+    Raises ``ValueError`` for a key that is not an audit column."""
+    unknown = set(row) - set(_AUDIT_COLUMNS)
+    if unknown:
+        raise ValueError(f"not audit columns: {sorted(unknown)}")
+    return tuple(row.get(c) for c in _AUDIT_COLUMNS)
+
+
+class _ClaimLost(Exception):
+    """A delivery of a step being claimed existed already (its unique key): nothing of the
+    claim is kept."""
 
 
 def _delivery(r: Any) -> DeliveryRow:
@@ -124,25 +185,35 @@ class LadderStore:
             "outcome": json.dumps(done_outcome) if done_outcome is not None else "{}",
             "status": "done" if done_outcome is not None else "claimed",
         }
-        audit_row = None if audit is None else {"at": ts, **audit}
+        audit_values = None if audit is None else _audit_values({"at": ts, **audit})
 
-        # parameters are passed apart from the statements, so SQLAlchemy compiles each
-        # statement once and reuses it (thousands of steps a minute in a storm)
-        def work(conn: Connection) -> None:
-            conn.execute(insert(t.escalation_steps), step_row)
-            if deliveries:
-                conn.execute(
-                    insert(t.escalation_deliveries),
-                    [_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries],
-                )
-            if audit_row is not None:
-                conn.execute(insert(t.audit), audit_row)
+        # hot path (one unit per step, hundreds a second in a storm, issue 19): the driver is
+        # called directly (see bot.store.database.driver_cursor); the step row goes first and
+        # a step claimed before writes nothing (ON CONFLICT on the unique (task, step) key)
+        step_values = tuple(step_row[c] for c in _STEP_COLUMNS)
+        delivery_values = [
+            tuple(r[c] for c in _DELIVERY_COLUMNS)
+            for r in (_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries)
+        ]
+
+        def work(conn: Connection) -> bool:
+            cursor, sql = driver_cursor(conn)
+            cursor.execute(sql(_INSERT_STEP), step_values)
+            if cursor.rowcount != 1:
+                return False
+            try:
+                if delivery_values:
+                    cursor.executemany(sql(_INSERT_DELIVERY), delivery_values)
+                if audit_values is not None:
+                    cursor.execute(sql(_INSERT_AUDIT), audit_values)
+            except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
+                raise _ClaimLost from exc  # the unit is rolled back to its savepoint
+            return True
 
         try:
-            await self.db.write(work, fenced=True)
-        except IntegrityError:
+            return await self.db.write(work, fenced=True)
+        except (IntegrityError, _ClaimLost):
             return False
-        return True
 
     async def finish_step(
         self,
@@ -173,23 +244,22 @@ class LadderStore:
         ids = list(dict.fromkeys(task_ids))
 
         def work(conn: Connection) -> dict[str, list[LadderStepRow]]:
+            # hot path (every wake-up reads its task's steps): through the driver
+            cursor, sql = driver_cursor(conn)
             found: dict[str, list[LadderStepRow]] = {}
             for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(
-                    select(t.escalation_steps)
-                    .where(t.escalation_steps.c.task_id.in_(ids[start : start + _CHUNK]))
-                    .order_by(t.escalation_steps.c.id)
-                )
-                for r in rows:
-                    found.setdefault(r.task_id, []).append(
+                chunk = ids[start : start + _CHUNK]
+                cursor.execute(sql(_STEPS_OF.format(marks=", ".join("?" * len(chunk)))), chunk)
+                for task_id, step, due_at, taken_at, late, status, outcome in cursor.fetchall():
+                    found.setdefault(task_id, []).append(
                         LadderStepRow(
-                            task_id=r.task_id,
-                            step=r.step,
-                            due_at=from_ts(r.due_at),  # type: ignore[arg-type]
-                            taken_at=from_ts(r.taken_at),  # type: ignore[arg-type]
-                            late_seconds=r.late_seconds,
-                            status=r.status,
-                            outcome=json.loads(r.outcome or "{}"),
+                            task_id=task_id,
+                            step=step,
+                            due_at=from_ts(due_at),  # type: ignore[arg-type]
+                            taken_at=from_ts(taken_at),  # type: ignore[arg-type]
+                            late_seconds=late,
+                            status=status,
+                            outcome=json.loads(outcome or "{}"),
                         )
                     )
             return found
@@ -272,32 +342,30 @@ class LadderStore:
         """Record the outcomes of several deliveries (``(id, status, detail)``, detail merged
         into the stored one) and their ``audits`` (audit-table columns), in one transaction:
         a bundle of N reminders costs one write, not 2N."""
-        c = t.escalation_deliveries.c
         ids = [delivery_id for delivery_id, _, _ in outcomes]
         ts = now.timestamp()
+        audit_values = [_audit_values({"at": ts, **audit}) for audit in audits]
 
+        # through the driver: a bundle of thousands of reminders is finished in one unit, and
+        # the writer's other units (steps being claimed) wait for it (issue 19)
         def work(conn: Connection) -> None:
+            cursor, sql = driver_cursor(conn)
             stored: dict[int, str | None] = {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                stored.update(
-                    (row.id, row.detail)
-                    for row in conn.execute(select(c.id, c.detail).where(c.id.in_(chunk)))
+                cursor.execute(
+                    sql(_DELIVERY_DETAILS.format(marks=", ".join("?" * len(chunk)))), chunk
                 )
+                stored.update(cursor.fetchall())
             changes = []
             for delivery_id, status, detail in outcomes:
                 old = stored.get(delivery_id)
                 merged = {**(json.loads(old) if old else {}), **detail}
-                changes.append({"key": delivery_id, "status": status, "detail": json.dumps(merged)})
-            if changes:  # one statement, many parameter sets (executemany)
-                conn.execute(
-                    update(t.escalation_deliveries)
-                    .where(c.id == bindparam("key"))
-                    .values(status=bindparam("status"), finished_at=ts, detail=bindparam("detail")),
-                    changes,
-                )
-            if audits:
-                conn.execute(insert(t.audit), [{"at": ts, **audit} for audit in audits])
+                changes.append((status, ts, json.dumps(merged), delivery_id))
+            if changes:
+                cursor.executemany(sql(_FINISH_DELIVERY), changes)
+            if audit_values:
+                cursor.executemany(sql(_INSERT_AUDIT), audit_values)
 
         await self.db.write(work)
 

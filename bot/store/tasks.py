@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,10 @@ from . import tables as t
 from .base import TASK_CACHE_SIZE, StoreBase
 from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked, to_ts
 
-__all__ = ["TasksMixin"]
+__all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
+
+#: Rows per page of :meth:`TasksMixin.open_task_pages`.
+OPEN_TASK_PAGE = 1000
 
 
 class TasksMixin(StoreBase):
@@ -116,6 +120,78 @@ class TasksMixin(StoreBase):
                 TRACKED.where(t.tasks.c.decision.is_(None)).order_by(t.tasks.c.created_at)
             )
             return [row_to_tracked(r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def open_task_pages(
+        self, *, page_size: int = OPEN_TASK_PAGE
+    ) -> AsyncIterator[list[TrackedTask]]:
+        """:meth:`open_tasks` a page at a time (``page_size`` rows, ordered by task id).
+
+        For start-up work over every open task (the ladder's rebuild): only one page of
+        :class:`TrackedTask` is in memory at once, where :meth:`open_tasks` holds them all
+        (≈ 3 KB each; 100,000 open tasks, issue 19). Each page is its own read: a task
+        decided between two pages is left out, one opened meanwhile may be too.
+        """
+
+        def work(after: str, conn: Connection) -> list[TrackedTask]:
+            rows = conn.execute(
+                TRACKED.where(t.tasks.c.decision.is_(None), t.tasks.c.task_id > after)
+                .order_by(t.tasks.c.task_id)
+                .limit(page_size)
+            )
+            return [row_to_tracked(r) for r in rows]
+
+        after = ""
+        while True:
+            page = await self.db.read(functools.partial(work, after))
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].task_id
+
+    async def open_task_ids(self) -> list[str]:
+        """Ids of the tasks with no confirmed decision, oldest first (no payload is read)."""
+
+        def work(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                select(t.tasks.c.task_id)
+                .where(t.tasks.c.decision.is_(None))
+                .order_by(t.tasks.c.created_at)
+            )
+            return [r[0] for r in rows]
+
+        return await self.db.read(work)
+
+    async def open_tasks_without_message(self) -> list[TrackedTask]:
+        """Tasks with no confirmed decision and no Discord message, oldest first (a crash
+        between posting and recording, or tasks held for a batch)."""
+
+        def work(conn: Connection) -> list[TrackedTask]:
+            rows = conn.execute(
+                TRACKED.where(
+                    t.tasks.c.decision.is_(None), t.tasks.c.message_id.is_(None)
+                ).order_by(t.tasks.c.created_at)
+            )
+            return [row_to_tracked(r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def task_payloads(self, task_ids: Sequence[str]) -> dict[str, tuple[str, bool, bool]]:
+        """Task id → (stored JSON payload, has a message, decided), for the ids known; the
+        payload is not read into a model (reconciliation compares it as text, issue 19)."""
+        if not task_ids:
+            return {}
+        ids = list(task_ids)
+        c = t.tasks.c
+
+        def work(conn: Connection) -> dict[str, tuple[str, bool, bool]]:
+            rows = conn.execute(
+                select(c.task_id, c.payload, c.message_id, c.decision).where(c.task_id.in_(ids))
+            )
+            return {r[0]: (r[1], r[2] is not None, r[3] is not None) for r in rows}
 
         return await self.db.read(work)
 
