@@ -1,4 +1,4 @@
-"""Wiring of the two-way phone (README "Phone"): the "phone" slot of ``bot.app._attach_features``
+"""Wiring of the two-way phone (README "Phone"): the "phone" slot of ``bot.wiring.attach_features``
 calls :func:`attach_phone` and adds the desk to the app's features.
 
 The desk learns a roster member's roles from Discord (``GET /guilds/{id}/members/{user}``
