@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from escalation.deliveries import (
@@ -230,7 +229,7 @@ class LadderService:
         A task with a ``claimed`` step wakes now (to resume it); a task with no step left
         has none. The tasks are read a page at a time when the :class:`TaskReader` offers
         ``open_task_pages()`` (an async iterator of sequences; 100,000 open tasks are never
-        all in memory at once, issue 19), else with ``open_tasks()``. Yields to the event
+        all in memory at once, bench/ladders.py), else with ``open_tasks()``. Yields to the event
         loop every 500 tasks (a big backlog at start).
         """
         now = self.clock()
@@ -443,10 +442,13 @@ class LadderService:
 
 def _kept(rows: list[LadderStepRow]) -> list[LadderStepRow]:
     """The rows as :attr:`LadderService.history` keeps them: an outcome that reported no
-    escalation level to the factory is left out (the task message shows only that level;
-    100,000 tasks' rows stay in memory, issue 19). The store keeps every outcome."""
+    escalation level to the factory is left out (the task message shows only that level, and
+    the rows of every open task stay in memory). The store keeps every outcome."""
     return [
-        r if not r.outcome or reported_level(r.outcome) is not None else replace(r, outcome={})
+        r
+        if not r.outcome or reported_level(r.outcome) is not None
+        # built directly: dataclasses.replace re-checks every field, on every wake-up
+        else LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
         for r in rows
     ]
 

@@ -165,7 +165,7 @@ class BatchingRuntime(BatchMessages):
             asyncio.create_task(self._timer(), name="batching-timer"),
             asyncio.create_task(self._worker(), name="batching-worker"),
         ]
-        # only the tasks without a message are read (not every open task: issue 19)
+        # only the tasks without a message are read (not every open task: bench/ladders.py)
         for tracked in await self.store.open_tasks_without_message():
             if (
                 tracked.task_id not in held

@@ -70,7 +70,7 @@ class BridgeBot(commands.Bot):
             guild_ready_timeout=guild_ready_timeout,
             allowed_mentions=NO_PINGS,
             # no message cache: the bridge reads only raw events (on_raw_message_delete), and
-            # a cache of Message objects costs memory and CPU for every message seen (issue 19)
+            # a cache of Message objects costs memory and CPU for every message seen (bench/ladders.py)
             max_messages=None,
         )
         self.bridge = bridge

@@ -314,7 +314,7 @@ class FactoryClient:
         self, *, status: str | None = None, priority: str | None = None
     ) -> AsyncIterator[list[Task]]:
         """:meth:`iter_tasks` a page at a time (what the factory answers per page), for a
-        caller that keeps less than every task (100,000 pending at start: issue 19)."""
+        caller that keeps less than every task (100,000 pending at start: bench/ladders.py)."""
         page = 1
         while True:
             result = await self.list_tasks(status=status, priority=priority, page=page)

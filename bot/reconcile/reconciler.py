@@ -141,7 +141,7 @@ class Reconciler:
         """
         started = time.time()
         snapshot: PendingSnapshot | None = None
-        try:  # compact, listed a page at a time (100,000 pending tasks: issue 19)
+        try:  # compact, listed a page at a time (100,000 pending tasks: bench/ladders.py)
             snapshot = await PendingSnapshot.from_pages(
                 self.bridge.factory.iter_task_pages(status="pending")
             )
@@ -451,7 +451,7 @@ class Reconciler:
         :meth:`reconcile`).
 
         The store is read for the whole chunk at once, as text (one read per
-        :data:`READ_CHUNK` tasks, not one per task: 100,000 pending tasks at start, issue 19):
+        :data:`READ_CHUNK` tasks, not one per task: 100,000 pending tasks at start, bench/ladders.py):
         a task shown whose stored JSON is the factory's, or that is decided, needs nothing.
         Any other is read again on its own and compared as a model just before it is acted
         on.

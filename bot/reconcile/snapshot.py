@@ -1,6 +1,6 @@
 """The factory's pending tasks as the start-up reconciliation keeps them: compact.
 
-With 100,000 pending tasks (issue 19) a list of :class:`~escalation.models.Task` models costs
+With 100,000 pending tasks (the ``ladders`` benchmark) a list of :class:`~escalation.models.Task` models costs
 ≈ 2.6 KB a task (265 MB); :class:`PendingSnapshot` keeps each task as its creation time, id
 and JSON (``model_dump_json(by_alias=True)``, the form the store keeps in ``tasks.payload``),
 ≈ 0.8 KB, and makes models again a chunk at a time. A task whose JSON equals the store's

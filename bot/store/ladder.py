@@ -187,7 +187,7 @@ class LadderStore:
         }
         audit_values = None if audit is None else _audit_values({"at": ts, **audit})
 
-        # hot path (one unit per step, hundreds a second in a storm, issue 19): the driver is
+        # hot path (one unit per step, hundreds a second in a storm, bench/ladders.py): the driver is
         # called directly (see bot.store.database.driver_cursor); the step row goes first and
         # a step claimed before writes nothing (ON CONFLICT on the unique (task, step) key)
         step_values = tuple(step_row[c] for c in _STEP_COLUMNS)
@@ -347,7 +347,7 @@ class LadderStore:
         audit_values = [_audit_values({"at": ts, **audit}) for audit in audits]
 
         # through the driver: a bundle of thousands of reminders is finished in one unit, and
-        # the writer's other units (steps being claimed) wait for it (issue 19)
+        # the writer's other units (steps being claimed) wait for it (bench/ladders.py)
         def work(conn: Connection) -> None:
             cursor, sql = driver_cursor(conn)
             stored: dict[int, str | None] = {}

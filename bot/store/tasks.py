@@ -130,7 +130,7 @@ class TasksMixin(StoreBase):
 
         For start-up work over every open task (the ladder's rebuild): only one page of
         :class:`TrackedTask` is in memory at once, where :meth:`open_tasks` holds them all
-        (≈ 3 KB each; 100,000 open tasks, issue 19). Each page is its own read: a task
+        (≈ 3 KB each; 100,000 open tasks, bench/ladders.py). Each page is its own read: a task
         decided between two pages is left out, one opened meanwhile may be too.
         """
 
@@ -181,7 +181,7 @@ class TasksMixin(StoreBase):
 
     async def task_payloads(self, task_ids: Sequence[str]) -> dict[str, tuple[str, bool, bool]]:
         """Task id → (stored JSON payload, has a message, decided), for the ids known; the
-        payload is not read into a model (reconciliation compares it as text, issue 19)."""
+        payload is not read into a model (reconciliation compares it as text, bench/ladders.py)."""
         if not task_ids:
             return {}
         ids = list(task_ids)
