@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +37,7 @@ from .answers import (
     task_data,
 )
 from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable
+from .retries import GATEWAY_STATUS, NOT_SENT, RETRYABLE_STATUS, RetryPolicy, retry_after_seconds
 
 __all__ = [
     "BulkResult",
@@ -52,8 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
 
 def _segment(value: str) -> str:
     """``value`` as one URL path segment (RFC 3986 §3.3): every reserved character escaped.
@@ -64,45 +61,6 @@ def _segment(value: str) -> str:
     """
     escaped = quote(value, safe="")
     return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Client retry policy of contract §7.1 (seconds)."""
-
-    max_retries: int = 3
-    base_delay_seconds: float = 1.0
-    max_delay_seconds: float = 30.0
-    jitter_seconds: float = 0.5
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based).
-
-        ``Retry-After`` (seconds) wins when the factory sent one; otherwise exponential
-        backoff with jitter.
-        """
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay_seconds)
-        backoff = self.base_delay_seconds * (2 ** (attempt - 1))
-        jitter = random.uniform(0, self.jitter_seconds) if self.base_delay_seconds > 0 else 0.0
-        return min(backoff, self.max_delay_seconds) + jitter
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-#: Request errors raised before anything reached the factory (the request was not sent).
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-#: Retryable statuses a gateway answers when the factory behind it may have acted (502, 504).
-_GATEWAY_STATUS = frozenset({502, 504})
 
 
 class FactoryClient:
@@ -209,7 +167,7 @@ class FactoryClient:
                     )
             except httpx.RequestError as exc:
                 last_problem = f"{type(exc).__name__}"
-                uncertain = uncertain or not isinstance(exc, _NOT_SENT)
+                uncertain = uncertain or not isinstance(exc, NOT_SENT)
             else:
                 if response.status_code == 204:  # No Content (e.g. DELETE, contract §1.5)
                     return None
@@ -230,9 +188,9 @@ class FactoryClient:
                 else:
                     if response.status_code not in RETRYABLE_STATUS:
                         raise self._error(response)
-                    retry_after = _retry_after(response)
+                    retry_after = retry_after_seconds(response)
                     last_problem = f"HTTP {response.status_code}"
-                    uncertain = uncertain or response.status_code in _GATEWAY_STATUS
+                    uncertain = uncertain or response.status_code in GATEWAY_STATUS
             attempt += 1
             if attempt > self.retry.max_retries:
                 message = f"{method} {path} failed after {self.retry.max_retries} retries ({last_problem})"
