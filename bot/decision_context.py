@@ -395,4 +395,5 @@ class DecisionContext:
             at=task.decided_at or self.clock(),
         )
         await self._audit_decision(actor, decision, task.id, request, "ok", detail, **extra)
+        log.info("task %s %s by %s (%s): %s", task.id, decision, actor.name, actor.via, detail)
         return confirmed
