@@ -35,6 +35,7 @@ BENCHMARKS = (
     "burst",
     "ladders",
     "restart",
+    "failover",
     "decision-e2e",
     "ladder_core",
     "peer",
@@ -90,6 +91,12 @@ TARGETS: dict[str, list[Target]] = {
         Target("timers armed after s", "<=", 10),
         Target("steps taken twice", "<=", 0),
         Target("steps not taken when the wait ended", "<=", 0),
+    ],
+    "failover": [
+        Target("takeover s", "<=", 15),
+        Target("steps taken twice", "<=", 0),
+        Target("steps not taken when the wait ended", "<=", 0),
+        Target("events lost", "<=", 0),
     ],
     "decision-e2e": [Target("p99 ms", "<=", 100)],
     "ladder_core": [],
@@ -230,7 +237,12 @@ async def run(
     for bench_id in ids:
         module = importlib.import_module(module_name(bench_id))
         with_store = getattr(module, "STORE", True)
+        # a benchmark may run on some engines only (``ENGINES``: failover needs PostgreSQL)
+        supported = getattr(module, "ENGINES", ENGINES)
         for engine in engines if with_store else ["—"]:
+            if with_store and engine not in supported:
+                print(f"[{bench_id} {engine}] skipped: runs on {', '.join(supported)} only")
+                continue
             if with_store:
                 use_engine(engine)
             measurement = Measurement(bench_id, engine=engine)
