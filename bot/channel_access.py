@@ -16,12 +16,11 @@ Every outage and recovery is audited (``channel.unavailable``, ``channel.restore
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from bot.message_faults import ChannelUnavailable
+from bot.periodic import Periodic
 from bot.roster import Roster
 from bot.store import Store
 
@@ -70,12 +69,13 @@ class ChannelAccess:
         self._send_dm = send_dm
         self._alerts_channel_id = alerts_channel_id
         self._retry = retry
-        self._interval = interval_seconds
         #: channel id → why it cannot be used
         self._down: dict[int, str] = {}
         #: task id → the channel it waits for
         self._waiting: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic(
+            "channel-access retry", self._retry_if_waiting, interval_seconds, wait_first=True
+        )
 
     def health(self) -> bool | str:
         """``/healthz`` part ``discord_channels``: True, or the reasons (``"no Send Messages in
@@ -167,18 +167,12 @@ class ChannelAccess:
 
     async def start(self) -> None:
         """Start the periodic retry in the background."""
-        self._task = asyncio.create_task(self._run(), name="channel-access")
+        self._rounds.start()
 
     async def stop(self) -> None:
         """Stop retrying (waiting tasks stay pending in the store)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._rounds.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            if self._waiting:
-                await self.retry_waiting()
+    async def _retry_if_waiting(self) -> None:
+        if self._waiting:
+            await self.retry_waiting()

@@ -11,13 +11,13 @@ metric ``factory_bridge_heartbeat_last_success_timestamp_seconds``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
+
+from bot.periodic import Periodic
 
 __all__ = ["Heartbeat"]
 
@@ -56,7 +56,7 @@ class Heartbeat:
         self._checks = checks
         self._on_success = on_success
         self._timeout = timeout_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("heartbeat", self.beat, interval_seconds)
         self._http: httpx.AsyncClient | None = None
         self.pings = 0
         self.withheld = 0
@@ -64,26 +64,14 @@ class Heartbeat:
     async def start(self) -> None:
         """Start pinging in the background."""
         self._http = httpx.AsyncClient(timeout=self._timeout)
-        self._task = asyncio.create_task(self._run(), name="heartbeat")
+        self._rounds.start()
 
     async def stop(self) -> None:
         """Stop pinging (the monitor will page if the bridge does not come back)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._rounds.stop()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.beat()
-            except Exception:  # the loop must outlive any one failure
-                log.exception("heartbeat failed")
-            await asyncio.sleep(self.interval_seconds)
 
     async def beat(self) -> bool:
         """One round: ping when every check passes.

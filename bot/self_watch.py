@@ -15,12 +15,11 @@ and one when a request succeeds again. Every alert is audited.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from bot.periodic import Periodic
 from bot.roster import Roster
 from bot.store import Store
 from escalation.ports import DeliveryError, Pager
@@ -81,30 +80,17 @@ class SelfWatch:
         self._roster = roster
         self._store = store
         self._after = after_seconds
-        self._every = check_every_seconds
         self._clock = clock
         self._alerted_for: datetime | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("self-watch check", self.check, check_every_seconds)
 
     async def start(self) -> None:
         """Start watching in the background."""
-        self._task = asyncio.create_task(self._run(), name="self-watch")
+        self._rounds.start()
 
     async def stop(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception:
-                log.exception("self-watch check failed")
-            await asyncio.sleep(self._every)
+        await self._rounds.stop()
 
     def observe_twilio(self, kind: str, status: str) -> None:
         """Every Twilio request's end (the pager's ``observe`` hook): ``status`` is the HTTP
