@@ -7,7 +7,8 @@ standby, as a load balancer would send them once the leader stopped answering.
 
 - ``kill -9`` of the leader: the standby leads (Discord session ready) within 15 s, the ladder
   steps that came due are each taken once, the events posted to the standby meanwhile are all
-  handled (one message per task).
+  handled (one message per task, and every stored event marked processed: the start-up
+  reconciliation would post the tasks' messages even if their events were never handled).
 - ``SIGSTOP`` of the leader: the standby takes over; when the old leader resumes it stops
   acting (exits with status 75) and nothing is done twice.
 - One SQLite file: a second process refuses to start and says why.
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from bot.app import EXIT_DEPOSED
 from sandbox.discord_emulator import RecordedMessage
@@ -122,8 +124,18 @@ def send_webhooks_to(world: World, process: BridgeProcess) -> None:
     world.factory.webhook_url = f"http://127.0.0.1:{process.port}/events"
 
 
+def stored_events(database_url: str) -> list[tuple[str, str, bool]]:
+    """``(type, source, handled)`` of every event in the shared store (``processed_at`` set)."""
+    import psycopg
+
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT type, source, processed_at IS NOT NULL FROM events")
+        return [(str(type_), str(source), bool(handled)) for type_, source, handled in rows]
+
+
 async def test_kill_9_of_the_leader_the_standby_takes_over_and_nothing_is_lost_or_repeated(
-    world: World, replicas: Callable[..., BridgeProcess]
+    world: World, replicas: Callable[..., BridgeProcess], shared_database_url: str
 ) -> None:
     leader, standby = await start_pair(world, replicas)
     alice, dave = world.people.alice, world.people.dave
@@ -149,6 +161,14 @@ async def test_kill_9_of_the_leader_the_standby_takes_over_and_nothing_is_lost_o
     # every event posted to the standby during the failover is handled: one message each
     for task in during:
         await world.discord.wait_for(lambda t=task: len(task_messages(world, t["id"])) == 1, 10)
+
+    # … by the new leader, from the store: each event stored by the standby is marked processed
+    def all_handled() -> bool:
+        return all(handled for *_, handled in stored_events(shared_database_url))
+
+    await wait_until(all_handled, timeout=10, what="every stored event to be marked processed")
+    created = [e for e in stored_events(shared_database_url) if e[0] == "task.created"]
+    assert created == [("task.created", "webhook", True)] * 4  # the first and the three during
 
     # the first task's ladder steps (DM at T+2, mention at T+4) came due around the crash:
     # each is taken once, by whichever process led then
