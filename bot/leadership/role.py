@@ -3,8 +3,10 @@
 Every ``BRIDGE_LEADER_LEASE_SECONDS / 3`` a leader renews its :class:`~bot.leadership.lease.Lease`
 and a standby looks whether it lapsed. Winning the lease calls ``on_elected`` (the app connects
 to Discord, rebuilds the ladder's timers from the store, reconciles, starts processing); losing it
-— a renewal that finds another token, or no renewal succeeding before the lease's deadline —
-steps down at once (every fenced write now fails) and calls ``on_deposed``.
+— a renewal that finds another token, or a renewal that fails (database unreachable) once the
+lease's deadline has passed — steps down at once (every fenced write now fails) and calls
+``on_deposed``. A renewal that comes late (the event loop was held up past the deadline) but
+finds this process's token still in the row keeps the lease: no standby took over.
 """
 
 from __future__ import annotations
@@ -136,10 +138,13 @@ class Leadership:
     async def _renew(self) -> None:
         deadline = self.lease.deadline
         assert deadline is not None
+        # At least a whole look's time, even at or past the deadline (the event loop was held
+        # up longer than a lease: a takeover rebuilding 100,000 timers on a loaded host): the
+        # renewal is a compare-and-set on this process's token, so it succeeds only if no
+        # standby took over — the check the fence makes on every leader-only write anyway.
+        timeout = max(deadline - self.lease.clock(), self.interval_seconds)
         try:
-            renewed = await asyncio.wait_for(
-                self.lease.renew(), timeout=max(deadline - self.lease.clock(), 0.05)
-            )
+            renewed = await asyncio.wait_for(self.lease.renew(), timeout=timeout)
         except Exception as exc:  # database unreachable or too slow: the lease still runs
             if self.lease.is_leader:
                 log.warning("leader lease: renewal failed (lease still valid): %r", exc)

@@ -4,6 +4,7 @@ processes; time is a fake monotonic clock per process."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,6 +237,43 @@ async def test_the_leadership_loop_deposes_a_leader_whose_lease_was_taken(
     assert loop_a.role == "standby" and loop_a.deposed
     assert deposed and "took the lease over" in deposed[0]
     assert roles == [True, False]
+
+
+async def test_a_late_renewal_keeps_the_lease_when_no_standby_took_it(
+    stores: tuple[Store, Store],
+) -> None:
+    """The event loop held up past the deadline (a takeover rebuilding 100,000 timers on a
+    loaded host, bench ``failover``): the renewal that finally runs, however slow, keeps the
+    lease if the row still carries this process's token; nobody is left leaderless."""
+    a, _ = stores
+    clock = FakeClock()
+    deposed: list[str] = []
+    lease = lease_for(a, "a", clock)
+    leadership = Leadership(
+        lease, on_elected=_nothing, on_deposed=deposed.append, on_failed=lambda exc: None
+    )
+    await leadership.step()
+    assert leadership.role == "leader"
+    clock.now += LEASE + 5  # no look for longer than a lease
+    assert not lease.is_leader
+
+    renew, started, answer = lease.renew, asyncio.Event(), asyncio.Event()
+
+    async def slow_renew() -> bool:  # the database answers, after a while (a loaded host)
+        started.set()
+        await answer.wait()
+        return await renew()
+
+    lease.renew = slow_renew  # type: ignore[method-assign]
+    step = asyncio.create_task(leadership.step())
+    await started.wait()
+    done, _ = await asyncio.wait({step}, timeout=0.3)
+    assert not done and not deposed  # still waiting for the answer, not given up
+    answer.set()
+    await step
+    assert not deposed and not leadership.deposed
+    assert leadership.role == "leader" and lease.token == 1
+    assert lease.deadline == clock.now + LEASE  # a whole lease from this renewal
 
 
 async def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
