@@ -299,4 +299,8 @@ def _measure(
     )
     measurement.add("events not stored", len(event_ids) - stored)
     measurement.add("events lost", len(event_ids) - handled)
-    meter.record(measurement, len(event_ids) + max(len(rows) - before, 0))
+    try:
+        meter.record(measurement, len(event_ids) + max(len(rows) - before, 0))
+    except FileNotFoundError:  # the standby exited (e.g. deposed, status 75): nothing to read
+        measurement.add("peak RSS MB", float("nan"))
+        measurement.add("CPU s per 1,000 events", float("nan"))
