@@ -240,8 +240,8 @@ async def _takeover(standby: BridgeProcess, killed_at: float) -> float:
     while time.time() < deadline:
         if leads_at is None and await standby.role() == "leader":
             leads_at = time.time()
-        # /healthz says leader as soon as the lease is won; the timers are rebuilt after
-        # (seconds with 100,000 open tasks), so the log line is waited for too
+        # both are waited for, in whichever order they come (the standby logs "armed" only
+        # when it takes over)
         armed = armed_at(standby.log_path) if leads_at is not None else None
         if leads_at is not None and armed is not None:
             return max(leads_at, armed) - killed_at
