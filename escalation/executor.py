@@ -139,20 +139,34 @@ class DeliveryExecutor:
         self.sleep = sleep
         self.unreachable: set[str] = set()
         self.new_bundle_keys: set[tuple[str, str]] = set()
+        # deliveries added by fallback(): run_step re-reads its rows when this moves
+        self._added = 0
 
     def person(self, key: str) -> Person | None:
         """The roster person with this key (name)."""
         return next((p for p in self.roster.people() if p.key == key), None)
 
-    async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> None:
+    async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> dict[str, Any]:
         """Do the step's own deliveries (not DM/SMS: the bundler's; none due later) in
         :func:`next_own` order, re-checking the task before each (:func:`stop_reason`), then
         finish the step.
 
-        ``late`` is how late the step is taken, seconds (stored with the step)."""
+        The step's deliveries are read once and kept in hand: a delivery is only done after
+        its compare-and-set claim (:meth:`~escalation.ports.LadderRepository.claim_deliveries`)
+        succeeds, so a row some other writer took meanwhile is skipped. They are read again
+        when this executor added one (a fallback) or is about to cancel one (the stored row
+        may be settled already), and once at the end for the step's outcome (the bundler may
+        have sent its DMs and SMS meanwhile).
+
+        ``late`` is how late the step is taken, seconds (stored with the step). Returns the
+        step's stored outcome (:func:`step_outcome`)."""
         task_id = task.task_id
+        step = kind.value
+        repository = self.repository
+        rows = await repository.deliveries(task_id=task_id, step=step)
+        added = self._added
+        done: set[int] = set()  # rows of ``rows`` settled (or taken by another writer)
         while True:
-            rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
             now = self.clock()
             pending = [
                 r
@@ -162,6 +176,7 @@ class DeliveryExecutor:
                 # a delivery due later is not the step's to do now: the next person's call
                 # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
                 and r.due_at <= now
+                and r.id not in done
             ]
             if not pending:
                 break
@@ -174,28 +189,35 @@ class DeliveryExecutor:
                 acknowledged=fresh.acknowledged_at is not None,
             )
             if reason is not None:
-                await self.repository.finish_delivery(
-                    row.id, "cancelled", {"cancelled": reason}, self.clock()
-                )
+                rows = await repository.deliveries(task_id=task_id, step=step)
+                if any(r.id == row.id and r.status == "pending" for r in rows):
+                    await repository.finish_delivery(
+                        row.id, "cancelled", {"cancelled": reason}, self.clock()
+                    )
+                done.add(row.id)
                 continue
-            if not await self.repository.claim_deliveries([row.id], self.clock()):
+            done.add(row.id)
+            if not await repository.claim_deliveries([row.id], self.clock()):
                 continue
             try:
                 status, detail = await self._deliver(fresh, kind, row.channel, row.recipient, late)
             except Exception as exc:  # a bug must not leave the row claimed forever
                 log.exception("delivery %s of task %s failed", row.channel, task_id)
                 status, detail = "failed", {"error": repr(exc)}
-            await self.repository.finish_delivery(row.id, status, detail, self.clock())
+            await repository.finish_delivery(row.id, status, detail, self.clock())
             await self.audit(
                 task_id,
                 f"escalation.{row.channel}",
                 status,
-                f"{kind.value} → {row.recipient}: {detail.get('error') or detail.get('note') or 'ok'}",
+                f"{step} → {row.recipient}: {detail.get('error') or detail.get('note') or 'ok'}",
             )
-        rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
-        await self.repository.finish_step(
-            task_id, kind.value, step_outcome(late, rows), late_seconds=late
-        )
+            if self._added != added:  # a fallback added the next person's delivery
+                rows = await repository.deliveries(task_id=task_id, step=step)
+                added = self._added
+        rows = await repository.deliveries(task_id=task_id, step=step)
+        outcome = step_outcome(late, rows)
+        await repository.finish_step(task_id, step, outcome, late_seconds=late)
+        return outcome
 
     async def _deliver(
         self, task: LadderTask, kind: StepKind, channel: str, recipient: str, late: float
@@ -359,6 +381,7 @@ class DeliveryExecutor:
                 f"{kind.value}: nobody left to try after {', '.join(sorted(tried))}",
             )
             return None
+        self._added += 1
         await self.repository.add_delivery(
             task.task_id,
             kind.value,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,7 +108,8 @@ class FakeTasks:
         return [t for t in self.tasks.values() if not t.is_decided]
 
     def update(self, task_id: str, **changes: Any) -> None:
-        self.tasks[task_id] = replace(self.tasks[task_id], **changes)
+        # built directly: dataclasses.replace re-checks every field (bench/ladder_core.py)
+        self.tasks[task_id] = FakeTask(**{**self.tasks[task_id].__dict__, **changes})
 
 
 class FakeRepository:
@@ -117,6 +118,7 @@ class FakeRepository:
     def __init__(self) -> None:
         self.step_rows: dict[str, list[LadderStepRow]] = {}
         self.ids_by_task: dict[str, list[int]] = {}
+        self._keys: set[tuple[str, str, str, str]] = set()  # (task, step, channel, recipient)
         self.rows: dict[int, DeliveryRow] = {}
         self.phones: set[str] = set()
         self.yield_in_claims = False
@@ -150,21 +152,24 @@ class FakeRepository:
     def _add(
         self, task_id: str, step: str, d: NewDelivery, due_at: datetime, now: datetime
     ) -> bool:
-        mine = self.ids_by_task.setdefault(task_id, [])
-        key = (step, d.channel, d.recipient)
-        if any((r.step, r.channel, r.recipient) == key for r in map(self.rows.__getitem__, mine)):
+        key = (task_id, step, d.channel, d.recipient)
+        if key in self._keys:  # the store's unique key
             return False
+        self._keys.add(key)
         row = DeliveryRow(
             len(self.rows) + 1, task_id, step, d.channel, d.recipient, due_at, d.held,
             "pending", now, None, None, dict(d.detail or {}),
         )  # fmt: skip
         self.rows[row.id] = row
-        mine.append(row.id)
+        self.ids_by_task.setdefault(task_id, []).append(row.id)
         return True
 
     def _set(self, row: DeliveryRow, **changes: Any) -> None:
-        # dataclasses.replace re-checks every field: too slow for bench/ladder_core.py
-        self.rows[row.id] = DeliveryRow(**{**row.__dict__, **changes})
+        # a new row (rows handed out stay as they were read, like the store's); built without
+        # __init__: dataclasses.replace re-checks every field, too slow for bench/ladder_core.py
+        new = object.__new__(DeliveryRow)
+        new.__dict__.update(row.__dict__, **changes)
+        self.rows[row.id] = new
 
     def of(self, task_id: str) -> list[DeliveryRow]:
         """The task's deliveries, oldest first."""
@@ -177,7 +182,7 @@ class FakeRepository:
         for i, r in enumerate(rows):
             if r.step == step:
                 late = r.late_seconds if late_seconds is None else late_seconds
-                rows[i] = replace(r, status="done", outcome=outcome, late_seconds=late)
+                rows[i] = LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, late, "done", outcome)
 
     async def deliveries(
         self,
