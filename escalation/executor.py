@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
+    CHANNEL_RANK,
     LEVEL_LABELS,
     MAX_LEVEL,
     NewDelivery,
     level_of,
-    next_own,
     step_level,
     stop_reason,
 )
@@ -69,14 +69,17 @@ async def with_retries(
     *,
     delays: Sequence[float],
     sleep: Callable[[float], Awaitable[object]],
+    first_attempt: int = 1,
 ) -> T:
     """Run ``action``; retry a retryable :class:`~escalation.ports.DeliveryError` after each
     of ``delays`` seconds (or its ``retry_after`` when longer), then raise it.
 
-    ``what`` names the action in the log. Any other exception is raised at once.
+    ``what`` names the action in the log, where attempts are counted from ``first_attempt``
+    (a caller that made the first attempt itself passes 2). Any other exception is raised
+    at once.
     """
     waits = (*delays, None)
-    for attempt, delay in enumerate(waits, start=1):
+    for attempt, delay in enumerate(waits, start=first_attempt):
         try:
             return await action()
         except DeliveryError as exc:
@@ -144,11 +147,14 @@ class DeliveryExecutor:
 
     def person(self, key: str) -> Person | None:
         """The roster person with this key (name)."""
-        return next((p for p in self.roster.people() if p.key == key), None)
+        for p in self.roster.people():
+            if p.key == key:
+                return p
+        return None
 
     async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> dict[str, Any]:
         """Do the step's own deliveries (not DM/SMS: the bundler's; none due later) in
-        :func:`next_own` order, re-checking the task before each (:func:`stop_reason`), then
+        :func:`~escalation.deliveries.next_own` order, re-checking the task before each (:func:`stop_reason`), then
         finish the step.
 
         The step's deliveries are read once and kept in hand: a delivery is only done after
@@ -165,22 +171,16 @@ class DeliveryExecutor:
         repository = self.repository
         rows = await repository.deliveries(task_id=task_id, step=step)
         added = self._added
-        done: set[int] = set()  # rows of ``rows`` settled (or taken by another writer)
+        own = _own_pending(rows)
+        done: set[int] = set()  # rows of ``own`` settled (or taken by another writer)
         while True:
             now = self.clock()
-            pending = [
-                r
-                for r in rows
-                if r.status == "pending"
-                and r.channel not in BUNDLED_CHANNELS
-                # a delivery due later is not the step's to do now: the next person's call
-                # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
-                and r.due_at <= now
-                and r.id not in done
-            ]
-            if not pending:
+            # the next by next_own's order; a delivery due later is not the step's to do now:
+            # the next person's call after an unanswered one waits
+            # ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
+            row = next((r for r in own if r.due_at <= now and r.id not in done), None)
+            if row is None:
                 break
-            row = next_own(pending)
             fresh = await self.tasks.get(task_id) or task
             reason = stop_reason(
                 kind,
@@ -189,8 +189,8 @@ class DeliveryExecutor:
                 acknowledged=fresh.acknowledged_at is not None,
             )
             if reason is not None:
-                rows = await repository.deliveries(task_id=task_id, step=step)
-                if any(r.id == row.id and r.status == "pending" for r in rows):
+                own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
+                if any(r.id == row.id for r in own):
                     await repository.finish_delivery(
                         row.id, "cancelled", {"cancelled": reason}, self.clock()
                     )
@@ -212,7 +212,7 @@ class DeliveryExecutor:
                 f"{step} → {row.recipient}: {detail.get('error') or detail.get('note') or 'ok'}",
             )
             if self._added != added:  # a fallback added the next person's delivery
-                rows = await repository.deliveries(task_id=task_id, step=step)
+                own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
                 added = self._added
         rows = await repository.deliveries(task_id=task_id, step=step)
         outcome = step_outcome(late, rows)
@@ -222,23 +222,24 @@ class DeliveryExecutor:
     async def _deliver(
         self, task: LadderTask, kind: StepKind, channel: str, recipient: str, late: float
     ) -> DeliveryResult:
-        people = self.roster.people()
-        on_call = [p for p in people if p.on_call and p.discord_user_id]
-        if channel == "reply" and kind is StepKind.REMINDER_MENTION:
-            targets = reminder_targets(self.roster.assignee(task), people)
-            detail = await self.retry(
-                "Discord reply", lambda: self.announcer.reminder(task, targets, late)
-            )
-            return "sent", detail
-        if channel == "reply":
-            detail = await self.retry(
-                "Discord reply", lambda: self.announcer.warning(task, on_call, late)
-            )
-            return ("skipped" if detail.get("skipped") else "sent"), detail
-        if channel == "alert":
-            detail = await self.retry(
-                "Discord alert", lambda: self.announcer.breach_alert(task, on_call, late)
-            )
+        if channel == "reply" or channel == "alert":
+            people = self.roster.people()
+            announcer = self.announcer
+            if channel == "reply" and kind is StepKind.REMINDER_MENTION:
+                targets = reminder_targets(self.roster.assignee(task), people)
+                detail = await self.retry(
+                    "Discord reply", lambda: announcer.reminder(task, targets, late)
+                )
+                return "sent", detail
+            on_call = [p for p in people if p.on_call and p.discord_user_id]
+            if channel == "reply":
+                detail = await self.retry(
+                    "Discord reply", lambda: announcer.warning(task, on_call, late)
+                )
+            else:
+                detail = await self.retry(
+                    "Discord alert", lambda: announcer.breach_alert(task, on_call, late)
+                )
             return ("skipped" if detail.get("skipped") else "sent"), detail
         if channel == "call":
             return await self._call(task, kind, recipient)
@@ -346,7 +347,20 @@ class DeliveryExecutor:
 
     async def retry(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         """:func:`with_retries` with this service's delays and sleep."""
-        return await with_retries(what, action, delays=self.retry_delays, sleep=self.sleep)
+        # the first attempt is made here: nearly every delivery succeeds at once, and each
+        # layer of coroutine costs on every delivery of every ladder (bench/ladder_core.py)
+        try:
+            return await action()
+        except DeliveryError as exc:
+            delays = self.retry_delays
+            if not exc.retryable or not delays:
+                raise
+            wait = max(delays[0], exc.retry_after or 0.0)
+            log.warning("%s failed (attempt 1): %s; retrying in %.1fs", what, exc, wait)
+            await self.sleep(wait)
+        return await with_retries(
+            what, action, delays=self.retry_delays[1:], sleep=self.sleep, first_attempt=2
+        )
 
     async def phone_unreachable(
         self, person: Person, phone: str, error: DeliveryError, task_id: str
@@ -405,6 +419,15 @@ class DeliveryExecutor:
             await self._audit_port(task_id, action, outcome, detail[:2000])
         except Exception:
             log.exception("could not audit %s for task %s", action, task_id)
+
+
+def _own_pending(rows: Iterable[DeliveryRow]) -> list[DeliveryRow]:
+    """The pending deliveries of ``rows`` a step does itself (not the bundler's DMs and SMS),
+    in :func:`~escalation.deliveries.next_own` order."""
+    own = [r for r in rows if r.status == "pending" and r.channel not in BUNDLED_CHANNELS]
+    if len(own) > 1:
+        own.sort(key=lambda r: (CHANNEL_RANK.get(r.channel, 9), r.id))
+    return own
 
 
 def step_outcome(late: float, deliveries: Iterable[DeliveryRow | NewDelivery]) -> dict[str, Any]:

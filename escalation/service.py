@@ -43,6 +43,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
@@ -377,8 +378,8 @@ class LadderService:
                 "outcome": "claimed",
                 "task_id": task_id,
                 "detail": (
-                    f"due {step.deliver_at.isoformat()}{late_marker(late)}; "
-                    + (", ".join(f"{d.channel}→{d.recipient}" for d in planned) or "nobody")
+                    f"due {_isoformat(step.deliver_at)}{late_marker(late)}; "
+                    + (", ".join([f"{d.channel}→{d.recipient}" for d in planned]) or "nobody")
                 )[:2000],
             },
             done_outcome=done_outcome,
@@ -467,6 +468,11 @@ def _kept(rows: list[LadderStepRow]) -> list[LadderStepRow]:
         else LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
         for r in rows
     ]
+
+
+#: A step's due time as the claim's audit writes it: most tasks share their few due times
+#: (created together, one schedule per priority), and isoformat costs more than a lookup.
+_isoformat: Callable[[datetime], str] = lru_cache(maxsize=4096)(datetime.isoformat)
 
 
 def _nothing() -> None:
