@@ -358,7 +358,9 @@ class LadderService:
             unreachable=self.unreachable,
             safe_default=self.policy.safe_default,
             escalate=(
-                await self._levels_to_report(task, step.kind) if task.approval_id is not None else ()
+                await self._levels_to_report(task, step.kind)
+                if task.approval_id is not None
+                else ()
             ),
         )
         # a step whose deliveries are all the bundler's has no side effect of its own: it is

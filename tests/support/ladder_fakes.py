@@ -189,7 +189,9 @@ class FakeRepository:
         for i, r in enumerate(rows):
             if r.step == step:
                 late = r.late_seconds if late_seconds is None else late_seconds
-                rows[i] = LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, late, "done", outcome)
+                rows[i] = LadderStepRow(
+                    r.task_id, r.step, r.due_at, r.taken_at, late, "done", outcome
+                )
 
     async def deliveries(
         self,
