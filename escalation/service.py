@@ -300,7 +300,7 @@ class LadderService:
             await self._stop(task)
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        kept = self.history[task_id] = _kept(rows)
+        kept = self.history[task_id] = _kept(rows, self.history.get(task_id, ()))
         unfinished = next((r for r in rows if r.status == "claimed"), None)
         if unfinished is not None:  # claimed before a crash: resume it (late)
             claimed()
@@ -459,17 +459,27 @@ class LadderService:
             )
 
 
-def _kept(rows: list[LadderStepRow]) -> list[LadderStepRow]:
+def _kept(rows: list[LadderStepRow], previous: Sequence[LadderStepRow] = ()) -> list[LadderStepRow]:
     """The rows as :attr:`LadderService.history` keeps them: an outcome that reported no
     escalation level to the factory is left out (the task message shows only that level, and
-    the rows of every open task stay in memory). The store keeps every outcome."""
-    return [
-        r
-        if not r.outcome or reported_level(r.outcome) is not None
-        # built directly: dataclasses.replace re-checks every field, on every wake-up
-        else LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
-        for r in rows
-    ]
+    the rows of every open task stay in memory). The store keeps every outcome.
+
+    ``previous`` is what the history held for the task: a step row ``done`` there and here
+    (taken at the same instant) is final, so its kept form is reused rather than rebuilt on
+    every wake-up.
+    """
+    kept = []
+    for i, r in enumerate(rows):
+        if i < len(previous):
+            p = previous[i]
+            if p.status == "done" == r.status and p.step == r.step and p.taken_at == r.taken_at:
+                kept.append(p)
+                continue
+        if r.outcome and reported_level(r.outcome) is None:
+            # built directly: dataclasses.replace re-checks every field, on every wake-up
+            r = LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
+        kept.append(r)
+    return kept
 
 
 #: A step's due time as the claim's audit writes it: most tasks share their few due times
