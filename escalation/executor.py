@@ -205,12 +205,16 @@ class DeliveryExecutor:
                 log.exception("delivery %s of task %s failed", row.channel, task_id)
                 status, detail = "failed", {"error": repr(exc)}
             await repository.finish_delivery(row.id, status, detail, self.clock())
-            await self.audit(
-                task_id,
-                f"escalation.{row.channel}",
-                status,
-                f"{step} → {row.recipient}: {detail.get('error') or detail.get('note') or 'ok'}",
-            )
+            note = detail.get("error") or detail.get("note") or "ok"
+            try:  # self.audit, inlined: this runs for every delivery of every ladder
+                await self._audit_port(
+                    task_id,
+                    f"escalation.{row.channel}",
+                    status,
+                    f"{step} → {row.recipient}: {note}"[:2000],
+                )
+            except Exception:
+                log.exception("could not audit escalation.%s for task %s", row.channel, task_id)
             if self._added != added:  # a fallback added the next person's delivery
                 own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
                 added = self._added

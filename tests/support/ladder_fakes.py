@@ -119,6 +119,7 @@ class FakeRepository:
         self.step_rows: dict[str, list[LadderStepRow]] = {}
         self.ids_by_task: dict[str, list[int]] = {}
         self._ids_by_step: dict[tuple[str, str], list[int]] = {}
+        self._steps_claimed: set[tuple[str, str]] = set()
         self._keys: set[tuple[str, str, str, str]] = set()  # (task, step, channel, recipient)
         self.rows: dict[int, DeliveryRow] = {}
         self.phones: set[str] = set()
@@ -141,8 +142,9 @@ class FakeRepository:
         if self.yield_in_claims:
             await asyncio.sleep(0)  # a concurrent claim may run here
         rows = self.step_rows.setdefault(task_id, [])
-        if any(r.step == step for r in rows):
+        if (task_id, step) in self._steps_claimed:  # the store's unique (task, step) key
             return False
+        self._steps_claimed.add((task_id, step))
         late = max(0.0, (now - due_at).total_seconds())
         status = "claimed" if done_outcome is None else "done"
         rows.append(LadderStepRow(task_id, step, due_at, now, late, status, done_outcome or {}))
@@ -283,9 +285,10 @@ class FakeAnnouncer:
     refreshed: list[str] = field(default_factory=list)
     fail: int = 0  # this many posts fail with a retryable error first
 
-    async def _post(
+    def _post(
         self, what: str, task: LadderTask, people: Sequence[Person], late: float
     ) -> dict[str, Any]:
+        # plain, not a coroutine: each post method is one coroutine, as an adapter's is
         if self.fail:
             self.fail -= 1
             raise DeliveryError("Discord 503", status=503, retryable=True)
@@ -295,20 +298,20 @@ class FakeAnnouncer:
     async def reminder(
         self, task: LadderTask, targets: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        return await self._post("reminder", task, targets, late_seconds)
+        return self._post("reminder", task, targets, late_seconds)
 
     async def warning(
         self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        return await self._post("warning", task, on_call, late_seconds)
+        return self._post("warning", task, on_call, late_seconds)
 
     async def breach_alert(
         self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        return await self._post("breach_alert", task, on_call, late_seconds)
+        return self._post("breach_alert", task, on_call, late_seconds)
 
     async def incident_report(self, task: LadderTask) -> dict[str, Any]:
-        return await self._post("incident_report", task, (), 0.0)
+        return self._post("incident_report", task, (), 0.0)
 
     def refresh(self, task_id: str) -> None:
         self.refreshed.append(task_id)
