@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +21,29 @@ __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
 
 #: Rows per page of :meth:`TasksMixin.open_task_pages`.
 OPEN_TASK_PAGE = 1000
+
+# Statements of the posting path built once (as bot.store.rows does for the click path): the
+# SET columns come from each call's parameters, so SQLAlchemy reuses the statement's cache key
+# and compiled form instead of rebuilding them per task on the writer thread.
+_task_id = t.tasks.c.task_id
+_INSERT_TASK = insert(t.tasks)
+#: SET from the parameters; ``b_task_id`` names the row.
+_UPDATE_TASK = update(t.tasks).where(_task_id == bindparam("b_task_id"))
+#: The same, only while no decision is stored (a confirmed decision is never undone).
+_UPDATE_UNDECIDED = update(t.tasks).where(
+    and_(_task_id == bindparam("b_task_id"), t.tasks.c.decision.is_(None))
+)
+#: Claim the right to post: no message yet, and no claim since ``b_stale_before``.
+_CLAIM_POSTING = update(t.tasks).where(
+    and_(
+        _task_id == bindparam("b_task_id"),
+        t.tasks.c.message_id.is_(None),
+        or_(
+            t.tasks.c.posting_claimed_at.is_(None),
+            t.tasks.c.posting_claimed_at < bindparam("b_stale_before"),
+        ),
+    )
+)
 
 
 class TasksMixin(StoreBase):
@@ -68,19 +91,15 @@ class TasksMixin(StoreBase):
         def work(conn: Connection) -> TrackedTask:
             existing = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
             if existing is None:
-                conn.execute(insert(t.tasks).values(task_id=task_id, **values))
+                conn.execute(_INSERT_TASK, {"task_id": task_id, **values})
             else:
                 refresh = dict(values)
                 if existing._mapping["decision"] is not None:
                     # keep the decided snapshot's status; refresh the payload only
                     refresh.pop("status")
-                conn.execute(update(t.tasks).where(t.tasks.c.task_id == task_id).values(**refresh))
+                conn.execute(_UPDATE_TASK, {"b_task_id": task_id, **refresh})
             if decided is not None:
-                conn.execute(
-                    update(t.tasks)
-                    .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
-                    .values(**decided)
-                )
+                conn.execute(_UPDATE_UNDECIDED, {"b_task_id": task_id, **decided})
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).one()
             return row_to_tracked(row)
 
@@ -216,22 +235,14 @@ class TasksMixin(StoreBase):
         """
         now = self._clock()
 
+        params = {
+            "b_task_id": task_id,
+            "b_stale_before": now - stale_after_seconds,
+            "posting_claimed_at": now,
+        }
+
         def work(conn: Connection) -> bool:
-            result = conn.execute(
-                update(t.tasks)
-                .where(
-                    and_(
-                        t.tasks.c.task_id == task_id,
-                        t.tasks.c.message_id.is_(None),
-                        or_(
-                            t.tasks.c.posting_claimed_at.is_(None),
-                            t.tasks.c.posting_claimed_at < now - stale_after_seconds,
-                        ),
-                    )
-                )
-                .values(posting_claimed_at=now)
-            )
-            return result.rowcount == 1
+            return conn.execute(_CLAIM_POSTING, params).rowcount == 1
 
         return await self._write_task(task_id, work)
 
@@ -252,12 +263,15 @@ class TasksMixin(StoreBase):
     ) -> None:
         """Record the Discord message that shows the task."""
 
+        params = {
+            "b_task_id": task_id,
+            "channel_id": channel_id,
+            "message_id": message_id,
+            "batch_id": batch_id,
+        }
+
         def work(conn: Connection) -> None:
-            conn.execute(
-                update(t.tasks)
-                .where(t.tasks.c.task_id == task_id)
-                .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
-            )
+            conn.execute(_UPDATE_TASK, params)
 
         await self._write_task(task_id, work)
 
