@@ -126,10 +126,14 @@ class TasksMixin(StoreBase):
         # a task write that settled while this read ran may have changed the row after the
         # read saw it: keep only what no write can have overtaken
         if tracked is not None and writes_before == self._task_writes:
-            self._task_cache[task_id] = tracked
-            if len(self._task_cache) > TASK_CACHE_SIZE:
-                self._task_cache.popitem(last=False)
+            self._remember_task(tracked)
         return tracked
+
+    def _remember_task(self, tracked: TrackedTask) -> None:
+        """Keep ``tracked`` in the task cache (the least recently read row leaves when full)."""
+        self._task_cache[tracked.task_id] = tracked
+        if len(self._task_cache) > TASK_CACHE_SIZE:
+            self._task_cache.popitem(last=False)
 
     async def open_tasks(self) -> list[TrackedTask]:
         """Tasks with no confirmed decision, oldest first."""
@@ -260,8 +264,14 @@ class TasksMixin(StoreBase):
 
     async def set_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
-    ) -> None:
-        """Record the Discord message that shows the task."""
+    ) -> TrackedTask | None:
+        """Record the Discord message that shows the task; the task as stored then (``None``
+        for a task the store does not know).
+
+        The row is read in the same unit of work and kept in the task cache when no other
+        task write settled meanwhile: the poster and the ladder read it next, without a
+        round trip to a reader thread.
+        """
 
         params = {
             "b_task_id": task_id,
@@ -270,10 +280,16 @@ class TasksMixin(StoreBase):
             "batch_id": batch_id,
         }
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> TrackedTask | None:
             conn.execute(_UPDATE_TASK, params)
+            row = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
+            return None if row is None else row_to_tracked(row)
 
-        await self._write_task(task_id, work)
+        writes_before = self._task_writes
+        tracked = await self._write_task(task_id, work)
+        if tracked is not None and self._task_writes == writes_before + 1:
+            self._remember_task(tracked)  # only this write settled since: the row is current
+        return tracked
 
     async def adopt_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None

@@ -50,3 +50,26 @@ async def test_a_task_with_a_message_is_not_claimed_and_keeps_its_snapshot(store
         task("t1").model_copy(update={"title": "Release 2"}), NOW + timedelta(hours=2)
     )
     assert refreshed.message_id == 22 and refreshed.task.title == "Release 2"
+
+
+async def test_the_message_record_answers_the_task_and_the_next_read_from_memory(
+    store: Store,
+) -> None:
+    await store.upsert_task(task("t1"), NOW + timedelta(hours=1))
+    recorded = await store.set_message("t1", 11, 22)
+    assert recorded is not None and recorded.message_id == 22
+    assert await store.set_message("unknown", 11, 23) is None
+
+    async def no_read(_: object) -> None:
+        raise AssertionError("read from the database")
+
+    real_read = store.db.read
+    store.db.read = no_read  # type: ignore[method-assign, assignment]
+    assert await store.get_task("t1") == recorded
+    store.db.read = real_read  # type: ignore[method-assign]
+    # a later write to the row is seen (the cached row was forgotten when it settled)
+    await store.upsert_task(
+        task("t1").model_copy(update={"title": "Release 2"}), NOW + timedelta(hours=1)
+    )
+    fresh = await store.get_task("t1")
+    assert fresh is not None and fresh.task.title == "Release 2" and fresh.message_id == 22
