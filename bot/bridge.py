@@ -240,11 +240,10 @@ class Bridge:
         except Exception:
             await self.store.release_posting(tracked.task_id)
             raise
-        await self.store.set_message(tracked.task_id, channel_id, message_id)
+        fresh = await self.store.set_message(tracked.task_id, channel_id, message_id)
+        assert fresh is not None
         if self.access is not None:
             await self.access.reached(channel_id, tracked.task_id)
-        fresh = await self.store.get_task(tracked.task_id)
-        assert fresh is not None
         await self.store.audit(
             actor_name="system",
             via="event",

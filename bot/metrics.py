@@ -187,6 +187,7 @@ class BridgeMetrics:
         self.events = Counter(
             "factory_bridge_events", "Factory events received", ["source", "outcome"], registry=r
         )
+        self._event_counters: dict[tuple[str, str], Any] = {}
         self.event_queue_depth = Gauge(
             "factory_bridge_event_queue_depth", "Events stored, not yet handled", registry=r
         )
@@ -300,7 +301,10 @@ class BridgeMetrics:
         """An event arrived: ``source`` webhook/websocket/redis, ``outcome`` accepted/duplicate/
         rejected (and for ``redis``: ``ignored``, an unhandled type, or ``unavailable``, one
         failed attempt to read Redis)."""
-        self.events.labels(source, outcome).inc()
+        child = self._event_counters.get((source, outcome))
+        if child is None:  # labels() takes a lock and builds the key: once per pair, not per event
+            child = self._event_counters[(source, outcome)] = self.events.labels(source, outcome)
+        child.inc()
 
     async def observe_factory_response(self, response: httpx.Response) -> None:
         """httpx response hook of the factory client."""

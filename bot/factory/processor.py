@@ -115,20 +115,22 @@ def order_key(event_id: str, event: _Parsed) -> str:
     """
     if not isinstance(event, FactoryEvent):
         return f"event:{event_id}"
-    payload = event.payload
-    task = getattr(payload, "task", None)
+    # the payload's fields as stored (a pydantic model keeps them in __dict__): getattr() of a
+    # field the payload type lacks makes pydantic build and raise an AttributeError each time
+    fields = getattr(event.payload, "__dict__", {})
+    task = fields.get("task")
     if task is not None and isinstance(getattr(task, "id", None), str):
         return f"task:{task.id}"
-    approval = getattr(payload, "approval", None)
+    approval = fields.get("approval")
     if approval is not None and isinstance(getattr(approval, "task_id", None), str):
         return f"task:{approval.task_id}"
-    task_id = getattr(payload, "task_id", None)
+    task_id = fields.get("task_id")
     if isinstance(task_id, str):
         return f"task:{task_id}"
-    pipeline = getattr(payload, "pipeline", None)
+    pipeline = fields.get("pipeline")
     if pipeline is not None and isinstance(getattr(pipeline, "id", None), str):
         return f"pipeline:{pipeline.id}"
-    pipeline_id = getattr(payload, "pipeline_id", None)
+    pipeline_id = fields.get("pipeline_id")
     if isinstance(pipeline_id, str):
         return f"pipeline:{pipeline_id}"
     return f"event:{event_id}"

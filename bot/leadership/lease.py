@@ -42,7 +42,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.store import tables as t
-from bot.store.database import Database
+from bot.store.database import Database, driver_cursor
 
 __all__ = ["LEASE_NAME", "Lease", "LeaseView", "NotLeader"]
 
@@ -52,6 +52,11 @@ T = TypeVar("T")
 LEASE_NAME = "bridge"
 
 _c = t.leader_lease.c
+
+#: The fence's read, straight to the driver: it runs before every leader-only write, and
+#: SQLAlchemy's per-statement work (building the select, its cache key) cost more than the
+#: query (see :func:`bot.store.database.driver_cursor`). PostgreSQL adds ``FOR SHARE``.
+_FENCE_SQL = "SELECT token, holder FROM leader_lease WHERE name = ?"
 
 
 class NotLeader(RuntimeError):
@@ -305,11 +310,12 @@ class Lease:
             When this process is not the leader or the row carries another token.
         """
         token = self.token
-        row = conn.execute(
-            select(_c.token, _c.holder).where(_c.name == self.name).with_for_update(read=True)
-        ).first()
-        if token is None or row is None or row.token != token or row.holder != self.holder:
-            current = "none" if row is None else f"{row.token} held by {row.holder}"
+        cursor, sql = driver_cursor(conn)
+        statement = _FENCE_SQL if conn.dialect.name == "sqlite" else _FENCE_SQL + " FOR SHARE"
+        cursor.execute(sql(statement), (self.name,))
+        row = cursor.fetchone()
+        if token is None or row is None or row[0] != token or row[1] != self.holder:
+            current = "none" if row is None else f"{row[0]} held by {row[1]}"
             raise NotLeader(
                 f"leader-only write refused: this process ({self.holder}) holds token "
                 f"{token}, the lease is at {current}"

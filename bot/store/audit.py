@@ -17,6 +17,10 @@ from .rows import from_ts
 
 __all__ = ["AuditMixin", "AuditRecord"]
 
+#: Built once: the columns come from each entry's parameters, so SQLAlchemy reuses its cache
+#: key and compiled form (an entry is written for every message posted).
+_INSERT_AUDIT = insert(t.audit)
+
 
 @dataclass(frozen=True)
 class AuditRecord:
@@ -71,7 +75,7 @@ class AuditMixin(StoreBase):
         }
 
         def work(conn: Connection) -> None:
-            conn.execute(insert(t.audit).values(**values))
+            conn.execute(_INSERT_AUDIT, values)
 
         await self.db.write(work)
         for observer in self._audit_observers:

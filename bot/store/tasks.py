@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +21,29 @@ __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
 
 #: Rows per page of :meth:`TasksMixin.open_task_pages`.
 OPEN_TASK_PAGE = 1000
+
+# Statements of the posting path built once (as bot.store.rows does for the click path): the
+# SET columns come from each call's parameters, so SQLAlchemy reuses the statement's cache key
+# and compiled form instead of rebuilding them per task on the writer thread.
+_task_id = t.tasks.c.task_id
+_INSERT_TASK = insert(t.tasks)
+#: SET from the parameters; ``b_task_id`` names the row.
+_UPDATE_TASK = update(t.tasks).where(_task_id == bindparam("b_task_id"))
+#: The same, only while no decision is stored (a confirmed decision is never undone).
+_UPDATE_UNDECIDED = update(t.tasks).where(
+    and_(_task_id == bindparam("b_task_id"), t.tasks.c.decision.is_(None))
+)
+#: Claim the right to post: no message yet, and no claim since ``b_stale_before``.
+_CLAIM_POSTING = update(t.tasks).where(
+    and_(
+        _task_id == bindparam("b_task_id"),
+        t.tasks.c.message_id.is_(None),
+        or_(
+            t.tasks.c.posting_claimed_at.is_(None),
+            t.tasks.c.posting_claimed_at < bindparam("b_stale_before"),
+        ),
+    )
+)
 
 
 class TasksMixin(StoreBase):
@@ -68,19 +91,15 @@ class TasksMixin(StoreBase):
         def work(conn: Connection) -> TrackedTask:
             existing = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
             if existing is None:
-                conn.execute(insert(t.tasks).values(task_id=task_id, **values))
+                conn.execute(_INSERT_TASK, {"task_id": task_id, **values})
             else:
                 refresh = dict(values)
                 if existing._mapping["decision"] is not None:
                     # keep the decided snapshot's status; refresh the payload only
                     refresh.pop("status")
-                conn.execute(update(t.tasks).where(t.tasks.c.task_id == task_id).values(**refresh))
+                conn.execute(_UPDATE_TASK, {"b_task_id": task_id, **refresh})
             if decided is not None:
-                conn.execute(
-                    update(t.tasks)
-                    .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
-                    .values(**decided)
-                )
+                conn.execute(_UPDATE_UNDECIDED, {"b_task_id": task_id, **decided})
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).one()
             return row_to_tracked(row)
 
@@ -107,10 +126,14 @@ class TasksMixin(StoreBase):
         # a task write that settled while this read ran may have changed the row after the
         # read saw it: keep only what no write can have overtaken
         if tracked is not None and writes_before == self._task_writes:
-            self._task_cache[task_id] = tracked
-            if len(self._task_cache) > TASK_CACHE_SIZE:
-                self._task_cache.popitem(last=False)
+            self._remember_task(tracked)
         return tracked
+
+    def _remember_task(self, tracked: TrackedTask) -> None:
+        """Keep ``tracked`` in the task cache (the least recently read row leaves when full)."""
+        self._task_cache[tracked.task_id] = tracked
+        if len(self._task_cache) > TASK_CACHE_SIZE:
+            self._task_cache.popitem(last=False)
 
     async def open_tasks(self) -> list[TrackedTask]:
         """Tasks with no confirmed decision, oldest first."""
@@ -216,22 +239,14 @@ class TasksMixin(StoreBase):
         """
         now = self._clock()
 
+        params = {
+            "b_task_id": task_id,
+            "b_stale_before": now - stale_after_seconds,
+            "posting_claimed_at": now,
+        }
+
         def work(conn: Connection) -> bool:
-            result = conn.execute(
-                update(t.tasks)
-                .where(
-                    and_(
-                        t.tasks.c.task_id == task_id,
-                        t.tasks.c.message_id.is_(None),
-                        or_(
-                            t.tasks.c.posting_claimed_at.is_(None),
-                            t.tasks.c.posting_claimed_at < now - stale_after_seconds,
-                        ),
-                    )
-                )
-                .values(posting_claimed_at=now)
-            )
-            return result.rowcount == 1
+            return conn.execute(_CLAIM_POSTING, params).rowcount == 1
 
         return await self._write_task(task_id, work)
 
@@ -249,17 +264,32 @@ class TasksMixin(StoreBase):
 
     async def set_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
-    ) -> None:
-        """Record the Discord message that shows the task."""
+    ) -> TrackedTask | None:
+        """Record the Discord message that shows the task; the task as stored then (``None``
+        for a task the store does not know).
 
-        def work(conn: Connection) -> None:
-            conn.execute(
-                update(t.tasks)
-                .where(t.tasks.c.task_id == task_id)
-                .values(channel_id=channel_id, message_id=message_id, batch_id=batch_id)
-            )
+        The row is read in the same unit of work and kept in the task cache when no other
+        task write settled meanwhile: the poster and the ladder read it next, without a
+        round trip to a reader thread.
+        """
 
-        await self._write_task(task_id, work)
+        params = {
+            "b_task_id": task_id,
+            "channel_id": channel_id,
+            "message_id": message_id,
+            "batch_id": batch_id,
+        }
+
+        def work(conn: Connection) -> TrackedTask | None:
+            conn.execute(_UPDATE_TASK, params)
+            row = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
+            return None if row is None else row_to_tracked(row)
+
+        writes_before = self._task_writes
+        tracked = await self._write_task(task_id, work)
+        if tracked is not None and self._task_writes == writes_before + 1:
+            self._remember_task(tracked)  # only this write settled since: the row is current
+        return tracked
 
     async def adopt_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -453,3 +454,40 @@ async def test_a_task_id_of_the_safe_alphabet_is_accepted(intake: Any) -> None:
     _, client, _ = intake
     response = await post(client, task_event(id="Task_01-ab" + "c" * 54))
     assert response.status_code == 202
+
+
+def _buffered_request(intake: EventIntake, body: bytes, headers: dict[str, str]) -> Any:
+    """A request whose whole body the server has buffered already (its end was parsed)."""
+    from unittest import mock
+
+    from aiohttp import streams
+    from aiohttp.test_utils import make_mocked_request
+
+    protocol = mock.Mock(_reading_paused=False)
+    stream = streams.StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
+    stream.feed_data(body)
+    stream.feed_eof()
+    return make_mocked_request("POST", "/events", headers=headers, payload=stream)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_buffered_body_is_taken_whole_and_over_the_limit_refused(
+    intake: Any, framing: str
+) -> None:
+    """The path taken when the body arrived with the headers: same answers as when it trickles."""
+    server, _, _ = intake
+    body = json.dumps(task_event()).encode()
+    length = {"Content-Length": str(len(body))} if framing == "content-length" else {}
+    request = _buffered_request(server, body, {**signed(body), **length})
+    assert await server._read_body(request) == body
+
+    big = b"x" * (MAX_BODY_BYTES + 1)
+    chunked = {"Transfer-Encoding": "chunked"}
+    with pytest.raises(Exception, match="larger than") as refused:
+        await server._read_body(_buffered_request(server, big, {**signed(big), **chunked}))
+    assert getattr(refused.value, "status", None) == 413
+
+    short = {"Content-Length": str(len(body) + 10)}
+    with pytest.raises(Exception, match="shorter than its Content-Length") as refused:
+        await server._read_body(_buffered_request(server, body, {**signed(body), **short}))
+    assert getattr(refused.value, "status", None) == 400

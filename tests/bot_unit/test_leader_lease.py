@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from bot.leadership import (
     DatabaseInUse,
@@ -191,6 +192,36 @@ async def test_fencing_rejects_a_stale_leaders_step_claim_and_decision(
     assert await b.db.read(steps) == 1
     tracked = await b.get_task("T-1")
     assert tracked is not None and tracked.inflight_by_name == "dave"
+
+
+async def test_a_fenced_write_holds_off_a_takeover_until_it_commits(
+    stores: tuple[Store, Store],
+) -> None:
+    """On PostgreSQL the fence reads the lease row FOR SHARE: a takeover's UPDATE of that row
+    cannot run while a fenced transaction is open (it lands before the new term or not at all)."""
+    a, _ = stores
+    if a.db.dialect_name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer anyway")
+    lease = lease_for(a, "a", FakeClock())
+    assert await lease.acquire()
+    fenced = a.db.write_engine.connect()
+    taker = a.db.write_engine.connect()
+    try:
+        fenced.begin()
+        lease.fence(fenced)  # the transaction is still open
+        taker.begin()
+        taker.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            taker.exec_driver_sql("UPDATE leader_lease SET token = token + 1")
+        taker.rollback()
+        fenced.commit()
+        with taker.begin():  # once the fenced write committed, the takeover goes through
+            taker.exec_driver_sql("UPDATE leader_lease SET token = token + 1")
+        with pytest.raises(NotLeader), fenced.begin():
+            lease.fence(fenced)
+    finally:
+        fenced.close()
+        taker.close()
 
 
 async def test_writes_that_are_not_leader_only_go_on_for_a_standby(
