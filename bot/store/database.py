@@ -84,14 +84,14 @@ class _Unit:
     fn: Callable[[Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    on_settled: Callable[[], None] | None = None
+    on_settled: Callable[[Any, BaseException | None], None] | None = None
     #: A leader-only write: runs only in a transaction whose fence passed.
     fenced: bool = False
 
 
 def _settle(unit: _Unit, result: Any, error: BaseException | None) -> None:
     if unit.on_settled is not None:
-        unit.on_settled()
+        unit.on_settled(result, error)
     future = unit.future
     if future.done():  # the caller gave up waiting; the write still happened (or not)
         return
@@ -193,14 +193,15 @@ class Database:
         self,
         fn: Callable[[Connection], T],
         *,
-        on_settled: Callable[[], None] | None = None,
+        on_settled: Callable[[Any, BaseException | None], None] | None = None,
         fenced: bool = False,
     ) -> T:
         """Run ``fn(conn)`` in a write transaction; return its result once committed.
 
-        ``on_settled`` is called on the event loop as soon as the unit committed or failed,
-        even when the caller stopped waiting (cancelled): for state that must follow what
-        the database holds (the store's task cache).
+        ``on_settled(result, error)`` is called on the event loop as soon as the unit committed
+        (``error`` ``None``) or failed, even when the caller stopped waiting (cancelled), in
+        commit order: for state that must follow what the database holds (the store's task
+        cache).
 
         ``fenced``: a leader-only write (a ladder step claimed, a decision's compare-and-set,
         a message posted, a batch). :attr:`fence` runs first in the same transaction, so a

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from escalation.models import Task
 
 from . import tables as t
-from .base import TASK_CACHE_SIZE, StoreBase
+from .base import StoreBase
 from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked, to_ts
 
 __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
@@ -107,9 +107,7 @@ class TasksMixin(StoreBase):
         # a task write that settled while this read ran may have changed the row after the
         # read saw it: keep only what no write can have overtaken
         if tracked is not None and writes_before == self._task_writes:
-            self._task_cache[task_id] = tracked
-            if len(self._task_cache) > TASK_CACHE_SIZE:
-                self._task_cache.popitem(last=False)
+            self._remember_task(tracked)
         return tracked
 
     async def open_tasks(self) -> list[TrackedTask]:
