@@ -70,8 +70,9 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 #: Cosmetic edits a channel keeps waiting before it drops the oldest (a minute at 5 per 5 s).
 DEFAULT_COSMETIC_BACKLOG = 60
 
-#: Edits of one channel in flight at once, each of a different message.
-DEFAULT_MAX_IN_FLIGHT = 4
+#: Edits of one channel in flight at once, each of a different message: Discord's default edit
+#: budget (5 per 5 s), so that a window's edits can all be open together.
+DEFAULT_MAX_IN_FLIGHT = 5
 
 Payload = dict[str, Any]
 Sender = Callable[[int, int, Payload], Awaitable[None]]
