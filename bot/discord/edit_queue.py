@@ -10,8 +10,11 @@ edit of a task or batch message goes through :class:`EditQueue`:
 * **Latest render only.** A channel keeps at most one queued edit per message; a newer render
   replaces the queued one (keeping its place and its waiters). A 30046 re-queues the failed
   render unless a newer one already waits, so the retry always sends the latest render.
-* **One in flight per message.** One worker per channel sends the channel's edits one at a
-  time.
+* **One in flight per message.** One worker per channel starts the channel's edits, up to
+  ``max_in_flight`` at once (each of a different message): Discord limits how many edits a
+  channel gets per window (the budget below), not how many are open at once, and one at a time
+  made a burst of decisions wait for each other's round trips. A newer render of a message
+  whose edit is in flight waits for that edit to end, so the latest render always lands last.
 * **A per-channel budget.** Before each edit the worker takes a slot of a
   :class:`~bot.discord.pacing.ChannelPacer` of its own (``DISCORD_EDIT_RATE_LIMIT`` per
   ``DISCORD_CHANNEL_RATE_WINDOW_SECONDS``, default 5 per 5 s). New messages use another pacer
@@ -40,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.discord.pacing import ChannelPacer
+from bot.discord.pacing import ChannelPacer, Slot
 
 __all__ = [
     "MAX_OLD_BACKOFF_SECONDS",
@@ -67,6 +70,10 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 #: Cosmetic edits a channel keeps waiting before it drops the oldest (a minute at 5 per 5 s).
 DEFAULT_COSMETIC_BACKLOG = 60
 
+#: Edits of one channel in flight at once, each of a different message: Discord's default edit
+#: budget (5 per 5 s), so that a window's edits can all be open together.
+DEFAULT_MAX_IN_FLIGHT = 5
+
 Payload = dict[str, Any]
 Sender = Callable[[int, int, Payload], Awaitable[None]]
 
@@ -92,6 +99,8 @@ class _Channel:
 
     queued: dict[int, _Entry] = field(default_factory=dict)
     worker: asyncio.Task[None] | None = None
+    sending: set[int] = field(default_factory=set)  # messages whose edit is in flight
+    sends: set[asyncio.Task[None]] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     old_until: float = 0.0  # monotonic seconds: old messages wait until then
     old_backoff: float = 0.0  # the last pause, 0 when the last old edit went through
@@ -114,6 +123,8 @@ class EditQueue:
         First pause of a channel's old-message edits after a 30046, in seconds (> 0).
     cosmetic_backlog : int
         Cosmetic edits kept waiting per channel before the oldest is dropped (≥ 1).
+    max_in_flight : int
+        Edits of one channel sent at once, each of a different message (≥ 1).
     clock : callable
         Monotonic seconds (the pacer should use the same clock).
     wall_clock : callable
@@ -124,7 +135,8 @@ class EditQueue:
     Raises
     ------
     ValueError
-        If ``old_backoff_seconds`` is not > 0 or ``cosmetic_backlog`` is not ≥ 1.
+        If ``old_backoff_seconds`` is not > 0, or ``cosmetic_backlog`` or ``max_in_flight``
+        is not ≥ 1.
     """
 
     def __init__(
@@ -134,6 +146,7 @@ class EditQueue:
         pacer: ChannelPacer,
         old_backoff_seconds: float = 60.0,
         cosmetic_backlog: int = DEFAULT_COSMETIC_BACKLOG,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -142,15 +155,19 @@ class EditQueue:
             raise ValueError(f"old_backoff_seconds must be > 0, got {old_backoff_seconds!r}")
         if cosmetic_backlog < 1:
             raise ValueError(f"cosmetic_backlog must be >= 1, got {cosmetic_backlog!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
         self._send = send
         self.pacer = pacer
         self.old_backoff_seconds = old_backoff_seconds
         self.cosmetic_backlog = cosmetic_backlog
+        self.max_in_flight = max_in_flight
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._channels: dict[int, _Channel] = {}
         self._old: set[int] = set()  # messages Discord answered 30046 for
+        self._closed = False
         #: edits sent / dropped / answered 30046, for logs and tests
         self.sent = 0
         self.dropped = 0
@@ -208,7 +225,7 @@ class EditQueue:
                 waiter.set_result(True)
 
     def waiting(self, channel_id: int) -> int:
-        """Edits queued for ``channel_id`` (not counting the one in flight)."""
+        """Edits queued for ``channel_id`` (not counting those in flight)."""
         channel = self._channels.get(channel_id)
         return 0 if channel is None else len(channel.queued)
 
@@ -220,14 +237,18 @@ class EditQueue:
         return self._wall_clock() - snowflake_seconds(message_id) >= OLD_MESSAGE_SECONDS
 
     async def close(self) -> None:
-        """Stop the workers; waiting edits are dropped (their waiters are cancelled)."""
+        """Stop the workers; waiting edits and those in flight are dropped (their waiters
+        are cancelled)."""
+        self._closed = True
         for channel in self._channels.values():
-            if channel.worker is not None:
-                channel.worker.cancel()
+            for task in (channel.worker, *channel.sends):
+                if task is not None:
+                    task.cancel()
         for channel in self._channels.values():
-            if channel.worker is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await channel.worker
+            for task in (channel.worker, *list(channel.sends)):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             for entry in channel.queued.values():
                 for waiter in entry.waiters:
                     waiter.cancel()
@@ -244,11 +265,14 @@ class EditQueue:
                     waiter.set_result(False)
 
     def _pick(self, channel: _Channel) -> _Entry | None:
-        """The next edit: the oldest important one, else the oldest cosmetic one, skipping old
-        messages while the channel's old-message pause lasts."""
+        """The next edit: the oldest important one, else the oldest cosmetic one, skipping
+        messages whose edit is in flight and old messages while the channel's old-message
+        pause lasts."""
         paused = self._clock() < channel.old_until
         best: _Entry | None = None
         for entry in channel.queued.values():
+            if entry.message_id in channel.sending:
+                continue
             if paused and self.is_old(entry.message_id):
                 continue
             if entry.important:
@@ -259,36 +283,59 @@ class EditQueue:
 
     async def _work(self, channel_id: int, channel: _Channel) -> None:
         while channel.queued:
-            entry = self._pick(channel)
-            if entry is None:  # only old messages wait, and they are paused
-                await self._pause(channel)
+            entry = None if len(channel.sending) >= self.max_in_flight else self._pick(channel)
+            if entry is None:
+                if channel.sending:  # full, or only in-flight messages wait: one ends first
+                    channel.wake.clear()
+                    await channel.wake.wait()
+                else:  # only old messages wait, and they are paused
+                    await self._pause(channel)
                 continue
             delay = self.pacer.delay_for(channel_id)
             if delay > 0:
                 await self._sleep(delay)
                 continue  # pick again: something more important may have come
             slot = await self.pacer.acquire(channel_id)
+            if channel.queued.get(entry.message_id) is not entry:  # withdrawn meanwhile
+                self.pacer.mark_sent(slot)
+                continue
             del channel.queued[entry.message_id]
-            try:
-                await self._send(channel_id, entry.message_id, entry.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if getattr(exc, "code", None) == OLD_MESSAGE_EDIT_LIMIT:
-                    self._refused_old(channel_id, channel, entry)
-                    continue
+            channel.sending.add(entry.message_id)
+            send = asyncio.create_task(self._send_one(channel_id, channel, entry, slot))
+            channel.sends.add(send)
+            send.add_done_callback(channel.sends.discard)
+
+    async def _send_one(
+        self, channel_id: int, channel: _Channel, entry: _Entry, slot: Slot
+    ) -> None:
+        """Send one edit, settle its waiters, and let the channel's worker go on."""
+        try:
+            await self._send(channel_id, entry.message_id, entry.payload)
+        except asyncio.CancelledError:  # closing: the edit is dropped
+            for waiter in entry.waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:
+            if getattr(exc, "code", None) == OLD_MESSAGE_EDIT_LIMIT:
+                self._refused_old(channel_id, channel, entry)
+            else:
                 for waiter in entry.waiters:
                     if not waiter.done():
                         waiter.set_exception(exc)
-                continue
-            finally:
-                self.pacer.mark_sent(slot)
+        else:
             self.sent += 1
             if entry.message_id in self._old or channel.old_backoff:
                 channel.old_backoff = 0.0
             for waiter in entry.waiters:
                 if not waiter.done():
                     waiter.set_result(True)
+        finally:
+            self.pacer.mark_sent(slot)
+            channel.sending.discard(entry.message_id)
+            channel.wake.set()
+            idle = channel.worker is None or channel.worker.done()
+            if channel.queued and idle and not self._closed:
+                channel.worker = asyncio.create_task(self._work(channel_id, channel))
 
     async def _pause(self, channel: _Channel) -> None:
         """Wait until the old-message pause ends or a new edit is queued."""

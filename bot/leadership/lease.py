@@ -10,8 +10,9 @@ one leader, hot standbys"). The leader is the holder of the ``leader_lease`` row
   its own monotonic clock. When nothing changed for a whole lease it takes the row over with
   ``token + 1`` (compare-and-set on the ``token`` and ``version`` it saw). No wall clocks are
   compared across hosts, so clock skew between machines cannot cut a lease short.
-* **fence** — every leader-only write runs :meth:`Lease.fence` first, in its own transaction
-  (:meth:`bot.store.database.Database.write` ``fenced=True``): the row's token must still be
+* **fence** — every leader-only write runs after :meth:`Lease.fence`, in its own transaction
+  (:meth:`bot.store.database.Database.write` ``fenced=True``; once per group-committed
+  transaction, before its first unit): the row's token must still be
   this process's, or the write raises :class:`NotLeader` and nothing of it is stored. On
   PostgreSQL the fence reads the row ``FOR SHARE``, so a takeover (an ``UPDATE`` of that row)
   waits until the fenced transaction has committed: a write either lands before the new

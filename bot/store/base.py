@@ -80,15 +80,30 @@ class StoreBase:
         Every write to the tasks table goes through here: when the unit settles (committed
         or failed, even if the caller was cancelled) the cached row is forgotten and the
         write counter moves, so :meth:`get_task` never answers with a row older than a
-        write that has settled.
+        write that has settled. A committed unit that returns the row it wrote (a
+        :class:`TrackedTask` read back in its transaction) leaves that row in the cache.
 
         Every task write is leader-only (fenced, :meth:`Database.write`): with several bridges
         on one database only the lease's current holder writes the tasks table, so its cache
         (forgotten when it takes over, :meth:`forget_cached_tasks`) stays right (README "Production").
         """
 
-        def forget() -> None:
+        def settled(result: Any, error: BaseException | None) -> None:
             self._task_writes += 1
             self._task_cache.pop(task_id, None)
+            if error is None and isinstance(result, TrackedTask) and result.task_id == task_id:
+                # the row as the committed unit read it after its own change, in its own
+                # transaction: what a read would find now (a later write of the row settles
+                # after this one and replaces or forgets it), so the message refresh that
+                # follows a decision needs no database round trip
+                self._remember_task(result)
 
-        return await self.db.write(work, on_settled=forget, fenced=True)
+        return await self.db.write(work, on_settled=settled, fenced=True)
+
+    def _remember_task(self, tracked: TrackedTask) -> None:
+        """Keep ``tracked`` in the task cache (the least recently read beyond
+        :data:`TASK_CACHE_SIZE` forgotten)."""
+        self._task_cache[tracked.task_id] = tracked
+        self._task_cache.move_to_end(tracked.task_id)
+        if len(self._task_cache) > TASK_CACHE_SIZE:
+            self._task_cache.popitem(last=False)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from escalation.models import Task
 
 from . import tables as t
-from .base import TASK_CACHE_SIZE, StoreBase
+from .base import StoreBase
 from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked, to_ts
 
 __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]

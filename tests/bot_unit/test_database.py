@@ -126,3 +126,57 @@ async def test_a_failed_transaction_or_read_does_not_break_the_next_one(db: Data
             await db.read(broken_read)
     await db.write(_insert(2, "second"))
     assert await db.read(_names) == ["first", "second"]
+
+
+class _Refused(Exception):
+    pass
+
+
+async def test_the_fence_runs_once_per_group_and_refuses_only_fenced_units(db: Database) -> None:
+    """Leader-only units of one group share one fence check at the start of the transaction;
+    when it refuses, they fail with its error and nothing of theirs is stored, while the
+    group's other units commit."""
+    checks: list[str] = []
+    verdict = {"leader": True}
+
+    def fence(conn: Connection) -> None:
+        checks.append("checked")
+        conn.execute(select(items.c.id)).all()  # a statement inside the transaction
+        if not verdict["leader"]:
+            raise _Refused("not the leader")
+
+    db.fence = fence
+    release, blocked = await _hold_writer(db)
+    fenced = [asyncio.ensure_future(db.write(_insert(i, f"f{i}"), fenced=True)) for i in (1, 2, 3)]
+    free = asyncio.ensure_future(db.write(_insert(4, "free")))
+    await asyncio.sleep(0)
+    release.set()
+    await blocked
+    assert [await f for f in fenced] == [1, 2, 3]
+    assert await free == 4
+    assert checks == ["checked"]  # one check for the three fenced units of the group
+
+    verdict["leader"] = False
+    release, blocked = await _hold_writer(db)
+    refused = [asyncio.ensure_future(db.write(_insert(i, f"r{i}"), fenced=True)) for i in (5, 6)]
+    kept = asyncio.ensure_future(db.write(_insert(7, "kept")))
+    await asyncio.sleep(0)
+    release.set()
+    await blocked
+    for future in refused:
+        with pytest.raises(_Refused):
+            await future
+    assert await kept == 7
+    with pytest.raises(_Refused):  # alone in its group: the whole transaction is refused
+        await db.write(_insert(8, "alone"), fenced=True)
+    assert await db.read(_names) == ["f1", "f2", "f3", "free", "kept"]
+    assert len(checks) == 3
+
+
+async def test_unfenced_groups_skip_the_fence(db: Database) -> None:
+    calls: list[int] = []
+    db.fence = lambda conn: calls.append(1)
+    await db.write(_insert(1, "a"))
+    assert calls == []
+    await db.write(_insert(2, "b"), fenced=True)
+    assert calls == [1]

@@ -110,6 +110,7 @@ async def test_an_aborted_decision_is_seen_by_the_next_read(store: Store) -> Non
 async def test_a_read_overtaken_by_a_write_is_not_kept(store: Store) -> None:
     """The read saw the row before the write committed; it must not be served afterwards."""
     await store.upsert_task(Task(id="t1", title="Release", created_at=NOW), DEADLINE)
+    store.forget_cached_tasks()  # the upsert left its row in memory: make the next read go out
     gate = asyncio.Event()
     read_done = asyncio.Event()
     real_read = store.db.read
@@ -144,3 +145,53 @@ async def test_a_write_whose_caller_was_cancelled_is_still_seen(store: Store) ->
     await wait_until(committed, what="the cancelled caller's write to commit")
     fresh = await store.get_task("t1")
     assert fresh is not None and fresh.acknowledged_by_name == "alice"
+
+
+def _count_reads(store: Store) -> list[int]:
+    """Count :meth:`Database.read` calls from now on (one item per read)."""
+    reads: list[int] = []
+    real_read = store.db.read
+
+    async def counting_read(fn: Any) -> Any:
+        reads.append(1)
+        return await real_read(fn)
+
+    store.db.read = counting_read  # type: ignore[method-assign]
+    return reads
+
+
+@pytest.mark.parametrize("write", ["upsert_task", "begin_decision", "confirm_decision"])
+async def test_a_write_that_returns_its_row_leaves_it_in_memory(store: Store, write: str) -> None:
+    """The row a committed write read back in its own transaction is what the next read
+    gets, without a database round trip (the message refresh after a decision)."""
+    action, _ = WRITES[write]
+    await tracked(store)
+    reads = _count_reads(store)
+    await action(store)
+    after = await store.get_task("t1")
+    assert reads == []
+    assert after == await stored(store)
+
+
+async def test_a_later_write_of_the_same_group_wins_over_a_returned_row(store: Store) -> None:
+    """Two writes of one row committed together: the cache keeps the later one's view."""
+    await tracked(store)
+    started, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def blocker(conn: Any) -> None:  # holds the writer so that both writes join one group
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
+
+    blocked = asyncio.ensure_future(store.db.write(blocker))
+    await started.wait()
+    begin = asyncio.ensure_future(_begin(store))
+    ack = asyncio.ensure_future(store.set_acknowledged("t1", 7, "alice", NOW))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(blocked, begin, ack)
+    reads = _count_reads(store)
+    after = await store.get_task("t1")
+    assert after is not None and after.acknowledged_by_name == "alice"
+    assert after.inflight_decision == "approved"
+    assert len(reads) == 1  # forgotten by the later write: read again

@@ -191,9 +191,69 @@ async def test_a_failed_edit_reaches_its_waiters_and_withdraw_answers_true() -> 
     assert await later is True
 
 
+async def test_edits_of_different_messages_go_out_together_and_one_message_waits() -> None:
+    """Up to ``max_in_flight`` edits of a channel are open at once, each of another message;
+    a newer render of a message whose edit is in flight goes after it (latest lands last)."""
+    fake = FakeTime()
+    release = asyncio.Event()
+    open_now: list[int] = []
+    most_open = 0
+    order: list[tuple[int, str]] = []
+
+    async def slow(channel_id: int, message_id: int, payload: dict[str, Any]) -> None:
+        nonlocal most_open
+        assert message_id not in open_now  # never two edits of one message at once
+        open_now.append(message_id)
+        most_open = max(most_open, len(open_now))
+        await release.wait()
+        open_now.remove(message_id)
+        order.append((message_id, payload["v"]))
+
+    queue = make(fake, Recorder(fake))
+    queue._send = slow  # type: ignore[method-assign]
+    first = [queue.submit(CHANNEL, young(n), {"v": "a"}, important=True) for n in range(3)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sorted(open_now) == [young(0), young(1), young(2)]  # all three at once
+    newer = queue.submit(CHANNEL, young(0), {"v": "b"}, important=True)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert open_now.count(young(0)) == 1  # waits for the edit in flight
+    release.set()
+    assert all(await asyncio.gather(*first, newer))
+    assert [v for m, v in order if m == young(0)] == ["a", "b"]
+    assert most_open == 3
+
+
+async def test_no_more_than_max_in_flight_edits_are_open() -> None:
+    fake = FakeTime()
+    release = asyncio.Event()
+    open_now: set[int] = set()
+    most_open = 0
+
+    async def slow(channel_id: int, message_id: int, payload: dict[str, Any]) -> None:
+        nonlocal most_open
+        open_now.add(message_id)
+        most_open = max(most_open, len(open_now))
+        await release.wait()
+        open_now.discard(message_id)
+
+    pacer = ChannelPacer(max_messages=100, per_seconds=5.0, clock=fake.clock, sleep=fake.sleep)
+    queue = EditQueue(slow, pacer=pacer, max_in_flight=2, clock=fake.clock, sleep=fake.sleep)
+    futures = [queue.submit(CHANNEL, young(n), {}, important=True) for n in range(6)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(open_now) == 2 and queue.waiting(CHANNEL) == 4
+    release.set()
+    assert all(await asyncio.gather(*futures))
+    assert most_open == 2
+
+
 def test_bad_settings_are_refused() -> None:
     fake = FakeTime()
     with pytest.raises(ValueError):
         make(fake, Recorder(fake), backoff=0)
     with pytest.raises(ValueError):
         make(fake, Recorder(fake), backlog=0)
+    with pytest.raises(ValueError):
+        EditQueue(Recorder(fake), pacer=ChannelPacer(), max_in_flight=0)
