@@ -129,12 +129,6 @@ class TasksMixin(StoreBase):
             self._remember_task(tracked)
         return tracked
 
-    def _remember_task(self, tracked: TrackedTask) -> None:
-        """Keep ``tracked`` in the task cache (the least recently read row leaves when full)."""
-        self._task_cache[tracked.task_id] = tracked
-        if len(self._task_cache) > TASK_CACHE_SIZE:
-            self._task_cache.popitem(last=False)
-
     async def open_tasks(self) -> list[TrackedTask]:
         """Tasks with no confirmed decision, oldest first."""
 
