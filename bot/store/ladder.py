@@ -32,6 +32,7 @@ from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
 from .database import Database, driver_cursor
+from .reminders import PendingReminder, pending_reminders
 from .rows import from_ts
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "LadderStepRow",
     "LadderStore",
     "NewDelivery",
+    "PendingReminder",
 ]
 
 _CHUNK = 500
@@ -300,6 +302,11 @@ class LadderStore:
         if channels is not None:
             query = query.where(c.channel.in_(list(channels)))
         return await self.db.read(lambda conn: [_delivery(r) for r in conn.execute(query)])
+
+    async def pending_reminders(self, channels: Sequence[str]) -> list[PendingReminder]:
+        """Pending deliveries on ``channels`` with their task's stopping state: the bundler's
+        read (:func:`bot.store.reminders.pending_reminders`)."""
+        return await pending_reminders(self.db, channels)
 
     async def claim_deliveries(self, ids: Sequence[int], now: datetime) -> bool:
         """Compare-and-set ``pending`` → ``claimed`` for all of ``ids`` (all or nothing)."""
