@@ -47,6 +47,9 @@ Sent = tuple[PendingReminder, str, dict[str, Any]]
 #: The flush lets the loop run after this many pending reminders (thousands in a storm).
 YIELD_EVERY = 500
 
+#: Outcomes (and audits) of a bundle recorded per write.
+FINISH_PAGE = 500
+
 #: Tasks read per query when a bundle needs all of them (an SMS, the DM fallback).
 TASK_PAGE = 500
 
@@ -155,11 +158,12 @@ class Bundler:
         live: list[Notification] = []
         by_id: dict[int, PendingReminder] = {}
         for index, row in enumerate(rows, 1):
+            kind = StepKind(row.step)
             reason = (
                 "task unknown"
                 if not row.task_known
                 else stop_reason(
-                    StepKind(row.step),
+                    kind,
                     row.channel,
                     decision=row.decision,
                     acknowledged=row.acknowledged,
@@ -174,7 +178,7 @@ class Bundler:
                     recipient=row.recipient,
                     channel=row.channel,
                     task_id=row.task_id,
-                    step=StepKind(row.step),
+                    step=kind,
                     due_at=row.due_at,
                     held_for_quiet_hours=row.held,
                     text=str(row.id),
@@ -207,7 +211,7 @@ class Bundler:
         return found
 
     async def send(self, bundle: Bundle, rows: list[PendingReminder]) -> None:
-        """Send one bundle and record every item's outcome (and audit) in one write."""
+        """Send one bundle and record every item's outcome (and audit), a page per write."""
         try:
             if bundle.channel == "dm":
                 results = await self._send_dm(bundle, rows)
@@ -217,32 +221,41 @@ class Bundler:
             log.exception("sending a bundle to %s failed", bundle.recipient)
             results = [(row, "failed", {"error": repr(exc)}) for row in rows]
         size = len(rows)
-        try:
-            await self.ladder_store.finish_deliveries(
-                [
-                    (row.id, status, {**detail, "bundle_size": size})
-                    for row, status, detail in results
-                ],
-                self.clock(),
-                audits=[
-                    {
-                        "actor_name": ESCALATION_ACTOR.name,
-                        "via": ESCALATION_ACTOR.via,
-                        "action": f"escalation.{row.channel}",
-                        "outcome": status,
-                        "task_id": row.task_id,
-                        "detail": (
-                            f"{row.step} → {row.recipient}"
-                            + (f" (one of {size} in one message)" if size > 1 else "")
-                            + (" [quiet-hours digest]" if bundle.is_digest else "")
-                            + (f": {detail.get('error') or detail.get('note')}" if detail else "")
-                        )[:2000],
-                    }
-                    for row, status, detail in results
-                ],
-            )
-        except Exception:
-            log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
+        finished = self.clock()
+        # a page of outcomes per write: formatting and writing thousands at once held the loop
+        # and the writer (the steps coming due meanwhile were late, bench/ladders.py)
+        for start in range(0, len(results), FINISH_PAGE):
+            page = results[start : start + FINISH_PAGE]
+            try:
+                await self.ladder_store.finish_deliveries(
+                    [
+                        (row.id, status, {**detail, "bundle_size": size})
+                        for row, status, detail in page
+                    ],
+                    finished,
+                    audits=[
+                        {
+                            "actor_name": ESCALATION_ACTOR.name,
+                            "via": ESCALATION_ACTOR.via,
+                            "action": f"escalation.{row.channel}",
+                            "outcome": status,
+                            "task_id": row.task_id,
+                            "detail": (
+                                f"{row.step} → {row.recipient}"
+                                + (f" (one of {size} in one message)" if size > 1 else "")
+                                + (" [quiet-hours digest]" if bundle.is_digest else "")
+                                + (
+                                    f": {detail.get('error') or detail.get('note')}"
+                                    if detail
+                                    else ""
+                                )
+                            )[:2000],
+                        }
+                        for row, status, detail in page
+                    ],
+                )
+            except Exception:
+                log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
         if any(status == "unreachable" for _, status, _ in results):
             self._on_fallback()  # a fallback delivery was added
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
+from bot.ladder import bundles
 from bot.store import Store
 from bot.store.ladder import LadderStore, NewDelivery
 from escalation.models import Priority, Task, TaskDecision, TaskStatus
@@ -21,7 +24,9 @@ from tests.bot_unit.test_ladder_runtime import (  # noqa: F401 (make_rig: a fixt
 
 async def test_a_big_bundle_is_one_dm_listing_what_fits_and_reads_only_those_tasks(
     make_rig: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(bundles, "FINISH_PAGE", 16)  # the outcomes are written in 4 pages
     rig = await make_rig(
         escalation_bundle_seconds=120, escalation_mention_after_seconds=3600, roster=(ALICE,)
     )
@@ -63,6 +68,13 @@ async def test_a_big_bundle_is_one_dm_listing_what_fits_and_reads_only_those_tas
     assert len(ids_read) < 60  # only the tasks of the lines shown (a page of them)
     rows = await rig.runtime.ladder_store.deliveries(channels=["dm"])
     assert {r.status for r in rows} == {"sent"} and len(rows) == 61
+    assert all(r.detail["bundle_size"] == 60 for r in rows if r.task_id != "a")
+    audit = [
+        a for a in await store.audit_entries() if a.action == "escalation.dm" and a.task_id != "a"
+    ]
+    assert len(audit) == 60
+    # (": None": a sent DM's detail has neither an error nor a note; kept as it was)
+    assert {a.detail for a in audit} == {"reminder_dm → Alice (one of 60 in one message): None"}
 
 
 async def test_pending_reminders_carry_what_stops_them(database_url: str) -> None:
