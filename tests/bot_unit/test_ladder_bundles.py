@@ -125,5 +125,51 @@ async def test_pending_reminders_carry_what_stops_them(database_url: str) -> Non
         await store.close()
 
 
+async def test_finishing_many_deliveries_merges_each_stored_detail(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        for n in range(7):
+            await ladder.claim_step(
+                f"t{n}",
+                "reminder_dm",
+                due_at=START,
+                now=START,
+                deliveries=[
+                    NewDelivery("dm", "Alice", detail={"address": "x"} if n == 3 else {}),
+                    NewDelivery("dm", "Dave"),
+                ],
+            )
+        rows = await ladder.deliveries()
+        sent = {"message_id": 9, "via": "DM"}
+        await ladder.finish_deliveries(
+            [(r.id, "failed" if r.task_id == "t5" else "sent", sent) for r in rows],
+            START + timedelta(seconds=3),
+            audits=[
+                {
+                    "actor_name": "escalation",
+                    "via": "ladder",
+                    "action": "escalation.dm",
+                    "outcome": "sent",
+                    "task_id": r.task_id,
+                }
+                for r in rows
+            ],
+        )
+        after = {(r.task_id, r.recipient): r for r in await ladder.deliveries()}
+        assert len(after) == 14
+        assert after[("t3", "Alice")].detail == {"address": "x", **sent}
+        assert all(r.detail == sent for k, r in after.items() if k != ("t3", "Alice"))
+        assert {k for k, r in after.items() if r.status == "failed"} == {
+            ("t5", "Alice"),
+            ("t5", "Dave"),
+        }
+        assert all(r.finished_at == START + timedelta(seconds=3) for r in after.values())
+        assert len(await store.audit_entries()) == 14
+    finally:
+        await store.close()
+
+
 def _task(task_id: str) -> Task:
     return Task(id=task_id, title=f"Task {task_id}", priority=Priority.LOW, created_at=START)
