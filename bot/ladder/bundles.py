@@ -11,8 +11,9 @@ recorded as ``skipped``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, overload
 
@@ -21,15 +22,14 @@ from bot.ladder.announcer import DiscordAnnouncer
 from bot.ladder.text import discord_timestamp, fit_lines, task_link
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
-from bot.store.ladder import LadderStore
+from bot.store.ladder import LadderStore, PendingReminder
 from escalation.bundling import Bundle, BundleKey, Notification, plan_bundles, record_sent
 from escalation.deliveries import BUNDLED_CHANNELS, stop_reason
-from escalation.markup import inline_text
+from escalation.markup import code_span, inline_text
 from escalation.notices import PRIORITY_LABELS, STEP_LABELS, late_marker, sms_text
 from escalation.policy import StepKind
 from escalation.ports import (
     DeliveryError,
-    DeliveryRow,
     Messenger,
     Pager,
     RecipientUnreachable,
@@ -37,12 +37,28 @@ from escalation.ports import (
 from escalation.recipients import sms_order
 from escalation.service import LadderService
 
-__all__ = ["Bundler", "Sent"]
+__all__ = ["Bundler", "Sent", "TaskNotRead"]
 
 log = logging.getLogger(__name__)
 
 #: One delivery's outcome in a bundle: the row, its status and detail.
-Sent = tuple[DeliveryRow, str, dict[str, Any]]
+Sent = tuple[PendingReminder, str, dict[str, Any]]
+
+#: The flush lets the loop run after this many pending reminders (thousands in a storm).
+YIELD_EVERY = 500
+
+#: Outcomes (and audits) of a bundle recorded per write.
+FINISH_PAGE = 500
+
+#: Tasks read per query when a bundle needs all of them (an SMS, the DM fallback).
+TASK_PAGE = 500
+
+#: Tasks read per query while formatting a DM (a 2,000-character DM shows about 15 lines).
+DM_TASK_PAGE = 32
+
+
+class TaskNotRead(LookupError):
+    """A line of a DM needs a task that was not read yet (:meth:`Bundler.read_dm_text`)."""
 
 
 class Bundler:
@@ -129,37 +145,32 @@ class Bundler:
         return due
 
     async def flush(self) -> None:
-        """Send what the bundle rules allow now (one DM / one SMS per person and window)."""
+        """Send what the bundle rules allow now (one DM / one SMS per person and window).
+
+        Reads only what the rules need (one narrow query, no task payloads); the tasks are
+        read when a bundle is sent, and only as far as its message shows them."""
         # cleared before reading: a wake-up a tick asks for from now on is kept (see the end)
         self.wake = None
-        rows = await self.ladder_store.deliveries(statuses=["pending"], channels=BUNDLED_CHANNELS)
+        rows = await self.ladder_store.pending_reminders(BUNDLED_CHANNELS)
         if not rows:
             return
         now = self.clock()
-        tasks = {
-            t.task_id: t for t in await self.store.tasks_by_ids(list({r.task_id for r in rows}))
-        }
         live: list[Notification] = []
-        by_id: dict[int, DeliveryRow] = {}
-        for row in rows:
-            tracked = tasks.get(row.task_id)
+        by_id: dict[int, PendingReminder] = {}
+        for index, row in enumerate(rows, 1):
+            kind = StepKind(row.step)
             reason = (
                 "task unknown"
-                if tracked is None
+                if not row.task_known
                 else stop_reason(
-                    StepKind(row.step),
+                    kind,
                     row.channel,
-                    decision=tracked.decision if tracked.is_decided else None,
-                    acknowledged=tracked.acknowledged_at is not None,
+                    decision=row.decision,
+                    acknowledged=row.acknowledged,
                 )
             )
             if reason is not None:
-                await self.ladder_store.finish_delivery(
-                    row.id, "cancelled", {"cancelled": reason}, now
-                )
-                await self.executor.audit(
-                    row.task_id, f"escalation.{row.channel}", "cancelled", reason
-                )
+                await self._cancel(row, reason, now)
                 continue
             by_id[row.id] = row
             live.append(
@@ -167,75 +178,110 @@ class Bundler:
                     recipient=row.recipient,
                     channel=row.channel,
                     task_id=row.task_id,
-                    step=StepKind(row.step),
+                    step=kind,
                     due_at=row.due_at,
                     held_for_quiet_hours=row.held,
                     text=str(row.id),
                 )
             )
+            if index % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands pending in a storm: let due steps run
         plan = plan_bundles(live, self.last_sent, now, self.service.policy.bundle_seconds)
         for bundle in plan.send_now:
             ids = [int(n.text) for n in bundle.items]
             if not await self.ladder_store.claim_deliveries(ids, now):
                 continue
             self.last_sent = record_sent(self.last_sent, [bundle], now)
-            items = [(by_id[i], tasks[by_id[i].task_id]) for i in ids]
-            self._spawn(self.send(bundle, items))
+            self._spawn(self.send(bundle, [by_id[i] for i in ids]))
         # a wake-up asked for by a tick while this flush ran is kept (the earlier wins)
         wakes = [w for w in (self.wake, plan.hold_until) if w is not None]
         self.wake = min(wakes) if wakes else None
 
-    async def send(self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]) -> None:
-        """Send one bundle and record every item's outcome (and audit) in one write."""
+    async def _cancel(self, row: PendingReminder, reason: str, now: datetime) -> None:
+        await self.ladder_store.finish_delivery(row.id, "cancelled", {"cancelled": reason}, now)
+        await self.executor.audit(row.task_id, f"escalation.{row.channel}", "cancelled", reason)
+
+    async def tasks(self, rows: Sequence[PendingReminder]) -> dict[str, TrackedTask]:
+        """The tracked tasks of ``rows`` by id (read in pages: a bundle may hold thousands)."""
+        ids = list(dict.fromkeys(r.task_id for r in rows))
+        found: dict[str, TrackedTask] = {}
+        for start in range(0, len(ids), TASK_PAGE):
+            for tracked in await self.store.tasks_by_ids(ids[start : start + TASK_PAGE]):
+                found[tracked.task_id] = tracked
+        return found
+
+    async def send(self, bundle: Bundle, rows: list[PendingReminder]) -> None:
+        """Send one bundle and record every item's outcome (and audit), a page per write."""
         try:
             if bundle.channel == "dm":
-                results = await self._send_dm(bundle, items)
+                results = await self._send_dm(bundle, rows)
             else:
-                results = await self._send_sms(bundle, items)
+                results = await self._send_sms(bundle, rows)
         except Exception as exc:
             log.exception("sending a bundle to %s failed", bundle.recipient)
-            results = [(row, "failed", {"error": repr(exc)}) for row, _ in items]
-        size = len(items)
-        try:
-            await self.ladder_store.finish_deliveries(
-                [
-                    (row.id, status, {**detail, "bundle_size": size})
-                    for row, status, detail in results
-                ],
-                self.clock(),
-                audits=[
-                    {
-                        "actor_name": ESCALATION_ACTOR.name,
-                        "via": ESCALATION_ACTOR.via,
-                        "action": f"escalation.{row.channel}",
-                        "outcome": status,
-                        "task_id": row.task_id,
-                        "detail": (
-                            f"{row.step} → {row.recipient}"
-                            + (f" (one of {size} in one message)" if size > 1 else "")
-                            + (" [quiet-hours digest]" if bundle.is_digest else "")
-                            + (f": {detail.get('error') or detail.get('note')}" if detail else "")
-                        )[:2000],
-                    }
-                    for row, status, detail in results
-                ],
-            )
-        except Exception:
-            log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
+            results = [(row, "failed", {"error": repr(exc)}) for row in rows]
+        size = len(rows)
+        finished = self.clock()
+        # a page of outcomes per write: formatting and writing thousands at once held the loop
+        # and the writer (the steps coming due meanwhile were late, bench/ladders.py)
+        for start in range(0, len(results), FINISH_PAGE):
+            page = results[start : start + FINISH_PAGE]
+            try:
+                await self.ladder_store.finish_deliveries(
+                    [
+                        (row.id, status, {**detail, "bundle_size": size})
+                        for row, status, detail in page
+                    ],
+                    finished,
+                    audits=[
+                        {
+                            "actor_name": ESCALATION_ACTOR.name,
+                            "via": ESCALATION_ACTOR.via,
+                            "action": f"escalation.{row.channel}",
+                            "outcome": status,
+                            "task_id": row.task_id,
+                            "detail": (
+                                f"{row.step} → {row.recipient}"
+                                + (f" (one of {size} in one message)" if size > 1 else "")
+                                + (" [quiet-hours digest]" if bundle.is_digest else "")
+                                + (
+                                    f": {detail.get('error') or detail.get('note')}"
+                                    if detail
+                                    else ""
+                                )
+                            )[:2000],
+                        }
+                        for row, status, detail in page
+                    ],
+                )
+            except Exception:
+                log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
         if any(status == "unreachable" for _, status, _ in results):
             self._on_fallback()  # a fallback delivery was added
 
-    def dm_text(self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]) -> str:
+    def dm_text(
+        self,
+        bundle: Bundle,
+        rows: Sequence[PendingReminder],
+        tasks: Mapping[str, TrackedTask | None],
+    ) -> str:
         """The reminder DM of a bundle (a digest after quiet hours), at most 2,000 characters.
 
-        Only the lines that fit are formatted (a bundle may hold thousands of reminders)."""
+        Only the lines that fit are formatted (a bundle may hold thousands of reminders).
+        ``tasks``: the tasks read so far (``None``: not in the store); a line whose task was
+        not read yet raises :class:`TaskNotRead` (see :meth:`read_dm_text`)."""
         now = self.clock()
         guild_id = self.settings.discord_guild_id
 
         def line(index: int) -> str:
-            row, tracked = items[index]
+            row = rows[index]
+            if row.task_id not in tasks:
+                raise TaskNotRead(row.task_id)
+            tracked = tasks[row.task_id]
             late = late_marker((now - row.due_at).total_seconds())
             step = STEP_LABELS.get(StepKind(row.step), row.step)
+            if tracked is None:
+                return f"• task {code_span(row.task_id)} [{step}]{late}"
             return (
                 f"• **{inline_text(tracked.task.title)}** "
                 f"({PRIORITY_LABELS.get(tracked.task.priority, tracked.task.priority.value)}) "
@@ -244,23 +290,35 @@ class Bundler:
             )
 
         if bundle.is_digest:
-            head = f"🌙 Quiet hours are over. Held for you overnight ({len(items)}):"
-        elif len(items) == 1:
+            head = f"🌙 Quiet hours are over. Held for you overnight ({len(rows)}):"
+        elif len(rows) == 1:
             head = "⏰ Reminder: a task is waiting for your decision:"
         else:
-            head = f"⏰ Reminder: {len(items)} tasks are waiting for your decision:"
+            head = f"⏰ Reminder: {len(rows)} tasks are waiting for your decision:"
         return fit_lines(
-            head, _Lines(line, len(items)), limit=2000, more="…and {n} more: see /factory pending"
+            head, _Lines(line, len(rows)), limit=2000, more="…and {n} more: see /factory pending"
         )
 
-    async def _send_dm(
-        self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]
-    ) -> list[Sent]:
+    async def read_dm_text(self, bundle: Bundle, rows: Sequence[PendingReminder]) -> str:
+        """:meth:`dm_text`, reading the tasks a page at a time until the lines that fit are
+        formatted: a DM shows a few dozen of a bundle's reminders at most."""
+        tasks: dict[str, TrackedTask | None] = {}
+        read = 0
+        while True:
+            try:
+                return self.dm_text(bundle, rows, tasks)
+            except TaskNotRead:
+                page = rows[read : read + DM_TASK_PAGE]
+                read += len(page)
+                found = await self.tasks(page)
+                tasks.update({r.task_id: found.get(r.task_id) for r in page})
+
+    async def _send_dm(self, bundle: Bundle, rows: list[PendingReminder]) -> list[Sent]:
         person = self.executor.person(bundle.recipient)
         if person is None or person.discord_user_id is None:
-            return [(r, "failed", {"error": "no Discord id in the roster"}) for r, _ in items]
+            return [(r, "failed", {"error": "no Discord id in the roster"}) for r in rows]
         user_id = person.discord_user_id
-        text = self.dm_text(bundle, items)
+        text = await self.read_dm_text(bundle, rows)
         try:
             message_id = await self.executor.retry(
                 "Discord DM", lambda: self.messenger.send_dm(user_id, text)
@@ -268,7 +326,12 @@ class Bundler:
         except RecipientUnreachable as exc:
             # DMs closed (50007): @mention them in a reply to each task message instead
             results: list[Sent] = []
-            for row, tracked in items:
+            tasks = await self.tasks(rows)
+            for row in rows:
+                tracked = tasks.get(row.task_id)
+                if tracked is None:
+                    results.append((row, "failed", {"error": "task unknown", "dm_error": str(exc)}))
+                    continue
                 content = (
                     f"📬 <@{user_id}> I could not DM you: **{inline_text(tracked.task.title)}** "
                     "is waiting "
@@ -287,8 +350,8 @@ class Bundler:
                     results.append((row, "failed", {"error": str(err), "dm_error": str(exc)}))
             return results
         except DeliveryError as exc:
-            return [(r, "failed", {"error": str(exc)}) for r, _ in items]
-        return [(r, "sent", {"message_id": message_id, "via": "DM"}) for r, _ in items]
+            return [(r, "failed", {"error": str(exc)}) for r in rows]
+        return [(r, "sent", {"message_id": message_id, "via": "DM"}) for r in rows]
 
     async def _mention(self, tracked: TrackedTask, content: str, user_id: int) -> int:
         """Reply to the task message pinging ``user_id`` (with retries); the message id."""
@@ -299,15 +362,20 @@ class Bundler:
             ),
         )
 
-    async def _send_sms(
-        self, bundle: Bundle, items: list[tuple[DeliveryRow, TrackedTask]]
-    ) -> list[Sent]:
+    async def _send_sms(self, bundle: Bundle, rows: list[PendingReminder]) -> list[Sent]:
         if self.pager is None:
             log.info("Twilio is not configured: SMS to %s skipped", bundle.recipient)
-            return [(r, "skipped", {"note": "Twilio not configured"}) for r, _ in items]
+            return [(r, "skipped", {"note": "Twilio not configured"}) for r in rows]
         person = self.executor.person(bundle.recipient)
         if person is None or person.phone is None:
-            return [(r, "failed", {"error": "no phone in the roster"}) for r, _ in items]
+            return [(r, "failed", {"error": "no phone in the roster"}) for r in rows]
+        tasks = await self.tasks(rows)
+        gone: list[Sent] = [
+            (r, "failed", {"error": "task unknown"}) for r in rows if r.task_id not in tasks
+        ]
+        items = [(r, tasks[r.task_id]) for r in rows if r.task_id in tasks]
+        if not items:
+            return gone
         phone = person.phone
         pager = self.pager
         service = self.executor
@@ -347,10 +415,10 @@ class Bundler:
                         },
                     )
                 )
-            return results
+            return gone + results
         except DeliveryError as exc:
-            return [(r, "failed", {"error": str(exc), "phone": phone}) for r, _ in items]
-        return [(r, "sent", {"sid": sid, "phone": phone, "via": "SMS"}) for r, _ in items]
+            return gone + [(r, "failed", {"error": str(exc), "phone": phone}) for r, _ in items]
+        return gone + [(r, "sent", {"sid": sid, "phone": phone, "via": "SMS"}) for r, _ in items]
 
 
 class _Lines(Sequence[str]):

@@ -32,6 +32,7 @@ from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
 from .database import Database, driver_cursor
+from .reminders import PendingReminder, pending_reminders
 from .rows import from_ts
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "LadderStepRow",
     "LadderStore",
     "NewDelivery",
+    "PendingReminder",
 ]
 
 _CHUNK = 500
@@ -70,6 +72,8 @@ _AUDIT_COLUMNS = (
     "detail",
 )
 
+_AUDIT_COLUMN_SET = frozenset(_AUDIT_COLUMNS)
+
 
 def _insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
     marks = ", ".join("?" for _ in columns)
@@ -81,7 +85,12 @@ _INSERT_STEP = _insert_sql(
 )
 _INSERT_DELIVERY = _insert_sql("escalation_deliveries", _DELIVERY_COLUMNS)
 _INSERT_AUDIT = _insert_sql("audit", _AUDIT_COLUMNS)
-_DELIVERY_DETAILS = "SELECT id, detail FROM escalation_deliveries WHERE id IN ({marks})"
+_DELIVERY_DETAILS = (
+    "SELECT id, detail FROM escalation_deliveries WHERE id IN ({marks}) AND detail IS NOT NULL"
+)
+_FINISH_DELIVERIES = (
+    "UPDATE escalation_deliveries SET status = ?, finished_at = ?, detail = ? WHERE id IN ({marks})"
+)
 _FINISH_DELIVERY = (
     "UPDATE escalation_deliveries SET status = ?, finished_at = ?, detail = ? WHERE id = ?"
 )
@@ -95,7 +104,7 @@ def _audit_values(row: dict[str, Any]) -> tuple[Any, ...]:
     """An audit row (columns of ``bot.store.tables.audit``) as :data:`_INSERT_AUDIT` values.
 
     Raises ``ValueError`` for a key that is not an audit column."""
-    unknown = set(row) - set(_AUDIT_COLUMNS)
+    unknown = row.keys() - _AUDIT_COLUMN_SET
     if unknown:
         raise ValueError(f"not audit columns: {sorted(unknown)}")
     return tuple(row.get(c) for c in _AUDIT_COLUMNS)
@@ -301,6 +310,11 @@ class LadderStore:
             query = query.where(c.channel.in_(list(channels)))
         return await self.db.read(lambda conn: [_delivery(r) for r in conn.execute(query)])
 
+    async def pending_reminders(self, channels: Sequence[str]) -> list[PendingReminder]:
+        """Pending deliveries on ``channels`` with their task's stopping state: the bundler's
+        read (:func:`bot.store.reminders.pending_reminders`)."""
+        return await pending_reminders(self.db, channels)
+
     async def claim_deliveries(self, ids: Sequence[int], now: datetime) -> bool:
         """Compare-and-set ``pending`` → ``claimed`` for all of ``ids`` (all or nothing)."""
         if not ids:
@@ -346,8 +360,8 @@ class LadderStore:
         ts = now.timestamp()
         audit_values = [_audit_values({"at": ts, **audit}) for audit in audits]
 
-        # through the driver: a bundle of thousands of reminders is finished in one unit, and
-        # the writer's other units (steps being claimed) wait for it (bench/ladders.py)
+        # through the driver: the bundler finishes hundreds of reminders in one unit, and the
+        # writer's other units (steps being claimed) wait for it (bench/ladders.py)
         def work(conn: Connection) -> None:
             cursor, sql = driver_cursor(conn)
             stored: dict[int, str | None] = {}
@@ -357,13 +371,27 @@ class LadderStore:
                     sql(_DELIVERY_DETAILS.format(marks=", ".join("?" * len(chunk)))), chunk
                 )
                 stored.update(cursor.fetchall())
-            changes = []
+            # a row without a stored detail gets the outcome's as it is: the rows of a bundle
+            # share it, so they are updated together (one statement per 500, not one per row)
+            merged: list[tuple[str, float, str, int]] = []
+            shared: dict[tuple[str, str], list[int]] = {}
             for delivery_id, status, detail in outcomes:
                 old = stored.get(delivery_id)
-                merged = {**(json.loads(old) if old else {}), **detail}
-                changes.append((status, ts, json.dumps(merged), delivery_id))
-            if changes:
-                cursor.executemany(sql(_FINISH_DELIVERY), changes)
+                if old:
+                    merged.append(
+                        (status, ts, json.dumps({**json.loads(old), **detail}), delivery_id)
+                    )
+                else:
+                    shared.setdefault((status, json.dumps(detail)), []).append(delivery_id)
+            if merged:
+                cursor.executemany(sql(_FINISH_DELIVERY), merged)
+            for (status, text), group in shared.items():
+                for start in range(0, len(group), _CHUNK):
+                    chunk = group[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    cursor.execute(
+                        sql(_FINISH_DELIVERIES.format(marks=marks)), (status, ts, text, *chunk)
+                    )
             if audit_values:
                 cursor.executemany(sql(_INSERT_AUDIT), audit_values)
 

@@ -482,14 +482,14 @@ async def test_a_wake_up_during_a_slow_bundle_flush_does_not_spin(make_rig: Any)
     await rig.at(START + timedelta(seconds=100))
     assert len(rig.messenger.dms) == 1  # b waits for the window that ends at 180 s
     store = rig.runtime.ladder_store
-    read = store.deliveries
+    read = store.pending_reminders
     gate = asyncio.Event()
 
-    async def slow_read(**filters: Any) -> Any:
+    async def slow_read(channels: Any) -> Any:
         await gate.wait()
-        return await read(**filters)
+        return await read(channels)
 
-    store.deliveries = slow_read  # type: ignore[method-assign]
+    store.pending_reminders = slow_read  # type: ignore[method-assign]
     rig.clock.now = START + timedelta(seconds=180)
     await rig.runtime.tick()  # starts the flush, which waits on the gate
     rig.runtime._kick.clear()  # what the worker does before each tick

@@ -1,0 +1,175 @@
+"""The bundler's reminder DM and its read of the store (the rig of ``test_ladder_runtime``).
+
+A bundle of many reminders is one DM that lists the ones that fit in 2,000 characters; the
+flush reads only the columns its rules need, and a DM reads only the tasks it shows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot.ladder import bundles
+from bot.store import Store
+from bot.store.ladder import LadderStore, NewDelivery
+from escalation.models import Priority, Task, TaskDecision, TaskStatus
+from tests.bot_unit.test_ladder_runtime import (  # noqa: F401 (make_rig: a fixture)
+    ALICE,
+    START,
+    make_rig,
+)
+
+
+async def test_a_big_bundle_is_one_dm_listing_what_fits_and_reads_only_those_tasks(
+    make_rig: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bundles, "FINISH_PAGE", 16)  # the outcomes are written in 4 pages
+    rig = await make_rig(
+        escalation_bundle_seconds=120, escalation_mention_after_seconds=3600, roster=(ALICE,)
+    )
+    await rig.add_task("a", created=START, sla_seconds=7200)
+    await rig.at(START + timedelta(seconds=60))  # a's reminder opens Alice's window
+    assert len(rig.messenger.dms) == 1
+    for n in range(60):
+        await rig.add_task(
+            f"b{n:02d}",
+            created=START + timedelta(seconds=10 + n // 2),
+            sla_seconds=7200,
+            priority=Priority.LOW,
+        )
+    await rig.at(START + timedelta(seconds=100))  # every b reminder held in the window
+    assert len(rig.messenger.dms) == 1
+    store = rig.bridge.store
+    read = store.tasks_by_ids
+    ids_read: list[str] = []
+
+    async def counting(task_ids: Any) -> Any:
+        ids_read.extend(task_ids)
+        return await read(task_ids)
+
+    store.tasks_by_ids = counting
+    await rig.at(START + timedelta(seconds=180))
+    assert len(rig.messenger.dms) == 2
+    user, text = rig.messenger.dms[1]
+    lines = text.split("\n")
+    assert user == 11 and len(text) <= 2000
+    assert lines[0] == "⏰ Reminder: 60 tasks are waiting for your decision:"
+    deadline = int((START + timedelta(seconds=10 + 7200)).timestamp())
+    assert lines[1] == (
+        f"• **Task b00** (🔵 Low) SLA deadline <t:{deadline}:R> [reminder DM] (late by 1 min) "
+        "https://discord.com/channels/1/100/5002"
+    )
+    shown = len(lines) - 2
+    assert lines[-1] == f"…and {60 - shown} more: see /factory pending"
+    assert [line.split("**")[1] for line in lines[1:-1]] == [f"Task b{n:02d}" for n in range(shown)]
+    assert len(ids_read) < 60  # only the tasks of the lines shown (a page of them)
+    rows = await rig.runtime.ladder_store.deliveries(channels=["dm"])
+    assert {r.status for r in rows} == {"sent"} and len(rows) == 61
+    assert all(r.detail["bundle_size"] == 60 for r in rows if r.task_id != "a")
+    audit = [
+        a for a in await store.audit_entries() if a.action == "escalation.dm" and a.task_id != "a"
+    ]
+    assert len(audit) == 60
+    # (": None": a sent DM's detail has neither an error nor a note; kept as it was)
+    assert {a.detail for a in audit} == {"reminder_dm → Alice (one of 60 in one message): None"}
+
+
+async def test_pending_reminders_carry_what_stops_them(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        for task_id in ("open", "acked", "decided"):
+            await store.upsert_task(_task(task_id), START + timedelta(hours=1))
+        await store.set_acknowledged("acked", 11, "alice", START)
+        decided = _task("decided").model_copy(
+            update={
+                "status": TaskStatus.COMPLETED,
+                "decision": TaskDecision.APPROVED,
+                "decided_at": START,
+            }
+        )
+        await store.upsert_task(decided, START + timedelta(hours=1))
+        for task_id in ("open", "acked", "decided", "gone"):
+            await ladder.claim_step(
+                task_id,
+                "reminder_dm",
+                due_at=START,
+                now=START + timedelta(seconds=2),
+                deliveries=[NewDelivery("dm", "Alice", held=task_id == "open")],
+            )
+        await ladder.claim_step(
+            "open", "sla_breach", due_at=START, now=START, deliveries=[NewDelivery("sms", "Dave")]
+        )
+        sms = [r.id for r in await ladder.deliveries(channels=["sms"])]
+        assert await ladder.claim_deliveries(sms, START)  # claimed: no longer pending
+
+        rows = await ladder.pending_reminders(["dm", "sms"])
+        assert [r.task_id for r in rows] == ["open", "acked", "decided", "gone"]
+        by_task = {r.task_id: r for r in rows}
+        assert (by_task["open"].held, by_task["open"].due_at) == (True, START)
+        assert (by_task["open"].step, by_task["open"].channel) == ("reminder_dm", "dm")
+        assert by_task["open"].recipient == "Alice"
+        assert [(r.task_known, r.decision, r.acknowledged) for r in rows] == [
+            (True, None, False),
+            (True, None, True),
+            (True, "approved", False),
+            (False, None, False),
+        ]
+        assert await ladder.pending_reminders(["sms"]) == []
+        assert await ladder.pending_reminders([]) == []
+    finally:
+        await store.close()
+
+
+async def test_finishing_many_deliveries_merges_each_stored_detail(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        for n in range(7):
+            await ladder.claim_step(
+                f"t{n}",
+                "reminder_dm",
+                due_at=START,
+                now=START,
+                deliveries=[
+                    NewDelivery("dm", "Alice", detail={"address": "x"} if n == 3 else {}),
+                    NewDelivery("dm", "Dave"),
+                ],
+            )
+        rows = await ladder.deliveries()
+        sent = {"message_id": 9, "via": "DM"}
+        await ladder.finish_deliveries(
+            [(r.id, "failed" if r.task_id == "t5" else "sent", sent) for r in rows],
+            START + timedelta(seconds=3),
+            audits=[
+                {
+                    "actor_name": "escalation",
+                    "via": "ladder",
+                    "action": "escalation.dm",
+                    "outcome": "sent",
+                    "task_id": r.task_id,
+                }
+                for r in rows
+            ],
+        )
+        after = {(r.task_id, r.recipient): r for r in await ladder.deliveries()}
+        assert len(after) == 14
+        assert after[("t3", "Alice")].detail == {"address": "x", **sent}
+        assert all(r.detail == sent for k, r in after.items() if k != ("t3", "Alice"))
+        assert {k for k, r in after.items() if r.status == "failed"} == {
+            ("t5", "Alice"),
+            ("t5", "Dave"),
+        }
+        assert all(r.finished_at == START + timedelta(seconds=3) for r in after.values())
+        assert len(await store.audit_entries()) == 14
+    finally:
+        await store.close()
+
+
+def _task(task_id: str) -> Task:
+    return Task(id=task_id, title=f"Task {task_id}", priority=Priority.LOW, created_at=START)
