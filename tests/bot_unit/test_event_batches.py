@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from bot.store import NewEvent, Recorded, Store
 from bot.store.fingerprint import encode_event, event_fingerprint
-from tests.support.pg_database import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 
 
 def event(n: int, *, channel: str | None = None, **data: Any) -> dict[str, Any]:

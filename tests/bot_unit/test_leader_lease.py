@@ -24,7 +24,7 @@ from bot.store import Store
 from bot.store import tables as t
 from bot.store.ladder import LadderStore
 from escalation.models import Priority, Task, TaskStatus, TaskType
-from tests.support.pg_database import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 
 LEASE = 10.0
 

@@ -27,8 +27,8 @@ from sqlalchemy.engine import make_url
 from bot.app import EXIT_DEPOSED
 from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World, free_port
+from tests.support.databases import fresh_postgres_database
 from tests.support.harness import BridgeProcess, wait_until
-from tests.support.pg_database import fresh_postgres_database
 
 #: The lease and the ladder of these tests (seconds).
 REPLICA = {

@@ -5,7 +5,8 @@ a role that may create databases). The session creates one database of its own o
 (``fbtest_<pid>_<random>``, dropped at the end), and every test gets a fresh **schema** in it:
 the URL it is handed carries ``options=-csearch_path=<schema>``, so the store, Alembic and a
 bridge subprocess given that URL all work inside that schema. Without ``TEST_DATABASE_URL`` the
-PostgreSQL variants skip with :data:`SKIP_REASON`.
+PostgreSQL variants skip with :data:`SKIP_REASON`. A test that needs a whole database of its own
+(several bridge processes sharing it, say) takes :func:`fresh_postgres_database` instead.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
 
 import psycopg
+import pytest
 from psycopg import sql
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "PostgresServer",
     "check_redis",
     "configured_database_url",
+    "fresh_postgres_database",
     "with_search_path",
 ]
 
@@ -91,6 +96,30 @@ class PostgresServer:
         with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
             conn.execute("SET lock_timeout = '5s'")
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """Create the database ``<prefix>_<random hex>`` on the server of ``TEST_DATABASE_URL``,
+    yield its SQLAlchemy URL (``postgresql+psycopg://…``), and drop it afterwards.
+
+    Skips the test with :data:`SKIP_REASON` when ``TEST_DATABASE_URL`` is unset.
+    """
+    configured = configured_database_url()
+    if configured is None:
+        pytest.skip(SKIP_REASON)
+    admin = _libpq(configured)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        own = urlsplit(admin)._replace(path=f"/{name}").geturl()
+        yield "postgresql+psycopg://" + own.split("://", 1)[1]
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def check_postgres(url: str) -> str | None:
