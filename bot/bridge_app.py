@@ -325,6 +325,9 @@ class BridgeApp:
                 await hook()
         self.processor.start()
         self._started = True
+        # a standby froze its start-up long before it took over; what leading built (the
+        # ladder's timers and history for every open task) lives as long, so freeze it too
+        _freeze_startup_objects()
         log.info("leader: Discord session ready, timers armed, processing events")
 
     def _deposed(self, reason: str) -> None:
