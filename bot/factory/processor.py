@@ -182,7 +182,9 @@ class EventProcessor:
         self._handled: list[str] = []  # handled, not yet marked in the store
         # marks being written: stop() waits for them, even when it cancelled their caller
         self._flushing: set[asyncio.Future[None]] = set()
-        self._submitted: deque[tuple[str, FactoryEvent]] = deque()
+        # submitted, not taken yet, in arrival order; by id, so that a store read takes an
+        # event's parsed copy from here instead of parsing its body again
+        self._submitted: OrderedDict[str, FactoryEvent] = OrderedDict()
         self._read_store = True  # the store may hold events not submitted in memory
         self._scanned: OrderedDict[str, None] = OrderedDict()  # read from the store
         self._backlog: deque[_Item] = deque()  # taken, not attempted yet (an outage began)
@@ -198,7 +200,7 @@ class EventProcessor:
         Call only for :attr:`bot.store.Recorded.NEW` events, after the write committed: the
         store is the record, memory only saves reading it back.
         """
-        self._submitted.append((event_id, event))
+        self._submitted[event_id] = event
         self._wake.set()
 
     def rescan(self) -> None:
@@ -297,20 +299,31 @@ class EventProcessor:
         return []
 
     async def _read_run(self) -> _Run:
-        """The next events from the store, parsed; the store is read until it has none left.
+        """The next events from the store, parsed; the store is read until it has none left
+        that was not also submitted in memory.
 
-        Events waiting for a retry are unprocessed in the store too: they are skipped.
+        Events waiting for a retry are unprocessed in the store too: they are skipped. An event
+        read from the store that is also waiting in memory is taken with its parsed copy (not
+        parsed again). A read that finds only such events ends the store reads: the rest of
+        them are in memory, in order, so an intake storing faster than the processor handles
+        is followed from memory instead of by reading its backlog back from the store.
         """
         records = await self.store.unprocessed_events(RUN_SIZE + len(self._held))
         records = [r for r in records if r.event_id not in self._held][:RUN_SIZE]
-        self._read_store = bool(records)
+        only_in_memory = True
         run: _Run = []
         for record in records:
+            event = self._submitted.pop(record.event_id, None)
+            if event is not None:
+                run.append((record.event_id, record.type, event))
+                continue
+            only_in_memory = False
             self._scanned[record.event_id] = None
             try:
                 run.append((record.event_id, record.type, parse_event(record.body)))
             except (EventValidationError, UnknownEventType) as exc:
                 run.append((record.event_id, record.type, exc))
+        self._read_store = not only_in_memory
         while len(self._scanned) > SCANNED_MEMORY:
             self._scanned.popitem(last=False)
         return run
@@ -319,7 +332,7 @@ class EventProcessor:
         """The next submitted events, without those already taken from the store."""
         run: _Run = []
         while self._submitted and len(run) < RUN_SIZE:
-            event_id, event = self._submitted.popleft()
+            event_id, event = self._submitted.popitem(last=False)
             if event_id in self._scanned:  # already taken from the store
                 del self._scanned[event_id]
                 continue

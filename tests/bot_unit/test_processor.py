@@ -131,6 +131,27 @@ async def test_an_event_read_from_the_store_and_submitted_too_is_handled_once(
     assert handler.calls == ["a", "b"]
 
 
+async def test_a_store_read_that_finds_only_submitted_events_takes_them_and_ends_the_reads(
+    store: CountingStore,
+) -> None:
+    # an intake storing faster than the processor handles: the store holds what memory holds
+    submitted = [await record(store, f"p{i:03}") for i in range(250)]
+    seen: list[FactoryEvent] = []
+
+    async def handle(event: FactoryEvent) -> None:
+        seen.append(event)
+
+    processor = EventProcessor(store, handle)
+    for event_id, event in submitted:
+        processor.submit(event_id, event)
+    processor.start()
+    await wait_until(lambda: len(seen) == 250, what="every event handled")
+    await processor.stop()
+    assert store.reads == 1  # not one read per 100 events of the backlog
+    assert all(a is b for a, (_, b) in zip(seen, submitted, strict=True))  # never parsed again
+    assert await store.unprocessed_events() == []
+
+
 async def test_a_failing_event_is_retried_without_holding_up_the_events_after_it(
     store: Store,
 ) -> None:
