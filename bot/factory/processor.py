@@ -59,6 +59,9 @@ _Run = list[_Item]
 RUN_SIZE = 100
 #: Ids read from the store that are remembered, so that their in-memory copy is skipped.
 SCANNED_MEMORY = 50_000
+#: Events handed over in memory and not taken yet, at most; beyond this the store is the queue
+#: (an intake storing faster than the events are handled must not grow memory without bound).
+SUBMITTED_MEMORY = 10_000
 #: Longest backoff between two attempts of one event (seconds).
 MAX_BACKOFF_SECONDS = 30.0
 #: Transient failures in a row (no success between) that mean a dependency is down.
@@ -186,6 +189,7 @@ class EventProcessor:
         # event's parsed copy from here instead of parsing its body again
         self._submitted: OrderedDict[str, FactoryEvent] = OrderedDict()
         self._read_store = True  # the store may hold events not submitted in memory
+        self._overflows = 0  # submitted events left to the store because memory was full
         self._scanned: OrderedDict[str, None] = OrderedDict()  # read from the store
         self._backlog: deque[_Item] = deque()  # taken, not attempted yet (an outage began)
         self._chains: dict[str, deque[_Item]] = {}  # key → events waiting; the head is retried
@@ -200,7 +204,11 @@ class EventProcessor:
         Call only for :attr:`bot.store.Recorded.NEW` events, after the write committed: the
         store is the record, memory only saves reading it back.
         """
-        self._submitted[event_id] = event
+        if len(self._submitted) < SUBMITTED_MEMORY:
+            self._submitted[event_id] = event
+        else:  # memory is full: the store is the queue until a read finds it drained
+            self._overflows += 1
+            self._read_store = True
         self._wake.set()
 
     def rescan(self) -> None:
@@ -306,9 +314,14 @@ class EventProcessor:
         read from the store that is also waiting in memory is taken with its parsed copy (not
         parsed again). A read that finds only such events ends the store reads: the rest of
         them are in memory, in order, so an intake storing faster than the processor handles
-        is followed from memory instead of by reading its backlog back from the store.
+        is followed from memory instead of by reading its backlog back from the store — unless
+        memory was full (:data:`SUBMITTED_MEMORY`) when an event was submitted: then the store
+        is read until a read finds no more than it asked for.
         """
-        records = await self.store.unprocessed_events(RUN_SIZE + len(self._held))
+        overflows = self._overflows
+        limit = RUN_SIZE + len(self._held)
+        records = await self.store.unprocessed_events(limit)
+        drained = len(records) < limit
         records = [r for r in records if r.event_id not in self._held][:RUN_SIZE]
         only_in_memory = True
         run: _Run = []
@@ -323,7 +336,9 @@ class EventProcessor:
                 run.append((record.event_id, record.type, parse_event(record.body)))
             except (EventValidationError, UnknownEventType) as exc:
                 run.append((record.event_id, record.type, exc))
-        self._read_store = not only_in_memory
+        if drained and overflows == self._overflows:
+            self._overflows = 0  # every event left to the store was in this read
+        self._read_store = not only_in_memory or self._overflows > 0
         while len(self._scanned) > SCANNED_MEMORY:
             self._scanned.popitem(last=False)
         return run

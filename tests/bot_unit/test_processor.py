@@ -10,6 +10,7 @@ import discord
 import pytest
 from sqlalchemy import select
 
+from bot.factory import processor as processor_module
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.factory.events import FactoryEvent, parse_event
 from bot.factory.processor import EventProcessor, permanent_reason
@@ -322,3 +323,27 @@ def discord_error(status: int, message: Any) -> discord.HTTPException:
 )
 def test_permanent_errors_are_told_from_transient_ones(exc: BaseException, permanent: bool) -> None:
     assert (permanent_reason(exc) is not None) is permanent
+
+
+async def test_a_flood_beyond_memory_is_handled_from_the_store_in_order(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the intake stores faster than events are handled: memory holds at most SUBMITTED_MEMORY,
+    # the rest waits in the store, and nothing is lost or reordered
+    monkeypatch.setattr(processor_module, "SUBMITTED_MEMORY", 50)
+    submitted = [await record(store, f"f{i:03}") for i in range(260)]
+    seen: list[FactoryEvent] = []
+
+    async def handle(event: FactoryEvent) -> None:
+        seen.append(event)
+
+    processor = EventProcessor(store, handle)
+    for event_id, event in submitted:
+        processor.submit(event_id, event)
+    assert processor.queue_depth() == 50  # not 260
+    processor.start()
+    await wait_until(lambda: len(seen) == 260, what="every event handled")
+    await processor.stop()
+    order = [event.raw["data"]["pipelineId"] for event in seen]
+    assert order == [event.raw["data"]["pipelineId"] for _, event in submitted]
+    assert await store.unprocessed_events() == []
