@@ -384,6 +384,7 @@ class BridgeApp:
             with contextlib.suppress(Exception):
                 await self.pager.aclose()
         await self.bridge.stop()  # background re-sends: what they carry stays in flight
+        await self.notifier.feed.close()  # waiting feed lines: posted within a short timeout
         await self.notifier.edits.close()  # waiting edits: the next start renders anew
         await self.client.close()
         if self._client_task is not None:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     #: message edits the bridge sends per channel per DISCORD_CHANNEL_RATE_WINDOW_SECONDS
     #: (bot.discord.edit_queue; Discord: edits are rate limited per channel too)
     discord_edit_rate_limit: int = Field(default=5, ge=1)
+    #: feed lines kept waiting per channel before the oldest are dropped (and said so in the
+    #: channel; bot.discord.feed)
+    discord_feed_max_pending: int = Field(default=500, ge=1)
     #: first pause, in seconds, of edits to a channel's messages older than 1 h after Discord
     #: answered 30046 (doubles while it keeps answering so, up to 15 min; bot.discord.edit_queue)
     discord_old_edit_backoff_seconds: float = Field(default=60.0, gt=0)

@@ -22,6 +22,7 @@ import discord
 from bot.channel_map import ALERT_EVENT_TYPES, event_channels
 from bot.discord.edit_queue import EditQueue
 from bot.discord.embeds import NextStep, discord_timestamp, task_embed
+from bot.discord.feed import FeedQueue
 from bot.discord.limits import NO_PINGS, fit_content, fit_message
 from bot.discord.pacing import ChannelPacer
 from bot.discord.views import task_view
@@ -206,6 +207,13 @@ class DiscordNotifier:
         #: (``async (task_id, MessageGone | ChannelUnavailable | Exception)``; set by the app)
         self.on_edit_fault: Callable[[str, Exception], Awaitable[None]] | None = None
         self._late: set[asyncio.Task[None]] = set()
+        #: feed-channel posts, queued and coalesced so they never hold up the caller
+        #: (bot.discord.feed; closed by the app on stop)
+        self.feed = FeedQueue(
+            lambda channel_id, text: self.send(channel_id, text),
+            pacer=self.pacer,
+            max_pending=settings.discord_feed_max_pending,
+        )
 
     def channel(self, channel_id: int) -> discord.PartialMessageable:
         """A channel handle that needs no cache (works before the guild is chunked)."""
@@ -429,7 +437,8 @@ class DiscordNotifier:
         """Post an informational event to its channels (:func:`bot.channel_map.event_channels`).
 
         The factory's SLA events go to :attr:`sla_alerts` when set (they ping, once per
-        moment: :mod:`bot.sla_events`).
+        moment: :mod:`bot.sla_events`). Lines for the feed channel are queued on :attr:`feed`
+        (posted coalesced in the background), so a burst of them holds up nothing.
         """
         if self.sla_alerts is not None and event.type in SLA_EVENT_TYPES:
             await self.sla_alerts(event)
@@ -440,8 +449,12 @@ class DiscordNotifier:
         text = event_text(event)
         if text is None:
             return
+        urgent = event.type in ALERT_EVENT_TYPES
         for channel_id in channels:
-            await self.send(channel_id, text, urgent=event.type in ALERT_EVENT_TYPES)
+            if not urgent and channel_id == self.settings.discord_feed_channel_id:
+                self.feed.submit(channel_id, text)
+            else:
+                await self.send(channel_id, text, urgent=urgent)
 
     async def send_dm(self, user_id: int, content: str) -> None:
         """DM ``user_id`` (paced like any message, no pings, cut to 2000 characters).

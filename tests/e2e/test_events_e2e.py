@@ -196,7 +196,10 @@ async def test_alert_deploy_and_feed_events_go_to_their_channels(
     def contents(channel_id: int) -> list[str]:
         return [m.content for m in posted(world, channel_id)]
 
-    await world.discord.wait_for(lambda: len(contents(FEED_CHANNEL_ID)) >= 3, 10)
+    def feed_lines() -> list[str]:  # feed posts are coalesced: several lines per message
+        return [line for text in contents(FEED_CHANNEL_ID) for line in text.split("\n")]
+
+    await world.discord.wait_for(lambda: len(feed_lines()) >= 3, 10)
     await world.discord.wait_for(lambda: len(contents(DEPLOYS_CHANNEL_ID)) >= 3, 10)
     await world.discord.wait_for(lambda: len(contents(ALERTS_CHANNEL_ID)) >= 4, 10)
     alerts = contents(ALERTS_CHANNEL_ID)
@@ -210,7 +213,7 @@ async def test_alert_deploy_and_feed_events_go_to_their_channels(
     assert "started" in deploys[0] and "1.4.0" in deploys[0]
     assert "succeeded" in deploys[1] and "https://ghl.example.com" in deploys[1]
     assert "failed" in deploys[2] and "health check failed" in deploys[2]
-    feed = contents(FEED_CHANNEL_ID)
+    feed = feed_lines()
     assert len(feed) == 3
     assert "created" in feed[0].lower()
     assert "review → staging" in feed[1]

@@ -214,7 +214,10 @@ async def test_factory_text_never_pings_on_any_message_kind(
 
     await wait_until(lambda: alert_with("Incident report"), timeout=20, what="incident report")
     await world.discord.wait_for(lambda: len(bot_posts(world, DEPLOYS_CHANNEL_ID)) >= 2, 10)
-    await world.discord.wait_for(lambda: len(bot_posts(world, FEED_CHANNEL_ID)) >= 2, 10)
+    # feed posts are coalesced: count lines, not messages
+    await world.discord.wait_for(
+        lambda: sum(len(m.content.split("\n")) for m in bot_posts(world, FEED_CHANNEL_ID)) >= 2, 10
+    )
     await world.discord.wait_for(lambda: bool(world.discord.dm_messages(alice.id)), 10)
 
     everyone_pings: list[RecordedMessage] = []
