@@ -123,12 +123,19 @@ def level_of(recipient: str) -> int | None:
 def reported_level(outcome: Mapping[str, Any]) -> int | None:
     """The highest level a finished step reported to the factory (an ``escalate`` delivery
     ``sent`` in its stored outcome, :func:`escalation.executor.step_outcome`), or ``None``."""
-    levels = [
-        level_of(str(d.get("recipient", "")))
-        for d in outcome.get("deliveries") or ()
-        if isinstance(d, Mapping) and d.get("channel") == "escalate" and d.get("status") == "sent"
-    ]
-    return max((n for n in levels if n is not None), default=None)
+    # read on every wake-up for every step row of the task (escalation.service._kept): a
+    # plain loop, and an exact type test first (an ABC isinstance check costs more)
+    best: int | None = None
+    for d in outcome.get("deliveries") or ():
+        if (
+            (d.__class__ is dict or isinstance(d, Mapping))
+            and d.get("channel") == "escalate"
+            and d.get("status") == "sent"
+        ):
+            n = level_of(str(d.get("recipient", "")))
+            if n is not None and (best is None or n > best):
+                best = n
+    return best
 
 
 def escalate_levels(kind: StepKind, reported: Collection[int], *, closed: bool) -> list[int]:

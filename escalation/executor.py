@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
+    CHANNEL_RANK,
     LEVEL_LABELS,
     MAX_LEVEL,
     NewDelivery,
     level_of,
-    next_own,
     step_level,
     stop_reason,
 )
@@ -69,14 +69,17 @@ async def with_retries(
     *,
     delays: Sequence[float],
     sleep: Callable[[float], Awaitable[object]],
+    first_attempt: int = 1,
 ) -> T:
     """Run ``action``; retry a retryable :class:`~escalation.ports.DeliveryError` after each
     of ``delays`` seconds (or its ``retry_after`` when longer), then raise it.
 
-    ``what`` names the action in the log. Any other exception is raised at once.
+    ``what`` names the action in the log, where attempts are counted from ``first_attempt``
+    (a caller that made the first attempt itself passes 2). Any other exception is raised
+    at once.
     """
     waits = (*delays, None)
-    for attempt, delay in enumerate(waits, start=1):
+    for attempt, delay in enumerate(waits, start=first_attempt):
         try:
             return await action()
         except DeliveryError as exc:
@@ -139,33 +142,45 @@ class DeliveryExecutor:
         self.sleep = sleep
         self.unreachable: set[str] = set()
         self.new_bundle_keys: set[tuple[str, str]] = set()
+        # deliveries added by fallback(): run_step re-reads its rows when this moves
+        self._added = 0
 
     def person(self, key: str) -> Person | None:
         """The roster person with this key (name)."""
-        return next((p for p in self.roster.people() if p.key == key), None)
+        for p in self.roster.people():
+            if p.key == key:
+                return p
+        return None
 
-    async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> None:
+    async def run_step(self, task: LadderTask, kind: StepKind, late: float) -> dict[str, Any]:
         """Do the step's own deliveries (not DM/SMS: the bundler's; none due later) in
-        :func:`next_own` order, re-checking the task before each (:func:`stop_reason`), then
+        :func:`~escalation.deliveries.next_own` order, re-checking the task before each (:func:`stop_reason`), then
         finish the step.
 
-        ``late`` is how late the step is taken, seconds (stored with the step)."""
+        The step's deliveries are read once and kept in hand: a delivery is only done after
+        its compare-and-set claim (:meth:`~escalation.ports.LadderRepository.claim_deliveries`)
+        succeeds, so a row some other writer took meanwhile is skipped. They are read again
+        when this executor added one (a fallback) or is about to cancel one (the stored row
+        may be settled already), and once at the end for the step's outcome (the bundler may
+        have sent its DMs and SMS meanwhile).
+
+        ``late`` is how late the step is taken, seconds (stored with the step). Returns the
+        step's stored outcome (:func:`step_outcome`)."""
         task_id = task.task_id
+        step = kind.value
+        repository = self.repository
+        rows = await repository.deliveries(task_id=task_id, step=step)
+        added = self._added
+        own = _own_pending(rows)
+        done: set[int] = set()  # rows of ``own`` settled (or taken by another writer)
         while True:
-            rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
             now = self.clock()
-            pending = [
-                r
-                for r in rows
-                if r.status == "pending"
-                and r.channel not in BUNDLED_CHANNELS
-                # a delivery due later is not the step's to do now: the next person's call
-                # after an unanswered one waits ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
-                and r.due_at <= now
-            ]
-            if not pending:
+            # the next by next_own's order; a delivery due later is not the step's to do now:
+            # the next person's call after an unanswered one waits
+            # ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
+            row = next((r for r in own if r.due_at <= now and r.id not in done), None)
+            if row is None:
                 break
-            row = next_own(pending)
             fresh = await self.tasks.get(task_id) or task
             reason = stop_reason(
                 kind,
@@ -174,49 +189,61 @@ class DeliveryExecutor:
                 acknowledged=fresh.acknowledged_at is not None,
             )
             if reason is not None:
-                await self.repository.finish_delivery(
-                    row.id, "cancelled", {"cancelled": reason}, self.clock()
-                )
+                own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
+                if any(r.id == row.id for r in own):
+                    await repository.finish_delivery(
+                        row.id, "cancelled", {"cancelled": reason}, self.clock()
+                    )
+                done.add(row.id)
                 continue
-            if not await self.repository.claim_deliveries([row.id], self.clock()):
+            done.add(row.id)
+            if not await repository.claim_deliveries([row.id], self.clock()):
                 continue
             try:
                 status, detail = await self._deliver(fresh, kind, row.channel, row.recipient, late)
             except Exception as exc:  # a bug must not leave the row claimed forever
                 log.exception("delivery %s of task %s failed", row.channel, task_id)
                 status, detail = "failed", {"error": repr(exc)}
-            await self.repository.finish_delivery(row.id, status, detail, self.clock())
-            await self.audit(
-                task_id,
-                f"escalation.{row.channel}",
-                status,
-                f"{kind.value} → {row.recipient}: {detail.get('error') or detail.get('note') or 'ok'}",
-            )
-        rows = await self.repository.deliveries(task_id=task_id, step=kind.value)
-        await self.repository.finish_step(
-            task_id, kind.value, step_outcome(late, rows), late_seconds=late
-        )
+            await repository.finish_delivery(row.id, status, detail, self.clock())
+            note = detail.get("error") or detail.get("note") or "ok"
+            try:  # self.audit, inlined: this runs for every delivery of every ladder
+                await self._audit_port(
+                    task_id,
+                    f"escalation.{row.channel}",
+                    status,
+                    f"{step} → {row.recipient}: {note}"[:2000],
+                )
+            except Exception:
+                log.exception("could not audit escalation.%s for task %s", row.channel, task_id)
+            if self._added != added:  # a fallback added the next person's delivery
+                own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
+                added = self._added
+        rows = await repository.deliveries(task_id=task_id, step=step)
+        outcome = step_outcome(late, rows)
+        await repository.finish_step(task_id, step, outcome, late_seconds=late)
+        return outcome
 
     async def _deliver(
         self, task: LadderTask, kind: StepKind, channel: str, recipient: str, late: float
     ) -> DeliveryResult:
-        people = self.roster.people()
-        on_call = [p for p in people if p.on_call and p.discord_user_id]
-        if channel == "reply" and kind is StepKind.REMINDER_MENTION:
-            targets = reminder_targets(self.roster.assignee(task), people)
-            detail = await self.retry(
-                "Discord reply", lambda: self.announcer.reminder(task, targets, late)
-            )
-            return "sent", detail
-        if channel == "reply":
-            detail = await self.retry(
-                "Discord reply", lambda: self.announcer.warning(task, on_call, late)
-            )
-            return ("skipped" if detail.get("skipped") else "sent"), detail
-        if channel == "alert":
-            detail = await self.retry(
-                "Discord alert", lambda: self.announcer.breach_alert(task, on_call, late)
-            )
+        if channel == "reply" or channel == "alert":
+            people = self.roster.people()
+            announcer = self.announcer
+            if channel == "reply" and kind is StepKind.REMINDER_MENTION:
+                targets = reminder_targets(self.roster.assignee(task), people)
+                detail = await self.retry(
+                    "Discord reply", lambda: announcer.reminder(task, targets, late)
+                )
+                return "sent", detail
+            on_call = [p for p in people if p.on_call and p.discord_user_id]
+            if channel == "reply":
+                detail = await self.retry(
+                    "Discord reply", lambda: announcer.warning(task, on_call, late)
+                )
+            else:
+                detail = await self.retry(
+                    "Discord alert", lambda: announcer.breach_alert(task, on_call, late)
+                )
             return ("skipped" if detail.get("skipped") else "sent"), detail
         if channel == "call":
             return await self._call(task, kind, recipient)
@@ -324,7 +351,20 @@ class DeliveryExecutor:
 
     async def retry(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         """:func:`with_retries` with this service's delays and sleep."""
-        return await with_retries(what, action, delays=self.retry_delays, sleep=self.sleep)
+        # the first attempt is made here: nearly every delivery succeeds at once, and each
+        # layer of coroutine costs on every delivery of every ladder (bench/ladder_core.py)
+        try:
+            return await action()
+        except DeliveryError as exc:
+            delays = self.retry_delays
+            if not exc.retryable or not delays:
+                raise
+            wait = max(delays[0], exc.retry_after or 0.0)
+            log.warning("%s failed (attempt 1): %s; retrying in %.1fs", what, exc, wait)
+            await self.sleep(wait)
+        return await with_retries(
+            what, action, delays=self.retry_delays[1:], sleep=self.sleep, first_attempt=2
+        )
 
     async def phone_unreachable(
         self, person: Person, phone: str, error: DeliveryError, task_id: str
@@ -359,6 +399,7 @@ class DeliveryExecutor:
                 f"{kind.value}: nobody left to try after {', '.join(sorted(tried))}",
             )
             return None
+        self._added += 1
         await self.repository.add_delivery(
             task.task_id,
             kind.value,
@@ -382,6 +423,15 @@ class DeliveryExecutor:
             await self._audit_port(task_id, action, outcome, detail[:2000])
         except Exception:
             log.exception("could not audit %s for task %s", action, task_id)
+
+
+def _own_pending(rows: Iterable[DeliveryRow]) -> list[DeliveryRow]:
+    """The pending deliveries of ``rows`` a step does itself (not the bundler's DMs and SMS),
+    in :func:`~escalation.deliveries.next_own` order."""
+    own = [r for r in rows if r.status == "pending" and r.channel not in BUNDLED_CHANNELS]
+    if len(own) > 1:
+        own.sort(key=lambda r: (CHANNEL_RANK.get(r.channel, 9), r.id))
+    return own
 
 
 def step_outcome(late: float, deliveries: Iterable[DeliveryRow | NewDelivery]) -> dict[str, Any]:

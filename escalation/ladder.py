@@ -438,4 +438,7 @@ def due_now(
     """
     instant = as_aware_utc(now, "now")
     steps = _schedule(created_at, deadline, priority, policy, state)
-    return sorted((s for s in steps if s.deliver_at <= instant), key=lambda s: s.kind.rank)
+    due = [s for s in steps if s.deliver_at <= instant]
+    if len(due) > 1:  # several due at once (downtime): in ladder order
+        due.sort(key=lambda s: s.kind.rank)
+    return due

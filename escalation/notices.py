@@ -113,6 +113,8 @@ def late_marker(late_seconds: float, grace_seconds: float = LATE_MARK_SECONDS) -
 def ascii_only(text: str) -> str:
     """``text`` as printable ASCII: accents folded (é → e), other characters dropped, blanks
     collapsed to single spaces."""
+    if text.isascii() and text.isprintable():  # nothing to fold or drop (most titles)
+        return " ".join(text.split())
     folded = unicodedata.normalize("NFKD", text)
     kept = "".join(ch for ch in folded if 32 <= ord(ch) < 127 or ch in "\t\n\r")
     return " ".join(kept.split())

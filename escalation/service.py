@@ -43,6 +43,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
@@ -299,46 +300,54 @@ class LadderService:
             await self._stop(task)
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        self.history[task_id] = _kept(rows)
-        took = False
-        after: list[LadderStepRow] = []  # the rows once this step is done (see _take)
+        kept = self.history[task_id] = _kept(rows, self.history.get(task_id, ()))
         unfinished = next((r for r in rows if r.status == "claimed"), None)
         if unfinished is not None:  # claimed before a crash: resume it (late)
             claimed()
             late = max(0.0, (self.clock() - unfinished.due_at).total_seconds())
             await self.executor.run_step(task, StepKind(unfinished.step), late)
-            took = True
-        else:
-            due = due_now(
-                task.task.created_at,
-                task.deadline,
-                task.task.priority,
-                self.policy,
-                _state(task, rows),
-                now,
-            )
-            if due:
-                took, after = await self._take(task, due[0], rows, now, claimed)
+            claimed()
+            return await self._reread(task_id, refresh=True)
+        due = due_now(
+            task.task.created_at,
+            task.deadline,
+            task.task.priority,
+            self.policy,
+            _state(task, rows),
+            now,
+        )
+        if not due:
+            claimed()
+            if task_id in self._changed:
+                return await self._reread(task_id, refresh=False)
+            return await self._next_wake(task, kept, refresh=False)
+        row, ran = await self._take(task, due[0], now, claimed)
         claimed()
-        if after and task_id not in self._changed:
-            # nothing changed the task meanwhile (an ack, snooze or decision would have said
-            # so through mark_changed): its state is what was read, plus this step
-            return await self._next_wake(task, after, refresh=True)
-        return await self._reread(task_id, refresh=took)
+        if row is None:  # another wake-up claimed it first
+            return await self._reread(task_id, refresh=False)
+        # nothing else wrote this task's steps (the caller holds its lock): they are the ones
+        # read plus this one. The task itself is read again when the step's deliveries may
+        # have changed it (a safe default decides it) or an ack, snooze or decision came in
+        # meanwhile (mark_changed).
+        if ran or task_id in self._changed:
+            fresh = await self.tasks.get(task_id)
+            if fresh is None:
+                return None
+            task = fresh
+        return await self._next_wake(task, [*kept, *_kept([row])], refresh=True)
 
     async def _take(
         self,
         task: LadderTask,
         step: StepDue,
-        rows: list[LadderStepRow],
         now: datetime,
         claimed: Callable[[], None],
-    ) -> tuple[bool, list[LadderStepRow]]:
+    ) -> tuple[LadderStepRow | None, bool]:
         """Claim ``step`` with its deliveries and do it.
 
-        Returns whether this call won the claim (the unique ``(task, step)`` key: another
-        wake-up may have claimed it first), and the rows afterwards when the claim finished
-        the step by itself (all its deliveries are the bundler's), else ``[]``.
+        Returns the step's row once done (``None`` when another wake-up claimed it first:
+        the unique ``(task, step)`` key) and whether its own deliveries were done here (a
+        step whose deliveries are all the bundler's is finished by its claim alone).
         """
         task_id = task.task_id
         late = step.late_by_seconds(now)
@@ -348,11 +357,15 @@ class LadderService:
             assignee=self.roster.assignee(task),
             unreachable=self.unreachable,
             safe_default=self.policy.safe_default,
-            escalate=await self._levels_to_report(task, step.kind),
+            escalate=(
+                await self._levels_to_report(task, step.kind)
+                if task.approval_id is not None
+                else ()
+            ),
         )
         # a step whose deliveries are all the bundler's has no side effect of its own: it is
         # written done in its claim (one write per reminder, not two)
-        own = [d for d in planned if d.channel not in BUNDLED_CHANNELS]
+        own = any(d.channel not in BUNDLED_CHANNELS for d in planned)
         done_outcome = None if own else step_outcome(late, planned)
         won = await self.repository.claim_step(
             task_id,
@@ -367,28 +380,26 @@ class LadderService:
                 "outcome": "claimed",
                 "task_id": task_id,
                 "detail": (
-                    f"due {step.deliver_at.isoformat()}{late_marker(late)}; "
-                    + (", ".join(f"{d.channel}→{d.recipient}" for d in planned) or "nobody")
+                    f"due {_isoformat(step.deliver_at)}{late_marker(late)}; "
+                    + (", ".join([f"{d.channel}→{d.recipient}" for d in planned]) or "nobody")
                 )[:2000],
             },
             done_outcome=done_outcome,
         )
         claimed()
         if not won:
-            return False, []
+            return None, False
         if self._step_taken is not None:
             self._step_taken(step.kind.value, task.task.priority.value, late)
         self.new_bundle_keys.update(
             (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
         )
         if done_outcome is None:
-            await self.executor.run_step(task, step.kind, late)
-            return True, []
-        # nothing else wrote this task's steps: the caller holds its lock
+            done_outcome = await self.executor.run_step(task, step.kind, late)
         row = LadderStepRow(
             task_id, step.kind.value, step.deliver_at, now, late, "done", done_outcome
         )
-        return True, [*rows, row]
+        return row, own
 
     async def _levels_to_report(self, task: LadderTask, kind: StepKind) -> list[int]:
         """The escalation levels ``kind`` reports to the factory (none without an approval):
@@ -408,18 +419,26 @@ class LadderService:
         if task is None:
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        return await self._next_wake(task, rows, refresh=refresh)
+        return await self._next_wake(task, _kept(rows), refresh=refresh)
 
     async def _next_wake(
-        self, task: LadderTask, rows: list[LadderStepRow], *, refresh: bool
+        self, task: LadderTask, kept: list[LadderStepRow], *, refresh: bool
     ) -> datetime | None:
-        self.history[task.task_id] = _kept(rows)
+        """The next wake-up of ``task`` whose step rows (as :func:`_kept` keeps them) are
+        ``kept``; they become its :attr:`history`."""
+        self.history[task.task_id] = kept
         if refresh:
             self.announcer.refresh(task.task_id)
         if task.is_decided:
             await self._stop(task)
             return None
-        nxt = self.next_due(task, rows)
+        nxt = next_step(
+            task.task.created_at,
+            task.deadline,
+            task.task.priority,
+            self.policy,
+            _state(task, kept),
+        )
         if nxt is None:
             return None
         return max(nxt.deliver_at, self.clock()) if refresh else nxt.deliver_at
@@ -440,21 +459,40 @@ class LadderService:
             )
 
 
-def _kept(rows: list[LadderStepRow]) -> list[LadderStepRow]:
+def _kept(rows: list[LadderStepRow], previous: Sequence[LadderStepRow] = ()) -> list[LadderStepRow]:
     """The rows as :attr:`LadderService.history` keeps them: an outcome that reported no
     escalation level to the factory is left out (the task message shows only that level, and
-    the rows of every open task stay in memory). The store keeps every outcome."""
-    return [
-        r
-        if not r.outcome or reported_level(r.outcome) is not None
-        # built directly: dataclasses.replace re-checks every field, on every wake-up
-        else LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
-        for r in rows
-    ]
+    the rows of every open task stay in memory). The store keeps every outcome.
+
+    ``previous`` is what the history held for the task: a step row ``done`` there and here
+    (taken at the same instant) is final, so its kept form is reused rather than rebuilt on
+    every wake-up.
+    """
+    kept = []
+    for i, r in enumerate(rows):
+        if i < len(previous):
+            p = previous[i]
+            if p.status == "done" == r.status and p.step == r.step and p.taken_at == r.taken_at:
+                kept.append(p)
+                continue
+        if r.outcome and reported_level(r.outcome) is None:
+            # built directly: dataclasses.replace re-checks every field, on every wake-up
+            r = LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
+        kept.append(r)
+    return kept
+
+
+#: A step's due time as the claim's audit writes it: most tasks share their few due times
+#: (created together, one schedule per priority), and isoformat costs more than a lookup.
+_isoformat: Callable[[datetime], str] = lru_cache(maxsize=4096)(datetime.isoformat)
 
 
 def _nothing() -> None:
     return None
+
+
+#: Step kinds by stored name (an enum lookup by value costs a call per row, on every wake-up).
+_STEP_KINDS: dict[str, StepKind] = {k.value: k for k in StepKind}
 
 
 def _state(task: LadderTask, rows: Iterable[LadderStepRow]) -> LadderState:
@@ -462,5 +500,5 @@ def _state(task: LadderTask, rows: Iterable[LadderStepRow]) -> LadderState:
         decided=task.is_decided,
         acknowledged_at=task.acknowledged_at,
         snoozed_until=task.snoozed_until,
-        taken=frozenset(StepKind(r.step) for r in rows if r.step in STEP_VALUES),
+        taken=frozenset([_STEP_KINDS[r.step] for r in rows if r.step in _STEP_KINDS]),
     )

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from escalation.deliveries import NewDelivery
+from escalation.deliveries import NewDelivery, reported_level
 from escalation.ladder import plan
 from escalation.models import Priority
+from escalation.notices import CallScript
 from escalation.policy import EscalationPolicy, SafeDefault, StepKind
+from escalation.ports import DeliveryRow
 from tests.support.ladder_fakes import ALICE, DAVE, ERIN, Rig, make_rig
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -221,7 +225,11 @@ def test_recover_settles_claimed_deliveries_and_rebuild_arms_open_tasks() -> Non
 
 
 def test_five_thousand_ladders_walk_to_their_end() -> None:
-    rig = make_rig(START, policy=EscalationPolicy(quiet_hours=None, safe_default=SafeDefault.NONE))
+    """Thousands of whole ladders through the service on the fakes (no database, no timer:
+    the clock jumps to each wake-up), each checked step by step; how fast this runs is
+    bench/ladder_core.py's business, not this test's."""
+    policy = EscalationPolicy(quiet_hours=None, safe_default=SafeDefault.NONE)
+    rig = make_rig(START, policy=policy)
     priorities = list(Priority)
     count = 5000
     for n in range(count):
@@ -232,8 +240,96 @@ def test_five_thousand_ladders_walk_to_their_end() -> None:
 
     wakes = asyncio.run(walk_all())
     assert wakes >= 3 * count
-    assert all(rows[-1].step == "critical" for rows in rig.repository.step_rows.values())
     assert len(rig.repository.step_rows) == count and rig.alarm.at == {}
+    # without a safe default nothing decides: every step of every ladder was taken, in
+    # order, once, and did what it delivers (the DMs and SMS wait for the bundler)
+    statuses = {
+        **{step: [status for *_, status in rows] for step, rows in DELIVERIES.items()},
+        "critical": ["sent", "sent", "sent"],  # call, reassign, incident report
+    }
+    for n in range(count):
+        task_id = f"t{n}"
+        priority = priorities[n % 4]
+        expected = [p.kind.value for p in plan(START, policy.deadline_for(START, priority), policy)]
+        steps = rig.repository.step_rows[task_id]
+        assert [s.step for s in steps] == expected, task_id
+        assert all(s.status == "done" for s in steps), task_id
+        for s in steps:
+            assert [r.status for r in rig.repository.of(task_id) if r.step == s.step] == (
+                statuses[s.step]
+            ), (task_id, s.step)
+            outcome = [d["status"] for d in s.outcome["deliveries"]]
+            assert outcome == statuses[s.step], (task_id, s.step)
+    assert len(rig.pager.calls) == count and len(rig.decider.reassigned) == count
+    posts = sum(
+        len(POSTS.get(s.step, [])) for rows in rig.repository.step_rows.values() for s in rows
+    )
+    assert len(rig.announcer.posts) == posts
+
+
+def test_a_step_reads_its_deliveries_once_and_once_more_for_its_outcome() -> None:
+    """The step's rows are kept in hand between its deliveries (not read again after each)."""
+    rig = make_rig(START)
+    reads: list[str | None] = []
+    read = rig.repository.deliveries
+
+    async def counted(**filters: Any) -> list[DeliveryRow]:
+        reads.append(filters.get("step"))
+        return await read(**filters)
+
+    rig.repository.deliveries = counted  # type: ignore[method-assign]
+    rig.add("t", Priority.CRITICAL, created=START)
+    asyncio.run(rig.walk("t"))
+    assert [d[2] for d in delivered(rig, "t", "critical")] == ["sent"] * 4
+    assert reads.count("critical") == 2  # four deliveries done: one read, then the outcome
+
+
+def test_a_delivery_another_writer_claimed_meanwhile_is_not_done_again() -> None:
+    rig = make_rig(START)
+    rig.add("t", Priority.CRITICAL, created=START)
+    place_call = rig.pager.call
+
+    async def call_and_race(to: str, script: CallScript) -> str:
+        # while the call is placed, another writer claims the step's incident report
+        incident = next(r for r in rig.repository.of("t") if r.channel == "incident")
+        assert await rig.repository.claim_deliveries([incident.id], rig.clock())
+        return await place_call(to, script)
+
+    rig.pager.call = call_and_race  # type: ignore[method-assign]
+    asyncio.run(rig.walk("t"))
+    assert delivered(rig, "t", "critical")[-1] == ("incident", "alerts", "claimed")
+    assert "incident_report" not in [p[0] for p in rig.announcer.posts]
+    assert [d[0] for d in delivered(rig, "t", "critical") if d[2] == "sent"] == [
+        "call", "reassign", "decision",
+    ]  # fmt: skip
+
+
+def test_the_history_after_each_wake_up_is_what_the_store_holds() -> None:
+    """The step rows kept in hand after a step (not read again) are the stored ones, as the
+    history keeps them (outcomes that reported no escalation level left out)."""
+    rig = make_rig(START)
+    rig.add("t", Priority.HIGH, created=START, approval_id="a-1")
+    rig.decider.escalate_answers = [("failed", {"error": "factory 503"})]  # level 1 once
+    checked = 0
+
+    async def walk() -> None:
+        nonlocal checked
+        while "t" in rig.alarm.at:
+            rig.clock.now = rig.alarm.at["t"]
+            await rig.service.wake("t")
+            if rig.tasks.tasks["t"].is_decided:
+                continue
+            stored = [
+                r if reported_level(r.outcome) is not None else replace(r, outcome={})
+                for r in rig.repository.step_rows.get("t", [])
+            ]
+            assert rig.service.history["t"] == stored
+            checked += 1
+
+    asyncio.run(walk())
+    assert checked >= 3
+    assert any(r.outcome for r in rig.repository.step_rows["t"])  # some outcome was kept
+    assert [level for _, level, _, _ in rig.decider.escalated] == [1, 2, 3, 4]
 
 
 def test_the_service_loads_no_adapter_and_no_io_library() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,7 +108,8 @@ class FakeTasks:
         return [t for t in self.tasks.values() if not t.is_decided]
 
     def update(self, task_id: str, **changes: Any) -> None:
-        self.tasks[task_id] = replace(self.tasks[task_id], **changes)
+        # built directly: dataclasses.replace re-checks every field (bench/ladder_core.py)
+        self.tasks[task_id] = FakeTask(**{**self.tasks[task_id].__dict__, **changes})
 
 
 class FakeRepository:
@@ -117,6 +118,9 @@ class FakeRepository:
     def __init__(self) -> None:
         self.step_rows: dict[str, list[LadderStepRow]] = {}
         self.ids_by_task: dict[str, list[int]] = {}
+        self._ids_by_step: dict[tuple[str, str], list[int]] = {}
+        self._steps_claimed: set[tuple[str, str]] = set()
+        self._keys: set[tuple[str, str, str, str]] = set()  # (task, step, channel, recipient)
         self.rows: dict[int, DeliveryRow] = {}
         self.phones: set[str] = set()
         self.yield_in_claims = False
@@ -138,8 +142,9 @@ class FakeRepository:
         if self.yield_in_claims:
             await asyncio.sleep(0)  # a concurrent claim may run here
         rows = self.step_rows.setdefault(task_id, [])
-        if any(r.step == step for r in rows):
+        if (task_id, step) in self._steps_claimed:  # the store's unique (task, step) key
             return False
+        self._steps_claimed.add((task_id, step))
         late = max(0.0, (now - due_at).total_seconds())
         status = "claimed" if done_outcome is None else "done"
         rows.append(LadderStepRow(task_id, step, due_at, now, late, status, done_outcome or {}))
@@ -150,21 +155,30 @@ class FakeRepository:
     def _add(
         self, task_id: str, step: str, d: NewDelivery, due_at: datetime, now: datetime
     ) -> bool:
-        mine = self.ids_by_task.setdefault(task_id, [])
-        key = (step, d.channel, d.recipient)
-        if any((r.step, r.channel, r.recipient) == key for r in map(self.rows.__getitem__, mine)):
+        key = (task_id, step, d.channel, d.recipient)
+        if key in self._keys:  # the store's unique key
             return False
-        row = DeliveryRow(
-            len(self.rows) + 1, task_id, step, d.channel, d.recipient, due_at, d.held,
-            "pending", now, None, None, dict(d.detail or {}),
+        self._keys.add(key)
+        # built without __init__ (a frozen dataclass's sets each field through
+        # object.__setattr__): the fakes' own cost is not what bench/ladder_core.py measures
+        row = object.__new__(DeliveryRow)
+        row_id = len(self.rows) + 1
+        row.__dict__.update(
+            id=row_id, task_id=task_id, step=step, channel=d.channel, recipient=d.recipient,
+            due_at=due_at, held=d.held, status="pending", created_at=now, claimed_at=None,
+            finished_at=None, detail=dict(d.detail or {}),
         )  # fmt: skip
-        self.rows[row.id] = row
-        mine.append(row.id)
+        self.rows[row_id] = row
+        self.ids_by_task.setdefault(task_id, []).append(row_id)
+        self._ids_by_step.setdefault((task_id, step), []).append(row_id)
         return True
 
     def _set(self, row: DeliveryRow, **changes: Any) -> None:
-        # dataclasses.replace re-checks every field: too slow for bench/ladder_core.py
-        self.rows[row.id] = DeliveryRow(**{**row.__dict__, **changes})
+        # a new row (rows handed out stay as they were read, like the store's); built without
+        # __init__: dataclasses.replace re-checks every field, too slow for bench/ladder_core.py
+        new = object.__new__(DeliveryRow)
+        new.__dict__.update(row.__dict__, **changes)
+        self.rows[row.id] = new
 
     def of(self, task_id: str) -> list[DeliveryRow]:
         """The task's deliveries, oldest first."""
@@ -177,7 +191,9 @@ class FakeRepository:
         for i, r in enumerate(rows):
             if r.step == step:
                 late = r.late_seconds if late_seconds is None else late_seconds
-                rows[i] = replace(r, status="done", outcome=outcome, late_seconds=late)
+                rows[i] = LadderStepRow(
+                    r.task_id, r.step, r.due_at, r.taken_at, late, "done", outcome
+                )
 
     async def deliveries(
         self,
@@ -187,7 +203,11 @@ class FakeRepository:
         statuses: Sequence[str] | None = None,
         channels: Sequence[str] | None = None,
     ) -> list[DeliveryRow]:
-        rows = self.of(task_id) if task_id is not None else list(self.rows.values())
+        if task_id is not None and step is not None:  # a step's rows (most reads)
+            rows = [self.rows[i] for i in self._ids_by_step.get((task_id, step), ())]
+            step = None
+        else:
+            rows = self.of(task_id) if task_id is not None else list(self.rows.values())
         return [
             r
             for r in rows
@@ -265,32 +285,33 @@ class FakeAnnouncer:
     refreshed: list[str] = field(default_factory=list)
     fail: int = 0  # this many posts fail with a retryable error first
 
-    async def _post(
+    def _post(
         self, what: str, task: LadderTask, people: Sequence[Person], late: float
     ) -> dict[str, Any]:
+        # plain, not a coroutine: each post method is one coroutine, as an adapter's is
         if self.fail:
             self.fail -= 1
             raise DeliveryError("Discord 503", status=503, retryable=True)
-        self.posts.append((what, task.task_id, tuple(p.key for p in people), late))
+        self.posts.append((what, task.task_id, tuple([p.key for p in people]), late))
         return {"message_id": len(self.posts)}
 
     async def reminder(
         self, task: LadderTask, targets: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        return await self._post("reminder", task, targets, late_seconds)
+        return self._post("reminder", task, targets, late_seconds)
 
     async def warning(
         self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        return await self._post("warning", task, on_call, late_seconds)
+        return self._post("warning", task, on_call, late_seconds)
 
     async def breach_alert(
         self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        return await self._post("breach_alert", task, on_call, late_seconds)
+        return self._post("breach_alert", task, on_call, late_seconds)
 
     async def incident_report(self, task: LadderTask) -> dict[str, Any]:
-        return await self._post("incident_report", task, (), 0.0)
+        return self._post("incident_report", task, (), 0.0)
 
     def refresh(self, task_id: str) -> None:
         self.refreshed.append(task_id)
