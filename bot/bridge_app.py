@@ -324,6 +324,8 @@ class BridgeApp:
             if hook is not None:
                 await hook()
         self.processor.start()
+        if self.escalation is not None:  # armed while the gateway connected
+            await self.escalation.armed()
         self._started = True
         log.info("leader: Discord session ready, timers armed, processing events")
 

@@ -73,6 +73,39 @@ async def test_each_page_is_armed_before_the_next_is_read(make_rig: Any) -> None
     assert runtime.wake_at("t0") == START + timedelta(seconds=60)
 
 
+async def test_the_worker_takes_a_due_step_before_the_last_page_is_read(make_rig: Any) -> None:
+    """:meth:`LadderRuntime.begin` returns with the worker running and the rebuild under way;
+    a step due in the first page is taken before the second page is read; :meth:`armed`
+    waits for the rest."""
+    rig = await make_rig()
+    for n in range(4):  # each reminder DM (60 s) is due already, the mention (120 s) not yet
+        await rig.add_task(f"t{n}", created=START - timedelta(seconds=90 - n))
+    runtime: LadderRuntime = rig.runtime
+    runtime._wake.clear()
+    taken = asyncio.Event()
+    runtime.service._step_taken = lambda *_: taken.set()
+    store = rig.bridge.store
+    read: list[list[str]] = []
+
+    async def pages() -> AsyncIterator[list[OpenTaskClock]]:
+        async for page in store.open_task_clocks(page_size=2):
+            if read:
+                await asyncio.wait_for(taken.wait(), 10)
+            read.append([c.task_id for c in page])
+            yield page
+
+    runtime.service.tasks.open_task_clocks = pages  # type: ignore[attr-defined]
+    try:
+        await runtime.begin()
+        await asyncio.wait_for(runtime.armed(), 10)
+        assert read == [["t0", "t1"], ["t2", "t3"]]
+        await runtime.tick()  # the worker may not have run since the last page was armed
+        await runtime.drain()
+        assert [await rig.steps(f"t{n}") for n in range(4)] == [["reminder_dm"]] * 4
+    finally:
+        await runtime.stop()
+
+
 def test_rebuild_keeps_the_history_a_wake_up_wrote_meanwhile() -> None:
     """A wake-up that took a step while the rebuild read its page: the rebuild's older rows
     must not replace the newer history (the task message would show the step as not taken).
