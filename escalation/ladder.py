@@ -227,18 +227,36 @@ class StepDue:
 def _nominal_times(
     created_at: datetime, deadline: datetime, policy: EscalationPolicy
 ) -> dict[StepKind, datetime]:
+    dm, mention, warning, critical_after, repeats = _offsets(policy)
     window = max(deadline - created_at, timedelta(0))
-    critical = deadline + timedelta(seconds=policy.critical_after_breach_seconds)
+    critical = deadline + critical_after
     times = {
-        StepKind.REMINDER_DM: created_at + timedelta(seconds=policy.dm_after_seconds),
-        StepKind.REMINDER_MENTION: created_at + timedelta(seconds=policy.mention_after_seconds),
-        StepKind.SLA_WARNING: deadline - window * (policy.warning_threshold_percent / 100.0),
+        StepKind.REMINDER_DM: created_at + dm,
+        StepKind.REMINDER_MENTION: created_at + mention,
+        StepKind.SLA_WARNING: deadline - window * warning,
         StepKind.SLA_BREACH: deadline,
         StepKind.CRITICAL: critical,
     }
-    for n, kind in enumerate(REPEAT_STEPS[: policy.repeat_limit], start=1):
-        times[kind] = critical + timedelta(seconds=n * policy.repeat_seconds)
+    for kind, offset in repeats:
+        times[kind] = critical + offset
     return times
+
+
+@lru_cache(maxsize=64)
+def _offsets(
+    policy: EscalationPolicy,
+) -> tuple[timedelta, timedelta, float, timedelta, tuple[tuple[StepKind, timedelta], ...]]:
+    """The policy's step offsets as timedeltas (built once per policy, not per task)."""
+    return (
+        timedelta(seconds=policy.dm_after_seconds),
+        timedelta(seconds=policy.mention_after_seconds),
+        policy.warning_threshold_percent / 100.0,
+        timedelta(seconds=policy.critical_after_breach_seconds),
+        tuple(
+            (kind, timedelta(seconds=n * policy.repeat_seconds))
+            for n, kind in enumerate(REPEAT_STEPS[: policy.repeat_limit], start=1)
+        ),
+    )
 
 
 def _drop_superseded(times: dict[StepKind, datetime]) -> list[StepKind]:
