@@ -324,6 +324,8 @@ class BridgeApp:
             if hook is not None:
                 await hook()
         self.processor.start()
+        if self.escalation is not None:  # armed while the gateway connected
+            await self.escalation.armed()
         self._started = True
         # a standby froze its start-up long before it took over; what leading built (the
         # ladder's timers and history for every open task) lives as long, so freeze it too

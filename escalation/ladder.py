@@ -227,18 +227,36 @@ class StepDue:
 def _nominal_times(
     created_at: datetime, deadline: datetime, policy: EscalationPolicy
 ) -> dict[StepKind, datetime]:
+    dm, mention, warning, critical_after, repeats = _offsets(policy)
     window = max(deadline - created_at, timedelta(0))
-    critical = deadline + timedelta(seconds=policy.critical_after_breach_seconds)
+    critical = deadline + critical_after
     times = {
-        StepKind.REMINDER_DM: created_at + timedelta(seconds=policy.dm_after_seconds),
-        StepKind.REMINDER_MENTION: created_at + timedelta(seconds=policy.mention_after_seconds),
-        StepKind.SLA_WARNING: deadline - window * (policy.warning_threshold_percent / 100.0),
+        StepKind.REMINDER_DM: created_at + dm,
+        StepKind.REMINDER_MENTION: created_at + mention,
+        StepKind.SLA_WARNING: deadline - window * warning,
         StepKind.SLA_BREACH: deadline,
         StepKind.CRITICAL: critical,
     }
-    for n, kind in enumerate(REPEAT_STEPS[: policy.repeat_limit], start=1):
-        times[kind] = critical + timedelta(seconds=n * policy.repeat_seconds)
+    for kind, offset in repeats:
+        times[kind] = critical + offset
     return times
+
+
+@lru_cache(maxsize=64)
+def _offsets(
+    policy: EscalationPolicy,
+) -> tuple[timedelta, timedelta, float, timedelta, tuple[tuple[StepKind, timedelta], ...]]:
+    """The policy's step offsets as timedeltas (built once per policy, not per task)."""
+    return (
+        timedelta(seconds=policy.dm_after_seconds),
+        timedelta(seconds=policy.mention_after_seconds),
+        policy.warning_threshold_percent / 100.0,
+        timedelta(seconds=policy.critical_after_breach_seconds),
+        tuple(
+            (kind, timedelta(seconds=n * policy.repeat_seconds))
+            for n, kind in enumerate(REPEAT_STEPS[: policy.repeat_limit], start=1)
+        ),
+    )
 
 
 def _drop_superseded(times: dict[StepKind, datetime]) -> list[StepKind]:
@@ -343,49 +361,58 @@ def _schedule(
     (every wake-up plans twice: the steps due, then the next one after taking them)."""
     if state.decided:
         return ()
-    nominal = {p.kind: p.due_at for p in plan(created_at, deadline, policy)}
-    hold = policy.quiet_hours if Priority(priority) is not Priority.CRITICAL else None
+    created = as_aware_utc(created_at, "created_at")
+    due = as_aware_utc(deadline, "deadline")
+    times = _nominal_times(created, due, policy)
+    # the enum lookups and quiet-hours checks hoisted out of the per-step loop: at start the
+    # schedule of every open task (100,000) is computed once, none of them cached yet
+    critical = Priority(priority) is Priority.CRITICAL
+    hold = policy.quiet_hours if not critical else None
+    if hold is not None and not hold.active:
+        hold = None
+    hold_pages = hold if Priority(priority) not in policy.quiet_bypass_priorities else None
+    acknowledged = state.acknowledged
+    snoozed_until = state.snoozed_until
 
     effective: dict[StepKind, StepDue] = {}
-    for kind, at in nominal.items():
-        if (kind in REMINDER_STEPS or kind.repeat_number) and state.acknowledged:
+    for kind in _drop_superseded(times):
+        at = times[kind]
+        reminder = kind in REMINDER_STEPS
+        if acknowledged and (reminder or kind in _REPEAT_NUMBER):
             continue
         deliver = at
         snoozed = False
-        if (
-            kind in REMINDER_STEPS
-            and state.snoozed_until is not None
-            and deliver < state.snoozed_until
-        ):
-            deliver = state.snoozed_until
+        if reminder and snoozed_until is not None and deliver < snoozed_until:
+            deliver = snoozed_until
             snoozed = True
-        bypass = kind in PAGE_STEPS and Priority(priority) in policy.quiet_bypass_priorities
-        window = quiet_window_at(None if bypass else hold, deliver)
+        quiet = hold_pages if kind in PAGE_STEPS else hold
+        window = quiet_window_at(quiet, deliver) if quiet is not None else None
         if window is not None:
             deliver = window[1]
-        effective[kind] = StepDue(
-            kind=kind,
-            nominal_at=at,
-            deliver_at=deliver,
-            held_for_quiet_hours=window is not None,
-            delayed_by_snooze=snoozed,
-        )
+        effective[kind] = StepDue(kind, at, deliver, window is not None, snoozed)
 
     kept = _drop_superseded({k: s.deliver_at for k, s in effective.items()})
-    kept = [
-        k
-        for k in kept
-        if not k.repeat_number
-        or not any(
-            j.repeat_number
-            and j.rank > k.rank
-            and effective[j].deliver_at <= effective[k].deliver_at
-            for j in kept
-        )
-    ]
-    highest_taken = max((k.rank for k in state.taken), default=-1)
-    remaining = [effective[k] for k in kept if k not in state.taken and k.rank > highest_taken]
-    return tuple(sorted(remaining, key=lambda s: (s.deliver_at, s.kind.rank)))
+    # a repeat held to the time of a later repeat (or after it) is superseded by it
+    later_repeat: datetime | None = None
+    for k in reversed(kept[:]):
+        if k in _REPEAT_NUMBER:
+            at = effective[k].deliver_at
+            if later_repeat is not None and later_repeat <= at:
+                kept.remove(k)
+            if later_repeat is None or at < later_repeat:
+                later_repeat = at
+    highest_taken = max((_RANK[k] for k in state.taken), default=-1)
+    remaining = [effective[k] for k in kept if k not in state.taken and _RANK[k] > highest_taken]
+    return tuple(sorted(remaining, key=_delivery_order))
+
+
+#: Rank of each step, and ``n`` of each repeat (property calls cost more than a lookup).
+_RANK: dict[StepKind, int] = {k: k.rank for k in ALL_STEPS}
+_REPEAT_NUMBER: dict[StepKind, int] = {k: n for k in ALL_STEPS if (n := k.repeat_number)}
+
+
+def _delivery_order(step: StepDue) -> tuple[datetime, int]:
+    return step.deliver_at, _RANK[step.kind]
 
 
 def next_step(

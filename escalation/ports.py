@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from escalation.deliveries import NewDelivery
-from escalation.models import Task
+from escalation.models import Priority, Task
 from escalation.notices import CallScript
 from escalation.recipients import Person
 
@@ -45,6 +45,7 @@ __all__ = [
     "LadderStepRow",
     "LadderTask",
     "Messenger",
+    "OpenTaskClock",
     "Pager",
     "RecipientUnreachable",
     "Roster",
@@ -322,12 +323,37 @@ class LadderRepository(Protocol):
         ...
 
 
+class OpenTaskClock(NamedTuple):
+    """What arming an open task's ladder needs of it, and nothing more (no payload).
+
+    Attributes
+    ----------
+    task_id
+        The factory's task id.
+    created_at, deadline
+        T and D of the ladder, aware UTC.
+    priority
+        The task's priority.
+    acknowledged_at, snoozed_until
+        As :class:`LadderTask` has them (aware UTC or ``None``).
+    """
+
+    task_id: str
+    created_at: datetime
+    deadline: datetime
+    priority: Priority
+    acknowledged_at: datetime | None
+    snoozed_until: datetime | None
+
+
 class TaskReader(Protocol):
     """The tasks, as the ladder reads them.
 
     A reader may also offer ``open_task_pages()``: an async iterator of sequences of the
     same tasks as :meth:`open_tasks`, a page at a time (the ladder's rebuild then never holds
-    every open task at once; :meth:`escalation.service.LadderService.rebuild`).
+    every open task at once; :meth:`escalation.service.LadderService.rebuild`); or, cheaper,
+    ``open_task_clocks()``: the same pages as sequences of :class:`OpenTaskClock` (only the
+    columns arming reads; no task model is built per row).
     """
 
     async def get(self, task_id: str) -> LadderTask | None:

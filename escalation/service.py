@@ -66,6 +66,7 @@ from escalation.ports import (
     LadderRepository,
     LadderStepRow,
     LadderTask,
+    OpenTaskClock,
     Pager,
     Roster,
     TaskReader,
@@ -224,46 +225,86 @@ class LadderService:
             )
         self.executor.unreachable = await self.repository.unreachable()
 
-    async def rebuild(self) -> dict[str, datetime]:
+    async def rebuild(
+        self, on_page: Callable[[dict[str, datetime]], None] | None = None
+    ) -> dict[str, datetime]:
         """Every open task's next wake-up from the store (in bulk): task id → when.
 
         A task with a ``claimed`` step wakes now (to resume it); a task with no step left
-        has none. The tasks are read a page at a time when the :class:`TaskReader` offers
-        ``open_task_pages()`` (an async iterator of sequences; 100,000 open tasks are never
-        all in memory at once, bench/ladders.py), else with ``open_tasks()``. Yields to the event
-        loop every 500 tasks (a big backlog at start).
+        has none. The tasks are read a page at a time, as :class:`~escalation.ports.OpenTaskClock`
+        when the :class:`TaskReader` offers ``open_task_clocks()`` (only what the schedule
+        reads), else from ``open_task_pages()`` or ``open_tasks()``: 100,000 open tasks are
+        never all in memory at once (bench/ladders.py). Yields to the event loop every 500
+        tasks (a big backlog at start); ``on_page`` gets each page's wake-ups as soon as they
+        are known, so the caller can arm them before the last page is read (bench/arm.py).
+
+        Wake-ups may be taken while this runs (the caller's worker): a task's step rows read
+        here replace its :attr:`history` only when they are at least as far along as what a
+        wake-up wrote meanwhile (rows are only ever added, and go from ``claimed`` to
+        ``done``).
         """
         now = self.clock()
-        history: dict[str, list[LadderStepRow]] = {}
+        policy = self.policy
         wakes: dict[str, datetime] = {}
+        gone = set(self.history)  # tasks no longer open lose their history at the end
         index = 0
-        async for tasks in self._open_task_pages():
-            steps = await self.repository.steps(t.task_id for t in tasks)
-            history.update((task_id, _kept(rows)) for task_id, rows in steps.items())
-            for task in tasks:
+        async for page in self._open_task_clocks():
+            steps = await self.repository.steps([c.task_id for c in page])
+            page_wakes: dict[str, datetime] = {}
+            for clock in page:
                 index += 1
                 if index % 500 == 0:
                     await asyncio.sleep(0)
-                rows = steps.get(task.task_id, [])
-                if any(r.status == "claimed" for r in rows):
-                    wakes[task.task_id] = now
+                task_id = clock.task_id
+                rows = steps.get(task_id, ())
+                if rows and any(r.status == "claimed" for r in rows):
+                    page_wakes[task_id] = now
                     continue
                 try:
-                    nxt = self.next_due(task, rows)
+                    nxt = next_step(
+                        clock.created_at,
+                        clock.deadline,
+                        clock.priority,
+                        policy,
+                        LadderState(
+                            False,
+                            clock.acknowledged_at,
+                            clock.snoozed_until,
+                            frozenset([_STEP_KINDS[r.step] for r in rows if r.step in _STEP_KINDS])
+                            if rows
+                            else _NO_STEPS,
+                        ),
+                    )
                 except ValueError:
                     continue
                 if nxt is not None:
-                    wakes[task.task_id] = nxt.deliver_at
-        self.history = history
+                    page_wakes[task_id] = nxt.deliver_at
+            history = self.history
+            for task_id, rows in steps.items():
+                kept = _kept(rows)
+                current = history.get(task_id)
+                if current is None or _progress(kept) >= _progress(current):
+                    history[task_id] = kept
+            gone.difference_update(c.task_id for c in page)
+            wakes.update(page_wakes)
+            if on_page is not None:
+                on_page(page_wakes)
+        for task_id in gone:
+            self.history.pop(task_id, None)
         return wakes
 
-    async def _open_task_pages(self) -> AsyncIterator[Sequence[LadderTask]]:
+    async def _open_task_clocks(self) -> AsyncIterator[Sequence[OpenTaskClock]]:
+        clocks = getattr(self.tasks, "open_task_clocks", None)
+        if clocks is not None:
+            async for page in clocks():
+                yield page
+            return
         pages = getattr(self.tasks, "open_task_pages", None)
         if pages is None:
-            yield list(await self.tasks.open_tasks())
+            yield _clocks(await self.tasks.open_tasks())
             return
-        async for page in pages():
-            yield page
+        async for tasks in pages():
+            yield _clocks(tasks)
 
     # ------------------------------------------------------------------ one wake-up
     async def wake(self, task_id: str, *, on_claimed: Callable[[], None] | None = None) -> None:
@@ -493,6 +534,30 @@ def _nothing() -> None:
 
 #: Step kinds by stored name (an enum lookup by value costs a call per row, on every wake-up).
 _STEP_KINDS: dict[str, StepKind] = {k.value: k for k in StepKind}
+
+
+_NO_STEPS: frozenset[StepKind] = frozenset()
+
+
+def _clocks(tasks: Iterable[LadderTask]) -> list[OpenTaskClock]:
+    """What the rebuild reads of each undecided task."""
+    return [
+        OpenTaskClock(
+            t.task_id,
+            t.task.created_at,
+            t.deadline,
+            t.task.priority,
+            t.acknowledged_at,
+            t.snoozed_until,
+        )
+        for t in tasks
+        if not t.is_decided
+    ]
+
+
+def _progress(rows: Sequence[LadderStepRow]) -> tuple[int, int]:
+    """How far a task's step rows are along: rows are only added, ``claimed`` → ``done``."""
+    return len(rows), sum(1 for r in rows if r.status == "done")
 
 
 def _state(task: LadderTask, rows: Iterable[LadderStepRow]) -> LadderState:

@@ -97,8 +97,9 @@ class EscalationCog(commands.Cog, name="Escalation"):
     bot:
         The bot it is loaded into.
     runtime:
-        The ladder runtime, started in :meth:`cog_load` (settles what a crash left, arms the
-        wake-ups) and stopped in :meth:`cog_unload`.
+        The ladder runtime, started in :meth:`cog_load` (settles what a crash left, starts
+        arming the wake-ups: the app waits for :meth:`LadderRuntime.armed` before it reports
+        its start done) and stopped in :meth:`cog_unload`.
     """
 
     def __init__(self, bot: BridgeBot, runtime: LadderRuntime) -> None:
@@ -106,8 +107,9 @@ class EscalationCog(commands.Cog, name="Escalation"):
         self.runtime = runtime
 
     async def cog_load(self) -> None:
-        """Start the ladder runtime."""
-        await self.runtime.start()
+        """Start the ladder runtime; its wake-ups are armed in the background while the
+        gateway connects."""
+        await self.runtime.begin()
 
     async def cog_unload(self) -> None:
         """Stop the ladder runtime (steps under way get a moment to finish)."""

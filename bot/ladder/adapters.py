@@ -21,7 +21,7 @@ from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.roster import Operator
 from bot.roster import Roster as OperatorRoster
 from bot.store import Store, TrackedTask
-from escalation.ports import DeliveryResult, LadderTask
+from escalation.ports import DeliveryResult, LadderTask, OpenTaskClock
 from escalation.recipients import Person
 from escalation.service import ACTOR_NAME, ACTOR_VIA
 
@@ -69,6 +69,11 @@ class StoreTasks:
         what the ladder's rebuild reads, so that every open task is never in memory at once."""
         async for page in self.store.open_task_pages():
             yield [t for t in page if t.has_message]
+
+    def open_task_clocks(self) -> AsyncIterator[list[OpenTaskClock]]:
+        """What the ladder's rebuild reads: the open tasks with a message, a page at a time,
+        only the columns arming needs (:meth:`bot.store.Store.open_task_clocks`)."""
+        return self.store.open_task_clocks()
 
 
 class RosterPeople:

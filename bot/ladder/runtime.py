@@ -135,6 +135,7 @@ class LadderRuntime:
         self._locks: KeyedLocks[str] = KeyedLocks()  # only while a step runs
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_TASKS)
         self._worker: asyncio.Task[None] | None = None
+        self._arming: asyncio.Task[int] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._refresh_pending: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
@@ -257,35 +258,76 @@ class LadderRuntime:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Settle what a crash left, rebuild every open task's wake-up, start the timer."""
-        await self.recover()
+        """Settle what a crash left, start the timer, rebuild every open task's wake-up
+        (:meth:`begin`, then :meth:`armed`)."""
+        await self.begin()
+        await self.armed()
+
+    async def begin(self) -> None:
+        """Settle what a crash left and start the timer; rebuild the wake-ups in the
+        background (:meth:`armed` waits for it).
+
+        The worker runs while the wake-ups are rebuilt: each page of open tasks is armed as
+        soon as it is read, so the first steps due go out before the last page is (100,000
+        open tasks at a restart or takeover, bench/restart.py), and the rest of the start
+        (the Discord session, the start-up reconciliation) need not wait for the last page.
+        """
+        await self._settle()
         if not self.scheduler.running:
             self.scheduler.start()
         self.timers.started = True
         self._worker = asyncio.create_task(self._run(), name="escalation-ladder")
         self.timers.kick.set()
+        self._arming = asyncio.create_task(self.rebuild(), name="escalation-arming")
+
+    async def armed(self) -> None:
+        """Wait until :meth:`begin`'s rebuild armed every open task (its error is raised)."""
+        if self._arming is not None:
+            await asyncio.shield(self._arming)
 
     async def recover(self) -> None:
         """The start without timers: settle claimed deliveries, load bad phones and bundle
         windows, rebuild the wake-ups (see :mod:`escalation.service`, "Restart semantics")."""
+        await self._settle()
+        await self.rebuild()
+
+    async def _settle(self) -> None:
+        """What must precede any step: deliveries a crash left claimed settled (not sent
+        twice), unreachable phones and the bundler's windows loaded."""
         await self.service.recover()
         warm_up = getattr(self.pager, "warm_up", None)
         if warm_up is not None:
             await warm_up()
         await self.bundler.load()
-        await self.rebuild()
 
     async def rebuild(self) -> int:
-        """Compute every open task's next wake-up from the store (bulk); how many are armed."""
-        wakes = await self.service.rebuild()
-        for task_id, at in wakes.items():
-            self.timers.set(task_id, at, kick=False)
+        """Compute every open task's next wake-up from the store (bulk); how many are armed.
+
+        Each page is armed as it comes (and the timer job re-pointed when it runs). A wake-up
+        set meanwhile (a hook, a step taken by the worker) is kept when it is sooner: one too
+        early only re-plans the task, one too late could hold a step back.
+        """
+        timers = self.timers
+
+        def arm(wakes: dict[str, datetime]) -> None:
+            current = timers.wake
+            for task_id, at in wakes.items():
+                ts = current.get(task_id)
+                if ts is None or at.timestamp() < ts:
+                    timers.set(task_id, at, kick=False)
+            timers.arm()
+
+        wakes = await self.service.rebuild(on_page=arm)
         log.info("escalation ladder armed for %d open tasks", len(wakes))
         return len(wakes)
 
     async def stop(self) -> None:
         """Stop the timer and the worker; steps under way get a moment to finish."""
         self.timers.started = False
+        if self._arming is not None and not self._arming.done():
+            self._arming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._arming
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

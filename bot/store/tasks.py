@@ -11,11 +11,13 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from escalation.models import Task
+from escalation.models import Priority, Task
+from escalation.ports import OpenTaskClock
 
 from . import tables as t
 from .base import StoreBase
-from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked, to_ts
+from .database import driver_cursor
+from .rows import TASK_ROW, TRACKED, TrackedTask, from_ts, row_to_tracked, to_ts
 
 __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
 
@@ -158,6 +160,51 @@ class TasksMixin(StoreBase):
                 .limit(page_size)
             )
             return [row_to_tracked(r) for r in rows]
+
+        after = ""
+        while True:
+            page = await self.db.read(functools.partial(work, after))
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].task_id
+
+    async def open_task_clocks(
+        self, *, page_size: int = OPEN_TASK_PAGE
+    ) -> AsyncIterator[list[OpenTaskClock]]:
+        """The open tasks that have a message, as the ladder arms them: a page at a time,
+        ordered by task id, only the columns its schedule reads (see :class:`OpenTaskClock`).
+
+        Arming reads every open task at start (100,000, bench/restart.py): parsing each
+        payload into a :class:`~escalation.models.Task` (and its approval) cost more than
+        the ladder's own work. ``created_at`` is the column written with the payload's
+        ``createdAt`` (:meth:`upsert_task`). Each page is its own read, as in
+        :meth:`open_task_pages`.
+        """
+        # hot path at start: through the driver (SQLAlchemy's per-row work is not needed)
+        sql = (
+            "SELECT task_id, created_at, deadline, priority, acknowledged_at, snoozed_until "
+            "FROM tasks WHERE decision IS NULL AND message_id IS NOT NULL AND task_id > ? "
+            f"ORDER BY task_id LIMIT {int(page_size)}"
+        )
+        priorities = {p.value: p for p in Priority}
+
+        def work(after: str, conn: Connection) -> list[OpenTaskClock]:
+            cursor, adapt = driver_cursor(conn)
+            cursor.execute(adapt(sql), (after,))
+            return [
+                OpenTaskClock(
+                    task_id,
+                    from_ts(created),  # type: ignore[arg-type]
+                    from_ts(deadline),  # type: ignore[arg-type]
+                    priorities[priority],
+                    None if acknowledged is None else from_ts(acknowledged),
+                    None if snoozed is None else from_ts(snoozed),
+                )
+                for task_id, created, deadline, priority, acknowledged, snoozed in cursor.fetchall()
+            ]
 
         after = ""
         while True:
