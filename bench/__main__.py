@@ -162,7 +162,7 @@ def kept_bounds(previous: str) -> dict[str, str]:
     return kept
 
 
-def render(results: list[Measurement], runs: int, previous: str = "") -> str:
+def render(results: list[Measurement], previous: str = "") -> str:
     """RESULTS.md: one row per benchmark, engine and figure; the "× peer" column where a peer
     figure exists; a section per benchmark for what bounds its figures, kept from
     ``previous`` (the earlier RESULTS.md) so that the lead's analysis survives a re-run."""
@@ -182,7 +182,8 @@ def render(results: list[Measurement], runs: int, previous: str = "") -> str:
         "# Benchmark results",
         "",
         f"Machine: {machine()}. Date: {datetime.now(UTC).date().isoformat()}. "
-        f"Runs per benchmark: {runs} (figures are the median of the per-run values).",
+        "Runs: as many as the per-run column lists (figures are the median of the per-run "
+        "values; runs of one benchmark come from one invocation).",
         "Reproduce: `python -m bench` (all) or `python -m bench ID` (see bench/README.md). "
         "Engine: the bridge's store (— where none is involved). × peer: the median ÷ "
         "Alertmanager's median for the same work (the peer figure of `ingest` is from the same "
@@ -231,7 +232,7 @@ def render(results: list[Measurement], runs: int, previous: str = "") -> str:
 
 
 async def run(
-    ids: list[str], runs: int, engines: list[str], *, smoke: bool = False
+    ids: list[str], runs: int | None, engines: list[str], *, smoke: bool = False
 ) -> list[Measurement]:
     results = []
     for bench_id in ids:
@@ -246,7 +247,8 @@ async def run(
             if with_store:
                 use_engine(engine)
             measurement = Measurement(bench_id, engine=engine)
-            count = 1 if smoke else getattr(module, "RUNS", runs)
+            # ``--runs`` when given, else the module's own count (``RUNS``), else 3
+            count: int = 1 if smoke else runs or int(getattr(module, "RUNS", 3))
             for run_index in range(count):
                 started = time.monotonic()
                 print(f"[{bench_id} {engine}] run {run_index + 1}/{count} …", flush=True)
@@ -289,7 +291,12 @@ def main() -> int:
     parser.add_argument(
         "ids", nargs="*", help=f"benchmarks to run (all by default): {', '.join(BENCHMARKS)}"
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="runs per benchmark (default: 3, or the module's RUNS)",
+    )
     parser.add_argument(
         "--engine",
         choices=("sqlite", "postgres", "both"),
@@ -320,7 +327,7 @@ def main() -> int:
     if args.smoke:
         os.environ[SMOKE_VARIABLE] = "1"  # read by the modules when they are imported
         results = asyncio.run(run(ids, 1, engines, smoke=True))
-        print(render(results, 1))
+        print(render(results))
         return 0
     fresh = [] if args.render_only else asyncio.run(run(ids, args.runs, engines))
     # keep the other benchmarks' (and engines') last figures: a partial run updates only its rows
@@ -337,7 +344,7 @@ def main() -> int:
         }
     store.write_text(json.dumps(saved, indent=2) + "\n")
     previous = args.output.read_text() if args.output.exists() else ""
-    text = render(saved_measurements(saved), args.runs, previous)
+    text = render(saved_measurements(saved), previous)
     args.output.write_text(text)
     print(text)
     return 0
