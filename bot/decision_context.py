@@ -382,15 +382,9 @@ class DecisionContext:
         notes: str | None,
         request: dict[str, Any],
         detail: str,
-        meanwhile: Callable[[TrackedTask], Awaitable[None]] | None = None,
         **extra: Any,
     ) -> TrackedTask:
-        """Store a decision the factory confirmed (``task`` is its answer) and audit it.
-
-        ``meanwhile(confirmed)`` runs once the decision is stored, while the audit entry is
-        written (e.g. showing it on the message: the person need not wait for a second
-        database write); an audit failure is raised after it finished.
-        """
+        """Store a decision the factory confirmed (``task`` is its answer) and audit it."""
         confirmed = await self.store.confirm_decision(
             task,
             decision=decision,
@@ -400,12 +394,6 @@ class DecisionContext:
             source=actor.via,
             at=task.decided_at or self.clock(),
         )
-        audit = self._audit_decision(actor, decision, task.id, request, "ok", detail, **extra)
-        if meanwhile is None:
-            await audit
-        else:
-            audited, _ = await asyncio.gather(audit, meanwhile(confirmed), return_exceptions=True)
-            if isinstance(audited, BaseException):
-                raise audited
+        await self._audit_decision(actor, decision, task.id, request, "ok", detail, **extra)
         log.info("task %s %s by %s (%s): %s", task.id, decision, actor.name, actor.via, detail)
         return confirmed

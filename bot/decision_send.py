@@ -111,24 +111,15 @@ class DecisionSender(DeployApprovals):
             return Outcome("done", message, tracked)
 
     async def _store_confirmed(self, pending: PendingDecision, task: Task, detail: str) -> Outcome:
-        """Store a decision the factory confirmed, show it on the message while its audit
-        entry is written, wake whoever waits for it, stop the ladder and answer (``conflict``
-        when the factory's own record differs). A failure to store or audit it is raised."""
+        """Store and audit a decision the factory confirmed, wake whoever waits for it, show
+        it, stop the ladder and answer (``conflict`` when the factory's own record differs).
+        A failure to store it is raised."""
         decision = pending.decision
-
-        async def show(confirmed: TrackedTask) -> None:  # while the audit entry is written
-            await self._quietly(
-                self.board.refresh_message(confirmed.task_id),
-                f"refresh the message of {confirmed.task_id}",
-            )
-
         confirmed = await self._record_confirmed(
-            task, decision, pending.actor, pending.notes, pending.request, detail, meanwhile=show
+            task, decision, pending.actor, pending.notes, pending.request, detail
         )
         self._settle(confirmed.task_id)
-        await self._quietly(
-            self.board.escalation.task_changed(confirmed.task_id), f"re-plan {confirmed.task_id}"
-        )
+        await self._show_change(confirmed.task_id)
         if confirmed.decision != decision:
             return self._conflict(confirmed)
         return Outcome("done", say.done(confirmed, decision), confirmed)
