@@ -29,6 +29,9 @@ class FakeRuntime:
     async def start(self) -> None:
         self.log.append(f"start {self.name}")
 
+    async def begin(self) -> None:  # the ladder's start on load (arming goes on after it)
+        self.log.append(f"start {self.name}")
+
     async def stop(self) -> None:
         self.log.append(f"stop {self.name}")
 
