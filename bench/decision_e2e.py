@@ -69,7 +69,7 @@ async def run_once(measurement: Measurement) -> None:
         await world.discord.wait_for(lambda: len(task_messages(world)) >= TASKS, 60)
         message_of = task_messages(world)  # task id → message id
         shown_at: dict[int, float] = {}  # message id → Discord clock of the edit showing it
-        shown = {message_id: asyncio.Event() for message_id in message_of.values()}
+        decided = {message_id: asyncio.Event() for message_id in message_of.values()}
 
         def on_edit(record: EditRecord) -> None:
             if record.message_id in shown_at or record.status >= 400:
@@ -78,7 +78,7 @@ async def run_once(measurement: Measurement) -> None:
             if message is not None and message.embeds:
                 if "Approved" in fields(message).get("Decision", ""):
                     shown_at[record.message_id] = record.at
-                    shown[record.message_id].set()
+                    decided[record.message_id].set()
 
         edits.on_edit.append(on_edit)
         meter = ResourceMeter(process)
@@ -94,7 +94,7 @@ async def run_once(measurement: Measurement) -> None:
                 clicks[task_id] = record
                 # a decision is in flight until its message shows it: 4 people deciding at
                 # once, not a backlog of 200 clicks made within two seconds
-                await asyncio.wait_for(shown[message_id].wait(), 60)
+                await asyncio.wait_for(decided[message_id].wait(), 60)
 
         await asyncio.gather(*(click(t, m) for t, m in message_of.items()))
         await world.discord.wait_for(lambda: len(shown_at) >= len(clicks), 60)
