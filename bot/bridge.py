@@ -312,6 +312,12 @@ class Bridge:
                 return
             # perhaps a message being posted right now, not recorded yet: post_single looks
             self._deleted_unknown[message_id] = why
+            # the post may have recorded it (and looked) while the read above ran: look again,
+            # and whichever side takes the note reposts (once)
+            if await self.store.task_by_message(
+                message_id
+            ) is not None and self.deleted_before_recorded(message_id):
+                await self.message_deleted(message_id, why=why)
             return
         if tracked.is_decided:
             await self.store.audit(
