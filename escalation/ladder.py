@@ -73,7 +73,7 @@ Invariant: the delivery times of :func:`schedule` are non-decreasing in ladder o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from escalation.models import Priority
@@ -82,6 +82,7 @@ from escalation.policy import (
     REMINDER_STEPS,
     REPEAT_STEPS,
     EscalationPolicy,
+    QuietHours,
     StepKind,
     as_aware_utc,
 )
@@ -361,19 +362,107 @@ def _schedule(
     (every wake-up plans twice: the steps due, then the next one after taking them)."""
     if state.decided:
         return ()
-    created = as_aware_utc(created_at, "created_at")
-    due = as_aware_utc(deadline, "deadline")
-    times = _nominal_times(created, due, policy)
-    # the enum lookups and quiet-hours checks hoisted out of the per-step loop: at start the
-    # schedule of every open task (100,000) is computed once, none of them cached yet
+    shape = _no_quiet_shape(created_at, deadline, priority, policy, state)
+    if shape is not None:
+        created, relative = shape
+        return tuple(
+            StepDue(kind, created + nominal, created + deliver, False, snoozed)
+            for kind, nominal, deliver, snoozed in relative
+        )
     critical = Priority(priority) is Priority.CRITICAL
     hold = policy.quiet_hours if not critical else None
     if hold is not None and not hold.active:
         hold = None
     hold_pages = hold if Priority(priority) not in policy.quiet_bypass_priorities else None
-    acknowledged = state.acknowledged
-    snoozed_until = state.snoozed_until
+    return _compute_schedule(
+        as_aware_utc(created_at, "created_at"),
+        as_aware_utc(deadline, "deadline"),
+        policy,
+        hold,
+        hold_pages,
+        state.acknowledged,
+        state.snoozed_until,
+        state.taken,
+    )
 
+
+def _no_quiet_shape(
+    created_at: datetime,
+    deadline: datetime,
+    priority: Priority,
+    policy: EscalationPolicy,
+    state: LadderState,
+) -> tuple[datetime, tuple[tuple[StepKind, timedelta, timedelta, bool], ...]] | None:
+    """``(T in UTC, the task's shape from _relative_schedule)`` when no quiet hours can hold
+    any of its steps, else ``None`` (quiet windows depend on the instant, not on offsets).
+
+    Without quiet hours every rule compares times of one task with each other, so the
+    schedule is the same shape for every task with the same SLA window, snooze offset and
+    steps taken, shifted to its creation time: computed once per shape, not once per task
+    (arming 100,000 open tasks at a restart, bench/arm.py).
+    """
+    quiet = policy.quiet_hours
+    if quiet is not None and quiet.active and Priority(priority) is not Priority.CRITICAL:
+        return None  # its reminders at least may be held (critical tasks are never held)
+    created = as_aware_utc(created_at, "created_at")
+    snoozed_until = state.snoozed_until
+    relative = _relative_schedule(
+        as_aware_utc(deadline, "deadline") - created,
+        None if snoozed_until is None else snoozed_until - created,
+        priority,
+        policy,
+        state.acknowledged,
+        state.taken,
+    )
+    return created, relative
+
+
+#: Any fixed instant: the origin :func:`_relative_schedule` plans a shape at.
+_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4_096)
+def _relative_schedule(
+    window: timedelta,
+    snooze_offset: timedelta | None,
+    priority: Priority,
+    policy: EscalationPolicy,
+    acknowledged: bool,
+    taken: frozenset[StepKind],
+) -> tuple[tuple[StepKind, timedelta, timedelta, bool], ...]:
+    """The schedule of a task created at an arbitrary instant, with no quiet hours to apply,
+    as offsets from its creation: ``(kind, nominal offset, delivery offset, snoozed)``.
+
+    ``window`` is D − T and ``snooze_offset`` the snooze's end − T (both may be negative).
+    """
+    steps = _compute_schedule(
+        _ORIGIN,
+        _ORIGIN + window,
+        policy,
+        None,
+        None,
+        acknowledged,
+        None if snooze_offset is None else _ORIGIN + snooze_offset,
+        taken,
+    )
+    return tuple(
+        (s.kind, s.nominal_at - _ORIGIN, s.deliver_at - _ORIGIN, s.delayed_by_snooze) for s in steps
+    )
+
+
+def _compute_schedule(
+    created: datetime,
+    due: datetime,
+    policy: EscalationPolicy,
+    hold: QuietHours | None,
+    hold_pages: QuietHours | None,
+    acknowledged: bool,
+    snoozed_until: datetime | None,
+    taken: frozenset[StepKind],
+) -> tuple[StepDue, ...]:
+    """The body of :func:`_schedule` for aware UTC ``created``/``due``: ``hold`` holds every
+    step for quiet hours, ``hold_pages`` the pages (``None``: not held)."""
+    times = _nominal_times(created, due, policy)
     effective: dict[StepKind, StepDue] = {}
     for kind in _drop_superseded(times):
         at = times[kind]
@@ -401,8 +490,8 @@ def _schedule(
                 kept.remove(k)
             if later_repeat is None or at < later_repeat:
                 later_repeat = at
-    highest_taken = max((_RANK[k] for k in state.taken), default=-1)
-    remaining = [effective[k] for k in kept if k not in state.taken and _RANK[k] > highest_taken]
+    highest_taken = max((_RANK[k] for k in taken), default=-1)
+    remaining = [effective[k] for k in kept if k not in taken and _RANK[k] > highest_taken]
     return tuple(sorted(remaining, key=_delivery_order))
 
 
@@ -432,8 +521,17 @@ def next_step(
     ValueError
         When a datetime is naive.
     """
-    steps = _schedule(created_at, deadline, priority, policy, state)
-    return steps[0] if steps else None
+    if state.decided:
+        return None
+    shape = _no_quiet_shape(created_at, deadline, priority, policy, state)
+    if shape is None:
+        steps = _schedule(created_at, deadline, priority, policy, state)
+        return steps[0] if steps else None
+    created, relative = shape
+    if not relative:
+        return None
+    kind, nominal, deliver, snoozed = relative[0]  # only the first is built
+    return StepDue(kind, created + nominal, created + deliver, False, snoozed)
 
 
 def due_now(

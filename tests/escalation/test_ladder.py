@@ -464,3 +464,51 @@ def test_steps_taken_given_as_a_list_of_names_plan_like_step_kinds() -> None:
         BREACH,
         CRITICAL,
     ]
+
+
+@pytest.mark.parametrize("priority", list(Priority))
+def test_tasks_of_one_shape_share_a_schedule_shifted_to_their_creation(
+    priority: Priority,
+) -> None:
+    """Without quiet hours the schedule of tasks created at different instants (with the
+    same SLA window, snooze offset and steps taken) is one shape shifted in time — planned
+    once per shape (arming 100,000 tasks at a restart) and identical to planning each task
+    on its own, the per-task path quiet hours take."""
+    from escalation.ladder import _compute_schedule
+
+    repeats = EscalationPolicy(quiet_hours=None, repeat_limit=2)
+    window = repeats.deadline_for(T, priority, None) - T
+    states = [
+        LadderState(),
+        LadderState(taken=frozenset({DM})),
+        LadderState(acknowledged_at=T + MIN),
+        LadderState(snoozed_until=T + 50 * MIN),
+        LadderState(snoozed_until=T + 50 * MIN, taken=frozenset({DM, BREACH})),
+    ]
+    shifts = [timedelta(0), 3 * H + 17 * MIN, timedelta(days=40, seconds=1, microseconds=7)]
+    for state, shift in itertools.product(states, shifts):
+        created = T + shift
+        moved = LadderState(
+            acknowledged_at=state.acknowledged_at and state.acknowledged_at + shift,
+            snoozed_until=state.snoozed_until and state.snoozed_until + shift,
+            taken=state.taken,
+        )
+        got = schedule(created, created + window, priority, repeats, moved)
+        assert got == list(
+            _compute_schedule(
+                created,
+                created + window,
+                repeats,
+                None,
+                None,
+                moved.acknowledged,
+                moved.snoozed_until,
+                moved.taken,
+            )
+        )
+        base = schedule(T, T + window, priority, repeats, state)
+        assert [(s.kind, s.deliver_at + shift, s.delayed_by_snooze) for s in base] == [
+            (s.kind, s.deliver_at, s.delayed_by_snooze) for s in got
+        ]
+        assert got, "a ladder with steps left"
+        assert next_step(created, created + window, priority, repeats, moved) == got[0]
