@@ -134,6 +134,9 @@ class LadderRuntime:
         )
         self._locks: KeyedLocks[str] = KeyedLocks()  # only while a step runs
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_TASKS)
+        # while the wake-ups are rebuilt the worker takes one task at a time: arming
+        # 100,000 tasks must not starve behind a backlog of overdue steps (bench/restart.py)
+        self._while_arming = asyncio.Semaphore(1)
         self._worker: asyncio.Task[None] | None = None
         self._arming: asyncio.Task[int] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -271,6 +274,9 @@ class LadderRuntime:
         soon as it is read, so the first steps due go out before the last page is (100,000
         open tasks at a restart or takeover, bench/restart.py), and the rest of the start
         (the Discord session, the start-up reconciliation) need not wait for the last page.
+        Until the last page is armed the worker takes one task at a time (not
+        :data:`MAX_CONCURRENT_TASKS`), so that a backlog of overdue steps does not hold the
+        arming back for tens of seconds.
         """
         await self._settle()
         if not self.scheduler.running:
@@ -380,7 +386,11 @@ class LadderRuntime:
     async def _process(self, task_id: str, claimed: asyncio.Event) -> None:
         try:
             async with self._sem, self._locks(task_id):
-                await self.service.wake(task_id, on_claimed=claimed.set)
+                if self._arming is not None and not self._arming.done():
+                    async with self._while_arming:
+                        await self.service.wake(task_id, on_claimed=claimed.set)
+                else:
+                    await self.service.wake(task_id, on_claimed=claimed.set)
         finally:
             claimed.set()
 

@@ -106,6 +106,68 @@ async def test_the_worker_takes_a_due_step_before_the_last_page_is_read(make_rig
         await runtime.stop()
 
 
+async def test_while_arming_the_worker_takes_one_task_at_a_time(make_rig: Any) -> None:
+    """A backlog of overdue steps must not hold back the arming of the other pages (100,000
+    tasks at a restart): until the last page is armed, one wake-up at a time; after it, as
+    many as the worker allows."""
+    rig = await make_rig()
+    for n in range(8):  # each reminder DM (60 s) is due already
+        await rig.add_task(f"t{n}", created=START - timedelta(seconds=90 - n))
+    runtime: LadderRuntime = rig.runtime
+    runtime._wake.clear()
+    wake = runtime.service.wake
+    in_flight = 0
+    most: list[int] = []
+
+    async def counting_wake(task_id: str, **kwargs: Any) -> Any:
+        nonlocal in_flight
+        in_flight += 1
+        most.append(in_flight)
+        try:
+            for _ in range(3):  # several turns of the loop, as a real step's I/O takes
+                await asyncio.sleep(0)
+            return await wake(task_id, **kwargs)
+        finally:
+            in_flight -= 1
+
+    runtime.service.wake = counting_wake  # type: ignore[method-assign]
+    store = rig.bridge.store
+    taken: list[object] = []
+    first_page_done = asyncio.Event()
+
+    def step_taken(*args: object) -> None:
+        taken.append(args)
+        if len(taken) == 4:
+            first_page_done.set()
+
+    runtime.service._step_taken = step_taken
+
+    async def pages() -> AsyncIterator[list[OpenTaskClock]]:
+        async for page in store.open_task_clocks(page_size=4):
+            yield page
+            # the next page waits until the first page's four due steps were taken
+            await asyncio.wait_for(first_page_done.wait(), 10)
+
+    runtime.service.tasks.open_task_clocks = pages  # type: ignore[attr-defined]
+    try:
+        await runtime.begin()
+        await asyncio.wait_for(runtime.armed(), 10)
+        await runtime.tick()  # the worker may not have run since the last page was armed
+        await runtime.drain()
+        assert [await rig.steps(f"t{n}") for n in range(8)] == [["reminder_dm"]] * 8
+        assert max(most) == 1, "one wake-up at a time while arming"
+        most.clear()
+        for n in range(8, 12):  # their reminder DMs come due together, after the arming
+            await rig.add_task(f"t{n}", created=START)
+        rig.clock.advance(61)
+        await runtime.tick()
+        await runtime.drain()
+        assert [await rig.steps(f"t{n}") for n in range(8, 12)] == [["reminder_dm"]] * 4
+        assert max(most) > 1, "after the arming the worker takes several at once"
+    finally:
+        await runtime.stop()
+
+
 def test_rebuild_keeps_the_history_a_wake_up_wrote_meanwhile() -> None:
     """A wake-up that took a step while the rebuild read its page: the rebuild's older rows
     must not replace the newer history (the task message would show the step as not taken).
