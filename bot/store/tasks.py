@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -18,6 +18,14 @@ from . import tables as t
 from .base import StoreBase
 from .database import driver_cursor
 from .rows import TASK_ROW, TRACKED, TrackedTask, from_ts, row_to_tracked, to_ts
+
+
+class _HasTaskId(Protocol):
+    @property
+    def task_id(self) -> str: ...
+
+
+_Keyed = TypeVar("_Keyed", bound=_HasTaskId)
 
 __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
 
@@ -142,6 +150,22 @@ class TasksMixin(StoreBase):
 
         return await self.db.read(work)
 
+    async def _keyset_pages(
+        self, read_page: Callable[[str, Connection], list[_Keyed]], page_size: int
+    ) -> AsyncIterator[list[_Keyed]]:
+        """Pages of ``read_page(after, conn)`` (rows ordered by ``task_id``, at most
+        ``page_size``, each with ``task_id`` above ``after``) until one comes back short:
+        key-set paging, each page its own read."""
+        after = ""
+        while True:
+            page = await self.db.read(functools.partial(read_page, after))
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].task_id
+
     async def open_task_pages(
         self, *, page_size: int = OPEN_TASK_PAGE
     ) -> AsyncIterator[list[TrackedTask]]:
@@ -161,15 +185,8 @@ class TasksMixin(StoreBase):
             )
             return [row_to_tracked(r) for r in rows]
 
-        after = ""
-        while True:
-            page = await self.db.read(functools.partial(work, after))
-            if not page:
-                return
+        async for page in self._keyset_pages(work, page_size):
             yield page
-            if len(page) < page_size:
-                return
-            after = page[-1].task_id
 
     async def open_task_clocks(
         self, *, page_size: int = OPEN_TASK_PAGE
@@ -206,15 +223,8 @@ class TasksMixin(StoreBase):
                 for task_id, created, deadline, priority, acknowledged, snoozed in cursor.fetchall()
             ]
 
-        after = ""
-        while True:
-            page = await self.db.read(functools.partial(work, after))
-            if not page:
-                return
+        async for page in self._keyset_pages(work, page_size):
             yield page
-            if len(page) < page_size:
-                return
-            after = page[-1].task_id
 
     async def open_task_ids(self) -> list[str]:
         """Ids of the tasks with no confirmed decision, oldest first (no payload is read)."""
