@@ -48,7 +48,7 @@ from escalation.ports import Pager
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-__all__ = ["EXIT_DEPOSED", "GC_THRESHOLDS", "BridgeApp"]
+__all__ = ["EXIT_DEPOSED", "BridgeApp"]
 
 log = logging.getLogger(__name__)
 
@@ -428,19 +428,6 @@ def _freeze_startup_objects() -> None:
     start-up (discord.py, SQLAlchemy, pydantic) and alive for good. Measured with the click
     benchmark: 50–80 ms pauses, longer than the whole click budget (p99 ≤ 50 ms). Garbage is
     collected first so that nothing dead is frozen.
-
-    Then the collector's thresholds are raised (:data:`GC_THRESHOLDS`): a service keeps what
-    it builds while running (each open task's ladder state and history, caches) for hours, and
-    with CPython's default (700, 10, 10) a full collection walked all of it every second or
-    so under load — 100–270 ms pauses during the ``click-storm`` benchmark, which every click
-    arriving meanwhile waits out. Cyclic garbage is still collected, in bigger, rarer passes.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-#: :func:`gc.set_threshold` for a running bridge (young, middle, old): a young collection
-#: after 10,000 net allocations instead of 700, an old (full) one every 20 middle ones instead
-#: of 10 — full collections about 30 × rarer (see :func:`_freeze_startup_objects`).
-GC_THRESHOLDS = (10_000, 10, 20)
