@@ -131,26 +131,34 @@ class Reconciler:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Take the start-up snapshot, rebuild the message map if needed, resume decisions.
+        """Rebuild the message map if needed, resume decisions, start the passes.
 
         Called by :meth:`bot.app.BridgeApp.start` once Discord is ready and before the event
-        processor starts: the factory's pending tasks are listed now (the first pass works on
-        this snapshot, in the background, so a long backlog does not hold up the start), the
-        task → message map is rebuilt before anything can be posted, and decisions left in
-        flight are re-sent. A failure here is logged, never fatal: the loop tries again.
+        processor starts: the task → message map is rebuilt before anything can be posted,
+        and decisions left in flight are re-sent. The factory's pending tasks are listed
+        here only when the map needs rebuilding (the first pass then reuses them); otherwise
+        the first pass lists them in the background, so that the processor need not wait
+        for 100,000 pending tasks to be listed (≈ 40 s at a restart, bench/restart.py). A
+        failure here is logged, never fatal: the loop tries again.
         """
         started = time.time()
         snapshot: PendingSnapshot | None = None
-        try:  # compact, listed a page at a time (100,000 pending tasks: bench/ladders.py)
-            snapshot = await PendingSnapshot.from_pages(
-                self.bridge.factory.iter_task_pages(status="pending")
-            )
-        except (FactoryError, FactoryUnavailable) as exc:
-            log.warning("start-up reconciliation: pending tasks not listed (%s)", exc)
         try:
-            await self.rebuild_if_needed(snapshot)
+            needed = await self.rebuild_needed()
         except Exception:
-            log.exception("rebuilding the task → message map from the channel failed")
+            log.exception("could not tell whether the task → message map needs rebuilding")
+            needed = False
+        if needed:
+            try:  # compact, listed a page at a time (100,000 pending tasks: bench/ladders.py)
+                snapshot = await PendingSnapshot.from_pages(
+                    self.bridge.factory.iter_task_pages(status="pending")
+                )
+            except (FactoryError, FactoryUnavailable) as exc:
+                log.warning("start-up reconciliation: pending tasks not listed (%s)", exc)
+            try:
+                await self.rebuild_if_needed(snapshot)
+            except Exception:
+                log.exception("rebuilding the task → message map from the channel failed")
         try:
             inflight = await self.bridge.store.inflight_decisions()
             self._leftover = {
@@ -224,6 +232,15 @@ class Reconciler:
         return settled
 
     # ------------------------------------------------------------------ rebuild
+    async def rebuild_needed(self) -> bool:
+        """Whether :meth:`rebuild_if_needed` would rebuild: the channel's history may be read
+        (``reconcile_history_limit`` > 0) and the store knows no task at all or has open
+        tasks without a message."""
+        store = self.bridge.store
+        if self.history_limit <= 0:
+            return False
+        return await store.count_tasks() == 0 or bool(await store.open_tasks_without_message())
+
     async def rebuild_if_needed(
         self, pending: Sequence[Task] | PendingSnapshot | None = None
     ) -> int:
@@ -233,10 +250,7 @@ class Reconciler:
         tasks that have no message (a crash between posting and recording). Returns the number
         of messages adopted.
         """
-        store = self.bridge.store
-        if self.history_limit <= 0:
-            return 0
-        if await store.count_tasks() > 0 and not await store.open_tasks_without_message():
+        if not await self.rebuild_needed():
             return 0
         if isinstance(pending, PendingSnapshot):
             pending = pending.tasks()  # rare: the store lost message ids

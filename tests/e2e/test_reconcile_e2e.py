@@ -108,6 +108,26 @@ async def test_restart_posts_missed_tasks_once_and_shows_decisions_made_meanwhil
         assert posted(world, channel_id) == []
 
 
+async def test_after_a_restart_events_are_handled_while_the_factory_is_still_listing(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    """The start-up reconciliation lists every pending task (100,000 take tens of seconds):
+    a task created meanwhile must not wait for that listing to be posted."""
+    bridge = make_bridge()
+    await bridge.start()
+    await world.factory.create_task(title="open before the restart")
+    await world.discord.wait_for(lambda: len(posted(world, TASKS_CHANNEL_ID)) == 1, 10)
+    await bridge.terminate()
+
+    world.factory.delay("GET", LIST, 12, times=1)  # the start-up pass's pending listing
+    before = pending_lists(world)
+    await bridge.start()
+    fresh = await world.factory.create_task(title="created during the slow listing")
+    await world.discord.wait_for(lambda: len(messages_of(world, fresh["id"])) == 1, 6)
+    assert pending_lists(world) == before + 1, "the slow listing is still under way"
+    assert len(posted(world, TASKS_CHANNEL_ID)) == 2
+
+
 async def test_lost_database_is_rebuilt_from_the_channel_without_second_messages(
     world: World, make_bridge: Callable[..., BridgeProcess]
 ) -> None:
