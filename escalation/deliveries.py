@@ -124,7 +124,7 @@ def level_of(recipient: str) -> int | None:
 def reported_level(outcome: Mapping[str, Any]) -> int | None:
     """The highest level a finished step reported to the factory (an ``escalate`` delivery
     ``sent`` in its stored outcome, :func:`escalation.executor.step_outcome`), or ``None``."""
-    # read on every wake-up for every step row of the task (escalation.service._kept): a
+    # read on every wake-up for every step row of the task (escalation.progress.kept_rows): a
     # plain loop, and an exact type test first (an ABC isinstance check costs more)
     best: int | None = None
     for d in outcome.get("deliveries") or ():
