@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 from escalation.ladder import StepDue
@@ -123,7 +124,7 @@ def level_of(recipient: str) -> int | None:
 def reported_level(outcome: Mapping[str, Any]) -> int | None:
     """The highest level a finished step reported to the factory (an ``escalate`` delivery
     ``sent`` in its stored outcome, :func:`escalation.executor.step_outcome`), or ``None``."""
-    # read on every wake-up for every step row of the task (escalation.service._kept): a
+    # read on every wake-up for every step row of the task (escalation.progress.kept_rows): a
     # plain loop, and an exact type test first (an ABC isinstance check costs more)
     best: int | None = None
     for d in outcome.get("deliveries") or ():
@@ -187,6 +188,13 @@ class NewDelivery:
     detail: dict[str, Any] | None = None
 
 
+@lru_cache(maxsize=1024)
+def _plain(channel: str, recipient: str, held: bool) -> NewDelivery:
+    """A :class:`NewDelivery` without detail, built once per value: it is frozen, and every
+    step of every task plans the same few (a frozen dataclass costs a call per field)."""
+    return NewDelivery(channel, recipient, held)
+
+
 def plan_deliveries(
     step: StepDue,
     *,
@@ -230,29 +238,29 @@ def plan_deliveries(
     kind = step.kind
     levels = [NewDelivery("escalate", escalate_recipient(n), held, {"level": n}) for n in escalate]
     if kind is StepKind.REMINDER_DM:
-        dms = [NewDelivery("dm", p.key, held) for p in reminder_targets(assignee, people)]
+        dms = [_plain("dm", p.key, held) for p in reminder_targets(assignee, people)]
         return [*dms, *levels]
     if kind in (StepKind.REMINDER_MENTION, StepKind.SLA_WARNING):
-        return [NewDelivery("reply", "task", held), *levels]
+        return [_plain("reply", "task", held), *levels]
     if kind is StepKind.SLA_BREACH:
-        sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
-        return [NewDelivery("alert", "alerts", held), *sms, *levels]
+        sms = [_plain("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
+        return [_plain("alert", "alerts", held), *sms, *levels]
     if kind.repeat_number:  # the breach page again: SMS to the rotation, a call (README "Phone")
-        sms = [NewDelivery("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
+        sms = [_plain("sms", p.key, held) for p in sms_targets(assignee, people, unreachable)]
         first_call = next_fallback(call_order(people), (), unreachable)
-        call = [NewDelivery("call", first_call.key, held)] if first_call is not None else []
+        call = [_plain("call", first_call.key, held)] if first_call is not None else []
         return [*call, *sms, *levels]
     planned: list[NewDelivery] = []
     first = next_fallback(call_order(people), (), unreachable)
     if first is not None:
-        planned.append(NewDelivery("call", first.key, held))
+        planned.append(_plain("call", first.key, held))
     admin = next((p for p in people if p.admin and p.factory_user_id), None)
     if admin is not None:
-        planned.append(NewDelivery("reassign", admin.key, held))
+        planned.append(_plain("reassign", admin.key, held))
     planned.extend(levels)
     if safe_default is not SafeDefault.NONE:
-        planned.append(NewDelivery("decision", safe_default.value, held))
-    planned.append(NewDelivery("incident", "alerts", held))
+        planned.append(_plain("decision", safe_default.value, held))
+    planned.append(_plain("incident", "alerts", held))
     return planned
 
 

@@ -53,11 +53,22 @@ from escalation.ports import (
 )
 from escalation.recipients import Person, call_order, next_fallback, reminder_targets
 
-__all__ = ["RETRY_DELAYS", "DeliveryExecutor", "step_outcome", "with_retries"]
+__all__ = [
+    "ACTOR_NAME",
+    "ACTOR_VIA",
+    "RETRY_DELAYS",
+    "DeliveryExecutor",
+    "step_outcome",
+    "with_retries",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The audit actor of everything the ladder does (name and ``via``).
+ACTOR_NAME = "escalation"
+ACTOR_VIA = "system"
 
 #: Backoff between attempts of a failing delivery (seconds): 5 attempts in about 7.5 s.
 RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
@@ -169,52 +180,67 @@ class DeliveryExecutor:
         task_id = task.task_id
         step = kind.value
         repository = self.repository
+        tasks = self.tasks
+        clock = self.clock
         rows = await repository.deliveries(task_id=task_id, step=step)
         added = self._added
         own = _own_pending(rows)
         done: set[int] = set()  # rows of ``own`` settled (or taken by another writer)
         while True:
-            now = self.clock()
+            now = clock()
             # the next by next_own's order; a delivery due later is not the step's to do now:
             # the next person's call after an unanswered one waits
             # ESCALATION_CALL_NEXT_AFTER_SECONDS (README "Phone")
-            row = next((r for r in own if r.due_at <= now and r.id not in done), None)
-            if row is None:
+            for row in own:
+                if row.due_at <= now and row.id not in done:
+                    break
+            else:
                 break
-            fresh = await self.tasks.get(task_id) or task
-            reason = stop_reason(
-                kind,
-                row.channel,
-                decision=fresh.decision if fresh.is_decided else None,
-                acknowledged=fresh.acknowledged_at is not None,
+            row_id = row.id
+            channel = row.channel
+            fresh = await tasks.get(task_id) or task
+            reason = (
+                None  # stop_reason's answer for an undecided, unacknowledged task
+                if fresh.acknowledged_at is None and not fresh.is_decided
+                else stop_reason(
+                    kind,
+                    channel,
+                    decision=fresh.decision if fresh.is_decided else None,
+                    acknowledged=fresh.acknowledged_at is not None,
+                )
             )
             if reason is not None:
                 own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
-                if any(r.id == row.id for r in own):
+                if any(r.id == row_id for r in own):
                     await repository.finish_delivery(
-                        row.id, "cancelled", {"cancelled": reason}, self.clock()
+                        row_id, "cancelled", {"cancelled": reason}, clock()
                     )
-                done.add(row.id)
+                done.add(row_id)
                 continue
-            done.add(row.id)
-            if not await repository.claim_deliveries([row.id], self.clock()):
+            done.add(row_id)
+            if not await repository.claim_deliveries([row_id], clock()):
                 continue
             try:
-                status, detail = await self._deliver(fresh, kind, row.channel, row.recipient, late)
+                status, detail = await self._deliver(fresh, kind, channel, row.recipient, late)
             except Exception as exc:  # a bug must not leave the row claimed forever
-                log.exception("delivery %s of task %s failed", row.channel, task_id)
+                log.exception("delivery %s of task %s failed", channel, task_id)
                 status, detail = "failed", {"error": repr(exc)}
-            await repository.finish_delivery(row.id, status, detail, self.clock())
             note = detail.get("error") or detail.get("note") or "ok"
-            try:  # self.audit, inlined: this runs for every delivery of every ladder
-                await self._audit_port(
-                    task_id,
-                    f"escalation.{row.channel}",
-                    status,
-                    f"{step} → {row.recipient}: {note}"[:2000],
-                )
-            except Exception:
-                log.exception("could not audit escalation.%s for task %s", row.channel, task_id)
+            # the outcome and its audit entry in one write (the store's one transaction)
+            await repository.finish_delivery(
+                row_id,
+                status,
+                detail,
+                clock(),
+                audit={
+                    "actor_name": ACTOR_NAME,
+                    "via": ACTOR_VIA,
+                    "action": f"escalation.{channel}",
+                    "outcome": status,
+                    "task_id": task_id,
+                    "detail": f"{step} → {row.recipient}: {note}"[:2000],
+                },
+            )
             if self._added != added:  # a fallback added the next person's delivery
                 own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
                 added = self._added

@@ -297,9 +297,16 @@ class LadderRepository(Protocol):
         ...
 
     async def finish_delivery(
-        self, delivery_id: int, status: str, detail: dict[str, Any], now: datetime
+        self,
+        delivery_id: int,
+        status: str,
+        detail: dict[str, Any],
+        now: datetime,
+        *,
+        audit: dict[str, Any] | None = None,
     ) -> None:
-        """Record the outcome of a delivery."""
+        """Record the outcome of a delivery; ``audit`` (columns of the audit table, as
+        :meth:`claim_step` takes them) is appended in the same write."""
         ...
 
     async def cancel_pending(

@@ -9,7 +9,7 @@
 2. load its steps (:class:`~escalation.ports.LadderRepository`): a step left ``claimed`` by a
    crash is **resumed**; otherwise :func:`escalation.ladder.due_now` says which step is due —
    the first one is taken (one step per wake-up; when more are due, the next wake-up is
-   immediate);
+   immediate); the task's schedule is memoised per state (:mod:`escalation.progress`);
 3. **claim** the step and write every delivery it plans (:mod:`escalation.deliveries`; one
    transaction, unique keys);
 4. for each delivery, re-check the task (a decision stops everything still pending; an
@@ -22,8 +22,9 @@ Restart semantics
     A delivery found ``claimed`` at start may or may not have happened (kill -9 between the
     side effect and its row). It is **not** repeated: it becomes ``unknown`` and the incident
     report says so — except factory calls (reassign, escalation level, safe default:
-    :data:`~escalation.deliveries.IDEMPOTENT_CHANNELS`), which carry an Idempotency-Key and are simply sent again (:meth:`LadderService.recover`). A step found
-    ``claimed`` is resumed: its deliveries that never started are done now, late.
+    :data:`~escalation.deliveries.IDEMPOTENT_CHANNELS`), which carry an Idempotency-Key and
+    are simply sent again (:meth:`LadderService.recover`, :mod:`escalation.startup`). A step
+    found ``claimed`` is resumed: its deliveries that never started are done now, late.
 Retries
     A retryable :class:`~escalation.ports.DeliveryError` (Discord 5xx/429, Twilio 5xx/429,
     network) is retried after each of :data:`RETRY_DELAYS` (``Retry-After`` honoured when
@@ -41,20 +42,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
-    IDEMPOTENT_CHANNELS,
     escalate_levels,
     level_of,
     plan_deliveries,
-    reported_level,
 )
-from escalation.executor import RETRY_DELAYS, DeliveryExecutor, step_outcome, with_retries
-from escalation.ladder import LadderState, StepDue, due_now, next_step
+from escalation.executor import (
+    ACTOR_NAME,
+    ACTOR_VIA,
+    RETRY_DELAYS,
+    DeliveryExecutor,
+    step_outcome,
+    with_retries,
+)
+from escalation.ladder import StepDue
 from escalation.notices import late_marker
 from escalation.policy import EscalationPolicy, StepKind
 from escalation.ports import (
@@ -66,11 +72,12 @@ from escalation.ports import (
     LadderRepository,
     LadderStepRow,
     LadderTask,
-    OpenTaskClock,
     Pager,
     Roster,
     TaskReader,
 )
+from escalation.progress import StepPlans, kept_rows
+from escalation.startup import rebuild_wakes, settle_claimed
 
 __all__ = [
     "ACTOR_NAME",
@@ -82,10 +89,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The audit actor of everything the ladder does (name and ``via``).
-ACTOR_NAME = "escalation"
-ACTOR_VIA = "system"
 
 #: Stored step names that are ladder steps.
 STEP_VALUES = frozenset(k.value for k in StepKind)
@@ -163,6 +166,7 @@ class LadderService:
             sleep=sleep,
         )
         self.history: dict[str, list[LadderStepRow]] = {}
+        self._plans = StepPlans(policy)
         # tasks whose state changed (ack, snooze, decision) while a step was being taken
         self._changed: set[str] = set()
 
@@ -198,13 +202,9 @@ class LadderService:
             On inconsistent times (e.g. a naive datetime).
         """
         taken = self.history.get(task.task_id, []) if rows is None else rows
-        return next_step(
-            task.task.created_at,
-            task.deadline,
-            task.task.priority,
-            self.policy,
-            _state(task, taken),
-        )
+        if task.is_decided:
+            return None
+        return self._plans.next(task, taken, self.policy)
 
     def mark_changed(self, task_id: str) -> None:
         """Ack, snooze or decision: a step under way must read the task afresh at its end."""
@@ -212,99 +212,25 @@ class LadderService:
 
     # ------------------------------------------------------------------ start
     async def recover(self) -> None:
-        """Settle what a crash left ``claimed`` and load the unreachable phones."""
-        now = self.clock()
-        for row in await self.repository.expire_claimed(now):
-            outcome = "retry" if row.channel in IDEMPOTENT_CHANNELS else "unknown"
-            await self.audit(
-                row.task_id,
-                f"escalation.{row.channel}",
-                outcome,
-                f"{row.step}: interrupted by a restart while sending to {row.recipient}; "
-                + ("sent again (idempotent)" if outcome == "retry" else "not repeated"),
-            )
+        """Settle what a crash left ``claimed`` (:func:`escalation.startup.settle_claimed`)
+        and load the unreachable phones."""
+        await settle_claimed(self.repository, self.clock(), self.audit)
         self.executor.unreachable = await self.repository.unreachable()
 
     async def rebuild(
         self, on_page: Callable[[dict[str, datetime]], None] | None = None
     ) -> dict[str, datetime]:
-        """Every open task's next wake-up from the store (in bulk): task id → when.
-
-        A task with a ``claimed`` step wakes now (to resume it); a task with no step left
-        has none. The tasks are read a page at a time, as :class:`~escalation.ports.OpenTaskClock`
-        when the :class:`TaskReader` offers ``open_task_clocks()`` (only what the schedule
-        reads), else from ``open_task_pages()`` or ``open_tasks()``: 100,000 open tasks are
-        never all in memory at once (bench/ladders.py). Yields to the event loop every 500
-        tasks (a big backlog at start); ``on_page`` gets each page's wake-ups as soon as they
-        are known, so the caller can arm them before the last page is read (bench/arm.py).
-
-        Wake-ups may be taken while this runs (the caller's worker): a task's step rows read
-        here replace its :attr:`history` only when they are at least as far along as what a
-        wake-up wrote meanwhile (rows are only ever added, and go from ``claimed`` to
-        ``done``).
-        """
-        now = self.clock()
-        policy = self.policy
-        wakes: dict[str, datetime] = {}
-        gone = set(self.history)  # tasks no longer open lose their history at the end
-        index = 0
-        async for page in self._open_task_clocks():
-            steps = await self.repository.steps([c.task_id for c in page])
-            page_wakes: dict[str, datetime] = {}
-            for clock in page:
-                index += 1
-                if index % 500 == 0:
-                    await asyncio.sleep(0)
-                task_id = clock.task_id
-                rows = steps.get(task_id, ())
-                if rows and any(r.status == "claimed" for r in rows):
-                    page_wakes[task_id] = now
-                    continue
-                try:
-                    nxt = next_step(
-                        clock.created_at,
-                        clock.deadline,
-                        clock.priority,
-                        policy,
-                        LadderState(
-                            False,
-                            clock.acknowledged_at,
-                            clock.snoozed_until,
-                            frozenset([_STEP_KINDS[r.step] for r in rows if r.step in _STEP_KINDS])
-                            if rows
-                            else _NO_STEPS,
-                        ),
-                    )
-                except ValueError:
-                    continue
-                if nxt is not None:
-                    page_wakes[task_id] = nxt.deliver_at
-            history = self.history
-            for task_id, rows in steps.items():
-                kept = _kept(rows)
-                current = history.get(task_id)
-                if current is None or _progress(kept) >= _progress(current):
-                    history[task_id] = kept
-            gone.difference_update(c.task_id for c in page)
-            wakes.update(page_wakes)
-            if on_page is not None:
-                on_page(page_wakes)
-        for task_id in gone:
-            self.history.pop(task_id, None)
-        return wakes
-
-    async def _open_task_clocks(self) -> AsyncIterator[Sequence[OpenTaskClock]]:
-        clocks = getattr(self.tasks, "open_task_clocks", None)
-        if clocks is not None:
-            async for page in clocks():
-                yield page
-            return
-        pages = getattr(self.tasks, "open_task_pages", None)
-        if pages is None:
-            yield _clocks(await self.tasks.open_tasks())
-            return
-        async for tasks in pages():
-            yield _clocks(tasks)
+        """Every open task's next wake-up from the store (in bulk): task id → when; the
+        :attr:`history` is refreshed on the way. See :func:`escalation.startup.rebuild_wakes`
+        (``on_page`` gets each page's wake-ups as soon as they are known)."""
+        return await rebuild_wakes(
+            tasks=self.tasks,
+            repository=self.repository,
+            policy=self.policy,
+            history=self.history,
+            now=self.clock(),
+            on_page=on_page,
+        )
 
     # ------------------------------------------------------------------ one wake-up
     async def wake(self, task_id: str, *, on_claimed: Callable[[], None] | None = None) -> None:
@@ -341,7 +267,7 @@ class LadderService:
             await self._stop(task)
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        kept = self.history[task_id] = _kept(rows, self.history.get(task_id, ()))
+        kept = self.history[task_id] = kept_rows(rows, self.history.get(task_id, ()))
         unfinished = next((r for r in rows if r.status == "claimed"), None)
         if unfinished is not None:  # claimed before a crash: resume it (late)
             claimed()
@@ -349,20 +275,14 @@ class LadderService:
             await self.executor.run_step(task, StepKind(unfinished.step), late)
             claimed()
             return await self._reread(task_id, refresh=True)
-        due = due_now(
-            task.task.created_at,
-            task.deadline,
-            task.task.priority,
-            self.policy,
-            _state(task, rows),
-            now,
-        )
-        if not due:
+        # escalation.ladder.due_now's first step, from the task's memoised schedule
+        due = self._plans.due(task, rows, self.policy, now)
+        if due is None:
             claimed()
             if task_id in self._changed:
                 return await self._reread(task_id, refresh=False)
             return await self._next_wake(task, kept, refresh=False)
-        row, ran = await self._take(task, due[0], now, claimed)
+        row, ran = await self._take(task, due, now, claimed)
         claimed()
         if row is None:  # another wake-up claimed it first
             return await self._reread(task_id, refresh=False)
@@ -375,7 +295,7 @@ class LadderService:
             if fresh is None:
                 return None
             task = fresh
-        return await self._next_wake(task, [*kept, *_kept([row])], refresh=True)
+        return await self._next_wake(task, [*kept, *kept_rows([row])], refresh=True)
 
     async def _take(
         self,
@@ -391,6 +311,8 @@ class LadderService:
         step whose deliveries are all the bundler's is finished by its claim alone).
         """
         task_id = task.task_id
+        kind = step.kind
+        name = kind._value_  # the stored name (``.value`` is a property call)
         late = step.late_by_seconds(now)
         planned = plan_deliveries(
             step,
@@ -399,25 +321,24 @@ class LadderService:
             unreachable=self.unreachable,
             safe_default=self.policy.safe_default,
             escalate=(
-                await self._levels_to_report(task, step.kind)
-                if task.approval_id is not None
-                else ()
+                await self._levels_to_report(task, kind) if task.approval_id is not None else ()
             ),
         )
         # a step whose deliveries are all the bundler's has no side effect of its own: it is
         # written done in its claim (one write per reminder, not two)
-        own = any(d.channel not in BUNDLED_CHANNELS for d in planned)
+        bundled = [(d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS]
+        own = len(bundled) < len(planned)
         done_outcome = None if own else step_outcome(late, planned)
         won = await self.repository.claim_step(
             task_id,
-            step.kind.value,
+            name,
             due_at=step.deliver_at,
             now=now,
             deliveries=planned,
             audit={
                 "actor_name": ACTOR_NAME,
                 "via": ACTOR_VIA,
-                "action": f"escalation.{step.kind.value}",
+                "action": f"escalation.{name}",
                 "outcome": "claimed",
                 "task_id": task_id,
                 "detail": (
@@ -431,15 +352,12 @@ class LadderService:
         if not won:
             return None, False
         if self._step_taken is not None:
-            self._step_taken(step.kind.value, task.task.priority.value, late)
-        self.new_bundle_keys.update(
-            (d.recipient, d.channel) for d in planned if d.channel in BUNDLED_CHANNELS
-        )
+            self._step_taken(name, task.task.priority.value, late)
+        if bundled:
+            self.new_bundle_keys.update(bundled)
         if done_outcome is None:
-            done_outcome = await self.executor.run_step(task, step.kind, late)
-        row = LadderStepRow(
-            task_id, step.kind.value, step.deliver_at, now, late, "done", done_outcome
-        )
+            done_outcome = await self.executor.run_step(task, kind, late)
+        row = LadderStepRow(task_id, name, step.deliver_at, now, late, "done", done_outcome)
         return row, own
 
     async def _levels_to_report(self, task: LadderTask, kind: StepKind) -> list[int]:
@@ -460,12 +378,12 @@ class LadderService:
         if task is None:
             return None
         rows = (await self.repository.steps([task_id])).get(task_id, [])
-        return await self._next_wake(task, _kept(rows), refresh=refresh)
+        return await self._next_wake(task, kept_rows(rows), refresh=refresh)
 
     async def _next_wake(
         self, task: LadderTask, kept: list[LadderStepRow], *, refresh: bool
     ) -> datetime | None:
-        """The next wake-up of ``task`` whose step rows (as :func:`_kept` keeps them) are
+        """The next wake-up of ``task`` whose step rows (as :func:`~escalation.progress.kept_rows` keeps them) are
         ``kept``; they become its :attr:`history`."""
         self.history[task.task_id] = kept
         if refresh:
@@ -473,13 +391,7 @@ class LadderService:
         if task.is_decided:
             await self._stop(task)
             return None
-        nxt = next_step(
-            task.task.created_at,
-            task.deadline,
-            task.task.priority,
-            self.policy,
-            _state(task, kept),
-        )
+        nxt = self._plans.next(task, kept, self.policy)
         if nxt is None:
             return None
         return max(nxt.deliver_at, self.clock()) if refresh else nxt.deliver_at
@@ -500,29 +412,6 @@ class LadderService:
             )
 
 
-def _kept(rows: list[LadderStepRow], previous: Sequence[LadderStepRow] = ()) -> list[LadderStepRow]:
-    """The rows as :attr:`LadderService.history` keeps them: an outcome that reported no
-    escalation level to the factory is left out (the task message shows only that level, and
-    the rows of every open task stay in memory). The store keeps every outcome.
-
-    ``previous`` is what the history held for the task: a step row ``done`` there and here
-    (taken at the same instant) is final, so its kept form is reused rather than rebuilt on
-    every wake-up.
-    """
-    kept = []
-    for i, r in enumerate(rows):
-        if i < len(previous):
-            p = previous[i]
-            if p.status == "done" == r.status and p.step == r.step and p.taken_at == r.taken_at:
-                kept.append(p)
-                continue
-        if r.outcome and reported_level(r.outcome) is None:
-            # built directly: dataclasses.replace re-checks every field, on every wake-up
-            r = LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
-        kept.append(r)
-    return kept
-
-
 #: A step's due time as the claim's audit writes it: most tasks share their few due times
 #: (created together, one schedule per priority), and isoformat costs more than a lookup.
 _isoformat: Callable[[datetime], str] = lru_cache(maxsize=4096)(datetime.isoformat)
@@ -530,40 +419,3 @@ _isoformat: Callable[[datetime], str] = lru_cache(maxsize=4096)(datetime.isoform
 
 def _nothing() -> None:
     return None
-
-
-#: Step kinds by stored name (an enum lookup by value costs a call per row, on every wake-up).
-_STEP_KINDS: dict[str, StepKind] = {k.value: k for k in StepKind}
-
-
-_NO_STEPS: frozenset[StepKind] = frozenset()
-
-
-def _clocks(tasks: Iterable[LadderTask]) -> list[OpenTaskClock]:
-    """What the rebuild reads of each undecided task."""
-    return [
-        OpenTaskClock(
-            t.task_id,
-            t.task.created_at,
-            t.deadline,
-            t.task.priority,
-            t.acknowledged_at,
-            t.snoozed_until,
-        )
-        for t in tasks
-        if not t.is_decided
-    ]
-
-
-def _progress(rows: Sequence[LadderStepRow]) -> tuple[int, int]:
-    """How far a task's step rows are along: rows are only added, ``claimed`` → ``done``."""
-    return len(rows), sum(1 for r in rows if r.status == "done")
-
-
-def _state(task: LadderTask, rows: Iterable[LadderStepRow]) -> LadderState:
-    return LadderState(
-        decided=task.is_decided,
-        acknowledged_at=task.acknowledged_at,
-        snoozed_until=task.snoozed_until,
-        taken=frozenset([_STEP_KINDS[r.step] for r in rows if r.step in _STEP_KINDS]),
-    )

@@ -101,9 +101,8 @@ _STEPS_OF = (
 
 
 def _audit_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    """An audit row (columns of ``bot.store.tables.audit``) as :data:`_INSERT_AUDIT` values.
-
-    Raises ``ValueError`` for a key that is not an audit column."""
+    """An audit row (columns of ``bot.store.tables.audit``) as :data:`_INSERT_AUDIT` values;
+    ``ValueError`` for a key that is not an audit column."""
     unknown = row.keys() - _AUDIT_COLUMN_SET
     if unknown:
         raise ValueError(f"not audit columns: {sorted(unknown)}")
@@ -111,8 +110,7 @@ def _audit_values(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class _ClaimLost(Exception):
-    """A delivery of a step being claimed existed already (its unique key): nothing of the
-    claim is kept."""
+    """A delivery of a step being claimed existed already (unique key): nothing is kept."""
 
 
 def _delivery(r: Any) -> DeliveryRow:
@@ -342,10 +340,18 @@ class LadderStore:
         return True
 
     async def finish_delivery(
-        self, delivery_id: int, status: str, detail: dict[str, Any], now: datetime
+        self,
+        delivery_id: int,
+        status: str,
+        detail: dict[str, Any],
+        now: datetime,
+        *,
+        audit: dict[str, Any] | None = None,
     ) -> None:
-        """Record the outcome of a delivery (merged into its stored detail)."""
-        await self.finish_deliveries([(delivery_id, status, detail)], now)
+        """Record a delivery's outcome (merged into its detail) and ``audit``, in one write."""
+        await self.finish_deliveries(
+            [(delivery_id, status, detail)], now, () if audit is None else (audit,)
+        )
 
     async def finish_deliveries(
         self,

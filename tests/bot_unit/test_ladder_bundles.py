@@ -173,3 +173,38 @@ async def test_finishing_many_deliveries_merges_each_stored_detail(database_url:
 
 def _task(task_id: str) -> Task:
     return Task(id=task_id, title=f"Task {task_id}", priority=Priority.LOW, created_at=START)
+
+
+async def test_a_delivery_outcome_and_its_audit_entry_are_one_write(database_url: str) -> None:
+    """The ladder finishes each of its own deliveries with its audit entry in one call
+    (``LadderRepository.finish_delivery(..., audit=...)``): both land, or neither."""
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        await ladder.claim_step(
+            "t", "sla_breach", due_at=START, now=START, deliveries=[NewDelivery("alert", "alerts")]
+        )
+        (row,) = await ladder.deliveries(task_id="t")
+        assert await ladder.claim_deliveries([row.id], START)
+        audit = {
+            "actor_name": "escalation",
+            "via": "system",
+            "action": "escalation.alert",
+            "outcome": "sent",
+            "task_id": "t",
+            "detail": "sla_breach → alerts: ok",
+        }
+        done = START + timedelta(seconds=1)
+        await ladder.finish_delivery(row.id, "sent", {"message_id": 7}, done, audit=audit)
+        (after,) = await ladder.deliveries(task_id="t")
+        assert (after.status, after.detail, after.finished_at) == ("sent", {"message_id": 7}, done)
+        entries = await store.audit_entries(task_id="t")
+        assert [(e.action, e.outcome, e.detail, e.at) for e in entries] == [
+            ("escalation.alert", "sent", "sla_breach → alerts: ok", done)
+        ]
+        with pytest.raises(ValueError, match="not audit columns"):  # checked before writing
+            await ladder.finish_delivery(row.id, "failed", {}, done, audit={"bogus": 1})
+        assert (await ladder.deliveries(task_id="t"))[0].status == "sent"
+    finally:
+        await store.close()

@@ -113,9 +113,14 @@ class FakeTasks:
 
 
 class FakeRepository:
-    """Steps and deliveries in dicts, with the store's compare-and-set semantics."""
+    """Steps and deliveries in dicts, with the store's compare-and-set semantics.
 
-    def __init__(self) -> None:
+    ``audit_log`` is the audit trail the store shares with :class:`FakeAudit` (the bridge's
+    one audit table): the entries written with a claim or an outcome go there.
+    """
+
+    def __init__(self, audit_log: list[tuple[str, str, str, str]] | None = None) -> None:
+        self.audit_log = audit_log
         self.step_rows: dict[str, list[LadderStepRow]] = {}
         self.ids_by_task: dict[str, list[int]] = {}
         self._ids_by_step: dict[tuple[str, str], list[int]] = {}
@@ -150,7 +155,15 @@ class FakeRepository:
         rows.append(LadderStepRow(task_id, step, due_at, now, late, status, done_outcome or {}))
         for d in deliveries:
             self._add(task_id, step, d, due_at, now)
+        if audit is not None:
+            self._audit(audit)
         return True
+
+    def _audit(self, audit: dict[str, Any]) -> None:
+        if self.audit_log is not None:
+            self.audit_log.append(
+                (audit["task_id"], audit["action"], audit["outcome"], audit["detail"])
+            )
 
     def _add(
         self, task_id: str, step: str, d: NewDelivery, due_at: datetime, now: datetime
@@ -229,10 +242,18 @@ class FakeRepository:
         return True
 
     async def finish_delivery(
-        self, delivery_id: int, status: str, detail: dict[str, Any], now: datetime
+        self,
+        delivery_id: int,
+        status: str,
+        detail: dict[str, Any],
+        now: datetime,
+        *,
+        audit: dict[str, Any] | None = None,
     ) -> None:
         row = self.rows[delivery_id]
         self._set(row, status=status, finished_at=now, detail={**row.detail, **detail})
+        if audit is not None:
+            self._audit(audit)
 
     async def cancel_pending(
         self, task_id: str, reason: str, now: datetime, *, steps: Sequence[str] | None = None
@@ -467,11 +488,11 @@ def make_rig(
     """A rig whose clock starts at ``start``; quiet hours are off unless ``policy`` says."""
     clock = Clock(start)
     tasks = FakeTasks()
-    repository = FakeRepository()
+    audit = FakeAudit()
+    repository = FakeRepository(audit.entries)  # one audit trail, as in the bridge's store
     announcer = FakeAnnouncer()
     fake_pager = FakePager()
     decider = FakeDecider(tasks)
-    audit = FakeAudit()
     alarm = FakeAlarm()
     slept: list[float] = []
 

@@ -1,0 +1,178 @@
+"""Where a task's ladder stands: its step rows as the service keeps them, and the steps left.
+
+:class:`~escalation.service.LadderService` asks this on every wake-up of every task: which
+step is due now (:meth:`StepPlans.due`), when the next one is (:meth:`StepPlans.next`), and
+what of the task's step rows the task message shows (:func:`kept_rows`). The answers are
+those of :func:`escalation.ladder.due_now` and :func:`escalation.ladder.next_step`, computed
+the cheap way:
+
+* a task's schedule depends on its state only through the steps taken, and only through the
+  highest of them (:func:`escalation.ladder.schedule` drops every step at or below the
+  highest rank taken, and nothing else depends on them); so the schedule of the task with
+  **no** step taken is worked out once per ``(T, D, priority, acknowledged, snoozed)`` and
+  each wake-up keeps what ranks above its highest step taken — no
+  :class:`~escalation.ladder.LadderState` is built and hashed per wake-up;
+* those schedules are memoised in a plain dictionary keyed by values that hash in C
+  (datetimes, the priority), bounded (:data:`MAX_PLANS`), one per policy.
+
+Nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from escalation.deliveries import reported_level
+from escalation.ladder import LadderState, StepDue, schedule
+from escalation.models import Priority
+from escalation.policy import EscalationPolicy, StepKind, as_aware_utc
+from escalation.ports import LadderStepRow, LadderTask
+
+__all__ = ["MAX_PLANS", "STEP_KINDS", "StepPlans", "highest_rank", "kept_rows", "progress"]
+
+#: At most this many schedules are memoised (then the memo starts afresh): one per distinct
+#: ``(T, D, priority, acknowledged, snoozed)``, so about one per open task.
+MAX_PLANS = 16_384
+
+#: Step kinds by stored name (an enum lookup by value costs a call per row).
+STEP_KINDS: dict[str, StepKind] = {k.value: k for k in StepKind}
+
+#: The ladder rank of each step by stored name (rows of other names are not ladder steps).
+_RANK_OF: dict[str, int] = {k.value: k.rank for k in StepKind}
+
+#: A schedule as memoised: ``(rank, step)`` in delivery order (ties in ladder order).
+_Plan = tuple[tuple[int, StepDue], ...]
+
+
+def highest_rank(rows: Sequence[LadderStepRow]) -> int:
+    """The highest ladder rank among the steps of ``rows`` (``-1`` for none)."""
+    best = -1
+    rank_of = _RANK_OF
+    for r in rows:
+        rank = rank_of.get(r.step, -1)
+        if rank > best:
+            best = rank
+    return best
+
+
+class StepPlans:
+    """The steps left of each task, memoised per task state (see the module docstring).
+
+    Parameters
+    ----------
+    policy
+        The escalation policy the schedules follow.
+    max_plans
+        Memo bound (:data:`MAX_PLANS`).
+    """
+
+    def __init__(self, policy: EscalationPolicy, *, max_plans: int = MAX_PLANS) -> None:
+        self.policy = policy
+        self._max = max_plans
+        self._plans: dict[tuple[object, ...], _Plan] = {}
+
+    def _plan(self, task: LadderTask, policy: EscalationPolicy) -> _Plan:
+        """The schedule of ``task`` with no step taken, as ``(rank, step)`` pairs.
+
+        Raises
+        ------
+        ValueError
+            On a naive datetime.
+        """
+        if policy is not self.policy:  # the service's policy was replaced: start afresh
+            self.policy = policy
+            self._plans = {}
+        inner = task.task
+        created_at = inner.created_at
+        deadline = task.deadline
+        priority = inner.priority
+        acknowledged_at = task.acknowledged_at
+        snoozed_until = task.snoozed_until
+        key = (created_at, deadline, priority, acknowledged_at, snoozed_until)
+        plan = self._plans.get(key)
+        if plan is None:
+            steps = schedule(
+                created_at,
+                deadline,
+                Priority(priority),
+                policy,
+                LadderState(False, acknowledged_at, snoozed_until),
+            )
+            plan = tuple([(s.kind.rank, s) for s in steps])
+            if len(self._plans) >= self._max:
+                self._plans = {}
+            self._plans[key] = plan
+        return plan
+
+    def next(
+        self, task: LadderTask, rows: Sequence[LadderStepRow], policy: EscalationPolicy
+    ) -> StepDue | None:
+        """:func:`escalation.ladder.next_step` of the undecided ``task`` whose step rows are
+        ``rows``: the first step left, or ``None``.
+
+        Raises
+        ------
+        ValueError
+            On a naive datetime.
+        """
+        taken = highest_rank(rows)
+        for rank, step in self._plan(task, policy):
+            if rank > taken:
+                return step
+        return None
+
+    def due(
+        self,
+        task: LadderTask,
+        rows: Sequence[LadderStepRow],
+        policy: EscalationPolicy,
+        now: datetime,
+    ) -> StepDue | None:
+        """The first step (in ladder order) of :func:`escalation.ladder.due_now` for the
+        undecided ``task`` at ``now``, or ``None`` when none is due.
+
+        Raises
+        ------
+        ValueError
+            On a naive datetime.
+        """
+        instant = as_aware_utc(now, "now")
+        taken = highest_rank(rows)
+        first: tuple[int, StepDue] | None = None
+        for rank, step in self._plan(task, policy):
+            if rank > taken and step.deliver_at <= instant and (first is None or rank < first[0]):
+                first = (rank, step)
+        return None if first is None else first[1]
+
+
+def kept_rows(
+    rows: Sequence[LadderStepRow], previous: Sequence[LadderStepRow] = ()
+) -> list[LadderStepRow]:
+    """The rows as :attr:`escalation.service.LadderService.history` keeps them: an outcome
+    that reported no escalation level to the factory is left out (the task message shows only
+    that level, and the rows of every open task stay in memory). The store keeps every
+    outcome.
+
+    ``previous`` is what the history held for the task: a step row ``done`` there and here
+    (taken at the same instant) is final, so its kept form is reused rather than rebuilt on
+    every wake-up.
+    """
+    kept = []
+    n = len(previous)
+    for i, r in enumerate(rows):
+        if i < n:
+            p = previous[i]
+            if p.status == "done" == r.status and p.step == r.step and p.taken_at == r.taken_at:
+                kept.append(p)
+                continue
+        if r.outcome and reported_level(r.outcome) is None:
+            # built directly: dataclasses.replace re-checks every field, on every wake-up
+            r = LadderStepRow(r.task_id, r.step, r.due_at, r.taken_at, r.late_seconds, r.status, {})
+        kept.append(r)
+    return kept
+
+
+def progress(rows: Sequence[LadderStepRow]) -> tuple[int, int]:
+    """How far a task's step rows are along: rows are only added, ``claimed`` → ``done``."""
+    return len(rows), sum(1 for r in rows if r.status == "done")
