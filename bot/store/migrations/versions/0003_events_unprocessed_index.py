@@ -13,6 +13,7 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
@@ -22,9 +23,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Replace ``ix_events_processed_at`` by ``ix_events_unprocessed``."""
-    op.create_index("ix_events_unprocessed", "events", ["processed_at", "received_at", "event_id"])
-    op.drop_index("ix_events_processed_at", table_name="events")
+    """Replace ``ix_events_processed_at`` by ``ix_events_unprocessed`` (each step skipped when
+    already done: a database adopted at the baseline may have been made with either index)."""
+    indexes = {ix["name"] for ix in sa.inspect(op.get_bind()).get_indexes("events")}
+    if "ix_events_unprocessed" not in indexes:
+        op.create_index(
+            "ix_events_unprocessed", "events", ["processed_at", "received_at", "event_id"]
+        )
+    if "ix_events_processed_at" in indexes:
+        op.drop_index("ix_events_processed_at", table_name="events")
 
 
 def downgrade() -> None:
