@@ -7,7 +7,8 @@ it over in memory with :meth:`EventProcessor.submit`, already parsed, so that a 
 processor never reads the event table back. The table stays the queue of record: at start
 (:meth:`EventProcessor.start`) the processor reads it until no unprocessed event is left, and
 skips the events it then meets again in memory. Handled events are marked in the store a run at
-a time (one write per run of up to 100 events, not one each).
+a time (one write per run of up to 100 events read from the store, or up to 1,000 taken from
+memory, not one each).
 
 When handling an event fails, what happens depends on the error (:func:`permanent_reason`):
 
@@ -55,8 +56,13 @@ _Item = tuple[str, str, _Parsed]
 #: The events of one run.
 _Run = list[_Item]
 
-#: Events taken from the store or from memory per run.
+#: Events taken from the store per run.
 RUN_SIZE = 100
+#: Events taken from memory per run: as many as one Redis Streams batch, so that a processor
+#: following a busy intake marks a batch in one write (shared with the intake's next batch)
+#: instead of ten, keeps up with it, and does not fall back to reading its backlog from the
+#: store.
+MEMORY_RUN_SIZE = 1_000
 #: Ids read from the store that are remembered, so that their in-memory copy is skipped.
 SCANNED_MEMORY = 50_000
 #: Events handed over in memory and not taken yet, at most; beyond this the store is the queue
@@ -346,7 +352,7 @@ class EventProcessor:
     def _memory_run(self) -> _Run:
         """The next submitted events, without those already taken from the store."""
         run: _Run = []
-        while self._submitted and len(run) < RUN_SIZE:
+        while self._submitted and len(run) < MEMORY_RUN_SIZE:
             event_id, event = self._submitted.popitem(last=False)
             if event_id in self._scanned:  # already taken from the store
                 del self._scanned[event_id]

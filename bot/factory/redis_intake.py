@@ -39,6 +39,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -81,6 +82,9 @@ FORGET_CONSUMERS_AFTER_SECONDS = 3600.0
 #: ``XAUTOCLAIM`` rounds per stream per claim (each up to one batch), so a big backlog of a
 #: dead consumer does not hold up new entries for long.
 MAX_CLAIM_ROUNDS = 20
+#: Batches read and not yet acknowledged, at most: one is being handed over and acknowledged
+#: while the next waits for (or is in) the database's writer and a third is read.
+BATCHES_IN_FLIGHT = 2
 
 
 def default_consumer_name() -> str:
@@ -268,32 +272,33 @@ class RedisStreamIntake:
     async def _follow(self, client: aioredis.Redis) -> None:
         """Read new entries for ever; claim idle ones of other consumers now and then.
 
-        Two batches overlap: while one is being stored (the database's writer thread) and
-        acknowledged, the next is read and checked; batches are stored, handed over and
-        acknowledged strictly in order.
+        Up to :data:`BATCHES_IN_FLIGHT` batches overlap: while earlier ones are being stored
+        (the database's writer thread, which stores them one after the other) and
+        acknowledged, the next is read, checked and queued for the writer; batches are stored,
+        handed over and acknowledged strictly in order.
         """
-        handling: asyncio.Task[None] | None = None
+        handling: deque[asyncio.Task[None]] = deque()
         next_claim = self._clock()
         try:
             while True:
                 if self._clock() >= next_claim:
-                    if handling is not None:
-                        await handling
-                        handling = None
+                    while handling:
+                        await handling.popleft()
                     await self._claim(client)
                     next_claim = self._clock() + self.claim_idle_seconds / 2
                 batch = await self._read(client, ">", block=self.block_seconds)
-                if handling is not None:
-                    await handling
-                    handling = None
+                while handling and (handling[0].done() or len(handling) >= BATCHES_IN_FLIGHT):
+                    await handling.popleft()
                 if batch:
-                    handling = asyncio.create_task(self._handle(client, batch))
+                    previous = handling[-1] if handling else None
+                    handling.append(asyncio.create_task(self._handle(client, batch, previous)))
         finally:
-            if handling is not None:
-                if not handling.done():
-                    handling.cancel()
+            for task in handling:
+                if not task.done():
+                    task.cancel()
+            for task in handling:
                 with contextlib.suppress(BaseException):
-                    await handling
+                    await task
 
     async def _read(
         self, client: aioredis.Redis, start: str, *, block: float | None
@@ -356,9 +361,21 @@ class RedisStreamIntake:
                 log.info("Redis streams: forgot idle consumer %s of %s", name, stream)
 
     # ------------------------------------------------------------------ one batch
-    async def _handle(self, client: aioredis.Redis, batch: list[StreamEntry]) -> None:
-        """Store the batch in one transaction, hand over the new events, then ``XACK`` it."""
+    async def _handle(
+        self,
+        client: aioredis.Redis,
+        batch: list[StreamEntry],
+        previous: asyncio.Task[None] | None = None,
+    ) -> None:
+        """Store the batch in one transaction, hand over the new events, then ``XACK`` it.
+
+        ``previous``: the batch read before, still in hand; this one is handed over and
+        acknowledged only once that one was (its failure is this one's: nothing is
+        acknowledged, the entries stay pending).
+        """
         if not batch:
+            if previous is not None:
+                await previous
             return
         stored: list[StreamEntry] = []
         rows: list[NewEvent] = []
@@ -371,6 +388,8 @@ class RedisStreamIntake:
             outcomes = await self.store.record_events(rows)
         except Exception as exc:
             raise _StoreFailed(_reason(exc)) from exc
+        if previous is not None:
+            await previous
         for entry, recorded in zip(stored, outcomes, strict=True):
             await self._after_store(entry, recorded)
         for entry in batch:

@@ -30,7 +30,6 @@ _UNPROCESSED_EVENTS = (
     "SELECT event_id, type, source, received_at, body FROM events "
     "WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT ?"
 )
-_MARK_EVENT_PROCESSED = "UPDATE events SET processed_at = ?, error = NULL WHERE event_id = ?"
 _MARK_EVENT_WITH_ERROR = "UPDATE events SET processed_at = ?, error = ? WHERE event_id = ?"
 #: Rows per multi-row ``INSERT`` of a batch (7 parameters each: well within SQLite's 32,766
 #: and PostgreSQL's 65,535 bound parameters per statement).
@@ -45,6 +44,12 @@ def _insert_events_sql(rows: int) -> str:
         "INSERT INTO events (event_id, type, source, received_at, body, processed_at, error) "
         f"VALUES {values} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     )
+
+
+def _mark_processed_sql(rows: int) -> str:
+    """One ``UPDATE`` marking ``rows`` events (by id) processed at one time, without error."""
+    ids = ", ".join(["?"] * rows)
+    return f"UPDATE events SET processed_at = ?, error = NULL WHERE event_id IN ({ids})"
 
 
 def _insert_fingerprints_sql(rows: int) -> str:
@@ -246,7 +251,8 @@ class EventsMixin(StoreBase):
         before, or by an earlier row of ``rows`` — is stored as processed
         (:attr:`Recorded.SAME_CONTENT`, see :meth:`record_event`). A row with an ``error`` is
         stored already processed with it (:attr:`Recorded.FAILED`). ``marks``
-        (``(processed_at, event_id)``) are applied first.
+        (``(processed_at, event_id)``) are applied first, one ``UPDATE … WHERE event_id IN``
+        per time and :data:`_ROWS_PER_STATEMENT` ids.
 
         One unit of work: one multi-row ``INSERT … RETURNING`` for the events and one for the
         fingerprints of the new ones per :data:`_ROWS_PER_STATEMENT` rows, plus an ``UPDATE``
@@ -256,8 +262,12 @@ class EventsMixin(StoreBase):
 
         def work(conn: Connection) -> list[Recorded]:
             cursor, sql = driver_cursor(conn)
-            if marks:
-                cursor.executemany(sql(_MARK_EVENT_PROCESSED), marks)
+            by_time: dict[float, list[str]] = {}
+            for marked_at, event_id in marks:
+                by_time.setdefault(marked_at, []).append(event_id)
+            for marked_at, event_ids in by_time.items():
+                for ids in _chunks(event_ids, _ROWS_PER_STATEMENT):
+                    cursor.execute(sql(_mark_processed_sql(len(ids))), [marked_at, *ids])
             stored: set[str] = set()
             for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
                 params: list[Any] = []

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -72,8 +73,11 @@ events = Table(
     Column("source", BoundedString(16), nullable=False),
     Column("received_at", Float, nullable=False),
     Column("body", Text, nullable=False),
-    Column("processed_at", Float, nullable=True, index=True),
+    Column("processed_at", Float, nullable=True),
     Column("error", Text, nullable=True),
+    # the processor's queue: the unprocessed (NULL) events in arrival order, read a run at a
+    # time without sorting them all (bot.store.events unprocessed_events)
+    Index("ix_events_unprocessed", "processed_at", "received_at", "event_id"),
 )
 
 #: Content fingerprints (sha256 of the canonical WsEvent JSON) of events accepted: the same

@@ -113,6 +113,36 @@ async def test_a_batch_larger_than_one_statement_is_stored_whole(store: Store) -
     assert await store.count_events() == 1204
 
 
+async def test_marks_of_more_than_one_statement_each_apply_and_the_queue_reads_in_order(
+    store: Store, database_url: str
+) -> None:
+    batch = [
+        NewEvent(f"e-{n:04}", "pipeline.stage_changed", event(n), "redis") for n in range(1203)
+    ]
+    await store.record_events(batch)
+    marked = [f"e-{n:04}" for n in range(0, 1203, 2)] + ["unknown"]
+    await store.mark_events_processed(marked)
+    stored = rows(database_url)
+    assert {e for e, (_, error, done) in stored.items() if done and error is None} == set(
+        marked[:-1]
+    )
+    left = [e.event_id for e in await store.unprocessed_events(limit=1000)]
+    assert left == [f"e-{n:04}" for n in range(1, 1203, 2)]
+    if database_url.startswith("sqlite"):  # the queue's index gives them in order, unsorted
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                plan = conn.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT event_id FROM events WHERE processed_at IS "
+                        "NULL ORDER BY received_at, event_id LIMIT 100"
+                    )
+                ).fetchall()
+        finally:
+            engine.dispose()
+        assert "ix_events_unprocessed" in str(plan) and "TEMP B-TREE" not in str(plan)
+
+
 @pytest.mark.parametrize(
     "body",
     [

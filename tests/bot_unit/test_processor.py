@@ -14,7 +14,7 @@ from bot.factory import processor as processor_module
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.factory.events import FactoryEvent, parse_event
 from bot.factory.processor import EventProcessor, permanent_reason
-from bot.store import Recorded, Store
+from bot.store import NewEvent, Recorded, Store
 from bot.store import tables as t
 from tests.support.harness import wait_until
 
@@ -103,6 +103,36 @@ async def test_submitted_events_are_handled_in_order_and_marked_without_reading_
     await wait_until(lambda: handler.handled == ["a", "b", "c"], what="three events handled")
     await processor.stop()
     assert store.reads == reads_at_start
+    assert await store.unprocessed_events() == []
+
+
+async def test_a_batch_of_submitted_events_is_marked_in_one_write(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a Redis Streams batch (1,000 entries) handed over at once is marked with one write, not
+    # one per 100 events: a processor behind a busy intake keeps up with it
+    processor = EventProcessor(store, Handler())
+    processor.start()
+    await wait_until(processor.idle.is_set, what="the first read of the store")
+    rows = []
+    for i in range(1_000):
+        body = stage_event(f"m{i:04}")
+        rows.append(NewEvent(f"evt-m{i:04}", body["type"], body, "redis"))
+    outcomes = await store.record_events(rows)
+    assert set(outcomes) == {Recorded.NEW}
+    marks: list[int] = []
+    mark = store.mark_events_processed
+
+    async def counted(event_ids: Any) -> None:
+        marks.append(len(event_ids))
+        await mark(event_ids)
+
+    monkeypatch.setattr(store, "mark_events_processed", counted)
+    for row in rows:
+        processor.submit(row.event_id, parse_event(row.body))
+    await wait_until(lambda: sum(marks) == 1_000, what="every event marked")
+    await processor.stop()
+    assert marks == [1_000]
     assert await store.unprocessed_events() == []
 
 

@@ -152,6 +152,43 @@ async def test_a_batch_is_stored_before_it_is_acknowledged(world: World, tmp_pat
     assert intake.advisory_health() == {"redis": True}
 
 
+async def test_the_next_batch_goes_to_the_store_while_one_is_in_hand_and_waits_its_turn(
+    world: World, tmp_path: Path
+) -> None:
+    # batch 2 is read and stored while batch 1 is still in hand (stored, not yet handed over
+    # and acknowledged); batch 2 is handed over and acknowledged only after batch 1
+    tasks, _ = world.streams
+    for n in range(2):
+        await world.client.xadd(tasks, task_created(f"t-{n}"))
+    release = asyncio.Event()
+    calls: list[int] = []
+    record_events = world.store.record_events
+
+    async def first_held(events: list[NewEvent]) -> Any:
+        calls.append(len(events))
+        outcome = await record_events(events)
+        if len(calls) == 1:
+            await release.wait()
+        return outcome
+
+    world.store.record_events = first_held  # type: ignore[method-assign]
+    intake = world.intake(batch_size=2)
+    await intake.start()
+    await wait_until(lambda: calls == [2], what="batch 1 handed to the store")
+    async with world.client.pipeline(transaction=True) as both:  # read as one batch
+        for n in range(2, 4):
+            both.xadd(tasks, task_created(f"t-{n}"))  # type: ignore[arg-type]
+        await both.execute()
+    await wait_until(lambda: calls == [2, 2], what="batch 2 handed to the store meanwhile")
+    await wait_until(lambda: len(stored_rows(tmp_path)) == 4, what="batch 2 stored")
+    assert world.handed == [] and intake.acked == 0
+    assert await world.pending(tasks) == 4
+    release.set()
+    await wait_until(lambda: intake.acked == 4, what="both batches acknowledged")
+    assert [task for _, task in world.handed] == ["t-0", "t-1", "t-2", "t-3"]
+    assert await world.pending(tasks) == 0
+
+
 async def test_a_store_failure_leaves_the_batch_pending_then_it_is_stored(
     world: World, tmp_path: Path
 ) -> None:
