@@ -113,13 +113,14 @@ async def test_after_a_restart_events_are_handled_while_the_factory_is_still_lis
 ) -> None:
     """The start-up reconciliation lists every pending task (100,000 take tens of seconds):
     a task created meanwhile must not wait for that listing to be posted."""
-    bridge = make_bridge()
+    # the listing outlasts the whole test, and the client does not give up on it meanwhile
+    bridge = make_bridge(FACTORY_TIMEOUT_SECONDS="60")
     await bridge.start()
     await world.factory.create_task(title="open before the restart")
     await world.discord.wait_for(lambda: len(posted(world, TASKS_CHANNEL_ID)) == 1, 10)
     await bridge.terminate()
 
-    world.factory.delay("GET", LIST, 12, times=1)  # the start-up pass's pending listing
+    world.factory.delay("GET", LIST, 30, times=1)  # the start-up pass's pending listing
     before = pending_lists(world)
     await bridge.start()
     fresh = await world.factory.create_task(title="created during the slow listing")
