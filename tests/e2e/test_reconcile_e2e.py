@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,13 @@ async def passes_done(world: World, since: int, passes: int = 2) -> None:
     )
 
 
+def message_recorded(world: World, task_id: str) -> bool:
+    """Whether the bridge's store holds the id of the task's message."""
+    with sqlite3.connect(world.database_file) as conn:
+        row = conn.execute("SELECT message_id FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+    return row is not None and row[0] is not None
+
+
 def delete_database(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -116,8 +124,13 @@ async def test_after_a_restart_events_are_handled_while_the_factory_is_still_lis
     # the listing outlasts the whole test, and the client does not give up on it meanwhile
     bridge = make_bridge(FACTORY_TIMEOUT_SECONDS="60")
     await bridge.start()
-    await world.factory.create_task(title="open before the restart")
+    first = await world.factory.create_task(title="open before the restart")
     await world.discord.wait_for(lambda: len(posted(world, TASKS_CHANNEL_ID)) == 1, 10)
+    # stopped only once the store has the message: a task without one makes the start-up
+    # rebuild the message map, which lists the pending tasks first (by design)
+    await wait_until(
+        lambda: message_recorded(world, first["id"]), timeout=10, what="the message recorded"
+    )
     await bridge.terminate()
 
     world.factory.delay("GET", LIST, 30, times=1)  # the start-up pass's pending listing
