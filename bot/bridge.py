@@ -5,7 +5,7 @@ one message per task up to date (:meth:`Bridge.show_task`, :meth:`Bridge.post_si
 :meth:`Bridge.refresh_message`, :meth:`Bridge.handle_event`); what people do to a task —
 decisions sent exactly once, acknowledgements, snoozes, bulk approvals — is
 :class:`bot.actions.Actions`, reached through the thin methods of the same names here. It never
-imports discord.py (the notifier is behind the :class:`Notifier` protocol) and writes no
+imports discord.py (the notifier is behind the :class:`~bot.bridge_ports.Notifier` protocol) and writes no
 Discord markup (times in answers are written by the ``time_text`` passed in).
 """
 
@@ -16,9 +16,10 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bot.actions import Actions, BulkApproval
+from bot.bridge_ports import NoEscalation, Notifier
 from bot.channel_access import ChannelAccess
 from bot.dashboard import attribute, audit_factory_decision, person_name
 from bot.decision_context import DirectMessages, Escalation
@@ -64,37 +65,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Notifier(Protocol):
-    """What the bridge needs from Discord (implemented by ``bot.discord.notifier``)."""
-
-    async def post_task(self, tracked: TrackedTask) -> tuple[int, int]:
-        """Post the task message; return (channel id, message id).
-
-        An implementation may take a keyword ``note`` (text shown above the task, e.g.
-        :data:`bot.message_faults.REPOSTED_NOTE`) and raise
-        :class:`~bot.message_faults.ChannelUnavailable`.
-        """
-        ...
-
-    async def edit_task(self, tracked: TrackedTask) -> None:
-        """Bring the task's message up to date with ``tracked`` (may raise
-        :class:`~bot.message_faults.MessageGone` or
-        :class:`~bot.message_faults.ChannelUnavailable`)."""
-        ...
-
-    async def post_event(self, event: FactoryEvent) -> None:
-        """Post an informational event (alerts, deploys, feed) to its channel."""
-        ...
-
-
-class _NoEscalation:
-    async def task_opened(self, tracked: TrackedTask) -> None:
-        return None
-
-    async def task_changed(self, task_id: str) -> None:
-        return None
-
-
 class Bridge:
     """Handles factory events and people's actions on tasks.
 
@@ -128,7 +98,7 @@ class Bridge:
         self.clock = clock
         self.policy = settings.escalation_policy()
         self.notifier: Notifier | None = None
-        self.escalation: Escalation = _NoEscalation()
+        self.escalation: Escalation = NoEscalation()
         # per-task state lives only while in use: memory does not grow with tasks seen
         self._message_locks: KeyedLocks[str] = KeyedLocks()
         self.batcher: Any = None  # set by the batching runtime (smart batching)

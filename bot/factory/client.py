@@ -6,9 +6,8 @@ doubling up to 30 s, plus up to 0.5 s of random jitter; a ``Retry-After`` header
 is honoured. 400, 401, 403, 404, 409 and 410 are never retried. Every mutating call carries an
 ``Idempotency-Key`` so that a retry cannot decide a task twice.
 
-This module is the transport (requests, retries, idempotency keys); how success answers are
-read is in :mod:`bot.factory.answers`, and what is raised in :mod:`bot.factory.errors` (both
-re-exported here: ``from bot.factory.client import FactoryError`` keeps working).
+This module is the transport (requests, retries, idempotency keys); success answers are read
+by :mod:`bot.factory.answers`, and errors are :mod:`bot.factory.errors` (re-exported here).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from .answers import (
     parsed,
     task_data,
 )
-from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable
+from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable, error_from_response
 from .retries import GATEWAY_STATUS, NOT_SENT, RETRYABLE_STATUS, RetryPolicy, retry_after_seconds
 
 __all__ = [
@@ -187,7 +186,7 @@ class FactoryClient:
                         )
                 else:
                     if response.status_code not in RETRYABLE_STATUS:
-                        raise self._error(response)
+                        raise error_from_response(response)
                     retry_after = retry_after_seconds(response)
                     last_problem = f"HTTP {response.status_code}"
                     uncertain = uncertain or response.status_code in GATEWAY_STATUS
@@ -210,23 +209,6 @@ class FactoryClient:
             if on_retry is not None:
                 await on_retry(attempt, last_problem)
             await self._sleep(delay)
-
-    @staticmethod
-    def _error(response: httpx.Response) -> FactoryError:
-        try:
-            body = response.json()
-        except (ValueError, RecursionError):
-            body = None
-        error = body.get("error") if isinstance(body, dict) else None
-        if not isinstance(error, dict):  # not the contract's error envelope: use the status
-            error = {}
-        return FactoryError(
-            response.status_code,
-            str(error.get("code", f"HTTP_{response.status_code}")),
-            str(error.get("message", response.reason_phrase)),
-            field=error.get("field"),
-            details=error.get("details") if isinstance(error.get("details"), dict) else None,
-        )
 
     # ------------------------------------------------------------------ tasks
     async def list_tasks(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FactoryBadResponse", "FactoryError", "FactoryUnavailable"]
+import httpx
+
+__all__ = ["FactoryBadResponse", "FactoryError", "FactoryUnavailable", "error_from_response"]
 
 
 class FactoryError(Exception):
@@ -78,3 +80,27 @@ class FactoryBadResponse(FactoryUnavailable):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, uncertain=True)
+
+
+def error_from_response(response: httpx.Response) -> FactoryError:
+    """The :class:`FactoryError` of a non-retryable error answer (contract §1.3 envelope).
+
+    ``code``, ``message``, ``field`` and ``details`` come from the envelope's ``error``
+    object; a body that is not the contract's envelope (not JSON, or no ``error`` object)
+    gives ``HTTP_<status>`` and the reason phrase, so that nothing the factory says is lost
+    to a parse error.
+    """
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):  # not the contract's error envelope: use the status
+        error = {}
+    return FactoryError(
+        response.status_code,
+        str(error.get("code", f"HTTP_{response.status_code}")),
+        str(error.get("message", response.reason_phrase)),
+        field=error.get("field"),
+        details=error.get("details") if isinstance(error.get("details"), dict) else None,
+    )

@@ -32,6 +32,21 @@ from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
 from .database import Database, driver_cursor
+from .ladder_sql import (
+    CHUNK,
+    DELIVERY_COLUMNS,
+    DELIVERY_DETAILS,
+    FINISH_DELIVERIES,
+    FINISH_DELIVERY,
+    INSERT_AUDIT,
+    INSERT_DELIVERY,
+    INSERT_STEP,
+    STEP_COLUMNS,
+    STEPS_OF,
+    audit_row_values,
+    delivery_from_row,
+    new_delivery_values,
+)
 from .reminders import PendingReminder, pending_reminders
 from .rows import from_ts
 
@@ -44,107 +59,9 @@ __all__ = [
     "PendingReminder",
 ]
 
-_CHUNK = 500
-
-# Hot-path SQL run through the driver (column names of bot.store.tables).
-_STEP_COLUMNS = ("task_id", "step", "due_at", "taken_at", "late_seconds", "outcome", "status")
-_DELIVERY_COLUMNS = (
-    "task_id",
-    "step",
-    "channel",
-    "recipient",
-    "due_at",
-    "held",
-    "status",
-    "created_at",
-    "detail",
-)
-_AUDIT_COLUMNS = (
-    "at",
-    "actor_id",
-    "actor_name",
-    "via",
-    "action",
-    "task_id",
-    "batch_id",
-    "request",
-    "outcome",
-    "detail",
-)
-
-_AUDIT_COLUMN_SET = frozenset(_AUDIT_COLUMNS)
-
-
-def _insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
-    marks = ", ".join("?" for _ in columns)
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){suffix}"
-
-
-_INSERT_STEP = _insert_sql(
-    "escalation_steps", _STEP_COLUMNS, " ON CONFLICT (task_id, step) DO NOTHING"
-)
-_INSERT_DELIVERY = _insert_sql("escalation_deliveries", _DELIVERY_COLUMNS)
-_INSERT_AUDIT = _insert_sql("audit", _AUDIT_COLUMNS)
-_DELIVERY_DETAILS = (
-    "SELECT id, detail FROM escalation_deliveries WHERE id IN ({marks}) AND detail IS NOT NULL"
-)
-_FINISH_DELIVERIES = (
-    "UPDATE escalation_deliveries SET status = ?, finished_at = ?, detail = ? WHERE id IN ({marks})"
-)
-_FINISH_DELIVERY = (
-    "UPDATE escalation_deliveries SET status = ?, finished_at = ?, detail = ? WHERE id = ?"
-)
-_STEPS_OF = (
-    "SELECT task_id, step, due_at, taken_at, late_seconds, status, outcome "
-    "FROM escalation_steps WHERE task_id IN ({marks}) ORDER BY id"
-)
-
-
-def _audit_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    """An audit row (columns of ``bot.store.tables.audit``) as :data:`_INSERT_AUDIT` values;
-    ``ValueError`` for a key that is not an audit column."""
-    unknown = row.keys() - _AUDIT_COLUMN_SET
-    if unknown:
-        raise ValueError(f"not audit columns: {sorted(unknown)}")
-    return tuple(row.get(c) for c in _AUDIT_COLUMNS)
-
 
 class _ClaimLost(Exception):
     """A delivery of a step being claimed existed already (unique key): nothing is kept."""
-
-
-def _delivery(r: Any) -> DeliveryRow:
-    return DeliveryRow(
-        id=r.id,
-        task_id=r.task_id,
-        step=r.step,
-        channel=r.channel,
-        recipient=r.recipient,
-        due_at=from_ts(r.due_at),  # type: ignore[arg-type]
-        held=bool(r.held),
-        status=r.status,
-        created_at=from_ts(r.created_at),  # type: ignore[arg-type]
-        claimed_at=from_ts(r.claimed_at),
-        finished_at=from_ts(r.finished_at),
-        detail=json.loads(r.detail) if r.detail else {},
-    )
-
-
-def _delivery_row(
-    task_id: str, step: str, delivery: NewDelivery, due_ts: float, created_ts: float
-) -> dict[str, Any]:
-    """The ``escalation_deliveries`` columns of a new pending delivery (times in Unix s)."""
-    return {
-        "task_id": task_id,
-        "step": step,
-        "channel": delivery.channel,
-        "recipient": delivery.recipient,
-        "due_at": due_ts,
-        "held": int(delivery.held),
-        "status": "pending",
-        "created_at": created_ts,
-        "detail": json.dumps(delivery.detail) if delivery.detail else None,
-    }
 
 
 class LadderStore:
@@ -192,27 +109,27 @@ class LadderStore:
             "outcome": json.dumps(done_outcome) if done_outcome is not None else "{}",
             "status": "done" if done_outcome is not None else "claimed",
         }
-        audit_values = None if audit is None else _audit_values({"at": ts, **audit})
+        audit_values = None if audit is None else audit_row_values({"at": ts, **audit})
 
         # hot path (one unit per step, hundreds a second in a storm, bench/ladders.py): the driver is
         # called directly (see bot.store.database.driver_cursor); the step row goes first and
         # a step claimed before writes nothing (ON CONFLICT on the unique (task, step) key)
-        step_values = tuple(step_row[c] for c in _STEP_COLUMNS)
+        step_values = tuple(step_row[c] for c in STEP_COLUMNS)
         delivery_values = [
-            tuple(r[c] for c in _DELIVERY_COLUMNS)
-            for r in (_delivery_row(task_id, step, d, due_ts, ts) for d in deliveries)
+            tuple(r[c] for c in DELIVERY_COLUMNS)
+            for r in (new_delivery_values(task_id, step, d, due_ts, ts) for d in deliveries)
         ]
 
         def work(conn: Connection) -> bool:
             cursor, sql = driver_cursor(conn)
-            cursor.execute(sql(_INSERT_STEP), step_values)
+            cursor.execute(sql(INSERT_STEP), step_values)
             if cursor.rowcount != 1:
                 return False
             try:
                 if delivery_values:
-                    cursor.executemany(sql(_INSERT_DELIVERY), delivery_values)
+                    cursor.executemany(sql(INSERT_DELIVERY), delivery_values)
                 if audit_values is not None:
-                    cursor.execute(sql(_INSERT_AUDIT), audit_values)
+                    cursor.execute(sql(INSERT_AUDIT), audit_values)
             except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
                 raise _ClaimLost from exc  # the unit is rolled back to its savepoint
             return True
@@ -254,9 +171,9 @@ class LadderStore:
             # hot path (every wake-up reads its task's steps): through the driver
             cursor, sql = driver_cursor(conn)
             found: dict[str, list[LadderStepRow]] = {}
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                cursor.execute(sql(_STEPS_OF.format(marks=", ".join("?" * len(chunk)))), chunk)
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                cursor.execute(sql(STEPS_OF.format(marks=", ".join("?" * len(chunk)))), chunk)
                 for task_id, step, due_at, taken_at, late, status, outcome in cursor.fetchall():
                     found.setdefault(task_id, []).append(
                         LadderStepRow(
@@ -280,7 +197,7 @@ class LadderStore:
         self, task_id: str, step: str, delivery: NewDelivery, *, due_at: datetime, now: datetime
     ) -> bool:
         """Add one pending delivery (a fallback); ``False`` when that key exists already."""
-        values = _delivery_row(task_id, step, delivery, due_at.timestamp(), now.timestamp())
+        values = new_delivery_values(task_id, step, delivery, due_at.timestamp(), now.timestamp())
         try:
             await self.db.write(lambda conn: conn.execute(insert(t.escalation_deliveries), values))
         except IntegrityError:
@@ -306,7 +223,7 @@ class LadderStore:
             query = query.where(c.status.in_(list(statuses)))
         if channels is not None:
             query = query.where(c.channel.in_(list(channels)))
-        return await self.db.read(lambda conn: [_delivery(r) for r in conn.execute(query)])
+        return await self.db.read(lambda conn: [delivery_from_row(r) for r in conn.execute(query)])
 
     async def pending_reminders(self, channels: Sequence[str]) -> list[PendingReminder]:
         """Pending deliveries on ``channels`` with their task's stopping state: the bundler's
@@ -323,10 +240,10 @@ class LadderStore:
 
         def work(conn: Connection) -> None:
             claimed = 0
-            for start in range(0, len(wanted), _CHUNK):
+            for start in range(0, len(wanted), CHUNK):
                 result = conn.execute(
                     update(t.escalation_deliveries)
-                    .where(and_(c.id.in_(wanted[start : start + _CHUNK]), c.status == "pending"))
+                    .where(and_(c.id.in_(wanted[start : start + CHUNK]), c.status == "pending"))
                     .values(status="claimed", claimed_at=ts)
                 )
                 claimed += result.rowcount
@@ -364,17 +281,17 @@ class LadderStore:
         a bundle of N reminders costs one write, not 2N."""
         ids = [delivery_id for delivery_id, _, _ in outcomes]
         ts = now.timestamp()
-        audit_values = [_audit_values({"at": ts, **audit}) for audit in audits]
+        audit_values = [audit_row_values({"at": ts, **audit}) for audit in audits]
 
         # through the driver: the bundler finishes hundreds of reminders in one unit, and the
         # writer's other units (steps being claimed) wait for it (bench/ladders.py)
         def work(conn: Connection) -> None:
             cursor, sql = driver_cursor(conn)
             stored: dict[int, str | None] = {}
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
                 cursor.execute(
-                    sql(_DELIVERY_DETAILS.format(marks=", ".join("?" * len(chunk)))), chunk
+                    sql(DELIVERY_DETAILS.format(marks=", ".join("?" * len(chunk)))), chunk
                 )
                 stored.update(cursor.fetchall())
             # a row without a stored detail gets the outcome's as it is: the rows of a bundle
@@ -390,16 +307,16 @@ class LadderStore:
                 else:
                     shared.setdefault((status, json.dumps(detail)), []).append(delivery_id)
             if merged:
-                cursor.executemany(sql(_FINISH_DELIVERY), merged)
+                cursor.executemany(sql(FINISH_DELIVERY), merged)
             for (status, text), group in shared.items():
-                for start in range(0, len(group), _CHUNK):
-                    chunk = group[start : start + _CHUNK]
+                for start in range(0, len(group), CHUNK):
+                    chunk = group[start : start + CHUNK]
                     marks = ", ".join("?" * len(chunk))
                     cursor.execute(
-                        sql(_FINISH_DELIVERIES.format(marks=marks)), (status, ts, text, *chunk)
+                        sql(FINISH_DELIVERIES.format(marks=marks)), (status, ts, text, *chunk)
                     )
             if audit_values:
-                cursor.executemany(sql(_INSERT_AUDIT), audit_values)
+                cursor.executemany(sql(INSERT_AUDIT), audit_values)
 
         await self.db.write(work)
 
@@ -434,7 +351,7 @@ class LadderStore:
 
         def work(conn: Connection) -> list[DeliveryRow]:
             rows = [
-                _delivery(r)
+                delivery_from_row(r)
                 for r in conn.execute(select(t.escalation_deliveries).where(c.status == "claimed"))
             ]
             for r in rows:
