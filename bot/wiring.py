@@ -96,6 +96,8 @@ def attach_features(app: BridgeApp) -> None:
         interval_seconds=app.settings.reconcile_interval_seconds,
         history_limit=app.settings.reconcile_history_limit,
         scheduler=app.scheduler,
+        # the timers of overdue steps before the background listing of every pending task
+        first_pass_after=app.escalation.armed if app.escalation is not None else None,
     )
     app.features.append(reconciler)
     if app.settings.factory_ws_url:

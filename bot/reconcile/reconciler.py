@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -99,6 +99,11 @@ class Reconciler:
         makes and runs its own. Its :class:`~apscheduler.triggers.interval.IntervalTrigger`
         job only asks for a pass (:meth:`trigger`): one worker runs the passes, so a long pass
         is never run twice at once and a pass asked for meanwhile runs right after it.
+    first_pass_after:
+        Awaited before the first pass that lists the factory in the background (the ladder's
+        :meth:`~bot.ladder.LadderRuntime.armed`): parsing 100,000 pending tasks competes with
+        arming their timers for the one event loop, and the timers of overdue steps come
+        first (``bench restart``). Its failure is logged and the pass runs anyway.
     """
 
     def __init__(
@@ -109,12 +114,14 @@ class Reconciler:
         interval_seconds: float,
         history_limit: int,
         scheduler: AsyncIOScheduler | None = None,
+        first_pass_after: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bridge = bridge
         self.client = client
         self.interval_seconds = interval_seconds
         self.history_limit = history_limit
         self.rebuild = ChannelRebuild(bridge, client, history_limit=history_limit)
+        self._first_pass_after = first_pass_after
         self._own_scheduler = scheduler is None
         if scheduler is None:
             from bot.ladder.timers import make_scheduler
@@ -197,6 +204,13 @@ class Reconciler:
         self._wake.set()
 
     async def _loop(self, snapshot: PendingSnapshot | None = None) -> None:
+        if snapshot is None and self._first_pass_after is not None:
+            try:
+                await self._first_pass_after()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("waiting for the ladder's arming failed; reconciling anyway")
         while True:
             self._wake.clear()
             try:
