@@ -5,8 +5,8 @@ one message per task up to date (:meth:`Bridge.show_task`, :meth:`Bridge.post_si
 :meth:`Bridge.refresh_message`, :meth:`Bridge.handle_event`); what people do to a task —
 decisions sent exactly once, acknowledgements, snoozes, bulk approvals — is
 :class:`bot.actions.Actions`, reached through the thin methods of the same names here. It never
-imports discord.py (the notifier is behind the :class:`~bot.bridge_ports.Notifier` protocol) and writes no
-Discord markup (times in answers are written by the ``time_text`` passed in).
+imports discord.py (the notifier is behind the :class:`~bot.bridge_ports.Notifier` protocol)
+and writes no Discord markup (times in answers are written by the ``time_text`` passed in).
 """
 
 from __future__ import annotations

@@ -54,22 +54,7 @@ class ChannelRebuild:
             return False
         return await store.count_tasks() == 0 or bool(await store.open_tasks_without_message())
 
-    async def rebuild(self, pending: PendingSnapshot | None = None) -> int:
-        """Rebuild the map (:meth:`rebuild_from_channel`) once :meth:`needed` said so.
-
-        Parameters
-        ----------
-        pending:
-            The factory's pending tasks if already listed (``None``: listed here).
-
-        Returns
-        -------
-        int
-            Messages adopted.
-        """
-        return await self.rebuild_from_channel(pending.tasks() if pending is not None else None)
-
-    async def rebuild_from_channel(self, pending: Sequence[Task] | None = None) -> int:
+    async def rebuild(self, pending: Sequence[Task] | PendingSnapshot | None = None) -> int:
         """Rebuild the task → message map from the bot's own recent messages.
 
         Reads up to ``history_limit`` messages of ``DISCORD_TASKS_CHANNEL_ID`` (newest first);
@@ -81,15 +66,23 @@ class ChannelRebuild:
         Parameters
         ----------
         pending:
-            The factory's pending tasks if already fetched (else they are listed here).
+            The factory's pending tasks if already listed (a list or the start-up's
+            :class:`~bot.reconcile.snapshot.PendingSnapshot`); ``None``: listed here.
 
         Returns
         -------
         int
             Messages adopted.
+
+        Raises
+        ------
+        discord.HTTPException
+            When the channel's history cannot be read (the reconciler logs it and goes on).
         """
         bridge = self.bridge
         settings = bridge.settings
+        if isinstance(pending, PendingSnapshot):
+            pending = pending.tasks()
         if pending is None:
             try:
                 pending = await bridge.factory.iter_tasks(status="pending")

@@ -117,9 +117,7 @@ class Reconciler:
         first_pass_after: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bridge = bridge
-        self.client = client
         self.interval_seconds = interval_seconds
-        self.history_limit = history_limit
         self.rebuild = ChannelRebuild(bridge, client, history_limit=history_limit)
         self._first_pass_after = first_pass_after
         self._own_scheduler = scheduler is None

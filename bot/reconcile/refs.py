@@ -1,6 +1,6 @@
 """Which tasks a message of the bot shows, read back from the message itself.
 
-Used by :meth:`bot.reconcile.Reconciler.rebuild_from_channel` when the store lost the
+Used by :meth:`bot.reconcile.rebuild.ChannelRebuild.rebuild` when the store lost the
 task → message map: a task message's buttons carry ``custom_id`` ``fb:t:<action>:<task id>``
 (or ``fb:snooze:<task id>``) and its embed footer reads ``task <task id>`` (a decided message
 has no buttons left); a batch message has ``fb:b:…`` components, a footer ending in
