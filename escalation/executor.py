@@ -155,6 +155,9 @@ class DeliveryExecutor:
         self.new_bundle_keys: set[tuple[str, str]] = set()
         # deliveries added by fallback(): run_step re-reads its rows when this moves
         self._added = 0
+        #: Calls made to the factory (reassign, safe default, escalate), which may change the
+        #: task itself: the ladder service re-reads the task after a step only when this moved.
+        self.factory_calls = 0
 
     def person(self, key: str) -> Person | None:
         """The roster person with this key (name)."""
@@ -274,6 +277,7 @@ class DeliveryExecutor:
         if channel == "call":
             return await self._call(task, kind, recipient)
         if channel == "reassign":
+            self.factory_calls += 1
             admin = self.person(recipient)
             if admin is None or not admin.factory_user_id:
                 return "failed", {"error": f"{recipient} has no factory_user_id"}
@@ -285,8 +289,10 @@ class DeliveryExecutor:
             if decision is None:  # pragma: no cover - not planned for "none"
                 return "skipped", {"note": "ESCALATION_SAFE_DEFAULT is none"}
             notes = "No decision within the SLA: safe default ESCALATION_SAFE_DEFAULT applied"
+            self.factory_calls += 1
             return await self.decider.safe_default(task, decision.value, notes)
         if channel == "escalate":
+            self.factory_calls += 1
             return await self._escalate(task, kind, recipient)
         if channel == "incident":
             detail = await self.retry(

@@ -282,15 +282,16 @@ class LadderService:
             if task_id in self._changed:
                 return await self._reread(task_id, refresh=False)
             return await self._next_wake(task, kept, refresh=False)
-        row, ran = await self._take(task, due, now, claimed)
+        row, called_factory = await self._take(task, due, now, claimed)
         claimed()
         if row is None:  # another wake-up claimed it first
             return await self._reread(task_id, refresh=False)
         # nothing else wrote this task's steps (the caller holds its lock): they are the ones
-        # read plus this one. The task itself is read again when the step's deliveries may
-        # have changed it (a safe default decides it) or an ack, snooze or decision came in
-        # meanwhile (mark_changed).
-        if ran or task_id in self._changed:
+        # read plus this one. The task itself is read again when the step called the factory
+        # (a safe default decides it, a reassignment changes its assignee) or an ack, snooze
+        # or decision came in meanwhile (mark_changed); a post, an SMS or a call changes
+        # nothing of it.
+        if called_factory or task_id in self._changed:
             fresh = await self.tasks.get(task_id)
             if fresh is None:
                 return None
@@ -307,8 +308,8 @@ class LadderService:
         """Claim ``step`` with its deliveries and do it.
 
         Returns the step's row once done (``None`` when another wake-up claimed it first:
-        the unique ``(task, step)`` key) and whether its own deliveries were done here (a
-        step whose deliveries are all the bundler's is finished by its claim alone).
+        the unique ``(task, step)`` key) and whether its deliveries called the factory
+        (reassign, safe default, escalate: the task may have changed).
         """
         task_id = task.task_id
         kind = step.kind
@@ -355,10 +356,14 @@ class LadderService:
             self._step_taken(name, task.task.priority.value, late)
         if bundled:
             self.new_bundle_keys.update(bundled)
+        called = False
         if done_outcome is None:
-            done_outcome = await self.executor.run_step(task, kind, late)
+            executor = self.executor
+            factory_calls = executor.factory_calls
+            done_outcome = await executor.run_step(task, kind, late)
+            called = executor.factory_calls != factory_calls
         row = LadderStepRow(task_id, name, step.deliver_at, now, late, "done", done_outcome)
-        return row, own
+        return row, called
 
     async def _levels_to_report(self, task: LadderTask, kind: StepKind) -> list[int]:
         """The escalation levels ``kind`` reports to the factory (none without an approval):

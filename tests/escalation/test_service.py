@@ -284,6 +284,58 @@ def test_a_step_reads_its_deliveries_once_and_once_more_for_its_outcome() -> Non
     assert reads.count("critical") == 2  # four deliveries done: one read, then the outcome
 
 
+def _count_task_reads(rig: Rig) -> list[str]:
+    reads: list[str] = []
+    get = rig.tasks.get
+
+    async def counted(task_id: str) -> Any:
+        reads.append(task_id)
+        return await get(task_id)
+
+    rig.tasks.get = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_a_step_that_only_posts_does_not_read_the_task_again_after_it() -> None:
+    """A reminder reply changes nothing of the task: one read at the wake-up and one before
+    the delivery (the stop check), none after the step (each is a store query in the bridge)."""
+    rig = make_rig(START)
+    rig.add("t", Priority.HIGH, created=START)
+    reads = _count_task_reads(rig)
+
+    async def until_the_first_post() -> None:
+        while not rig.announcer.posts:
+            reads.clear()  # the reads of the last wake-up only
+            rig.clock.now = max(rig.clock.now, rig.alarm.at["t"])
+            await rig.service.wake("t")
+
+    asyncio.run(until_the_first_post())
+    assert [p[0] for p in rig.announcer.posts] == ["reminder"]
+    assert reads == ["t", "t"]
+    assert "t" in rig.alarm.at  # the next step is armed all the same
+
+
+def test_after_a_safe_default_the_task_is_read_again_and_the_ladder_stops_at_once() -> None:
+    """A step that called the factory re-reads the task: the safe default decided it, so the
+    pending deliveries are cancelled in that same wake-up, not at a later one."""
+    rig = make_rig(START, safe_default=SafeDefault.DEFERRED)
+    rig.add("t", Priority.CRITICAL, created=START)
+    reads = _count_task_reads(rig)
+
+    async def until_decided() -> None:
+        while not rig.decider.decided:
+            reads.clear()  # the reads of the last wake-up only
+            rig.clock.now = max(rig.clock.now, rig.alarm.at["t"])
+            await rig.service.wake("t")
+
+    asyncio.run(until_decided())
+    assert rig.decider.decided == [("t", "deferred")]
+    assert len(reads) == 1 + 4 + 1  # the wake-up, before each of 4 deliveries, after the step
+    assert "t" not in rig.alarm.at  # no wake-up left: the ladder stopped in this one
+    # the breach's SMS still waiting for the bundler are cancelled: nobody is paged after
+    assert [r.status for r in rig.repository.of("t") if r.channel == "sms"] == ["cancelled"] * 2
+
+
 def test_a_delivery_another_writer_claimed_meanwhile_is_not_done_again() -> None:
     rig = make_rig(START)
     rig.add("t", Priority.CRITICAL, created=START)
