@@ -210,22 +210,18 @@ class Bridge:
         except Exception:
             await self.store.release_posting(tracked.task_id)
             raise
-        fresh = await self.store.set_message(
-            tracked.task_id,
-            channel_id,
-            message_id,
-            audit={  # in the same transaction: one commit per post
-                "actor_name": "system",
-                "via": "event",
-                "action": "message.posted",
-                "outcome": "ok",
-                "task_id": tracked.task_id,
-                "detail": f"channel {channel_id} message {message_id}",
-            },
-        )
+        fresh = await self.store.set_message(tracked.task_id, channel_id, message_id)
         assert fresh is not None
         if self.access is not None:
             await self.access.reached(channel_id, tracked.task_id)
+        await self.store.audit(
+            actor_name="system",
+            via="event",
+            action="message.posted",
+            outcome="ok",
+            task_id=tracked.task_id,
+            detail=f"channel {channel_id} message {message_id}",
+        )
         await self.escalation.task_opened(fresh)
         gone = self.deleted_before_recorded(message_id)
         if gone is not None:

@@ -15,41 +15,11 @@ from . import tables as t
 from .base import StoreBase
 from .rows import from_ts
 
-__all__ = ["INSERT_AUDIT", "AuditMixin", "AuditRecord", "audit_values"]
+__all__ = ["AuditMixin", "AuditRecord"]
 
 #: Built once: the columns come from each entry's parameters, so SQLAlchemy reuses its cache
 #: key and compiled form (an entry is written for every message posted).
-INSERT_AUDIT = insert(t.audit)
-
-
-def audit_values(
-    at: float,
-    *,
-    actor_name: str,
-    via: str,
-    action: str,
-    outcome: str,
-    actor_id: str | None = None,
-    task_id: str | None = None,
-    batch_id: str | None = None,
-    request: dict[str, Any] | None = None,
-    detail: str | None = None,
-) -> dict[str, Any]:
-    """The parameters of :data:`INSERT_AUDIT` for one entry made at ``at`` (seconds since the
-    epoch, the store's clock), for a write that adds its audit entry in its own transaction
-    (e.g. ``set_message``)."""
-    return {
-        "at": at,
-        "actor_id": actor_id,
-        "actor_name": actor_name,
-        "via": via,
-        "action": action,
-        "task_id": task_id,
-        "batch_id": batch_id,
-        "request": None if request is None else json.dumps(request),
-        "outcome": outcome,
-        "detail": detail,
-    }
+_INSERT_AUDIT = insert(t.audit)
 
 
 @dataclass(frozen=True)
@@ -91,24 +61,25 @@ class AuditMixin(StoreBase):
         detail: str | None = None,
     ) -> None:
         """Append one audit entry (never updated, never deleted)."""
-        values = audit_values(
-            self._clock(),
-            actor_name=actor_name,
-            via=via,
-            action=action,
-            outcome=outcome,
-            actor_id=actor_id,
-            task_id=task_id,
-            batch_id=batch_id,
-            request=request,
-            detail=detail,
-        )
+        values: dict[str, Any] = {
+            "at": self._clock(),
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "via": via,
+            "action": action,
+            "task_id": task_id,
+            "batch_id": batch_id,
+            "request": None if request is None else json.dumps(request),
+            "outcome": outcome,
+            "detail": detail,
+        }
 
         def work(conn: Connection) -> None:
-            conn.execute(INSERT_AUDIT, values)
+            conn.execute(_INSERT_AUDIT, values)
 
         await self.db.write(work)
-        self._audited(values)
+        for observer in self._audit_observers:
+            observer(values)
 
     async def audit_entries(
         self, *, task_id: str | None = None, since: datetime | None = None, limit: int = 1000

@@ -47,11 +47,6 @@ class StoreBase:
         # called with each audit entry's values (metrics); see AuditMixin.add_audit_observer
         self._audit_observers: list[Callable[[dict[str, Any]], None]] = []
 
-    def _audited(self, values: dict[str, Any]) -> None:
-        """Hand a written audit entry's values to the observers (metrics)."""
-        for observer in self._audit_observers:
-            observer(values)
-
     async def create_schema(self) -> migrate.Migration:
         """Bring the schema to this build's newest migration (idempotent); say what was done.
 

@@ -15,7 +15,6 @@ from escalation.models import Priority, Task
 from escalation.ports import OpenTaskClock
 
 from . import tables as t
-from .audit import INSERT_AUDIT, audit_values
 from .base import StoreBase
 from .database import driver_cursor
 from .rows import TASK_ROW, TRACKED, TrackedTask, from_ts, row_to_tracked, to_ts
@@ -315,24 +314,15 @@ class TasksMixin(StoreBase):
         await self._write_task(task_id, work)
 
     async def set_message(
-        self,
-        task_id: str,
-        channel_id: int,
-        message_id: int,
-        batch_id: str | None = None,
-        *,
-        audit: dict[str, Any] | None = None,
+        self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None
     ) -> TrackedTask | None:
         """Record the Discord message that shows the task; the task as stored then (``None``
         for a task the store does not know).
 
         The row is read in the same unit of work and kept in the task cache when no other
         task write settled meanwhile: the poster and the ladder read it next, without a
-        round trip to a reader thread. ``audit``: the keyword arguments of
-        :meth:`~bot.store.audit.AuditMixin.audit` for an entry written in the same
-        transaction (one commit per post, not two).
+        round trip to a reader thread.
         """
-        entry = None if audit is None else audit_values(self._clock(), **audit)
 
         params = {
             "b_task_id": task_id,
@@ -344,14 +334,10 @@ class TasksMixin(StoreBase):
         def work(conn: Connection) -> TrackedTask | None:
             conn.execute(_UPDATE_TASK, params)
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
-            if entry is not None:
-                conn.execute(INSERT_AUDIT, entry)
             return None if row is None else row_to_tracked(row)
 
         writes_before = self._task_writes
         tracked = await self._write_task(task_id, work)
-        if entry is not None:
-            self._audited(entry)
         if tracked is not None and self._task_writes == writes_before + 1:
             self._remember_task(tracked)  # only this write settled since: the row is current
         return tracked

@@ -73,37 +73,3 @@ async def test_the_message_record_answers_the_task_and_the_next_read_from_memory
     )
     fresh = await store.get_task("t1")
     assert fresh is not None and fresh.task.title == "Release 2" and fresh.message_id == 22
-
-
-async def test_the_message_record_and_its_audit_entry_are_one_write(store: Store) -> None:
-    """A post records its message and its ``message.posted`` audit entry in one transaction
-    (one commit per post): both or neither are stored, and the metrics see the entry."""
-    await store.upsert_task(task("t1"), NOW + timedelta(hours=1))
-    observed: list[dict[str, object]] = []
-    store.add_audit_observer(observed.append)
-    writes = 0
-    real_write = store.db.write
-
-    async def counted(work: object, **options: object) -> object:
-        nonlocal writes
-        writes += 1
-        return await real_write(work, **options)  # type: ignore[arg-type]
-
-    store.db.write = counted  # type: ignore[method-assign, assignment]
-    audit = {
-        "actor_name": "system",
-        "via": "event",
-        "action": "message.posted",
-        "outcome": "ok",
-        "task_id": "t1",
-        "detail": "channel 11 message 22",
-    }
-    recorded = await store.set_message("t1", 11, 22, audit=audit)
-    store.db.write = real_write  # type: ignore[method-assign]
-    assert recorded is not None and recorded.message_id == 22
-    assert writes == 1
-    entries = await store.audit_entries(task_id="t1")
-    assert [(e.action, e.outcome, e.detail) for e in entries] == [
-        ("message.posted", "ok", "channel 11 message 22")
-    ]
-    assert [o["action"] for o in observed] == ["message.posted"]
