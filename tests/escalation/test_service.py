@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -284,7 +285,9 @@ def test_a_step_reads_its_deliveries_once_and_once_more_for_its_outcome() -> Non
     assert reads.count("critical") == 2  # four deliveries done: one read, then the outcome
 
 
-def _count_task_reads(rig: Rig) -> list[str]:
+def _reads_of_the_wake_up_that(rig: Rig, done: Callable[[], bool]) -> list[str]:
+    """Wake task ``t`` at each of its wake-ups until ``done()``; the task reads (ids) made
+    by that last wake-up."""
     reads: list[str] = []
     get = rig.tasks.get
 
@@ -293,6 +296,14 @@ def _count_task_reads(rig: Rig) -> list[str]:
         return await get(task_id)
 
     rig.tasks.get = counted  # type: ignore[method-assign]
+
+    async def walk() -> None:
+        while not done():
+            reads.clear()
+            rig.clock.now = max(rig.clock.now, rig.alarm.at["t"])
+            await rig.service.wake("t")
+
+    asyncio.run(walk())
     return reads
 
 
@@ -301,15 +312,7 @@ def test_a_step_that_only_posts_does_not_read_the_task_again_after_it() -> None:
     the delivery (the stop check), none after the step (each is a store query in the bridge)."""
     rig = make_rig(START)
     rig.add("t", Priority.HIGH, created=START)
-    reads = _count_task_reads(rig)
-
-    async def until_the_first_post() -> None:
-        while not rig.announcer.posts:
-            reads.clear()  # the reads of the last wake-up only
-            rig.clock.now = max(rig.clock.now, rig.alarm.at["t"])
-            await rig.service.wake("t")
-
-    asyncio.run(until_the_first_post())
+    reads = _reads_of_the_wake_up_that(rig, lambda: bool(rig.announcer.posts))
     assert [p[0] for p in rig.announcer.posts] == ["reminder"]
     assert reads == ["t", "t"]
     assert "t" in rig.alarm.at  # the next step is armed all the same
@@ -320,15 +323,7 @@ def test_after_a_safe_default_the_task_is_read_again_and_the_ladder_stops_at_onc
     pending deliveries are cancelled in that same wake-up, not at a later one."""
     rig = make_rig(START, safe_default=SafeDefault.DEFERRED)
     rig.add("t", Priority.CRITICAL, created=START)
-    reads = _count_task_reads(rig)
-
-    async def until_decided() -> None:
-        while not rig.decider.decided:
-            reads.clear()  # the reads of the last wake-up only
-            rig.clock.now = max(rig.clock.now, rig.alarm.at["t"])
-            await rig.service.wake("t")
-
-    asyncio.run(until_decided())
+    reads = _reads_of_the_wake_up_that(rig, lambda: bool(rig.decider.decided))
     assert rig.decider.decided == [("t", "deferred")]
     assert len(reads) == 1 + 4 + 1  # the wake-up, before each of 4 deliveries, after the step
     assert "t" not in rig.alarm.at  # no wake-up left: the ladder stopped in this one
