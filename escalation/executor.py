@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from escalation.deliveries import (
     BUNDLED_CHANNELS,
     CHANNEL_RANK,
+    IDEMPOTENT_CHANNELS,
     LEVEL_LABELS,
     MAX_LEVEL,
     NewDelivery,
@@ -155,8 +156,9 @@ class DeliveryExecutor:
         self.new_bundle_keys: set[tuple[str, str]] = set()
         # deliveries added by fallback(): run_step re-reads its rows when this moves
         self._added = 0
-        #: Calls made to the factory (reassign, safe default, escalate), which may change the
-        #: task itself: the ladder service re-reads the task after a step only when this moved.
+        #: Deliveries that call the factory (``IDEMPOTENT_CHANNELS``: reassign, safe default,
+        #: escalate) and may change the task itself: the ladder service re-reads the task
+        #: after a step only when this moved.
         self.factory_calls = 0
 
     def person(self, key: str) -> Person | None:
@@ -255,6 +257,8 @@ class DeliveryExecutor:
     async def _deliver(
         self, task: LadderTask, kind: StepKind, channel: str, recipient: str, late: float
     ) -> DeliveryResult:
+        if channel in IDEMPOTENT_CHANNELS:  # the factory calls (reassign, escalate, decision)
+            self.factory_calls += 1
         if channel == "reply" or channel == "alert":
             people = self.roster.people()
             announcer = self.announcer
@@ -277,7 +281,6 @@ class DeliveryExecutor:
         if channel == "call":
             return await self._call(task, kind, recipient)
         if channel == "reassign":
-            self.factory_calls += 1
             admin = self.person(recipient)
             if admin is None or not admin.factory_user_id:
                 return "failed", {"error": f"{recipient} has no factory_user_id"}
@@ -289,10 +292,8 @@ class DeliveryExecutor:
             if decision is None:  # pragma: no cover - not planned for "none"
                 return "skipped", {"note": "ESCALATION_SAFE_DEFAULT is none"}
             notes = "No decision within the SLA: safe default ESCALATION_SAFE_DEFAULT applied"
-            self.factory_calls += 1
             return await self.decider.safe_default(task, decision.value, notes)
         if channel == "escalate":
-            self.factory_calls += 1
             return await self._escalate(task, kind, recipient)
         if channel == "incident":
             detail = await self.retry(
