@@ -7,10 +7,11 @@ and ~55 escalation steps/s (bench/RESULTS.md, before this module). Here a unit o
 plain synchronous function over an SQLAlchemy :class:`~sqlalchemy.engine.Connection`:
 
 * :meth:`Database.write` queues it for **the one writer thread**. The writer takes every unit
-  queued so far and runs them in **one transaction**, each inside its own SAVEPOINT, then
-  commits once (one disk sync for the whole batch: group commit). A unit that raises is rolled
-  back to its savepoint and its caller gets the exception; the others still commit. A caller's
-  result is set only **after the commit** — "stored" means durable.
+  queued so far and runs them in **one transaction**, then commits once (one disk sync for the
+  whole batch: group commit). A unit that raises is rolled back alone and its caller gets the
+  exception; the others still commit (the group is run again with a SAVEPOINT per unit, so a
+  unit may run twice and must touch nothing but its connection). A caller's result is set only
+  **after the commit** — "stored" means durable.
 * :meth:`Database.read` runs it in a small thread pool, in a read transaction (one consistent
   snapshot: SQLite's WAL lets readers run while the writer writes; PostgreSQL readers use
   ``REPEATABLE READ``).
@@ -87,6 +88,17 @@ class _Unit:
     on_settled: Callable[[Any, BaseException | None], None] | None = None
     #: A leader-only write: runs only in a transaction whose fence passed.
     fenced: bool = False
+
+
+class _UnitFailed(Exception):
+    """A unit of a group run without savepoints raised (see :meth:`Database._commit`).
+
+    ``refused``: what the fence raised, when it was the fence that failed.
+    """
+
+    def __init__(self, refused: Exception | None = None) -> None:
+        super().__init__()
+        self.refused = refused
 
 
 def _settle(unit: _Unit, result: Any, error: BaseException | None) -> None:
@@ -198,6 +210,10 @@ class Database:
     ) -> T:
         """Run ``fn(conn)`` in a write transaction; return its result once committed.
 
+        ``fn`` may be called twice: when another unit of its group raises, the group's
+        transaction is rolled back and run again, each unit in its own savepoint. So ``fn``
+        must change nothing but the database through ``conn`` (build its result locally).
+
         ``on_settled(result, error)`` is called on the event loop as soon as the unit committed
         (``error`` ``None``) or failed, even when the caller stopped waiting (cancelled), in
         commit order: for state that must follow what the database holds (the store's task
@@ -288,6 +304,50 @@ class Database:
             if conn is not None:
                 conn.close()
 
+    def _run_together(
+        self, conn: Connection, group: list[_Unit]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run every unit of ``group`` in ``conn``'s transaction, without savepoints.
+
+        A group of one lets its unit's (or the fence's) exception through: its failure is the
+        whole rollback. In a larger group it raises :class:`_UnitFailed` instead, so that
+        :meth:`_commit` runs the group again with :meth:`_run_isolated`.
+        """
+        if len(group) == 1:
+            self._fence_group(conn, group)
+            return [(group[0].fn(conn), None)]
+        fence = self.fence
+        if fence is not None and any(unit.fenced for unit in group):
+            try:
+                fence(conn)
+            except Exception as exc:
+                raise _UnitFailed(refused=exc) from exc
+        try:
+            return [(unit.fn(conn), None) for unit in group]
+        except Exception as exc:
+            raise _UnitFailed from exc
+
+    def _run_isolated(
+        self, conn: Connection, group: list[_Unit], refused: Exception | None
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run every unit of ``group`` in its own savepoint of ``conn``'s transaction: one that
+        raises is rolled back alone and gets its exception; a fence refusal fails only the
+        fenced units. ``refused``: what the fence raised in the first attempt (it is not asked
+        again, see :meth:`write`); ``None``: ask it now."""
+        if refused is None:
+            refused = self._fence_group(conn, group)
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        for unit in group:
+            if unit.fenced and refused is not None:
+                outcomes.append((None, refused))
+                continue
+            try:
+                with conn.begin_nested():
+                    outcomes.append((unit.fn(conn), None))
+            except Exception as exc:
+                outcomes.append((None, exc))
+        return outcomes
+
     def _fence_group(self, conn: Connection, group: list[_Unit]) -> Exception | None:
         """Run the fence current now (not when the units were queued) once for the group's
         fenced units, first in its transaction; return what it raised (those units then fail
@@ -312,6 +372,12 @@ class Database:
     def _commit(self, conn: Connection | None, group: list[_Unit]) -> Connection | None:
         """Run ``group`` in one transaction and settle its futures.
 
+        A group of several units runs first without savepoints: units rarely fail, and on
+        PostgreSQL a SAVEPOINT and its RELEASE are two more round trips per unit (a fifth of
+        the writer's time in bench ``ladders``). When a unit (or the fence) raises there, the
+        transaction is rolled back and the group runs again, each unit in its own savepoint,
+        so that the one that failed loses only its own writes (:meth:`write`).
+
         Returns the connection for the next group: ``conn`` (opened when ``None``), or ``None``
         after a failed transaction, so that a broken connection is not used again.
         """
@@ -319,20 +385,12 @@ class Database:
         try:
             if conn is None:
                 conn = self.write_engine.connect()
-            with conn.begin():
-                refused = self._fence_group(conn, group)
-                if len(group) == 1:  # no savepoint needed: its failure is the whole rollback
-                    outcomes.append((group[0].fn(conn), None))
-                else:
-                    for unit in group:
-                        if unit.fenced and refused is not None:
-                            outcomes.append((None, refused))
-                            continue
-                        try:
-                            with conn.begin_nested():
-                                outcomes.append((unit.fn(conn), None))
-                        except Exception as exc:
-                            outcomes.append((None, exc))
+            try:
+                with conn.begin():
+                    outcomes = self._run_together(conn, group)
+            except _UnitFailed as failed:  # rolled back: nothing of this attempt was stored
+                with conn.begin():
+                    outcomes = self._run_isolated(conn, group, failed.refused)
         except Exception as exc:  # fn failed alone, or the commit failed: nothing stored
             if conn is not None:
                 try:
