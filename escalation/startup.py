@@ -16,8 +16,10 @@ Both work through the ports only (:mod:`escalation.ports`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from escalation.deliveries import IDEMPOTENT_CHANNELS
 from escalation.ladder import LadderState, next_step
@@ -84,8 +86,7 @@ async def rebuild_wakes(
     wakes: dict[str, datetime] = {}
     gone = set(history)  # tasks no longer open lose their history at the end
     index = 0
-    async for page in _open_task_clocks(tasks):
-        steps = await repository.steps([c.task_id for c in page])
+    async for page, steps in _pages_read_ahead(tasks, repository):
         page_wakes: dict[str, datetime] = {}
         for clock in page:
             index += 1
@@ -127,6 +128,57 @@ async def rebuild_wakes(
     for task_id in gone:
         history.pop(task_id, None)
     return wakes
+
+
+#: Pages read ahead of the one being computed (bounds what is in memory at once).
+READ_AHEAD_PAGES = 2
+
+_Page = tuple[Sequence[OpenTaskClock], dict[str, list[LadderStepRow]]]
+
+
+async def _pages_read_ahead(
+    tasks: TaskReader, repository: LadderRepository
+) -> AsyncIterator[_Page]:
+    """Each page of open tasks with its step rows, the next pages read while this one is
+    computed: on PostgreSQL a page's two reads wait on the server about as long as the page's
+    schedules take to compute (bench/arm.py), so read one after the other the arming took
+    their sum. The step rows of a page are read while the next page of tasks is. At most
+    :data:`READ_AHEAD_PAGES` pages wait; an error of a read is raised here, in order."""
+    queue: asyncio.Queue[tuple[Sequence[OpenTaskClock], asyncio.Future[Any]] | None] = (
+        asyncio.Queue(maxsize=READ_AHEAD_PAGES)
+    )
+
+    async def read_pages() -> None:
+        async for page in _open_task_clocks(tasks):
+            steps = asyncio.ensure_future(repository.steps([c.task_id for c in page]))
+            await queue.put((page, steps))
+        await queue.put(None)
+
+    reader = asyncio.create_task(read_pages())
+    try:
+        while True:
+            got = asyncio.ensure_future(queue.get())
+            await asyncio.wait({got, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not got.done():  # the reader stopped without a page: its error, or the end
+                got.cancel()
+                reader.result()  # raises what the reader raised
+                if queue.empty():
+                    return
+                item = queue.get_nowait()
+            else:
+                item = got.result()
+            if item is None:
+                return
+            page, steps = item
+            yield page, await steps
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        while not queue.empty():  # step reads started and not awaited: retrieve their end
+            item = queue.get_nowait()
+            if item is not None:
+                item[1].cancel()
 
 
 async def _open_task_clocks(tasks: TaskReader) -> AsyncIterator[Sequence[OpenTaskClock]]:

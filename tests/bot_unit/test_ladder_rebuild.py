@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from bot.ladder.runtime import LadderRuntime
 from escalation.ladder import LadderState, next_step
 from escalation.models import Priority
 from escalation.ports import LadderStepRow, OpenTaskClock
+from escalation.startup import READ_AHEAD_PAGES
 from tests.bot_unit.test_ladder_runtime import START, make_rig
 from tests.support.ladder_fakes import make_rig as make_fake_rig
 
@@ -48,11 +51,13 @@ async def test_open_task_clocks_are_the_tracked_tasks_times(make_rig: Any) -> No
         )
 
 
-async def test_each_page_is_armed_before_the_next_is_read(make_rig: Any) -> None:
-    """The first steps due need not wait for the last page; a sooner wake-up set meanwhile
-    (a hook, a step the worker took) is kept."""
+async def test_each_page_is_armed_while_later_pages_are_read(make_rig: Any) -> None:
+    """The first steps due need not wait for the last page: a page is armed as soon as it is
+    computed, and the reads run at most READ_AHEAD_PAGES pages ahead of the arming (so
+    100,000 tasks are never all in memory); a sooner wake-up set meanwhile (a hook, a step
+    the worker took) is kept."""
     rig = await make_rig()
-    for n in range(5):
+    for n in range(8):
         await rig.add_task(f"t{n}", created=START + timedelta(seconds=n))
     runtime: LadderRuntime = rig.runtime
     runtime._wake.clear()
@@ -62,13 +67,19 @@ async def test_each_page_is_armed_before_the_next_is_read(make_rig: Any) -> None
     armed_when_read: list[set[str]] = []
 
     async def pages() -> AsyncIterator[list[OpenTaskClock]]:
-        async for page in store.open_task_clocks(page_size=2):
+        async for page in store.open_task_clocks(page_size=1):
             armed_when_read.append(set(runtime._wake))
             yield page
 
     runtime.service.tasks.open_task_clocks = pages  # type: ignore[attr-defined]
-    assert await runtime.rebuild() == 5
-    assert armed_when_read == [{"t4"}, {"t0", "t1", "t4"}, {"t0", "t1", "t2", "t3", "t4"}]
+    assert await runtime.rebuild() == 8
+    assert len(armed_when_read) == 8
+    for index, armed in enumerate(armed_when_read):
+        # page i is read only once the consumer took page i - READ_AHEAD_PAGES - 1, that is
+        # once every page before that one is armed
+        behind = {f"t{n}" for n in range(index - READ_AHEAD_PAGES - 1)}
+        assert behind | {"t4"} <= armed, index
+    assert {"t0", "t1", "t2", "t3"} <= armed_when_read[-1]  # armed before the last read
     assert runtime.wake_at("t4") == soon  # kept: sooner than its DM
     assert runtime.wake_at("t0") == START + timedelta(seconds=60)
 
@@ -189,3 +200,38 @@ def test_rebuild_keeps_the_history_a_wake_up_wrote_meanwhile() -> None:
     assert rig.service.history == {"t": [taken]}
     dm = next_step(START, task.deadline, Priority.HIGH, rig.service.policy, LadderState())
     assert dm is not None and seen == [wakes] and wakes == {"t": dm.deliver_at}
+
+
+async def test_a_failing_read_fails_the_arming_with_its_error(make_rig: Any) -> None:
+    """A read that fails while later pages are read ahead is not lost: the arming raises it
+    (and the start says so) instead of arming part of the tasks silently."""
+    rig = await make_rig()
+    for n in range(6):
+        await rig.add_task(f"t{n}", created=START + timedelta(seconds=n))
+    runtime: LadderRuntime = rig.runtime
+    store = rig.bridge.store
+
+    async def pages_then_failure() -> AsyncIterator[list[OpenTaskClock]]:
+        async for page in store.open_task_clocks(page_size=2):
+            yield page
+            raise ConnectionError("database went away")
+
+    runtime.service.tasks.open_task_clocks = pages_then_failure  # type: ignore[attr-defined]
+    with pytest.raises(ConnectionError, match="went away"):
+        await runtime.rebuild()
+
+    runtime.service.tasks.open_task_clocks = lambda: store.open_task_clocks(page_size=2)  # type: ignore[attr-defined]
+    repository = runtime.service.repository
+    real_steps = repository.steps
+    calls = 0
+
+    async def steps_failing_once_read(task_ids: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise TimeoutError("step read timed out")
+        return await real_steps(task_ids)
+
+    repository.steps = steps_failing_once_read  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError, match="timed out"):
+        await runtime.rebuild()
