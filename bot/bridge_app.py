@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,7 +33,7 @@ from bot.factory.events import FactoryEvent
 from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
 from bot.ladder import LadderRuntime
-from bot.leadership import Leadership, Lease, SQLiteFileLock
+from bot.leadership import Leadership, Lease, SQLiteFileLock, holder_id
 from bot.metrics import BridgeMetrics
 from bot.pipelines import PipelineNames
 from bot.roster import load_roster
@@ -182,7 +179,7 @@ class BridgeApp:
         )
         self.lease = Lease(
             db,
-            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            holder=holder_id(),
             lease_seconds=settings.bridge_leader_lease_seconds,
             clock=lease_clock,
             exclusive=db.is_sqlite,  # the file lock already makes this process the only one

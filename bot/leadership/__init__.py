@@ -5,7 +5,14 @@ See :mod:`bot.leadership.lease` (lease row, fencing token), :mod:`bot.leadership
 """
 
 from bot.leadership.file_lock import DatabaseInUse, SQLiteFileLock
-from bot.leadership.lease import LEASE_NAME, Lease, LeaseView, NotLeader
+from bot.leadership.lease import (
+    LEASE_NAME,
+    Lease,
+    LeaseView,
+    NotLeader,
+    holder_dead_here,
+    holder_id,
+)
 from bot.leadership.role import Leadership, Role
 
 __all__ = [
@@ -17,4 +24,6 @@ __all__ = [
     "NotLeader",
     "Role",
     "SQLiteFileLock",
+    "holder_dead_here",
+    "holder_id",
 ]

@@ -5,6 +5,10 @@ processes; time is a fake monotonic clock per process."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +23,8 @@ from bot.leadership import (
     Lease,
     NotLeader,
     SQLiteFileLock,
+    holder_dead_here,
+    holder_id,
 )
 from bot.store import Store
 from bot.store import tables as t
@@ -330,6 +336,73 @@ async def test_an_exclusive_lease_is_taken_at_once_from_a_dead_holder(
     restarted = Lease(b.db, holder="new", lease_seconds=LEASE, clock=FakeClock(), exclusive=True)
     assert await restarted.acquire() is True
     assert restarted.token == 2 and restarted.is_leader
+
+
+def _exited_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _sleeping_process() -> subprocess.Popen[bytes]:
+    """A process of this host that stays alive (a minute at most)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def _holder(pid: int, *, host: str | None = None, namespace: str | None = None) -> str:
+    """A holder id of the :func:`holder_id` form for ``pid``."""
+    ours = holder_id().split(":")
+    return f"{host or ours[0]}:{namespace or ours[1]}:{pid}:0badcafe"
+
+
+async def test_a_holder_process_of_this_host_that_is_gone_is_replaced_at_once(
+    stores: tuple[Store, Store],
+) -> None:
+    """``kill -9`` of the leader, restarted on the same host (or a standby beside it): its
+    process is gone, so the lease is taken without waiting a whole lease; the newer token
+    fences anything the dead one left in flight."""
+    a, b = stores
+    dead = Lease(a.db, holder=_holder(_exited_pid()), lease_seconds=LEASE, clock=FakeClock())
+    assert await dead.acquire()
+    restarted = lease_for(b, holder_id(), FakeClock())
+    assert await restarted.acquire() is True
+    assert restarted.token == 2 and restarted.is_leader
+
+
+async def test_a_holder_that_may_be_alive_is_waited_out(stores: tuple[Store, Store]) -> None:
+    """A holder whose process exists (paused, busy, or its pid taken by another program), or
+    that runs on another host or in another PID namespace (a container), may still act: the
+    standby waits out a whole lease, as for any holder it cannot see."""
+    a, b = stores
+    alive = _sleeping_process()
+    try:
+        for holder in (
+            _holder(alive.pid),
+            _holder(os.getpid()),
+            _holder(_exited_pid(), host="another-host"),
+            _holder(_exited_pid(), namespace="4026531999"),
+            f"another-form:{_exited_pid()}",
+        ):
+            await a.db.write(lambda conn: conn.execute(t.leader_lease.delete()))
+            clock = FakeClock()
+            assert await Lease(a.db, holder=holder, lease_seconds=LEASE, clock=clock).acquire()
+            standby = lease_for(b, holder_id(), clock)
+            assert await standby.acquire() is False, holder
+            clock.now += LEASE
+            assert await standby.acquire() is True, holder
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_holder_id_names_host_namespace_and_process() -> None:
+    host, namespace, pid, random = holder_id().split(":")
+    assert host == socket.gethostname() and pid == str(os.getpid())
+    assert namespace == str(os.stat("/proc/self/ns/pid").st_ino) and len(random) == 8
+    assert holder_dead_here(holder_id()) is False  # this very process
+    assert holder_dead_here(_holder(_exited_pid())) is True
+    assert holder_dead_here(None) is False
 
 
 async def test_a_standby_looks_again_exactly_when_the_lease_it_saw_lapses(

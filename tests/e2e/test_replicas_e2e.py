@@ -255,8 +255,10 @@ async def _metrics(process: BridgeProcess) -> str:
 async def test_with_the_default_lease_a_standby_leads_within_15_seconds_of_a_kill_9(
     world: World, replicas: Callable[..., BridgeProcess]
 ) -> None:
-    """Issue 15's bound with ``BRIDGE_LEADER_LEASE_SECONDS`` at its default (10 s): renewals
-    every 3.3 s, the standby looks again right when the lease it saw lapses."""
+    """Issue 15's bound with ``BRIDGE_LEADER_LEASE_SECONDS`` at its default (10 s): looks every
+    3.3 s. The standby runs on the leader's host, so at its next look it sees the leader's
+    process gone and takes over without waiting out the lease (a holder it cannot see is
+    waited out: the paused-leader test above and ``tests/bot_unit/test_leader_lease.py``)."""
     leader = replicas("leader", BRIDGE_LEADER_LEASE_SECONDS=None)
     standby = replicas("standby", BRIDGE_LEADER_LEASE_SECONDS=None)
     await leader.start()
@@ -269,7 +271,7 @@ async def test_with_the_default_lease_a_standby_leads_within_15_seconds_of_a_kil
     )
     took = time.monotonic() - killed_at
     assert took <= TAKEOVER_SECONDS, f"took {took:.1f}s"
-    assert took >= 10 - 10 / 3  # it did wait for the lease to lapse (not a release)
+    assert took < 10 - 10 / 3, f"took {took:.1f}s: waited for the dead holder's lease"
     send_webhooks_to(world, standby)
     task = await new_task(world, "After the failover")
     await world.discord.wait_for(lambda: len(task_messages(world, task["id"])) == 1, 10)
