@@ -26,12 +26,12 @@ PgBouncer in transaction mode, or a network blip silently drops it) and it gives
 writes with; a row works on SQLite too (one code path, tested on both engines) and its token is
 checked inside the very transaction of each write.
 
-A holder known dead: a holder id (:func:`holder_id`) names the host, the PID namespace and the
-process. A process on the same host and in the same PID namespace as the holder can see that the
-holder's process is gone (``kill -9``, a crash, a restart by systemd): then the lease is taken at
-once rather than after a whole lease (bench ``restart``: a restarted bridge waited 10 s for its
-own dead predecessor's lease). A holder elsewhere, or whose process id is in use (even by another
-program), is waited out as above; the fencing token guards either way.
+A holder known dead: a holder id (:func:`holder_id`) names the host, this boot of it and the PID
+namespace, and the process. A process on the same host, boot and PID namespace as the holder can
+see that the holder's process is gone (``kill -9``, a crash, a restart by systemd): then the
+lease is taken at once rather than after a whole lease (bench ``restart``: a restarted bridge
+waited 10 s for its own dead predecessor's lease). A holder elsewhere, or whose process id is in
+use (even by another program), is waited out as above; the fencing token guards either way.
 
 Timing (``lease`` = ``BRIDGE_LEADER_LEASE_SECONDS``): the leader counts its lease from the moment
 it *started* its last successful renewal; a standby counts from the moment it *finished* reading
@@ -41,6 +41,7 @@ an unchanged row. So the leader's own deadline always passes before any standby 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import time
@@ -55,7 +56,15 @@ from sqlalchemy.engine import Connection
 from bot.store import tables as t
 from bot.store.database import Database, driver_cursor
 
-__all__ = ["LEASE_NAME", "Lease", "LeaseView", "NotLeader", "holder_dead_here", "holder_id"]
+__all__ = [
+    "LEASE_NAME",
+    "Lease",
+    "LeaseView",
+    "NotLeader",
+    "holder_dead_here",
+    "holder_id",
+    "process_space",
+]
 
 T = TypeVar("T")
 
@@ -70,27 +79,34 @@ _c = t.leader_lease.c
 _FENCE_SQL = "SELECT token, holder FROM leader_lease WHERE name = ?"
 
 
-def _pid_namespace() -> str:
-    """This process's PID namespace (Linux: the inode of ``/proc/self/ns/pid``); ``-`` where
-    there is none to read (then no holder is ever known dead, see :func:`holder_dead_here`)."""
+def process_space() -> str:
+    """Where this process's pid means something: a digest of this boot of this machine
+    (Linux ``/proc/sys/kernel/random/boot_id``, new at every boot, so two cloned machines
+    that share a hostname differ) and of its PID namespace (the inode of
+    ``/proc/self/ns/pid``; every container has its own). ``-`` where either cannot be read:
+    then no holder is ever known dead (:func:`holder_dead_here`)."""
     try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return "-"
+    return hashlib.sha256(f"{boot_id}:{namespace}".encode()).hexdigest()[:12]
 
 
 def holder_id() -> str:
-    """This process's lease holder id: ``host:pid-namespace:pid:random`` (the random part tells
-    apart two processes that got the same pid one after the other)."""
-    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """This process's lease holder id: ``host:space:pid:random`` (``space``:
+    :func:`process_space`; the random part tells apart two processes that got the same pid
+    one after the other)."""
+    return f"{socket.gethostname()}:{process_space()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def holder_dead_here(holder: str | None) -> bool:
-    """Whether ``holder`` (a :func:`holder_id`) is a process of this host and PID namespace
-    that no longer exists.
+    """Whether ``holder`` (a :func:`holder_id`) is a process of this machine's current boot
+    and this PID namespace (:func:`process_space`) that no longer exists.
 
-    ``False`` whenever that cannot be known for sure: another host or namespace, an id of
-    another form, or a pid in use by any process (``os.kill(pid, 0)`` finds it, or it is not
+    ``False`` whenever that cannot be known for sure: another host, boot or namespace, an id
+    of another form, or a pid in use by any process (``os.kill(pid, 0)`` finds it, or it is not
     ours to signal).
     """
     if holder is None:
@@ -99,7 +115,7 @@ def holder_dead_here(holder: str | None) -> bool:
     if len(parts) != 4 or not parts[2].isdigit():
         return False
     host, namespace, pid, _ = parts
-    if namespace == "-" or host != socket.gethostname() or namespace != _pid_namespace():
+    if namespace == "-" or host != socket.gethostname() or namespace != process_space():
         return False
     if int(pid) == os.getpid():
         return False  # this very process: alive
