@@ -41,6 +41,7 @@ an unchanged row. So the leader's own deadline always passes before any standby 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import socket
@@ -79,6 +80,7 @@ _c = t.leader_lease.c
 _FENCE_SQL = "SELECT token, holder FROM leader_lease WHERE name = ?"
 
 
+@functools.cache
 def process_space() -> str:
     """Where this process's pid means something: a digest of this boot of this machine
     (Linux ``/proc/sys/kernel/random/boot_id``, new at every boot, so two cloned machines
