@@ -71,6 +71,12 @@ def attach_features(app: BridgeApp) -> None:
                 )
             )
         )
+    # --- planner statistics on a PostgreSQL server without autovacuum (bot.store.statistics) --
+    from bot.store.statistics import PlannerStatistics
+
+    app.features.append(
+        PlannerStatistics(app.store.db, interval_seconds=app.settings.database_analyze_seconds)
+    )
     # --- channels the bridge cannot use: periodic retry (DISCORD_CHANNEL_RETRY_SECONDS) -----
     app.features.append(app.access)
     # --- dead man's switch (HEARTBEAT_URL) ----------------------------------------------------
