@@ -47,8 +47,9 @@ Sent = tuple[PendingReminder, str, dict[str, Any]]
 #: The flush lets the loop run after this many pending reminders (thousands in a storm).
 YIELD_EVERY = 500
 
-#: Outcomes (and audits) of a bundle recorded per write.
-FINISH_PAGE = 500
+#: Outcomes (and audits) of a bundle recorded per write: a few milliseconds of the writer
+#: thread, so that the steps coming due meanwhile are claimed between two pages.
+FINISH_PAGE = 100
 
 #: Tasks read per query when a bundle needs all of them (an SMS, the DM fallback).
 TASK_PAGE = 500
@@ -188,8 +189,10 @@ class Bundler:
                 await asyncio.sleep(0)  # thousands pending in a storm: let due steps run
         plan = plan_bundles(live, self.last_sent, now, self.service.policy.bundle_seconds)
         for bundle in plan.send_now:
-            ids = [int(n.text) for n in bundle.items]
-            if not await self.ladder_store.claim_deliveries(ids, now):
+            # a page per transaction (steps coming due are claimed between two); a reminder
+            # whose task was decided meanwhile is no longer pending and is left out
+            ids = await self.ladder_store.claim_pending([int(n.text) for n in bundle.items], now)
+            if not ids:
                 continue
             self.last_sent = record_sent(self.last_sent, [bundle], now)
             self._spawn(self.send(bundle, [by_id[i] for i in ids]))

@@ -208,3 +208,67 @@ async def test_a_delivery_outcome_and_its_audit_entry_are_one_write(database_url
         assert (await ladder.deliveries(task_id="t"))[0].status == "sent"
     finally:
         await store.close()
+
+
+async def _pending_dms(ladder: LadderStore, task_ids: list[str]) -> list[int]:
+    for task_id in task_ids:
+        await ladder.claim_step(
+            task_id,
+            "reminder_dm",
+            due_at=START,
+            now=START,
+            deliveries=[NewDelivery("dm", "Alice")],
+        )
+    return [r.id for r in await ladder.deliveries(channels=["dm"])]
+
+
+async def test_a_bundle_is_claimed_a_page_at_a_time_leaving_out_a_decided_task(
+    database_url: str,
+) -> None:
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        ids = await _pending_dms(ladder, [f"t{n}" for n in range(7)])
+        await ladder.cancel_pending("t3", "task approved", START)  # decided meanwhile
+        groups: list[int] = []
+        write = store.db.write
+
+        async def counting(fn: Any, **kwargs: Any) -> Any:
+            groups.append(1)
+            return await write(fn, **kwargs)
+
+        store.db.write = counting  # type: ignore[method-assign]
+        claimed = await ladder.claim_pending(ids, START, page=2)
+        assert claimed == [i for n, i in enumerate(ids) if n != 3]  # in order, t3 left out
+        assert len(groups) == 4  # 7 rows in pages of 2: four transactions
+        rows = {r.id: r.status for r in await ladder.deliveries(channels=["dm"])}
+        assert [rows[i] for i in ids] == ["claimed"] * 3 + ["cancelled"] + ["claimed"] * 3
+        assert await ladder.claim_pending(ids, START) == []  # nothing pending any more
+    finally:
+        await store.close()
+
+
+async def test_a_claim_refused_half_way_puts_the_claimed_pages_back(database_url: str) -> None:
+    from bot.leadership.lease import NotLeader
+
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        ids = await _pending_dms(ladder, ["a", "b", "c", "d"])
+        fenced: list[int] = []
+
+        def fence(conn: Any) -> None:  # the lease is lost after the first page
+            fenced.append(1)
+            if len(fenced) > 1:
+                raise NotLeader("lease lost")
+
+        store.db.fence = fence
+        with pytest.raises(NotLeader):
+            await ladder.claim_pending(ids, START, page=2)
+        rows = await ladder.deliveries(channels=["dm"])
+        assert {r.status for r in rows} == {"pending"}  # whoever leads now sends them
+        assert all(r.claimed_at is None for r in rows)
+    finally:
+        await store.close()
