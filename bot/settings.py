@@ -132,8 +132,8 @@ class Settings(BaseSettings):
     bridge_public_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     #: PostgreSQL with autovacuum off: seconds between two checks of the bridge's tables for
-    #: ``ANALYZE`` by autovacuum's own rule; 0 turns it off (bot.store.statistics)
-    database_analyze_seconds: float = Field(default=30.0, ge=0)
+    #: ``ANALYZE`` by autovacuum's own rule and naptime; 0 turns it off (bot.store.statistics)
+    database_analyze_seconds: float = Field(default=60.0, ge=0)
     #: seconds a standby waits without seeing the leader renew its lease before it takes over;
     #: the leader renews every third of it (README "Production", "Replicas"; :mod:`bot.leadership.lease`)
     bridge_leader_lease_seconds: float = Field(default=10.0, gt=0)
