@@ -7,6 +7,8 @@ deliveries is planned through the primary key (a few ms), not by reading every p
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
@@ -15,6 +17,7 @@ from sqlalchemy.engine import Connection
 from bot.store import Store
 from bot.store import tables as t
 from bot.store.statistics import PlannerStatistics, stale_tables
+from tests.support.databases import SKIP_REASON, PostgresServer
 
 
 async def _fill_deliveries(store: Store, count: int) -> None:
@@ -38,21 +41,38 @@ async def _fill_deliveries(store: Store, count: int) -> None:
         await store.db.write(lambda conn: conn.exec_driver_sql("SELECT pg_stat_force_next_flush()"))
 
 
-async def test_on_sqlite_the_bridge_leaves_statistics_alone(store: Store, db_engine: str) -> None:
-    if db_engine != "sqlite":
-        pytest.skip("the SQLite case")
-    stats = PlannerStatistics(store.db, interval_seconds=30)
-    assert not await stats.autovacuum_off()
-    await stats.start()
-    assert not stats.running
-    await stats.stop()
+async def test_on_sqlite_the_bridge_leaves_statistics_alone(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
+    try:
+        await store.create_schema()
+        stats = PlannerStatistics(store.db, interval_seconds=30)
+        assert not await stats.autovacuum_off()
+        await stats.start()
+        assert not stats.running
+        await stats.stop()
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def pg_store(postgres_server: PostgresServer | None) -> AsyncIterator[Store]:
+    """A fresh store on a PostgreSQL schema of its own (``TEST_DATABASE_URL``)."""
+    if postgres_server is None:
+        pytest.skip(SKIP_REASON)
+    schema, url = postgres_server.fresh_schema()
+    store = Store(url)
+    try:
+        await store.create_schema()
+        yield store
+    finally:
+        await store.close()
+        postgres_server.drop_schema(schema)
 
 
 async def test_a_table_filled_since_start_is_analyzed_and_claims_use_the_primary_key(
-    store: Store, db_engine: str
+    pg_store: Store,
 ) -> None:
-    if db_engine != "postgresql":
-        pytest.skip("PostgreSQL's planner statistics")
+    store = pg_store
     await _fill_deliveries(store, 20_000)
     stats = PlannerStatistics(store.db, interval_seconds=30)
     analyzed = await stats.refresh()
