@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import partial
@@ -28,6 +29,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Update
 
 from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.ports import DeliveryRow, LadderStepRow
@@ -60,6 +62,8 @@ __all__ = [
     "NewDelivery",
     "PendingReminder",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Rows claimed per transaction by :meth:`LadderStore.claim_pending`: a page is a few
 #: milliseconds of the writer, so a step coming due waits at most that long behind a bundle.
@@ -240,18 +244,13 @@ class LadderStore:
         """Compare-and-set ``pending`` → ``claimed`` for all of ``ids`` (all or nothing)."""
         if not ids:
             return True
-        c = t.escalation_deliveries.c
         ts = now.timestamp()
         wanted = list(ids)
 
         def work(conn: Connection) -> None:
             claimed = 0
             for start in range(0, len(wanted), CHUNK):
-                result = conn.execute(
-                    update(t.escalation_deliveries)
-                    .where(and_(c.id.in_(wanted[start : start + CHUNK]), c.status == "pending"))
-                    .values(status="claimed", claimed_at=ts)
-                )
+                result = conn.execute(_claim_pending(wanted[start : start + CHUNK], ts))
                 claimed += result.rowcount
             if claimed != len(wanted):
                 raise _NotAllPending  # rolls back the ones that were claimed
@@ -299,13 +298,7 @@ class LadderStore:
         claimed: set[int] = set()
 
         def claim(chunk: list[int], conn: Connection) -> list[int]:
-            result = conn.execute(
-                update(t.escalation_deliveries)
-                .where(and_(c.id.in_(chunk), c.status == "pending"))
-                .values(status="claimed", claimed_at=ts)
-                .returning(c.id)
-            )
-            return [row[0] for row in result]
+            return [row[0] for row in conn.execute(_claim_pending(chunk, ts).returning(c.id))]
 
         wanted = list(ids)
         try:
@@ -315,15 +308,22 @@ class LadderStore:
         except BaseException:
             if claimed:
                 back = sorted(claimed)
-                await asyncio.shield(
-                    self.db.write(
-                        lambda conn: conn.execute(
-                            update(t.escalation_deliveries)
-                            .where(and_(c.id.in_(back), c.status == "claimed"))
-                            .values(status="pending", claimed_at=None)
+                try:
+                    await asyncio.shield(
+                        self.db.write(
+                            lambda conn: conn.execute(
+                                update(t.escalation_deliveries)
+                                .where(and_(c.id.in_(back), c.status == "claimed"))
+                                .values(status="pending", claimed_at=None)
+                            )
                         )
                     )
-                )
+                except Exception:  # the claim's own error is the one to raise
+                    log.exception(
+                        "%d claimed reminders could not be put back to pending; the next "
+                        "start marks them unknown",
+                        len(back),
+                    )
             raise
         return [i for i in wanted if i in claimed]
 
@@ -483,6 +483,16 @@ class LadderStore:
         return await self.db.read(
             lambda conn: {r[0] for r in conn.execute(select(t.unreachable_phones.c.phone))}
         )
+
+
+def _claim_pending(ids: list[int], ts: float) -> Update:
+    """``pending`` → ``claimed`` at ``ts`` (Unix seconds) for those of ``ids`` still pending."""
+    c = t.escalation_deliveries.c
+    return (
+        update(t.escalation_deliveries)
+        .where(and_(c.id.in_(ids), c.status == "pending"))
+        .values(status="claimed", claimed_at=ts)
+    )
 
 
 class _NotAllPending(Exception):
