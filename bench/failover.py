@@ -63,7 +63,7 @@ from bench.ladders import (
     step_rows,
     wait_for_window_steps,
 )
-from bench.restart import armed_at, deliveries
+from bench.restart import OPEN_STATUSES, armed_at, deliveries
 from sandbox.world import World, free_port
 from tests.support.harness import BridgeProcess, wait_until
 
@@ -254,7 +254,7 @@ async def _wait_for_steps(world: World, seed: Seed, url: str) -> None:
     await wait_for_window_steps(world, seed, url, "every step of the window after the failover")
     # bundled DMs wait up to ESCALATION_BUNDLE_SECONDS (10 s here)
     await wait_until(
-        every(1.0, lambda: not any(d[3] in ("pending", "claimed") for d in deliveries(url))),
+        every(1.0, lambda: not any(d[3] in OPEN_STATUSES for d in deliveries(url))),
         timeout=60,
         what="the last bundles to go out",
     )
@@ -288,7 +288,7 @@ def _measure(
     measurement.add("steps not taken when the wait ended", COUNT - len(set(pairs)))
     measurement.add(
         "deliveries still open when the wait ended",
-        sum(1 for d in all_deliveries if d[3] in ("pending", "claimed")),
+        sum(1 for d in all_deliveries if d[3] in OPEN_STATUSES),
     )
     measurement.add(
         "deliveries interrupted (unknown)", sum(1 for d in all_deliveries if d[3] == "unknown")

@@ -70,6 +70,11 @@ def armed_at(log: Path) -> float | None:
     return None
 
 
+#: Delivery statuses still to be sent or settled (``reserved``: a bundle's claim page,
+#: bot.store.ladder.LadderStore.claim_pending).
+OPEN_STATUSES = ("pending", "reserved", "claimed")
+
+
 def deliveries(database_url: str) -> list[tuple[str, str, str, str]]:
     """(task id, step, recipient, status) of every escalation delivery."""
     sql = "SELECT task_id, step, recipient, status FROM escalation_deliveries"
@@ -116,7 +121,7 @@ async def _run(measurement: Measurement, world: World, process: BridgeProcess, u
         await wait_until(
             every(
                 1.0,
-                lambda: not any(d[3] in ("pending", "claimed") for d in deliveries(url)),
+                lambda: not any(d[3] in OPEN_STATUSES for d in deliveries(url)),
             ),
             timeout=60,
             what="the last bundles to go out",
@@ -130,7 +135,7 @@ async def _run(measurement: Measurement, world: World, process: BridgeProcess, u
         for task, step, recipient, status in all_deliveries
         if status == "sent"
     ]
-    open_deliveries = [d for d in all_deliveries if d[3] in ("pending", "claimed")]
+    open_deliveries = [d for d in all_deliveries if d[3] in OPEN_STATUSES]
     measurement.add("timers armed after s", (armed - spawned) if armed else float("nan"))
     measurement.add("steps before kill", before)
     measurement.add(

@@ -18,23 +18,21 @@ Timestamps are Unix seconds (floats) in the database and aware UTC datetimes in 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.expression import Update
 
 from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
+from .bundle_claims import CLAIM_PAGE, claim_bundle, settle_reserved
 from .database import Database, driver_cursor
 from .ladder_sql import (
     CHUNK,
@@ -48,6 +46,7 @@ from .ladder_sql import (
     STEP_COLUMNS,
     STEPS_OF,
     audit_row_values,
+    claim_pending_update,
     delivery_from_row,
     new_delivery_values,
 )
@@ -64,10 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Rows claimed per transaction by :meth:`LadderStore.claim_pending`: a page is a few
-#: milliseconds of the writer, so a step coming due waits at most that long behind a bundle.
-CLAIM_PAGE = 100
 
 
 class _ClaimLost(Exception):
@@ -250,7 +245,7 @@ class LadderStore:
         def work(conn: Connection) -> None:
             claimed = 0
             for start in range(0, len(wanted), CHUNK):
-                result = conn.execute(_claim_pending(wanted[start : start + CHUNK], ts))
+                result = conn.execute(claim_pending_update(wanted[start : start + CHUNK], ts))
                 claimed += result.rowcount
             if claimed != len(wanted):
                 raise _NotAllPending  # rolls back the ones that were claimed
@@ -264,68 +259,9 @@ class LadderStore:
     async def claim_pending(
         self, ids: Sequence[int], now: datetime, *, page: int = CLAIM_PAGE
     ) -> list[int]:
-        """Claim those of ``ids`` still ``pending`` (→ ``claimed``), a page per transaction.
-
-        For a bundle of thousands of reminders. Claimed all in one transaction they held the
-        one writer thread for 0.1–0.3 s on PostgreSQL, and every step coming due meanwhile
-        waited behind them (bench ``ladders``); between two pages the writer commits the steps
-        claimed meanwhile. A row no longer pending (its task was decided meanwhile) is left
-        out rather than failing the bundle: the caller sends what it got.
-
-        Parameters
-        ----------
-        ids:
-            Delivery row ids.
-        now:
-            The claim time (aware UTC).
-        page:
-            Rows claimed per transaction.
-
-        Returns
-        -------
-        list[int]
-            The ids claimed, in the order of ``ids``.
-
-        Raises
-        ------
-        Exception
-            What a page's write raised (:class:`bot.leadership.lease.NotLeader` once the lease
-            is lost). The pages claimed before it are put back to ``pending`` first, so that
-            whoever leads now sends them.
-        """
-        c = t.escalation_deliveries.c
-        ts = now.timestamp()
-        claimed: set[int] = set()
-
-        def claim(chunk: list[int], conn: Connection) -> list[int]:
-            return [row[0] for row in conn.execute(_claim_pending(chunk, ts).returning(c.id))]
-
-        wanted = list(ids)
-        try:
-            for start in range(0, len(wanted), page):
-                chunk = wanted[start : start + page]
-                claimed.update(await self.db.write(partial(claim, chunk), fenced=True))
-        except BaseException:
-            if claimed:
-                back = sorted(claimed)
-                try:
-                    await asyncio.shield(
-                        self.db.write(
-                            lambda conn: conn.execute(
-                                update(t.escalation_deliveries)
-                                .where(and_(c.id.in_(back), c.status == "claimed"))
-                                .values(status="pending", claimed_at=None)
-                            )
-                        )
-                    )
-                except Exception:  # the claim's own error is the one to raise
-                    log.exception(
-                        "%d claimed reminders could not be put back to pending; the next "
-                        "start marks them unknown",
-                        len(back),
-                    )
-            raise
-        return [i for i in wanted if i in claimed]
+        """Claim those of ``ids`` still ``pending`` for one bundled message, a page per
+        transaction: see :func:`bot.store.bundle_claims.claim_bundle`."""
+        return await claim_bundle(self.db, ids, now, page=page)
 
     async def finish_delivery(
         self,
@@ -415,16 +351,24 @@ class LadderStore:
         go back to ``pending`` and are sent again; every other one (a DM, an SMS, a call, a
         Discord post: no provider deduplicates them) becomes ``unknown`` and is **not** sent
         again — a duplicate page at 3 a.m. is worse than one the incident report marks as
-        unconfirmed. Returns the rows as they were (``claimed``).
+        unconfirmed.
+
+        A bundle's ``reserved`` rows (:meth:`claim_pending`) go back to ``pending`` when no
+        row of their bundle (same recipient, channel and ``claimed_at``) is claimed or
+        finished: the crash came between two pages of the claim, before the message. When one
+        is, its message may have gone out, and they become ``unknown`` with it.
+
+        Returns the rows made ``unknown`` or sent again, as they were.
         """
         c = t.escalation_deliveries.c
         ts = now.timestamp()
 
         def work(conn: Connection) -> list[DeliveryRow]:
-            rows = [
-                delivery_from_row(r)
-                for r in conn.execute(select(t.escalation_deliveries).where(c.status == "claimed"))
-            ]
+            interrupted = list(
+                conn.execute(select(t.escalation_deliveries).where(c.status == "claimed"))
+            )
+            interrupted += settle_reserved(conn)
+            rows = [delivery_from_row(r) for r in interrupted]
             for r in rows:
                 retry = r.channel in IDEMPOTENT_CHANNELS
                 detail = {**r.detail, "interrupted": "bridge restarted during the side effect"}
@@ -483,16 +427,6 @@ class LadderStore:
         return await self.db.read(
             lambda conn: {r[0] for r in conn.execute(select(t.unreachable_phones.c.phone))}
         )
-
-
-def _claim_pending(ids: list[int], ts: float) -> Update:
-    """``pending`` → ``claimed`` at ``ts`` (Unix seconds) for those of ``ids`` still pending."""
-    c = t.escalation_deliveries.c
-    return (
-        update(t.escalation_deliveries)
-        .where(and_(c.id.in_(ids), c.status == "pending"))
-        .values(status="claimed", claimed_at=ts)
-    )
 
 
 class _NotAllPending(Exception):

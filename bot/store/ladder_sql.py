@@ -11,9 +11,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import and_, update
+from sqlalchemy.sql.expression import Update
+
 from escalation.deliveries import NewDelivery
 from escalation.ports import DeliveryRow
 
+from . import tables as t
 from .rows import from_ts
 
 __all__ = [
@@ -29,6 +33,7 @@ __all__ = [
     "STEPS_OF",
     "STEP_COLUMNS",
     "audit_row_values",
+    "claim_pending_update",
     "delivery_from_row",
     "new_delivery_values",
 ]
@@ -97,6 +102,17 @@ def audit_row_values(row: dict[str, Any]) -> tuple[Any, ...]:
     if unknown:
         raise ValueError(f"not audit columns: {sorted(unknown)}")
     return tuple(row.get(c) for c in AUDIT_COLUMNS)
+
+
+def claim_pending_update(ids: Sequence[int], ts: float, *, status: str = "claimed") -> Update:
+    """``pending`` → ``status`` at ``ts`` (Unix seconds) for those of ``ids`` still pending:
+    the compare-and-set of every delivery claim."""
+    c = t.escalation_deliveries.c
+    return (
+        update(t.escalation_deliveries)
+        .where(and_(c.id.in_(list(ids)), c.status == "pending"))
+        .values(status=status, claimed_at=ts)
+    )
 
 
 def delivery_from_row(r: Any) -> DeliveryRow:

@@ -177,7 +177,8 @@ escalation_deliveries = Table(
     Column("recipient", BoundedString(200), nullable=False),  # roster name, "task", "alerts", …
     Column("due_at", Float, nullable=False),
     Column("held", Integer, nullable=False, default=0),  # held for quiet hours (digest)
-    # pending, claimed, sent, failed, skipped, unreachable, unknown, cancelled
+    # pending, reserved (a bundle's earlier claim page), claimed, sent, failed, skipped,
+    # unreachable, unknown, cancelled
     Column("status", BoundedString(16), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("claimed_at", Float, nullable=True),

@@ -243,8 +243,14 @@ async def test_a_bundle_is_claimed_a_page_at_a_time_leaving_out_a_decided_task(
         assert claimed == [i for n, i in enumerate(ids) if n != 3]  # in order, t3 left out
         assert len(groups) == 4  # 7 rows in pages of 2: four transactions
         rows = {r.id: r.status for r in await ladder.deliveries(channels=["dm"])}
-        assert [rows[i] for i in ids] == ["claimed"] * 3 + ["cancelled"] + ["claimed"] * 3
+        # the pages before the last are reserved (the message is not under way yet)
+        expected = ["reserved"] * 3 + ["cancelled"] + ["reserved", "reserved", "claimed"]
+        assert [rows[i] for i in ids] == expected
         assert await ladder.claim_pending(ids, START) == []  # nothing pending any more
+        store.db.write = write  # type: ignore[method-assign]
+        await ladder.finish_deliveries([(i, "sent", {"message_id": 9}) for i in claimed], START)
+        rows = {r.id: r.status for r in await ladder.deliveries(channels=["dm"])}
+        assert [rows[i] for i in claimed] == ["sent"] * 6
     finally:
         await store.close()
 
@@ -270,5 +276,98 @@ async def test_a_claim_refused_half_way_puts_the_claimed_pages_back(database_url
         rows = await ladder.deliveries(channels=["dm"])
         assert {r.status for r in rows} == {"pending"}  # whoever leads now sends them
         assert all(r.claimed_at is None for r in rows)
+    finally:
+        await store.close()
+
+
+class _Died(BaseException):
+    """The process dying (kill -9) in the middle of a write: nothing after it runs."""
+
+
+async def test_a_crash_between_two_pages_leaves_the_bundle_to_be_sent_after_the_restart(
+    database_url: str,
+) -> None:
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        ids = await _pending_dms(ladder, ["a", "b", "c", "d", "e"])
+        write = store.db.write
+        calls: list[int] = []
+
+        async def dying(fn: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) > 1:  # the process dies in the second page: no put-back either
+                raise _Died
+            return await write(fn, **kwargs)
+
+        store.db.write = dying  # type: ignore[method-assign]
+        with pytest.raises(_Died):
+            await ladder.claim_pending(ids, START, page=2)
+        store.db.write = write  # type: ignore[method-assign]
+        rows = {r.id: r.status for r in await ladder.deliveries(channels=["dm"])}
+        assert [rows[i] for i in ids] == ["reserved"] * 2 + ["pending"] * 3
+        # the restart: no row of that bundle was claimed, so its message was never sent
+        assert await ladder.expire_claimed(START + timedelta(seconds=5)) == []
+        rows_after = await ladder.deliveries(channels=["dm"])
+        assert {r.status for r in rows_after} == {"pending"}
+        assert all(r.claimed_at is None for r in rows_after)
+        assert await ladder.claim_pending(ids, START + timedelta(seconds=6)) == ids
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("last_page_empty", [False, True])
+async def test_a_crash_once_the_bundle_is_claimed_marks_every_row_of_it_unknown(
+    database_url: str, last_page_empty: bool
+) -> None:
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        ids = await _pending_dms(ladder, ["a", "b", "c", "d", "e"])
+        if last_page_empty:  # the last page's only task is decided before it is claimed
+            await ladder.cancel_pending("e", "task approved", START)
+        claimed = await ladder.claim_pending(ids, START, page=2)
+        assert claimed == (ids[:4] if last_page_empty else ids)
+        statuses = {r.id: r.status for r in await ladder.deliveries(channels=["dm"])}
+        assert "claimed" in {statuses[i] for i in claimed}  # the message may go out now
+        # the restart: the message may have been sent, so none of the bundle is sent again
+        expired = await ladder.expire_claimed(START + timedelta(seconds=5))
+        assert sorted(r.id for r in expired) == sorted(claimed)
+        statuses = {r.id: r.status for r in await ladder.deliveries(channels=["dm"])}
+        assert {statuses[i] for i in claimed} == {"unknown"}
+    finally:
+        await store.close()
+
+
+async def test_a_paused_leader_refused_half_way_leaves_the_new_leaders_claim_alone(
+    database_url: str,
+) -> None:
+    from bot.leadership.lease import NotLeader
+
+    store = Store(database_url)
+    try:
+        await store.create_schema()
+        ladder = LadderStore(store.db)
+        ids = await _pending_dms(ladder, ["a", "b", "c", "d"])
+        write = store.db.write
+        calls: list[int] = []
+        later = START + timedelta(seconds=30)
+
+        async def paused(fn: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:  # SIGSTOP after the first page; meanwhile a standby took over
+                await ladder.expire_claimed(later)  # its start: the first page is pending
+                assert await ladder.claim_pending(ids, later) == ids  # and it claimed them
+                raise NotLeader("lease lost while paused")
+            return await write(fn, **kwargs)
+
+        store.db.write = paused  # type: ignore[method-assign]
+        with pytest.raises(NotLeader):
+            await ladder.claim_pending(ids, START, page=2)
+        rows = await ladder.deliveries(channels=["dm"])
+        # the old leader's put-back did not undo the new leader's claim (a DM sent twice)
+        assert {(r.status, r.claimed_at) for r in rows} == {("claimed", later)}
     finally:
         await store.close()
