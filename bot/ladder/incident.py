@@ -27,7 +27,7 @@ STATUS_ICON = {
     "cancelled": "✖️",
     "pending": "⏳",
     "claimed": "⏳",
-    "reserved": "⏳",  # a bundle's row claimed by an earlier page (bot.store.ladder)
+    "reserved": "⏳",  # a bundle's row claimed by an earlier page (bot.store.bundle_claims)
 }
 
 
