@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,48 @@ TWILIO_TOKEN = "sandbox-twilio-token"
 TWILIO_FROM = "+15550100000"
 
 
+#: Where Linux takes the local ports of outgoing connections when it has no
+#: ``/proc/sys/net/ipv4/ip_local_port_range`` to tell (its default).
+_DEFAULT_EPHEMERAL = (32768, 60999)
+#: How many ports below the ephemeral range :func:`free_port` chooses from.
+_WINDOW = 12_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (inclusive)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now, outside the ephemeral range.
+
+    The port is chosen here and bound later by another process (the bridge reads it from
+    ``BRIDGE_HTTP_PORT``). A port from the kernel's ephemeral range (what binding port 0
+    gives) can be taken in between as the local port of any outgoing connection — a
+    database or HTTP client of the same test run — and the bridge then fails with
+    "address already in use". Ports below that range are never handed out that way, so
+    only another listener could take them; random choice makes that rare too.
+    """
+    low, high = _ephemeral_range()
+    if low > 1024 + _WINDOW:
+        candidates = range(low - _WINDOW, low)
+    else:  # a machine whose ephemeral range starts low: try above it
+        candidates = range(min(high + 1, 65_535), 65_536)
+    chooser = random.SystemRandom()  # not reseeded by a test runner's random seed
+    for _ in range(64):
+        if not candidates:
+            break
+        port = chooser.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
