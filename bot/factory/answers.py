@@ -105,7 +105,8 @@ def page_of(body: dict[str, Any], page: int) -> Page:
         items=list(data),
         page=int(pagination.get("page", page)),
         total_pages=int(pagination.get("totalPages", 1)),
-        has_next=bool(pagination.get("hasNext", False)),
+        # only a JSON true: "false" (a string) or 1 must not keep the bridge paging
+        has_next=pagination.get("hasNext") is True,
         total=int(pagination.get("total", len(data))),
     )
 

@@ -50,6 +50,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Most pages one listing is followed for (100 items each: a million items).
+MAX_PAGES = 10_000
+
 
 def _segment(value: str) -> str:
     """``value`` as one URL path segment (RFC 3986 §3.3): every reserved character escaped.
@@ -168,7 +171,7 @@ class FactoryClient:
                 last_problem = f"{type(exc).__name__}"
                 uncertain = uncertain or not isinstance(exc, NOT_SENT)
             else:
-                if response.status_code == 204:  # No Content (e.g. DELETE, contract §1.5)
+                if response.status_code == 204 and parse is None:  # e.g. DELETE (§1.5)
                     return None
                 if response.status_code < 400:
                     try:
@@ -254,12 +257,17 @@ class FactoryClient:
         self, *, status: str | None = None, priority: str | None = None
     ) -> AsyncIterator[list[Task]]:
         """:meth:`iter_tasks` a page at a time (what the factory answers per page), for a
-        caller that keeps less than every task (100,000 pending at start: bench/ladders.py)."""
-        page = 1
-        while True:
-            result = await self.list_tasks(status=status, priority=priority, page=page)
+        caller that keeps less than every task (100,000 pending at start: bench/ladders.py).
+
+        Pages are followed as :meth:`_follow_pages` does: a task listed twice is yielded once.
+        """
+
+        async def fetch(number: int) -> Page:
+            return await self.list_tasks(status=status, priority=priority, page=number)
+
+        async for items in self._follow_pages("tasks", fetch):
             tasks: list[Task] = []
-            for item in result.items:
+            for item in items:
                 try:
                     tasks.append(Task.model_validate(item))
                 except (ValueError, TypeError, RecursionError) as exc:
@@ -270,9 +278,55 @@ class FactoryClient:
                         str(exc)[:500],
                     )
             yield tasks
-            if not result.has_next:
+
+    async def _follow_pages(
+        self, what: str, fetch: Callable[[int], Awaitable[Page]]
+    ) -> AsyncIterator[list[Any]]:
+        """The items of a paginated listing (contract §1.3 ``meta.pagination``), page by page
+        from page 1, each item once.
+
+        It ends at the page whose ``hasNext`` is not ``true``. A factory that answers
+        nonsense must not keep the bridge reading for ever, so it also ends — logged as a
+        warning — at a page that brings no item not seen before (an empty page, or a factory
+        that ignores ``page`` and answers page 1 again), and after :data:`MAX_PAGES` pages.
+        An item listed again on a later page (the listing shifted while it was read) is left
+        out there; items without an id are passed on (the caller's check refuses them).
+
+        Parameters
+        ----------
+        what:
+            The listing's name, for the log (``tasks``, ``pipelines``).
+        fetch:
+            Reads page ``n`` (1-based); its errors propagate.
+        """
+        seen: set[str] = set()
+        for number in range(1, MAX_PAGES + 1):
+            page = await fetch(number)
+            fresh: list[Any] = []
+            for item in page.items:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                if isinstance(item_id, str):
+                    if item_id in seen:
+                        continue
+                    seen.add(item_id)
+                fresh.append(item)
+            yield fresh
+            if not page.has_next:
                 return
-            page += 1
+            if not fresh:
+                log.warning(
+                    "factory %s list: page %d says another follows but brought nothing new "
+                    "(%d items); not following it further",
+                    what,
+                    number,
+                    len(page.items),
+                )
+                return
+        log.error(
+            "factory %s list: still 'hasNext' after %d pages; not following it further",
+            what,
+            MAX_PAGES,
+        )
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /v1/tasks/{id}``. Raises :class:`FactoryError` 404 when unknown."""
@@ -407,19 +461,30 @@ class FactoryClient:
         return summary
 
     async def list_pipelines(self, *, status: str | None = None) -> list[Pipeline]:
-        """``GET /v1/pipelines`` following pagination."""
-        pipelines: list[Pipeline] = []
-        page = 1
-        while True:
-            params: dict[str, Any] = {"page": page, "limit": 100}
+        """``GET /v1/pipelines`` following pagination (as :meth:`_follow_pages` does).
+
+        Raises
+        ------
+        FactoryBadResponse
+            When a page, or a pipeline in it, cannot be read.
+        """
+
+        async def fetch(number: int) -> Page:
+            params: dict[str, Any] = {"page": number, "limit": 100}
             if status:
                 params["status"] = status
-            body = await self._request("GET", "pipelines", params=params)
-            pipelines.extend(Pipeline.model_validate(p) for p in body.get("data") or [])
-            meta = (body.get("meta") or {}).get("pagination") or {}
-            if not meta.get("hasNext"):
-                return pipelines
-            page += 1
+            result: Page = await self._request(
+                "GET", "pipelines", params=params, parse=lambda body: page_of(body, number)
+            )
+            return result
+
+        pipelines: list[Pipeline] = []
+        async for items in self._follow_pages("pipelines", fetch):
+            try:
+                pipelines.extend(Pipeline.model_validate(p) for p in items)
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise FactoryBadResponse(f"a pipeline cannot be read: {str(exc)[:300]}") from None
+        return pipelines
 
     async def get_pipeline(self, pipeline_id: str) -> Pipeline:
         """``GET /v1/pipelines/{id}`` (contract §1.5). Raises :class:`FactoryError` 404 when unknown."""

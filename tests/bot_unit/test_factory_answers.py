@@ -55,6 +55,7 @@ GARBAGE = {
     "html": HTML,
     "invalid json": httpx.Response(200, content=b'{"ok": tru'),
     "empty body": httpx.Response(200, content=b""),
+    "no content (204) where a task is due": httpx.Response(204),
     "json list": httpx.Response(200, json=[1, 2]),
     "ok false": httpx.Response(200, json={"ok": False, "data": TASK}),
     "data missing": httpx.Response(200, json={"ok": True}),
@@ -146,11 +147,15 @@ async def test_bulk_answer_of_the_wrong_shape_is_retried() -> None:
     assert result.succeeded == ["t-1"] and len(seen) == 2
 
 
-def page(items: list[object], *, has_next: bool = False) -> httpx.Response:
+def page(items: list[object], *, has_next: object = False) -> httpx.Response:
     return httpx.Response(
         200,
         json={"ok": True, "data": items, "meta": {"pagination": {"hasNext": has_next}}},
     )
+
+
+def item(task_id: str) -> dict[str, str]:
+    return {"id": task_id, "title": task_id, "createdAt": "2026-11-21T10:00:00Z"}
 
 
 async def test_one_odd_item_is_left_out_and_the_others_kept(
@@ -193,4 +198,55 @@ async def test_a_list_answer_that_is_not_a_list_is_retried() -> None:
         [httpx.Response(200, json={"ok": True, "data": {"items": []}}), page([])], seen
     )
     assert await client.iter_tasks() == []
+    assert len(seen) == 2
+
+
+async def test_a_factory_that_ignores_the_page_number_is_not_followed_for_ever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It answers page 1 with "hasNext" to every page: the second, bringing nothing new,
+    ends the listing (each task once), instead of the reconciliation never returning."""
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [page([item("a"), item("b")], has_next=True) for _ in range(50)]
+    client = client_with(answers, seen)
+    with caplog.at_level(logging.WARNING, logger="bot.factory.client"):
+        tasks = await client.iter_tasks(status="pending")
+    assert [t.id for t in tasks] == ["a", "b"]
+    assert len(seen) == 2
+    assert "brought nothing new" in caplog.text
+
+
+@pytest.mark.parametrize("has_next", ["false", "true", 1, None])
+async def test_has_next_is_followed_only_when_it_is_a_json_true(has_next: object) -> None:
+    seen: list[httpx.Request] = []
+    client = client_with([page([item("a")], has_next=has_next), page([item("b")])], seen)
+    assert [t.id for t in await client.iter_tasks()] == ["a"]
+    assert len(seen) == 1
+
+
+async def test_an_empty_page_that_says_more_follow_ends_the_listing() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [page([item("a")], has_next=True)] + [
+        page([], has_next=True) for _ in range(5)
+    ]
+    client = client_with(answers, seen)
+    assert [t.id for t in await client.iter_tasks()] == ["a"]
+    assert len(seen) == 2
+
+
+async def test_a_task_listed_again_on_a_later_page_is_kept_once() -> None:
+    """The listing shifted while it was read (a task moved a page down)."""
+    seen: list[httpx.Request] = []
+    client = client_with(
+        [page([item("a"), item("b")], has_next=True), page([item("b"), item("c")])], seen
+    )
+    assert [t.id for t in await client.iter_tasks()] == ["a", "b", "c"]
+
+
+async def test_the_pipeline_listing_is_bounded_the_same_way() -> None:
+    pipeline = {"id": "p-1", "name": "mcp-one", "slug": "mcp-one", "status": "active"}
+    seen: list[httpx.Request] = []
+    answers: list[Answer] = [page([pipeline], has_next=True) for _ in range(20)]
+    pipelines = await client_with(answers, seen).list_pipelines()
+    assert [p.id for p in pipelines] == ["p-1"]
     assert len(seen) == 2

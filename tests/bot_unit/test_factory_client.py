@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable, RetryPolicy
+from bot.factory.retries import retry_after_seconds
 
 TASK = {"id": "t-1", "title": "x", "createdAt": "2026-11-21T10:00:00Z", "status": "completed"}
 
@@ -97,3 +100,25 @@ def test_idempotency_key_is_stable_for_a_seed() -> None:
     assert FactoryClient.new_idempotency_key("interaction:1") != FactoryClient.new_idempotency_key(
         "interaction:2"
     )
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "soon", ""])
+async def test_a_retry_after_that_is_no_finite_delay_falls_back_to_backoff(value: str) -> None:
+    """``Retry-After: nan`` parses as a float; waiting on it would never end."""
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    answers = [
+        httpx.Response(429, headers={"Retry-After": value}),
+        httpx.Response(200, json={"ok": True, "data": TASK}),
+    ]
+    await complete(client_with(answers, seen, delays))
+    assert delays == [1.0]
+
+
+def test_retry_after_as_an_http_date_is_the_seconds_until_then() -> None:
+    now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
+    later = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:12 GMT"})
+    past = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2026 07:00:00 GMT"})
+    assert retry_after_seconds(later, now=lambda: now) == 12.0
+    assert retry_after_seconds(past, now=lambda: now) == -1680.0
+    assert RetryPolicy().delay(1, retry_after_seconds(past, now=lambda: now)) == 0.0
