@@ -7,7 +7,8 @@ person sent with :func:`parse_reply` / :func:`parse_keypress`, and the paging SM
 Rules (README "Phone", "SMS replies"):
 
 * every paging SMS ends with a short reference per task and the hint ``Reply ACK 4821``;
-* replies are case- and spacing-insensitive: ``ACK <ref>``, ``ACK`` (exactly one open task),
+* replies are case-, spacing- and punctuation-insensitive (``Ack!``, ``ack, 4821``,
+  ``ACK 4821.``): ``ACK <ref>``, ``ACK`` (exactly one open task),
   ``ACK ALL``, ``SNOOZE <ref>``, ``HELP``, ``START`` / ``UNSTOP``; anything else is unknown;
 * no decision (approve/reject) is ever taken by phone.
 
@@ -19,6 +20,7 @@ reports both and the person is asked to use ``ACK ALL`` or Discord.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -100,15 +102,26 @@ def resolve_ref(ref: str, task_ids: Iterable[str]) -> list[str]:
     return [t for t in ids if phone_ref(t) == wanted]
 
 
-def parse_reply(body: str) -> Reply:
-    """Parse an SMS reply (README "Phone"): case and spacing do not matter.
+#: What a reply's words are split at: blanks and commas (``"ack, 4821"``).
+_SEPARATORS = re.compile(r"[\s,]+")
 
-    ``"ack 4821"`` → ``Reply(ACK, "4821")``; ``" ACK "`` → ``Reply(ACK)``; ``"Ack All"`` →
-    ``Reply(ACK_ALL)``; ``"snooze 4821"`` → ``Reply(SNOOZE, "4821")``; ``"help"`` → HELP;
-    ``"start"``/``"unstop"`` → START; anything else → ``Reply(UNKNOWN)`` (also ``SNOOZE``
-    without a reference, and ``APPROVE``/``REJECT``: no decision is taken by phone).
+#: Punctuation dropped around each word (``"Ack!"``, ``"ACK 4821."``, ``"ACK: 4821"``); not
+#: ``#`` (:func:`resolve_ref` reads ``#4821``) and nothing inside a word (``"ackbar"`` stays).
+_AROUND = ".,;:!?¡¿…\"'“”‘’()[]"
+
+
+def parse_reply(body: str) -> Reply:
+    """Parse an SMS reply (README "Phone"): case, spacing and punctuation around the words do
+    not matter, and a comma may separate them.
+
+    ``"ack 4821"``, ``"ack, 4821"`` and ``"ACK 4821."`` → ``Reply(ACK, "4821")``; ``" ACK "``
+    and ``"Ack!"`` → ``Reply(ACK)``; ``"Ack All."`` → ``Reply(ACK_ALL)``; ``"snooze 4821"`` →
+    ``Reply(SNOOZE, "4821")``; ``"help"`` → HELP; ``"start"``/``"unstop"`` → START; anything
+    else → ``Reply(UNKNOWN)`` (also ``SNOOZE`` without a reference, a command word inside
+    another word such as ``"ackbar"``, a reply that does not start with the command such as
+    ``"no ack"``, and ``APPROVE``/``REJECT``: no decision is taken by phone).
     """
-    words = body.split()
+    words = [w for w in (p.strip(_AROUND) for p in _SEPARATORS.split(body)) if w]
     if not words:
         return Reply(Command.UNKNOWN)
     verb, rest = words[0].upper(), words[1:]

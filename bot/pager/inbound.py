@@ -16,7 +16,9 @@ Every request is checked first with the twilio library's ``RequestValidator`` (T
 "Webhooks security": ``X-Twilio-Signature`` is HMAC-SHA1 over the full URL Twilio requested —
 ``BRIDGE_PUBLIC_URL`` + path + query — and the sorted POST parameters, keyed with
 ``TWILIO_AUTH_TOKEN``). A missing or wrong signature → ``403``, logged, nothing read further,
-nothing changed. Answers are TwiML (``text/xml``).
+nothing changed. Answers are TwiML (``text/xml``); a request that fails after the check is
+answered ``200`` with a sorry sentence (an error status makes Twilio say "an application
+error"), and logged.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 from collections.abc import Mapping
 
 from aiohttp import web
+from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from bot.pager.phone_desk import PhoneDesk
@@ -44,6 +47,9 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 SMS_PATH = "/twilio/sms"
 
 _TWIML = "text/xml"
+
+#: What a call says when its keypress could not be handled.
+_SORRY = "Something went wrong. Please open Discord."
 
 
 class TwilioWebhooks:
@@ -72,7 +78,9 @@ class TwilioWebhooks:
 
     async def _verified(self, request: web.Request) -> Mapping[str, str] | None:
         """The form when the signature is right, else ``None`` (logged)."""
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        # every value of a repeated key, as Twilio signed them (RequestValidator.get_values reads
+        # a MultiDict with getall); a file part is no Twilio parameter
+        form = MultiDict((k, v) for k, v in (await request.post()).items() if isinstance(v, str))
         url = self.public_url + request.raw_path  # as requested (and signed), undecoded
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature or not self._validator.validate(url, form, signature):
@@ -123,10 +131,14 @@ class TwilioWebhooks:
             )
         except Exception:
             log.exception("keypress could not be handled")
-            return self._twiml(say_twiml("Something went wrong. Please open Discord."))
+            return self._twiml(say_twiml(_SORRY))
         if key is Keypress.ACKNOWLEDGE:
             return self._twiml(say_twiml(f"{said} Goodbye."))
-        again = await self._script(tasks)
+        try:
+            again = await self._script(tasks)
+        except Exception:  # an error answer would make Twilio say "an application error"
+            log.exception("the call's message could not be read again")
+            return self._twiml(say_twiml(_SORRY))
         action = callback_url(self.public_url, GATHER_PATH, tasks)
         return self._twiml(gather_twiml(again, action))
 

@@ -18,8 +18,9 @@ authenticated").
   (skipping unreachable phones and those already called in that step) after
   ``ESCALATION_CALL_NEXT_AFTER_SECONDS``; each attempt is a stored ``call`` delivery of the
   step whose call went unanswered, the critical step or a repeat (unique per task, step and
-  person: a repeated status callback adds nothing), so it is audited, listed in the
-  incident report, and resumed after a restart.
+  person; it names the unanswered call's callee, ``after``, and a repeated status callback
+  of that call adds nothing), so it is audited, listed in the incident report, and resumed
+  after a restart.
 """
 
 from __future__ import annotations
@@ -244,7 +245,12 @@ class PhoneDesk:
         self, to: str, task_ids: list[str], digits: str | None, call_sid: str
     ) -> tuple[Keypress, str]:
         """A key pressed during the call to ``to`` about ``task_ids``: what it asked and the
-        sentence to say (1 acknowledges each task, exactly as ``ACK``)."""
+        sentence to say (1 acknowledges each task, exactly as ``ACK``).
+
+        A task acknowledged meanwhile (by anyone, e.g. an SMS ``ACK``) is not acknowledged
+        again: nothing goes to the factory and the caller hears by whom, as ``ACK`` leaves a
+        task that is no longer open alone (README "Phone").
+        """
         key = parse_keypress(digits)
         if key is not Keypress.ACKNOWLEDGE:
             return key, ""
@@ -258,11 +264,21 @@ class PhoneDesk:
             tracked = await self.bridge.store.get_task(task_id)
             if tracked is None:
                 continue
+            if tracked.acknowledged_at is not None and not tracked.is_decided:
+                said.append(self._already_acknowledged(tracked))
+                continue
             outcome = await self.bridge.actions.acknowledge(
                 task_id, actor, idempotency_seed=f"{call_sid}:{task_id}"
             )
             said.append(self._said(outcome, "Acknowledged", tracked))
         return key, " ".join(said) or "There was nothing to acknowledge."
+
+    @staticmethod
+    def _already_acknowledged(tracked: TrackedTask) -> str:
+        # the stored name says the channel too: "Dave via SMS" (bot.outcomes.acknowledger)
+        who = tracked.acknowledged_by_name
+        by = f" by {_plain(who, 60)}" if who else ""
+        return f"Already acknowledged{by}: {_plain(tracked.task.title, 80)}."
 
     async def on_call_status(self, to: str, task_ids: list[str], status: str, sid: str) -> None:
         """A call's status callback: a final unanswered status, or a call completed while the
@@ -297,11 +313,13 @@ class PhoneDesk:
             return  # not a call of this task's ladder
         step = placed.step  # the critical step or a repeat: the next person is of that step
         rows = [r for r in calls if r.step == step]
+        who = placed.recipient
+        if any(r.detail.get("after") == who for r in rows):
+            return  # Twilio repeated this call's final status: its next person is planned
         tried = {r.recipient for r in rows}
         people = self.ladder.people()
         nxt = next_fallback(call_order(people), tried, self.ladder.service.unreachable)
         audit = self.ladder.service.audit
-        who = placed.recipient
         if nxt is None:
             await audit(
                 tracked.task_id,

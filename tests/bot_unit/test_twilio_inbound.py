@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from bot.pager.inbound import TwilioWebhooks
@@ -24,6 +27,11 @@ class FakeDesk:
     def __init__(self) -> None:
         self.sms: list[tuple[str, str, str]] = []
         self.statuses: list[tuple[str, list[str], str, str]] = []
+        self.key = Keypress.ACKNOWLEDGE  # what the next keypress asks for
+        self.bridge = SimpleNamespace(store=SimpleNamespace(get_task=self.get_task))
+
+    async def get_task(self, task_id: str) -> None:
+        return None
 
     def clock(self) -> datetime:
         return datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,6 +43,8 @@ class FakeDesk:
     async def on_keypress(
         self, to: str, tasks: list[str], digits: str | None, sid: str
     ) -> tuple[Keypress, str]:
+        if self.key is not Keypress.ACKNOWLEDGE:
+            return self.key, ""
         return Keypress.ACKNOWLEDGE, "Acknowledged: Deploy."
 
     async def on_call_status(self, to: str, tasks: list[str], status: str, sid: str) -> None:
@@ -102,3 +112,40 @@ async def test_keypress_1_says_what_happened(client: Any) -> None:
     form = {"CallSid": "CA1", "Digits": "1", "To": "+15550100001"}
     response = await http.post(path, data=form, headers=signed(path, form))
     assert "Acknowledged: Deploy. Goodbye." in await response.text()
+
+
+async def test_a_signed_form_with_a_repeated_key_is_accepted(client: Any) -> None:
+    # Twilio signs every value of a repeated parameter (RequestValidator.compute_signature)
+    http, desk = client
+    form = MultiDict([("From", "+15550100001"), ("Body", "ACK"), ("X", "a"), ("X", "b")])
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/twilio/sms", form)
+    response = await http.post("/twilio/sms", data=form, headers={"X-Twilio-Signature": signature})
+    assert response.status == 200
+    assert desk.sms == [("+15550100001", "ACK", "")]
+
+
+async def test_a_form_with_a_repeated_key_signed_over_one_value_is_403(client: Any) -> None:
+    http, desk = client
+    form = MultiDict([("From", "+15550100001"), ("Body", "ACK"), ("X", "a"), ("X", "b")])
+    only_last = signed("/twilio/sms", {"From": "+15550100001", "Body": "ACK", "X": "b"})
+    assert (await http.post("/twilio/sms", data=form, headers=only_last)).status == 403
+    assert desk.sms == []
+
+
+async def test_key_2_when_the_store_fails_says_sorry_instead_of_an_error(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    http, desk = client
+    desk.key = Keypress.REPEAT
+
+    async def broken(task_id: str) -> None:
+        raise RuntimeError("database down")
+
+    desk.bridge.store.get_task = broken
+    path = "/twilio/voice/gather?tasks=t1"
+    form = {"CallSid": "CA1", "Digits": "2", "To": "+15550100001"}
+    with caplog.at_level(logging.ERROR, logger="bot.pager.inbound"):
+        response = await http.post(path, data=form, headers=signed(path, form))
+    assert response.status == 200  # Twilio would otherwise play "an application error"
+    assert "Something went wrong. Please open Discord." in await response.text()
+    assert any("database down" in (r.exc_text or "") for r in caplog.records)

@@ -23,6 +23,7 @@ from tests.support.harness import BridgeProcess, wait_until
 
 ALICE_PHONE = "+15550100001"
 DAVE_PHONE = "+15550100002"
+ERIN_PHONE = "+15550100005"
 STRANGER_PHONE = "+15550109999"
 CLAIM = r"/v1/tasks/[^/]+/claim"
 
@@ -271,6 +272,63 @@ async def test_no_answer_calls_the_next_person_once(
         )
 
     await world.discord.wait_for(report_lists_dave, 10)  # each attempt in the incident report
+
+
+async def test_a_repeated_no_answer_calls_one_more_person_not_two(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    # a third person to call: the admin Erin (the call order: Alice, Dave, then Erin)
+    world.roster_file.write_text(
+        world.roster_file.read_text()
+        + f'\n[[operators]]\nname = "Erin"\ndiscord_user_id = {world.people.erin.id}\n'
+        f'phone = "{ERIN_PHONE}"\nadmin = true\n',
+        encoding="utf-8",
+    )
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    await calls_stored(world, task["id"], [("Alice", "sent")])
+    await world.twilio.end_call(call["sid"], "no-answer")
+    await world.twilio.status_callback(call["sid"], "no-answer")  # Twilio retries it
+    # the callbacks were answered: whatever they planned is stored, and it is Dave alone
+    assert sorted(await call_rows(world, task["id"])) in (
+        [("Alice", "sent"), ("Dave", "pending")],
+        [("Alice", "sent"), ("Dave", "claimed")],
+        [("Alice", "sent"), ("Dave", "sent")],
+    )
+    dave = await first_call(world, DAVE_PHONE)
+    await both_calls_sent(world, task["id"])
+    await world.twilio.end_call(dave["sid"], "busy")
+    await world.twilio.status_callback(dave["sid"], "busy")
+    await first_call(world, ERIN_PHONE)
+    await calls_stored(world, task["id"], [("Alice", "sent"), ("Dave", "sent"), ("Erin", "sent")])
+    assert [len(calls_to(world, p)) for p in (ALICE_PHONE, DAVE_PHONE, ERIN_PHONE)] == [1, 1, 1]
+    outcomes = [(action, outcome) for _, _, action, outcome in await audit_of(world, task["id"])]
+    assert outcomes.count(("escalation.call", "fallback")) == 2
+
+
+async def test_key_1_after_an_sms_ack_says_by_whom_and_claims_once(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    await start_bridge(world, make_bridge)
+    task = await breaching_task(world)
+    call = await first_call(world, ALICE_PHONE)
+    await calls_stored(world, task["id"], [("Alice", "sent")])
+    await breach_sms(world, DAVE_PHONE)
+    answer = await world.twilio.send_sms(DAVE_PHONE, "ACK")  # Dave first, while Alice's rings
+    assert answer.messages == ["Acknowledged: Stripe MCP Server to Production."]
+    run = await world.twilio.answer_call(call["sid"], keys="1")
+    assert run.said[-1] == (
+        "Already acknowledged by Dave via SMS: Stripe MCP Server to Production. Goodbye."
+    )
+    [claim] = world.factory.calls("POST", CLAIM)  # Dave's only
+    assert claim.json == {"userId": "user-dave"}
+    acknowledgements = [
+        (who, via)
+        for who, via, action, _ in await audit_of(world, task["id"])
+        if action == "task.acknowledge"
+    ]
+    assert acknowledgements == [("Dave", "sms")]
 
 
 async def test_forged_status_callback_calls_nobody(

@@ -45,6 +45,37 @@ def test_anything_else_is_unknown_and_no_decision_by_sms(body: str) -> None:
     assert parse_reply(body).command is Command.UNKNOWN
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Ack!", Reply(Command.ACK)),
+        ("ack.", Reply(Command.ACK)),
+        ("ack, 4821", Reply(Command.ACK, "4821")),
+        ("ack,4821", Reply(Command.ACK, "4821")),
+        ("ACK 4821.", Reply(Command.ACK, "4821")),
+        ("ACK: 4821!", Reply(Command.ACK, "4821")),
+        ("ack #4821", Reply(Command.ACK, "#4821")),
+        ('"ACK 4821"', Reply(Command.ACK, "4821")),
+        ("Ack all.", Reply(Command.ACK_ALL)),
+        ("ACK, ALL!", Reply(Command.ACK_ALL)),
+        ("Snooze 0093.", Reply(Command.SNOOZE, "0093")),
+        ("help?", Reply(Command.HELP)),
+        ("Start.", Reply(Command.START)),
+        ("ack task-12.", Reply(Command.ACK, "task-12")),
+    ],
+)
+def test_replies_ignore_surrounding_punctuation_and_a_comma(body: str, expected: Reply) -> None:
+    assert parse_reply(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["ackbar", "Ackbar!", "no ack", "don't ack", "ack 4821 no", "ack, 1, 2", "!!!", "ack all 4821"],
+)
+def test_punctuation_does_not_make_nonsense_an_ack(body: str) -> None:
+    assert parse_reply(body).command is Command.UNKNOWN
+
+
 def test_keypresses() -> None:
     assert parse_keypress("1") is Keypress.ACKNOWLEDGE
     assert parse_keypress("2") is Keypress.REPEAT

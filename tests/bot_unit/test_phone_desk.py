@@ -1,0 +1,155 @@
+"""The phone desk (bot.pager.phone_desk) on a real store: a key 1 on an acknowledged task, and
+the next-person call when Twilio repeats an unanswered call's final status callback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bot.outcomes import Actor, Outcome, acknowledger
+from bot.pager.phone_desk import PhoneDesk
+from bot.roster import Operator, Roster
+from bot.store import Store
+from bot.store.ladder import LadderStore
+from escalation.deliveries import NewDelivery
+from escalation.models import Priority, Task
+from escalation.phone import Keypress
+from escalation.recipients import Person
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+ALICE_PHONE, DAVE_PHONE, ERIN_PHONE = "+15550100001", "+15550100002", "+15550100003"
+# the call order: the on-call operators Alice and Dave, then the admin Erin
+PEOPLE = [
+    Person("Alice", phone=ALICE_PHONE, on_call=True),
+    Person("Dave", phone=DAVE_PHONE, on_call=True),
+    Person("Erin", phone=ERIN_PHONE, admin=True),
+]
+
+
+class Actions:
+    """Records each acknowledgement the desk asks for (each would be a claim at the factory)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.acknowledged: list[tuple[str, str]] = []
+
+    async def acknowledge(self, task_id: str, actor: Actor, *, idempotency_seed: str) -> Outcome:
+        self.acknowledged.append((task_id, actor.name))
+        await self.store.set_acknowledged(task_id, 0, acknowledger(actor), NOW)
+        return Outcome("done", "ok", await self.store.get_task(task_id))
+
+
+@pytest.fixture
+async def desk(store: Store) -> AsyncIterator[tuple[PhoneDesk, list[tuple[Any, ...]]]]:
+    """A desk on ``store`` with three people who may be called; (desk, audit entries)."""
+    audits: list[tuple[Any, ...]] = []
+
+    async def audit(*entry: Any) -> None:
+        audits.append(entry)
+
+    ladder = SimpleNamespace(
+        ladder_store=LadderStore(store.db),
+        people=lambda: PEOPLE,
+        person=lambda key: next((p for p in PEOPLE if p.key == key), None),
+        service=SimpleNamespace(unreachable=set(), audit=audit, executor=None),
+    )
+    roster = Roster(operators=tuple(Operator(name=p.key, phone=p.phone) for p in PEOPLE))
+
+    async def member_roles(discord_user_id: int) -> frozenset[int]:
+        return frozenset()
+
+    phone_desk = PhoneDesk(
+        bridge=SimpleNamespace(store=store, actions=Actions(store)),  # type: ignore[arg-type]
+        roster=roster,
+        member_roles=member_roles,
+        ladder=ladder,  # type: ignore[arg-type]
+        clock=lambda: NOW,
+        call_next_after_seconds=60,
+    )
+    await store.upsert_task(
+        Task(id="T1", title="Deploy GHL", priority=Priority.HIGH, created_at=NOW), NOW
+    )
+    try:
+        yield phone_desk, audits
+    finally:
+        await phone_desk.stop()  # the next-person waits (60 s) are cancelled, never awaited
+
+
+def claims(phone_desk: PhoneDesk) -> list[tuple[str, str]]:
+    """The acknowledgements the desk asked for (task, person): each a claim at the factory."""
+    actions: Actions = phone_desk.bridge.actions  # type: ignore[assignment]
+    return actions.acknowledged
+
+
+async def placed_call(ladder_store: LadderStore, recipient: str, sid: str) -> None:
+    """The task's pending call to ``recipient`` (or a new one) is placed: Twilio's ``sid``."""
+    pending = [
+        r
+        for r in await ladder_store.deliveries(task_id="T1", channels=["call"])
+        if r.recipient == recipient
+    ]
+    if not pending:
+        await ladder_store.claim_step(
+            "T1", "critical", due_at=NOW, now=NOW, deliveries=[NewDelivery("call", recipient)]
+        )
+        pending = await ladder_store.deliveries(task_id="T1", channels=["call"])
+    [row] = pending
+    assert await ladder_store.claim_deliveries([row.id], NOW)
+    await ladder_store.finish_delivery(row.id, "sent", {"sid": sid}, NOW)
+
+
+async def calls(ladder_store: LadderStore) -> list[tuple[str, str]]:
+    return [
+        (r.recipient, r.status)
+        for r in await ladder_store.deliveries(task_id="T1", channels=["call"])
+    ]
+
+
+async def test_a_repeated_no_answer_callback_calls_nobody_more(
+    desk: tuple[PhoneDesk, list[tuple[Any, ...]]],
+) -> None:
+    phone_desk, audits = desk
+    assert phone_desk.ladder is not None
+    ladder_store = phone_desk.ladder.ladder_store
+    await placed_call(ladder_store, "Alice", "CA1")
+    for _ in range(3):  # Twilio retries the same final callback
+        await phone_desk.on_call_status(ALICE_PHONE, ["T1"], "no-answer", "CA1")
+    assert await calls(ladder_store) == [("Alice", "sent"), ("Dave", "pending")]
+
+    await placed_call(ladder_store, "Dave", "CA2")  # Dave's call is placed, he is busy
+    for _ in range(2):
+        await phone_desk.on_call_status(DAVE_PHONE, ["T1"], "busy", "CA2")
+    assert await calls(ladder_store) == [("Alice", "sent"), ("Dave", "sent"), ("Erin", "pending")]
+    fallbacks = [e[3] for e in audits if e[1:3] == ("escalation.call", "fallback")]
+    assert fallbacks == [
+        "critical: the call to Alice ended no-answer; calling Dave in 60 s",
+        "critical: the call to Dave ended busy; calling Erin in 60 s",
+    ]
+
+
+async def test_key_1_on_a_task_acknowledged_meanwhile_says_by_whom_and_claims_nothing(
+    desk: tuple[PhoneDesk, list[tuple[Any, ...]]], store: Store
+) -> None:
+    phone_desk, _ = desk
+    await store.set_acknowledged("T1", 0, "Dave via SMS", NOW)  # Dave replied ACK first
+    key, said = await phone_desk.on_keypress(ALICE_PHONE, ["T1"], "1", "CA1")
+    assert key is Keypress.ACKNOWLEDGE
+    assert said == "Already acknowledged by Dave via SMS: Deploy GHL."
+    assert claims(phone_desk) == []  # nothing sent to the factory
+
+
+async def test_key_1_acknowledges_an_open_task_and_a_second_1_does_not_again(
+    desk: tuple[PhoneDesk, list[tuple[Any, ...]]],
+) -> None:
+    phone_desk, _ = desk
+    assert await phone_desk.on_keypress(ALICE_PHONE, ["T1"], "1", "CA1") == (
+        Keypress.ACKNOWLEDGE,
+        "Acknowledged: Deploy GHL.",
+    )
+    _, said = await phone_desk.on_keypress(DAVE_PHONE, ["T1"], "1", "CA2")
+    assert said == "Already acknowledged by Alice via phone: Deploy GHL."
+    assert claims(phone_desk) == [("T1", "Alice")]
