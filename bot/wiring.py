@@ -122,6 +122,7 @@ def attach_features(app: BridgeApp) -> None:
                 on_stored=app.on_stored,
                 on_subscribed=reconciler.trigger,
                 reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
+                on_outcome=app.metrics.observe_event,
             )
         )
     # --- the factory's event bus: Redis Streams (FACTORY_REDIS_URL, contract §7.7) ----------

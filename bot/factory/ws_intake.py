@@ -13,33 +13,43 @@ With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory 
   event table as webhooks, then the event processor is woken: both intakes go through the same
   path. A frame has no event id, so its id is ``ws:`` + the SHA-256 of its canonical JSON
   (:func:`bot.store.fingerprint.event_fingerprint`); a frame delivered twice is stored once.
-  Types the bridge does not handle are ignored; malformed frames are logged and dropped;
+  Types the bridge does not handle are ignored; malformed frames (not JSON, nested too deep,
+  not an object, an invalid event) are logged, counted as rejected and dropped, and the stream
+  goes on. An ``error`` frame of any shape is logged (contract §1.6 gives
+  ``{"type": "error", "error": {"code", "message"}}``; a string or anything else is logged as
+  it came);
 - when the connection drops or cannot be opened it reconnects for ever, with exponential
   backoff: ``FACTORY_WS_RECONNECT_BASE_SECONDS`` (1 s) doubling up to 30 s, with jitter
-  (contract §4.5; the desktop client gives up after 10 retries, a service must not). After
-  every successful subscription ``on_subscribed`` is called: the bridge reconciles then, so
-  events sent while it was disconnected are not lost.
+  (contract §4.5; the desktop client gives up after 10 retries, a service must not). The
+  backoff starts again from the base only after a connection stayed subscribed for
+  :data:`STABLE_CONNECTION_SECONDS` (30 s): a server that accepts, subscribes and closes at
+  once is retried with growing delays, not every second. After every successful subscription
+  ``on_subscribed`` is called: the bridge reconciles then, so events sent while it was
+  disconnected are not lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
+import reprlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
+from bot.factory.strict_json import UnacceptableJson, document_needs_check, loads
 from bot.store import Recorded, Store
 from bot.store.fingerprint import event_fingerprint
 
 __all__ = [
     "DEFAULT_CHANNELS",
     "MAX_RECONNECT_DELAY_SECONDS",
+    "STABLE_CONNECTION_SECONDS",
     "WebSocketIntake",
     "reconnect_delay",
 ]
@@ -51,6 +61,11 @@ DEFAULT_CHANNELS: tuple[str, ...] = ("tasks:*", "pipeline:*", "deploys:*", "agen
 
 #: Longest wait between two connection attempts (contract §4.5 ``maxRetryDelayMs`` 30000).
 MAX_RECONNECT_DELAY_SECONDS = 30.0
+
+#: A connection subscribed at least this long (seconds) counts as stable: the reconnect backoff
+#: after it starts again from the base. Equal to the longest delay, so a server that drops every
+#: connection soon after subscribing is never retried more often than the backoff allows.
+STABLE_CONNECTION_SECONDS = 30.0
 
 #: Share of the delay taken off at random so that many bridges do not reconnect in step.
 JITTER_FRACTION = 0.25
@@ -73,7 +88,8 @@ def reconnect_delay(
     Parameters
     ----------
     attempt:
-        Attempts made since the last successful subscription (0-based).
+        Attempts made since the last stable connection (0-based; see
+        :data:`STABLE_CONNECTION_SECONDS`).
     base_seconds, max_seconds:
         First delay and cap, seconds.
     rand:
@@ -111,8 +127,14 @@ class WebSocketIntake:
     heartbeat_seconds:
         Interval of aiohttp's protocol-level pings; a connection whose pong does not come
         back within half of it is closed and re-opened.
+    on_outcome:
+        Called with ``("websocket", outcome)`` per frame that carries an event: ``accepted``,
+        ``duplicate``, ``ignored`` (a type the bridge does not handle) or ``rejected`` (a
+        malformed frame): ``factory_bridge_events_total``; optional.
     sleep:
-        ``asyncio.sleep`` (tests inject one).
+        ``asyncio.sleep``, awaited between connection attempts (tests inject one).
+    clock:
+        Monotonic seconds, to tell how long a connection stayed subscribed (tests inject one).
     """
 
     def __init__(
@@ -127,7 +149,9 @@ class WebSocketIntake:
         channels: Sequence[str] = DEFAULT_CHANNELS,
         reconnect_base_seconds: float = 1.0,
         heartbeat_seconds: float = 30.0,
+        on_outcome: Callable[[str, str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._api_key = api_key
@@ -138,7 +162,11 @@ class WebSocketIntake:
         self.channels = tuple(channels)
         self.reconnect_base_seconds = reconnect_base_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self._on_outcome = on_outcome
         self._sleep = sleep
+        self._clock = clock
+        #: When the current connection was subscribed (``clock`` seconds), ``None`` before.
+        self._subscribed_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
@@ -146,6 +174,8 @@ class WebSocketIntake:
         self.subscriptions = 0
         #: Events stored from the stream so far (duplicates not counted).
         self.events_stored = 0
+        #: Malformed frames refused so far (not JSON, nested too deep, invalid events).
+        self.rejected = 0
 
     @property
     def connected(self) -> bool:
@@ -175,9 +205,9 @@ class WebSocketIntake:
     async def _run(self) -> None:
         attempt = 0
         while True:
-            subscribed = False
+            self._subscribed_at = None
             try:
-                subscribed = await self._connect_once()
+                await self._connect_once()
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -188,22 +218,33 @@ class WebSocketIntake:
                 log.exception("factory WebSocket failed unexpectedly")
             finally:
                 self._ws = None
-            if subscribed:
+            if self._stayed_up():
                 attempt = 0
             delay = reconnect_delay(attempt, base_seconds=self.reconnect_base_seconds)
             attempt += 1
             log.info("factory WebSocket: reconnecting in %.2fs (attempt %d)", delay, attempt)
             await self._sleep(delay)
 
+    def _stayed_up(self) -> bool:
+        """Whether the connection that just ended was stable (see ``STABLE_CONNECTION_SECONDS``)."""
+        if self._subscribed_at is None:
+            return False
+        return self._clock() - self._subscribed_at >= STABLE_CONNECTION_SECONDS
+
+    def _outcome(self, outcome: str) -> None:
+        if outcome == "rejected":
+            self.rejected += 1
+        if self._on_outcome is not None:
+            self._on_outcome("websocket", outcome)
+
     def _redact(self, error: BaseException) -> str:
         """``str(error)`` without the token (aiohttp's errors quote the request URL)."""
         text = str(error)
         return text.replace(self._token, "***") if self._token else text
 
-    async def _connect_once(self) -> bool:
-        """One connection, from handshake to close; True when it got as far as subscribed."""
+    async def _connect_once(self) -> None:
+        """One connection, from handshake to close; notes when it got subscribed."""
         assert self._session is not None
-        subscribed = False
         async with self._session.ws_connect(
             self.url,
             headers={"X-API-Key": self._api_key},
@@ -216,7 +257,8 @@ class WebSocketIntake:
             await ws.send_json({"type": "subscribe", "channels": list(self.channels)})
             async for message in ws:
                 if message.type is aiohttp.WSMsgType.TEXT:
-                    subscribed = await self._on_text(ws, message.data) or subscribed
+                    if await self._on_text(ws, message.data) and self._subscribed_at is None:
+                        self._subscribed_at = self._clock()
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     log.warning("factory WebSocket error: %s", ws.exception())
                     break
@@ -224,17 +266,21 @@ class WebSocketIntake:
                 "factory WebSocket closed (code %s); events are caught up by reconciliation",
                 ws.close_code,
             )
-        return subscribed
 
     async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> bool:
         """Handle one text frame; True when it confirmed the subscription."""
         try:
-            frame: Any = json.loads(text)
-        except ValueError:
-            log.warning("factory WebSocket sent a frame that is not JSON; ignored")
+            # strict: nesting too deep for Python's decoder (RecursionError) is refused here too
+            frame: Any = loads(text, check=False)
+        except UnacceptableJson as exc:
+            log.warning(
+                "factory WebSocket sent a frame that is not acceptable JSON (%s); ignored", exc
+            )
+            self._outcome("rejected")
             return False
         if not isinstance(frame, dict):
             log.warning("factory WebSocket sent a frame that is not an object; ignored")
+            self._outcome("rejected")
             return False
         kind = frame.get("type")
         if kind == "ping":
@@ -244,31 +290,61 @@ class WebSocketIntake:
             return False
         if kind == "subscribed":
             self.subscriptions += 1
-            log.info("factory WebSocket subscribed to %s", frame.get("channels"))
+            log.info("factory WebSocket subscribed to %s", _short(frame.get("channels")))
             if self.on_subscribed is not None:
                 self.on_subscribed()
             return True
         if kind == "error":
-            error = frame.get("error") or {}
-            log.error(
-                "factory WebSocket error frame: %s %s", error.get("code"), error.get("message")
-            )
+            log.error("factory WebSocket error frame: %s", _describe_error(frame.get("error")))
             return False
-        await self._store_event(frame)
+        await self._store_event(frame, text)
         return False
 
-    async def _store_event(self, frame: dict[str, Any]) -> None:
+    async def _store_event(self, frame: dict[str, Any], text: str) -> None:
         try:
-            event = parse_event(frame)
+            event = parse_event(frame, check=document_needs_check(text))
         except UnknownEventType as exc:
             log.debug("ignored WebSocket event of unhandled type %r", exc.type)
+            self._outcome("ignored")
             return
         except EventValidationError as exc:
-            log.warning("dropped malformed WebSocket event (%s): %s", frame.get("type"), exc)
+            log.warning(
+                "dropped malformed WebSocket event (%s): %s", _short(frame.get("type")), exc
+            )
+            self._outcome("rejected")
             return
         event_id = "ws:" + event_fingerprint(frame)
         recorded = await self.store.record_event(event_id, event.type, frame, "websocket")
         if recorded is not Recorded.DUPLICATE:
             self.events_stored += 1
+        self._outcome("duplicate" if recorded is Recorded.DUPLICATE else "accepted")
         if recorded is Recorded.NEW:
             self.on_stored(event_id, event)
+
+
+#: Bounded ``repr`` for values a server sent: short, and safe however deep they are nested.
+_REPR = reprlib.Repr()
+_REPR.maxstring = 200
+_REPR.maxother = 200
+
+
+def _short(value: object) -> str:
+    """``value`` for a log line: at most a few hundred characters, never recursing deeply.
+
+    A string is given as it is (shortened); anything else as its bounded ``repr``.
+    """
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:197] + "..."
+    return _REPR.repr(value)
+
+
+def _describe_error(error: object) -> str:
+    """The ``error`` of an error frame for the log, whatever its shape.
+
+    Contract §1.6: ``{"type": "error", "error": {"code": "UNAUTHORIZED", "message": "..."}}``
+    gives ``UNAUTHORIZED: ...``; a string is logged as it is (shortened), anything else
+    (missing, ``null``, a list, a number, an object without those keys) as its bounded repr.
+    """
+    if isinstance(error, dict) and ("code" in error or "message" in error):
+        return f"{_short(error.get('code'))}: {_short(error.get('message'))}"
+    return _short(error)
