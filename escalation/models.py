@@ -15,10 +15,21 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "LENIENT_TASK_FIELDS",
     "PRIORITY_ORDER",
     "TASK_ID_PATTERN",
     "Approval",
@@ -62,20 +73,58 @@ log = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=StrEnum)
 
 
-def _known_or(value: Any, enum: type[_E], default: _E, what: str) -> Any:
+def _task_of(info: ValidationInfo) -> str:
+    """The id of the task being validated, for a log line (``?`` when the id is unreadable)."""
+    return str(info.data.get("id", "?"))[:64]
+
+
+def _known_or(value: Any, enum: type[_E], default: _E, what: str, task_id: str = "?") -> Any:
     """``value`` unchanged when ``enum`` knows it, else ``default`` (logged as a warning).
 
     For enum fields where a newer factory may send a value this bridge does not know
-    (contract §1.4 enums grow): the item stays usable instead of failing validation. Use as
-    a ``mode="before"`` validator; ``None`` is left to the field's own validation.
+    (contract §1.4 enums grow): the item stays usable instead of failing validation. A
+    ``null`` is treated the same way (the field has a default; an odd value must not hide the
+    task, contract §1.4 ``Task``). Use as a ``mode="before"`` validator.
     """
-    if value is None or isinstance(value, enum):
+    if isinstance(value, enum):
         return value
     try:
         return enum(value)
     except (ValueError, TypeError):
-        log.warning("unknown %s %r: treated as %r", what, str(value)[:64], default.value)
+        log.warning(
+            "task %s: unknown %s %r: treated as %r", task_id, what, str(value)[:64], default.value
+        )
         return default
+
+
+#: The optional :class:`Task` fields: ``string | null`` in contract §1.4 ``Task``, or
+#: bookkeeping the bridge has a default for (``decisionData``, ``slaWarningsSent``,
+#: ``slaBreached``, ``escalationLevel``, ``blocksStageAdvance``, ``updatedAt``). A value of
+#: one the bridge cannot read is treated as missing (``None``, ``{}``, ``0``, ``False``),
+#: logged as a warning. Not among them: the required ``id``, ``title`` and ``createdAt``;
+#: ``decision`` (what was decided is never guessed); ``stageName`` and ``context`` (they carry
+#: the production safeguard and the risk, :mod:`escalation.deploy_guard` and
+#: :mod:`escalation.risk`, which must never be dropped silently).
+LENIENT_TASK_FIELDS = (
+    "pipeline_id",
+    "description",
+    "assignee_id",
+    "claimed_at",
+    "claimed_by",
+    "decision_notes",
+    "decision_data",
+    "decided_at",
+    "decided_by",
+    "sla_deadline",
+    "sla_warnings_sent",
+    "sla_breached",
+    "escalation_level",
+    "blocks_stage_advance",
+    "blocks_pipeline_id",
+    "updated_at",
+)
+#: How those fields may be spelt in what the factory sends (camelCase, or snake_case).
+_LENIENT_KEYS = frozenset(LENIENT_TASK_FIELDS) | {to_camel(f) for f in LENIENT_TASK_FIELDS}
 
 
 class ContractModel(BaseModel):
@@ -230,6 +279,14 @@ class Task(ContractModel):
     Enum values a newer factory may add are not errors (logged as warnings): an unknown
     ``priority`` is treated as ``high``, an unknown ``type`` as ``decision`` and an unknown
     ``status`` as ``pending`` (the task stays open until the factory reports a decision).
+
+    An optional field the bridge cannot read (:data:`LENIENT_TASK_FIELDS`, e.g. a
+    ``slaDeadline`` of ``"in 2 hours"``, a ``decisionData`` that is not an object) is treated
+    as missing, logged as a warning naming the task and the field: one odd field must not hide
+    the task, nor fail the factory's answer to a decision or an event. A missing
+    ``slaDeadline`` means the policy's deadline (``createdAt`` + the SLA of the priority,
+    contract §5.3). A task whose ``id``, ``title`` or ``createdAt`` cannot be read still fails
+    validation. A ``null`` ``priority``, ``type`` or ``status`` counts as an unknown value.
     """
 
     id: TaskId
@@ -263,27 +320,58 @@ class Task(ContractModel):
     )
     @classmethod
     def _as_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else ensure_utc(value)
+        if value is None:
+            return None
+        try:
+            return ensure_utc(value)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError("datetime out of range once in UTC") from None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _readable_or_missing(cls, data: Any, handler: ModelWrapValidatorHandler[Task]) -> Task:
+        # an optional field that cannot be read is treated as missing, never hides the task;
+        # one Python call per task, only the failing ones do more (100,000 tasks at start)
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not isinstance(data, dict):
+                raise
+            unreadable: dict[str, str] = {}
+            for error in exc.errors():
+                key = error["loc"][0] if error["loc"] else None
+                if key not in _LENIENT_KEYS:
+                    raise  # a required (or guarded) field: the task cannot be read
+                unreadable.setdefault(str(key), error["msg"])
+            for key, reason in unreadable.items():
+                log.warning(
+                    "task %s: %s %r cannot be read (%s): treated as missing",
+                    str(data.get("id", "?"))[:64],
+                    to_camel(key),
+                    str(data.get(key))[:64],
+                    reason[:200],
+                )
+            return handler({k: v for k, v in data.items() if k not in unreadable})
 
     @field_validator("priority", mode="before")
     @classmethod
-    def _known_priority(cls, value: Any) -> Any:
+    def _known_priority(cls, value: Any, info: ValidationInfo) -> Any:
         # an unknown priority counts as high: posted alone at once and escalated, never
         # batched (a new "urgent" must not be treated as routine)
-        return _known_or(value, Priority, Priority.HIGH, "task priority")
+        return _known_or(value, Priority, Priority.HIGH, "task priority", _task_of(info))
 
     @field_validator("type", mode="before")
     @classmethod
-    def _known_type(cls, value: Any) -> Any:
+    def _known_type(cls, value: Any, info: ValidationInfo) -> Any:
         # an unknown kind is asked as a generic decision
-        return _known_or(value, TaskType, TaskType.DECISION, "task type")
+        return _known_or(value, TaskType, TaskType.DECISION, "task type", _task_of(info))
 
     @field_validator("status", mode="before")
     @classmethod
-    def _known_status(cls, value: Any) -> Any:
+    def _known_status(cls, value: Any, info: ValidationInfo) -> Any:
         # an unknown status keeps the task open: waiting for a person until the factory
         # says it was decided (nothing falls through)
-        return _known_or(value, TaskStatus, TaskStatus.PENDING, "task status")
+        return _known_or(value, TaskStatus, TaskStatus.PENDING, "task status", _task_of(info))
 
     @property
     def is_open(self) -> bool:

@@ -2,17 +2,21 @@
 
 A task with a value this bridge does not know (a new priority "urgent") is shown, treated as
 high; a task that cannot be read at all (a date that is not a date) is left out and logged;
-every other task is reconciled, at start and on every later pass.
+every other task is reconciled, at start and on every later pass. A task with one optional field
+the bridge cannot read (a ``slaDeadline`` of "in 2 hours") is shown with the policy's deadline
+and decided like any other.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess
+from tests.support.reading import fields, final_reply
 
 
 def message_of(world: World, task_id: str) -> RecordedMessage | None:
@@ -49,3 +53,31 @@ async def test_odd_items_are_skipped_or_defaulted_and_the_rest_reconciled(
     await world.discord.wait_for(lambda: message_of(world, late["id"]) is not None, 15)
     log = bridge.log_tail(400)
     assert broken["id"] in log and "cannot be read" in log
+
+
+async def test_a_task_with_an_unreadable_optional_field_is_shown_and_decided(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    """Contract §1.4: ``slaDeadline`` is optional; one the bridge cannot read is treated as
+    missing, so the deadline is ``createdAt`` + the SLA of the priority (§5.3, high: 4 h), and
+    the factory's 200 to the decision — which carries the same odd field — confirms it."""
+    odd = await world.factory.create_task(title="odd deadline", priority="high", emit=False)
+    world.factory.tasks[odd["id"]]["slaDeadline"] = "in 2 hours"
+    bridge = make_bridge()
+    await bridge.start()
+    await world.discord.wait_for(lambda: message_of(world, odd["id"]) is not None, 15)
+    message = message_of(world, odd["id"])
+    assert message is not None
+    created = datetime.fromisoformat(odd["createdAt"].replace("Z", "+00:00"))
+    deadline = int((created + timedelta(hours=4)).timestamp())
+    assert f"<t:{deadline}:" in fields(message)["SLA Deadline"]
+
+    approve = await world.discord.press_button(
+        TASKS_CHANNEL_ID, "Approve", user=world.people.alice, message_id=message.id
+    )
+    assert "approved" in await final_reply(world, approve, 15)
+    await world.discord.wait_for(lambda: "Approved" in fields(message).get("Decision", ""), 10)
+    assert len(world.factory.calls("POST", r"/tasks/[^/]+/complete")) == 1  # not re-sent
+    assert message.buttons() == []
+    log = bridge.log_tail(400)
+    assert odd["id"] in log and "slaDeadline" in log
