@@ -2,7 +2,7 @@
 
 :class:`Actions` is the exactly-once decision protocol, written once and used by every way in:
 task buttons and modals (``bot.discord.views.run_decision``), ``/factory approve|reject``, the
-batch message's "Approve All Low-Risk" (:meth:`Actions.approve_bulk`), the ladder, and the
+batch message's "Approve All Low-Risk" (:mod:`bot.bulk_approval`), the ladder, and the
 re-sends of decisions left in flight (:meth:`~bot.decision_send.DecisionSender.resume_decision`).
 
 One decision (factory contract §7.1): role check (:mod:`escalation.permissions`); an already
@@ -16,51 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from bot import outcomes as say
+from bot.bulk_approval import BulkApprovals
 from bot.decision_context import PendingDecision
-from bot.decision_send import DecisionSender
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.logs import task_log_context
 from bot.outcomes import Actor, Outcome, ProgressCallback
 from bot.store import TrackedTask
-from escalation.models import TaskDecision, TaskStatus
+from escalation.models import TaskDecision
 
-__all__ = ["Actions", "BulkApproval", "BulkFailure"]
-
-#: The audit ``request`` of each item of a bulk approval.
-BULK_REQUEST = {"decision": "approved", "bulk": True}
+__all__ = ["Actions"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BulkFailure:
-    """One item of a bulk approval that was not approved.
-
-    ``kind`` is ``conflict`` (decided by someone else), ``failed`` (the factory refused it)
-    or ``unreported`` (the factory's answer does not mention it).
-    """
-
-    tracked: TrackedTask
-    error: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class BulkApproval:
-    """What :meth:`Actions.approve_bulk` did; ``sent`` is True once the factory was asked."""
-
-    outcome: Outcome
-    sent: bool = False
-    approved: list[TrackedTask] = field(default_factory=list)
-    failures: list[BulkFailure] = field(default_factory=list)
-
-
-class Actions(DecisionSender):
+class Actions(BulkApprovals):
     """The actions on tasks (see the module docstring); built and owned by the bridge."""
 
     # ------------------------------------------------------------------ checks
@@ -214,149 +187,6 @@ class Actions(DecisionSender):
             if outcome is None or outcome.kind != "unconfirmed":  # no re-send will need it
                 self.inflight_options.pop(key, None)
 
-    # ------------------------------------------------------------------ bulk approval
-    async def approve_bulk(
-        self,
-        items: list[TrackedTask],
-        actor: Actor,
-        *,
-        idempotency_seed: str,
-        batch_id: str | None = None,
-    ) -> BulkApproval:
-        """Approve ``items`` in ONE ``POST /v1/tasks/bulk`` (contract §1.5), exactly once each.
-
-        Every item gets the single decision's role check and its own compare-and-set "decision
-        in flight" (an item someone else is deciding is left alone); then one bulk request
-        carries the approvals. Each item's result is confirmed (or cleared), audited with
-        ``batch_id`` and its ladder re-planned. Nothing is shown as approved before the
-        factory confirmed it.
-
-        Parameters
-        ----------
-        items:
-            The tasks to approve (pending, as seen at the click).
-        actor:
-            Who clicked.
-        idempotency_seed:
-            Stable per click (the interaction id): derives the bulk ``Idempotency-Key`` and
-            each item's in-flight key (contract §7.1).
-        batch_id:
-            Recorded in every audit entry.
-
-        Returns
-        -------
-        BulkApproval
-            The answer (``done`` when at least one item was approved, listing any per-item
-            failure too; ``refused``; ``conflict`` when every item is being decided by
-            someone else; ``failed`` when the factory refused or stayed unreachable), the
-            items approved and those that failed.
-        """
-        decision = TaskDecision.APPROVED.value
-
-        async def audit(task_id: str, outcome: str, detail: str | None) -> None:
-            await self._audit_decision(
-                actor, decision, task_id, BULK_REQUEST, outcome, detail, batch_id=batch_id
-            )
-
-        allowed: list[TrackedTask] = []
-        refusal: str | None = None
-        for tracked in items:
-            refusal_here = self.refusal_for(tracked, decision, actor)
-            if refusal_here is None:
-                allowed.append(tracked)
-            else:
-                refusal = refusal_here
-                await audit(tracked.task_id, "refused", refusal_here)
-        if not allowed:
-            return BulkApproval(Outcome("refused", refusal or say.BULK_REFUSED))
-
-        won: dict[str, tuple[TrackedTask, str]] = {}
-        busy: list[TrackedTask] = []
-        for tracked in allowed:
-            key = FactoryClient.new_idempotency_key(f"{idempotency_seed}:{tracked.task_id}")
-            claimed = await self.store.begin_decision(
-                tracked.task_id,
-                decision,
-                discord_user_id=actor.discord_user_id,
-                name=actor.name,
-                key=key,
-                notes=None,
-            )
-            if claimed is None:
-                busy.append(tracked)
-                await audit(tracked.task_id, "conflict", "another decision is being recorded")
-            else:
-                won[tracked.task_id] = (tracked, key)
-        if not won:
-            return BulkApproval(Outcome("conflict", say.BULK_ALL_BUSY))
-
-        decision_data = self.decision_data(actor)
-        try:
-            result = await self.factory.bulk(
-                action="approve",
-                task_ids=list(won),
-                notes=None,
-                idempotency_key=FactoryClient.new_idempotency_key(idempotency_seed),
-                decision_data=decision_data,
-            )
-        except (FactoryError, FactoryUnavailable) as exc:
-            for task_id, (_, key) in won.items():
-                await self._clear_inflight(task_id, key)
-                await audit(task_id, "failed", str(exc))
-            if isinstance(exc, FactoryUnavailable):
-                text = say.BULK_UNREACHABLE
-            else:
-                text = say.factory_refused(exc, "the bulk approval")
-            return BulkApproval(Outcome("failed", text), sent=True)
-
-        now = self.clock()
-        approved: list[TrackedTask] = []
-        for task_id in result.succeeded:
-            if task_id not in won:
-                continue
-            tracked = won[task_id][0]
-            task = tracked.task.model_copy(
-                update={
-                    "status": TaskStatus.COMPLETED,
-                    "decision": TaskDecision.APPROVED,
-                    "decision_data": decision_data,
-                    "decided_at": now,
-                    "decided_by": decision_data["factoryUserId"] or actor.name,
-                }
-            )
-            detail = "factory confirmed (bulk)"
-            await self._record_confirmed(
-                task, decision, actor, None, BULK_REQUEST, detail, batch_id=batch_id
-            )
-            approved.append(tracked)
-        failures: list[BulkFailure] = []
-        reported = set(result.succeeded)
-        for failure in result.failed:
-            task_id = str(failure.get("taskId"))
-            if task_id not in won:
-                continue
-            reported.add(task_id)
-            tracked, key = won[task_id]
-            error = str(failure.get("error") or "failed")
-            await self._clear_inflight(task_id, key)
-            kind = "conflict" if error.upper().startswith("CONFLICT") else "failed"
-            await audit(task_id, kind, error)
-            if kind == "conflict":
-                await self._refetch(task_id)
-            failures.append(BulkFailure(tracked, error, kind))
-        for task_id, (tracked, key) in won.items():  # ids the factory did not mention at all
-            if task_id not in reported:
-                await self._clear_inflight(task_id, key)
-                await audit(task_id, "failed", "not in the factory's bulk answer")
-                failures.append(BulkFailure(tracked, "not confirmed by the factory", "unreported"))
-        for tracked in approved:
-            await self.board.escalation.task_changed(tracked.task_id)
-        summary = say.bulk_summary(
-            approved, [(f.tracked, f.error) for f in failures], busy, refusal
-        )
-        kind = "done" if approved else "failed"
-        return BulkApproval(Outcome(kind, summary), True, approved, failures)
-
     # ------------------------------------------------------------------ acknowledge / snooze
     async def _open_for(
         self, task_id: str, actor: Actor, action: str, as_decision: str
@@ -403,6 +233,9 @@ class Actions(DecisionSender):
             if not exc.is_conflict:
                 await audit("failed", str(exc))
                 return Outcome("failed", say.ack_refused(exc), tracked)
+            conflicted = await self._claim_conflict(tracked, actor, exc)
+            if conflicted is not None:
+                return conflicted
         except FactoryUnavailable as exc:
             if not exc.uncertain:
                 await audit("failed", str(exc))
@@ -426,6 +259,43 @@ class Actions(DecisionSender):
         await audit("ok")
         await self._show_change(task_id)
         return Outcome("done", say.acknowledged(tracked), tracked)
+
+    async def _claim_conflict(
+        self, tracked: TrackedTask, actor: Actor, exc: FactoryError
+    ) -> Outcome | None:
+        """The factory answered the claim 409 CONFLICT (contract §1.3: a state conflict, e.g.
+        the task was decided on the dashboard before its event reached the bridge).
+
+        The task is read back. Decided: the factory's record is applied and the person told
+        who decided (nothing is acknowledged). Still open (a factory that refuses to claim a
+        task someone else claimed): ``None``, the acknowledgement goes ahead, as the reminders
+        are what it stops. Not readable: refused, with the factory's reason.
+        """
+        task_id = tracked.task_id
+        state, task = await self._read_back(task_id)
+        if state == "decided" and task is not None:
+            await self._quietly(self.board.apply_factory_task(task), f"apply task {task_id}")
+            fresh = await self.store.get_task(task_id)
+            await self._audit(
+                actor,
+                action="task.acknowledge",
+                task_id=task_id,
+                outcome="conflict",
+                detail=f"{exc}; read back: decided ({task.decision})",
+            )
+            if fresh is not None and fresh.is_decided:
+                return self._conflict(fresh)
+            return Outcome("conflict", say.ack_refused(exc), tracked)
+        if state == "open":
+            return None
+        await self._audit(
+            actor,
+            action="task.acknowledge",
+            task_id=task_id,
+            outcome="failed",
+            detail=f"{exc}; read back: {state}",
+        )
+        return Outcome("failed", say.ack_refused(exc), tracked)
 
     async def _claim_unconfirmed(
         self, tracked: TrackedTask, actor: Actor, problem: str

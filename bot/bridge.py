@@ -18,8 +18,9 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.actions import Actions, BulkApproval
+from bot.actions import Actions
 from bot.bridge_ports import NoEscalation, Notifier
+from bot.bulk_approval import BulkApproval
 from bot.channel_access import ChannelAccess
 from bot.dashboard import attribute, audit_factory_decision, person_name
 from bot.decision_context import DirectMessages, Escalation

@@ -38,6 +38,19 @@ def _needs_option(tracked: TrackedTask, decision: str) -> bool:
     )
 
 
+def _answer_problem(pending: PendingDecision, task: Task) -> str | None:
+    """Why a success answer to ``POST /v1/tasks/{id}/complete`` does not confirm the
+    decision, or ``None`` when it is the task decided (contract §1.5: the answer is the
+    updated ``Task``). A record of another task, or of this one still undecided, confirms
+    nothing: the outcome is unknown and the task is read back. A record decided otherwise
+    is someone else's decision (the caller settles it as such)."""
+    if task.id != pending.task_id:
+        return f"with another task ({task.id[:64]!r})"
+    if task.decision is None:
+        return "with the task still undecided"
+    return None
+
+
 class DecisionSender(DeployApprovals):
     """The send / confirm / read-back / re-send steps of :class:`bot.actions.Actions`."""
 
@@ -60,8 +73,7 @@ class DecisionSender(DeployApprovals):
                 task = await self._complete(pending, on_retry)
             except FactoryError as exc:
                 if exc.is_conflict:
-                    await self._clear_inflight(task_id, pending.key)
-                    return await self._conflicted(pending)
+                    return await self._on_conflict(pending, "409")
                 return await self._not_recorded(pending, str(exc), say.factory_refused(exc))
             except FactoryUnavailable as exc:
                 if exc.uncertain:
@@ -70,7 +82,13 @@ class DecisionSender(DeployApprovals):
             except Exception as exc:  # an answer nobody foresaw: the outcome is unknown
                 log.exception("decision on task %s: unexpected error from the factory", task_id)
                 return await self._unconfirmed(pending, on_retry, repr(exc))
+            problem = _answer_problem(pending, task)
+            if problem is not None:  # a 200 that does not say the decision was recorded
+                log.warning("decision on task %s: the factory answered %s", task_id, problem)
+                return await self._unconfirmed(pending, on_retry, problem)
             detail = f"factory confirmed in {time.monotonic() - started:.2f}s"
+            if task.decision is not None and task.decision.value != pending.decision:
+                return await self._settle_from_factory(pending, task, detail)  # not ours
             return await self._confirmed(pending, task, detail)
         except asyncio.CancelledError:
             raise
@@ -130,13 +148,35 @@ class DecisionSender(DeployApprovals):
         await self._audit_pending(pending, "failed", detail)
         return Outcome("failed", message, pending.tracked)
 
-    async def _conflicted(self, pending: PendingDecision) -> Outcome:
+    async def _on_conflict(self, pending: PendingDecision, why: str) -> Outcome:
+        """The factory answered 409 CONFLICT (contract §7.1): the task is decided.
+
+        Usually by someone else; but when the factory no longer replays this request's
+        first answer (its idempotency record expired, e.g. a re-send a day later) the 409 is
+        for this very decision. So the task is read back first: a record that is this
+        decision — same verdict, decided by this person (:meth:`_decided_by`) — settles it as
+        done; anything else is the conflict (:meth:`_conflicted`).
+        """
+        state, found = await self._read_back(pending.task_id)
+        if (
+            state == "decided"
+            and found is not None
+            and found.decision is not None
+            and found.decision.value == pending.decision
+            and self._decided_by(found, pending.actor)
+        ):
+            detail = f"{why}: the factory's record is this decision (read back)"
+            return await self._settle_from_factory(pending, found, detail)
+        await self._clear_inflight(pending.task_id, pending.key)
+        return await self._conflicted(pending, found if state == "decided" else None)
+
+    async def _conflicted(self, pending: PendingDecision, found: Task | None = None) -> Outcome:
         """The factory answered 409 CONFLICT (contract §7.1): someone decided first.
 
-        Re-reads the task, audits the conflict, brings the message up to date and says who
-        decided and when.
+        Re-reads the task (unless ``found``, the factory's record just read, is given),
+        audits the conflict, brings the message up to date and says who decided and when.
         """
-        fresh = await self._refetch(pending.task_id)
+        fresh = await (self.board.track(found) if found else self._refetch(pending.task_id))
         await self._audit_pending_conflict(pending, fresh or pending.tracked)
         await self._show_change(pending.task_id, quietly=False)
         return say.decided_by_someone_first(fresh, self.time_text)
@@ -215,9 +255,9 @@ class DecisionSender(DeployApprovals):
                 outcome = Outcome("done", message, outcome.tracked)
             return outcome
         await self._clear_inflight(pending.task_id, pending.key)
-        await self._audit_pending_conflict(pending, pending.tracked)
         await self.board.apply_factory_task(task)
         fresh = await self.store.get_task(pending.task_id)
+        await self._audit_pending_conflict(pending, fresh or pending.tracked)  # who decided
         return say.decided_by_someone_first(fresh, self.time_text, yours_lost=True)
 
     async def _clear_inflight(self, task_id: str, key: str) -> None:
@@ -340,6 +380,9 @@ class DecisionSender(DeployApprovals):
         task_id = pending.task_id
         try:
             task = await self._complete(pending)
+            problem = _answer_problem(pending, task)
+            if problem is not None:  # a 200 that does not say it was recorded: read back
+                raise FactoryUnavailable(f"the factory answered {problem}", uncertain=True)
         except FactoryUnavailable as exc:
             if exc.uncertain:
                 state, found = await self._read_back(task_id)
@@ -353,8 +396,7 @@ class DecisionSender(DeployApprovals):
             return Outcome("failed", str(exc), pending.tracked)
         except FactoryError as exc:
             if exc.is_conflict:
-                await self._clear_inflight(task_id, pending.key)
-                return await self._conflicted(pending)
+                return await self._on_conflict(pending, f"{why}: 409")
             message = say.factory_refused(
                 exc, "it", ": your decision was NOT recorded. The buttons are live again."
             )
@@ -363,6 +405,8 @@ class DecisionSender(DeployApprovals):
                 self.board.refresh_message(task_id), f"refresh the message of {task_id}"
             )
             return outcome
+        if task.decision is not None and task.decision.value != pending.decision:
+            return await self._settle_from_factory(pending, task, f"{why}; not ours")
         return await self._store_confirmed(pending, task, f"{why}; factory confirmed")
 
     async def _dm_outcome(

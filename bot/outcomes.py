@@ -396,8 +396,11 @@ def bulk_summary(
     failures: Sequence[tuple[TrackedTask, str]],
     busy: Sequence[TrackedTask],
     refusal: str | None,
+    *,
+    unconfirmed: Sequence[TrackedTask] = (),
 ) -> str:
-    """What a bulk approval did: approved, failed per item, left alone, refused (one line each)."""
+    """What a bulk approval did: approved, failed per item, not confirmed yet (re-sent in the
+    background), left alone, refused (one line each)."""
     lines: list[str] = []
     if approved:
         n = len(approved)
@@ -406,6 +409,11 @@ def bulk_summary(
         lines.append(
             f"⚠️ **{inline_text(tracked.task.title, 100)}** was not approved: "
             f"{inline_text(error, 300)}"
+        )
+    if unconfirmed:
+        lines.append(
+            "⏳ The factory did not confirm these yet; they are re-sent in the background and "
+            f"you will get a DM with the outcome: {_titles(unconfirmed)}"
         )
     if busy:
         lines.append(f"⏳ Being decided by someone else right now, left alone: {_titles(busy)}")

@@ -31,6 +31,7 @@ __all__ = [
     "OPTION_VALUE_MAX",
     "DecisionOption",
     "DecisionOptions",
+    "command_refusal",
     "decision_options",
     "is_done_task",
 ]
@@ -143,3 +144,38 @@ def is_done_task(task: Task) -> bool:
     """True for a task that asks for work (``manual_action``, ``fix_required``): it is
     answered with "Done" or acknowledged, never rejected."""
     return task.type in ACTION_TITLES
+
+
+def command_refusal(task: Task, decision: str, *, guarded: bool) -> str | None:
+    """Why a typed command (``/factory approve|reject``) may not take ``decision`` on
+    ``task``, or ``None``: a command offers what the task's own controls offer, no more
+    (README "Task types", contract §1.4 ``TaskType``).
+
+    - Approving a ``decision`` task with usable options is choosing one of them: a bare
+      approval would reach the factory without ``decisionData.option`` (a production deploy
+      is the exception: it is never decided through the option menu, ``guarded``).
+    - A ``decision`` task with options, a ``manual_action`` and a ``fix_required`` task have no
+      Reject (the latter two are done, or acknowledged).
+
+    Parameters
+    ----------
+    task:
+        The task as the factory described it.
+    decision:
+        ``"approved"`` or ``"rejected"`` (contract §1.4 ``TaskDecision``).
+    guarded:
+        True when the task is a production deploy (:mod:`escalation.deploy_guard`).
+    """
+    choosing = not guarded and bool(decision_options(task).options)
+    if decision == "approved" and choosing:
+        return (
+            "This task is decided by choosing one of its options: pick it in the "
+            "🗳️ Choose an option… menu on the task's message."
+        )
+    if decision == "rejected" and (choosing or is_done_task(task)):
+        return (
+            "This kind of task has no Reject: "
+            + ("choose an option on its message" if choosing else "mark it ✅ Done")
+            + ", or acknowledge it."
+        )
+    return None

@@ -267,6 +267,8 @@ class BatchMessages:
             failure too); ``refused`` for a member without the role; ``conflict`` when no
             low-risk item is pending; ``failed`` when the factory refused or stayed
             unreachable (nothing is shown as approved; the button stays live);
+            ``unconfirmed`` when the factory's answer was lost and no item could be read
+            back (they are re-sent in the background);
             ``unknown`` for an unknown batch.
         """
         record = await self.store.get_batch(batch_id)
@@ -287,6 +289,8 @@ class BatchMessages:
                 )
             elif failure.kind == "unreported":
                 self._notices[failure.tracked.task_id] = "⚠️ approval not confirmed by the factory"
+            elif failure.kind == "unconfirmed":  # still in flight: re-sent in the background
+                self._notices[failure.tracked.task_id] = "⏳ approval not confirmed yet"
         if result.sent:
             await self.refresh_batch(batch_id)
         return result.outcome

@@ -41,8 +41,10 @@ from bot.discord.pager import UNREACHABLE, PageButton, problem_text, show_listin
 from bot.discord.replies import answer, answer_now, defer_thinking, is_answered
 from bot.discord.transformers import NotATaskId, TaskId, not_a_task_id_text
 from bot.factory.client import FactoryError, FactoryUnavailable
+from bot.store import TrackedTask
 from escalation.models import Priority
 from escalation.permissions import needs_deploy_confirmation
+from escalation.task_kinds import command_refusal
 
 __all__ = [
     "PIPELINE_STATUSES",
@@ -76,6 +78,25 @@ async def _defer_if_unknown(interaction: discord.Interaction[Any], task_id: str)
     factory, which may take longer than Discord's 3 s deadline."""
     if await bridge_of(interaction).store.get_task(task_id) is None:
         await defer_thinking(interaction)
+
+
+async def _fits_the_task(
+    interaction: discord.Interaction[Any], tracked: TrackedTask, decision: str
+) -> bool:
+    """True when ``decision`` is one the task's own controls offer; otherwise the refusal is
+    audited and answered (:func:`escalation.task_kinds.command_refusal`), nothing is sent."""
+    refusal = command_refusal(tracked.task, decision, guarded=tracked.guarded)
+    if refusal is None:
+        return True
+    await refuse(
+        interaction,
+        tracked.task_id,
+        f"task.{decision}",
+        f"/factory {decision.removesuffix('d')}: not a control of a {tracked.task.type.value} task",
+        f"{refusal} Nothing was sent to the factory.",
+        via="command",
+    )
+    return False
 
 
 class FactoryCog(
@@ -162,6 +183,8 @@ class FactoryCog(
             return
         tracked = await bridge.store.get_task(task)
         assert tracked is not None  # precheck found or fetched it
+        if not await _fits_the_task(interaction, tracked, "approved"):
+            return
         if needs_deploy_confirmation(tracked.task, "approved", guarded=tracked.guarded):
             if is_answered(interaction):  # deferred while the factory was asked
                 await answer(interaction, _AGAIN.format(command="/factory approve"))
@@ -204,11 +227,14 @@ class FactoryCog(
             )
             return
         await _defer_if_unknown(interaction, task)
-        outcome = await bridge_of(interaction).precheck(
-            task, "rejected", actor_from(interaction, "command")
-        )
+        bridge = bridge_of(interaction)
+        outcome = await bridge.precheck(task, "rejected", actor_from(interaction, "command"))
         if outcome is not None:
             await answer(interaction, outcome.message)
+            return
+        tracked = await bridge.store.get_task(task)
+        assert tracked is not None  # precheck found or fetched it
+        if not await _fits_the_task(interaction, tracked, "rejected"):
             return
         await run_decision(interaction, task, "rejected", "command", notes=reason.strip())
 

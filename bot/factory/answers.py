@@ -3,11 +3,13 @@
 A success status whose body cannot be understood raises :class:`Unreadable`; the client
 (:class:`bot.factory.client.FactoryClient`) counts it as a failed attempt and retries it like
 a 503 (contract §7.1), then raises :class:`~bot.factory.errors.FactoryBadResponse`.
+:func:`follow_pages` reads a paginated listing to its end without trusting it to end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,16 +18,22 @@ import httpx
 from escalation.models import Task
 
 __all__ = [
+    "MAX_PAGES",
     "BulkResult",
     "Page",
     "Unreadable",
     "bulk_result",
     "data_object",
     "envelope",
+    "follow_pages",
     "page_of",
     "parsed",
+    "readable_tasks",
     "task_data",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class Unreadable(Exception):
@@ -121,3 +129,78 @@ def bulk_result(body: dict[str, Any]) -> BulkResult:
     if not all(isinstance(f, dict) for f in failed):
         raise TypeError("each failed entry must be an object")
     return BulkResult(succeeded=[str(i) for i in succeeded], failed=list(failed))
+
+
+#: Most pages one listing is followed for (100 items each: a million items).
+MAX_PAGES = 10_000
+
+
+async def follow_pages(
+    what: str, fetch: Callable[[int], Awaitable[Page]]
+) -> AsyncIterator[list[Any]]:
+    """The items of a paginated listing (contract §1.3 ``meta.pagination``), page by page
+    from page 1, each item once.
+
+    It ends at the page whose ``hasNext`` is not ``true``. A factory that answers
+    nonsense must not keep the bridge reading for ever, so it also ends — logged as a
+    warning — at a page that brings no item not seen before (an empty page, or a factory
+    that ignores ``page`` and answers page 1 again), and after :data:`MAX_PAGES` pages.
+    An item listed again on a later page (the listing shifted while it was read) is left
+    out there; items without an id are passed on (the caller's check refuses them).
+
+    Parameters
+    ----------
+    what:
+        The listing's name, for the log (``tasks``, ``pipelines``).
+    fetch:
+        Reads page ``n`` (1-based); its errors propagate.
+    """
+    seen: set[str] = set()
+    for number in range(1, MAX_PAGES + 1):
+        page = await fetch(number)
+        fresh: list[Any] = []
+        for item in page.items:
+            item_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(item_id, str):
+                if item_id in seen:
+                    continue
+                seen.add(item_id)
+            fresh.append(item)
+        yield fresh
+        if not page.has_next:
+            return
+        if not fresh:
+            log.warning(
+                "factory %s list: page %d says another follows but brought nothing new "
+                "(%d items); not following it further",
+                what,
+                number,
+                len(page.items),
+            )
+            return
+    log.error(
+        "factory %s list: still 'hasNext' after %d pages; not following it further",
+        what,
+        MAX_PAGES,
+    )
+
+
+def readable_tasks(items: list[Any]) -> tuple[list[Task], int]:
+    """The items of a task listing that are tasks the bridge can read, and how many were not.
+
+    An item that cannot be read (no id, a date that is not a date …) is logged and left out,
+    so one odd task never hides the others.
+    """
+    tasks: list[Task] = []
+    skipped = 0
+    for item in items:
+        try:
+            tasks.append(Task.model_validate(item))
+        except (ValueError, TypeError, RecursionError) as exc:
+            skipped += 1
+            log.warning(
+                "factory task list: item %r left out, it cannot be read: %s",
+                str(item.get("id"))[:64] if isinstance(item, dict) else "?",
+                str(exc)[:500],
+            )
+    return tasks, skipped

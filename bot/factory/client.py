@@ -31,8 +31,10 @@ from .answers import (
     bulk_result,
     data_object,
     envelope,
+    follow_pages,
     page_of,
     parsed,
+    readable_tasks,
     task_data,
 )
 from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable, error_from_response
@@ -49,9 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Most pages one listing is followed for (100 items each: a million items).
-MAX_PAGES = 10_000
 
 
 def _segment(value: str) -> str:
@@ -257,76 +256,16 @@ class FactoryClient:
         self, *, status: str | None = None, priority: str | None = None
     ) -> AsyncIterator[list[Task]]:
         """:meth:`iter_tasks` a page at a time (what the factory answers per page), for a
-        caller that keeps less than every task (100,000 pending at start: bench/ladders.py).
-
-        Pages are followed as :meth:`_follow_pages` does: a task listed twice is yielded once.
-        """
+        caller that keeps less than every task (100,000 pending at start: bench/ladders.py);
+        pages are followed as :func:`~bot.factory.answers.follow_pages` does (each task once)."""
 
         async def fetch(number: int) -> Page:
             return await self.list_tasks(status=status, priority=priority, page=number)
 
-        async for items in self._follow_pages("tasks", fetch):
-            tasks: list[Task] = []
-            for item in items:
-                try:
-                    tasks.append(Task.model_validate(item))
-                except (ValueError, TypeError, RecursionError) as exc:
-                    self.skipped_items += 1
-                    log.warning(
-                        "factory task list: item %r left out, it cannot be read: %s",
-                        str(item.get("id"))[:64] if isinstance(item, dict) else "?",
-                        str(exc)[:500],
-                    )
+        async for items in follow_pages("tasks", fetch):
+            tasks, skipped = readable_tasks(items)
+            self.skipped_items += skipped
             yield tasks
-
-    async def _follow_pages(
-        self, what: str, fetch: Callable[[int], Awaitable[Page]]
-    ) -> AsyncIterator[list[Any]]:
-        """The items of a paginated listing (contract §1.3 ``meta.pagination``), page by page
-        from page 1, each item once.
-
-        It ends at the page whose ``hasNext`` is not ``true``. A factory that answers
-        nonsense must not keep the bridge reading for ever, so it also ends — logged as a
-        warning — at a page that brings no item not seen before (an empty page, or a factory
-        that ignores ``page`` and answers page 1 again), and after :data:`MAX_PAGES` pages.
-        An item listed again on a later page (the listing shifted while it was read) is left
-        out there; items without an id are passed on (the caller's check refuses them).
-
-        Parameters
-        ----------
-        what:
-            The listing's name, for the log (``tasks``, ``pipelines``).
-        fetch:
-            Reads page ``n`` (1-based); its errors propagate.
-        """
-        seen: set[str] = set()
-        for number in range(1, MAX_PAGES + 1):
-            page = await fetch(number)
-            fresh: list[Any] = []
-            for item in page.items:
-                item_id = item.get("id") if isinstance(item, dict) else None
-                if isinstance(item_id, str):
-                    if item_id in seen:
-                        continue
-                    seen.add(item_id)
-                fresh.append(item)
-            yield fresh
-            if not page.has_next:
-                return
-            if not fresh:
-                log.warning(
-                    "factory %s list: page %d says another follows but brought nothing new "
-                    "(%d items); not following it further",
-                    what,
-                    number,
-                    len(page.items),
-                )
-                return
-        log.error(
-            "factory %s list: still 'hasNext' after %d pages; not following it further",
-            what,
-            MAX_PAGES,
-        )
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /v1/tasks/{id}``. Raises :class:`FactoryError` 404 when unknown."""
@@ -461,13 +400,8 @@ class FactoryClient:
         return summary
 
     async def list_pipelines(self, *, status: str | None = None) -> list[Pipeline]:
-        """``GET /v1/pipelines`` following pagination (as :meth:`_follow_pages` does).
-
-        Raises
-        ------
-        FactoryBadResponse
-            When a page, or a pipeline in it, cannot be read.
-        """
+        """``GET /v1/pipelines``, every page (:func:`~bot.factory.answers.follow_pages`).
+        Raises :class:`FactoryBadResponse` when a page, or a pipeline in it, cannot be read."""
 
         async def fetch(number: int) -> Page:
             params: dict[str, Any] = {"page": number, "limit": 100}
@@ -479,7 +413,7 @@ class FactoryClient:
             return result
 
         pipelines: list[Pipeline] = []
-        async for items in self._follow_pages("pipelines", fetch):
+        async for items in follow_pages("pipelines", fetch):
             try:
                 pipelines.extend(Pipeline.model_validate(p) for p in items)
             except (ValueError, TypeError, RecursionError) as exc:

@@ -167,7 +167,7 @@ async def test_one_odd_item_is_left_out_and_the_others_kept(
     later = {"id": "later", "title": "l", "createdAt": "2026-11-21T11:00:00Z"}
     seen: list[httpx.Request] = []
     client = client_with([page([good, bad_date, no_id, 7], has_next=True), page([later])], seen)
-    with caplog.at_level(logging.WARNING, logger="bot.factory.client"):
+    with caplog.at_level(logging.WARNING, logger="bot.factory.answers"):
         tasks = await client.iter_tasks(status="pending")
     assert [t.id for t in tasks] == ["good", "later"]
     assert client.skipped_items == 3
@@ -209,7 +209,7 @@ async def test_a_factory_that_ignores_the_page_number_is_not_followed_for_ever(
     seen: list[httpx.Request] = []
     answers: list[Answer] = [page([item("a"), item("b")], has_next=True) for _ in range(50)]
     client = client_with(answers, seen)
-    with caplog.at_level(logging.WARNING, logger="bot.factory.client"):
+    with caplog.at_level(logging.WARNING, logger="bot.factory.answers"):
         tasks = await client.iter_tasks(status="pending")
     assert [t.id for t in tasks] == ["a", "b"]
     assert len(seen) == 2
@@ -250,3 +250,47 @@ async def test_the_pipeline_listing_is_bounded_the_same_way() -> None:
     pipelines = await client_with(answers, seen).list_pipelines()
     assert [p.id for p in pipelines] == ["p-1"]
     assert len(seen) == 2
+
+
+# ------------------------------------------------------------ one odd optional field (contract §1.4)
+async def test_a_confirmed_decision_with_an_odd_optional_field_is_read_at_once() -> None:
+    """The factory's 200 to the decision is its confirmation, whatever its ``slaDeadline``."""
+    answer = {
+        **TASK,
+        "decision": "approved",
+        "decidedBy": "alice",
+        "slaDeadline": "in 2 hours",
+        "updatedAt": "just now",
+        "decisionData": "alice",
+    }
+    seen: list[httpx.Request] = []
+    task = await complete(
+        client_with([httpx.Response(200, json={"ok": True, "data": answer})], seen)
+    )
+    assert len(seen) == 1  # read, not retried as an unreadable answer
+    assert task.decision == "approved" and task.decided_by == "alice"
+    assert task.sla_deadline is None and task.decision_data == {}
+
+
+async def test_a_listed_task_with_an_odd_optional_field_is_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    odd = {**item("odd"), "slaDeadline": "in 2 hours", "claimedAt": "a while ago"}
+    seen: list[httpx.Request] = []
+    client = client_with([page([item("a"), odd, item("b")])], seen)
+    with caplog.at_level(logging.WARNING):
+        tasks = await client.iter_tasks(status="pending")
+    assert [t.id for t in tasks] == ["a", "odd", "b"]
+    assert tasks[1].sla_deadline is None and tasks[1].claimed_at is None
+    assert client.skipped_items == 0
+    assert "odd" in caplog.text and "slaDeadline" in caplog.text and "claimedAt" in caplog.text
+
+
+async def test_a_task_dated_outside_the_utc_range_is_left_out_not_fatal() -> None:
+    """``createdAt`` 0001-01-01T00:00:00+01:00 is before year 1 in UTC: that task is left
+    out, the listing goes on."""
+    out_of_range = {**item("early"), "createdAt": "0001-01-01T00:00:00+01:00"}
+    seen: list[httpx.Request] = []
+    client = client_with([page([item("a"), out_of_range, item("b")])], seen)
+    assert [t.id for t in await client.iter_tasks()] == ["a", "b"]
+    assert client.skipped_items == 1

@@ -302,3 +302,39 @@ async def test_a_pick_cut_short_by_a_crash_is_never_sent_without_its_option(
     assert "approved" in (await final_reply(world, again)).lower()
     body = world.factory.calls("POST", COMPLETE)[-1].json
     assert body["decisionData"]["option"] == {"value": "API key", "label": "API key"}
+
+
+async def test_typed_commands_offer_only_what_the_task_message_offers(
+    world: World, bridge: BridgeProcess
+) -> None:
+    """``/factory approve`` on a decision task with options would reach the factory without
+    the option; ``/factory reject`` on a task with no Reject would reject work to be done.
+    Both are refused, audited, and nothing is sent."""
+    alice = world.people.alice
+    choice = await decision_task(world, OPTIONS)
+    await one_message(world)
+    chores = await world.factory.create_task(
+        title="Rotate the HubSpot sandbox credentials", priority="high", type="manual_action"
+    )
+    await world.discord.wait_for(lambda: len(task_messages(world)) >= 2, 10)
+
+    async def run(name: str, options: dict[str, Any]) -> str:
+        rec = await world.discord.run_command(
+            name, options, user=alice, channel_id=TASKS_CHANNEL_ID
+        )
+        return await final_reply(world, rec)
+
+    approve_choice = await run("factory approve", {"task": choice["id"]})
+    assert "choosing one of its options" in approve_choice
+    reject_choice = await run("factory reject", {"task": choice["id"], "reason": "no"})
+    assert "has no Reject" in reject_choice
+    reject_chore = await run("factory reject", {"task": chores["id"], "reason": "later"})
+    assert "has no Reject" in reject_chore and "Done" in reject_chore
+    assert all("Nothing was sent" in a for a in (approve_choice, reject_choice, reject_chore))
+    assert world.factory.calls("POST", COMPLETE) == []
+    assert ("alice", "command", "task.approved", "refused") in await audited(world, choice["id"])
+    assert ("alice", "command", "task.rejected", "refused") in await audited(world, chores["id"])
+    # what the task's controls do offer still works by command: Done is an approval
+    done = await run("factory approve", {"task": chores["id"]})
+    assert done == "Task **Rotate the HubSpot sandbox credentials** approved."
+    await wait_until(lambda: world.factory.tasks[chores["id"]]["status"] == "completed")

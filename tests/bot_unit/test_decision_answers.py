@@ -1,0 +1,190 @@
+"""A success answer is not a confirmation unless it says so (factory contract §1.5: the answer
+to ``POST /v1/tasks/{id}/complete`` is the updated Task), and a 409 may be this very decision.
+
+The factory here is scripted with httpx's ``MockTransport``; the bridge runs on the store of
+each engine, with no Discord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.bridge import Bridge
+from bot.factory.client import FactoryClient, RetryPolicy
+from bot.outcomes import Actor
+from bot.roster import Roster
+from bot.settings import Settings
+from bot.store import Store
+from escalation.models import Task
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+OPEN = {
+    "id": "t1",
+    "title": "Release",
+    "createdAt": NOW.isoformat(),
+    "status": "pending",
+    "priority": "high",
+    "type": "review",
+}
+ALICE = Actor(name="alice", via="button", discord_user_id=7, role_ids=frozenset({5}))
+
+
+def decided(decision: str, by: str, discord_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        **OPEN,
+        "status": "completed",
+        "decision": decision,
+        "decidedBy": by,
+        "decidedAt": NOW.isoformat(),
+        "decisionData": {"discordUserId": discord_id},
+        **extra,
+    }
+
+
+OURS = decided("approved", "alice", "7")
+BOBS = decided("rejected", "bob", "99")
+CONFLICT = httpx.Response(
+    409, json={"ok": False, "error": {"code": "CONFLICT", "message": "already decided"}}
+)
+
+Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
+
+
+def ok(data: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json={"ok": True, "data": data})
+
+
+def timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("timed out", request=request)
+
+
+async def bridge_with(store: Store, answers: list[Answer]) -> tuple[Bridge, list[str]]:
+    """A bridge whose factory answers ``answers`` in turn (then 500s); the requests made."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        answer = answers.pop(0) if answers else httpx.Response(500)
+        return answer(request) if callable(answer) else answer
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    factory = FactoryClient(
+        "http://factory.test/v1",
+        "key",
+        transport=httpx.MockTransport(handler),
+        sleep=no_sleep,
+        retry=RetryPolicy(jitter_seconds=0.0, base_delay_seconds=0.0),
+    )
+    settings = Settings(
+        discord_bot_token="token",
+        discord_guild_id=1,
+        discord_tasks_channel_id=2,
+        factory_api_key="key",
+        factory_webhook_secret="secret",
+        discord_approver_role_ids=[5],
+    )
+    bridge = Bridge(settings=settings, store=store, factory=factory, roster=Roster())
+    await store.upsert_task(Task.model_validate(OPEN), NOW + timedelta(hours=4))
+    return bridge, calls
+
+
+async def approve(bridge: Bridge) -> Any:
+    return await bridge.decide("t1", "approved", ALICE, idempotency_seed="click-1")
+
+
+async def test_a_200_showing_the_task_undecided_is_read_back_not_taken_as_done(
+    store: Store,
+) -> None:
+    bridge, calls = await bridge_with(store, [ok(OPEN), ok(OPEN)])
+    outcome = await approve(bridge)
+    assert outcome.kind == "failed"  # read back: still open, so NOT recorded
+    assert "NOT recorded" in outcome.message
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision is None and stored.inflight_key is None
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]
+
+
+async def test_a_200_with_another_tasks_record_confirms_nothing(store: Store) -> None:
+    other = {**OURS, "id": "t999"}
+    bridge, calls = await bridge_with(store, [ok(other), ok(OURS)])
+    outcome = await approve(bridge)
+    # the read back of t1 shows Alice's approval: that, not the stray answer, confirms it
+    assert outcome.kind == "done"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == "approved"
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]
+
+
+async def test_a_200_whose_record_is_someone_elses_decision_is_a_conflict(store: Store) -> None:
+    bridge, _ = await bridge_with(store, [ok(BOBS)])
+    outcome = await approve(bridge)
+    assert outcome.kind == "conflict"
+    assert "Already rejected by <@99>" in outcome.message
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == "rejected"  # the factory's record
+    assert stored.inflight_key is None
+    entries = await store.audit_entries(task_id="t1")
+    assert [e.outcome for e in entries if e.action == "task.approved"] == ["conflict"]
+
+
+@pytest.mark.parametrize(
+    ("record", "kind", "stored_decision"),
+    [(OURS, "done", "approved"), (BOBS, "conflict", "rejected")],
+    ids=["the record is ours", "the record is someone else's"],
+)
+async def test_a_409_after_a_timeout_is_read_back_before_it_is_called_a_conflict(
+    store: Store, record: dict[str, Any], kind: str, stored_decision: str
+) -> None:
+    """The first request timed out after the factory applied it; the retry meets a factory
+    that no longer replays its first answer (409): the read back tells whose it is."""
+    bridge, calls = await bridge_with(store, [timeout, CONFLICT, ok(record)])
+    outcome = await approve(bridge)
+    assert outcome.kind == kind
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == stored_decision
+    assert calls[-1] == "GET /v1/tasks/t1"
+    entries = await store.audit_entries(task_id="t1")
+    expected = "ok" if kind == "done" else "conflict"
+    assert [e.outcome for e in entries if e.action == "task.approved"] == [expected]
+
+
+async def test_acknowledging_a_task_decided_at_the_factory_meanwhile_acknowledges_nothing(
+    store: Store,
+) -> None:
+    """The dashboard approved it before its event reached the bridge: the claim is 409
+    (contract §1.3, a state conflict), and the read back tells who decided."""
+    claimed_409 = httpx.Response(
+        409,
+        json={
+            "ok": False,
+            "error": {"code": "CONFLICT", "message": "task is completed"},
+        },
+    )
+    bridge, calls = await bridge_with(store, [claimed_409, ok(BOBS)])
+    outcome = await bridge.acknowledge("t1", ALICE, idempotency_seed="click-2")
+    assert outcome.kind == "conflict"
+    assert "Already rejected by <@99>" in outcome.message
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.acknowledged_at is None
+    assert stored.decision == "rejected"
+    entries = await store.audit_entries(task_id="t1")
+    assert [e.outcome for e in entries if e.action == "task.acknowledge"] == ["conflict"]
+    assert calls == ["POST /v1/tasks/t1/claim", "GET /v1/tasks/t1"]
+
+
+async def test_a_409_claim_on_a_task_still_open_is_acknowledged_as_before(store: Store) -> None:
+    """A factory that will not re-claim a task someone else claimed: the reminders still
+    stop for the person who acknowledged."""
+    claimed_by_carol = {**OPEN, "claimedBy": "carol", "claimedAt": NOW.isoformat()}
+    bridge, _ = await bridge_with(store, [CONFLICT, ok(claimed_by_carol)])
+    outcome = await bridge.acknowledge("t1", ALICE, idempotency_seed="click-3")
+    assert outcome.kind == "done"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.acknowledged_at is not None
