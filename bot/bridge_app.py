@@ -34,6 +34,7 @@ from bot.factory.intake import EventIntake
 from bot.factory.processor import EventProcessor
 from bot.ladder import LadderRuntime
 from bot.leadership import Leadership, Lease, SQLiteFileLock, holder_id
+from bot.leadership.relay import LeaderRelay
 from bot.metrics import BridgeMetrics
 from bot.pipelines import PipelineNames
 from bot.roster import load_roster
@@ -204,6 +205,9 @@ class BridgeApp:
         self.scheduler: AsyncIOScheduler | None = None
         #: the escalation ladder (``ESCALATION_ENABLED``), attached by :mod:`bot.wiring`
         self.escalation: LadderRuntime | None = None
+        #: hands requests only the leader can answer (Twilio webhooks) to it while this
+        #: process stands by; ``None`` on SQLite (one process) or without such routes
+        self.relay: LeaderRelay | None = None
         self._client_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
@@ -326,6 +330,8 @@ class BridgeApp:
         self.processor.start()
         if self.escalation is not None:  # armed while the gateway connected
             await self.escalation.armed()
+        if self.relay is not None:  # the standbys hand Twilio's webhooks here from now on
+            await self.relay.announce()
         self._started = True
         # a standby froze its start-up long before it took over; what leading built (the
         # ladder's timers and history for every open task) lives as long, so freeze it too
@@ -385,6 +391,8 @@ class BridgeApp:
         if self.pager is not None:
             with contextlib.suppress(Exception):
                 await self.pager.aclose()
+        if self.relay is not None:
+            await self.relay.aclose()
         await self.bridge.stop()  # background re-sends: what they carry stays in flight
         await self.notifier.feed.close()  # waiting feed lines: posted within a short timeout
         await self.notifier.edits.close()  # waiting edits: the next start renders anew

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -130,6 +131,10 @@ class Settings(BaseSettings):
     #: there (§1.5); with Twilio configured it also makes the phone two-way (README "Phone":
     #: /twilio/sms, /twilio/voice/gather, /twilio/voice/status, signatures checked against it)
     bridge_public_url: str | None = None
+    #: this process's HTTP port as the other replicas reach it (README "Production"): a
+    #: standby hands the Twilio webhooks it receives to the leader there; unset:
+    #: ``http://<BRIDGE_HTTP_HOST, or this host's name for 0.0.0.0 / ::>:<BRIDGE_HTTP_PORT>``
+    bridge_internal_url: str | None = None
     database_url: str = "sqlite:///./data/bridge.db"
     #: PostgreSQL with autovacuum off: seconds between two checks of the bridge's tables for
     #: ``ANALYZE`` by autovacuum's own rule and naptime; 0 turns it off (bot.store.statistics)
@@ -220,6 +225,7 @@ class Settings(BaseSettings):
         "factory_webhook_secret_previous",
         "factory_ws_token",
         "bridge_public_url",
+        "bridge_internal_url",
         "factory_redis_url",
         "factory_redis_consumer",
         mode="before",
@@ -270,7 +276,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "factory_api_url", "discord_api_base_url", "twilio_api_base_url", "bridge_public_url"
+        "factory_api_url",
+        "discord_api_base_url",
+        "twilio_api_base_url",
+        "bridge_public_url",
+        "bridge_internal_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -312,6 +322,20 @@ class Settings(BaseSettings):
     def alerts_channel_id(self) -> int:
         """Channel for alerts: ``DISCORD_ALERTS_CHANNEL_ID`` or, unset, the tasks channel."""
         return self.discord_alerts_channel_id or self.discord_tasks_channel_id
+
+    @property
+    def internal_url(self) -> str:
+        """Where the other replicas reach this process's HTTP port: ``BRIDGE_INTERNAL_URL``,
+        else ``http://<host>:<BRIDGE_HTTP_PORT>`` with ``BRIDGE_HTTP_HOST`` as the host, or
+        this machine's host name when it listens on every address (``0.0.0.0``, ``::``)."""
+        if self.bridge_internal_url is not None:
+            return self.bridge_internal_url
+        host = self.bridge_http_host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        elif ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        return f"http://{host}:{self.bridge_http_port}"
 
     @property
     def twilio_configured(self) -> bool:

@@ -174,6 +174,10 @@ def _attach_phone(app: BridgeApp) -> None:
     of :func:`attach_features`; README "Phone"): :func:`bot.pager.wiring.attach_phone`."""
     from bot.pager.wiring import attach_phone
 
+    if not app.store.db.is_sqlite:  # replicas may share the database: standbys relay
+        from bot.leadership.relay import LeaderRelay
+
+        app.relay = LeaderRelay(lease=app.lease, store=app.store, own_url=app.settings.internal_url)
     desk = attach_phone(
         settings=app.settings,
         bridge=app.bridge,
@@ -182,6 +186,7 @@ def _attach_phone(app: BridgeApp) -> None:
         ladder=app.escalation,
         clock=app.clock,
         routes=app.intake.app,
+        relay=app.relay,
     )
     app.features.append(desk)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Protocol
 
 from aiohttp import web
 from multidict import MultiDict
@@ -36,7 +37,7 @@ from bot.pager.twiml import gather_twiml, message_twiml, say_twiml
 from escalation.notices import CallScript, PageItem, call_script
 from escalation.phone import Keypress
 
-__all__ = ["SIGNATURE_HEADER", "SMS_PATH", "TwilioWebhooks"]
+__all__ = ["SIGNATURE_HEADER", "SMS_PATH", "Relay", "TwilioWebhooks"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,21 @@ _TWIML = "text/xml"
 
 #: What a call says when its keypress could not be handled.
 _SORRY = "Something went wrong. Please open Discord."
+#: The SMS answer when a reply could not be handled.
+_SMS_SORRY = "Something went wrong; nothing may have changed. Please use Discord."
+
+
+class Relay(Protocol):
+    """Hands a request to the leader (:class:`bot.leadership.relay.LeaderRelay`)."""
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process leads (it handles the request itself)."""
+        ...
+
+    async def forward(self, request: web.Request, *, fallback: web.Response) -> web.Response:
+        """The leader's answer to ``request``, or ``fallback`` when it cannot be had."""
+        ...
 
 
 class TwilioWebhooks:
@@ -63,12 +79,23 @@ class TwilioWebhooks:
         ``TWILIO_AUTH_TOKEN`` (the signature key; never logged).
     desk:
         What the requests do.
+    relay:
+        On a replica (README "Production"): while this process stands by, each verified
+        request is handed to the leader and answered with the leader's answer
+        (:class:`bot.leadership.relay.LeaderRelay`); ``None``: always handled here.
     """
 
-    def __init__(self, *, public_url: str, auth_token: str, desk: PhoneDesk) -> None:
+    def __init__(
+        self, *, public_url: str, auth_token: str, desk: PhoneDesk, relay: Relay | None = None
+    ) -> None:
         self.public_url = public_url.rstrip("/")
         self._validator = RequestValidator(auth_token)
         self.desk = desk
+        self.relay = relay
+
+    def _standing_by(self) -> bool:
+        """Whether a verified request goes to the leader (this process is a standby)."""
+        return self.relay is not None and not self.relay.is_leader
 
     def attach(self, app: web.Application) -> None:
         """Add the routes to ``app`` (before it starts)."""
@@ -110,13 +137,18 @@ class TwilioWebhooks:
         form = await self._verified(request)
         if form is None:
             return self._forbidden()
+        if self._standing_by():
+            assert self.relay is not None
+            return await self.relay.forward(
+                request, fallback=self._twiml(message_twiml(_SMS_SORRY))
+            )
         try:
             answer = await self.desk.on_sms(
                 form.get("From", ""), form.get("Body", ""), form.get("MessageSid", "")
             )
         except Exception:
             log.exception("SMS reply could not be handled")
-            answer = "Something went wrong; nothing may have changed. Please use Discord."
+            answer = _SMS_SORRY
         return self._twiml(message_twiml(answer))
 
     async def gather(self, request: web.Request) -> web.Response:
@@ -124,6 +156,9 @@ class TwilioWebhooks:
         form = await self._verified(request)
         if form is None:
             return self._forbidden()
+        if self._standing_by():
+            assert self.relay is not None
+            return await self.relay.forward(request, fallback=self._twiml(say_twiml(_SORRY)))
         tasks = self._tasks(request)
         try:
             key, said = await self.desk.on_keypress(
@@ -166,6 +201,10 @@ class TwilioWebhooks:
         form = await self._verified(request)
         if form is None:
             return self._forbidden()
+        if self._standing_by():  # the next person's call is planned by the leader
+            assert self.relay is not None
+            unavailable = web.Response(status=503, text="no leader to hand this to\n")
+            return await self.relay.forward(request, fallback=unavailable)
         status = form.get("CallStatus", "")
         log.info(
             "call %s: %s%s",

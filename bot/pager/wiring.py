@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.pager.inbound import TwilioWebhooks
+from bot.pager.inbound import Relay, TwilioWebhooks
 from bot.pager.phone_desk import PhoneDesk
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def attach_phone(
     ladder: LadderRuntime | None,
     clock: Callable[[], datetime],
     routes: web.Application,
+    relay: Relay | None = None,
 ) -> PhoneDesk:
     """Build the :class:`PhoneDesk` and add the Twilio routes to ``routes`` (the intake's
     aiohttp app, before it starts); the desk, for the caller to start and stop with the
@@ -59,6 +60,9 @@ def attach_phone(
         Current aware UTC time.
     routes:
         Where the three routes go.
+    relay:
+        Hands the routes' requests to the leader while this process stands by (replicas on
+        one PostgreSQL database, README "Production"); ``None``: one process.
     """
     assert settings.bridge_public_url is not None and settings.twilio_auth_token is not None
 
@@ -101,5 +105,6 @@ def attach_phone(
         public_url=settings.bridge_public_url,
         auth_token=settings.twilio_auth_token.get_secret_value(),
         desk=desk,
+        relay=relay,
     ).attach(routes)
     return desk

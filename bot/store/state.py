@@ -69,8 +69,9 @@ class StateMixin(StoreBase):
         text = await self.db.read(work)
         return None if text is None else dict(json.loads(text))
 
-    async def save_state(self, key: str, value: dict[str, Any]) -> None:
-        """Save (insert or replace) a JSON document under ``key``."""
+    async def save_state(self, key: str, value: dict[str, Any], *, fenced: bool = False) -> None:
+        """Save (insert or replace) a JSON document under ``key``; ``fenced``: only while this
+        process leads (:meth:`bot.store.database.Database.write`, raises ``NotLeader``)."""
         text = json.dumps(value)
         now = self._clock()
 
@@ -83,4 +84,4 @@ class StateMixin(StoreBase):
             if result.rowcount == 0:
                 conn.execute(insert(t.runtime_state).values(key=key, value=text, updated_at=now))
 
-        await self.db.write(work)
+        await self.db.write(work, fenced=fenced)

@@ -16,6 +16,7 @@ standby, as a load balancer would send them once the leader stopped answering.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,15 @@ from sqlalchemy.engine import make_url
 from bot.app import EXIT_DEPOSED
 from sandbox.discord_emulator import RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World, free_port
+from tests.e2e.test_phone_e2e import (
+    ALICE_PHONE,
+    CLAIM,
+    DAVE_PHONE,
+    PHONE,
+    breach_sms,
+    breaching_task,
+    first_call,
+)
 from tests.support.databases import fresh_postgres_database
 from tests.support.harness import BridgeProcess, wait_until
 
@@ -56,8 +66,8 @@ async def replicas(
     """Build bridge processes sharing ``shared_database_url``, each on its own port."""
     processes: list[BridgeProcess] = []
 
-    def make(name: str, **overrides: object) -> BridgeProcess:
-        port = world.bridge_port if not processes else free_port()
+    def make(name: str, *, port: int | None = None, **overrides: object) -> BridgeProcess:
+        port = port or (world.bridge_port if not processes else free_port())
         env = world.env(**{**REPLICA, "DATABASE_URL": shared_database_url, **overrides})
         process = BridgeProcess(env, world.workdir, port, name=name, standby_ok=True)
         processes.append(process)
@@ -275,3 +285,39 @@ async def test_with_the_default_lease_a_standby_leads_within_15_seconds_of_a_kil
     send_webhooks_to(world, standby)
     task = await new_task(world, "After the failover")
     await world.discord.wait_for(lambda: len(task_messages(world, task["id"])) == 1, 10)
+
+
+async def test_twilio_webhooks_that_reach_the_standby_are_answered_by_the_leader(
+    world: World, replicas: Callable[..., BridgeProcess]
+) -> None:
+    """Behind one load balancer Twilio's webhooks reach any replica. Here they all reach the
+    standby (``BRIDGE_PUBLIC_URL`` is its address): it relays each to the leader, whose
+    Discord session knows the roles and whose writes plan the next call, and answers Twilio
+    with the leader's answer."""
+    standby_port = free_port()
+    public = f"http://127.0.0.1:{standby_port}"
+    phone = {**PHONE, "BRIDGE_PUBLIC_URL": public}
+    leader = replicas("leader", **phone)
+    standby = replicas("standby", port=standby_port, **phone)
+    await leader.start()
+    await standby.start()
+    assert await roles(leader, standby) == ["leader", "standby"]
+    world.twilio.sms_webhook_url = f"{public}/twilio/sms"
+    task = await breaching_task(world)
+    # the critical call goes unanswered: its status reaches the standby, Dave is called next
+    call = await first_call(world, ALICE_PHONE)
+    assert call["status_callback"].startswith(f"{public}/twilio/voice/status?")
+    answer = await world.twilio.end_call(call["sid"], "no-answer")
+    assert answer is not None and answer.status == 200
+    await first_call(world, DAVE_PHONE)
+    # Alice replies to the breach SMS: the standby relays it, the leader acknowledges
+    body = await breach_sms(world, ALICE_PHONE)
+    ref = re.search(r"Reply ACK (\d{4})", body)
+    assert ref, body
+    reply = await world.twilio.send_sms(ALICE_PHONE, f"ACK {ref[1]}")
+    assert reply.status == 200
+    assert reply.messages == ["Acknowledged: Stripe MCP Server to Production."]
+    assert len(world.factory.calls("POST", CLAIM)) == 1
+    assert world.factory.tasks[task["id"]]["status"] == "claimed"
+    assert "relayed to the leader" in standby.log_tail(400)
+    assert not world.twilio.spec_violations, world.twilio.spec_violations
