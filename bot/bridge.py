@@ -31,6 +31,7 @@ from bot.factory.events import (
     TaskCompletedPayload,
     TaskPayload,
 )
+from bot.gone_tasks import close_gone
 from bot.keyed import BoundedMap, KeyedLocks
 from bot.message_faults import REPOSTED_NOTE, ChannelUnavailable, MessageGone
 from bot.outcomes import (
@@ -390,6 +391,10 @@ class Bridge:
             self.actions._settle(task.id)
         await self.refresh_message(task.id)
         await self.escalation.task_changed(task.id)
+
+    async def task_gone(self, task_id: str, reason: str) -> TrackedTask | None:
+        """Close an open task the factory no longer has (:func:`bot.gone_tasks.close_gone`)."""
+        return await close_gone(self, task_id, reason)
 
     async def get_or_fetch(self, task_id: str) -> TrackedTask | None:
         """The tracked task; if the bridge never saw it, fetch it from the factory."""

@@ -81,6 +81,10 @@ class TaskBoard(Protocol):
         """The tracked task; fetched from the factory when the bridge never saw it."""
         ...
 
+    async def task_gone(self, task_id: str, reason: str) -> TrackedTask | None:
+        """Close a task the factory no longer has (404 / 410) and show it."""
+        ...
+
 
 @dataclass(frozen=True)
 class PendingDecision:

@@ -201,7 +201,10 @@ class DecisionSender(DeployApprovals):
         if state in ("open", "gone"):
             detail = f"{unconfirmed}; read back: {state}, not recorded"
             message = say.GONE_READ_BACK if state == "gone" else say.NOT_RECORDED_READ_BACK
-            return await self._not_recorded(pending, detail, message)
+            outcome = await self._not_recorded(pending, detail, message)
+            if state == "gone":
+                await self._close_gone(pending.task_id)
+            return outcome
         detail = f"{unconfirmed}; task not readable; re-sent in the background"
         await self._audit_pending(pending, "unknown", detail)
         self._resend_in_background(pending.task_id, notify=True)
@@ -259,6 +262,14 @@ class DecisionSender(DeployApprovals):
         fresh = await self.store.get_task(pending.task_id)
         await self._audit_pending_conflict(pending, fresh or pending.tracked)  # who decided
         return say.decided_by_someone_first(fresh, self.time_text, yours_lost=True)
+
+    async def _close_gone(self, task_id: str) -> None:
+        """Reading the task back found the factory no longer has it: close it here too
+        (:meth:`bot.bridge.Bridge.task_gone`), so its buttons go and its ladder stops."""
+        await self._quietly(
+            self.board.task_gone(task_id, "the factory answered 404 or 410 when it was read back"),
+            f"close {task_id}",
+        )
 
     async def _clear_inflight(self, task_id: str, key: str) -> None:
         """Clear our in-flight mark (the factory did not record it); when the database takes
@@ -390,7 +401,9 @@ class DecisionSender(DeployApprovals):
                     return await self._settle_from_factory(pending, found, f"{why}; read back")
                 if state == "gone":
                     detail = f"{why}: the factory no longer knows the task"
-                    return await self._not_recorded(pending, detail, say.GONE_RESEND)
+                    outcome = await self._not_recorded(pending, detail, say.GONE_RESEND)
+                    await self._close_gone(task_id)
+                    return outcome
             detail = f"{why}: {exc}; still in flight, retried later"
             await self._audit_pending(pending, "failed", detail)
             return Outcome("failed", str(exc), pending.tracked)

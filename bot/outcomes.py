@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.factory.client import FactoryError
-from bot.store import TrackedTask
+from bot.store import GONE, TrackedTask
 from escalation.markup import inline_text
 
 __all__ = [
@@ -178,7 +178,13 @@ def unknown_task(task_id: str) -> str:
 
 def conflict_text(tracked: TrackedTask, time_text: TimeText) -> str:
     """The answer for a task decided already: ``Already approved by @alice <when>. Nothing
-    was changed.``"""
+    was changed.`` (a task the factory no longer has: ``This task is no longer at the
+    factory …``)."""
+    if tracked.decision == GONE:
+        return (
+            f"This task is no longer at the factory (closed{_when(tracked.decided_at, time_text)})."
+            " Nothing was changed."
+        )
     return (
         f"Already {verb(tracked.decision)} by {who_decided(tracked)}"
         f"{_when(tracked.decided_at, time_text)}. Nothing was changed."

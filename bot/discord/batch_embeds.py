@@ -35,7 +35,7 @@ from bot.discord.embeds import (
     format_test_results,
     truncate,
 )
-from bot.store import TrackedTask
+from bot.store import GONE, TrackedTask
 from escalation.markup import escape_text, inline_text
 from escalation.risk import Risk, RiskAssessment, assess_risk
 
@@ -158,7 +158,7 @@ def item_state(tracked: TrackedTask) -> str | None:
         label = DECISION_LABELS.get(decision, (f"☑️ {decision}", 0))[0]
         emoji, _, word = label.partition(" ")
         who = _who(tracked.decided_by_discord_id, tracked.decided_by, "the factory")
-        text = f"{emoji} {word.lower()} by {who}"
+        text = f"{emoji} {word.lower()}" + ("" if decision == GONE else f" by {who}")
         if tracked.decision_notes:
             text += f": {inline_text(tracked.decision_notes, 120)}"
         return text

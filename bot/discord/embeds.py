@@ -21,7 +21,7 @@ from bot.discord.limits import (
 from bot.ladder.text import discord_timestamp
 from bot.outcomes import ack_channel
 from bot.pipelines import stage_text
-from bot.store import TrackedTask
+from bot.store import GONE, TrackedTask
 from escalation.markup import escape_text
 from escalation.models import Priority, Task, TaskType, TestResults
 from escalation.notices import PRIORITY_LABELS, NextStep
@@ -60,6 +60,7 @@ DECISION_LABELS: dict[str, tuple[str, int]] = {
     "rejected": ("❌ Rejected", 0x992D22),
     "deferred": ("⏸️ Deferred", 0x95A5A6),
     "escalated": ("⬆️ Escalated", 0x9B59B6),
+    GONE: ("🗑️ No longer at the factory", 0x95A5A6),
 }
 
 
@@ -251,7 +252,7 @@ def task_embed(
         if tracked.decision == "approved" and len(tracked.deploy_approvals) > 1:
             who = ", ".join(f"<@{a.discord_user_id}>" for a in tracked.deploy_approvals)
         when = f" · {discord_timestamp(tracked.decided_at, 'f')}" if tracked.decided_at else ""
-        value = f"{label} by {who}{when}"
+        value = f"{label}{when}" if tracked.decision == GONE else f"{label} by {who}{when}"
         chosen = task.decision_data.get("option")
         if isinstance(chosen, dict) and isinstance(chosen.get("label"), str):
             value += f"\nChosen: **{escape_text(truncate(chosen['label'], 100))}**"

@@ -76,6 +76,8 @@ class ReconcileReport:
     posted: int = 0
     updated: int = 0
     checked: int = 0
+    #: open tasks the factory no longer has (404 / 410): closed (``Bridge.task_gone``)
+    gone: int = 0
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -290,7 +292,7 @@ class Reconciler:
             report.seconds = time.monotonic() - started
             self.passes += 1
             self.last_report = report
-            if report.posted or report.updated or report.failed:
+            if report.posted or report.updated or report.gone or report.failed:
                 await store.audit(
                     actor_name="system",
                     via="system",
@@ -299,15 +301,17 @@ class Reconciler:
                     detail=(
                         f"{report.pending} pending, {report.posted} posted, "
                         f"{report.updated} updated, {report.checked} re-read, "
-                        f"{len(report.failed)} failed"
+                        f"{report.gone} gone, {len(report.failed)} failed"
                     ),
                 )
             log.info(
-                "reconciled: %d pending, %d posted, %d updated, %d re-read, %d failed (%.2fs)",
+                "reconciled: %d pending, %d posted, %d updated, %d re-read, %d gone, %d failed"
+                " (%.2fs)",
                 report.pending,
                 report.posted,
                 report.updated,
                 report.checked,
+                report.gone,
                 len(report.failed),
                 report.seconds,
             )
@@ -354,7 +358,18 @@ class Reconciler:
         try:
             fresh = await bridge.factory.get_task(tracked.task_id)
         except FactoryError as exc:
+            if exc.status in (404, 410):  # the factory no longer has it: close it here too
+                try:
+                    await bridge.task_gone(
+                        tracked.task_id, f"the factory answers {exc.status} for it"
+                    )
+                    report.gone += 1
+                except Exception as failure:
+                    log.warning("reconcile: task %s not closed: %r", tracked.task_id, failure)
+                    report.failed.append(tracked.task_id)
+                return
             log.warning("reconcile: task %s not readable: %s", tracked.task_id, exc)
+            report.failed.append(tracked.task_id)
             return
         except FactoryUnavailable as exc:
             log.warning("reconcile: factory unavailable: %s", exc)

@@ -13,7 +13,11 @@ from . import tables as t
 from .base import StoreBase
 from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked
 
-__all__ = ["DecisionsMixin"]
+__all__ = ["GONE", "DecisionsMixin"]
+
+#: ``tasks.decision`` of a task the factory no longer has (``GET /v1/tasks/{id}`` answered 404
+#: or 410): closed by the bridge, not decided by anyone (no contract ``TaskDecision``).
+GONE = "gone"
 
 _BEGIN_DECISION = (
     update(t.tasks)
@@ -165,3 +169,50 @@ class DecisionsMixin(StoreBase):
             return [row_to_tracked(r) for r in rows]
 
         return await self.db.read(work)
+
+    async def close_gone(self, task_id: str, *, reason: str, at: datetime) -> TrackedTask | None:
+        """Close an open task the factory no longer has (:data:`GONE`): it leaves the open
+        tasks (its ladder stops, its buttons go) and any decision in flight on it is dropped
+        (a re-send could only be refused). A task decided meanwhile is left as it is.
+
+        Parameters
+        ----------
+        task_id:
+            The task.
+        reason:
+            Why, shown on its message (e.g. ``404 NOT_FOUND: …``).
+        at:
+            When the factory said so (aware UTC).
+
+        Returns
+        -------
+        TrackedTask | None
+            The task as stored now (``decision`` :data:`GONE` unless it was decided before);
+            ``None`` for a task the bridge does not know.
+        """
+        now = self._clock()
+
+        def work(conn: Connection) -> TrackedTask | None:
+            conn.execute(
+                update(t.tasks)
+                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.decision.is_(None)))
+                .values(
+                    decision=GONE,
+                    decision_notes=reason[:1000],
+                    decided_by="the factory",
+                    decided_by_discord_id=None,
+                    decided_at=at.timestamp(),
+                    decision_source="factory",
+                    inflight_decision=None,
+                    inflight_by_discord_id=None,
+                    inflight_by_name=None,
+                    inflight_key=None,
+                    inflight_notes=None,
+                    inflight_at=None,
+                    updated_at=now,
+                )
+            )
+            row = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
+            return None if row is None else row_to_tracked(row)
+
+        return await self._write_task(task_id, work)

@@ -188,3 +188,23 @@ async def test_a_409_claim_on_a_task_still_open_is_acknowledged_as_before(store:
     assert outcome.kind == "done"
     stored = await store.get_task("t1")
     assert stored is not None and stored.acknowledged_at is not None
+
+
+async def test_a_task_the_factory_no_longer_has_is_closed_after_the_read_back(
+    store: Store,
+) -> None:
+    """Every attempt timed out and the read back answers 404: nothing was recorded, and the
+    task is closed here too — a second click is told so instead of sending again."""
+    not_found = httpx.Response(
+        404, json={"ok": False, "error": {"code": "NOT_FOUND", "message": "task t1 not found"}}
+    )
+    bridge, calls = await bridge_with(store, [timeout, timeout, timeout, timeout, not_found])
+    outcome = await approve(bridge)
+    assert outcome.kind == "failed" and "no longer knows this task" in outcome.message
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == "gone" and stored.inflight_key is None
+    again = await bridge.decide("t1", "approved", ALICE, idempotency_seed="click-9")
+    assert again.kind == "conflict" and "no longer at the factory" in again.message
+    assert calls.count("POST /v1/tasks/t1/complete") == 4  # the second click sent nothing
+    entries = await store.audit_entries(task_id="t1")
+    assert [e.outcome for e in entries if e.action == "task.gone"] == ["ok"]

@@ -274,3 +274,36 @@ def test_message_refs_reads_task_ids_from_buttons_footers_and_batch_selects() ->
     text = {"description": "**t-11** then **t-10**"}
     found = message_refs([bare], [text], known_ids={"t-10", "t-11", "t-12"})
     assert found == MessageRefs(("t-11", "t-10"), "b-8")
+
+
+async def test_a_task_the_factory_no_longer_has_is_closed_and_stops_escalating(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    """The factory deleted an open task (its ``GET`` answers 404) without any event: the
+    next pass closes it — its message says so and loses its buttons, its ladder stops, the
+    audit trail has ``task.gone`` — instead of it staying open and escalating for ever."""
+    bridge = make_bridge(RECONCILE_INTERVAL_SECONDS="0.2", ESCALATION_DM_AFTER_SECONDS="1")
+    await bridge.start()
+    doomed = await world.factory.create_task(title="Deleted at the factory", priority="high")
+    kept = await world.factory.create_task(title="Still there", priority="high")
+    await world.discord.wait_for(lambda: len(messages_of(world, doomed["id"])) == 1, 10)
+    await world.discord.wait_for(lambda: len(messages_of(world, kept["id"])) == 1, 10)
+    del world.factory.tasks[doomed["id"]]  # gone from the factory, no event
+    [message] = messages_of(world, doomed["id"])
+    await world.discord.wait_for(
+        lambda: decision_of(message).startswith("🗑️ No longer at the factory"), 10
+    )
+    assert "the factory answers 404 for it" in decision_of(message)
+    assert message.button_labels == []
+    assert decision_of(messages_of(world, kept["id"])[0]) == ""  # the other one stays open
+    with sqlite3.connect(world.database_file) as conn:
+        gone = conn.execute(
+            "SELECT outcome FROM audit WHERE task_id = ? AND action = 'task.gone'",
+            (doomed["id"],),
+        ).fetchall()
+        steps = conn.execute(
+            "SELECT COUNT(*) FROM escalation_deliveries WHERE task_id = ? AND status = 'pending'",
+            (doomed["id"],),
+        ).fetchone()
+    assert gone == [("ok",)]
+    assert steps == (0,)
