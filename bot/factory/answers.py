@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from escalation.models import Task
 
@@ -28,12 +29,14 @@ __all__ = [
     "follow_pages",
     "page_of",
     "parsed",
-    "readable_tasks",
+    "readable_items",
     "task_data",
 ]
 
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Unreadable(Exception):
@@ -185,22 +188,24 @@ async def follow_pages(
     )
 
 
-def readable_tasks(items: list[Any]) -> tuple[list[Task], int]:
-    """The items of a task listing that are tasks the bridge can read, and how many were not.
+def readable_items(items: list[Any], model: type[M], what: str) -> tuple[list[M], int]:
+    """The items of a listing that are ``model`` instances the bridge can read, and how many
+    were not.
 
     An item that cannot be read (no id, a date that is not a date …) is logged and left out,
-    so one odd task never hides the others.
+    so one odd item never hides the others (``what`` names them in the log: ``task`` …).
     """
-    tasks: list[Task] = []
+    read: list[M] = []
     skipped = 0
     for item in items:
         try:
-            tasks.append(Task.model_validate(item))
-        except (ValueError, TypeError, RecursionError) as exc:
+            read.append(model.model_validate(item))
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
             skipped += 1
             log.warning(
-                "factory task list: item %r left out, it cannot be read: %s",
+                "factory %s list: item %r left out, it cannot be read: %s",
+                what,
                 str(item.get("id"))[:64] if isinstance(item, dict) else "?",
                 str(exc)[:500],
             )
-    return tasks, skipped
+    return read, skipped

@@ -34,10 +34,10 @@ from .answers import (
     follow_pages,
     page_of,
     parsed,
-    readable_tasks,
+    readable_items,
     task_data,
 )
-from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable, error_from_response
+from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable, final_error
 from .retries import GATEWAY_STATUS, NOT_SENT, RETRYABLE_STATUS, RetryPolicy, retry_after_seconds
 
 __all__ = [
@@ -146,11 +146,12 @@ class FactoryClient:
         Raises
         ------
         FactoryError
-            For a non-retryable error answer (4xx other than 408/429).
+            For a refusal (4xx other than 408/429; 501, 505).
         FactoryBadResponse
             When the last attempt was answered with something unreadable.
         FactoryUnavailable
-            When every attempt failed with a retryable status, a timeout or a network error;
+            When every attempt failed with a retryable status, a timeout or a network error,
+            or at once for another 5xx (:func:`~bot.factory.errors.final_error`);
             ``uncertain`` tells whether any attempt may have been acted on.
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -188,7 +189,7 @@ class FactoryClient:
                         )
                 else:
                     if response.status_code not in RETRYABLE_STATUS:
-                        raise error_from_response(response)
+                        raise final_error(response, f"{method} {path}")
                     retry_after = retry_after_seconds(response)
                     last_problem = f"HTTP {response.status_code}"
                     uncertain = uncertain or response.status_code in GATEWAY_STATUS
@@ -263,7 +264,7 @@ class FactoryClient:
             return await self.list_tasks(status=status, priority=priority, page=number)
 
         async for items in follow_pages("tasks", fetch):
-            tasks, skipped = readable_tasks(items)
+            tasks, skipped = readable_items(items, Task, "task")
             self.skipped_items += skipped
             yield tasks
 
@@ -400,8 +401,8 @@ class FactoryClient:
         return summary
 
     async def list_pipelines(self, *, status: str | None = None) -> list[Pipeline]:
-        """``GET /v1/pipelines``, every page (:func:`~bot.factory.answers.follow_pages`).
-        Raises :class:`FactoryBadResponse` when a page, or a pipeline in it, cannot be read."""
+        """``GET /v1/pipelines``, every page (:func:`~bot.factory.answers.follow_pages`); a
+        pipeline that cannot be read is logged and left out (the others are listed)."""
 
         async def fetch(number: int) -> Page:
             params: dict[str, Any] = {"page": number, "limit": 100}
@@ -414,10 +415,7 @@ class FactoryClient:
 
         pipelines: list[Pipeline] = []
         async for items in follow_pages("pipelines", fetch):
-            try:
-                pipelines.extend(Pipeline.model_validate(p) for p in items)
-            except (ValueError, TypeError, RecursionError) as exc:
-                raise FactoryBadResponse(f"a pipeline cannot be read: {str(exc)[:300]}") from None
+            pipelines.extend(readable_items(items, Pipeline, "pipeline")[0])
         return pipelines
 
     async def get_pipeline(self, pipeline_id: str) -> Pipeline:

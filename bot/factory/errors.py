@@ -9,7 +9,13 @@ from typing import Any
 
 import httpx
 
-__all__ = ["FactoryBadResponse", "FactoryError", "FactoryUnavailable", "error_from_response"]
+__all__ = [
+    "FactoryBadResponse",
+    "FactoryError",
+    "FactoryUnavailable",
+    "error_from_response",
+    "final_error",
+]
 
 
 class FactoryError(Exception):
@@ -104,3 +110,31 @@ def error_from_response(response: httpx.Response) -> FactoryError:
         field=error.get("field"),
         details=error.get("details") if isinstance(error.get("details"), dict) else None,
     )
+
+
+#: Server errors after which the request certainly did nothing (RFC 9110 §15.6: 501 Not
+#: Implemented, 505 HTTP Version Not Supported).
+_NOTHING_DONE = frozenset({501, 505})
+
+
+def final_error(response: httpx.Response, what: str) -> FactoryError | FactoryUnavailable:
+    """The error to raise for an answer that is not retried (contract §7.1 retries only 408,
+    429, 500, 502, 503 and 504).
+
+    A 4xx (and 501, 505) is the factory's refusal: :func:`error_from_response`. Any other
+    5xx — a proxy's 520–524 (524: the origin timed out *after* the request reached it), 507
+    … — is no refusal: the request may have been acted on, so it is
+    :class:`FactoryUnavailable` with ``uncertain`` set (a decision is then read back, never
+    reported as refused).
+
+    Parameters
+    ----------
+    response:
+        The answer.
+    what:
+        ``<METHOD> <path>``, for the message.
+    """
+    status = response.status_code
+    if status >= 500 and status not in _NOTHING_DONE:
+        return FactoryUnavailable(f"{what} answered HTTP {status} (not retried)", uncertain=True)
+    return error_from_response(response)

@@ -294,3 +294,15 @@ async def test_a_task_dated_outside_the_utc_range_is_left_out_not_fatal() -> Non
     client = client_with([page([item("a"), out_of_range, item("b")])], seen)
     assert [t.id for t in await client.iter_tasks()] == ["a", "b"]
     assert client.skipped_items == 1
+
+
+async def test_one_odd_pipeline_is_left_out_and_the_others_listed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = {"id": "p-1", "name": "mcp-one", "slug": "mcp-one", "status": "active"}
+    odd = {"id": "p-2", "name": "mcp-two", "createdAt": "last tuesday"}
+    seen: list[httpx.Request] = []
+    with caplog.at_level(logging.WARNING, logger="bot.factory.answers"):
+        pipelines = await client_with([page([odd, good])], seen).list_pipelines()
+    assert [p.id for p in pipelines] == ["p-1"]
+    assert "p-2" in caplog.text

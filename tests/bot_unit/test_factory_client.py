@@ -122,3 +122,24 @@ def test_retry_after_as_an_http_date_is_the_seconds_until_then() -> None:
     assert retry_after_seconds(later, now=lambda: now) == 12.0
     assert retry_after_seconds(past, now=lambda: now) == -1680.0
     assert RetryPolicy().delay(1, retry_after_seconds(past, now=lambda: now)) == 0.0
+
+
+@pytest.mark.parametrize("status", [507, 520, 524])
+async def test_a_server_error_outside_the_retry_list_is_unknown_not_a_refusal(status: int) -> None:
+    """524: the origin timed out after the request reached it. Not retried (contract §7.1),
+    but the decision may have been recorded: the caller must read it back."""
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    with pytest.raises(FactoryUnavailable) as raised:
+        await complete(client_with([httpx.Response(status)], seen, delays))
+    assert raised.value.uncertain
+    assert len(seen) == 1 and delays == []
+
+
+@pytest.mark.parametrize("status", [501, 505])
+async def test_a_server_error_that_did_nothing_is_a_refusal(status: int) -> None:
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    with pytest.raises(FactoryError) as raised:
+        await complete(client_with([httpx.Response(status)], seen, delays))
+    assert raised.value.status == status and len(seen) == 1
