@@ -179,16 +179,21 @@ class EventProcessor:
         *,
         max_attempts: int = 5,
         retry_base_seconds: float = 1.0,
+        store_retry_seconds: float = 1.0,
     ) -> None:
         self.store = store
         self.handle = handle
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
+        self.store_retry_seconds = store_retry_seconds
+        #: times the store failed under the loop (it waited, then went on)
+        self.store_failures = 0
         self.failed = 0
         self._wake = asyncio.Event()
         self._attempts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._handled: list[str] = []  # handled, not yet marked in the store
+        self._unmarked: set[str] = set()  # handled, their mark failed: not read back again
         # marks being written: stop() waits for them, even when it cancelled their caller
         self._flushing: set[asyncio.Future[None]] = set()
         # submitted, not taken yet, in arrival order; by id, so that a store read takes an
@@ -252,15 +257,37 @@ class EventProcessor:
             self._task = None
         if self._flushing:  # a flush the cancelled loop was waiting for: let it commit
             await asyncio.gather(*self._flushing, return_exceptions=True)
-        await self._flush_handled()
+        try:
+            await self._flush_handled()
+        except Exception:  # unmarked: handled again at the next start (handlers tolerate it)
+            log.exception("event processor: the last handled events could not be marked")
+        self._handled.clear()
         self._backlog.clear()
         self._chains.clear()
         self._retry_at.clear()
         self._held.clear()
+        self._unmarked.clear()
         self._streak = 0
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
+        """The loop; a failure of the store under it (a mark, a read, a disk full) is logged
+        and waited out (``store_retry_seconds``), never the end of the loop: the events in
+        hand stay unprocessed in the store and are read again."""
+        while True:
+            try:
+                await self._run_until_failure()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.store_failures += 1
+                log.exception(
+                    "event processor: the store failed; going on in %.1fs", self.store_retry_seconds
+                )
+                self._read_store = True  # what was taken and not handled is read again
+                await asyncio.sleep(self.store_retry_seconds)
+
+    async def _run_until_failure(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
@@ -325,10 +352,14 @@ class EventProcessor:
         is read until a read finds no more than it asked for.
         """
         overflows = self._overflows
-        limit = RUN_SIZE + len(self._held)
+        # handled but not marked yet (the loop failed before the flush, or the flush did):
+        # unprocessed in the store, never to be handled again
+        unmarked = self._unmarked.union(self._handled) if self._handled else self._unmarked
+        limit = RUN_SIZE + len(self._held) + len(unmarked)
         records = await self.store.unprocessed_events(limit)
         drained = len(records) < limit
-        records = [r for r in records if r.event_id not in self._held][:RUN_SIZE]
+        skip = self._held | unmarked if unmarked else self._held
+        records = [r for r in records if r.event_id not in skip][:RUN_SIZE]
         only_in_memory = True
         run: _Run = []
         for record in records:
@@ -372,7 +403,13 @@ class EventProcessor:
             flush = asyncio.ensure_future(self.store.mark_events_processed(handled))
             self._flushing.add(flush)
             flush.add_done_callback(self._flushing.discard)
-            await asyncio.shield(flush)
+            try:
+                await asyncio.shield(flush)
+            except Exception:  # marked at the next flush; meanwhile never handled again
+                self._handled[:0] = handled
+                self._unmarked.update(handled)
+                raise
+            self._unmarked.difference_update(handled)
 
     # ------------------------------------------------------------------ one event
     async def _take(self, item: _Item) -> None:

@@ -377,3 +377,39 @@ async def test_a_flood_beyond_memory_is_handled_from_the_store_in_order(
     order = [event.raw["data"]["pipelineId"] for event in seen]
     assert order == [event.raw["data"]["pipelineId"] for _, event in submitted]
     assert await store.unprocessed_events() == []
+
+
+async def test_a_failed_mark_is_waited_out_and_nothing_is_handled_twice(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses one write (disk full, a connection reset) while the processor
+    marks events handled: it goes on — events submitted after it are handled, the marks are
+    written once the database takes writes again — instead of stopping until a restart."""
+    handler = Handler()
+    processor = EventProcessor(store, handler, store_retry_seconds=0.01)
+    processor.start()
+    await wait_until(processor.idle.is_set, what="the first read of the store")
+    mark = store.mark_events_processed
+    failures = [OSError("disk I/O error")]
+
+    async def failing_once(event_ids: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await mark(event_ids)
+
+    monkeypatch.setattr(store, "mark_events_processed", failing_once)
+    processor.submit(*await record(store, "a"))
+    await wait_until(lambda: processor.store_failures == 1, what="the failed mark")
+    processor.submit(*await record(store, "b"))
+    await wait_until(lambda: handler.handled == ["a", "b"], what="the next event handled")
+    await wait_until(
+        lambda: processor._task is not None and processor.idle.is_set(), what="idle again"
+    )
+
+    async def all_marked() -> bool:
+        return await store.unprocessed_events() == []
+
+    await wait_until(all_marked, what="both events marked")
+    await processor.stop()
+    assert handler.calls == ["a", "b"]  # "a" was not handled again from the store
+    assert not failures
