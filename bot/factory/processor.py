@@ -40,7 +40,12 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
-from bot.factory.client import FactoryError
+from bot.factory.event_rules import (
+    PERMANENT_STATUSES,
+    Parsed,
+    order_key,
+    permanent_reason,
+)
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.logs import log_context
 from bot.store import Store
@@ -49,10 +54,8 @@ __all__ = ["PERMANENT_STATUSES", "EventProcessor", "order_key", "permanent_reaso
 
 log = logging.getLogger(__name__)
 
-#: An event as the processor gets it: parsed, or why its stored body does not parse.
-_Parsed = FactoryEvent | EventValidationError | UnknownEventType
 #: ``(event_id, type, parsed)``.
-_Item = tuple[str, str, _Parsed]
+_Item = tuple[str, str, Parsed]
 #: The events of one run.
 _Run = list[_Item]
 
@@ -74,75 +77,6 @@ MAX_BACKOFF_SECONDS = 30.0
 OUTAGE_STREAK = 2
 #: Longest failure reason kept in ``events.error`` and the audit (characters).
 MAX_REASON_CHARS = 1000
-
-#: HTTP statuses that will be the same on every retry: the request itself is refused
-#: (contract §7.1 never retries 400, 404, 409, 410; 413 and 422 refuse the content).
-PERMANENT_STATUSES = frozenset({400, 404, 409, 410, 413, 422})
-
-#: Errors raised by values that cannot be processed: the same input fails the same way again.
-_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # includes pydantic's ValidationError and UnicodeError
-    TypeError,
-    LookupError,
-    ArithmeticError,  # OverflowError: a date in year 9999 plus an SLA
-    RecursionError,
-)
-
-
-def permanent_reason(exc: BaseException) -> str | None:
-    """Why handling an event failed for good, or ``None`` when a retry may succeed.
-
-    Parameters
-    ----------
-    exc:
-        What handling the event raised.
-
-    Returns
-    -------
-    str | None
-        ``"refused by the factory (404 NOT_FOUND)"``-style text for a permanent error (see the
-        module docstring), ``None`` for a transient one (``FactoryUnavailable``, 5xx, 401/403,
-        a connection error, anything unknown).
-    """
-    if isinstance(exc, FactoryError):
-        if exc.status in PERMANENT_STATUSES:
-            return f"refused by the factory ({exc.status} {exc.code})"
-        return None
-    status = getattr(exc, "status", None)
-    if status == 400 and type(exc).__module__.startswith("discord"):
-        return "refused by Discord as malformed (400)"
-    if isinstance(exc, _PERMANENT_ERRORS):
-        return "cannot be processed"
-    return None
-
-
-def order_key(event_id: str, event: _Parsed) -> str:
-    """What an event is about, for ordering: ``task:<id>``, ``pipeline:<id>`` or ``event:<id>``.
-
-    Events with the same key are handled in arrival order (a later one waits while an earlier
-    one is retried); events with different keys do not wait for each other.
-    """
-    if not isinstance(event, FactoryEvent):
-        return f"event:{event_id}"
-    # the payload's fields as stored (a pydantic model keeps them in __dict__): getattr() of a
-    # field the payload type lacks makes pydantic build and raise an AttributeError each time
-    fields = getattr(event.payload, "__dict__", {})
-    task = fields.get("task")
-    if task is not None and isinstance(getattr(task, "id", None), str):
-        return f"task:{task.id}"
-    approval = fields.get("approval")
-    if approval is not None and isinstance(getattr(approval, "task_id", None), str):
-        return f"task:{approval.task_id}"
-    task_id = fields.get("task_id")
-    if isinstance(task_id, str):
-        return f"task:{task_id}"
-    pipeline = fields.get("pipeline")
-    if pipeline is not None and isinstance(getattr(pipeline, "id", None), str):
-        return f"pipeline:{pipeline.id}"
-    pipeline_id = fields.get("pipeline_id")
-    if isinstance(pipeline_id, str):
-        return f"pipeline:{pipeline_id}"
-    return f"event:{event_id}"
 
 
 def _task_id(key: str) -> str | None:
