@@ -377,16 +377,16 @@ class Bridge:
         known = await self.store.get_task(task.id)
         tracked = await self.track(task)
         await audit_factory_decision(self.store, known, tracked)
-        if known is None and not tracked.is_decided:
-            await self.show_task(task)
-            return
-        if task.claimed_by and tracked.acknowledged_at is None:
+        if task.claimed_by and tracked.acknowledged_at is None:  # also before its first post
             await self.store.set_acknowledged(
                 task.id,
                 0,
                 person_name(task.claimed_by, self.roster) or task.claimed_by,
                 task.claimed_at or self.clock(),
             )
+        if known is None and not tracked.is_decided:
+            await self.show_task(task)
+            return
         if tracked.is_decided:
             self.actions._settle(task.id)
         await self.refresh_message(task.id)

@@ -189,7 +189,10 @@ class EventsMixin(StoreBase):
             return []
         now = self._clock()
         rows: list[dict[str, Any]] = []
-        for event in events:
+        # one microsecond apart, in stream order: the store is read back ORDER BY received_at,
+        # event_id, and the ids (redis:<stream>:<ms>-<seq>) do not sort as the stream does
+        # (…-10 before …-2 as text); a batch of 1,000 spans a millisecond
+        for index, event in enumerate(events):
             if event.error is None:
                 text, fingerprint = encode_event(event.body)
             else:  # kept as it came (ASCII-escaped); its content is not remembered
@@ -198,7 +201,7 @@ class EventsMixin(StoreBase):
                 "event_id": event.event_id,
                 "type": event.type,
                 "source": event.source,
-                "received_at": now,
+                "received_at": now + index * 1e-6,
                 "body": text,
                 "fingerprint": fingerprint,
                 "error": event.error,

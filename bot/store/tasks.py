@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -28,6 +30,8 @@ class _HasTaskId(Protocol):
 _Keyed = TypeVar("_Keyed", bound=_HasTaskId)
 
 __all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
+
+log = logging.getLogger(__name__)
 
 #: Rows per page of :meth:`TasksMixin.open_task_pages`.
 OPEN_TASK_PAGE = 1000
@@ -56,11 +60,28 @@ _CLAIM_POSTING = update(t.tasks).where(
 )
 
 
+def _older(task: Task, stored_payload: str) -> bool:
+    """Whether ``task`` is an older snapshot than the stored one: both carry ``updatedAt``
+    (contract §1.4 ``Task``) and the incoming one is earlier. Equal or unknown: not older."""
+    if task.updated_at is None:
+        return False
+    try:
+        stored = json.loads(stored_payload).get("updatedAt")
+        stored_at = datetime.fromisoformat(stored) if isinstance(stored, str) else None
+    except (ValueError, AttributeError):
+        return False
+    if stored_at is None or stored_at.tzinfo is None:
+        return False
+    return task.updated_at < stored_at
+
+
 class TasksMixin(StoreBase):
     """The store's task methods (see :class:`bot.store.Store`)."""
 
     async def upsert_task(self, task: Task, deadline: datetime) -> TrackedTask:
-        """Insert or refresh a task's snapshot; a confirmed decision is never undone.
+        """Insert or refresh a task's snapshot; a confirmed decision is never undone, and a
+        snapshot older than the stored one (its ``updatedAt`` earlier: a webhook retried late,
+        a listing read before the change) does not replace it.
 
         A completed task (status ``completed`` with a decision) also fills the decision columns
         when they are still empty, so decisions made elsewhere are shown. Two first sightings
@@ -102,6 +123,8 @@ class TasksMixin(StoreBase):
             existing = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
             if existing is None:
                 conn.execute(_INSERT_TASK, {"task_id": task_id, **values})
+            elif _older(task, existing._mapping["payload"]):
+                log.info("task %s: a snapshot older than the stored one is ignored", task_id)
             else:
                 refresh = dict(values)
                 if existing._mapping["decision"] is not None:

@@ -113,6 +113,23 @@ async def test_a_batch_larger_than_one_statement_is_stored_whole(store: Store) -
     assert await store.count_events() == 1204
 
 
+async def test_a_stream_batch_is_read_back_in_stream_order(store: Store) -> None:
+    """Entry ids ``…-2`` and ``…-10`` sort the other way as text: the store reads a batch
+    back as the stream had it (the processor applies events of one task in that order)."""
+    batch = [
+        NewEvent(
+            f"redis:factory.tasks:1700000000000-{seq}",
+            "pipeline.stage_changed",
+            event(seq),
+            "redis",
+        )
+        for seq in range(12)
+    ]
+    await store.record_events(batch)
+    read = await store.unprocessed_events(limit=100)
+    assert [r.event_id for r in read] == [e.event_id for e in batch]
+
+
 async def test_marks_of_more_than_one_statement_each_apply_and_the_queue_reads_in_order(
     store: Store, database_url: str
 ) -> None:
