@@ -129,11 +129,12 @@ def cmd_run(_: argparse.Namespace) -> int:
     assert isinstance(settings, Settings)
     _configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     from bot.leadership import DatabaseInUse
+    from bot.roster import RosterError
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(run_service(settings))
-    except DatabaseInUse as exc:
+    except (DatabaseInUse, RosterError) as exc:  # what to fix, not a traceback
         print(f"factory-bridge: {exc}", file=sys.stderr)
         return 2
 

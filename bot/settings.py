@@ -29,6 +29,13 @@ RoleIds = Annotated[frozenset[int], NoDecode]
 StreamNames = Annotated[tuple[str, ...], NoDecode]
 Priorities = Annotated[frozenset[Priority], NoDecode]
 
+#: The upper bound of every duration setting, in seconds: 366 days.
+MAX_SECONDS = 31_622_400
+#: A duration setting in seconds: a finite number of at most :data:`MAX_SECONDS` (366 days),
+#: so that no deadline or sleep computed from it overflows ``datetime`` arithmetic; the lower
+#: bound (``gt=0`` or ``ge=0``) is set per field.
+Seconds = Annotated[float, Field(le=MAX_SECONDS, allow_inf_nan=False)]
+
 
 def _parse_id_list(value: object) -> object:
     """Turn ``"123, 456"`` (comma-separated Discord ids) into ``{123, 456}``."""
@@ -47,8 +54,9 @@ class Settings(BaseSettings):
     Raises
     ------
     pydantic.ValidationError
-        When a setting is missing or malformed; :func:`describe_validation_error` turns it into
-        lines that name the variable and the problem without echoing secret values.
+        When a setting is missing or malformed (a duration in seconds that is not finite or is
+        over :data:`MAX_SECONDS`, 366 days, too); :func:`describe_validation_error` turns it
+        into lines that name the variable and the problem without echoing secret values.
     """
 
     model_config = SettingsConfigDict(
@@ -68,9 +76,9 @@ class Settings(BaseSettings):
     deploy_required_approvers: int = Field(default=1, ge=1, le=10)
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg"
-    discord_guild_ready_timeout_seconds: float = Field(default=2.0, ge=0)
+    discord_guild_ready_timeout_seconds: Seconds = Field(default=2.0, ge=0)
     discord_channel_rate_limit: int = Field(default=5, ge=1)
-    discord_channel_rate_window_seconds: float = Field(default=5.0, gt=0)
+    discord_channel_rate_window_seconds: Seconds = Field(default=5.0, gt=0)
     #: message edits the bridge sends per channel per DISCORD_CHANNEL_RATE_WINDOW_SECONDS
     #: (bot.discord.edit_queue; Discord: edits are rate limited per channel too)
     discord_edit_rate_limit: int = Field(default=5, ge=1)
@@ -79,10 +87,10 @@ class Settings(BaseSettings):
     discord_feed_max_pending: int = Field(default=500, ge=1)
     #: first pause, in seconds, of edits to a channel's messages older than 1 h after Discord
     #: answered 30046 (doubles while it keeps answering so, up to 15 min; bot.discord.edit_queue)
-    discord_old_edit_backoff_seconds: float = Field(default=60.0, gt=0)
+    discord_old_edit_backoff_seconds: Seconds = Field(default=60.0, gt=0)
     #: a channel the bridge cannot use (10003/50001/50013): its waiting tasks are retried this
     #: often, in seconds (bot.channel_access)
-    discord_channel_retry_seconds: float = Field(default=60.0, gt=0)
+    discord_channel_retry_seconds: Seconds = Field(default=60.0, gt=0)
 
     # --- Factory API (contract §1.1, §7.1) ---------------------------------------------------
     factory_api_url: str = "http://localhost:3100/v1"
@@ -94,11 +102,11 @@ class Settings(BaseSettings):
     factory_ws_url: str | None = None
     #: JWT sent as ``?token=`` on the WebSocket (contract §1.6), besides ``X-API-Key``
     factory_ws_token: SecretStr | None = None
-    factory_timeout_seconds: float = Field(default=10.0, gt=0)
-    factory_retry_base_seconds: float = Field(default=1.0, ge=0)
+    factory_timeout_seconds: Seconds = Field(default=10.0, gt=0)
+    factory_retry_base_seconds: Seconds = Field(default=1.0, ge=0)
     factory_max_concurrent_requests: int = Field(default=16, ge=1, le=100)
-    reconcile_interval_seconds: float = Field(default=300.0, gt=0)
-    factory_ws_reconnect_base_seconds: float = Field(default=1.0, gt=0)  # contract §4.5
+    reconcile_interval_seconds: Seconds = Field(default=300.0, gt=0)
+    factory_ws_reconnect_base_seconds: Seconds = Field(default=1.0, gt=0)  # contract §4.5
     reconcile_history_limit: int = Field(default=1000, ge=0)
 
     # --- The factory's event bus: Redis Streams (contract §7.7) -------------------------------
@@ -117,16 +125,16 @@ class Settings(BaseSettings):
     factory_redis_consumer: str | None = Field(default=None, max_length=200)
     #: seconds an entry stays pending with another consumer before this one claims it
     #: (``XAUTOCLAIM`` min-idle-time; a dead consumer's entries are handled after this)
-    factory_redis_claim_idle_seconds: float = Field(default=30.0, ge=0)
+    factory_redis_claim_idle_seconds: Seconds = Field(default=30.0, ge=0)
     #: entries read per ``XREADGROUP`` and stored in one transaction
     factory_redis_batch_size: int = Field(default=500, ge=1, le=10_000)
     #: first delay before reconnecting to Redis after a failure; doubles up to 30 s, with jitter
-    factory_redis_reconnect_base_seconds: float = Field(default=1.0, gt=0)
+    factory_redis_reconnect_base_seconds: Seconds = Field(default=1.0, gt=0)
 
     # --- The bridge's own service --------------------------------------------------------------
     bridge_http_host: str = "0.0.0.0"
     bridge_http_port: int = Field(default=8080, ge=0, le=65535)
-    bridge_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    bridge_http_body_timeout_seconds: Seconds = Field(default=30.0, gt=0)
     #: the bridge's address as the factory and Twilio reach it: POST /events is registered
     #: there (§1.5); with Twilio configured it also makes the phone two-way (README "Phone":
     #: /twilio/sms, /twilio/voice/gather, /twilio/voice/status, signatures checked against it)
@@ -138,10 +146,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./data/bridge.db"
     #: PostgreSQL with autovacuum off: seconds between two checks of the bridge's tables for
     #: ``ANALYZE`` by autovacuum's own rule and naptime; 0 turns it off (bot.store.statistics)
-    database_analyze_seconds: float = Field(default=60.0, ge=0)
+    database_analyze_seconds: Seconds = Field(default=60.0, ge=0)
     #: seconds a standby waits without seeing the leader renew its lease before it takes over;
     #: the leader renews every third of it (README "Production", "Replicas"; :mod:`bot.leadership.lease`)
-    bridge_leader_lease_seconds: float = Field(default=10.0, gt=0)
+    bridge_leader_lease_seconds: Seconds = Field(default=10.0, gt=0)
     bridge_roster_file: Path | None = None
     #: any case; the contract's ``warn`` and ``fatal`` too (§7.2); stored as Python's level name
     log_level: str = "INFO"
@@ -149,28 +157,28 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     #: dead man's switch: requested every HEARTBEAT_INTERVAL_SECONDS while healthy (bot.heartbeat)
     heartbeat_url: str | None = None
-    heartbeat_interval_seconds: float = Field(default=60.0, gt=0)
+    heartbeat_interval_seconds: Seconds = Field(default=60.0, gt=0)
     #: Discord session down this long → one SMS to the on-call admins (bot.self_watch)
-    self_alert_after_seconds: float = Field(default=300.0, gt=0)
+    self_alert_after_seconds: Seconds = Field(default=300.0, gt=0)
 
     # --- SLA and escalation (contract §5.3, Appendix B) --------------------------------------
-    sla_critical_seconds: float = Field(default=3600, gt=0)
-    sla_high_seconds: float = Field(default=14400, gt=0)
-    sla_medium_seconds: float = Field(default=86400, gt=0)
-    sla_low_seconds: float = Field(default=259200, gt=0)
+    sla_critical_seconds: Seconds = Field(default=3600, gt=0)
+    sla_high_seconds: Seconds = Field(default=14400, gt=0)
+    sla_medium_seconds: Seconds = Field(default=86400, gt=0)
+    sla_low_seconds: Seconds = Field(default=259200, gt=0)
     sla_warning_threshold_percent: float = Field(default=25, ge=0, le=100)
     escalation_enabled: bool = True
-    escalation_dm_after_seconds: float = Field(default=1800, ge=0)
-    escalation_mention_after_seconds: float = Field(default=7200, ge=0)
-    escalation_critical_after_breach_seconds: float = Field(default=7200, ge=0)
+    escalation_dm_after_seconds: Seconds = Field(default=1800, ge=0)
+    escalation_mention_after_seconds: Seconds = Field(default=7200, ge=0)
+    escalation_critical_after_breach_seconds: Seconds = Field(default=7200, ge=0)
     escalation_safe_default: SafeDefault = SafeDefault.NONE
-    escalation_bundle_seconds: float = Field(default=120, ge=0)
+    escalation_bundle_seconds: Seconds = Field(default=120, ge=0)
     #: an unanswered critical call (no-answer, busy, failed, or ended without a 1): seconds
     #: before the next on-call operator is called (README "Phone"; needs BRIDGE_PUBLIC_URL)
-    escalation_call_next_after_seconds: float = Field(default=60, ge=0)
+    escalation_call_next_after_seconds: Seconds = Field(default=60, ge=0)
     #: after the critical step, the breach page (SMS + call) repeats this often while the task
     #: has neither a decision nor an acknowledgement (README "Phone") ...
-    escalation_repeat_seconds: float = Field(default=1800, gt=0)
+    escalation_repeat_seconds: Seconds = Field(default=1800, gt=0)
     #: ... at most this many times (0 turns repeats off; at most escalation.policy.MAX_REPEATS)
     escalation_repeat_limit: int = Field(default=3, ge=0, le=MAX_REPEATS)
     quiet_hours_enabled: bool = True
@@ -188,8 +196,8 @@ class Settings(BaseSettings):
 
     # --- Smart batching (master plan §7) -------------------------------------------------------
     batch_enabled: bool = True
-    batch_group_wait_seconds: float = Field(default=30, ge=0)
-    batch_group_interval_seconds: float = Field(default=300, ge=0)
+    batch_group_wait_seconds: Seconds = Field(default=30, ge=0)
+    batch_group_interval_seconds: Seconds = Field(default=300, ge=0)
     batch_min_coverage_percent: float = Field(default=80, ge=0, le=100)
 
     @field_validator("quiet_hours_bypass_priorities", mode="before")
@@ -381,6 +389,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         name = "_".join(str(part) for part in item["loc"]).upper() or "SETTINGS"
         if item["type"] == "missing":
             lines.append(f"{name}: required but not set")
+        elif item["type"] == "less_than_equal" and item.get("ctx", {}).get("le") == MAX_SECONDS:
+            lines.append(f"{name}: must be at most {MAX_SECONDS} seconds (366 days)")
         else:
             message = item["msg"].removeprefix("Value error, ")
             lines.append(f"{name}: {message}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from bot.settings import Settings, describe_validation_error
 from bot.store.database import sync_url
+from escalation.models import Priority
 
 REQUIRED = {
     "DISCORD_BOT_TOKEN": "super-secret-token",
@@ -116,3 +118,58 @@ def test_check_config_ok_and_roster_errors(tmp_path: Path) -> None:
     bad = run_cli("check-config", env={**REQUIRED, "BRIDGE_ROSTER_FILE": str(roster)}, cwd=tmp_path)
     assert bad.returncode == 2
     assert "operator #1" in bad.stderr and "phone" in bad.stderr
+
+
+DURATIONS = sorted(name.upper() for name in Settings.model_fields if name.endswith("_seconds"))
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1e12", "must be at most 31622400 seconds (366 days)"),
+        ("31622401", "must be at most 31622400 seconds (366 days)"),
+        ("inf", "Input should be a finite number"),
+        ("Infinity", "Input should be a finite number"),
+        ("nan", "Input should be a finite number"),
+    ],
+)
+def test_durations_are_finite_and_at_most_366_days(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    for required, setting in REQUIRED.items():
+        monkeypatch.setenv(required, setting)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    assert describe_validation_error(caught.value) == [f"{name}: {problem}"]
+
+
+def test_366_days_is_accepted_everywhere_and_plans_a_ladder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert len(DURATIONS) >= 27  # the parametrized test above covers every one of them
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    for name in DURATIONS:
+        monkeypatch.setenv(name, "31622400")
+    settings = Settings()  # type: ignore[call-arg]
+    policy = settings.escalation_policy()
+    created = datetime(2030, 1, 1, tzinfo=UTC)
+    assert policy.deadline_for(created, Priority.LOW) == created + timedelta(days=366)
+    for name in DURATIONS:  # one second more is refused, whichever it is
+        monkeypatch.setenv(name, "31622401")
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    assert sorted(describe_validation_error(caught.value)) == [
+        f"{name}: must be at most 31622400 seconds (366 days)" for name in DURATIONS
+    ]
+
+
+def test_check_config_refuses_an_unbounded_duration(tmp_path: Path) -> None:
+    env = {**REQUIRED, "ESCALATION_DM_AFTER_SECONDS": "1e12", "SLA_HIGH_SECONDS": "inf"}
+    bad = run_cli("check-config", env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "configuration OK" not in bad.stdout
+    assert "ESCALATION_DM_AFTER_SECONDS: must be at most 31622400 seconds (366 days)" in bad.stderr
+    assert "SLA_HIGH_SECONDS: Input should be a finite number" in bad.stderr
