@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import discord
 
+from batching.keys import batch_key
 from bot.discord.embeds import (
     DECISION_LABELS,
     DESCRIPTION_MAX,
@@ -108,11 +109,18 @@ class BatchItem:
         return not self.tracked.is_decided and self.tracked.inflight_decision is None
 
     @property
+    def routine(self) -> bool:
+        """Whether the task would still be batched now (:func:`batching.keys.batch_key`): a
+        task escalated to high or critical since it joined the batch, or found to be a
+        production deploy, is not, and needs its own decision."""
+        return batch_key(self.tracked.task, guarded=self.tracked.guarded) is not None
+
+    @property
     def approvable_low(self) -> bool:
-        """Pending, low risk and not a possible production deploy: what "Approve All
-        Low-Risk" takes (a guarded task always needs its own decision, see
-        :mod:`escalation.deploy_guard`)."""
-        return self.pending and self.risk.risk is Risk.LOW and not self.tracked.guarded
+        """Pending, low risk and still routine (:attr:`routine`: not high or critical, not a
+        possible production deploy): what "Approve All Low-Risk" takes (such a task always
+        needs its own decision, see :mod:`escalation.deploy_guard`, master plan §7)."""
+        return self.pending and self.risk.risk is Risk.LOW and self.routine
 
 
 def batch_items(
@@ -179,6 +187,9 @@ def item_line(item: BatchItem, limit: int = 400) -> str:
     line = f"{RISK_ICONS[risk.risk]} **{title}** ({RISK_WORDS[risk.risk]} risk, {reason})"
     if item.tracked.guarded and not item.tracked.is_decided:
         line += " — 🚀 production deploy: needs its own decision"
+    elif not item.tracked.is_decided and not item.routine:
+        priority = item.tracked.task.priority.value
+        line += f" — 🔺 now {priority} priority: needs its own decision"
     state = item_state(item.tracked)
     if state:
         line += f" — {state}"

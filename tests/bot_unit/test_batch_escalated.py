@@ -1,0 +1,42 @@
+"""A task escalated to critical after it joined a batch is no longer routine (master plan §7:
+critical and high tasks are never bundled): "Approve All Low-Risk" leaves it out and the batch
+says it needs its own decision. Runs the batching runtime of ``test_batching_runtime``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.discord.batch_embeds import item_line
+from bot.factory.client import BulkResult
+from bot.store import Store
+from escalation.models import Priority
+from tests.bot_unit.test_batching_runtime import (
+    ALICE,
+    NOW,
+    FakeFactory,
+    FakeNotifier,
+    make_runtime,
+    posted_batch,
+)
+
+
+async def test_an_item_escalated_to_critical_is_left_out_of_the_bulk_approval(
+    store: Store,
+) -> None:
+    factory = FakeFactory(BulkResult(["t-b"], []))
+    runtime = make_runtime(store, factory, FakeNotifier())
+    await runtime.start()
+    try:
+        batch_id = await posted_batch(runtime, store, "a", "b")
+        tracked = await store.get_task("t-a")
+        assert tracked is not None
+        escalated = tracked.task.model_copy(update={"priority": Priority.CRITICAL})
+        await store.upsert_task(escalated, NOW + timedelta(minutes=30))  # task.escalated
+        items = {i.task_id: i for i in await runtime.items(batch_id)}
+        outcome = await runtime.approve_low_risk(batch_id, ALICE, idempotency_seed="click-1")
+    finally:
+        await runtime.stop()
+    assert [call["task_ids"] for call in factory.calls] == [["t-b"]]
+    assert outcome.kind == "done"
+    assert not items["t-a"].approvable_low and items["t-b"].approvable_low
+    assert "🔺 now critical priority: needs its own decision" in item_line(items["t-a"])
