@@ -142,9 +142,16 @@ class PhoneDesk:
             channels=["sms", "call"],
             statuses=["sent", "claimed"],  # claimed: being sent, the phone may have it already
         )
+        # only open tasks are read: the pages of months of decided tasks are not (each reply
+        # would read every task ever paged to this person, slower by the week)
+        open_ids = set(await self.bridge.store.open_task_ids())
         seen: list[str] = []
         for row in rows:
-            if row.recipient == operator.name and row.task_id not in seen:
+            if (
+                row.recipient == operator.name
+                and row.task_id in open_ids
+                and row.task_id not in seen
+            ):
                 seen.append(row.task_id)
         found = []
         for task_id in seen:

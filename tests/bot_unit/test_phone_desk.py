@@ -153,3 +153,39 @@ async def test_key_1_acknowledges_an_open_task_and_a_second_1_does_not_again(
     _, said = await phone_desk.on_keypress(DAVE_PHONE, ["T1"], "1", "CA2")
     assert said == "Already acknowledged by Alice via phone: Deploy GHL."
     assert claims(phone_desk) == [("T1", "Alice")]
+
+
+async def test_an_sms_reply_reads_only_the_open_tasks_paged_to_the_person(
+    desk: tuple[PhoneDesk, list[tuple[Any, ...]]], store: Store
+) -> None:
+    """Months of decided tasks paged to Alice are not read on each of her replies."""
+    phone_desk, _ = desk
+    assert phone_desk.ladder is not None
+    ladder_store = phone_desk.ladder.ladder_store
+    for n in range(30):  # paged, then decided long ago
+        task = Task(id=f"OLD{n}", title=f"old {n}", priority=Priority.HIGH, created_at=NOW)
+        await store.upsert_task(task, NOW)
+        await ladder_store.claim_step(
+            f"OLD{n}", "sla_breach", due_at=NOW, now=NOW, deliveries=[NewDelivery("sms", "Alice")]
+        )
+        await store.confirm_decision(
+            task, decision="approved", decided_by="alice", discord_user_id=None,
+            notes=None, source="button", at=NOW,
+        )  # fmt: skip
+    await ladder_store.claim_step(
+        "T1", "sla_breach", due_at=NOW, now=NOW, deliveries=[NewDelivery("sms", "Alice")]
+    )
+    for row in await ladder_store.deliveries(channels=["sms"]):
+        assert await ladder_store.claim_deliveries([row.id], NOW)
+        await ladder_store.finish_delivery(row.id, "sent", {"sid": f"SM{row.id}"}, NOW)
+    read: list[str] = []
+    get_task = store.get_task
+
+    async def counting(task_id: str) -> Any:
+        read.append(task_id)
+        return await get_task(task_id)
+
+    store.get_task = counting  # type: ignore[method-assign]
+    [tracked] = await phone_desk.open_tasks(Operator(name="Alice", phone=ALICE_PHONE))
+    assert tracked.task_id == "T1"
+    assert read == ["T1"]
