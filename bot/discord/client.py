@@ -135,6 +135,20 @@ class BridgeBot(commands.Bot):
         except Exception:
             log.exception("repost after the deletion of message %s failed", payload.message_id)
 
+    async def on_raw_bulk_message_delete(
+        self, payload: discord.RawBulkMessageDeleteEvent
+    ) -> None:
+        """Messages were purged at once (gateway ``MESSAGE_DELETE_BULK``: a moderator's purge,
+        discord.py dispatches it as ``raw_bulk_message_delete`` only): each task or batch
+        message among them is handled as one deleted alone (:meth:`on_raw_message_delete`)."""
+        if payload.guild_id is None:
+            return
+        for message_id in sorted(payload.message_ids):
+            try:
+                await self.bridge.message_deleted(message_id)
+            except Exception:
+                log.exception("repost after the purge of message %s failed", message_id)
+
     def _up(self) -> None:
         self.connected = True
         self.disconnected_since = None

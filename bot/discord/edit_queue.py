@@ -29,8 +29,10 @@ edit of a task or batch message goes through :class:`EditQueue`:
   keeps answering 30046, at most :data:`MAX_OLD_BACKOFF_SECONDS`); younger messages of the
   channel go on being edited. A message is also known as old from its snowflake's time.
 
-The queue does no Discord I/O itself: it calls ``send(channel_id, message_id, payload)``, and
-any exception other than a 30046 fails the waiters of that edit with that exception.
+The queue does no Discord I/O itself: it calls ``send(channel_id, message_id, payload)``. An
+important edit that fails for a passing reason (a 5xx, a timeout, a dropped connection) is
+queued again after a backoff, up to :data:`TRANSIENT_RETRIES` times; any other exception (and
+the last of those) fails the waiters of that edit with that exception.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ DEFAULT_COSMETIC_BACKLOG = 60
 #: budget (5 per 5 s), so that a window's edits can all be open together.
 DEFAULT_MAX_IN_FLIGHT = 5
 
+#: Retries of an important edit that failed for a passing reason (a Discord 5xx, a timeout,
+#: a dropped connection), and the first wait between them, in seconds (doubling, ≤ 30 s).
+TRANSIENT_RETRIES = 5
+TRANSIENT_BACKOFF_SECONDS = 1.0
+
 Payload = dict[str, Any]
 Sender = Callable[[int, int, Payload], Awaitable[None]]
 
@@ -91,6 +98,7 @@ class _Entry:
     payload: Payload
     important: bool
     waiters: list[asyncio.Future[bool]] = field(default_factory=list)
+    attempts: int = 0  # failed for a passing reason so far
 
 
 @dataclass
@@ -167,11 +175,13 @@ class EditQueue:
         self._sleep = sleep
         self._channels: dict[int, _Channel] = {}
         self._old: set[int] = set()  # messages Discord answered 30046 for
+        self._retries: set[asyncio.Task[None]] = set()  # edits waiting to be tried again
         self._closed = False
         #: edits sent / dropped / answered 30046, for logs and tests
         self.sent = 0
         self.dropped = 0
         self.old_refusals = 0
+        self.transient_retries = 0
 
     # ------------------------------------------------------------------ public
     def submit(
@@ -240,6 +250,8 @@ class EditQueue:
         """Stop the workers; waiting edits and those in flight are dropped (their waiters
         are cancelled)."""
         self._closed = True
+        for retry in list(self._retries):
+            retry.cancel()
         for channel in self._channels.values():
             for task in (channel.worker, *channel.sends):
                 if task is not None:
@@ -318,6 +330,8 @@ class EditQueue:
         except Exception as exc:
             if getattr(exc, "code", None) == OLD_MESSAGE_EDIT_LIMIT:
                 self._refused_old(channel_id, channel, entry)
+            elif entry.important and entry.attempts < TRANSIENT_RETRIES and _passing(exc):
+                self._retry_later(channel_id, entry, exc)
             else:
                 for waiter in entry.waiters:
                     if not waiter.done():
@@ -348,6 +362,47 @@ class EditQueue:
             for task in (sleeper, waker):
                 task.cancel()
 
+    def _retry_later(self, channel_id: int, entry: _Entry, exc: BaseException) -> None:
+        """An important edit failed for a passing reason: queue it again after a backoff (a
+        decision's edit must not leave the message showing live buttons); its waiters wait
+        on. A newer render queued meanwhile takes its place, inheriting its waiters."""
+        entry.attempts += 1
+        self.transient_retries += 1
+        delay = min(30.0, TRANSIENT_BACKOFF_SECONDS * 2 ** (entry.attempts - 1))
+        log.warning(
+            "edit of message %s in channel %s failed (%r); trying again in %.0f s (%d/%d)",
+            entry.message_id,
+            channel_id,
+            exc,
+            delay,
+            entry.attempts,
+            TRANSIENT_RETRIES,
+        )
+
+        async def later() -> None:
+            await self._sleep(delay)
+            channel = self._channels[channel_id]
+            newer = channel.queued.get(entry.message_id)
+            if newer is None:
+                channel.queued[entry.message_id] = entry
+            else:
+                newer.important = True
+                newer.waiters[:0] = entry.waiters
+            channel.wake.set()
+            if channel.worker is None or channel.worker.done():
+                channel.worker = asyncio.create_task(self._work(channel_id, channel))
+
+        retry = asyncio.create_task(later())
+        self._retries.add(retry)
+        retry.add_done_callback(self._retries.discard)
+
+        def cancelled(task: asyncio.Task[None]) -> None:
+            if task.cancelled():  # closing: the edit is dropped
+                for waiter in entry.waiters:
+                    waiter.cancel()
+
+        retry.add_done_callback(cancelled)
+
     def _refused_old(self, channel_id: int, channel: _Channel, entry: _Entry) -> None:
         """30046: pause the channel's old messages and queue the render again (a newer render
         of the message queued meanwhile takes its place, inheriting its waiters)."""
@@ -373,3 +428,13 @@ class EditQueue:
         else:
             newer.important = newer.important or entry.important
             newer.waiters[:0] = entry.waiters
+
+
+def _passing(exc: BaseException) -> bool:
+    """Whether an edit failed for a reason that may pass: Discord answered 5xx
+    (``DiscordServerError`` after discord.py's own retries), the request timed out, or the
+    connection dropped. A 4xx (the message is gone, access was lost) is not."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status >= 500
+    return isinstance(exc, TimeoutError | OSError) or type(exc).__module__.startswith("aiohttp")

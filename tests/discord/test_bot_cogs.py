@@ -105,3 +105,25 @@ def test_components_reach_the_bot_and_its_bridge(helper: Any) -> None:
     interaction: Any = type("Interaction", (), {"client": bot})()
     expected = bot if helper is bot_of else bot.bridge
     assert helper(interaction) is expected
+
+
+async def test_a_purge_of_task_messages_reposts_each_like_a_single_deletion() -> None:
+    """A moderator's purge arrives as MESSAGE_DELETE_BULK (discord.py: only
+    ``raw_bulk_message_delete``); each deleted message is handled as one deleted alone, and
+    one that fails does not stop the others."""
+    import discord
+
+    deleted: list[int] = []
+
+    class Bridge:
+        async def message_deleted(self, message_id: int) -> None:
+            deleted.append(message_id)
+            if message_id == 12:
+                raise RuntimeError("Discord is down")
+
+    bot = BridgeBot(Bridge(), guild_id=GUILD)  # type: ignore[arg-type]
+    payload = discord.RawBulkMessageDeleteEvent(
+        {"ids": ["13", "11", "12"], "channel_id": "5", "guild_id": str(GUILD)}  # type: ignore[typeddict-item]
+    )
+    await bot.on_raw_bulk_message_delete(payload)
+    assert deleted == [11, 12, 13]

@@ -257,3 +257,71 @@ def test_bad_settings_are_refused() -> None:
         make(fake, Recorder(fake), backlog=0)
     with pytest.raises(ValueError):
         EditQueue(Recorder(fake), pacer=ChannelPacer(), max_in_flight=0)
+
+
+class ServerError(Exception):
+    """Stands in for discord.DiscordServerError (a 5xx after discord.py's own retries)."""
+
+    status = 503
+
+
+class Gone(Exception):
+    """Stands in for discord.NotFound 10008 (the message was deleted)."""
+
+    status = 404
+    code = 10008
+
+
+async def test_a_decisions_edit_that_meets_a_5xx_is_sent_again_not_dropped() -> None:
+    """The message must not keep its live buttons after a decision because Discord had a
+    bad moment: the important render is tried again after a backoff and its waiter gets
+    ``True`` once it lands."""
+    fake = FakeTime()
+    failures: list[BaseException] = [ServerError(), TimeoutError()]
+    sent: list[tuple[float, int]] = []
+
+    async def send(channel_id: int, message_id: int, payload: dict[str, Any]) -> None:
+        if failures:
+            raise failures.pop(0)
+        sent.append((fake.now, message_id))
+
+    queue = make(fake, Recorder(fake))
+    queue._send = send
+    decided = queue.submit(1, young(1), {"content": "✅ approved"}, important=True)
+    assert await asyncio.wait_for(decided, 5) is True
+    assert [m for _, m in sent] == [young(1)]
+    assert sent[0][0] >= 1.0 + 2.0  # two backoffs waited (1 s, then 2 s)
+    assert queue.transient_retries == 2
+    await queue.close()
+
+
+async def test_an_edit_of_a_deleted_message_is_not_retried() -> None:
+    fake = FakeTime()
+    calls: list[int] = []
+
+    async def send(channel_id: int, message_id: int, payload: dict[str, Any]) -> None:
+        calls.append(message_id)
+        raise Gone()
+
+    queue = make(fake, Recorder(fake))
+    queue._send = send
+    decided = queue.submit(1, young(2), {"content": "✅ approved"}, important=True)
+    with pytest.raises(Gone):
+        await asyncio.wait_for(decided, 5)
+    assert calls == [young(2)]
+    await queue.close()
+
+
+async def test_a_passing_failure_that_lasts_fails_the_edit_after_the_retries() -> None:
+    fake = FakeTime()
+
+    async def send(channel_id: int, message_id: int, payload: dict[str, Any]) -> None:
+        raise ServerError()
+
+    queue = make(fake, Recorder(fake))
+    queue._send = send
+    decided = queue.submit(1, young(3), {"content": "✅ approved"}, important=True)
+    with pytest.raises(ServerError):
+        await asyncio.wait_for(decided, 5)
+    assert queue.transient_retries == 5
+    await queue.close()
