@@ -134,7 +134,8 @@ def _kind_fields(embed: discord.Embed, task: Task, *, decided: bool) -> None:
     else:
         lines = ["⚠️ The factory gave no options to choose from: approve or reject instead."]
     if found.skipped:
-        lines.append(f"⚠️ {len(found.skipped)} option(s) left out: " + "; ".join(found.skipped))
+        skipped = "; ".join(escape_text(reason) for reason in found.skipped)  # factory text
+        lines.append(f"⚠️ {len(found.skipped)} option(s) left out: {skipped}")
     embed.add_field(name="Options", value=truncate("\n".join(lines), FIELD_VALUE_MAX), inline=False)
 
 

@@ -102,3 +102,19 @@ def test_failures_and_details_view() -> None:
 def test_truncate() -> None:
     assert truncate("abc", 3) == "abc"
     assert truncate("abcd", 3) == "ab…"
+
+
+def test_an_option_left_out_cannot_smuggle_a_link_into_the_embed() -> None:
+    """Discord renders masked links in embed fields: a factory option value given twice is
+    named in the "left out" line, escaped like every other factory text."""
+    evil = "[Approve](https://evil.example)"
+    task = make_task(
+        type="decision",
+        stageName="review",
+        context={"summary": "pick", "modalConfig": {"options": [evil, evil]}},
+    )
+    fields = {f["name"]: f["value"] for f in task_embed(tracked(task)).to_dict()["fields"]}
+    left_out = fields["Options"].split("\n")[-1]
+    assert "given twice" in left_out
+    assert "[Approve](https://evil.example)" not in left_out
+    assert "\\[Approve\\]" in left_out
