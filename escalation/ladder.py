@@ -47,11 +47,14 @@ Quiet hours
     ``quiet_bypass_priorities`` (default critical and high) are never held; its reminders
     are, and one held past its breach is superseded by it.
 Repeats
-    After the critical step, ``repeat_n`` at critical + n × ``repeat_seconds`` for n up to
-    ``repeat_limit`` (README "Phone", "Repeat until someone answers"). An acknowledgement cancels
-    them, as it cancels reminders; a snooze does not move them. A repeat held for quiet hours
-    to the same time as a later repeat is superseded by it (one page in the morning, not
-    three).
+    After the critical step, ``repeat_n`` for n up to ``repeat_limit``, each
+    ``repeat_seconds`` after the page before it (README "Phone", "Repeat until someone
+    answers"), counted from when that page goes out: the critical step's delivery time (held
+    to 08:00: the repeats follow from 08:00), or, once taken, when it actually went out
+    (:attr:`LadderState.paged_at`; late after downtime or for an overdue task: the repeats
+    follow from then). The repeats that fall in one quiet window page once when it ends, the
+    last of them (one page in the morning, not three), and the next counts from there. An
+    acknowledgement cancels them, as it cancels reminders; a snooze does not move them.
 Superseded after moving
     After snooze and quiet hours, the skipping rule is applied again to the delivery times:
     a reminder delivered at or after a later step's delivery time is dropped (a warning held
@@ -62,7 +65,19 @@ Taken steps and going backwards
     changed between runs, since :func:`due_now` returns steps in ladder order).
 Downtime
     After an outage every step whose delivery time has passed is returned by :func:`due_now`
-    at once, in ladder order; the adapter takes each once and marks it late.
+    at once, in ladder order; the adapter takes each once and marks it late. Except the pages
+    that would ring one phone again and again within a second (an overdue high task
+    would get four calls): while the critical step is due, no repeat is (they follow the critical
+    page, counted from when it goes out); of several repeats due, only the last is (it
+    supersedes the others, as a held one does). Breach and critical both stay (Appendix B:
+    an overdue task is past both, and the critical step's reassign and safe default apply).
+Far future
+    A step whose time lies past the last instant a ``datetime`` holds (year 9999: a
+    ``slaDeadline`` of ``9999-12-31T23:59:59Z`` meaning "none", plus the 2 h to the critical
+    step) or held to a quiet window ending there is left out: never due, rather than shown
+    at a made-up time (only an input instant past year 9999 once in UTC, or T + an SLA past
+    it, is read as :data:`~escalation.policy.LAST_INSTANT`). Nothing raises for any aware
+    input.
 Decision
     A decided task has no steps (rule: "Only a decision stops the ladder").
 
@@ -75,10 +90,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from escalation.ladder_state import LATE_GRACE_SECONDS, LadderState, PlannedStep, StepDue
+from escalation.ladder_state import (
+    LATE_GRACE_SECONDS,
+    LadderState,
+    PlannedStep,
+    StepDue,
+    later_by,
+    repeat_series,
+    repeats_of,
+    step_offsets,
+)
 from escalation.models import Priority
 from escalation.policy import (
     LADDER_ORDER,
+    LAST_INSTANT,
     REMINDER_STEPS,
     REPEAT_STEPS,
     EscalationPolicy,
@@ -110,38 +135,19 @@ PAGE_STEPS = frozenset({StepKind.SLA_BREACH, StepKind.CRITICAL, *REPEAT_STEPS})
 
 
 def _nominal_times(
-    created_at: datetime, deadline: datetime, policy: EscalationPolicy
+    created_at: datetime, deadline: datetime, policy: EscalationPolicy, strict: bool = False
 ) -> dict[StepKind, datetime]:
-    dm, mention, warning, critical_after, repeats = _offsets(policy)
+    """The Appendix B steps at their nominal times, those past the last instant left out."""
+    dm, mention, warning, critical_after, _ = step_offsets(policy)
     window = max(deadline - created_at, timedelta(0))
-    critical = deadline + critical_after
     times = {
-        StepKind.REMINDER_DM: created_at + dm,
-        StepKind.REMINDER_MENTION: created_at + mention,
-        StepKind.SLA_WARNING: deadline - window * warning,
+        StepKind.REMINDER_DM: later_by(created_at, dm, strict),
+        StepKind.REMINDER_MENTION: later_by(created_at, mention, strict),
+        StepKind.SLA_WARNING: deadline - window * warning,  # between T and D
         StepKind.SLA_BREACH: deadline,
-        StepKind.CRITICAL: critical,
+        StepKind.CRITICAL: later_by(deadline, critical_after, strict),
     }
-    for kind, offset in repeats:
-        times[kind] = critical + offset
-    return times
-
-
-@lru_cache(maxsize=64)
-def _offsets(
-    policy: EscalationPolicy,
-) -> tuple[timedelta, timedelta, float, timedelta, tuple[tuple[StepKind, timedelta], ...]]:
-    """The policy's step offsets as timedeltas (built once per policy, not per task)."""
-    return (
-        timedelta(seconds=policy.dm_after_seconds),
-        timedelta(seconds=policy.mention_after_seconds),
-        policy.warning_threshold_percent / 100.0,
-        timedelta(seconds=policy.critical_after_breach_seconds),
-        tuple(
-            (kind, timedelta(seconds=n * policy.repeat_seconds))
-            for n, kind in enumerate(REPEAT_STEPS[: policy.repeat_limit], start=1)
-        ),
-    )
+    return {kind: at for kind, at in times.items() if at is not None}
 
 
 def _drop_superseded(times: dict[StepKind, datetime]) -> list[StepKind]:
@@ -177,7 +183,8 @@ def plan(created_at: datetime, deadline: datetime, policy: EscalationPolicy) -> 
     list of PlannedStep
         In ladder order (times non-decreasing). A reminder whose time is at or after a later
         step's time is skipped (contract Appendix B; rule: "A step whose time falls after a
-        later step is skipped"); breach and critical are always present.
+        later step is skipped"); breach and critical are always present, unless past the
+        last instant a ``datetime`` holds (module docstring, "Far future").
 
     Raises
     ------
@@ -191,7 +198,11 @@ def plan(created_at: datetime, deadline: datetime, policy: EscalationPolicy) -> 
     """
     created = as_aware_utc(created_at, "created_at")
     due = as_aware_utc(deadline, "deadline")
-    times = _nominal_times(created, due, policy)
+    times: dict[StepKind, datetime] = _nominal_times(created, due, policy)
+    critical = times.get(StepKind.CRITICAL)
+    if critical is not None:
+        for step in repeat_series(critical, 0, policy, None, False):
+            times[step.kind] = step.nominal_at
     return [PlannedStep(kind, times[kind]) for kind in _drop_superseded(times)]
 
 
@@ -249,10 +260,13 @@ def _schedule(
     shape = _no_quiet_shape(created_at, deadline, priority, policy, state)
     if shape is not None:
         created, relative = shape
-        return tuple(
-            StepDue(kind, created + nominal, created + deliver, False, snoozed)
-            for kind, nominal, deliver, snoozed in relative
-        )
+        try:
+            return tuple(
+                StepDue(kind, created + nominal, created + deliver, False, snoozed)
+                for kind, nominal, deliver, snoozed in relative
+            )
+        except OverflowError:
+            pass  # a step past the last instant: planned below, where it is left out
     critical = Priority(priority) is Priority.CRITICAL
     hold = policy.quiet_hours if not critical else None
     if hold is not None and not hold.active:
@@ -267,6 +281,7 @@ def _schedule(
         state.acknowledged,
         state.snoozed_until,
         state.taken,
+        state.paged_at,
     )
 
 
@@ -290,14 +305,19 @@ def _no_quiet_shape(
         return None  # its reminders at least may be held (critical tasks are never held)
     created = as_aware_utc(created_at, "created_at")
     snoozed_until = state.snoozed_until
-    relative = _relative_schedule(
-        as_aware_utc(deadline, "deadline") - created,
-        None if snoozed_until is None else snoozed_until - created,
-        priority,
-        policy,
-        state.acknowledged,
-        state.taken,
-    )
+    paged_at = state.paged_at
+    try:
+        relative = _relative_schedule(
+            as_aware_utc(deadline, "deadline") - created,
+            None if snoozed_until is None else snoozed_until - created,
+            priority,
+            policy,
+            state.acknowledged,
+            state.taken,
+            None if paged_at is None else paged_at - created,
+        )
+    except OverflowError:  # a time past what the shape's origin can hold: planned directly
+        return None
     return created, relative
 
 
@@ -313,11 +333,19 @@ def _relative_schedule(
     policy: EscalationPolicy,
     acknowledged: bool,
     taken: frozenset[StepKind],
+    paged_offset: timedelta | None = None,
 ) -> tuple[tuple[StepKind, timedelta, timedelta, bool], ...]:
     """The schedule of a task created at an arbitrary instant, with no quiet hours to apply,
     as offsets from its creation: ``(kind, nominal offset, delivery offset, snoozed)``.
 
-    ``window`` is D − T and ``snooze_offset`` the snooze's end − T (both may be negative).
+    ``window`` is D − T, ``snooze_offset`` the snooze's end − T and ``paged_offset``
+    :attr:`LadderState.paged_at` − T (all may be negative).
+
+    Raises
+    ------
+    OverflowError
+        When a time lies outside what a ``datetime`` holds at this origin: the caller plans
+        the task directly instead (where a step past the last instant is left out).
     """
     steps = _compute_schedule(
         _ORIGIN,
@@ -328,6 +356,8 @@ def _relative_schedule(
         acknowledged,
         None if snooze_offset is None else _ORIGIN + snooze_offset,
         taken,
+        None if paged_offset is None else _ORIGIN + paged_offset,
+        strict=True,
     )
     return tuple(
         (s.kind, s.nominal_at - _ORIGIN, s.deliver_at - _ORIGIN, s.delayed_by_snooze) for s in steps
@@ -343,15 +373,19 @@ def _compute_schedule(
     acknowledged: bool,
     snoozed_until: datetime | None,
     taken: frozenset[StepKind],
+    paged_at: datetime | None = None,
+    *,
+    strict: bool = False,
 ) -> tuple[StepDue, ...]:
     """The body of :func:`_schedule` for aware UTC ``created``/``due``: ``hold`` holds every
-    step for quiet hours, ``hold_pages`` the pages (``None``: not held)."""
-    times = _nominal_times(created, due, policy)
+    step for quiet hours, ``hold_pages`` the pages (``None``: not held). A step past the last
+    instant is left out (``strict``: ``OverflowError``, for :func:`_relative_schedule`)."""
+    times = _nominal_times(created, due, policy, strict)
     effective: dict[StepKind, StepDue] = {}
     for kind in _drop_superseded(times):
         at = times[kind]
         reminder = kind in REMINDER_STEPS
-        if acknowledged and (reminder or kind in _REPEAT_NUMBER):
+        if acknowledged and reminder:
             continue
         deliver = at
         snoozed = False
@@ -362,18 +396,15 @@ def _compute_schedule(
         window = quiet_window_at(quiet, deliver) if quiet is not None else None
         if window is not None:
             deliver = window[1]
+            if deliver >= LAST_INSTANT:  # held past the last instant: never due
+                continue
         effective[kind] = StepDue(kind, at, deliver, window is not None, snoozed)
+    if not acknowledged:  # the repeats: README "Phone"; held ones merged (_repeat_series)
+        critical = effective.get(StepKind.CRITICAL)
+        for step in repeats_of(critical, policy, hold_pages, taken, paged_at, strict):
+            effective[step.kind] = step
 
     kept = _drop_superseded({k: s.deliver_at for k, s in effective.items()})
-    # a repeat held to the time of a later repeat (or after it) is superseded by it
-    later_repeat: datetime | None = None
-    for k in reversed(kept[:]):
-        if k in _REPEAT_NUMBER:
-            at = effective[k].deliver_at
-            if later_repeat is not None and later_repeat <= at:
-                kept.remove(k)
-            if later_repeat is None or at < later_repeat:
-                later_repeat = at
     highest_taken = max((_RANK[k] for k in taken), default=-1)
     remaining = [effective[k] for k in kept if k not in taken and _RANK[k] > highest_taken]
     return tuple(sorted(remaining, key=_delivery_order))
@@ -415,7 +446,11 @@ def next_step(
     if not relative:
         return None
     kind, nominal, deliver, snoozed = relative[0]  # only the first is built
-    return StepDue(kind, created + nominal, created + deliver, False, snoozed)
+    try:
+        return StepDue(kind, created + nominal, created + deliver, False, snoozed)
+    except OverflowError:  # past the last instant: left out of the schedule planned directly
+        steps = _schedule(created_at, deadline, priority, policy, state)
+        return steps[0] if steps else None
 
 
 def due_now(
@@ -426,12 +461,16 @@ def due_now(
     state: LadderState,
     now: datetime,
 ) -> list[StepDue]:
-    """The steps a wake-up at ``now`` must take: every remaining step with ``deliver_at <= now``.
+    """The steps a wake-up at ``now`` must take: the remaining steps with ``deliver_at <= now``,
+    the pages among them merged (module docstring, "Downtime").
 
     After downtime several steps can be due at once; they are returned in ladder order and
     the adapter takes each once (the store's unique ``(task, step)`` key guarantees "once"),
     marking it late with :meth:`StepDue.late_by_seconds`. A step taken is in ``state.taken``
-    and never returned again.
+    and never returned again. No repeat is returned while the critical step is (the repeats
+    are counted from when it goes out: :attr:`LadderState.paged_at`), and of several repeats
+    only the last: once it is taken the earlier ones are behind the ladder, never taken
+    (rule: one page, not one per repeat missed).
 
     Parameters
     ----------
@@ -448,6 +487,10 @@ def due_now(
     instant = as_aware_utc(now, "now")
     steps = _schedule(created_at, deadline, priority, policy, state)
     due = [s for s in steps if s.deliver_at <= instant]
-    if len(due) > 1:  # several due at once (downtime): in ladder order
+    if len(due) > 1:  # several due at once (downtime): in ladder order, the pages merged
         due.sort(key=lambda s: s.kind.rank)
+        others = [s for s in due if s.kind not in _REPEAT_NUMBER]
+        if len(others) < len(due):
+            critical_due = any(s.kind is StepKind.CRITICAL for s in others)
+            due = others if critical_due else [*others, due[-1]]
     return due

@@ -38,8 +38,10 @@ from escalation.models import Priority, TaskDecision
 __all__ = [
     "DEFAULT_QUIET_HOURS",
     "DEFAULT_SLA_SECONDS",
+    "FIRST_INSTANT",
     "HARD_STEPS",
     "LADDER_ORDER",
+    "LAST_INSTANT",
     "MAX_REPEATS",
     "REMINDER_STEPS",
     "REPEAT_STEPS",
@@ -49,6 +51,14 @@ __all__ = [
     "StepKind",
     "as_aware_utc",
 ]
+
+
+#: The first and last instants a ``datetime`` in UTC can hold (years 1 and 9999). An instant
+#: past one of them (e.g. ``9999-12-31T23:00:00-05:00``, or a deadline of
+#: ``9999-12-31T23:59:59Z``, a common "no deadline" value, plus an SLA) is taken as this one:
+#: the core never lets ``OverflowError`` out of a computation on times.
+FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 
 
 def as_aware_utc(value: datetime, name: str = "datetime") -> datetime:
@@ -64,7 +74,9 @@ def as_aware_utc(value: datetime, name: str = "datetime") -> datetime:
     Returns
     -------
     datetime
-        The same instant with ``tzinfo=UTC``.
+        The same instant with ``tzinfo=UTC``; an instant a UTC ``datetime`` cannot hold (within
+        a UTC offset of year 1 or year 9999's ends) is :data:`FIRST_INSTANT` or
+        :data:`LAST_INSTANT`, never an ``OverflowError``.
 
     Raises
     ------
@@ -77,9 +89,13 @@ def as_aware_utc(value: datetime, name: str = "datetime") -> datetime:
         return value
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset() if value.tzinfo is not None else None
+    if offset is None:
         raise ValueError(f"{name} must be an aware datetime (UTC), got naive {value.isoformat()}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # past year 9999 or before year 1 once in UTC
+        return LAST_INSTANT if offset < timedelta(0) else FIRST_INSTANT
 
 
 class StepKind(StrEnum):
@@ -409,6 +425,11 @@ class EscalationPolicy:
         sla_deadline
             The task's ``slaDeadline``, aware, or ``None``.
 
+        Returns
+        -------
+        datetime
+            Aware UTC; :data:`LAST_INSTANT` when T + the SLA lies past it.
+
         Raises
         ------
         ValueError
@@ -417,7 +438,10 @@ class EscalationPolicy:
         created = as_aware_utc(created_at, "created_at")
         if sla_deadline is not None:
             return as_aware_utc(sla_deadline, "sla_deadline")
-        return created + timedelta(seconds=self.sla_seconds_for(priority))
+        try:
+            return created + timedelta(seconds=self.sla_seconds_for(priority))
+        except OverflowError:  # past year 9999 (the SLA itself may be too long for a timedelta)
+            return LAST_INSTANT
 
     @property
     def quiet_hours_active(self) -> bool:

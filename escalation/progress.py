@@ -13,14 +13,20 @@ the cheap way:
   each wake-up keeps what ranks above its highest step taken — no
   :class:`~escalation.ladder.LadderState` is built and hashed per wake-up;
 * those schedules are memoised in a plain dictionary keyed by values that hash in C
-  (datetimes, the priority), bounded (:data:`MAX_PLANS`), one per policy.
+  (datetimes, the priority), bounded (:data:`MAX_PLANS`), one per policy;
+* except once the highest step taken is a call (the critical step or a repeat): the repeats
+  after it are counted from when it actually went out, its row's ``taken_at``
+  (:attr:`~escalation.ladder.LadderState.paged_at`), so that task's steps left are asked
+  of :func:`~escalation.ladder.schedule` itself (memoised there);
+* of several repeats due at once only the last is taken (the others are superseded), and
+  none while the critical step is due, as :func:`~escalation.ladder.due_now` says.
 
 Nothing here reads a clock or does I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from escalation.deliveries import reported_level
@@ -29,7 +35,15 @@ from escalation.models import Priority
 from escalation.policy import EscalationPolicy, StepKind, as_aware_utc
 from escalation.ports import LadderStepRow, LadderTask
 
-__all__ = ["MAX_PLANS", "STEP_KINDS", "StepPlans", "highest_rank", "kept_rows", "progress"]
+__all__ = [
+    "MAX_PLANS",
+    "STEP_KINDS",
+    "StepPlans",
+    "highest_rank",
+    "kept_rows",
+    "last_taken",
+    "progress",
+]
 
 #: At most this many schedules are memoised (then the memo starts afresh): one per distinct
 #: ``(T, D, priority, acknowledged, snoozed)``, so about one per open task.
@@ -44,6 +58,9 @@ _RANK_OF: dict[str, int] = {k.value: k.rank for k in StepKind}
 #: A schedule as memoised: ``(rank, step)`` in delivery order (ties in ladder order).
 _Plan = tuple[tuple[int, StepDue], ...]
 
+#: The rank of the critical step: a step taken at or above it is a call (critical, repeats).
+_CALL_RANK = StepKind.CRITICAL.rank
+
 
 def highest_rank(rows: Sequence[LadderStepRow]) -> int:
     """The highest ladder rank among the steps of ``rows`` (``-1`` for none)."""
@@ -53,6 +70,19 @@ def highest_rank(rows: Sequence[LadderStepRow]) -> int:
         rank = rank_of.get(r.step, -1)
         if rank > best:
             best = rank
+    return best
+
+
+def last_taken(rows: Sequence[LadderStepRow]) -> LadderStepRow | None:
+    """The row of the highest-ranked ladder step among ``rows`` (``None`` for none): its
+    ``taken_at`` is :attr:`~escalation.ladder.LadderState.paged_at` when it is a call."""
+    best: LadderStepRow | None = None
+    best_rank = -1
+    rank_of = _RANK_OF
+    for r in rows:
+        rank = rank_of.get(r.step, -1)
+        if rank > best_rank:
+            best, best_rank = r, rank
     return best
 
 
@@ -105,6 +135,31 @@ class StepPlans:
             self._plans[key] = plan
         return plan
 
+    def _left(
+        self, task: LadderTask, rows: Sequence[LadderStepRow], policy: EscalationPolicy
+    ) -> Iterable[tuple[int, StepDue]]:
+        """The steps left of ``task`` whose step rows are ``rows``, as ``(rank, step)`` in
+        delivery order (see the module docstring)."""
+        last = last_taken(rows)
+        if last is None or _RANK_OF[last.step] < _CALL_RANK:
+            taken = -1 if last is None else _RANK_OF[last.step]
+            return [(rank, s) for rank, s in self._plan(task, policy) if rank > taken]
+        inner = task.task
+        steps = schedule(
+            inner.created_at,
+            task.deadline,
+            Priority(inner.priority),
+            policy,
+            LadderState(
+                False,
+                task.acknowledged_at,
+                task.snoozed_until,
+                frozenset({STEP_KINDS[last.step]}),
+                last.taken_at,
+            ),
+        )
+        return [(s.kind.rank, s) for s in steps]
+
     def next(
         self, task: LadderTask, rows: Sequence[LadderStepRow], policy: EscalationPolicy
     ) -> StepDue | None:
@@ -116,10 +171,8 @@ class StepPlans:
         ValueError
             On a naive datetime.
         """
-        taken = highest_rank(rows)
-        for rank, step in self._plan(task, policy):
-            if rank > taken:
-                return step
+        for _, step in self._left(task, rows, policy):
+            return step
         return None
 
     def due(
@@ -130,7 +183,8 @@ class StepPlans:
         now: datetime,
     ) -> StepDue | None:
         """The first step (in ladder order) of :func:`escalation.ladder.due_now` for the
-        undecided ``task`` at ``now``, or ``None`` when none is due.
+        undecided ``task`` at ``now``, or ``None`` when none is due: when that is a repeat,
+        the last repeat due (it supersedes the others: one page, not one per repeat missed).
 
         Raises
         ------
@@ -138,12 +192,17 @@ class StepPlans:
             On a naive datetime.
         """
         instant = as_aware_utc(now, "now")
-        taken = highest_rank(rows)
         first: tuple[int, StepDue] | None = None
-        for rank, step in self._plan(task, policy):
-            if rank > taken and step.deliver_at <= instant and (first is None or rank < first[0]):
-                first = (rank, step)
-        return None if first is None else first[1]
+        last: tuple[int, StepDue] | None = None
+        for rank, step in self._left(task, rows, policy):
+            if step.deliver_at <= instant:
+                if first is None or rank < first[0]:
+                    first = (rank, step)
+                if last is None or rank > last[0]:
+                    last = (rank, step)
+        if first is None or last is None:
+            return None
+        return last[1] if first[1].kind.repeat_number else first[1]
 
 
 def kept_rows(

@@ -23,6 +23,12 @@ notifications"; contract Appendix B, quiet hours)
 
   Consequence: after a window ended at the first occurrence of an ambiguous wall time, the
   repeated hour is *not* quiet again; a window whose both ends fall in the same gap is empty.
+* Near the ends of what a ``datetime`` holds (years 1 and 9999: a
+  ``slaDeadline`` of 9999-12-31 meaning "none") nothing here raises: a window end past the last
+  instant is :data:`~escalation.policy.LAST_INSTANT` (a step held to it is never due, see
+  :mod:`escalation.ladder`), a start before the first is
+  :data:`~escalation.policy.FIRST_INSTANT`, and a window of a local date no ``date`` holds is
+  none.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from escalation.policy import QuietHours, as_aware_utc
+from escalation.policy import FIRST_INSTANT, LAST_INSTANT, QuietHours, as_aware_utc
 
 __all__ = [
     "is_quiet",
@@ -70,6 +76,9 @@ def resolve_wall_time(day: date, wall: time, timezone: str) -> datetime:
     ------
     zoneinfo.ZoneInfoNotFoundError
         For an unknown zone (a :class:`QuietHours` has validated its zone already).
+    OverflowError
+        When that instant lies outside what a UTC ``datetime`` holds (a time in year 1 or
+        9999); the window functions below take it as the first / last instant instead.
     """
     zone = ZoneInfo(timezone)
     naive = datetime.combine(day, wall)
@@ -92,19 +101,37 @@ def resolve_wall_time(day: date, wall: time, timezone: str) -> datetime:
     return high
 
 
+def _resolve_bounded(day: date, wall: time, timezone: str) -> datetime:
+    """:func:`resolve_wall_time`, or the first / last instant when the answer lies before /
+    past what a ``datetime`` holds (a local time in year 1 or 9999: see the module docstring)."""
+    try:
+        return resolve_wall_time(day, wall, timezone)
+    except OverflowError:
+        return LAST_INSTANT if day.year > 1 else FIRST_INSTANT
+
+
+def _shifted(day: date, days: int) -> date | None:
+    """``day`` + ``days`` days, or ``None`` past the dates a ``date`` holds."""
+    try:
+        return day + days * _ONE_DAY
+    except OverflowError:
+        return None
+
+
 @lru_cache(maxsize=1024)
 def _window_starting(qh: QuietHours, day: date) -> tuple[datetime, datetime] | None:
     """The UTC ``[start, end)`` of the quiet window starting on local date ``day``.
 
     Memoized: a pure function of frozen values, asked for the same few days by every task's
     schedule (arming 100,000 open tasks at start asks it ~10 times per task; resolving a wall
-    time through zoneinfo each time was most of the start-up's CPU).
+    time through zoneinfo each time was most of the start-up's CPU). An end past the last
+    instant a ``datetime`` holds is :data:`~escalation.policy.LAST_INSTANT`.
     """
     if not qh.active:
         return None
-    start = resolve_wall_time(day, qh.start, qh.timezone)
-    end_day = day if qh.end > qh.start else day + _ONE_DAY
-    end = resolve_wall_time(end_day, qh.end, qh.timezone)
+    start = _resolve_bounded(day, qh.start, qh.timezone)
+    end_day = day if qh.end > qh.start else _shifted(day, 1)
+    end = LAST_INSTANT if end_day is None else _resolve_bounded(end_day, qh.end, qh.timezone)
     if end <= start:  # both ends in one gap: nothing is quiet
         return None
     return start, end
@@ -144,7 +171,8 @@ def _windows_on_utc_day(qh: QuietHours, ordinal: int) -> tuple[tuple[datetime, d
     within a day of the UTC date (offsets are under 15 hours): local dates ``d - 2 … d + 1``.
     """
     day = date.fromordinal(ordinal)
-    windows = (_window_starting(qh, day + offset * _ONE_DAY) for offset in (-2, -1, 0, 1))
+    days = [d for offset in (-2, -1, 0, 1) if (d := _shifted(day, offset)) is not None]
+    windows = [_window_starting(qh, d) for d in days]
     return tuple(w for w in windows if w is not None)
 
 
@@ -207,9 +235,13 @@ def next_quiet_start(qh: QuietHours | None, at: datetime) -> datetime | None:
     instant = as_aware_utc(at, "at")
     if qh is None or not qh.active:
         return None
-    local_day = instant.astimezone(qh.zone).date()
+    try:
+        local_day = instant.astimezone(qh.zone).date()
+    except OverflowError:  # the local date is past year 9999 or before year 1
+        local_day = instant.date()
     for offset in range(0, 3):
-        window = _window_starting(qh, local_day + offset * _ONE_DAY)
+        day = _shifted(local_day, offset)
+        window = _window_starting(qh, day) if day is not None else None
         if window is not None and window[0] > instant:
             return window[0]
     return None

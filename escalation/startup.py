@@ -31,7 +31,7 @@ from escalation.ports import (
     OpenTaskClock,
     TaskReader,
 )
-from escalation.progress import STEP_KINDS, kept_rows, progress
+from escalation.progress import STEP_KINDS, kept_rows, last_taken, progress
 
 __all__ = ["rebuild_wakes", "settle_claimed"]
 
@@ -97,6 +97,7 @@ async def rebuild_wakes(
             if rows and any(r.status == "claimed" for r in rows):
                 page_wakes[task_id] = now
                 continue
+            last = last_taken(rows) if rows else None
             try:
                 nxt = next_step(
                     clock.created_at,
@@ -110,6 +111,7 @@ async def rebuild_wakes(
                         frozenset([STEP_KINDS[r.step] for r in rows if r.step in STEP_KINDS])
                         if rows
                         else _NO_STEPS,
+                        None if last is None else last.taken_at,  # repeats count from it
                     ),
                 )
             except ValueError:
