@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.bridge import Bridge
 from bot.channel_access import ChannelAccess
@@ -297,7 +298,7 @@ class BridgeApp:
         """
         if self._file_lock is not None:
             self._file_lock.acquire()
-        await self.store.create_schema()
+        await self._create_schema()
         await self.intake.start(self.settings.bridge_http_host, self.settings.bridge_http_port)
         await self.leadership.start()
         if self.leadership.elected is not None:
@@ -307,6 +308,33 @@ class BridgeApp:
         if not self._led:
             self._started = True
             log.info("standby: serving POST /events; the leader handles them")
+
+    async def _create_schema(self) -> None:
+        """Migrate the database (:meth:`bot.store.Store.create_schema`); a PostgreSQL server
+        that cannot be reached yet (restarting, failing over: the leader that it deposed is
+        being restarted at the same time) is waited for, 1 s doubling to 30 s, logged, instead
+        of exiting and being restarted until the supervisor gives up (systemd's start limit).
+
+        Raises
+        ------
+        sqlalchemy.exc.SQLAlchemyError
+            An SQLite error, a refused migration, or the last connection error when a stop
+            was asked for while waiting.
+        """
+        delay = 1.0
+        while True:
+            try:
+                await self.store.create_schema()
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if self.store.db.is_sqlite or self._stopping.is_set():
+                    raise
+                inner = getattr(exc, "orig", None) or exc
+                reason = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+                log.warning("database unreachable (%s); trying again in %.0f s", reason, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, 30.0)
 
     async def _lead(self) -> None:
         """Become the leader: log in to Discord, start the features, process events.

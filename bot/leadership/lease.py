@@ -401,4 +401,14 @@ class Lease:
 
     def _run_sync(self, work: Callable[[Connection], T]) -> T:
         with self.db.write_engine.begin() as conn:
+            if not self.db.is_sqlite:
+                # a lock held by a frozen process must not hold up the lease loop for good:
+                # give up after a third of a lease and look again at the next round
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
             return work(conn)
+
+    @property
+    def lock_timeout_ms(self) -> float:
+        """Longest wait for a row lock in a lease statement on PostgreSQL (ms): a third of
+        the lease, at least 100 ms."""
+        return max(100.0, self.lease_seconds * 1000 / 3)

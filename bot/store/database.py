@@ -42,7 +42,13 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["Database", "driver_cursor", "sync_url"]
+__all__ = [
+    "IDLE_IN_TRANSACTION_SECONDS",
+    "Database",
+    "driver_cursor",
+    "postgres_session_args",
+    "sync_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +150,28 @@ def _sqlite_engine(url: str, *, memory: bool, immediate: bool) -> Engine:
     return engine
 
 
+#: PostgreSQL ends a session of this bridge that stays idle inside a transaction this long
+#: (seconds): a frozen process (``SIGSTOP``, a paused VM, a network partition) must not keep
+#: its row locks — the lease row's among them — and so block a standby's takeover until TCP
+#: gives up hours later (PostgreSQL: ``idle_in_transaction_session_timeout``). The bridge's
+#: transactions never wait on anything but the database.
+IDLE_IN_TRANSACTION_SECONDS = 10.0
+
+
+def postgres_session_args() -> dict[str, object]:
+    """psycopg connection arguments of every PostgreSQL connection of the bridge: the
+    session timeout above, and TCP keepalives (libpq ``keepalives*``: a dead peer noticed in
+    about 25 s instead of the system's two hours)."""
+    timeout_ms = int(IDLE_IN_TRANSACTION_SECONDS * 1000)
+    return {
+        "options": f"-c idle_in_transaction_session_timeout={timeout_ms}",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+
+
 class Database:
     """The bridge's database: :meth:`read` and :meth:`write` take a function of a connection.
 
@@ -174,12 +202,18 @@ class Database:
                 else _sqlite_engine(self.url, memory=False, immediate=False)
             )
         else:
-            self.write_engine = create_engine(self.url, pool_pre_ping=True)
+            connect_args = postgres_session_args()
+            self.write_engine = create_engine(
+                self.url, pool_pre_ping=True, connect_args=connect_args
+            )
             # PostgreSQL's default (READ COMMITTED) takes a snapshot per statement: a reader's
             # unit reads one snapshot only under REPEATABLE READ (the writer keeps the default,
             # where a compare-and-set UPDATE re-checks its WHERE after waiting for a row lock)
             self.read_engine = create_engine(
-                self.url, pool_pre_ping=True, isolation_level="REPEATABLE READ"
+                self.url,
+                pool_pre_ping=True,
+                isolation_level="REPEATABLE READ",
+                connect_args=connect_args,
             )
         self._reads_via_writer = memory
         self._readers = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="db-read")

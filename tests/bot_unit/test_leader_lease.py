@@ -231,6 +231,48 @@ async def test_a_fenced_write_holds_off_a_takeover_until_it_commits(
         taker.close()
 
 
+async def test_a_frozen_leader_holding_the_lease_row_does_not_block_the_takeover(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader frozen in the middle of a fenced write (SIGSTOP, a paused VM) keeps the lease
+    row FOR SHARE. PostgreSQL ends that idle transaction (``idle_in_transaction_session_timeout``,
+    here 1 s) and the standby's lease statements give up waiting for the lock after a third of
+    a lease instead of hanging: once the lease has lapsed the standby leads."""
+    from bot.store import database
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer anyway")
+    monkeypatch.setattr(database, "IDLE_IN_TRANSACTION_SECONDS", 1.0)
+    a, b = Store(database_url), Store(database_url)
+    await a.create_schema()
+    clock_a, clock_b = FakeClock(), FakeClock()
+    lease_a = Lease(a.db, holder="a", lease_seconds=1.5, clock=clock_a)
+    lease_b = Lease(b.db, holder="b", lease_seconds=1.5, clock=clock_b)
+    frozen = a.db.write_engine.connect()
+    try:
+        assert await lease_a.acquire()
+        frozen.begin()
+        lease_a.fence(frozen)  # ... and the process freezes here, its transaction open
+        taken, gave_up = False, 0
+        for _ in range(20):  # the standby's loop: a look every half second of both clocks
+            try:
+                taken = await asyncio.wait_for(lease_b.acquire(), 5)  # never hangs
+            except OperationalError:  # the lock wait gave up: it looks again next round
+                gave_up += 1
+            if taken:
+                break
+            clock_b.now += 0.5
+            await asyncio.sleep(0.5)
+        assert taken
+        assert gave_up >= 1  # the frozen transaction held the row at first
+        assert lease_b.token == 2
+    finally:
+        frozen.invalidate()  # PostgreSQL ended its session: nothing to roll back
+        frozen.close()
+        await a.close()
+        await b.close()
+
+
 async def test_writes_that_are_not_leader_only_go_on_for_a_standby(
     stores: tuple[Store, Store],
 ) -> None:
