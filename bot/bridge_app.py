@@ -200,6 +200,10 @@ class BridgeApp:
         self._led = False  # _lead began: the leader's parts must be stopped
         self._lead_error: BaseException | None = None
         self.features: list[Any] = []
+        #: intakes every replica runs, leader or standby (the Redis Streams consumer: the
+        #: replicas share the entries as one consumer group, README "Production"); started
+        #: with the HTTP intake
+        self.intakes: list[Any] = []
         #: Twilio (set by the features: ``_make_pager``); ``None`` without TWILIO_* settings
         self.pager: Pager | None = None
         #: the process's APScheduler, once a feature made one (the ladder's; shared)
@@ -274,7 +278,7 @@ class BridgeApp:
         """Parts of ``/healthz`` that do not fail it: each feature's ``advisory_health()``
         (the Redis Streams intake: ``{"redis": True | "<why not>"}``)."""
         parts: dict[str, bool | str] = {}
-        for feature in self.features:
+        for feature in [*self.intakes, *self.features]:
             check = getattr(feature, "advisory_health", None)
             if check is not None:
                 parts.update(check())
@@ -300,6 +304,8 @@ class BridgeApp:
             self._file_lock.acquire()
         await self._create_schema()
         await self.intake.start(self.settings.bridge_http_host, self.settings.bridge_http_port)
+        for intake in self.intakes:
+            await intake.start()
         await self.leadership.start()
         if self.leadership.elected is not None:
             await self.leadership.elected
@@ -408,6 +414,9 @@ class BridgeApp:
     async def stop(self) -> None:
         """Graceful shutdown: stop intake first (no new events), then the rest."""
         await self.intake.stop()
+        for intake in reversed(self.intakes):
+            with contextlib.suppress(Exception):
+                await intake.stop()
         await self.processor.stop()
         if self._led:
             for feature in reversed(self.features):

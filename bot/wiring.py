@@ -129,7 +129,9 @@ def attach_features(app: BridgeApp) -> None:
     if app.settings.factory_redis_url is not None:
         from bot.factory.redis_intake import RedisStreamIntake
 
-        app.features.append(
+        # on every replica, as the HTTP intake: standbys store what they read, the leader
+        # handles it (one consumer group, each process its own consumer)
+        app.intakes.append(
             RedisStreamIntake(
                 url=app.settings.factory_redis_url.get_secret_value(),
                 store=app.store,

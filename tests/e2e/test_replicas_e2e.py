@@ -16,13 +16,16 @@ standby, as a load balancer would send them once the leader stopped answering.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
 from bot.app import EXIT_DEPOSED
@@ -39,6 +42,7 @@ from tests.e2e.test_phone_e2e import (
 )
 from tests.support.databases import fresh_postgres_database
 from tests.support.harness import BridgeProcess, wait_until
+from tests.support.redis_server import redis_or_skip, redis_url_for_tests, unique_streams
 
 #: The lease and the ladder of these tests (seconds).
 REPLICA = {
@@ -321,3 +325,55 @@ async def test_twilio_webhooks_that_reach_the_standby_are_answered_by_the_leader
     assert world.factory.tasks[task["id"]]["status"] == "claimed"
     assert "relayed to the leader" in standby.log_tail(400)
     assert not world.twilio.spec_violations, world.twilio.spec_violations
+
+
+BUS_STREAMS = unique_streams("factory.tasks")
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[aioredis.Redis]:
+    """The test machine's Redis, with a stream name unique to this module."""
+    async for client in redis_or_skip(BUS_STREAMS):
+        yield client
+
+
+async def test_every_replica_reads_the_event_bus_and_the_leader_handles_what_each_stored(
+    world: World, replicas: Callable[..., BridgeProcess], bus: aioredis.Redis
+) -> None:
+    """Contract §7.7: the replicas share the streams as one consumer group, each process its
+    own consumer; a standby stores what it reads and the leader handles it."""
+    stream = BUS_STREAMS[0]
+    world.factory.webhook_url = None  # the event bus is the only way in
+    settings = {"FACTORY_REDIS_URL": redis_url_for_tests(), "FACTORY_REDIS_STREAMS": stream}
+    leader = replicas("leader", FACTORY_REDIS_CONSUMER="leader", **settings)
+    standby = replicas("standby", FACTORY_REDIS_CONSUMER="standby", **settings)
+    await leader.start()
+    await standby.start()
+
+    async def standby_reads() -> bool:
+        async with httpx.AsyncClient() as http:
+            body = (await http.get(f"http://127.0.0.1:{standby.port}/healthz")).json()
+        return bool(body.get("checks", {}).get("redis") == "up")
+
+    await wait_until(standby_reads, timeout=15, what="the standby reading the streams")
+    consumers = {c["name"] for c in await bus.xinfo_consumers(stream, "discord-bridge")}
+    assert consumers == {b"leader", b"standby"}
+    titles = [f"bus task {n}" for n in range(6)]
+    for title in titles:
+        task = await world.factory.create_task(emit=False, title=title)
+        await bus.xadd(
+            stream,
+            {
+                "type": "task.created",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "data": json.dumps({"task": task}),
+                "source": "task-service",
+            },
+        )
+
+    def all_shown() -> bool:
+        shown = {m.embeds[0].get("title", "") for m in bot_posts(world) if m.embeds}
+        return all(any(s.endswith(t) for s in shown) for t in titles)
+
+    await world.discord.wait_for(all_shown, timeout=20, description="every task posted")
+    assert await roles(leader, standby) == ["leader", "standby"]
