@@ -146,7 +146,7 @@ class BridgeApp:
         ).handle
         self.metrics = BridgeMetrics(
             open_tasks=self.store.open_task_counts,
-            queue_depth=lambda: self.processor.queue_depth(),
+            queue_depth=self.store.count_unprocessed_events,
             task_timing=self._task_timing,
             clock=clock,
         )

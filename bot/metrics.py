@@ -113,7 +113,8 @@ class BridgeMetrics:
     open_tasks:
         Returns the number of open tasks per priority (read at each scrape); optional.
     queue_depth:
-        Returns the number of events stored but not yet handled; optional.
+        Coroutine function returning the number of events stored but not yet handled (read at
+        each scrape: the store's count, not only what one process holds in memory); optional.
     task_timing:
         ``task_id`` → ``(priority, created_at)`` of a task (aware UTC), or ``None``: used to
         observe the time to decision and to acknowledge; optional.
@@ -125,7 +126,7 @@ class BridgeMetrics:
         self,
         *,
         open_tasks: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
-        queue_depth: Callable[[], int] | None = None,
+        queue_depth: Callable[[], Awaitable[int]] | None = None,
         task_timing: Callable[[str], Awaitable[tuple[str, datetime] | None]] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -386,5 +387,8 @@ class BridgeMetrics:
                 for priority in ("critical", "high", "medium", "low"):
                     self.tasks_open.labels(priority).set(counts.get(priority, 0))
         if self._queue_depth is not None:
-            self.event_queue_depth.set(self._queue_depth())
+            try:
+                self.event_queue_depth.set(await self._queue_depth())
+            except Exception:
+                log.warning("metrics: the event queue could not be counted", exc_info=True)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

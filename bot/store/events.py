@@ -376,3 +376,16 @@ class EventsMixin(StoreBase):
             return int(conn.execute(select(func.count()).select_from(t.events)).scalar_one())
 
         return await self.db.read(work)
+
+    async def count_unprocessed_events(self) -> int:
+        """How many events are stored and not handled yet (``factory_bridge_event_queue_depth``):
+        those in the processor's memory, those a standby stored, those waiting for a retry or
+        left by a restart. Counted on the ``(processed_at, …)`` index."""
+
+        def work(conn: Connection) -> int:
+            query = (
+                select(func.count()).select_from(t.events).where(t.events.c.processed_at.is_(None))
+            )
+            return int(conn.execute(query).scalar_one())
+
+        return await self.db.read(work)

@@ -176,3 +176,16 @@ def test_one_encoding_gives_the_stored_text_and_the_fingerprint(body: dict[str, 
     stored, fingerprint = encode_event(body)
     assert json.loads(stored) == body
     assert fingerprint == event_fingerprint(body)
+
+
+async def test_the_queue_depth_counts_every_event_stored_and_not_handled(store: Store) -> None:
+    """``factory_bridge_event_queue_depth`` (and its alert, > 100): after a restart, or with
+    events a standby stored, most of the queue is in the store, not in one process's memory."""
+    from bot.metrics import BridgeMetrics
+
+    batch = [NewEvent(f"q-{n}", "pipeline.stage_changed", event(n), "redis") for n in range(300)]
+    await store.record_events(batch)
+    await store.mark_events_processed([f"q-{n}" for n in range(50)])
+    assert await store.count_unprocessed_events() == 250
+    body, _ = await BridgeMetrics(queue_depth=store.count_unprocessed_events).render()
+    assert b"factory_bridge_event_queue_depth 250.0" in body
