@@ -158,13 +158,19 @@ def _sqlite_engine(url: str, *, memory: bool, immediate: bool) -> Engine:
 IDLE_IN_TRANSACTION_SECONDS = 10.0
 
 
-def postgres_session_args() -> dict[str, object]:
+def postgres_session_args(url: str = "") -> dict[str, object]:
     """psycopg connection arguments of every PostgreSQL connection of the bridge: the
     session timeout above, and TCP keepalives (libpq ``keepalives*``: a dead peer noticed in
-    about 25 s instead of the system's two hours)."""
+    about 25 s instead of the system's two hours).
+
+    ``url``'s own ``options`` (``?options=-csearch_path=…``) are kept: ``connect_args``
+    replace the URL's parameters of the same name, so the timeout is added to them.
+    """
     timeout_ms = int(IDLE_IN_TRANSACTION_SECONDS * 1000)
+    given = make_url(url).query.get("options") if url else None
+    own = " ".join(given) if isinstance(given, tuple) else (given or "")
     return {
-        "options": f"-c idle_in_transaction_session_timeout={timeout_ms}",
+        "options": f"{own} -c idle_in_transaction_session_timeout={timeout_ms}".strip(),
         "keepalives": 1,
         "keepalives_idle": 10,
         "keepalives_interval": 5,
@@ -202,7 +208,7 @@ class Database:
                 else _sqlite_engine(self.url, memory=False, immediate=False)
             )
         else:
-            connect_args = postgres_session_args()
+            connect_args = postgres_session_args(self.url)
             self.write_engine = create_engine(
                 self.url, pool_pre_ping=True, connect_args=connect_args
             )

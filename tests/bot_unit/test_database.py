@@ -213,3 +213,14 @@ async def test_unfenced_groups_skip_the_fence(db: Database) -> None:
     assert calls == []
     await db.write(_insert(2, "b"), fenced=True)
     assert calls == [1]
+
+
+def test_the_session_timeout_keeps_the_urls_own_options() -> None:
+    """``connect_args`` replace the URL's parameters of the same name: a DATABASE_URL with
+    ``options=-csearch_path=…`` (a schema per tenant, or per test) keeps its schema."""
+    from bot.store.database import postgres_session_args
+
+    own = postgres_session_args("postgresql://u@h/db?options=-csearch_path%3Dtenant_7")
+    assert own["options"] == "-csearch_path=tenant_7 -c idle_in_transaction_session_timeout=10000"
+    plain = postgres_session_args("postgresql://u@h/db")
+    assert plain["options"] == "-c idle_in_transaction_session_timeout=10000"
