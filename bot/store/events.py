@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from .database import driver_cursor
 from .fingerprint import encode_event
 
 __all__ = ["EventRecord", "EventsMixin", "NewEvent", "Recorded"]
+
+log = logging.getLogger(__name__)
 
 # Hot-path SQL run through the driver (see bot.store.database.driver_cursor); the names are
 # those of bot.store.tables (the intake and processor tests run these against that schema).
@@ -59,6 +62,22 @@ def _insert_fingerprints_sql(rows: int) -> str:
         "INSERT INTO event_fingerprints (fingerprint, type, handled_at) "
         f"VALUES {values} ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint"
     )
+
+
+def _other_content(cursor: Any, sql: Any, repeated: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(event_id, source)`` of the repeated rows whose stored event has other content."""
+    found: list[tuple[str, str]] = []
+    for chunk in _chunks(repeated, _ROWS_PER_STATEMENT):
+        ids = [v["event_id"] for v in chunk]
+        marks = ", ".join(["?"] * len(ids))
+        cursor.execute(sql(f"SELECT event_id, body FROM events WHERE event_id IN ({marks})"), ids)
+        bodies = dict(cursor.fetchall())
+        found += [
+            (v["event_id"], v["source"])
+            for v in chunk
+            if v["event_id"] in bodies and bodies[v["event_id"]] != v["body"]
+        ]
+    return found
 
 
 def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
@@ -290,9 +309,11 @@ class EventsMixin(StoreBase):
                 stored.update(row[0] for row in cursor.fetchall())
             outcome: list[Recorded | None] = []
             fresh: list[tuple[int, dict[str, Any]]] = []  # new by id, to be acted on
+            repeated: list[dict[str, Any]] = []
             for v in rows:
                 if v["event_id"] not in stored:  # stored before, or by an earlier row
                     outcome.append(Recorded.DUPLICATE)
+                    repeated.append(v)
                     continue
                 stored.discard(v["event_id"])
                 if v.get("error") is not None:
@@ -317,9 +338,22 @@ class EventsMixin(StoreBase):
                     outcome[index] = Recorded.SAME_CONTENT
             if known:
                 cursor.executemany(sql(_MARK_EVENT_WITH_ERROR), known)
+            if repeated:
+                conflicts.extend(_other_content(cursor, sql, repeated))
             return [o for o in outcome if o is not None]
 
-        return await self.db.write(work)
+        conflicts: list[tuple[str, str]] = []
+        result = await self.db.write(work)
+        for event_id, source in dict.fromkeys(conflicts):
+            # a delivery retried carries the same content: another one under a stored id is
+            # the factory reusing an id (or someone replaying a signed body under it) — not
+            # stored, but never without a trace
+            log.warning(
+                "event %s (%s) repeats a stored event id with other content: not stored",
+                event_id[:200],
+                source,
+            )
+        return result
 
     async def unprocessed_events(self, limit: int = 100) -> list[EventRecord]:
         """Events stored but not yet handled, oldest first."""

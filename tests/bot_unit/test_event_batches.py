@@ -9,6 +9,7 @@ as the same event, and its content fingerprint is the one every intake computes.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,23 @@ async def test_the_queue_depth_counts_every_event_stored_and_not_handled(store: 
     assert await store.count_unprocessed_events() == 250
     body, _ = await BridgeMetrics(queue_depth=store.count_unprocessed_events).render()
     assert b"factory_bridge_event_queue_depth 250.0" in body
+
+
+async def test_a_stored_id_repeated_with_other_content_is_not_stored_but_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retried delivery (same id, same content) is a plain duplicate; the same id with other
+    content — the factory reusing an id, or a signed body replayed under it — is not stored
+    either, but leaves a warning naming the id."""
+    first = event(1)
+    assert await store.record_event("evt-9", first["type"], first, "webhook") is Recorded.NEW
+    with caplog.at_level(logging.WARNING, logger="bot.store.events"):
+        again = await store.record_event("evt-9", first["type"], event(1), "webhook")
+        assert again is Recorded.DUPLICATE
+        assert "evt-9" not in caplog.text  # a retry: nothing to say
+        other = event(2)
+        assert (
+            await store.record_event("evt-9", other["type"], other, "webhook") is Recorded.DUPLICATE
+        )
+    assert "event evt-9 (webhook) repeats a stored event id with other content" in caplog.text
+    assert await store.count_events() == 1
