@@ -14,8 +14,11 @@ are wrapped by :func:`task_log_context`, so every line logged while handling the
 without each call site passing ``extra=``.
 
 Every configured secret (bot token, webhook secrets, API key, Twilio auth token, WebSocket
-token) is replaced by ``[redacted]`` in every line, whatever logged it, message, arguments or
-traceback alike.
+token, the user info and password-like query parameters of URL settings: :func:`url_secrets`)
+is replaced by ``[redacted]`` in every line, whatever logged it, message, arguments or
+traceback alike, and whatever characters it holds: the JSON format masks each text before it
+is encoded (encoding escapes ``"``, ``\\``, control characters), and both formats also mask a
+secret's escaped spellings (as ``repr`` and JSON write it) where a message quotes it so.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -31,6 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TextIO, TypeVar
+from urllib.parse import unquote
 
 __all__ = [
     "CONTRACT_LEVELS",
@@ -39,7 +44,9 @@ __all__ = [
     "configure_logging",
     "log_context",
     "parse_log_level",
+    "redact",
     "task_log_context",
+    "url_secrets",
 ]
 
 #: The service name in every JSON line (contract §7.2 ``LogEntry.service``).
@@ -75,6 +82,12 @@ _RECORD_FIELDS = frozenset(
 _PROMOTED = {"task_id": "taskId", "event_id": "eventId", "duration_ms": "durationMs"}
 
 REDACTED = "[redacted]"
+
+#: Secrets shorter than this are not redacted: masking them would garble ordinary text.
+MIN_SECRET_LENGTH = 4
+
+#: Query parameters of a URL whose values are secrets (any case; also ``<prefix>_<name>``).
+SECRET_QUERY_PARAMETERS = ("password", "passwd", "pwd", "token", "secret")
 
 #: The ids of what the current task (asyncio) is handling; see :func:`log_context`.
 _CONTEXT: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("bridge_log_context", default=())
@@ -148,10 +161,104 @@ def parse_log_level(value: str) -> str:
     return name
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
+def _spellings(secret: str) -> list[str]:
+    """``secret`` as it is, and as ``repr`` and JSON (both ASCII settings) escape it."""
+    forms = [
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    ]
+    return list(dict.fromkeys(forms))
+
+
+def _masks(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every spelling of every secret long enough to mask, longest first."""
+    forms = {
+        form
+        for secret in secrets
+        if secret and len(secret) >= MIN_SECRET_LENGTH
+        for form in _spellings(secret)
+    }
+    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+
+
+def _mask(text: str, masks: Iterable[str]) -> str:
+    for form in masks:
+        text = text.replace(form, REDACTED)
     return text
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``[redacted]``.
+
+    Parameters
+    ----------
+    text:
+        Any text: a log line, an exception's message, a reason shown in ``/healthz``.
+    secrets:
+        Values never to show; each is masked as it is and as ``repr`` and JSON escape it
+        (values shorter than four characters are left alone: masking those would garble
+        ordinary text).
+
+    Returns
+    -------
+    str
+        The text, masked.
+    """
+    return _mask(text, _masks(secrets))
+
+
+#: ``scheme://``: what a URL starts with (RFC 3986 scheme).
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: The characters a URL parser cuts at (RFC 3986 gen-delims): a password holding one that is
+#: not percent-encoded is split there, and a parser may quote any piece (as a port, a host).
+_DELIMITERS = re.compile(r"[:/?#\[\]@]")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a URL carries, whether it can be parsed or not.
+
+    Parameters
+    ----------
+    url:
+        A URL setting's value (``DATABASE_URL``, ``FACTORY_REDIS_URL``, …).
+
+    Returns
+    -------
+    list[str]
+        When the URL carries a password: the whole user info (everything between
+        ``scheme://`` and the last ``@``: a password holding ``/``, ``?``, ``#`` or ``@`` not
+        percent-encoded is still all of it), the password after its first ``:``, each piece of that password between URL delimiters
+        (what a confused parser may quote, as a port for instance), each percent-decoded too;
+        and the value of every password-like query parameter (:data:`SECRET_QUERY_PARAMETERS`).
+        Empty values are left out.
+    """
+    found: list[str] = []
+    scheme = _SCHEME.match(url)
+    rest = url[scheme.end() :] if scheme else url
+    userinfo, at, _ = rest.rpartition("@")
+    _, colon, password = userinfo.partition(":")
+    if at and colon and password:  # a user name alone (postgres@…) is no secret
+        found.append(userinfo)
+        found.append(password)
+        found.extend(_DELIMITERS.split(password))
+    query = url.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        key = unquote(name).strip().lower()
+        if (
+            equals
+            and value
+            and (
+                key in SECRET_QUERY_PARAMETERS
+                or key.endswith(tuple(f"_{word}" for word in SECRET_QUERY_PARAMETERS))
+            )
+        ):
+            found.append(value)
+            found.append(unquote(value.replace("+", " ")))
+    found.extend([unquote(value) for value in found])
+    return [value for value in dict.fromkeys(found) if value]
 
 
 class RedactingFormatter(logging.Formatter):
@@ -160,21 +267,46 @@ class RedactingFormatter(logging.Formatter):
     Parameters
     ----------
     secrets:
-        Values never to print (empty strings and values shorter than 4 characters are
-        ignored: redacting those would garble ordinary text).
+        Values never to print, whatever characters they hold (empty strings and values
+        shorter than 4 characters are ignored: redacting those would garble ordinary text);
+        each is masked as it is and as ``repr`` and JSON escape it.
+    fmt:
+        The line's ``%``-style format; the default is ``time LEVEL logger: message``.
     """
 
     def __init__(self, secrets: Iterable[str] = (), fmt: str | None = None) -> None:
         super().__init__(fmt or "%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len)[::-1])
+        self.secrets = tuple(
+            sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len)[::-1]
+        )
+        self._masks = _masks(self.secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         """The line, redacted."""
-        return _redact(super().format(record), self.secrets)
+        return _mask(super().format(record), self._masks)
 
 
 class JsonFormatter(RedactingFormatter):
-    """One JSON object per record in the contract's ``LogEntry`` shape (§7.2), redacted."""
+    """One JSON object per record in the contract's ``LogEntry`` shape (§7.2), redacted.
+
+    Every text (key or value, at any depth; any other object as ``str`` gives it) is masked
+    *before* the entry is encoded: encoding escapes ``"``, ``\\`` and control characters, so a
+    secret holding one would no longer match in the encoded line.
+    """
+
+    def _masked(self, value: Any) -> Any:
+        """``value`` made JSON-ready with every secret in it masked."""
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int | float):
+            text = str(value)
+            masked = _mask(text, self._masks)
+            return value if masked == text else masked
+        if isinstance(value, dict):
+            return {self._masked(str(key)): self._masked(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._masked(item) for item in value]
+        return _mask(value if isinstance(value, str) else str(value), self._masks)
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one JSON line (no newline inside)."""
@@ -202,8 +334,7 @@ class JsonFormatter(RedactingFormatter):
                 "message": str(exc),
                 "stack": "".join(traceback.format_exception(exc)),
             }
-        line = json.dumps(entry, default=str, ensure_ascii=False)
-        return _redact(line, self.secrets)
+        return json.dumps(self._masked(entry), ensure_ascii=False)
 
 
 def configure_logging(

@@ -7,7 +7,6 @@ The names are a public interface; README.md documents each with its default. Sec
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 from datetime import time
@@ -18,8 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.connection import parse_url as parse_redis_url
 
-from bot.logs import parse_log_level
+from bot.logs import parse_log_level, redact, url_secrets
 from escalation.models import Priority
 from escalation.policy import MAX_REPEATS, EscalationPolicy, QuietHours, SafeDefault
 
@@ -255,17 +255,26 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret's value (for redaction from logs, ``bot.logs``).
 
-        The password inside ``FACTORY_REDIS_URL`` is one too, on its own as well as the URL.
+        Besides each ``SecretStr`` setting, the secrets every URL setting (``*_URL``:
+        ``DATABASE_URL``, ``FACTORY_REDIS_URL``, …) carries, parsable or not
+        (:func:`bot.logs.url_secrets`): its whole user info, the password and its pieces, and
+        password-like query parameters (``password``, ``passwd``, ``pwd``, ``token``,
+        ``secret``).
+
+        Returns
+        -------
+        list[str]
+            The values, without empty ones.
         """
         values: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                values.append(value.get_secret_value())
-        if self.factory_redis_url is not None:
-            with contextlib.suppress(ValueError):
-                values.append(urlsplit(self.factory_redis_url.get_secret_value()).password or "")
-        return [v for v in values if v]
+                value = value.get_secret_value()
+                values.append(value)
+            if name.endswith("_url") and isinstance(value, str):
+                values.extend(url_secrets(value))
+        return [v for v in dict.fromkeys(values) if v]
 
     @field_validator("quiet_hours_timezone")
     @classmethod
@@ -308,8 +317,39 @@ class Settings(BaseSettings):
     @field_validator("factory_redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.match(r"^rediss?://", value.get_secret_value()):
-            raise ValueError("expected a redis:// or rediss:// URL")
+        """A URL redis-py reads as it was meant: ``redis://`` or ``rediss://``, with a host.
+
+        Checked with redis-py's own parser, so that a URL it would refuse (or read otherwise:
+        a password holding ``/``, ``?``, ``#`` or ``@`` not percent-encoded, whose rest is
+        then taken for the port or path) is refused here instead of retried for ever. The
+        message never quotes the URL or a part of it (the parser's reason is given without
+        what it quotes, and with every secret of the URL masked).
+        """
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        reason: str | None = None
+        if not re.match(r"^rediss?://", url):
+            reason = "the scheme is neither redis:// nor rediss://"
+        else:
+            try:
+                options = parse_redis_url(url)
+                parts = urlsplit(url)
+            except ValueError as exc:
+                # its message may quote a piece of the URL (a password taken for the port):
+                # quoted parts are dropped, and whatever else is secret is masked
+                unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(exc))
+                reason = redact(unquoted, [url, *url_secrets(url)]) or type(exc).__name__
+            else:
+                if not options.get("host"):
+                    reason = "no host"
+                elif "@" in parts.path + parts.query + parts.fragment:
+                    reason = "an @ after the host"
+        if reason is not None:
+            raise ValueError(
+                f"not a valid redis:// or rediss:// URL ({reason}); "
+                "percent-encode special characters in the password"
+            )
         return value
 
     @field_validator("factory_redis_streams", mode="before")

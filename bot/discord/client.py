@@ -135,9 +135,7 @@ class BridgeBot(commands.Bot):
         except Exception:
             log.exception("repost after the deletion of message %s failed", payload.message_id)
 
-    async def on_raw_bulk_message_delete(
-        self, payload: discord.RawBulkMessageDeleteEvent
-    ) -> None:
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         """Messages were purged at once (gateway ``MESSAGE_DELETE_BULK``: a moderator's purge,
         discord.py dispatches it as ``raw_bulk_message_delete`` only): each task or batch
         message among them is handled as one deleted alone (:meth:`on_raw_message_delete`)."""

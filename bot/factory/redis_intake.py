@@ -25,7 +25,10 @@ client:
   exponential backoff (``FACTORY_REDIS_RECONNECT_BASE_SECONDS`` doubling up to 30 s, with
   jitter, :func:`bot.factory.ws_intake.reconnect_delay`); each failure is logged and counted
   (``factory_bridge_events_total{source="redis",outcome="unavailable"}``) and ``/healthz``
-  shows ``"redis": "down: <reason>"`` — without failing: webhooks keep working.
+  shows ``"redis": "down: <reason>"`` — without failing: webhooks keep working. The reason (and
+  every log line about a failure) is the exception's type and its message with the URL's
+  secrets masked (:func:`bot.logs.url_secrets`): never the URL, nor a piece of its password a
+  parser quoted (``/healthz`` needs no login).
 
 A failure of the store (the database down) is not Redis's fault: the batch is not
 acknowledged, the failure is logged, and the entries are read again after the same backoff.
@@ -39,6 +42,7 @@ import logging
 import os
 import socket
 import time
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -49,6 +53,7 @@ from redis.exceptions import RedisError, ResponseError
 from bot.factory.events import FactoryEvent
 from bot.factory.stream_entries import EntryKind, StreamEntry, read_entry
 from bot.factory.ws_intake import reconnect_delay
+from bot.logs import redact, url_secrets
 from bot.store import NewEvent, Recorded, Store
 
 __all__ = [
@@ -96,8 +101,10 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _reason(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """``Type: message`` of ``exc`` with ``secrets`` masked (just ``Type`` without a message)."""
+    message = redact(str(exc), secrets)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class _StoreFailed(Exception):
@@ -219,18 +226,29 @@ class RedisStreamIntake:
             except asyncio.CancelledError:
                 raise
             except _StoreFailed as exc:
-                log.error("Redis streams: could not store a batch, it stays pending: %s", exc)
+                log.error(
+                    "Redis streams: could not store a batch, it stays pending: %s",
+                    redact(str(exc), self._secrets()),
+                )
             except (RedisError, OSError) as exc:
-                self.problem = _reason(exc)
+                self.problem = _reason(exc, self._secrets())
                 self._outcome("unavailable")
                 log.warning("Redis streams unavailable: %s", self.problem)
             except Exception as exc:
-                self.problem = _reason(exc)
-                log.exception("Redis streams: reading failed unexpectedly")
+                # the traceback quotes the exception's message (which may quote the URL):
+                # logged masked, as text, never as the raw exception
+                secrets = self._secrets()
+                self.problem = _reason(exc, secrets)
+                stack = redact("".join(traceback.format_exception(exc)), secrets)
+                log.error("Redis streams: reading failed unexpectedly: %s\n%s", self.problem, stack)
             delay = reconnect_delay(self._attempt, base_seconds=self.reconnect_base_seconds)
             self._attempt += 1
             log.info("Redis streams: reconnecting in %.2fs (attempt %d)", delay, self._attempt)
             await self._sleep(delay)
+
+    def _secrets(self) -> list[str]:
+        """What a failure's reason must not show: the URL and the secrets in it."""
+        return [self.url, *url_secrets(self.url)]
 
     def _outcome(self, outcome: str) -> None:
         if self._on_outcome is not None:

@@ -151,3 +151,59 @@ def test_task_and_event_ids_come_from_the_context_being_handled(
         ("evt-1", "t-extra"),
         (None, None),
     ]
+
+
+#: Secrets holding what JSON and ``repr`` escape: a quote, a backslash, a tab, a newline, and
+#: non-ASCII letters (escaped as ``\uXXXX`` by a JSON encoder with its default ``ensure_ascii``).
+AWKWARD_SECRETS = (
+    'Ab"cd-1234',
+    "back\\slash-5678",
+    "tab\there-9012",
+    "new\nline-3456",
+    "pässwörd-ü789",
+)
+
+
+def _texts(value: object) -> Iterator[str]:
+    """Every text in a decoded JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_secret_is_masked_whatever_characters_it_holds(
+    fmt: str, restore_root_logger: None
+) -> None:
+    out = io.StringIO()
+    configure_logging("debug", fmt=fmt, secrets=AWKWARD_SECRETS, stream=out)
+    log = logging.getLogger("bot.test")
+    for secret in AWKWARD_SECRETS:
+        log.info("connecting with %s", secret)
+        log.warning("bad value %r", secret)
+        log.info("factory body %s", json.dumps({"token": secret}))
+        log.info("signature", extra={"secret": secret, "nested": {"values": [secret]}})
+        try:
+            raise ValueError(f"rejected {secret!r} / {secret}")
+        except ValueError:
+            log.exception("failed")
+    text = out.getvalue()
+    if fmt == "json":
+        entries = [json.loads(line) for line in text.splitlines()]  # still one object a line
+        assert len(entries) == 5 * len(AWKWARD_SECRETS)
+        decoded = "\x00".join(t for entry in entries for t in _texts(entry))
+        assert decoded.count("[redacted]") >= 6 * len(AWKWARD_SECRETS)
+        assert entries[0]["message"] == "connecting with [redacted]"
+    else:
+        decoded = text
+        assert "connecting with [redacted]\n" in text
+    for secret in AWKWARD_SECRETS:
+        for spelling in (secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]):
+            assert spelling not in text, spelling
+            assert spelling not in decoded, spelling

@@ -487,3 +487,47 @@ def test_every_redis_setting_is_in_the_readme_table() -> None:
     assert len(names) == 6
     for name in names:
         assert f"| `{name}` |" in readme, name
+
+
+async def test_a_url_redis_py_cannot_read_shows_no_piece_of_it_in_healthz_or_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a "/" in the password, not percent-encoded: urllib takes "S3cret" for the port and
+    # says so in its ValueError (settings refuse such a URL; the intake must not leak it either)
+    url = "redis://:S3cret/Redis+x@127.0.0.1:6379/0"
+    store = Store(f"sqlite:///{tmp_path / 'bridge.db'}")
+    await store.create_schema()
+    gate = Gate()
+    intake = RedisStreamIntake(
+        url=url,
+        store=store,
+        on_stored=lambda event_id, event: None,
+        streams=unique_streams("factory.tasks"),
+        sleep=gate,
+    )
+    server = EventIntake(
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: None,
+        health=_all_up,
+        advisory=intake.advisory_health,
+    )
+    caplog.set_level("DEBUG", logger="bot.factory.redis_intake")
+    await intake.start()
+    await server.start("127.0.0.1", 0)
+    try:
+        await wait_until(lambda: len(gate.calls) == 1, what="the first backoff")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            health = (await http.get("/healthz")).json()
+    finally:
+        await intake.stop()
+        await server.stop()
+        await store.close()
+    shown = health["checks"]["redis"]
+    assert shown.startswith("down: ValueError: ")
+    assert "[redacted]" in shown
+    logged = caplog.text  # messages and tracebacks, as logged (no secret configured to mask)
+    assert "Redis streams: reading failed unexpectedly: ValueError: " in logged
+    for piece in (url, ":S3cret/Redis+x", "S3cret", "Redis+x"):
+        assert piece not in shown
+        assert piece not in logged

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bot.logs import configure_logging
 from bot.settings import Settings, describe_validation_error
 from bot.store.database import sync_url
 from escalation.models import Priority
@@ -173,3 +176,100 @@ def test_check_config_refuses_an_unbounded_duration(tmp_path: Path) -> None:
     assert "configuration OK" not in bad.stdout
     assert "ESCALATION_DM_AFTER_SECONDS: must be at most 31622400 seconds (366 days)" in bad.stderr
     assert "SLA_HIGH_SECONDS: Input should be a finite number" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "pieces"),
+    [
+        # a "/" in the password: urllib takes "S3cret" for the port, redis-py refuses the URL
+        ("redis://:S3cret/Redis+x@127.0.0.1:6379/0", ("S3cret", "Redis+x")),
+        ("rediss://bridge:S3cret/Redis+x@redis.example.com:6380/2", ("S3cret", "Redis+x")),
+        # digits before the "/": redis-py would read it as a port of no host (localhost)
+        ("redis://:6379/S3cretRedis@redis.example.com:6379/0", ("S3cretRedis",)),
+        # ... or as host "bridge", port 1234, the rest a path
+        ("redis://bridge:1234/S3cretRedis@redis.example.com:6379/0", ("S3cretRedis",)),
+        ("redis://bridge:1234#S3cretRedis@redis.example.com:6379/0", ("S3cretRedis",)),
+        ("redis://:S3cretRedis@redis.example.com:port/0", ("S3cretRedis",)),
+    ],
+)
+def test_a_redis_url_redis_py_cannot_read_is_refused_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch, url: str, pieces: tuple[str, ...]
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FACTORY_REDIS_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    lines = describe_validation_error(caught.value)
+    assert len(lines) == 1
+    assert lines[0].startswith("FACTORY_REDIS_URL: not a valid redis:// or rediss:// URL (")
+    assert lines[0].endswith("; percent-encode special characters in the password")
+    for piece in (url, *pieces, "redis.example.com", "127.0.0.1"):
+        assert piece not in lines[0]
+
+
+def test_a_percent_encoded_redis_password_is_accepted_and_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FACTORY_REDIS_URL", "redis://:S3cret%2FRedis@redis.example.com:6379/0")
+    settings = Settings()  # type: ignore[call-arg]
+    assert {"S3cret%2FRedis", "S3cret/Redis"} <= set(settings.secret_values())
+
+
+def test_check_config_refuses_a_redis_url_with_a_raw_slash_in_the_password(
+    tmp_path: Path,
+) -> None:
+    env = {**REQUIRED, "FACTORY_REDIS_URL": "redis://:S3cret/Redis+x@127.0.0.1:6379/0"}
+    bad = run_cli("check-config", env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "configuration OK" not in bad.stdout
+    assert "FACTORY_REDIS_URL: not a valid redis:// or rediss:// URL" in bad.stderr
+    assert "percent-encode special characters in the password" in bad.stderr
+    assert "S3cret" not in bad.stdout + bad.stderr
+    assert "Redis+x" not in bad.stdout + bad.stderr
+
+
+def test_the_user_info_and_password_parameters_of_every_url_are_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    # a password the URL parser cannot split out (a "/" not percent-encoded), a percent-encoded
+    # one, and secrets in query parameters
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bridge:Db-S3cret/Pw@db.example.com/bridge")
+    monkeypatch.setenv("FACTORY_REDIS_URL", "redis://:Rd-S3cret%2FPw@redis.example.com:6379/0")
+    monkeypatch.setenv("HEARTBEAT_URL", "https://hc.example.com/ping?token=Hb-T0ken-123&x=1")
+    monkeypatch.setenv("FACTORY_WS_URL", "wss://factory.example.com/ws?PASSWORD=Ws-Pa55-456")
+    monkeypatch.setenv("FACTORY_DASHBOARD_URL", "https://dash-user:Dash-Pa55@dash.example.com/")
+    settings = Settings()  # type: ignore[call-arg]
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging("info", fmt="text", secrets=settings.secret_values(), stream=out)
+        log = logging.getLogger("bot.test")
+        log.info("database %s", settings.database_url)
+        log.info("password as a driver quotes it: 'Db-S3cret/Pw', a port: 'Db-S3cret'")
+        log.info("redis password decoded: Rd-S3cret/Pw")
+        log.info("heartbeat %s, ws %s", settings.heartbeat_url, settings.factory_ws_url)
+        log.info("dashboard %s", settings.factory_dashboard_url)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    text = out.getvalue()
+    for secret in (
+        "bridge:Db-S3cret/Pw",
+        "Db-S3cret",
+        "Rd-S3cret",
+        "Hb-T0ken-123",
+        "Ws-Pa55-456",
+        "Dash-Pa55",
+    ):
+        assert secret not in text, secret
+    assert "db.example.com/bridge" in text  # the rest of a URL stays readable
+    assert "hc.example.com/ping?token=[redacted]&x=1" in text
