@@ -7,9 +7,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
+
+from bot.cli_db import positive_limit, safe_db_url
 
 __all__ = [
     "build_parser",
@@ -90,7 +91,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
         return 2
-    database = settings.database_url.split("@")[-1]  # never print credentials of a DB URL
+    database = safe_db_url(settings.database_url)  # never print credentials of a DB URL
     print(
         f"configuration OK: guild {settings.discord_guild_id}, "
         f"tasks channel {settings.discord_tasks_channel_id}, "
@@ -147,47 +148,17 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return asyncio.run(run_sandbox(verbose=args.verbose))
 
 
-def _parse_since(text: str) -> datetime:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Print the audit trail (optionally one task's, or since a time)."""
+    """Print the audit trail's newest ``--limit`` entries (optionally one task's, or since a
+    time), oldest first, without migrating or writing the database (:mod:`bot.cli_db`).
+
+    Exit 0; 1 when the database cannot be reached or read; 2 for bad input or configuration."""
+    from bot.cli_db import run_audit
     from bot.settings import Settings
-    from bot.store import Store
 
     settings = _load_settings_or_exit()
     assert isinstance(settings, Settings)
-    try:
-        since = _parse_since(args.since) if args.since else None
-    except ValueError:
-        print(
-            f"--since: expected e.g. 2h, 30m, 7d or an ISO date, got {args.since!r}",
-            file=sys.stderr,
-        )
-        return 2
-
-    async def show() -> None:
-        store = Store(settings.database_url)
-        try:
-            await store.create_schema()
-            entries = await store.audit_entries(task_id=args.task, since=since, limit=args.limit)
-        finally:
-            await store.close()
-        if not entries:
-            print("no audit entries")
-        for e in entries:
-            print(
-                f"{e.at.isoformat(timespec='seconds')}  {e.actor_name:<20} {e.via:<8} "
-                f"{e.action:<22} task={e.task_id or '-':<38} {e.outcome:<9} {e.detail or ''}"
-            )
-
-    asyncio.run(show())
-    return 0
+    return run_audit(settings.database_url, task=args.task, since=args.since, limit=args.limit)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -195,13 +166,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     lock); ``db current``: print the database's revision and this build's newest.
 
     Exit 0 on success; 1 when the database cannot be reached or migrated (the reason on
-    stderr, never the URL's credentials); ``current`` exits 3 when the database is behind.
+    stderr, never the URL's credentials); 2 for an invalid ``DATABASE_URL``; ``current`` exits
+    3 when the database is behind, 4 when it is ahead (a newer build migrated it).
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
+    from bot.cli_db import run_db
     from bot.settings import DatabaseSettings, describe_validation_error
-    from bot.store import Store
-    from bot.store.migrate import MigrationError, current_revision, head_revision
 
     try:
         settings = DatabaseSettings()
@@ -209,33 +178,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         for line in describe_validation_error(exc):
             print(f"factory-bridge: {line}", file=sys.stderr)
         return 2
-    where = settings.database_url.split("@")[-1]  # never print credentials of a DB URL
-    head = head_revision()
-
-    async def run() -> int:
-        store = Store(settings.database_url)
-        try:
-            if args.db_command == "upgrade":
-                done = await store.create_schema()
-                if done.adopted:
-                    added = ", ".join(done.added) or "nothing"
-                    print(f"adopted a database made before migrations (added {added})")
-                if done.before == done.after:
-                    print(f"{where}: already at {done.after} (head)")
-                else:
-                    print(f"{where}: upgraded from {done.before or 'nothing'} to {done.after}")
-                return 0
-            current = await store.db.read(current_revision)
-            state = "head" if current == head else f"behind: head is {head}"
-            print(f"{current or 'none'} ({state})")
-            return 0 if current == head else 3
-        except (MigrationError, SQLAlchemyError) as exc:
-            print(f"factory-bridge: database {where}: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return run_db(settings.database_url, args.db_command)
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
@@ -327,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="print the audit trail")
     audit.add_argument("--task", help="only this task id")
     audit.add_argument("--since", help="e.g. 2h, 30m, 7d or an ISO 8601 date")
-    audit.add_argument("--limit", type=int, default=1000, help="at most this many entries")
+    audit.add_argument(
+        "--limit",
+        type=positive_limit,
+        default=1000,
+        help="the newest this many entries (default 1000; says how many earlier ones it left out)",
+    )
     audit.set_defaults(func=cmd_audit)
     webhooks = sub.add_parser("webhooks", help="list the webhooks registered at the factory")
     action = webhooks.add_mutually_exclusive_group()
@@ -346,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         "upgrade", help="apply the schema migrations (run does it at start too)"
     ).set_defaults(func=cmd_db)
     db_sub.add_parser(
-        "current", help="print the database's schema revision (exit 3 when behind)"
+        "current",
+        help="print the database's schema revision (exit 3 when behind, 4 when ahead)",
     ).set_defaults(func=cmd_db)
     page = sub.add_parser(
         "test-page", help="send one test SMS and one test DM to a roster operator"

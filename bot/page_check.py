@@ -9,9 +9,10 @@ no gateway). Each line printed says what Twilio and Discord answered; nothing is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.discord.endpoints import point_discord_at
@@ -71,6 +72,12 @@ async def _dm(settings: Settings, operator: Operator) -> tuple[bool, str]:
         return False, "DM: Discord rejected DISCORD_BOT_TOKEN (401)"
     except discord.HTTPException as exc:
         return False, f"DM to {operator.discord_user_id}: Discord answered {exc.status} {exc.text}"
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return (
+            False,
+            f"DM to {operator.discord_user_id}: cannot reach Discord at "
+            f"{settings.discord_api_base_url}: {exc or type(exc).__name__}",
+        )
     finally:
         await http.close()
     return True, f"DM to {operator.discord_user_id}: Discord accepted it (message {message['id']})"
@@ -79,14 +86,25 @@ async def _dm(settings: Settings, operator: Operator) -> tuple[bool, str]:
 async def send_test_page(
     settings: Settings, roster: Roster, name: str, write: Callable[[str], None] = print
 ) -> int:
-    """Send the test SMS and DM to ``name``; print one line each; the exit code (0 when both
-    were accepted, 1 otherwise, 2 for a name not on the roster)."""
+    """Send the test SMS, then the DM, to ``name``; print one line for each as soon as it is
+    done, whatever the other did (a step that fails, Discord or Twilio unreachable included,
+    prints a ✗ line); the exit code: 0 when both were accepted, 1 otherwise, 2 for a name not
+    on the roster."""
     operator = find_operator(roster, name)
     if operator is None:
         known = ", ".join(o.name for o in roster.operators) or "nobody"
         write(f"{name!r} is not on the roster (BRIDGE_ROSTER_FILE lists: {known})")
         return 2
-    results = [await _sms(settings, operator), await _dm(settings, operator)]
-    for ok, line in results:
+    steps: list[tuple[str, Callable[[Settings, Operator], Awaitable[tuple[bool, str]]]]] = [
+        ("SMS", _sms),
+        ("DM", _dm),
+    ]
+    passed = True
+    for label, step in steps:
+        try:
+            ok, line = await step(settings, operator)
+        except Exception as exc:  # any failure is this step's ✗ line, never a traceback
+            ok, line = False, f"{label}: failed: {type(exc).__name__}: {exc}"
         write(f"{'✓' if ok else '✗'} {line}")
-    return 0 if all(ok for ok, _ in results) else 1
+        passed = passed and ok
+    return 0 if passed else 1

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, func, insert, inspect, select
 from sqlalchemy.engine import Connection
 
 from . import tables as t
 from .base import StoreBase
 from .rows import from_ts
 
-__all__ = ["AuditMixin", "AuditRecord"]
+__all__ = ["AuditMixin", "AuditPage", "AuditRecord", "AuditUnreadable", "read_audit"]
 
 #: Built once: the columns come from each entry's parameters, so SQLAlchemy reuses its cache
 #: key and compiled form (an entry is written for every message posted).
@@ -84,30 +84,110 @@ class AuditMixin(StoreBase):
     async def audit_entries(
         self, *, task_id: str | None = None, since: datetime | None = None, limit: int = 1000
     ) -> list[AuditRecord]:
-        """Audit entries, oldest first, filtered by task and/or time (aware UTC)."""
-        query = select(t.audit).order_by(t.audit.c.id).limit(limit)
-        if task_id is not None:
-            query = query.where(t.audit.c.task_id == task_id)
-        if since is not None:
-            query = query.where(t.audit.c.at >= since.timestamp())
+        """The newest ``limit`` audit entries, oldest first, filtered by task and/or time (aware
+        UTC); :func:`read_audit` also says how many earlier ones were left out."""
+        page = await self.db.read(
+            lambda conn: read_audit(conn, task_id=task_id, since=since, limit=limit)
+        )
+        return page.entries
 
-        def work(conn: Connection) -> list[AuditRecord]:
-            rows = conn.execute(query)
-            return [
-                AuditRecord(
-                    id=r.id,
-                    at=from_ts(r.at),  # type: ignore[arg-type]
-                    actor_id=r.actor_id,
-                    actor_name=r.actor_name,
-                    via=r.via,
-                    action=r.action,
-                    task_id=r.task_id,
-                    batch_id=r.batch_id,
-                    request=None if r.request is None else json.loads(r.request),
-                    outcome=r.outcome,
-                    detail=r.detail,
-                )
-                for r in rows
-            ]
 
-        return await self.db.read(work)
+class AuditUnreadable(Exception):
+    """The database has no audit trail this build can read (the message says why)."""
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """What :func:`read_audit` found.
+
+    ``entries`` are the newest entries that match, oldest first; ``earlier`` counts the older
+    ones that match too but were left out by the limit (0: nothing was left out).
+    """
+
+    entries: list[AuditRecord]
+    earlier: int
+
+
+#: Columns an entry cannot be shown without (the others read as ``None`` when a database of
+#: another build lacks them).
+_REQUIRED = ("id", "at", "actor_name", "via", "action", "outcome")
+
+
+def read_audit(
+    conn: Connection,
+    *,
+    task_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 1000,
+    tolerant: bool = False,
+) -> AuditPage:
+    """The newest ``limit`` audit entries matching the filters, oldest first, and how many
+    earlier ones matched too (one read transaction: the count and the entries agree).
+
+    Parameters
+    ----------
+    conn:
+        A connection in a (read) transaction.
+    task_id, since:
+        Only this task's entries; only entries at or after this aware time.
+    limit:
+        At most this many entries (at least 1).
+    tolerant:
+        Read a database this build did not migrate (``factory-bridge audit`` on a database of
+        an older or newer build): select only the columns its audit table has.
+
+    Raises
+    ------
+    AuditUnreadable
+        ``tolerant`` and the database has no audit table, or it lacks a column an entry needs.
+    ValueError
+        ``limit`` below 1.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    columns = list(t.audit.c)
+    if tolerant:
+        inspector = inspect(conn)
+        if not inspector.has_table("audit"):
+            raise AuditUnreadable(
+                "it has no audit table: no bridge has used this database yet "
+                "(or DATABASE_URL names another database)"
+            )
+        present = {column["name"] for column in inspector.get_columns("audit")}
+        needed = [*_REQUIRED, *(["task_id"] if task_id is not None else [])]
+        missing = [name for name in needed if name not in present]
+        if missing:
+            raise AuditUnreadable(
+                f"its audit table has no column {', '.join(missing)}: "
+                "read it with the factory-bridge build that migrated it"
+            )
+        columns = [c for c in columns if c.name in present]
+    where: list[ColumnElement[bool]] = []
+    if task_id is not None:
+        where.append(t.audit.c.task_id == task_id)
+    if since is not None:
+        where.append(t.audit.c.at >= since.timestamp())
+    newest = select(*columns).where(*where).order_by(t.audit.c.id.desc()).limit(limit)
+    rows = list(conn.execute(newest).mappings())
+    rows.reverse()
+    earlier = 0
+    if len(rows) == limit:  # there may be more: count them (same snapshot)
+        total = conn.execute(select(func.count()).select_from(t.audit).where(*where)).scalar()
+        earlier = int(total or 0) - len(rows)
+    entries = [
+        AuditRecord(
+            id=r["id"],
+            at=from_ts(r["at"]),  # type: ignore[arg-type]
+            actor_id=r.get("actor_id"),
+            actor_name=r["actor_name"],
+            via=r["via"],
+            action=r["action"],
+            task_id=r.get("task_id"),
+            batch_id=r.get("batch_id"),
+            request=None if r.get("request") is None else json.loads(r["request"]),
+            outcome=r["outcome"],
+            detail=r.get("detail"),
+        )
+        for r in rows
+    ]
+    return AuditPage(entries=entries, earlier=earlier)

@@ -39,6 +39,7 @@ __all__ = [
     "SCRIPT_LOCATION",
     "Migration",
     "MigrationError",
+    "compare_to_head",
     "current_revision",
     "head_revision",
     "upgrade",
@@ -98,6 +99,29 @@ def head_revision() -> str:
 def current_revision(conn: Connection) -> str | None:
     """The revision the database is at, or ``None`` (new or un-versioned database)."""
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def compare_to_head(revision: str | None) -> str:
+    """Where a database at ``revision`` stands against this build's newest revision.
+
+    Parameters
+    ----------
+    revision:
+        What :func:`current_revision` read (``None``: a new or un-versioned database).
+
+    Returns
+    -------
+    str
+        ``"head"``: the newest this build ships; ``"behind"``: ``None`` or an older revision
+        this build ships (``db upgrade`` brings it to head); ``"ahead"``: a revision this build
+        does not know, so a newer build migrated the database (upgrade this bridge instead).
+    """
+    head = head_revision()
+    if revision == head:
+        return "head"
+    if revision is None or revision in {script.revision for script in _scripts().walk_revisions()}:
+        return "behind"
+    return "ahead"
 
 
 def _lock(conn: Connection) -> None:

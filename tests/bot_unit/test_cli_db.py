@@ -1,13 +1,19 @@
-"""``factory-bridge db upgrade`` and ``db current`` on each engine, with only DATABASE_URL set."""
+"""``factory-bridge db upgrade`` and ``db current`` on each engine, with only DATABASE_URL set;
+no command prints a password of DATABASE_URL (in its user part or its query)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
 
 from bot.cli import main
-from bot.store.migrate import head_revision
+from bot.store.database import sync_url
+from bot.store.migrate import SCRIPT_LOCATION, head_revision
 
 
 def test_db_current_then_upgrade_then_current(
@@ -41,3 +47,72 @@ def test_db_upgrade_says_why_when_the_database_cannot_be_reached(
     assert main(["db", "upgrade"]) == 1
     err = capsys.readouterr().err
     assert "127.0.0.1:1/bridge" in err and "s3cret" not in err
+
+
+def test_db_current_says_when_a_newer_build_migrated_the_database(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(SCRIPT_LOCATION))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.chdir(tmp_path)  # no .env file here
+
+    assert main(["db", "current"]) == 4
+    assert capsys.readouterr().out.strip() == (
+        f"0099 (ahead: this build's newest is {head_revision()}; "
+        "a newer build migrated this database: upgrade this bridge)"
+    )
+
+
+SECRET_PARAMETERS = ["password", "PASSWORD", "sslpassword", "passwd", "pwd", "token", "Secret"]
+
+
+@pytest.mark.parametrize("key", SECRET_PARAMETERS)
+@pytest.mark.parametrize("command", ["current", "upgrade"])
+def test_db_never_prints_a_password_given_as_a_query_parameter(
+    key: str, command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "DATABASE_URL", f"postgresql://bridge@127.0.0.1:1/bridge?{key}=S3cretPW&sslmode=disable"
+    )
+    assert main(["db", command]) == 1
+    out, err = capsys.readouterr()
+    assert "S3cretPW" not in out + err
+    [line] = err.strip().splitlines()
+    assert line.startswith("factory-bridge: database postgresql://bridge@127.0.0.1:1/bridge?")
+    assert f"{key}=***" in line and "sslmode=disable" in line
+
+
+@pytest.mark.parametrize("key", SECRET_PARAMETERS)
+def test_check_config_never_prints_a_password_given_as_a_query_parameter(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DISCORD_", "FACTORY_", "BRIDGE_", "TWILIO_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no .env file here
+    for name, value in {
+        "DISCORD_BOT_TOKEN": "bot-token",
+        "DISCORD_GUILD_ID": "1",
+        "DISCORD_TASKS_CHANNEL_ID": "2",
+        "FACTORY_API_KEY": "factory-key",
+        "FACTORY_WEBHOOK_SECRET": "hook-secret",
+        "DATABASE_URL": f"postgresql://bridge:s3cret@db.example.com/bridge?{key}=S3cretPW",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["check-config"]) == 0
+    out, err = capsys.readouterr()
+    assert f"database postgresql://bridge:***@db.example.com/bridge?{key}=***" in out
+    assert "S3cretPW" not in out + err and "s3cret" not in out + err
