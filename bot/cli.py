@@ -131,11 +131,12 @@ def cmd_run(_: argparse.Namespace) -> int:
     _configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     from bot.leadership import DatabaseInUse
     from bot.roster import RosterError
+    from bot.store.migrate import MigrationError
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(run_service(settings))
-    except (DatabaseInUse, RosterError) as exc:  # what to fix, not a traceback
+    except (DatabaseInUse, RosterError, MigrationError) as exc:  # what to fix, not a traceback
         print(f"factory-bridge: {exc}", file=sys.stderr)
         return 2
 

@@ -116,3 +116,24 @@ def test_check_config_never_prints_a_password_given_as_a_query_parameter(
     out, err = capsys.readouterr()
     assert f"database postgresql://bridge:***@db.example.com/bridge?{key}=***" in out
     assert "S3cretPW" not in out + err and "s3cret" not in out + err
+
+
+def test_run_on_a_database_a_newer_build_migrated_says_so_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    from tests.bot_unit.test_settings import REQUIRED, run_cli
+
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(SCRIPT_LOCATION))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+    result = run_cli("run", env={**REQUIRED, "DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "0099" in result.stderr and "Traceback" not in result.stderr
