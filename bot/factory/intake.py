@@ -182,7 +182,9 @@ class EventIntake:
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` (port 0 picks a free one; :attr:`port` tells which)."""
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # an idle kept-alive connection is closed after 75 s (aiohttp's default is an hour:
+        # idle or trickling clients would hold a socket and its memory that long)
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=75.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -214,6 +216,10 @@ class EventIntake:
         announced = request.content_length
         if announced is not None and announced > MAX_BODY_BYTES:
             raise _BodyRefused(413, f"event body is larger than {MAX_BODY_BYTES} bytes")
+        if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            # Content-Length counts the encoded bytes (RFC 9110 §8.6); aiohttp decodes the body
+            # and checks that length itself, so the decoded size is not compared with it
+            announced = None
         content = request.content
         if content.is_eof() and content.exception() is None:
             # the whole body is buffered already (a webhook usually arrives with its headers):

@@ -491,3 +491,18 @@ async def test_a_buffered_body_is_taken_whole_and_over_the_limit_refused(
     with pytest.raises(Exception, match="shorter than its Content-Length") as refused:
         await server._read_body(_buffered_request(server, body, {**signed(body), **short}))
     assert getattr(refused.value, "status", None) == 400
+
+
+async def test_a_gzipped_body_with_its_content_length_is_accepted(intake: Any) -> None:
+    """RFC 9110: Content-Length counts the encoded bytes; the signature is over the event
+    (the decoded body), as when the same body comes chunked."""
+    import gzip
+
+    server, client, _ = intake
+    body = json.dumps(task_event()).encode()
+    headers = signed_headers(SECRET, body, event_id="evt-gz", timestamp=int(time.time()))
+    compressed = gzip.compress(body)
+    headers = {**headers, "Content-Encoding": "gzip", "Content-Length": str(len(compressed))}
+    response = await client.post("/events", content=compressed, headers=headers)
+    assert response.status_code == 202, response.text
+    assert [e.event_id for e in await server.store.unprocessed_events()] == ["evt-gz"]
