@@ -25,12 +25,7 @@ from bot.channel_access import ChannelAccess
 from bot.dashboard import attribute, audit_factory_decision, person_name
 from bot.decision_context import DirectMessages, Escalation
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
-from bot.factory.events import (
-    ApprovalPayload,
-    FactoryEvent,
-    TaskCompletedPayload,
-    TaskPayload,
-)
+from bot.factory.events import ApprovalPayload, FactoryEvent, TaskCompletedPayload, TaskPayload
 from bot.gone_tasks import close_gone
 from bot.keyed import BoundedMap, KeyedLocks
 from bot.message_faults import REPOSTED_NOTE, ChannelUnavailable, MessageGone
@@ -131,8 +126,10 @@ class Bridge:
         return self.actions.settled
 
     def attach_notifier(self, notifier: Notifier) -> None:
-        """Connect the Discord side (done once at start)."""
+        """Connect the Discord side (once at start; its ``on_edit_sent`` → :meth:`edit_sent`)."""
         self.notifier = notifier
+        if hasattr(notifier, "on_edit_sent"):
+            notifier.on_edit_sent = self.edit_sent
 
     # ------------------------------------------------------------------ helpers
     def deadline_for(self, task: Task) -> datetime:
@@ -232,49 +229,53 @@ class Bridge:
         return fresh
 
     async def refresh_message(self, task_id: str) -> None:
-        """Re-render the task's message from the store (serialised per task)."""
+        """Re-render the task's message from the store (serialised per task): gone (10008, 10003)
+        → :meth:`message_deleted`, 50001 / 50013 → :attr:`access`; an accepted edit is reported
+        by the notifier (:meth:`edit_sent`), never assumed because this returned."""
         if self.notifier is None:
             return
         async with self._lock(task_id):
             tracked = await self.store.get_task(task_id)
             if tracked is None or not tracked.has_message:
                 return
+            lost: MessageGone | None = None
             try:
                 await self.notifier.edit_task(tracked)
             except MessageGone as gone:
-                lost: MessageGone | None = gone
+                lost = gone
             except ChannelUnavailable as fault:
                 if self.access is None:
                     raise
                 await self.access.lost(fault, task_id)
                 return
-            else:
-                lost = None
-                if self.access is not None and tracked.channel_id is not None:
-                    await self.access.reached(tracked.channel_id, task_id)
         if lost is not None:
-            await self.message_deleted(lost.message_id, why="edit answered Unknown Message")
+            await self.message_deleted(lost.message_id, why=f"edit answered {lost.reason}")
+
+    async def edit_sent(self, task_id: str, channel_id: int) -> None:
+        """Discord accepted an edit of the task's message: ``channel_id`` works (:attr:`access`)."""
+        if self.access is not None:
+            await self.access.reached(channel_id, task_id)
 
     async def edit_failed(self, task_id: str, fault: Exception) -> None:
         """An edit of the task's message failed after :meth:`refresh_message` stopped waiting
-        for it (:mod:`bot.discord.edit_queue`): handled as if it had failed at once (10008 →
-        repost, 10003 / 50001 / 50013 → :attr:`access`); anything else is logged."""
+        for it (:mod:`bot.discord.edit_queue`): handled as if it had failed at once (10008 /
+        10003 → repost, 50001 / 50013 → :attr:`access`); anything else is logged."""
         if isinstance(fault, MessageGone):
-            await self.message_deleted(fault.message_id, why="edit answered Unknown Message")
+            await self.message_deleted(fault.message_id, why=f"edit answered {fault.reason}")
         elif isinstance(fault, ChannelUnavailable) and self.access is not None:
             await self.access.lost(fault, task_id)
         else:
             log.warning("the message of task %s could not be edited: %r", task_id, fault)
 
     async def message_deleted(self, message_id: int, *, why: str = "deleted") -> None:
-        """A task message is gone (gateway ``MESSAGE_DELETE``, or 10008 on an edit).
+        """A task message is gone (gateway ``MESSAGE_DELETE``, or 10008 / 10003 on an edit).
 
-        A task that still needs a decision is posted again ONCE per lost message, with
-        :data:`~bot.message_faults.REPOSTED_NOTE`, and the task → message map points at the new
-        message (compare-and-set :meth:`bot.store.Store.forget_message`: the gateway event and
-        a failed edit about the same message repost once). A decided task is not reposted
+        A task that still needs a decision is posted again ONCE per lost message, in the tasks
+        channel configured now, with :data:`~bot.message_faults.REPOSTED_NOTE`; the task →
+        message map points at the new message (compare-and-set
+        :meth:`bot.store.Store.forget_message`: the gateway event and a failed edit about the
+        same message repost once). Audited ``message.reposted``. A decided task is not reposted
         (audited ``message.deleted``); a message the bridge does not know is ignored.
-        Audited ``message.reposted``.
         """
         tracked = await self.store.task_by_message(message_id)
         if tracked is None:
@@ -317,9 +318,8 @@ class Bridge:
         )
 
     def deleted_before_recorded(self, message_id: int) -> str | None:
-        """Why ``message_id`` was deleted when the gateway said so before the bridge recorded
-        the message (a deletion racing its post), else ``None``; the posting code, having just
-        recorded it, then reposts (once: the record is taken)."""
+        """Why ``message_id`` was deleted if the gateway said so before the bridge recorded it (a
+        deletion racing its post: the poster, having just recorded it, reposts once), else None."""
         return self._deleted_unknown.pop(message_id)
 
     async def show_again(self, task_id: str) -> None:

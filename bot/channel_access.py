@@ -1,15 +1,18 @@
 """Channels the bridge cannot use: tell people, report it, and resume by itself.
 
-When Discord refuses a task message because the channel is gone or the bot lost access or a
-permission (Discord: 10003 Unknown Channel, 50001 Missing Access, 50013 Missing Permissions,
-see :mod:`bot.message_faults`), the task stays pending in the store and:
+When Discord refuses a task message or a batch message because the channel is gone or the bot
+lost access or a permission (Discord: 10003 Unknown Channel on a new message, 50001 Missing
+Access, 50013 Missing Permissions, see :mod:`bot.message_faults`), the task (or the batch's
+tasks) stays pending in the store and:
 
 * ONE alert per outage goes to ``DISCORD_ALERTS_CHANNEL_ID`` (unless that is the broken channel)
   and a DM to each on-call admin of the roster (``on_call`` and ``admin``);
 * ``/healthz`` reports the part ``discord_channels`` as ``"down: <reason>"``
   (:meth:`ChannelAccess.health`);
-* every ``DISCORD_CHANNEL_RETRY_SECONDS`` the waiting tasks are posted (or their message edited)
-  again; the first success ends the outage, with one "restored" alert and DM.
+* every ``DISCORD_CHANNEL_RETRY_SECONDS`` the waiting tasks and batches are posted (or their
+  message edited) again; the first request Discord accepts in the channel ends the outage, with
+  one "restored" alert and DM. Only an accepted request counts (:meth:`ChannelAccess.reached`):
+  an edit still queued, dropped or not needed proves nothing, so an outage never flaps.
 
 Every outage and recovery is audited (``channel.unavailable``, ``channel.restored``).
 """
@@ -30,6 +33,18 @@ log = logging.getLogger(__name__)
 
 #: ``send(channel_id, text)`` / ``send_dm(discord_user_id, text)``; both may raise.
 Send = Callable[[int, str], Awaitable[object]]
+
+#: Retries one waiting batch message (posts, edits or reposts it again).
+Retry = Callable[[], Awaitable[object]]
+
+
+def _key(task_id: str | None, batch_id: str | None) -> str:
+    """What waits: a task id, or ``"batch:<batch id>"`` for a batch message."""
+    if task_id is not None:
+        return task_id
+    if batch_id is None:
+        raise ValueError("a task id or a batch id is needed")
+    return f"batch:{batch_id}"
 
 
 class ChannelAccess:
@@ -71,8 +86,10 @@ class ChannelAccess:
         self._retry = retry
         #: channel id → why it cannot be used
         self._down: dict[int, str] = {}
-        #: task id → the channel it waits for
+        #: task id (or ``batch:<id>``) → the channel it waits for
         self._waiting: dict[str, int] = {}
+        #: ``batch:<id>`` → how to retry it (a task is retried with ``retry``)
+        self._retries: dict[str, Retry] = {}
         self._rounds = Periodic(
             "channel-access retry", self._retry_if_waiting, interval_seconds, wait_first=True
         )
@@ -86,16 +103,48 @@ class ChannelAccess:
 
     @property
     def waiting(self) -> list[str]:
-        """Task ids waiting for a channel to be usable again."""
+        """Task ids (and ``"batch:<batch id>"`` of batch messages) waiting for a channel to be
+        usable again."""
         return list(self._waiting)
 
-    def forget(self, task_id: str) -> None:
-        """Stop retrying ``task_id`` (it needs no message any more)."""
-        self._waiting.pop(task_id, None)
+    def forget(self, task_id: str | None = None, *, batch_id: str | None = None) -> None:
+        """Stop retrying ``task_id`` or batch ``batch_id`` (it needs no message any more); the
+        outage itself is not over (nothing was accepted by Discord)."""
+        key = _key(task_id, batch_id)
+        self._waiting.pop(key, None)
+        self._retries.pop(key, None)
 
-    async def lost(self, fault: ChannelUnavailable, task_id: str) -> None:
-        """A post or edit of ``task_id`` was refused: remember it, alert once per outage."""
-        self._waiting[task_id] = fault.channel_id
+    async def lost(
+        self,
+        fault: ChannelUnavailable,
+        task_id: str | None = None,
+        *,
+        batch_id: str | None = None,
+        retry: Retry | None = None,
+    ) -> None:
+        """A post or edit of ``task_id`` (or of batch ``batch_id``'s message) was refused:
+        remember it, alert once per outage.
+
+        Parameters
+        ----------
+        fault : ChannelUnavailable
+            Discord's refusal (10003, 50001 or 50013) in words.
+        task_id, batch_id : str, optional
+            What waits (one of them): a task is retried with ``Bridge.show_again``.
+        retry : callable, optional
+            For a batch: ``await retry()`` posts, edits or reposts its message again every
+            ``DISCORD_CHANNEL_RETRY_SECONDS`` and reports back through :meth:`lost` /
+            :meth:`reached` / :meth:`forget`.
+
+        Raises
+        ------
+        ValueError
+            Neither ``task_id`` nor ``batch_id`` given.
+        """
+        key = _key(task_id, batch_id)
+        self._waiting[key] = fault.channel_id
+        if retry is not None:
+            self._retries[key] = retry
         first = fault.channel_id not in self._down
         self._down[fault.channel_id] = fault.reason
         if not first:
@@ -112,13 +161,21 @@ class ChannelAccess:
             action="channel.unavailable",
             outcome="alerted" if told else "failed",
             task_id=task_id,
+            batch_id=batch_id,
             detail=f"{fault.reason} (Discord {fault.code}) → {', '.join(told) or 'nobody'}",
         )
 
-    async def reached(self, channel_id: int, task_id: str | None = None) -> None:
-        """A post or edit in ``channel_id`` went through: an outage there is over."""
-        if task_id is not None:
-            self._waiting.pop(task_id, None)
+    async def reached(
+        self, channel_id: int, task_id: str | None = None, *, batch_id: str | None = None
+    ) -> None:
+        """Discord accepted a post or edit in ``channel_id`` (for ``task_id`` or batch
+        ``batch_id``, which stops waiting): an outage there is over, announced once.
+
+        Call it only for a request Discord answered with success; a call that returned without
+        sending anything (an edit queued, dropped or not needed) proves nothing.
+        """
+        if task_id is not None or batch_id is not None:
+            self.forget(task_id, batch_id=batch_id)
         reason = self._down.pop(channel_id, None)
         if reason is None:
             return
@@ -131,6 +188,7 @@ class ChannelAccess:
             action="channel.restored",
             outcome="alerted" if told else "failed",
             task_id=task_id,
+            batch_id=batch_id,
             detail=f"was: {reason} → {', '.join(told) or 'nobody'}",
         )
 
@@ -157,13 +215,14 @@ class ChannelAccess:
         return told
 
     async def retry_waiting(self) -> None:
-        """Post or edit every waiting task again (each reports back through :meth:`lost` /
-        :meth:`reached`)."""
-        for task_id in list(self._waiting):
+        """Post or edit every waiting task and batch message again (each reports back through
+        :meth:`lost` / :meth:`reached`)."""
+        for key in list(self._waiting):
+            retry = self._retries.get(key)
             try:
-                await self._retry(task_id)
+                await (retry() if retry is not None else self._retry(key))
             except Exception:
-                log.exception("retry of task %s failed", task_id)
+                log.exception("retry of %s failed", key)
 
     async def start(self) -> None:
         """Start the periodic retry in the background."""

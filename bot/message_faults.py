@@ -25,22 +25,34 @@ CHANNEL_FAULT_CODES = frozenset({10003, 50001, 50013})
 
 
 class MessageGone(Exception):
-    """The message is gone (Discord: 404 / 10008 Unknown Message, e.g. a person deleted it).
+    """The message is gone: a person deleted it (Discord: 404 / 10008 Unknown Message), or its
+    channel was deleted with it (404 / 10003 Unknown Channel on an edit of the message).
+
+    Either way the message will never come back: the task is shown anew in the tasks channel
+    configured now (``DISCORD_TASKS_CHANNEL_ID``), once per lost message.
 
     Parameters
     ----------
     channel_id, message_id:
         The message that is gone.
+    reason:
+        Discord's words for it, as audited: ``"Unknown Message"`` (10008) or
+        ``"Unknown Channel"`` (10003).
     """
 
-    def __init__(self, channel_id: int, message_id: int) -> None:
-        super().__init__(f"message {message_id} in channel {channel_id} is gone")
+    def __init__(self, channel_id: int, message_id: int, reason: str = "Unknown Message") -> None:
+        super().__init__(f"message {message_id} in channel {channel_id} is gone ({reason})")
         self.channel_id = channel_id
         self.message_id = message_id
+        self.reason = reason
 
 
 class ChannelUnavailable(Exception):
     """The bot cannot post or edit in a channel (Discord: 10003, 50001 or 50013).
+
+    10003 Unknown Channel is a channel fault only for a *new* message (the configured channel
+    does not exist); on an edit it means the message is gone with its channel
+    (:class:`MessageGone`).
 
     Parameters
     ----------

@@ -13,8 +13,14 @@ BatchingRuntime` and keeps what a batch message *shows*:
   coalesced per message (one render at a time, at most one more queued), through the
   notifier's edit queue (:mod:`bot.discord.edit_queue`: latest render only, the channel's edit
   budget shared with task messages). Decided items are reported to the batcher so that a fully
-  decided message closes. 10008 Unknown Message → the batch is posted again
+  decided message closes. 10008 Unknown Message, or 10003 Unknown Channel (the message went
+  with its channel) → the batch is posted again in the tasks channel configured now
   (:func:`bot.discord.batch_repost.repost_batch`).
+* **Channels the bot cannot use.** A batch message refused by Discord (50001 Missing Access,
+  50013 Missing Permissions; 10003 for a new message) is handled as a task message is
+  (:class:`bot.channel_access.ChannelAccess`, ``bridge.access``): one alert per outage,
+  ``/healthz`` down, the post / edit / repost retried every ``DISCORD_CHANNEL_RETRY_SECONDS``
+  (:meth:`BatchMessages.retry_batch`), and only a request Discord accepted ends the outage.
 * **Approve All Low-Risk** (:meth:`BatchMessages.approve_low_risk`): the items low risk and
   pending at the click, on EVERY page, in one bulk approval through
   :meth:`bot.actions.Actions.approve_bulk` (the exactly-once protocol, unchanged).
@@ -30,12 +36,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import discord
+
 from batching import Action, Batcher
 from bot.discord.batch_embeds import BatchItem, batch_items, clamp_page
 from bot.discord.batch_repost import repost_batch
 from bot.discord.batch_views import render_batch
 from bot.keyed import BoundedMap
-from bot.message_faults import MessageGone
+from bot.message_faults import CHANNEL_FAULT_CODES, ChannelUnavailable, MessageGone
 from bot.outcomes import BULK_NONE_PENDING, Actor, Outcome
 from bot.store import BatchRecord, Store
 from escalation.markup import inline_text
@@ -83,11 +91,58 @@ class BatchMessages:
     _pages: BoundedMap[str, int]
     _notices: dict[str, str]
     _marked: BoundedMap[str, None]
+    #: batch id → (lost message id, why) of a repost the channel refused (retried)
+    _unreposted: dict[str, tuple[int, str]]
+    channel_id: int
 
     async def _apply(
         self, step: Callable[[Batcher, datetime], list[Action]], *, wake: bool = True
     ) -> list[Action]:
         raise NotImplementedError
+
+    async def retry_batch(self, batch_id: str) -> None:
+        """Post, repost or edit the batch's message again (the channel may be usable again)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ channel outages
+    async def post_in(self, channel_id: int, content: str | None, **rendered: Any) -> Any:
+        """Create a batch message in ``channel_id`` (paced: the notifier's ``send``).
+
+        Returns
+        -------
+        discord.Message
+            The message Discord created.
+
+        Raises
+        ------
+        bot.message_faults.ChannelUnavailable
+            Discord answered 10003 Unknown Channel, 50001 Missing Access or 50013 Missing
+            Permissions (Discord: JSON error codes).
+        discord.HTTPException
+            Any other refusal.
+        """
+        try:
+            return await self.notifier.send(channel_id, content, **rendered)
+        except discord.HTTPException as exc:
+            if exc.code in CHANNEL_FAULT_CODES:
+                raise self.notifier.channel_fault(channel_id, exc) from exc
+            raise
+
+    async def channel_lost(self, fault: ChannelUnavailable, batch_id: str) -> None:
+        """Discord refused a post, edit or repost of the batch's message: ``bridge.access``
+        alerts (once per outage) and retries it with :meth:`retry_batch`; logged only when
+        the bridge has no :class:`~bot.channel_access.ChannelAccess`."""
+        access = self.bridge.access
+        if access is None:
+            log.warning("batch %s: %s (Discord %s)", batch_id, fault.reason, fault.code)
+            return
+        retry = functools.partial(self.retry_batch, batch_id)
+        await access.lost(fault, batch_id=batch_id, retry=retry)
+
+    async def channel_reached(self, channel_id: int, batch_id: str) -> None:
+        """Discord accepted a post or edit of the batch's message in ``channel_id``."""
+        if self.bridge.access is not None:
+            await self.bridge.access.reached(channel_id, batch_id=batch_id)
 
     # ------------------------------------------------------------------ reading
     async def _items_of(self, record: BatchRecord) -> list[BatchItem]:
@@ -165,8 +220,9 @@ class BatchMessages:
 
         Returns once a render that started after this call has finished (its edit sent, or
         still waiting for the channel's edit budget after
-        :data:`bot.discord.notifier.EDIT_WAIT_SECONDS`); Discord errors are logged, never
-        raised to the caller (the decision itself already stands).
+        :data:`bot.discord.notifier.EDIT_WAIT_SECONDS`); Discord errors are never raised to
+        the caller (the decision itself already stands): a lost message is reposted, a
+        channel the bot cannot use goes to :meth:`channel_lost`, anything else is logged.
         """
         self._dirty.add(batch_id)
         task = self._renders.get(batch_id)
@@ -216,26 +272,55 @@ class BatchMessages:
         if self._shown.get(message_id) == shown:
             return
 
-        async def late(exc: Exception) -> None:
+        channel_id = record.channel_id
+
+        async def refused(exc: Exception) -> None:
             if isinstance(exc, MessageGone):
-                await self.repost(batch_id, message_id, why="edit answered Unknown Message")
+                await self.repost(batch_id, message_id, why=f"edit answered {exc.reason}")
+            elif isinstance(exc, ChannelUnavailable):
+                self._shown.pop(message_id)  # the retry must ask Discord again
+                await self.channel_lost(exc, batch_id)
             else:
                 log.warning("could not edit batch message %s: %r", message_id, exc)
 
+        async def accepted() -> None:
+            await self.channel_reached(channel_id, batch_id)
+
         try:
             sent = await self.notifier.queue_edit(
-                record.channel_id, message_id, rendered, important=True, on_late_fault=late
+                channel_id,
+                message_id,
+                rendered,
+                important=True,
+                on_late_fault=refused,
+                on_late_sent=accepted,
             )
-        except MessageGone:
-            await self.repost(batch_id, message_id, why="edit answered Unknown Message")
+        except (MessageGone, ChannelUnavailable) as exc:
+            await refused(exc)
             return
         if sent:
             self._shown[message_id] = shown
+            await accepted()
 
     async def repost(self, batch_id: str, message_id: int, *, why: str) -> None:
-        """The batch's message ``message_id`` is gone: post it again while an item needs a
-        decision (:func:`bot.discord.batch_repost.repost_batch`)."""
-        await repost_batch(self, batch_id, message_id, why=why)
+        """The batch's message ``message_id`` is gone: post it again, in the tasks channel
+        configured now, while an item needs a decision
+        (:func:`bot.discord.batch_repost.repost_batch`).
+
+        A repost Discord refuses (10003, 50001, 50013) raises nothing: it goes to
+        :meth:`channel_lost` and is retried (:meth:`retry_batch`) until it is posted.
+        """
+        retried = self._unreposted.pop(batch_id, None) is not None
+        try:
+            posted = await repost_batch(self, batch_id, message_id, why=why)
+        except ChannelUnavailable as fault:
+            self._unreposted[batch_id] = (message_id, why)
+            await self.channel_lost(fault, batch_id)
+            return
+        if posted is not None:
+            await self.channel_reached(self.channel_id, batch_id)
+        elif retried and self.bridge.access is not None:
+            self.bridge.access.forget(batch_id=batch_id)  # reposted another way, or decided
 
     # ------------------------------------------------------------------ Approve All Low-Risk
     async def approve_low_risk(

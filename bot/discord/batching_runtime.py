@@ -35,6 +35,13 @@ What this module does (the rules themselves live in :mod:`batching`):
 * The batcher's capacity per message is :data:`MESSAGE_MAX_ITEMS` (10,000): far above any
   burst, it only bounds the item list a message stores and re-reads at each click.
 
+Channels the bot cannot use: an action Discord refuses with 10003 Unknown Channel, 50001 Missing
+Access or 50013 Missing Permissions is not retried on the backoff below but parked and handed to
+``bridge.access`` (:class:`bot.channel_access.ChannelAccess`: one alert per outage, ``/healthz``
+down), which re-queues it every ``DISCORD_CHANNEL_RETRY_SECONDS`` (:meth:`BatchingRuntime.
+retry_batch`); the first post or edit Discord accepts ends the outage. Other failures are
+retried after 2, 4, … up to :data:`MAX_RETRY_SECONDS` seconds.
+
 Pacing: batch messages are created through the notifier's paced ``send`` (Discord: about 5
 messages / 5 s per channel), at the full rate; critical and high single messages are ``urgent``
 there and take the next free slot instead of queuing behind a burst's batch messages.
@@ -62,6 +69,7 @@ from bot.discord.batch_messages import MEMORY_LIMIT, BatchMessages, fingerprint
 from bot.discord.batch_views import render_batch
 from bot.discord.pacing import ChannelPacer
 from bot.keyed import BoundedMap
+from bot.message_faults import ChannelUnavailable
 from bot.store import BatchRecord, TrackedTask
 
 if TYPE_CHECKING:
@@ -141,6 +149,9 @@ class BatchingRuntime(BatchMessages):
         # the task (reconciliation, a redelivery) in that window must not batch it again
         self._unattached: set[str] = set()
         self._attempts: dict[Action, int] = {}
+        # batch id → its actions refused by the channel, re-queued by bridge.access's retries
+        self._parked: dict[str, list[Action]] = {}
+        self._unreposted: dict[str, tuple[int, str]] = {}
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -272,6 +283,8 @@ class BatchingRuntime(BatchMessages):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, ChannelUnavailable) and await self._park(action, exc):
+                    continue
                 attempt = self._attempts.get(action, 0) + 1
                 self._attempts[action] = attempt
                 delay = min(MAX_RETRY_SECONDS, 2.0**attempt)
@@ -287,6 +300,41 @@ class BatchingRuntime(BatchMessages):
                         detail=f"{exc!r}; retry {attempt} in {delay:.0f}s",
                     )
                 asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, action)
+
+    async def _park(self, action: Action, fault: ChannelUnavailable) -> bool:
+        """Hold ``action`` until ``bridge.access`` retries its batch (:meth:`retry_batch`);
+        ``False`` when there is no :class:`~bot.channel_access.ChannelAccess` (the backoff
+        retries it then)."""
+        batch_id = getattr(action, "batch_id", None)
+        if self.bridge.access is None or batch_id is None:
+            return False
+        self._attempts.pop(action, None)
+        parked = self._parked.setdefault(batch_id, [])
+        if action not in parked:
+            parked.append(action)
+        log.warning("batching: %s waits for the channel: %s", action, fault.reason)
+        await self.channel_lost(fault, batch_id)
+        return True
+
+    async def retry_batch(self, batch_id: str) -> None:
+        """``bridge.access``'s retry of a batch waiting for its channel: its parked actions go
+        back to the worker; else a refused repost is tried again; else its message is edited
+        again. Each reports back to ``bridge.access`` (refused again, or accepted)."""
+        parked = self._parked.pop(batch_id, [])
+        for action in parked:
+            self._queue.put_nowait(action)
+        if parked:
+            return
+        unreposted = self._unreposted.get(batch_id)
+        if unreposted is not None:
+            await self.repost(batch_id, unreposted[0], why=unreposted[1])
+            return
+        record = await self.store.get_batch(batch_id)
+        if record is None or record.message_id is None:
+            if self.bridge.access is not None:
+                self.bridge.access.forget(batch_id=batch_id)
+            return
+        await self.refresh_batch(batch_id)
 
     async def _carry_out(self, action: Action) -> None:
         log.debug("batching: %s", action)
@@ -312,8 +360,9 @@ class BatchingRuntime(BatchMessages):
             rendered = render_batch(action.batch_id, await self._items_of(record))
             if self.post_pacer is not None:
                 await self.post_pacer.acquire(self.channel_id)
-            message = await self.notifier.send(self.channel_id, **rendered)
+            message = await self.post_in(self.channel_id, None, **rendered)
             await self.store.set_batch_message(action.batch_id, self.channel_id, message.id)
+            await self.channel_reached(self.channel_id, action.batch_id)
             log.info(
                 "batch %s posted with %d items (message %s)",
                 action.batch_id,

@@ -206,6 +206,9 @@ class DiscordNotifier:
         #: told about an edit that failed after its caller stopped waiting
         #: (``async (task_id, MessageGone | ChannelUnavailable | Exception)``; set by the app)
         self.on_edit_fault: Callable[[str, Exception], Awaitable[None]] | None = None
+        #: told whenever Discord accepts an edit of a task's message, the only proof that the
+        #: channel is usable (``async (task_id, channel_id)``; set by ``Bridge.attach_notifier``)
+        self.on_edit_sent: Callable[[str, int], Awaitable[None]] | None = None
         self._late: set[asyncio.Task[None]] = set()
         #: feed-channel posts, queued and coalesced so they never hold up the caller
         #: (bot.discord.feed; closed by the app on stop)
@@ -267,8 +270,11 @@ class DiscordNotifier:
         finally:
             self.pacer.mark_sent(slot)
 
-    def _channel_fault(self, channel_id: int, exc: discord.HTTPException) -> ChannelUnavailable:
-        """Discord's 10003 / 50001 / 50013 in words an operator reads."""
+    def channel_fault(self, channel_id: int, exc: discord.HTTPException) -> ChannelUnavailable:
+        """Discord's refusal ``exc`` of a request about ``channel_id`` (JSON error codes 10003
+        Unknown Channel, 50001 Missing Access, 50013 Missing Permissions) as the
+        :class:`~bot.message_faults.ChannelUnavailable` to raise, in words an operator reads
+        (``"no Send Messages in #factory-tasks"``)."""
         found = self.client.get_channel(channel_id)
         name = getattr(found, "name", None)
         where = f"#{name}" if name else f"channel {channel_id}"
@@ -298,7 +304,7 @@ class DiscordNotifier:
             message = await self.send(channel_id, note, urgent=urgent, **rendered)
         except discord.HTTPException as exc:
             if exc.code in CHANNEL_FAULT_CODES:
-                raise self._channel_fault(channel_id, exc) from exc
+                raise self.channel_fault(channel_id, exc) from exc
             raise
         self._shown[message.id] = _fingerprint(rendered)
         self._essential[message.id] = _essential(rendered)
@@ -310,9 +316,10 @@ class DiscordNotifier:
         Raises
         ------
         bot.message_faults.MessageGone
-            10008 Unknown Message.
+            10008 Unknown Message; 10003 Unknown Channel (deleted with its channel).
         bot.message_faults.ChannelUnavailable
-            10003, 50001 or 50013.
+            50001 or 50013; what the message showed is forgotten, so that a retry always
+            sends its edit (and waits for it) even when it renders the same.
         discord.HTTPException
             Anything else, 30046 included (the queue pauses old messages on it).
         """
@@ -322,8 +329,12 @@ class DiscordNotifier:
         except discord.HTTPException as exc:
             if exc.code == 10008:
                 raise MessageGone(channel_id, message_id) from exc
+            if exc.code == 10003:
+                raise MessageGone(channel_id, message_id, "Unknown Channel") from exc
             if exc.code in CHANNEL_FAULT_CODES:
-                raise self._channel_fault(channel_id, exc) from exc
+                self._shown.pop(message_id)
+                self._essential.pop(message_id)
+                raise self.channel_fault(channel_id, exc) from exc
             raise
         self._shown[message_id] = _fingerprint(payload)
         if "embed" in payload:
@@ -337,6 +348,7 @@ class DiscordNotifier:
         *,
         important: bool = True,
         on_late_fault: Callable[[Exception], Awaitable[None]] | None = None,
+        on_late_sent: Callable[[], Awaitable[None]] | None = None,
     ) -> bool | None:
         """Queue an edit (:attr:`edits`) and wait for it at most :data:`EDIT_WAIT_SECONDS`.
 
@@ -351,13 +363,15 @@ class DiscordNotifier:
         on_late_fault : callable, optional
             Called with the exception when the edit fails after the wait ended (logged
             otherwise).
+        on_late_sent : callable, optional
+            Called when Discord accepts the edit after the wait ended (``None`` below).
 
         Returns
         -------
         bool or None
-            ``True`` sent, ``False`` dropped, ``None`` still queued (the caller goes on; the
-            edit follows as soon as the budget allows). A cosmetic edit always gives ``None``
-            at once (in a storm of ladder refreshes nobody waits for them).
+            ``True`` sent (accepted by Discord), ``False`` dropped, ``None`` still queued (the
+            caller goes on; the edit follows as soon as the budget allows). A cosmetic edit
+            always gives ``None`` at once (in a storm of ladder refreshes nobody waits for them).
 
         Raises
         ------
@@ -375,31 +389,37 @@ class DiscordNotifier:
 
         def settled(fut: asyncio.Future[bool]) -> None:
             exc = None if fut.cancelled() else fut.exception()
-            if not isinstance(exc, Exception):
-                return
-            if on_late_fault is None:
+            if exc is None and not fut.cancelled() and fut.result() and on_late_sent:
+                self._in_background(on_late_sent())
+            elif isinstance(exc, Exception) and on_late_fault is not None:
+                self._in_background(on_late_fault(exc))
+            elif isinstance(exc, Exception):
                 log.warning("edit of message %s failed: %r", message_id, exc)
-                return
-            task: asyncio.Task[None] = asyncio.ensure_future(on_late_fault(exc))
-            self._late.add(task)
-            task.add_done_callback(self._late.discard)
 
         future.add_done_callback(settled)
         return None
+
+    def _in_background(self, call: Awaitable[None]) -> None:
+        """Run a late outcome's handler, keeping a reference until it ends."""
+        task: asyncio.Task[None] = asyncio.ensure_future(call)
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     async def edit_task(self, tracked: TrackedTask) -> None:
         """Bring the task's own message up to date (batch items are edited by the batcher).
 
         The edit goes through :attr:`edits` (:meth:`queue_edit`): this returns once it was
         sent, or after :data:`EDIT_WAIT_SECONDS` while it still waits for the channel's edit
-        budget (a later failure then goes to :attr:`on_edit_fault`).
+        budget (a later failure then goes to :attr:`on_edit_fault`). Discord accepting it, now
+        or later, is told to :attr:`on_edit_sent`: returning proves nothing (queued, dropped…).
 
         Raises
         ------
         bot.message_faults.MessageGone
-            Discord answered 10008 Unknown Message (a person deleted it).
+            Discord answered 10008 Unknown Message (a person deleted it) or 10003 Unknown
+            Channel (the channel was deleted with the message).
         bot.message_faults.ChannelUnavailable
-            Discord answered 10003, 50001 or 50013.
+            Discord answered 50001 Missing Access or 50013 Missing Permissions.
         """
         if tracked.channel_id is None or tracked.message_id is None:
             return
@@ -421,17 +441,25 @@ class DiscordNotifier:
         important = self._essential.get(tracked.message_id) != _essential(rendered)
         task_id = tracked.task_id
 
+        channel_id = tracked.channel_id
+
         async def late(exc: Exception) -> None:
             if self.on_edit_fault is not None:
                 await self.on_edit_fault(task_id, exc)
 
-        await self.queue_edit(
-            tracked.channel_id,
+        async def sent() -> None:
+            if self.on_edit_sent is not None:
+                await self.on_edit_sent(task_id, channel_id)
+
+        if await self.queue_edit(
+            channel_id,
             tracked.message_id,
             rendered,
             important=important,
             on_late_fault=late,
-        )
+            on_late_sent=sent,
+        ):
+            await sent()
 
     async def post_event(self, event: FactoryEvent) -> None:
         """Post an informational event to its channels (:func:`bot.channel_map.event_channels`).

@@ -7,7 +7,7 @@ the channel is gone or the bot lost access or a permission (bot.message_faults).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -28,12 +28,16 @@ ALERTS = 200
 
 class FakeNotifier:
     """Posts message ids 1, 2, …; ``gone`` message ids answer 10008 on edit; while ``denied``
-    every post and edit answers 50013."""
+    every post and edit answers 50013; while ``queued`` an edit returns without being sent (it
+    waits for the channel's edit budget). Tells ``on_edit_sent`` of every edit Discord accepts,
+    as the real notifier does."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, str | None]] = []
         self.gone: set[int] = set()
         self.denied = False
+        self.queued = False
+        self.on_edit_sent: Callable[[str, int], Awaitable[None]] | None = None
 
     async def post_task(self, tracked: TrackedTask, *, note: str | None = None) -> tuple[int, int]:
         await asyncio.sleep(0)
@@ -44,10 +48,14 @@ class FakeNotifier:
 
     async def edit_task(self, tracked: TrackedTask) -> None:
         assert tracked.message_id is not None
+        if self.queued:
+            return
         if self.denied:
             raise ChannelUnavailable(CHANNEL, 50013, "no Send Messages in #factory-tasks")
         if tracked.message_id in self.gone:
             raise MessageGone(CHANNEL, tracked.message_id)
+        if self.on_edit_sent is not None:
+            await self.on_edit_sent(tracked.task_id, CHANNEL)
 
     async def post_event(self, event: FactoryEvent) -> None:
         return None
@@ -176,3 +184,28 @@ async def test_the_alerts_channel_itself_broken_is_not_alerted_in(rig: Rig) -> N
     await access.lost(ChannelUnavailable(ALERTS, 10003, "#factory-alerts does not exist"), "t-9")
     assert told.channel == []
     assert [uid for uid, _ in told.dms] == [42]
+
+
+async def test_an_edit_returning_unsent_does_not_end_an_outage(rig: Rig) -> None:
+    """One outage, one alert, one recovery: an edit that returned without Discord accepting
+    anything (still queued, nothing to change, a batch render) proves nothing."""
+    bridge, notifier, access, told, _ = rig
+    await posted_task(bridge)
+    notifier.denied = True
+    await bridge.refresh_message("t-1")  # refused: the outage starts
+    assert access.health() == "no Send Messages in #factory-tasks"
+    notifier.queued = True  # the next edits wait for the channel's edit budget
+    for _ in range(3):
+        await bridge.refresh_message("t-1")
+        await access.retry_waiting()
+        assert access.health() == "no Send Messages in #factory-tasks"
+        assert access.waiting == ["t-1"]
+    assert len(told.channel) == 1 and len(told.dms) == 1
+    notifier.queued = notifier.denied = False
+    await access.retry_waiting()  # the edit is sent and accepted
+    assert access.health() is True and access.waiting == []
+    assert len(told.channel) == 2 and "again" in told.channel[1][1]
+    assert len(told.dms) == 2
+    await access.retry_waiting()
+    await bridge.refresh_message("t-1")
+    assert len(told.channel) == 2 and len(told.dms) == 2

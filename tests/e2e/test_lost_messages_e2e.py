@@ -4,8 +4,11 @@ A person deletes a task message (gateway ``MESSAGE_DELETE``): a task that still 
 is posted again once, with "(reposted: the earlier message was deleted)", and its buttons work.
 The bot loses Send Messages in #factory-tasks (Discord: 50013): the task stays pending, the
 alerts channel and the on-call admin (dave) are told, ``/healthz`` says so, and the task is
-posted by itself once the permission is back. An answer after the interaction token's
-15 minutes (Discord: 10015 Unknown Webhook, emulator clock) comes by DM.
+posted by itself once the permission is back; batch messages get the same handling, and an
+outage says so once and its end once, whatever the bridge re-renders meanwhile. #factory-tasks
+deleted (10003 Unknown Channel) and recreated: each open task is posted once in the new channel.
+An answer after the interaction token's 15 minutes (Discord: 10015 Unknown Webhook, emulator
+clock) comes by DM.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import httpx
 import pytest
 
 from bot.store import Store
-from sandbox.discord_emulator import SEND_MESSAGES, RecordedMessage
-from sandbox.world import ALERTS_CHANNEL_ID, TASKS_CHANNEL_ID, World
+from sandbox.discord_emulator import SEND_MESSAGES, VIEW_CHANNEL, RecordedMessage
+from sandbox.world import ALERTS_CHANNEL_ID, FEED_CHANNEL_ID, TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
 from tests.support.reading import fields, task_messages
 
@@ -229,3 +232,165 @@ async def test_deleted_batch_message_is_reposted_once_and_its_buttons_work(
     for task in tasks:
         assert world.factory.tasks[task["id"]]["decision"] == "approved"
     assert len([m for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds]) == 2
+
+
+def alert_lines(world: World) -> tuple[list[str], list[str]]:
+    """(outage alerts, recovery messages) in #factory-alerts."""
+    texts = [m.content or "" for m in world.discord.messages(ALERTS_CHANNEL_ID)]
+    return (
+        [t for t in texts if "cannot use a channel" in t],
+        [t for t in texts if "can use the channel again" in t],
+    )
+
+
+async def routine_tasks(world: World, *names: str) -> list[dict[str, Any]]:
+    results = {"total": 47, "passed": 47, "failed": 0, "skipped": 0, "coveragePercent": 90}
+    return [
+        await world.factory.create_task(
+            title=name,
+            type="review",
+            stageName="review",
+            priority="medium",
+            pipelineId=f"{name}-mcp-server",
+            context={"summary": f"Review {name}.", "testResults": results},
+        )
+        for name in names
+    ]
+
+
+async def test_deleted_tasks_channel_recreated_gets_each_open_task_posted_once(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    first = make_bridge()
+    await first.start()
+    task = await release_task(world)
+    await first_message(world)
+    await wait_until(
+        lambda: _count(audit_actions(world, task["id"]), ("message.posted", "ok"), 1),
+        what="the message recorded",
+    )
+    await first.terminate()
+    # #factory-tasks is deleted and recreated with a new id (here: the unused feed channel's),
+    # DISCORD_TASKS_CHANNEL_ID is set to it and the bridge restarted
+    world.discord.delete_channel(TASKS_CHANNEL_ID)
+    second = make_bridge(
+        DISCORD_TASKS_CHANNEL_ID=FEED_CHANNEL_ID,
+        DISCORD_FEED_CHANNEL_ID=None,
+        DISCORD_CHANNEL_RETRY_SECONDS=0.5,
+    )
+    await second.start()
+    # the next change of the task (here: bob claims it on the factory's dashboard) edits its
+    # old message: 10003 Unknown Channel
+    claimed = world.factory.tasks[task["id"]]
+    claimed.update(status="claimed", claimedBy="user-bob", claimedAt=claimed["createdAt"])
+    await world.factory.emit("task.claimed", {"task": claimed})
+
+    def shown() -> list[RecordedMessage]:
+        return [m for m in world.discord.messages(FEED_CHANNEL_ID) if m.embeds and not m.deleted]
+
+    await world.discord.wait_for(lambda: len(shown()) == 1, 15)
+    [repost] = shown()
+    assert repost.content == REPOSTED
+    assert "GHL MCP Server v1.4 release" in repost.embeds[0]["title"]
+    assert any(e.code == 10003 for e in world.discord.errors)
+    # it is the task's message now: its buttons decide, and it shows the decision
+    click = await world.discord.press_button(
+        FEED_CHANNEL_ID, "Approve", user=world.people.alice, message_id=repost.id
+    )
+    await click.response()
+    await wait_until(lambda: world.factory.tasks[task["id"]]["status"] == "completed")
+    await world.discord.wait_for(lambda: "Approved" in fields(repost).get("Decision", ""), 10)
+    status, body = await healthz(world)
+    assert status == 200 and body["checks"]["discord_channels"] == "up"
+    assert alert_lines(world) == ([], [])
+    assert len(shown()) == 1  # posted once, whatever retried meanwhile
+    actions = await audit_actions(world, task["id"])
+    assert actions.count(("message.reposted", "ok")) == 1
+    assert ("channel.unavailable", "alerted") not in actions
+
+
+async def test_batch_post_without_send_messages_alerts_once_and_resumes(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = make_bridge(
+        BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1", DISCORD_CHANNEL_RETRY_SECONDS=0.5
+    )
+    await bridge.start()
+    dave = world.people.dave
+    world.discord.set_bot_channel_permissions(TASKS_CHANNEL_ID, deny=SEND_MESSAGES)
+    tasks = await routine_tasks(world, "freshdesk", "helpscout")
+    await world.discord.wait_for(lambda: len(alert_lines(world)[0]) == 1, 15)
+    assert "no Send Messages" in alert_lines(world)[0][0]
+    await world.discord.wait_for(
+        lambda: any(
+            "no Send Messages" in (m.content or "") for m in world.discord.dm_messages(dave.id)
+        ),
+        10,
+    )
+    status, body = await healthz(world)
+    assert status == 503
+    assert body["checks"]["discord_channels"].startswith("down: no Send Messages in #")
+    assert batch_messages(world) == [] and task_messages(world) == []
+    # access is back: the batch is posted by itself (one message, no single posts)
+    world.discord.set_bot_channel_permissions(TASKS_CHANNEL_ID, deny=0)
+    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)
+    await wait_until(lambda: _healthy(world), what="/healthz 200")
+    await world.discord.wait_for(lambda: len(alert_lines(world)[1]) == 1, 10)
+    assert len(task_messages(world)) == 1
+    for task in tasks:  # each item points at the batch message
+        await wait_until(
+            lambda t=task: _count(audit_actions(world, t["id"]), ("message.posted", "ok"), 1),
+            what="the item recorded",
+        )
+    await world.discord.wait_for(
+        lambda: "Approve All Low-Risk (2)" in batch_messages(world)[0].button_labels, 10
+    )
+    outages, recoveries = alert_lines(world)
+    assert (len(outages), len(recoveries)) == (1, 1)
+
+
+async def test_lost_view_channel_on_a_batch_alerts_once_and_recovers_once(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = make_bridge(
+        BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1", DISCORD_CHANNEL_RETRY_SECONDS=0.5
+    )
+    await bridge.start()
+    tasks = await routine_tasks(world, "freshdesk", "helpscout", "zendesk")
+    await world.discord.wait_for(
+        lambda: (
+            len(batch_messages(world)) == 1
+            and "Approve All Low-Risk (3)" in batch_messages(world)[0].button_labels
+        ),
+        15,
+    )
+    world.discord.set_bot_channel_permissions(TASKS_CHANNEL_ID, deny=VIEW_CHANNEL)
+    # decisions on the dashboard re-render the batch message: refused (50001)
+    await world.factory.decide_task(tasks[0]["id"])
+    await world.discord.wait_for(lambda: len(alert_lines(world)[0]) == 1, 10)
+    assert "no access to #factory-tasks" in alert_lines(world)[0][0]
+    await world.factory.decide_task(tasks[1]["id"])
+    await wait_until(
+        lambda: _count(audit_actions(world, tasks[1]["id"]), ("task.approved", "ok"), 1),
+        what="the second decision recorded",
+    )
+    refused = sum(e.code == 50001 for e in world.discord.errors)
+    await world.discord.wait_for(
+        lambda: sum(e.code == 50001 for e in world.discord.errors) > refused, 10
+    )
+    status, body = await healthz(world)
+    assert status == 503 and body["checks"]["discord_channels"].startswith("down: no access")
+    assert alert_lines(world)[1] == []  # nothing proves the channel usable yet
+    assert any(e.code == 50001 for e in world.discord.errors)
+    # access is back: the next retry's edit is accepted and shows both decisions
+    world.discord.set_bot_channel_permissions(TASKS_CHANNEL_ID, deny=0)
+    await world.discord.wait_for(
+        lambda: "Approve All Low-Risk (1)" in batch_messages(world)[0].button_labels, 15
+    )
+    await wait_until(lambda: _healthy(world), what="/healthz 200")
+    await world.discord.wait_for(lambda: len(alert_lines(world)[1]) == 1, 10)
+    outages, recoveries = alert_lines(world)
+    assert (len(outages), len(recoveries)) == (1, 1)
+    dms = [m.content or "" for m in world.discord.dm_messages(world.people.dave.id)]
+    assert sum("cannot use a channel" in t for t in dms) == 1
+    assert sum("can use the channel again" in t for t in dms) == 1
