@@ -13,11 +13,24 @@ from . import tables as t
 from .base import StoreBase
 from .rows import TASK_ROW, TRACKED, TrackedTask, row_to_tracked
 
-__all__ = ["GONE", "DecisionsMixin"]
+__all__ = ["GONE", "NO_DECISION_IN_FLIGHT", "DecisionsMixin"]
 
 #: ``tasks.decision`` of a task the factory no longer has (``GET /v1/tasks/{id}`` answered 404
 #: or 410): closed by the bridge, not decided by anyone (no contract ``TaskDecision``).
 GONE = "gone"
+
+#: The in-flight decision's columns, as the SET of a task row with none (confirmed, aborted,
+#: or the task gone); a compare-and-set fills them (:meth:`DecisionsMixin.begin_decision`).
+NO_DECISION_IN_FLIGHT: dict[str, None] = dict.fromkeys(
+    (
+        "inflight_decision",
+        "inflight_by_discord_id",
+        "inflight_by_name",
+        "inflight_key",
+        "inflight_notes",
+        "inflight_at",
+    )
+)
 
 _BEGIN_DECISION = (
     update(t.tasks)
@@ -28,19 +41,7 @@ _BEGIN_DECISION = (
             t.tasks.c.inflight_decision.is_(None),
         )
     )
-    .values(
-        {
-            column: bindparam(column)
-            for column in (
-                "inflight_decision",
-                "inflight_by_discord_id",
-                "inflight_by_name",
-                "inflight_key",
-                "inflight_notes",
-                "inflight_at",
-            )
-        }
-    )
+    .values({column: bindparam(column) for column in NO_DECISION_IN_FLIGHT})
 )
 
 
@@ -92,14 +93,7 @@ class DecisionsMixin(StoreBase):
             conn.execute(
                 update(t.tasks)
                 .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.inflight_key == key))
-                .values(
-                    inflight_decision=None,
-                    inflight_by_discord_id=None,
-                    inflight_by_name=None,
-                    inflight_key=None,
-                    inflight_notes=None,
-                    inflight_at=None,
-                )
+                .values(NO_DECISION_IN_FLIGHT)
             )
 
         await self._write_task(task_id, work)
@@ -141,16 +135,7 @@ class DecisionsMixin(StoreBase):
                 )
             )
             conn.execute(
-                update(t.tasks)
-                .where(t.tasks.c.task_id == task_id)
-                .values(
-                    inflight_decision=None,
-                    inflight_by_discord_id=None,
-                    inflight_by_name=None,
-                    inflight_key=None,
-                    inflight_notes=None,
-                    inflight_at=None,
-                )
+                update(t.tasks).where(t.tasks.c.task_id == task_id).values(NO_DECISION_IN_FLIGHT)
             )
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).one()
             return row_to_tracked(row)
@@ -203,13 +188,8 @@ class DecisionsMixin(StoreBase):
                     decided_by_discord_id=None,
                     decided_at=at.timestamp(),
                     decision_source="factory",
-                    inflight_decision=None,
-                    inflight_by_discord_id=None,
-                    inflight_by_name=None,
-                    inflight_key=None,
-                    inflight_notes=None,
-                    inflight_at=None,
                     updated_at=now,
+                    **NO_DECISION_IN_FLIGHT,
                 )
             )
             row = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()

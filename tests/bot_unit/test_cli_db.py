@@ -55,16 +55,7 @@ def test_db_current_says_when_a_newer_build_migrated_the_database(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    engine = create_engine(sync_url(database_url))
-    try:
-        with engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(SCRIPT_LOCATION))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-            conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    finally:
-        engine.dispose()
+    migrated_by_a_newer_build(database_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.chdir(tmp_path)  # no .env file here
 
@@ -124,6 +115,15 @@ def test_run_on_a_database_a_newer_build_migrated_says_so_without_a_traceback(
     from tests.bot_unit.test_settings import REQUIRED, run_cli
 
     url = f"sqlite:///{tmp_path / 'newer.db'}"
+    migrated_by_a_newer_build(url)
+    result = run_cli("run", env={**REQUIRED, "DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "0099" in result.stderr and "Traceback" not in result.stderr
+
+
+def migrated_by_a_newer_build(url: str) -> None:
+    """The database at ``url`` migrated to head, then to a revision this build does not know
+    (``0099``), as a newer build would leave it."""
     engine = create_engine(sync_url(url))
     try:
         with engine.begin() as conn:
@@ -134,6 +134,3 @@ def test_run_on_a_database_a_newer_build_migrated_says_so_without_a_traceback(
             conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     finally:
         engine.dispose()
-    result = run_cli("run", env={**REQUIRED, "DATABASE_URL": url}, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "0099" in result.stderr and "Traceback" not in result.stderr
