@@ -40,7 +40,9 @@ import redis.asyncio as aioredis
 
 from bench.alertmanager import post_alerts, running_alertmanager
 from bench.common import Measurement, ResourceMeter, bridge_world, sized
-from bench.engines import query
+from bench.engines import current_engine, query
+from sandbox.world import free_port
+from tests.support.harness import BridgeProcess
 
 #: The local Redis (``BENCH_REDIS_URL`` to use another).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -62,6 +64,9 @@ NOTES = [
     "in the store from /healthz ready until all are stored. Peer: Alertmanager 0.25, batches of "
     f"{PEER_BATCH} from {PEER_SENDERS} senders for 10 s in the same run (in memory). CPU s per "
     "1,000 events: the bridge's user+sys over the measured phase ÷ events stored in it.",
+    "On PostgreSQL also: the same backlog read by a leader and a hot standby sharing the "
+    "store (one consumer group, each process its own consumer), events stored/s by both from "
+    "the standby's /healthz ready until all are stored.",
 ]
 
 _STAGES = ("queued", "building", "testing", "review", "deploying")
@@ -195,6 +200,8 @@ async def run_once(measurement: Measurement) -> None:
     finally:
         await client.delete(*names.values())
         await client.aclose()
+    if current_engine() == "postgres":
+        await _with_a_standby(measurement)
     async with running_alertmanager(webhook=False) as manager:
         accepted, seconds = await post_alerts(
             manager.base_url, senders=PEER_SENDERS, per_request=PEER_BATCH, duration=PEER_SECONDS
@@ -206,3 +213,44 @@ async def run_once(measurement: Measurement) -> None:
 
 def _stored(url: str) -> int:
     return int(query(url, "SELECT count(*) FROM events")[0][0])
+
+
+async def _with_a_standby(measurement: Measurement) -> None:
+    """The same backlog read by a leader and a hot standby sharing the PostgreSQL store
+    (README "Production": replicas share the streams as one consumer group, each process its
+    own consumer): events stored per second by both, from when the standby answers
+    ``/healthz`` until all are stored."""
+    client = aioredis.from_url(REDIS_URL)
+    names = unique_stream_names()
+    try:
+        await seed(client, names, EVENTS)
+        async with bridge_world(
+            DISCORD_FEED_CHANNEL_ID="",
+            DISCORD_DEPLOYS_CHANNEL_ID="",
+            FACTORY_REDIS_URL=REDIS_URL,
+            FACTORY_REDIS_STREAMS=",".join(names.values()),
+            FACTORY_REDIS_BATCH_SIZE=str(BATCH_SIZE),
+        ) as (_world, leader):
+            url = leader.env["DATABASE_URL"]
+            standby = BridgeProcess(
+                leader.env, leader.workdir, free_port(), name="standby", standby_ok=True
+            )
+            try:
+                await standby.start(timeout=60)
+                started = time.monotonic()
+                at_start = _stored(url)
+                stored, finished = at_start, started
+                deadline = started + MAX_SECONDS
+                while stored < EVENTS and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                    stored, finished = _stored(url), time.monotonic()
+            finally:
+                await standby.terminate(timeout=20)
+            handled = stored - at_start
+            elapsed = finished - started
+            rate = handled / elapsed if elapsed > 0 and handled else math.nan
+            measurement.add("events stored/s (leader + standby)", rate)
+    finally:
+        await client.delete(*names.values())
+        await client.aclose()
+
