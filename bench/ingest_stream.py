@@ -183,17 +183,8 @@ async def run_once(measurement: Measurement) -> None:
         ) as (_world, process):
             url = process.env["DATABASE_URL"]
             meter = ResourceMeter(process)
-            started = time.monotonic()
-            at_start = _stored(url)
-            stored, finished = at_start, started
-            deadline = started + MAX_SECONDS
-            while stored < EVENTS and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                stored, finished = _stored(url), time.monotonic()
+            rate, handled, stored = await _storing_rate(url)
             cpu = meter.cpu_used()
-            handled = stored - at_start
-            elapsed = finished - started
-            rate = handled / elapsed if elapsed > 0 and handled else math.nan
             measurement.add("events stored/s", rate)
             measurement.add("events not stored in time", EVENTS - stored)
             meter.record(measurement, handled, cpu=cpu)
@@ -209,6 +200,22 @@ async def run_once(measurement: Measurement) -> None:
     peer = accepted / seconds if seconds else math.nan
     measurement.add(f"peer alerts/s (batches of {PEER_BATCH})", peer)
     measurement.add("× peer", rate / peer if peer else math.nan)
+
+
+async def _storing_rate(url: str) -> tuple[float, int, int]:
+    """Watch the store (every 0.1 s) from now until all :data:`EVENTS` are stored or
+    :data:`MAX_SECONDS` passed: (events stored per second meanwhile, how many were stored
+    meanwhile, how many are stored in all)."""
+    started = time.monotonic()
+    at_start = _stored(url)
+    stored, finished = at_start, started
+    deadline = started + MAX_SECONDS
+    while stored < EVENTS and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        stored, finished = _stored(url), time.monotonic()
+    handled = stored - at_start
+    elapsed = finished - started
+    return (handled / elapsed if elapsed > 0 and handled else math.nan), handled, stored
 
 
 def _stored(url: str) -> int:
@@ -237,20 +244,10 @@ async def _with_a_standby(measurement: Measurement) -> None:
             )
             try:
                 await standby.start(timeout=60)
-                started = time.monotonic()
-                at_start = _stored(url)
-                stored, finished = at_start, started
-                deadline = started + MAX_SECONDS
-                while stored < EVENTS and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
-                    stored, finished = _stored(url), time.monotonic()
+                rate, _, _ = await _storing_rate(url)
             finally:
                 await standby.terminate(timeout=20)
-            handled = stored - at_start
-            elapsed = finished - started
-            rate = handled / elapsed if elapsed > 0 and handled else math.nan
             measurement.add("events stored/s (leader + standby)", rate)
     finally:
         await client.delete(*names.values())
         await client.aclose()
-

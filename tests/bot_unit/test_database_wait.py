@@ -4,20 +4,22 @@ exiting at once and being restarted until its supervisor gives up."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sandbox.world import free_port
 from tests.bot_unit.test_settings import REQUIRED
+from tests.support.harness import wait_until
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def test_run_waits_for_an_unreachable_postgresql_and_stops_when_asked(tmp_path: Path) -> None:
+async def test_run_waits_for_an_unreachable_postgresql_and_stops_when_asked(
+    tmp_path: Path,
+) -> None:
     closed = free_port()  # nothing listens there
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "FACTORY_"))},
@@ -29,21 +31,22 @@ def test_run_waits_for_an_unreachable_postgresql_and_stops_when_asked(tmp_path: 
     }
     log = tmp_path / "bridge.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, stdout=out, stderr=out
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path, stdout=out, stderr=out
         )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and log.read_text().count("database unreachable") < 2:
-            assert process.poll() is None, log.read_text()[-2000:]  # still waiting, not exited
-            time.sleep(0.2)
+
+        def waited_twice() -> bool:
+            assert process.returncode is None, log.read_text()[-2000:]  # waiting, not exited
+            return log.read_text().count("database unreachable") >= 2
+
+        await wait_until(waited_twice, timeout=20, what="two waits for the database")
         text = log.read_text()
-        assert text.count("database unreachable") >= 2, text[-2000:]
         assert "trying again in 1 s" in text and "trying again in 2 s" in text
         assert "pw@" not in text  # the password is not logged
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) != 0  # it never started; it says so and ends
+        assert await asyncio.wait_for(process.wait(), 15) != 0  # it never started: it ends
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             process.kill()
-            process.wait()
+            await process.wait()

@@ -32,6 +32,7 @@ from bot.store import tables as t
 from bot.store.ladder import LadderStore
 from escalation.models import Priority, Task, TaskStatus, TaskType
 from tests.support.databases import fresh_postgres_database
+from tests.support.harness import wait_until
 
 LEASE = 10.0
 
@@ -251,20 +252,24 @@ async def test_a_frozen_leader_holding_the_lease_row_does_not_block_the_takeover
     frozen = a.db.write_engine.connect()
     try:
         assert await lease_a.acquire()
+        pid = frozen.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        frozen.commit()
         frozen.begin()
         lease_a.fence(frozen)  # ... and the process freezes here, its transaction open
-        taken, gave_up = False, 0
-        for _ in range(20):  # the standby's loop: a look every half second of both clocks
-            try:
-                taken = await asyncio.wait_for(lease_b.acquire(), 5)  # never hangs
-            except OperationalError:  # the lock wait gave up: it looks again next round
-                gave_up += 1
-            if taken:
-                break
-            clock_b.now += 0.5
-            await asyncio.sleep(0.5)
-        assert taken
-        assert gave_up >= 1  # the frozen transaction held the row at first
+        with pytest.raises(OperationalError, match="lock timeout"):  # gives up, never hangs
+            await asyncio.wait_for(lease_b.acquire(), 5)
+
+        def frozen_session_ended() -> bool:
+            with b.db.write_engine.connect() as conn:
+                alive = conn.exec_driver_sql(
+                    f"SELECT count(*) FROM pg_stat_activity WHERE pid = {int(pid)}"
+                ).scalar_one()
+            return alive == 0
+
+        await wait_until(frozen_session_ended, timeout=10, what="PostgreSQL ending the session")
+        assert not await lease_b.acquire()  # the row seen held: a lease must pass unrenewed
+        clock_b.now += 1.5
+        assert await lease_b.acquire()
         assert lease_b.token == 2
     finally:
         frozen.invalidate()  # PostgreSQL ended its session: nothing to roll back
