@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -127,6 +128,14 @@ tasks = Table(
     Column("snoozed_until", Float, nullable=True),
     Column("snoozed_by_name", BoundedString(200), nullable=True),
     Column("updated_at", Float, nullable=False),
+    # the open tasks only (no decision): their reads and counts (the ladder's rebuild, /metrics,
+    # an SMS reply, reconciliation) cost what is open, not every task ever decided
+    Index(
+        "ix_tasks_open",
+        "task_id",
+        sqlite_where=text("decision IS NULL"),
+        postgresql_where=text("decision IS NULL"),
+    ),
 )
 
 #: What the bridge knows of the approval behind a task (contract §1.4 ``Approval``) and the

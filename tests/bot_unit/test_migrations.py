@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,3 +222,28 @@ async def test_an_unknown_revision_is_refused_with_a_clear_message(database_url:
             raise AssertionError("a database of a newer build was accepted")
     finally:
         await store.close()
+
+
+async def test_the_open_task_reads_use_the_index_of_open_tasks(tmp_path: Path) -> None:
+    """Decided tasks are never pruned: the reads of the open ones (the /metrics counts, the
+    ladder's rebuild pages, an SMS reply's open ids) must not scan them all (SQLite's plan)."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    store = Store(url)
+    try:
+        await store.create_schema()
+    finally:
+        await store.close()
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            for query in (
+                "SELECT priority, count(*) FROM tasks WHERE decision IS NULL GROUP BY priority",
+                "SELECT task_id FROM tasks WHERE decision IS NULL ORDER BY created_at",
+                "SELECT * FROM tasks WHERE decision IS NULL AND task_id > 'a' ORDER BY task_id",
+            ):
+                plan = " ".join(
+                    str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")
+                )
+                assert "ix_tasks_open" in plan, (query, plan)
+    finally:
+        engine.dispose()
