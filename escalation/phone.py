@@ -9,7 +9,9 @@ Rules (README "Phone", "SMS replies"):
 * every paging SMS ends with a short reference per task and the hint ``Reply ACK 4821``;
 * replies are case-, spacing- and punctuation-insensitive (``Ack!``, ``ack, 4821``,
   ``ACK 4821.``): ``ACK <ref>``, ``ACK`` (exactly one open task),
-  ``ACK ALL``, ``SNOOZE <ref>``, ``HELP``, ``START`` / ``UNSTOP``; anything else is unknown;
+  ``ACK ALL``, ``SNOOZE <ref>``, ``HELP``, ``START`` / ``UNSTOP`` / ``YES`` (Twilio's opt-in
+  words: they undo a STOP at Twilio, so they clear the bridge's STOP mark too); anything else
+  is unknown;
 * no decision (approve/reject) is ever taken by phone.
 
 A reference is four digits derived from the task id (:func:`phone_ref`), the same on every
@@ -28,6 +30,7 @@ from enum import StrEnum
 __all__ = [
     "KEY_ACKNOWLEDGE",
     "KEY_REPEAT",
+    "OPT_IN_WORDS",
     "REF_DIGITS",
     "SMS_TWO_SEGMENTS",
     "Command",
@@ -108,6 +111,9 @@ _SEPARATORS = re.compile(r"[\s,]+")
 #: Punctuation dropped around each word (``"Ack!"``, ``"ACK 4821."``, ``"ACK: 4821"``); not
 #: ``#`` (:func:`resolve_ref` reads ``#4821``) and nothing inside a word (``"ackbar"`` stays).
 _AROUND = ".,;:!?¡¿…\"'“”‘’()[]"
+#: Twilio's default opt-in keywords (Twilio: "Twilio support for opt-out keywords (SMS STOP
+#: filtering)": a single-word START, YES or UNSTOP opts a number back in after a STOP).
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
 
 
 def parse_reply(body: str) -> Reply:
@@ -116,7 +122,7 @@ def parse_reply(body: str) -> Reply:
 
     ``"ack 4821"``, ``"ack, 4821"`` and ``"ACK 4821."`` → ``Reply(ACK, "4821")``; ``" ACK "``
     and ``"Ack!"`` → ``Reply(ACK)``; ``"Ack All."`` → ``Reply(ACK_ALL)``; ``"snooze 4821"`` →
-    ``Reply(SNOOZE, "4821")``; ``"help"`` → HELP; ``"start"``/``"unstop"`` → START; anything
+    ``Reply(SNOOZE, "4821")``; ``"help"`` → HELP; ``"start"``/``"unstop"``/``"yes"`` → START (:data:`OPT_IN_WORDS`); anything
     else → ``Reply(UNKNOWN)`` (also ``SNOOZE`` without a reference, a command word inside
     another word such as ``"ackbar"``, a reply that does not start with the command such as
     ``"no ack"``, and ``APPROVE``/``REJECT``: no decision is taken by phone).
@@ -137,7 +143,7 @@ def parse_reply(body: str) -> Reply:
         return Reply(Command.SNOOZE, rest[0])
     if verb == "HELP" and not rest:
         return Reply(Command.HELP)
-    if verb in ("START", "UNSTOP") and not rest:
+    if verb in OPT_IN_WORDS and not rest:
         return Reply(Command.START)
     return Reply(Command.UNKNOWN)
 

@@ -39,7 +39,7 @@ def test_replies_ignore_case_and_spacing(body: str, expected: Reply) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ["", "   ", "APPROVE 4821", "reject", "yes", "ACK 1 2", "SNOOZE", "HELP me"]
+    "body", ["", "   ", "APPROVE 4821", "reject", "yes please", "ACK 1 2", "SNOOZE", "HELP me"]
 )
 def test_anything_else_is_unknown_and_no_decision_by_sms(body: str) -> None:
     assert parse_reply(body).command is Command.UNKNOWN
@@ -133,3 +133,14 @@ def test_two_way_sms_of_many_long_tasks_stays_within_two_segments() -> None:
 def test_one_way_sms_is_unchanged() -> None:
     text = sms_text([item("task-1")])
     assert len(text) <= 160 and "Reply ACK" not in text
+
+
+@pytest.mark.parametrize("body", ["YES", "yes", "Yes!"])
+def test_yes_is_twilios_opt_in_like_start(body: str) -> None:
+    """Twilio opts a number back in after a STOP on a single-word START, YES or UNSTOP; the
+    bridge's own STOP mark (it skips that phone) is cleared on the same words."""
+    assert parse_reply(body) == Reply(Command.START)
+
+
+def test_yes_with_more_words_is_not_an_opt_in() -> None:
+    assert parse_reply("yes 4821") == Reply(Command.UNKNOWN)
