@@ -43,7 +43,6 @@ from bot.resend import Resender
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
-from escalation.deploy_guard import DeployApproval
 from escalation.models import Task, TaskType
 
 __all__ = [
@@ -397,15 +396,18 @@ class Bridge:
         return await close_gone(self, task_id, reason)
 
     async def get_or_fetch(self, task_id: str) -> TrackedTask | None:
-        """The tracked task; if the bridge never saw it, fetch it from the factory."""
+        """The tracked task; one the bridge never saw is fetched from the factory with the
+        approval behind it (the deploy guard needs it before any decision, as when it is
+        shown), and an approval that could not be read before is looked up again."""
         tracked = await self.store.get_task(task_id)
-        if tracked is not None:
+        if tracked is None:
+            try:
+                tracked = await self.track(await self.factory.get_task(task_id))
+            except (FactoryError, FactoryUnavailable):
+                return None
+        elif not tracked.approval_unread:
             return tracked
-        try:
-            task = await self.factory.get_task(task_id)
-        except (FactoryError, FactoryUnavailable):
-            return None
-        return await self.track(task)
+        return await self._look_up_approval(tracked)
 
     async def stop(self) -> None:
         """Stop background re-sends (what they carry stays in flight in the store and is
@@ -416,12 +418,6 @@ class Bridge:
     def refusal_for(self, tracked: TrackedTask, decision: str, actor: Actor) -> str | None:
         """The role check for a decision (:meth:`bot.actions.Actions.refusal_for`)."""
         return self.actions.refusal_for(tracked, decision, actor)
-
-    def decision_data(
-        self, actor: Actor, approvers: tuple[DeployApproval, ...] = ()
-    ) -> dict[str, Any]:
-        """``decisionData`` of a decision (:meth:`bot.actions.Actions.decision_data`)."""
-        return self.actions.decision_data(actor, approvers)
 
     async def check(
         self, task_id: str, decision: str, actor: Actor

@@ -99,7 +99,14 @@ class BulkApprovals(DecisionSender):
 
         allowed: list[TrackedTask] = []
         refusal: str | None = None
-        for tracked in items:
+        for seen in items:
+            # as stored now, not as seen at the click: an approval.pending that landed since
+            # may have made it a production deploy, which is never approved in bulk
+            tracked = await self.store.get_task(seen.task_id) or seen
+            if tracked.guarded:
+                refusal = say.BULK_GUARDED
+                await audit(tracked.task_id, "refused", refusal)
+                continue
             refusal_here = self.refusal_for(tracked, decision, actor)
             if refusal_here is None:
                 allowed.append(tracked)

@@ -27,6 +27,7 @@ __all__ = [
     "ACK_UNKNOWN",
     "ACK_UNREACHABLE",
     "BULK_ALL_BUSY",
+    "BULK_GUARDED",
     "BULK_NONE_PENDING",
     "BULK_REFUSED",
     "BULK_UNREACHABLE",
@@ -386,6 +387,10 @@ def snoozed(tracked: TrackedTask, until: datetime, time_text: TimeText) -> str:
 
 BULK_NONE_PENDING = "No low-risk item is pending any more; nothing was sent."
 BULK_REFUSED = "You may not approve these items."
+BULK_GUARDED = (
+    "A production deploy is never approved in bulk: open it from the batch and approve it "
+    "on its own (typed DEPLOY)."
+)
 BULK_ALL_BUSY = "Those items are being decided by someone else right now; nothing was sent."
 BULK_UNREACHABLE = (
     "⚠️ The factory could not be reached, so NOTHING was approved. "

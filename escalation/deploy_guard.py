@@ -10,16 +10,17 @@ to production. Signals (any one guards the task):
 
 * ``stageName`` is ``production`` or ``staging`` (contract Appendix A: the staging gate is the
   promotion to production, "staging → production | YES (deploy)");
-* the approval behind the task has ``type: "deploy"`` (contract §1.4 ``ApprovalType``), or the
-  bridge tried to read that approval and could not;
+* the approval behind the task has ``type: "deploy"`` (contract §1.4 ``ApprovalType``), or its
+  own ``stageName`` is ``production`` or ``staging`` (whatever the task's says), or the bridge
+  tried to read that approval and could not;
 * ``context.modalConfig.target == "production"``;
 * ``context.metrics.deploysToProduction`` is truthy;
 * the title or the summary names production as a word (``production``, ``prod``,
   ``→ Production``).
 
-Only an explicit ``context.modalConfig.target == "staging"`` lifts the two *implicit* signals
-(the staging stage and a ``deploy`` approval); an explicit production signal (the production
-stage, the metric, production named in the text) still guards.
+Only an explicit ``context.modalConfig.target == "staging"`` lifts the *implicit* signals (the
+staging stage, the task's or its approval's, and a ``deploy`` approval); an explicit production
+signal (the production stage, the metric, production named in the text) still guards.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class GuardSignal(StrEnum):
     PRODUCTION_STAGE = "stage is production"
     STAGING_STAGE = "stage is staging (promotion to production)"
     DEPLOY_APPROVAL = "its approval is a deploy"
+    APPROVAL_PRODUCTION = "its approval is for the production stage"
+    APPROVAL_STAGING = "its approval is for the staging stage (promotion to production)"
     APPROVAL_UNREAD = "its approval could not be read"
     TARGET_PRODUCTION = "target is production"
     METRIC = "context says it deploys to production"
@@ -144,6 +147,13 @@ def guard_signals(
         signals.append(GuardSignal.STAGING_STAGE)
     if approval is not None and (approval.type or "").lower() == "deploy" and not explicit_staging:
         signals.append(GuardSignal.DEPLOY_APPROVAL)
+    # the approval names its own stage (contract §1.4 ``Approval.stageName``, required there),
+    # whatever the task's (which may be null, or an earlier stage)
+    approval_stage = (approval.stage_name or "").strip().lower() if approval is not None else ""
+    if approval_stage == PipelineStage.PRODUCTION.value:
+        signals.append(GuardSignal.APPROVAL_PRODUCTION)
+    if approval_stage == PipelineStage.STAGING.value and not explicit_staging:
+        signals.append(GuardSignal.APPROVAL_STAGING)
     if approval_unread and not explicit_staging:
         signals.append(GuardSignal.APPROVAL_UNREAD)
     if _target(task) == "production":

@@ -96,8 +96,10 @@ async def precheck(
     """
     bridge = bridge_of(interaction)
     actor = actor_from(interaction, via)
-    if not is_answered(interaction) and await bridge.store.get_task(task_id) is None:
-        await defer_thinking(interaction)
+    if not is_answered(interaction):
+        known = await bridge.store.get_task(task_id)
+        if known is None or known.approval_unread:  # the factory is asked first
+            await defer_thinking(interaction)
     outcome, tracked = await bridge.check(task_id, decision, actor)
     if outcome is not None:
         await say(interaction, outcome)

@@ -74,9 +74,11 @@ TaskOption = app_commands.Transform[str, TaskId]
 
 
 async def _defer_if_unknown(interaction: discord.Interaction[Any], task_id: str) -> None:
-    """Defer (ephemeral "thinking…") before a task the bridge never saw is fetched from the
-    factory, which may take longer than Discord's 3 s deadline."""
-    if await bridge_of(interaction).store.get_task(task_id) is None:
+    """Defer (ephemeral "thinking…") before the factory is asked — a task the bridge never
+    saw, or the approval behind one it could not read (``Bridge.get_or_fetch``) — which may
+    take longer than Discord's 3 s deadline."""
+    tracked = await bridge_of(interaction).store.get_task(task_id)
+    if tracked is None or tracked.approval_unread:
         await defer_thinking(interaction)
 
 

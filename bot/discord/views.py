@@ -114,8 +114,9 @@ class TaskButton(
                 return
             await run_decision(interaction, self.task_id, "approved", "button", after_answer=adopt)
         elif self.action == "done":
-            # the work is done: an approval with the notes "done" (no deploy modal: a task
-            # asking for work is not a production deploy decision)
+            # the work is done: an approval with the notes "done"; on a guarded task (work
+            # that ships to production) the typed DEPLOY first, as for Approve (README
+            # "Production deploys": "from the button and from /factory approve alike")
             tracked = await precheck(interaction, self.task_id, "approved", "button")
             if tracked is None:
                 return
@@ -128,6 +129,15 @@ class TaskButton(
                     "This task does not ask for work to be done. Nothing was sent.",
                     via="button",
                 )
+                return
+            if needs_deploy_confirmation(tracked.task, "approved", guarded=tracked.guarded):
+                if is_answered(interaction):  # deferred while the factory was asked
+                    await say(interaction, PRESS_AGAIN.format(button="Done"))
+                    return
+                modal = DeployConfirmModal(self.task_id, tracked.task.title, nonce=interaction.id)
+                modal.notes.default = DONE_NOTES
+                await open_modal(interaction, modal)
+                await adopt()
                 return
             await run_decision(
                 interaction,

@@ -40,3 +40,27 @@ async def test_an_item_escalated_to_critical_is_left_out_of_the_bulk_approval(
     assert outcome.kind == "done"
     assert not items["t-a"].approvable_low and items["t-b"].approvable_low
     assert "🔺 now critical priority: needs its own decision" in item_line(items["t-a"])
+
+
+async def test_an_item_that_became_a_production_deploy_is_never_approved_in_bulk(
+    store: Store,
+) -> None:
+    """An ``approval.pending`` naming a deploy lands between the click and the bulk request:
+    the item is judged as stored now, not as seen at the click."""
+    from escalation.models import Approval
+
+    factory = FakeFactory(BulkResult(["t-b"], []))
+    runtime = make_runtime(store, factory, FakeNotifier())
+    await runtime.start()
+    try:
+        await posted_batch(runtime, store, "a", "b")
+        seen = [t for t in [await store.get_task("t-a"), await store.get_task("t-b")] if t]
+        deploy = Approval(id="ap", task_id="t-a", type="deploy", required_approvers=1)
+        await store.set_approval("t-a", deploy)  # the event, after the click read the items
+        result = await runtime.bridge.approve_bulk(seen, ALICE, idempotency_seed="click-2")
+    finally:
+        await runtime.stop()
+    assert [call["task_ids"] for call in factory.calls] == [["t-b"]]
+    assert [t.task_id for t in result.approved] == ["t-b"]
+    still = await store.get_task("t-a")
+    assert still is not None and still.decision is None

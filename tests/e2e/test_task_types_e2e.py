@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.store import Store
-from sandbox.discord_emulator import RecordedMessage
+from sandbox.discord_emulator import CB_MODAL, RecordedMessage
 from sandbox.world import TASKS_CHANNEL_ID, World
 from tests.support.harness import BridgeProcess, wait_until
 from tests.support.reading import fields, final_reply, task_messages
@@ -338,3 +338,28 @@ async def test_typed_commands_offer_only_what_the_task_message_offers(
     done = await run("factory approve", {"task": chores["id"]})
     assert done == "Task **Rotate the HubSpot sandbox credentials** approved."
     await wait_until(lambda: world.factory.tasks[chores["id"]]["status"] == "completed")
+
+
+async def test_done_on_work_that_ships_to_production_needs_the_typed_deploy(
+    world: World, bridge: BridgeProcess
+) -> None:
+    """README "Production deploys": the typed DEPLOY "from the button and from /factory
+    approve alike" — the Done of a guarded manual action too; its notes stay "done"."""
+    task = await world.factory.create_task(
+        title="Flip the GHL DNS to Production",
+        priority="high",
+        type="manual_action",
+        stageName="production",
+    )
+    message = await one_message(world)
+    dave = world.people.dave  # a deploy approver
+    click = await world.discord.press_button(
+        TASKS_CHANNEL_ID, "Done", user=dave, message_id=message.id
+    )
+    assert (await click.response()).type == CB_MODAL, click.reply_content
+    assert world.factory.calls("POST", COMPLETE) == []  # nothing before DEPLOY is typed
+    submit = await world.discord.submit_modal(click, {"confirm": "DEPLOY"})
+    await final_reply(world, submit)
+    await wait_until(lambda: world.factory.tasks[task["id"]]["status"] == "completed")
+    [call] = world.factory.calls("POST", COMPLETE)
+    assert call.json["decision"] == "approved" and call.json["notes"] == "done"

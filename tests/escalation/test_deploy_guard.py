@@ -147,3 +147,22 @@ def test_deploy_approval_round_trips_its_wire_shape() -> None:
         "at": "2026-11-28T12:00:00+00:00",
     }
     assert DeployApproval.from_wire(wire) == vote
+
+
+@pytest.mark.parametrize(
+    ("stage", "signal"),
+    [
+        ("production", GuardSignal.APPROVAL_PRODUCTION),
+        ("Staging", GuardSignal.APPROVAL_STAGING),
+    ],
+)
+def test_the_approvals_own_stage_guards_whatever_the_tasks(stage: str, signal: GuardSignal) -> None:
+    """Contract §1.4: ``Approval.stageName`` is required; ``Task.stageName`` may be null or an
+    earlier stage. A production stage gate is a deploy, needing its own approvers."""
+    gate = Approval(id="a1", task_id="t", type="stage_gate", stage_name=stage, required_approvers=2)
+    for fields in ({"stageName": None}, {"stageName": "review"}):
+        assert guard_signals(task(**fields), gate) == (signal,)
+        assert approvals_required(task(**fields), gate, 1) == 2
+    # an explicit staging target lifts the staging gate, never the production one
+    staging = {"context": {"modalConfig": {"target": "staging"}}}
+    assert is_guarded(task(**staging), gate) is (signal is GuardSignal.APPROVAL_PRODUCTION)
