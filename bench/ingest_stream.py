@@ -27,12 +27,13 @@ alerts accepted/s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -170,27 +171,14 @@ async def seed(
 
 async def run_once(measurement: Measurement) -> None:
     """One run: seed, the bridge reads everything, then Alertmanager in batches of 64."""
-    client = aioredis.from_url(REDIS_URL)
-    names = unique_stream_names()
-    try:
-        await seed(client, names, EVENTS)
-        async with bridge_world(
-            DISCORD_FEED_CHANNEL_ID="",
-            DISCORD_DEPLOYS_CHANNEL_ID="",
-            FACTORY_REDIS_URL=REDIS_URL,
-            FACTORY_REDIS_STREAMS=",".join(names.values()),
-            FACTORY_REDIS_BATCH_SIZE=str(BATCH_SIZE),
-        ) as (_world, process):
-            url = process.env["DATABASE_URL"]
-            meter = ResourceMeter(process)
-            rate, handled, stored = await _storing_rate(url)
-            cpu = meter.cpu_used()
-            measurement.add("events stored/s", rate)
-            measurement.add("events not stored in time", EVENTS - stored)
-            meter.record(measurement, handled, cpu=cpu)
-    finally:
-        await client.delete(*names.values())
-        await client.aclose()
+    async with _bridge_on_a_backlog() as process:
+        url = process.env["DATABASE_URL"]
+        meter = ResourceMeter(process)
+        rate, handled, stored = await _storing_rate(url)
+        cpu = meter.cpu_used()
+        measurement.add("events stored/s", rate)
+        measurement.add("events not stored in time", EVENTS - stored)
+        meter.record(measurement, handled, cpu=cpu)
     if current_engine() == "postgres":
         await _with_a_standby(measurement)
     async with running_alertmanager(webhook=False) as manager:
@@ -227,6 +215,22 @@ async def _with_a_standby(measurement: Measurement) -> None:
     (README "Production": replicas share the streams as one consumer group, each process its
     own consumer): events stored per second by both, from when the standby answers
     ``/healthz`` until all are stored."""
+    async with _bridge_on_a_backlog() as leader:
+        standby = BridgeProcess(
+            leader.env, leader.workdir, free_port(), name="standby", standby_ok=True
+        )
+        try:
+            await standby.start(timeout=60)
+            rate, _, _ = await _storing_rate(leader.env["DATABASE_URL"])
+        finally:
+            await standby.terminate(timeout=20)
+        measurement.add("events stored/s (leader + standby)", rate)
+
+
+@contextlib.asynccontextmanager
+async def _bridge_on_a_backlog() -> AsyncIterator[BridgeProcess]:
+    """:data:`EVENTS` entries seeded in streams unique to the run (deleted afterwards), and
+    a bridge reading them (feed and deploys channels unset: nothing is posted)."""
     client = aioredis.from_url(REDIS_URL)
     names = unique_stream_names()
     try:
@@ -237,17 +241,8 @@ async def _with_a_standby(measurement: Measurement) -> None:
             FACTORY_REDIS_URL=REDIS_URL,
             FACTORY_REDIS_STREAMS=",".join(names.values()),
             FACTORY_REDIS_BATCH_SIZE=str(BATCH_SIZE),
-        ) as (_world, leader):
-            url = leader.env["DATABASE_URL"]
-            standby = BridgeProcess(
-                leader.env, leader.workdir, free_port(), name="standby", standby_ok=True
-            )
-            try:
-                await standby.start(timeout=60)
-                rate, _, _ = await _storing_rate(url)
-            finally:
-                await standby.terminate(timeout=20)
-            measurement.add("events stored/s (leader + standby)", rate)
+        ) as (_world, process):
+            yield process
     finally:
         await client.delete(*names.values())
         await client.aclose()
