@@ -93,6 +93,7 @@ class Actions(BulkApprovals):
         on_retry: ProgressCallback | None = None,
         skip_role_check: bool = False,
         option: dict[str, str] | None = None,
+        deploy_confirmed: bool = False,
     ) -> Outcome:
         """Send a decision to the factory exactly once and update the message.
 
@@ -117,6 +118,11 @@ class Actions(BulkApprovals):
             The option chosen on a ``decision`` task, ``{"value", "label"}``: sent as
             ``decisionData.option`` with ``decision`` ``approved`` (contract §1.4
             ``TaskType``) and recorded in the audit.
+        deploy_confirmed:
+            True only from the DEPLOY form (master plan §8: "type DEPLOY to confirm"). An
+            approval of a guarded task (:mod:`escalation.deploy_guard`) without it is refused
+            and nothing is sent, also when the task became a production deploy between the
+            person's click and this call (an ``approval.pending`` arriving meanwhile).
 
         Returns
         -------
@@ -147,7 +153,10 @@ class Actions(BulkApprovals):
             else:
                 await self._audit_conflict(actor, decision, task_id, request, tracked)
             return outcome
-        if decision == TaskDecision.APPROVED.value and tracked.guarded:
+        checked_as_deploy = decision == TaskDecision.APPROVED.value and tracked.guarded
+        if checked_as_deploy and not deploy_confirmed:
+            return await self._deploy_unconfirmed(actor, decision, tracked, request)
+        if checked_as_deploy:
             try:
                 gathering = await self._collect_deploy_approval(tracked, actor, request)
             except Exception as exc:  # the database takes no write (disk full, read-only)
@@ -174,6 +183,11 @@ class Actions(BulkApprovals):
                 await self._audit_conflict(actor, decision, task_id, request, settled)
                 return self._conflict(settled)
             return Outcome("failed", say.BUSY, settled)
+        if decision == TaskDecision.APPROVED.value and won.guarded and not checked_as_deploy:
+            # it became a production deploy after the checks above (read in the claim's own
+            # transaction): its role, two-person rule and typed DEPLOY were not applied
+            await self.store.abort_decision(task_id, key)
+            return await self._deploy_unconfirmed(actor, decision, won, request)
         self.settled.setdefault(task_id, asyncio.Event())
         if option is not None:
             self.inflight_options[key] = dict(option)
@@ -186,6 +200,15 @@ class Actions(BulkApprovals):
             self._settle(task_id)
             if outcome is None or outcome.kind != "unconfirmed":  # no re-send will need it
                 self.inflight_options.pop(key, None)
+
+    async def _deploy_unconfirmed(
+        self, actor: Actor, decision: str, tracked: TrackedTask, request: dict[str, Any]
+    ) -> Outcome:
+        """Refuse (and audit) an approval of a production deploy that did not come through
+        the DEPLOY form with the deploy checks: nothing is sent."""
+        detail = "production deploy approved without the typed DEPLOY; nothing sent"
+        await self._audit_decision(actor, decision, tracked.task_id, request, "refused", detail)
+        return Outcome("refused", say.DEPLOY_NOT_CONFIRMED, tracked)
 
     # ------------------------------------------------------------------ acknowledge / snooze
     async def _open_for(

@@ -446,6 +446,7 @@ class Bridge:
         on_retry: ProgressCallback | None = None,
         skip_role_check: bool = False,
         option: dict[str, str] | None = None,
+        deploy_confirmed: bool = False,
     ) -> Outcome:
         """Send a decision exactly once and update the message
         (:meth:`bot.actions.Actions.decide`; ``option`` is a ``decision`` task's choice)."""
@@ -458,6 +459,7 @@ class Bridge:
             on_retry=on_retry,
             skip_role_check=skip_role_check,
             option=option,
+            deploy_confirmed=deploy_confirmed,
         )
 
     async def resume_decision(

@@ -34,6 +34,7 @@ __all__ = [
     "BUSY",
     "CHECKING",
     "DECISION_VERBS",
+    "DEPLOY_NOT_CONFIRMED",
     "GONE_READ_BACK",
     "GONE_RESEND",
     "NOT_RECORDED_READ_BACK",
@@ -390,6 +391,10 @@ BULK_REFUSED = "You may not approve these items."
 BULK_GUARDED = (
     "A production deploy is never approved in bulk: open it from the batch and approve it "
     "on its own (typed DEPLOY)."
+)
+DEPLOY_NOT_CONFIRMED = (
+    "🛡️ This task is a production deploy (it may have become one since you pressed): "
+    "nothing was sent to the factory. Press Approve again and type DEPLOY to confirm."
 )
 BULK_ALL_BUSY = "Those items are being decided by someone else right now; nothing was sent."
 BULK_UNREACHABLE = (

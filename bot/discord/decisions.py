@@ -137,11 +137,13 @@ async def run_decision(
     notes: str | None = None,
     after_answer: Callable[[], Awaitable[None]] | None = None,
     option: dict[str, str] | None = None,
+    deploy_confirmed: bool = False,
 ) -> None:
     """Answer at once, send the decision (with retries), then tell the person the outcome.
 
     ``after_answer`` runs right after the interaction was answered (e.g. adopting the message).
     ``option`` is the option picked on a ``decision`` task (``{"value", "label"}``).
+    ``deploy_confirmed`` is True only from the DEPLOY form (:meth:`bot.actions.Actions.decide`).
     The idempotency key derives from the interaction id (a redelivered click sends nothing new).
     """
     bridge = bridge_of(interaction)
@@ -157,6 +159,7 @@ async def run_decision(
         idempotency_seed=f"interaction:{interaction.id}",
         on_retry=_progress(interaction),
         option=option,
+        deploy_confirmed=deploy_confirmed,
     )
     await say(interaction, outcome)
 

@@ -153,7 +153,9 @@ async def submit_deploy(
             via="modal",
         )
         return
-    await run_decision(interaction, task_id, "approved", "modal", notes=notes or None)
+    await run_decision(
+        interaction, task_id, "approved", "modal", notes=notes or None, deploy_confirmed=True
+    )
 
 
 #: Handlers of the bridge's modals by kind (``fb:m:<kind>:…``), called by the bot's

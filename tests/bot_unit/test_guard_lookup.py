@@ -84,7 +84,52 @@ async def test_an_approval_that_could_not_be_read_is_read_again_before_a_decisio
     shown = await store.get_task("t1")
     assert shown is not None and shown.guarded  # fail safe meanwhile
     dave = Actor(name="dave", via="modal", discord_user_id=8, role_ids=frozenset({DEPLOYER}))
-    outcome = await bridge.decide("t1", "approved", dave, idempotency_seed="modal-1")
+    outcome = await bridge.decide(
+        "t1", "approved", dave, idempotency_seed="modal-1", deploy_confirmed=True
+    )
     # read again: the factory wants two distinct deploy approvers, so one is not enough
     assert outcome.kind == "pending" and "(1 of 2)" in outcome.message
     assert factory.lookups == 1
+
+
+async def test_a_deploy_approval_without_the_typed_deploy_sends_nothing(store: Store) -> None:
+    bridge = bridge_with(store, Factory())
+    await store.upsert_task(TASK, NOW + timedelta(hours=4))
+    await store.set_approval("t1", Approval.model_validate(DEPLOY_GATE))
+    dave = Actor(name="dave", via="button", discord_user_id=8, role_ids=frozenset({DEPLOYER}))
+    outcome = await bridge.decide("t1", "approved", dave, idempotency_seed="click-1")
+    assert outcome.kind == "refused" and "type DEPLOY" in outcome.message
+    tracked = await store.get_task("t1")
+    assert tracked is not None and tracked.inflight_decision is None
+    assert tracked.deploy_approvals == ()  # not counted as one of the two approvers either
+    refused = [e for e in await store.audit_entries(task_id="t1") if e.action == "task.approved"]
+    assert [e.outcome for e in refused] == ["refused"]
+
+
+async def test_a_task_that_becomes_a_deploy_during_the_click_is_not_approved(
+    store: Store, monkeypatch: Any
+) -> None:
+    # the click's checks see a routine approval; the approval.pending event that makes it a
+    # production deploy lands before the decision is marked in flight
+    factory = Factory()
+    bridge = bridge_with(store, factory)
+    await store.upsert_task(TASK, NOW + timedelta(hours=4))
+    begin = store.begin_decision
+
+    async def approval_arrives_first(*args: Any, **kwargs: Any) -> Any:
+        await store.set_approval("t1", Approval.model_validate(DEPLOY_GATE))
+        return await begin(*args, **kwargs)
+
+    monkeypatch.setattr(store, "begin_decision", approval_arrives_first)
+    outcome = await bridge.decide("t1", "approved", ALICE, idempotency_seed="click-1")
+    assert outcome.kind == "refused" and "type DEPLOY" in outcome.message
+    tracked = await store.get_task("t1")
+    assert tracked is not None and tracked.guarded and not tracked.is_decided
+    assert tracked.inflight_decision is None  # the claim was given back: the task stays open
+    monkeypatch.setattr(store, "begin_decision", begin)
+    # through the DEPLOY form, by a deploy approver, it is counted (1 of the 2 required)
+    dave = Actor(name="dave", via="modal", discord_user_id=8, role_ids=frozenset({DEPLOYER}))
+    again = await bridge.decide(
+        "t1", "approved", dave, idempotency_seed="modal-1", deploy_confirmed=True
+    )
+    assert again.kind == "pending" and "(1 of 2)" in again.message

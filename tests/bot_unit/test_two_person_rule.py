@@ -51,6 +51,7 @@ async def test_an_actor_without_a_discord_identity_is_not_a_distinct_approver(
         "approved",
         Actor(name="someone", via="api", role_ids=frozenset({DEPLOYER})),
         idempotency_seed="s1",
+        deploy_confirmed=True,
     )
     assert outcome.kind == "refused" and "2 distinct deploy approvers" in outcome.message
     tracked = await store.get_task("t1")
@@ -62,9 +63,13 @@ async def test_one_approval_is_recorded_and_nothing_is_sent(store: Store) -> Non
     bridge = make_bridge(store)
     await production_task(store)
     dave = Actor(name="dave", via="modal", discord_user_id=7, role_ids=frozenset({DEPLOYER}))
-    outcome = await bridge.decide("t1", "approved", dave, idempotency_seed="s1")
+    outcome = await bridge.decide(
+        "t1", "approved", dave, idempotency_seed="s1", deploy_confirmed=True
+    )
     assert outcome.kind == "pending" and "(1 of 2)" in outcome.message
-    again = await bridge.decide("t1", "approved", dave, idempotency_seed="s2")
+    again = await bridge.decide(
+        "t1", "approved", dave, idempotency_seed="s2", deploy_confirmed=True
+    )
     assert again.kind == "refused" and "already approved" in again.message
     tracked = await store.get_task("t1")
     assert tracked is not None and [a.name for a in tracked.deploy_approvals] == ["dave"]
