@@ -167,7 +167,9 @@ async def rigs(store: Store) -> AsyncIterator[Callable[..., Any]]:
             factory_api_key="k",
             factory_webhook_secret="s",
             batch_enabled=batch,
-            batch_group_wait_seconds=0.01,
+            # long enough that the tasks a test offers one after the other join one batch on
+            # a loaded machine too (at 10 ms the first was posted alone now and then)
+            batch_group_wait_seconds=0.5,
         )
         roster = Roster((Operator(name="dave", discord_user_id=DAVE, on_call=True, admin=True),))
         # the batcher's group wait runs on the clock: it must move for a batch to be posted
