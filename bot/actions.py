@@ -38,12 +38,23 @@ class Actions(BulkApprovals):
 
     # ------------------------------------------------------------------ checks
     async def _gate(
-        self, task_id: str, decision: str, actor: Actor, *, role_check: bool = True
+        self,
+        task_id: str,
+        decision: str,
+        actor: Actor,
+        *,
+        role_check: bool = True,
+        reread_approval: bool = False,
     ) -> tuple[Outcome | None, TrackedTask | None]:
-        """Known, allowed, not decided yet: ``(None, task)``; otherwise the answer and task."""
-        tracked = await self.board.get_or_fetch(task_id)
+        """Known, allowed, not decided yet: ``(None, task)``; otherwise the answer and task.
+
+        ``reread_approval`` looks up again an approval that could not be read: the decision
+        does, the checks before an interaction's answer do not (the task is guarded
+        meanwhile, so the DEPLOY form opens at once; Discord: 3 s deadline).
+        """
+        tracked, outcome = await self._find(task_id, reread_approval=reread_approval)
         if tracked is None:
-            return Outcome("unknown", say.unknown_task(task_id)), None
+            return outcome, None
         if role_check:
             refusal = self.refusal_for(tracked, decision, actor)
             if refusal is not None:
@@ -51,6 +62,19 @@ class Actions(BulkApprovals):
         if tracked.is_decided:
             return self._conflict(tracked), tracked
         return None, tracked
+
+    async def _find(
+        self, task_id: str, *, reread_approval: bool
+    ) -> tuple[TrackedTask | None, Outcome]:
+        """The task (:meth:`bot.bridge.Bridge.get_or_fetch`), or ``None`` and the answer: not
+        known to the factory either, or the factory could not be asked (then nobody is told
+        the task does not exist)."""
+        try:
+            tracked = await self.board.get_or_fetch(task_id, reread_approval=reread_approval)
+        except (FactoryError, FactoryUnavailable) as exc:
+            log.warning("task %s could not be read from the factory: %s", task_id, exc)
+            return None, Outcome("failed", say.task_unreadable(task_id, exc))
+        return tracked, Outcome("unknown", say.unknown_task(task_id))
 
     async def check(
         self, task_id: str, decision: str, actor: Actor
@@ -139,13 +163,17 @@ class Actions(BulkApprovals):
         if option is not None:
             request["option"] = dict(option)
         outcome, tracked = await self._gate(
-            task_id, decision, actor, role_check=not skip_role_check
+            task_id, decision, actor, role_check=not skip_role_check, reread_approval=True
         )
         if outcome is not None or tracked is None:
             assert outcome is not None
             if tracked is None:
-                detail = "task unknown to the bridge and the factory"
-                await self._audit_decision(actor, decision, task_id, request, "unknown", detail)
+                detail = (
+                    "task unknown to the bridge and the factory"
+                    if outcome.kind == "unknown"
+                    else outcome.message
+                )
+                await self._audit_decision(actor, decision, task_id, request, outcome.kind, detail)
             elif outcome.kind == "refused":
                 await self._audit_decision(
                     actor, decision, task_id, request, "refused", outcome.message
@@ -216,9 +244,9 @@ class Actions(BulkApprovals):
     ) -> tuple[Outcome | None, TrackedTask | None]:
         """The checks before acknowledging or snoozing: the task is known and open, and the
         member may ``as_decision`` it (role check); a refusal is audited as ``task.<action>``."""
-        tracked = await self.board.get_or_fetch(task_id)
+        tracked, unknown = await self._find(task_id, reread_approval=False)
         if tracked is None:
-            return Outcome("unknown", say.unknown_task(task_id)), None
+            return unknown, None
         if tracked.is_decided:
             return self._conflict(tracked), tracked
         refusal = self.refusal_for(tracked, as_decision, actor)

@@ -395,17 +395,24 @@ class Bridge:
         """Close an open task the factory no longer has (:func:`bot.gone_tasks.close_gone`)."""
         return await close_gone(self, task_id, reason)
 
-    async def get_or_fetch(self, task_id: str) -> TrackedTask | None:
-        """The tracked task; one the bridge never saw is fetched from the factory with the
-        approval behind it (the deploy guard needs it before any decision, as when it is
-        shown), and an approval that could not be read before is looked up again."""
+    async def get_or_fetch(
+        self, task_id: str, *, reread_approval: bool = True
+    ) -> TrackedTask | None:
+        """The tracked task; ``None`` when the factory does not know it either (404 / 410).
+
+        One the bridge never saw is fetched with the approval behind it (the deploy guard needs
+        it before any decision); an approval that could not be read is looked up again when
+        ``reread_approval`` (guarded meanwhile). Raises :class:`FactoryUnavailable` or
+        :class:`FactoryError` when a task the bridge never saw cannot be read."""
         tracked = await self.store.get_task(task_id)
         if tracked is None:
             try:
                 tracked = await self.track(await self.factory.get_task(task_id))
-            except (FactoryError, FactoryUnavailable):
-                return None
-        elif not tracked.approval_unread:
+            except FactoryError as exc:
+                if exc.status in (404, 410):
+                    return None
+                raise
+        elif not (tracked.approval_unread and reread_approval):
             return tracked
         return await self._look_up_approval(tracked)
 
@@ -489,10 +496,3 @@ class Bridge:
     async def snooze(self, task_id: str, actor: Actor, seconds: float) -> Outcome:
         """Snooze a task's reminders (:meth:`bot.actions.Actions.snooze`)."""
         return await self.actions.snooze(task_id, actor, seconds)
-
-    async def _wait_settled(
-        self, task_id: str, *, grace_seconds: float = 2.0
-    ) -> TrackedTask | None:
-        """Wait for the decision in flight on ``task_id`` to settle
-        (:meth:`bot.decision_context.DecisionContext._wait_settled`)."""
-        return await self.actions._wait_settled(task_id, grace_seconds=grace_seconds)

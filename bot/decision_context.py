@@ -77,8 +77,11 @@ class TaskBoard(Protocol):
         """Store (or refresh) a task snapshot from the factory."""
         ...
 
-    async def get_or_fetch(self, task_id: str) -> TrackedTask | None:
-        """The tracked task; fetched from the factory when the bridge never saw it."""
+    async def get_or_fetch(
+        self, task_id: str, *, reread_approval: bool = True
+    ) -> TrackedTask | None:
+        """The tracked task; fetched from the factory when the bridge never saw it (raises
+        the factory's error when it cannot be read, ``None`` for a 404 / 410)."""
         ...
 
     async def task_gone(self, task_id: str, reason: str) -> TrackedTask | None:

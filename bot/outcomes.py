@@ -68,6 +68,7 @@ __all__ = [
     "reason",
     "recorded_not_stored",
     "snoozed",
+    "task_unreadable",
     "unknown_task",
     "verb",
     "who_decided",
@@ -176,6 +177,17 @@ def _when(at: datetime | None, time_text: TimeText) -> str:
 def unknown_task(task_id: str) -> str:
     """The answer for a task neither the bridge nor the factory knows."""
     return f"Task `{task_id}` is not known to the factory."
+
+
+def task_unreadable(task_id: str, problem: Exception) -> str:
+    """The answer for a task the bridge does not hold and the factory could not be asked
+    about (unreachable, or an error other than 404 / 410): it may well exist."""
+    status = getattr(problem, "status", None)
+    why = f"answered {status}" if isinstance(status, int) else "could not be reached"
+    return (
+        f"⚠️ Task `{task_id}` could not be read: the factory {why}. "
+        "Nothing was sent; please try again."
+    )
 
 
 def conflict_text(tracked: TrackedTask, time_text: TimeText) -> str:

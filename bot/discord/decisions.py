@@ -85,7 +85,8 @@ async def precheck(
     a refusal is answered first and audited afterwards.
 
     A task the bridge has never seen is looked up at the factory, which may be slow: then the
-    interaction is deferred first (ephemeral "thinking…", Discord: 3 s deadline) and the
+    interaction is deferred first (an approval that could not be read is not looked up here:
+    the task is guarded meanwhile, the DEPLOY form opens and the decision reads it again) (ephemeral "thinking…", Discord: 3 s deadline) and the
     answer follows; the caller sees :func:`~bot.discord.replies.is_answered` and cannot open a
     modal.
 
@@ -97,8 +98,7 @@ async def precheck(
     bridge = bridge_of(interaction)
     actor = actor_from(interaction, via)
     if not is_answered(interaction):
-        known = await bridge.store.get_task(task_id)
-        if known is None or known.approval_unread:  # the factory is asked first
+        if await bridge.store.get_task(task_id) is None:  # the factory is asked first
             await defer_thinking(interaction)
     outcome, tracked = await bridge.check(task_id, decision, actor)
     if outcome is not None:

@@ -69,16 +69,17 @@ SNOOZE_DURATIONS = [
     app_commands.Choice(name=label, value=seconds) for label, seconds in SNOOZE_CHOICES
 ]
 
+#: The command that sends each decision (for the audit's words).
+_COMMAND_OF = {"approved": "approve", "rejected": "reject"}
+
 #: The ``task`` option of every command that takes one.
 TaskOption = app_commands.Transform[str, TaskId]
 
 
 async def _defer_if_unknown(interaction: discord.Interaction[Any], task_id: str) -> None:
-    """Defer (ephemeral "thinking…") before the factory is asked — a task the bridge never
-    saw, or the approval behind one it could not read (``Bridge.get_or_fetch``) — which may
-    take longer than Discord's 3 s deadline."""
-    tracked = await bridge_of(interaction).store.get_task(task_id)
-    if tracked is None or tracked.approval_unread:
+    """Defer (ephemeral "thinking…") before the factory is asked about a task the bridge never
+    saw (``Bridge.get_or_fetch``), which may take longer than Discord's 3 s deadline."""
+    if await bridge_of(interaction).store.get_task(task_id) is None:
         await defer_thinking(interaction)
 
 
@@ -94,7 +95,7 @@ async def _fits_the_task(
         interaction,
         tracked.task_id,
         f"task.{decision}",
-        f"/factory {decision.removesuffix('d')}: not a control of a {tracked.task.type.value} task",
+        f"/factory {_COMMAND_OF[decision]}: not a control of a {tracked.task.type.value} task",
         f"{refusal} Nothing was sent to the factory.",
         via="command",
     )

@@ -57,7 +57,7 @@ async def test_loser_waits_for_a_winner_that_has_not_registered_its_event(store:
             at=NOW,
         )
 
-    waiting = asyncio.create_task(bridge._wait_settled("t1"))
+    waiting = asyncio.create_task(bridge.actions._wait_settled("t1"))
     finishing = asyncio.create_task(winner())
     await asyncio.sleep(0)  # let the loser look once: still in flight, so it keeps looking
     assert not waiting.done()
@@ -71,7 +71,7 @@ async def test_loser_waits_for_a_winner_that_has_not_registered_its_event(store:
 async def test_orphan_inflight_decision_is_not_waited_for_beyond_the_grace(store: Store) -> None:
     bridge = make_bridge(store)
     await tracked_inflight(store)
-    settled = await asyncio.wait_for(bridge._wait_settled("t1", grace_seconds=0.1), 5)
+    settled = await asyncio.wait_for(bridge.actions._wait_settled("t1", grace_seconds=0.1), 5)
     assert settled is not None and settled.inflight_decision == "approved"
     assert not settled.is_decided
 
@@ -80,7 +80,7 @@ async def test_registered_event_is_awaited(store: Store) -> None:
     bridge = make_bridge(store)
     await tracked_inflight(store)
     event = bridge._decisions_settled.setdefault("t1", asyncio.Event())
-    waiting = asyncio.create_task(bridge._wait_settled("t1", grace_seconds=0))
+    waiting = asyncio.create_task(bridge.actions._wait_settled("t1", grace_seconds=0))
     await asyncio.sleep(0)
     assert not waiting.done()
     event.set()

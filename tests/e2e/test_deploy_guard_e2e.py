@@ -278,3 +278,43 @@ async def test_two_deploy_forms_open_across_a_restart_are_both_answered(
     assert "approved" in alice_says.lower()
     (call,) = world.factory.calls("POST", COMPLETE)
     assert [a["name"] for a in call.json["decisionData"]["approvers"]] == ["dave", "alice"]
+
+
+async def test_a_deploy_whose_approval_cannot_be_read_opens_the_deploy_form_at_once(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    # GET /v1/approvals fails for good: the task is guarded (fail safe), and Approve and
+    # /factory approve open the DEPLOY form at the first press instead of "press again" for ever
+    bridge = make_bridge(FACTORY_RETRY_BASE_SECONDS="0.01")
+    await bridge.start()
+    world.factory.fail("GET", r"/v1/approvals", status=503, times=10_000)
+    task = await world.factory.create_task(title="Zendesk release", type="approval")
+    await world.discord.wait_for(lambda: message_of(world, "Zendesk release") is not None, 10)
+    message = message_of(world, "Zendesk release")
+    assert message is not None and message.embeds[0]["author"]["name"] == "🚀 Production deploy"
+    dave = world.people.dave
+    rec = await world.discord.run_command(
+        "factory approve", {"task": task["id"]}, user=dave, channel_id=TASKS_CHANNEL_ID
+    )
+    assert (await rec.response()).type == CB_MODAL, rec.reply_content
+    assert "approved" in (await approve_with_deploy(world, dave, message)).lower()
+    (call,) = world.factory.calls("POST", COMPLETE)
+    assert call.json["decision"] == "approved"
+
+
+async def test_a_task_the_factory_cannot_be_asked_about_is_not_called_unknown(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    bridge = make_bridge(FACTORY_RETRY_BASE_SECONDS="0.01")
+    await bridge.start()
+    task = await world.factory.create_task(title="Ship it", priority="high", emit=False)
+    world.factory.fail("GET", r"/v1/tasks/[^/]+$", status=503, times=10_000)
+    for name in ("factory approve", "factory ack"):
+        rec = await world.discord.run_command(
+            name, {"task": task["id"]}, user=world.people.alice, channel_id=TASKS_CHANNEL_ID
+        )
+        reply = await final_reply(world, rec, timeout=20)
+        assert "not known" not in reply and "could not be read" in reply, reply
+        assert "Nothing was sent" in reply
+    assert world.factory.calls("POST", COMPLETE) == []
+    assert world.factory.calls("POST", r"/v1/tasks/[^/]+/claim") == []
