@@ -334,6 +334,15 @@ async def test_typed_commands_offer_only_what_the_task_message_offers(
     assert world.factory.calls("POST", COMPLETE) == []
     assert ("alice", "command", "task.approved", "refused") in await audited(world, choice["id"])
     assert ("alice", "command", "task.rejected", "refused") in await audited(world, chores["id"])
+    store = Store(world.database_url)
+    try:
+        entries = await store.audit_entries(task_id=chores["id"])
+    finally:
+        await store.close()
+    # the audit names the command as typed
+    assert [e.detail for e in entries if e.action == "task.rejected"] == [
+        "/factory reject: not a control of a manual_action task"
+    ]
     # what the task's controls do offer still works by command: Done is an approval
     done = await run("factory approve", {"task": chores["id"]})
     assert done == "Task **Rotate the HubSpot sandbox credentials** approved."
