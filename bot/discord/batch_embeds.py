@@ -18,7 +18,7 @@ per message); long values are truncated with "…", never rejected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import discord
@@ -37,7 +37,7 @@ from bot.discord.embeds import (
     truncate,
 )
 from bot.store import GONE, TrackedTask
-from escalation.markup import escape_text, inline_text
+from escalation.markup import escape_text, inline_text, neutralise_mentions
 from escalation.risk import Risk, RiskAssessment, assess_risk
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "item_embed",
     "item_line",
     "item_state",
+    "item_state_plain",
     "page_count",
     "page_items",
     "review_embeds",
@@ -151,32 +152,66 @@ def batch_items(
     ]
 
 
+#: Who did something: (Discord id, name, fallback) → text, "" when it is not to be said.
+_Who = Callable[[int | None, str | None, str], str]
+
+
 def _who(discord_id: int | None, name: str | None, fallback: str) -> str:
     return f"<@{discord_id}>" if discord_id else inline_text(name or fallback, 100)
+
+
+def _plain(text: str, limit: int) -> str:
+    """Factory text for plain text: one line, cut to ``limit``, pings broken, not escaped."""
+    return neutralise_mentions(truncate(" ".join(text.split()), limit))
+
+
+def _plain_who(discord_id: int | None, name: str | None, fallback: str) -> str:
+    if name:
+        return _plain(name, 100)
+    return "" if discord_id else fallback
+
+
+def _state(tracked: TrackedTask, who_of: _Who, text_of: Callable[[str, int], str]) -> str | None:
+    if tracked.is_decided:
+        decision = tracked.decision or "decided"
+        label = DECISION_LABELS.get(decision, (f"☑️ {decision}", 0))[0]
+        emoji, _, word = label.partition(" ")
+        who = who_of(tracked.decided_by_discord_id, tracked.decided_by, "the factory")
+        text = f"{emoji} {word.lower()}" + ("" if decision == GONE or not who else f" by {who}")
+        if tracked.decision_notes:
+            text += f": {text_of(tracked.decision_notes, 120)}"
+        return text
+    if tracked.inflight_decision is not None:
+        who = who_of(tracked.inflight_by_discord_id, tracked.inflight_by_name, "someone")
+        return f"⏳ {tracked.inflight_decision} being recorded" + (f" ({who})" if who else "")
+    if tracked.acknowledged_at is not None:
+        who = who_of(tracked.acknowledged_by_discord_id, tracked.acknowledged_by_name, "someone")
+        return "👀 acknowledged" + (f" by {who}" if who else "")
+    return None
 
 
 def item_state(tracked: TrackedTask) -> str | None:
     """The state shown after an item: decision, decision being recorded, acknowledgement.
 
     Returns ``None`` for an item nobody touched yet. Only a decision the factory confirmed is
-    shown as a decision (a decision in flight says "being recorded").
+    shown as a decision (a decision in flight says "being recorded"). For an embed: members
+    are ``<@id>`` mentions and factory text is escaped.
     """
-    if tracked.is_decided:
-        decision = tracked.decision or "decided"
-        label = DECISION_LABELS.get(decision, (f"☑️ {decision}", 0))[0]
-        emoji, _, word = label.partition(" ")
-        who = _who(tracked.decided_by_discord_id, tracked.decided_by, "the factory")
-        text = f"{emoji} {word.lower()}" + ("" if decision == GONE else f" by {who}")
-        if tracked.decision_notes:
-            text += f": {inline_text(tracked.decision_notes, 120)}"
-        return text
-    if tracked.inflight_decision is not None:
-        who = _who(tracked.inflight_by_discord_id, tracked.inflight_by_name, "someone")
-        return f"⏳ {tracked.inflight_decision} being recorded ({who})"
-    if tracked.acknowledged_at is not None:
-        who = _who(tracked.acknowledged_by_discord_id, tracked.acknowledged_by_name, "someone")
-        return f"👀 acknowledged by {who}"
-    return None
+    return _state(tracked, _who, inline_text)
+
+
+def item_state_plain(tracked: TrackedTask) -> str | None:
+    """:func:`item_state` for plain text, such as a select option's description.
+
+    A select option's description is plain text of at most 100 characters (Discord, "Select
+    Option Structure":
+    https://discord.com/developers/docs/components/reference#string-select-select-option-structure):
+    markdown is not rendered there, so names and notes are not escaped (a backslash would
+    show), and neither is a mention (``<@id>`` would show as digits): a member is named when
+    the store knows the name, otherwise not named at all, and ping tokens in factory text are
+    broken (:func:`escalation.markup.neutralise_mentions`).
+    """
+    return _state(tracked, _plain_who, _plain)
 
 
 def item_line(item: BatchItem, limit: int = 400) -> str:

@@ -37,7 +37,7 @@ from bot.discord.batch_embeds import (
     batch_embed,
     clamp_page,
     item_embed,
-    item_state,
+    item_state_plain,
     page_count,
     page_items,
     review_embeds,
@@ -251,7 +251,10 @@ class BatchPageButton(
 
 
 def _option(item: BatchItem) -> discord.SelectOption:
-    state = item_state(item.tracked)
+    """The item's "Pick an item…" option: its title, then its risk and state as plain text
+    (:func:`bot.discord.batch_embeds.item_state_plain`: Discord renders no markdown there),
+    each at most :data:`OPTION_MAX` characters."""
+    state = item_state_plain(item.tracked)
     description = f"{RISK_WORDS[item.risk.risk]} risk, {item.risk.reason}"
     if state:
         description += f" — {state}"

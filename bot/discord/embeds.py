@@ -22,7 +22,7 @@ from bot.ladder.text import discord_timestamp
 from bot.outcomes import ack_channel
 from bot.pipelines import stage_text
 from bot.store import GONE, TrackedTask
-from escalation.markup import escape_text
+from escalation.markup import escape_text, inline_text
 from escalation.models import Priority, Task, TaskType, TestResults
 from escalation.notices import PRIORITY_LABELS, NextStep
 from escalation.task_kinds import ACTION_TITLES, decision_options
@@ -143,8 +143,11 @@ def deploy_checklist(task: Task, min_coverage_percent: float = 80.0) -> str:
     """The deploy checklist a guarded task carries: tests, coverage and staging health.
 
     Staging health is every ``context.metrics`` entry whose name starts with ``staging``
-    (e.g. ``stagingErrorRate``, ``stagingHealthy``), when the factory gives any. Returns "—"
-    when the task carries none of them.
+    (e.g. ``stagingErrorRate``, ``stagingHealthy``), when the factory gives any. A name is
+    factory text, so it is cut and escaped as in :func:`format_metrics` (Discord renders
+    markdown and masked links in embed field values: "Markdown Text 101",
+    https://support.discord.com/hc/en-us/articles/210298617). Returns "—" when the task carries
+    none of them.
     """
     results = task.context.test_results
     lines: list[str] = []
@@ -153,7 +156,7 @@ def deploy_checklist(task: Task, min_coverage_percent: float = 80.0) -> str:
         lines.append(f"Coverage: {format_coverage(results, min_coverage_percent)}")
     for name, value in sorted(task.context.metrics.items()):
         if name.lower().startswith("staging"):
-            lines.append(f"Staging health · {name}: {value:g}")
+            lines.append(f"Staging health · {escape_text(truncate(name, 40))}: {value:g}")
     return "\n".join(lines) or "—"
 
 
@@ -302,7 +305,11 @@ def embed_length(embed: discord.Embed) -> int:
 
 
 def details_embed(task: Task) -> discord.Embed:
-    """An ephemeral view of a task's context: summary, details, test failures, diff summary."""
+    """An ephemeral view of a task's context: summary, details, test failures, diff summary.
+
+    Every text the factory gives (a diff file's path and status included) is escaped and
+    bounded: Discord renders markdown in embed field values (``escalation.markup``).
+    """
     embed = discord.Embed(
         title=truncate(f"📋 {escape_text(task.title)}", TITLE_MAX),
         description=truncate(
@@ -333,7 +340,8 @@ def details_embed(task: Task) -> discord.Embed:
     if diff is not None:
         lines = [f"{diff.files_changed} files, +{diff.insertions} −{diff.deletions}"]
         lines += [
-            f"• {escape_text(truncate(f.path, 100))} ({f.status}, +{f.insertions} −{f.deletions})"
+            f"• {escape_text(truncate(f.path, 100))} ({inline_text(f.status, 20)},"
+            f" +{f.insertions} −{f.deletions})"
             for f in diff.files[:10]
         ]
         if len(diff.files) > 10:

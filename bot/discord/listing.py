@@ -10,6 +10,7 @@ Blockers have their own module, :mod:`bot.discord.blockers`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,10 +24,12 @@ from escalation.markup import inline_text
 from escalation.models import PRIORITY_ORDER, Pipeline, PipelineStage, Priority, Task, TaskStatus
 
 __all__ = [
+    "COUNT_MAX",
     "DESCRIPTION_BUDGET",
     "LINE_MAX",
     "PAGE_LINES",
     "PRIORITY_EMOJI",
+    "SUMMARY_UNREADABLE",
     "PendingItem",
     "age_text",
     "history_line",
@@ -181,6 +184,8 @@ class PendingItem:
     """One open task in ``/factory pending``.
 
     ``deadline`` and ``created_at`` are aware UTC; ``link`` is the jump link to its message.
+    Who acknowledged it is ``acknowledged_by_id`` (a Discord member, shown as a mention) or
+    else ``acknowledged_by`` (a name: factory or form text, shown escaped).
     """
 
     task_id: str
@@ -192,6 +197,7 @@ class PendingItem:
     breached: bool
     link: str | None = None
     acknowledged_by: str | None = None
+    acknowledged_by_id: int | None = None
 
     def sort_key(self) -> tuple[int, float, int, str]:
         """SLA urgency: breached first, then soonest deadline, then priority."""
@@ -233,13 +239,12 @@ def pending_items(
         if not task.is_open or (known is not None and known.is_decided):
             continue
         deadline = known.deadline if known is not None else deadline_for(task)
-        ack = None
-        if known is not None and (known.acknowledged_by_discord_id or known.acknowledged_by_name):
-            ack = (
-                f"<@{known.acknowledged_by_discord_id}>"
-                if known.acknowledged_by_discord_id
-                else known.acknowledged_by_name
-            )
+        ack: str | None = None
+        ack_id: int | None = None
+        if known is not None and known.acknowledged_by_discord_id:
+            ack_id = known.acknowledged_by_discord_id
+        elif known is not None and known.acknowledged_by_name:
+            ack = known.acknowledged_by_name
         elif task.claimed_by:
             ack = task.claimed_by
         items.append(
@@ -253,13 +258,20 @@ def pending_items(
                 breached=task.sla_breached or deadline <= now,
                 link=jump_link(guild_id, known.channel_id, known.message_id) if known else None,
                 acknowledged_by=ack,
+                acknowledged_by_id=ack_id,
             )
         )
     return sorted(items, key=PendingItem.sort_key)
 
 
 def pending_line(item: PendingItem, now: datetime) -> str:
-    """``🔴 **Title** · critical · age 2h 05m · 🚨 SLA breached <t:…:R> · [jump](…)``."""
+    """``🔴 **Title** · critical · age 2h 05m · 🚨 SLA breached <t:…:R> · 👀 <@id> · [jump](…)``.
+
+    A member who acknowledged is a real ``<@id>`` mention, so that Discord shows the member
+    (https://discord.com/developers/docs/reference#message-formatting); it pings nobody, as
+    interaction answers go out with ``allowed_mentions`` none
+    (:data:`bot.discord.limits.NO_PINGS`). A name is factory text and is escaped.
+    """
     due = discord_timestamp(item.deadline)
     deadline = f"🚨 SLA breached {due}" if item.breached else f"due {due}"
     parts = [
@@ -268,7 +280,9 @@ def pending_line(item: PendingItem, now: datetime) -> str:
         f"age {age_text(now - item.created_at)}",
         deadline,
     ]
-    if item.acknowledged_by:
+    if item.acknowledged_by_id:
+        parts.append(f"👀 <@{int(item.acknowledged_by_id)}>")
+    elif item.acknowledged_by:
         parts.append(f"👀 {_clean(item.acknowledged_by, 40)}")
     parts.append(f"[jump]({item.link})" if item.link else f"`{item.task_id}`")
     return truncate(" · ".join(parts), LINE_MAX)
@@ -299,13 +313,17 @@ def sort_pipelines(pipelines: Iterable[Pipeline]) -> list[Pipeline]:
 
 
 def pipeline_line(pipeline: Pipeline) -> str:
-    """``▶️ **GHL MCP Server** · 🔴 critical · review 5/8 ▰▰▰▰▰▱▱▱ · active``."""
+    """``▶️ **GHL MCP Server** · 🔴 critical · review 5/8 ▰▰▰▰▰▱▱▱ · active``.
+
+    The name and the status are factory text (the status is any string, not only the
+    contract's five): both are cut and escaped (:func:`_clean`).
+    """
     status = pipeline.status
     parts = [
         f"{_PIPELINE_STATUS_EMOJI.get(status, '•')} **{_clean(pipeline.name, 80)}**",
         f"{PRIORITY_EMOJI[pipeline.priority]} {pipeline.priority.value}",
         stage_progress(pipeline),
-        status,
+        _clean(status, 30),
     ]
     return truncate(" · ".join(parts), LINE_MAX)
 
@@ -326,25 +344,58 @@ def history_line(entry: AuditRecord) -> str:
 
 
 # ---------------------------------------------------------------------------------- status
-def _count(mapping: Any, key: str) -> int:
+#: The largest count ``/factory status`` shows; a larger one is shown as this (JSON numbers
+#: are unbounded, and a field value is at most 1024 characters).
+COUNT_MAX = 999_999_999
+#: The largest average wait (minutes) shown: what a ``datetime.timedelta`` can hold.
+_WAIT_MAX_MINUTES = timedelta.max.total_seconds() / 60
+#: What ``/factory status`` says when the summary is not a JSON object.
+SUMMARY_UNREADABLE = "⚠️ The factory answered something unreadable. Nothing was changed; try again."
+
+
+def _section(summary: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """An object of the summary (``tasks``, ``slaStatus`` …); anything else counts as missing."""
+    value = summary.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _count(mapping: Mapping[str, Any], key: str) -> int:
+    """A count of the summary, within ``0..COUNT_MAX``; missing or unreadable (not a number,
+    NaN, infinite — JSON's ``1e999`` reads as infinity) counts as 0."""
     try:
-        return int((mapping or {}).get(key, 0) or 0)
-    except (TypeError, ValueError, AttributeError):
+        return min(max(int(mapping.get(key, 0) or 0), 0), COUNT_MAX)
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
-def status_embed(summary: Mapping[str, Any]) -> discord.Embed:
+def _wait_text(wait: Any) -> str | None:
+    """The average wait (minutes) as an age, or ``None`` when it is no finite number that a
+    ``timedelta`` can hold (NaN, infinity, 2e12 minutes)."""
+    if isinstance(wait, bool) or not isinstance(wait, int | float):
+        return None
+    if not math.isfinite(wait) or abs(wait) >= _WAIT_MAX_MINUTES:
+        return None
+    return age_text(timedelta(minutes=wait))
+
+
+def status_embed(summary: Mapping[str, Any] | Any) -> discord.Embed:
     """The ``/factory status`` embed from ``GET /v1/dashboard/summary`` (contract §1.5).
 
     Fields: pending tasks by priority, SLA on-track / warning / breached, pipelines (active,
-    paused, failed), agents (in error of total). Missing keys count as 0. Red when anything
-    is breached or an agent is in error, orange on SLA warnings, green otherwise.
+    paused, failed), agents (in error of total). Missing keys count as 0, and so does a section
+    that is not an object or a count that is no usable number (:func:`_count`). Red when
+    anything is breached or an agent is in error, orange on SLA warnings, green otherwise. A
+    summary that is not an object at all gives an embed saying :data:`SUMMARY_UNREADABLE`.
     """
-    tasks = summary.get("tasks") or {}
-    by_priority = tasks.get("byPriority") or {}
-    sla = summary.get("slaStatus") or {}
-    pipelines = summary.get("pipelines") or {}
-    agents = summary.get("agents") or {}
+    if not isinstance(summary, Mapping):
+        return discord.Embed(
+            title="🏭 Factory status", description=SUMMARY_UNREADABLE, colour=0xFFA500
+        )
+    tasks = _section(summary, "tasks")
+    by_priority = _section(tasks, "byPriority")
+    sla = _section(summary, "slaStatus")
+    pipelines = _section(summary, "pipelines")
+    agents = _section(summary, "agents")
     breached, warning = _count(sla, "breached"), _count(sla, "warning")
     errors = _count(agents, "error")
     colour = 0x2ECC71
@@ -377,9 +428,9 @@ def status_embed(summary: Mapping[str, Any]) -> discord.Embed:
         f" · active {_count(agents, 'active')} · offline {_count(agents, 'offline')}",
         inline=False,
     )
-    wait = tasks.get("avgWaitTimeMinutes")
-    if isinstance(wait, int | float):
-        embed.set_footer(text=f"average wait of open tasks: {age_text(timedelta(minutes=wait))}")
+    wait = _wait_text(tasks.get("avgWaitTimeMinutes"))
+    if wait is not None:
+        embed.set_footer(text=f"average wait of open tasks: {wait}")
     return embed
 
 

@@ -36,6 +36,7 @@ from bot.discord.listing import (
 )
 from bot.discord.replies import answer, defer_thinking, defer_update
 from bot.factory.client import FactoryError, FactoryUnavailable
+from escalation.markup import inline_text
 from escalation.models import Priority, Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -243,10 +244,16 @@ def guild_id_of(interaction: discord.Interaction[Any]) -> int:
 
 
 def problem_text(exc: Exception) -> str:
-    """What went wrong at the factory, in a few words (``code: message`` when it answered)."""
+    """What went wrong at the factory, in a few words (``code: message`` when it answered).
+
+    The code and the message are the factory's text: one line, cut (code 50, message 300
+    characters) and escaped (:func:`escalation.markup.inline_text`), since Discord renders
+    markdown and masked links in a message's content
+    (https://discord.com/developers/docs/reference#message-formatting).
+    """
     if isinstance(exc, FactoryError):
-        return f"{exc.code}: {exc.message}"
-    return str(exc) or type(exc).__name__
+        return f"{inline_text(exc.code, 50)}: {inline_text(exc.message, 300)}"
+    return inline_text(str(exc), 300) or type(exc).__name__
 
 
 async def show_listing(interaction: discord.Interaction[Any], kind: str, arg: str) -> None:
