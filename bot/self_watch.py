@@ -10,7 +10,9 @@ heartbeat monitor, ``bot.heartbeat``, pages from outside as well).
 When Twilio is the part that fails — :data:`TWILIO_FAILURES_TO_ALERT` requests in a row end in a
 5xx, a 429 or a network error (a refused number, 4xx, is the recipient's problem, not Twilio's) —
 the alerts channel gets one post ("Factory Bridge cannot send SMS or calls through Twilio …"),
-and one when a request succeeds again. Every alert is audited.
+and one when a request succeeds again. Other parts post their own one-time alerts the same way
+(:meth:`SelfWatch.announce`: the WebSocket intake when the factory refuses it, contract §1.6).
+Every alert is audited.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class SelfWatch:
         self._twilio_failing_since: datetime | None = None
         self._twilio_last_status = ""
         self._twilio_alerted = False
-        self._twilio_news: list[tuple[str, str]] = []
+        self._news: list[tuple[str, str]] = []
         self._since = disconnected_since
         self._roster = roster
         self._store = store
@@ -103,7 +105,7 @@ class SelfWatch:
             if self._twilio_failures >= TWILIO_FAILURES_TO_ALERT and not self._twilio_alerted:
                 self._twilio_alerted = True
                 since = self._twilio_failing_since or self._clock()
-                self._twilio_news.append(
+                self._news.append(
                     (
                         "twilio_down",
                         f"⚠️ Factory Bridge cannot send SMS or calls through Twilio since "
@@ -116,23 +118,39 @@ class SelfWatch:
             self._twilio_failing_since = None
             if self._twilio_alerted:
                 self._twilio_alerted = False
-                self._twilio_news.append(
+                self._news.append(
                     (
                         "twilio_recovered",
                         "✅ Factory Bridge sends SMS and calls through Twilio again.",
                     )
                 )
 
-    async def _post_twilio_news(self) -> None:
-        while self._twilio_news:
-            what, text = self._twilio_news.pop(0)
+    def announce(self, what: str, text: str) -> None:
+        """Post ``text`` in the alerts channel, audited as ``self_alert.<what>``.
+
+        Never blocks (callers run in the event path): the post is made by the next
+        :meth:`check`, within ``check_every_seconds``. The caller says each thing once (an
+        outage, then its recovery); without ``post_alert`` the text is logged as an error.
+
+        Parameters
+        ----------
+        what:
+            What happened, for the audit action (``websocket_refused``).
+        text:
+            The message, as posted.
+        """
+        self._news.append((what, text))
+
+    async def _post_news(self) -> None:
+        while self._news:
+            what, text = self._news.pop(0)
             posted = False
             if self._post_alert is not None:
                 try:
                     await self._post_alert(text)
                     posted = True
                 except Exception as exc:
-                    log.error("Twilio alert could not be posted in Discord: %s", exc)
+                    log.error("alert %s could not be posted in Discord: %s", what, exc)
             else:
                 log.error("%s", text)
             await self._store.audit(
@@ -145,8 +163,8 @@ class SelfWatch:
 
     async def check(self) -> None:
         """One look: alert once per outage past the threshold, and once when it ends (Discord
-        by SMS, Twilio in the alerts channel)."""
-        await self._post_twilio_news()
+        by SMS; Twilio and what :meth:`announce` was given in the alerts channel)."""
+        await self._post_news()
         since = self._since()
         if since is None:
             if self._alerted_for is not None:

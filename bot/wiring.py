@@ -123,6 +123,7 @@ def attach_features(app: BridgeApp) -> None:
                 on_subscribed=reconciler.trigger,
                 reconnect_base_seconds=app.settings.factory_ws_reconnect_base_seconds,
                 on_outcome=app.metrics.observe_event,
+                alert=watch.announce,  # a refused WebSocket: once in the alerts channel
             )
         )
     # --- the factory's event bus: Redis Streams (FACTORY_REDIS_URL, contract §7.7) ----------

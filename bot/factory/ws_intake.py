@@ -26,6 +26,16 @@ With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory 
   once is retried with growing delays, not every second. After every successful subscription
   ``on_subscribed`` is called: the bridge reconciles then, so events sent while it was
   disconnected are not lost.
+- when the factory **refuses** the bridge — a handshake answered 401/403, an ``error`` frame
+  with code ``UNAUTHORIZED`` or ``FORBIDDEN`` before the subscription is confirmed (contract
+  §1.6 "On connect error", codes §1.3; the bridge then closes the connection), or a close with
+  code 1008 (RFC 6455 §7.4.1, policy violation) or 4001/4003 (RFC 6455 §7.4.2, private range,
+  used as "401"/"403") — retrying alone fixes nothing: the key or token is wrong. It still
+  retries at the capped backoff (a rotated key starts working without a restart), but the
+  first refusal of an outage is logged at ERROR with the reason and posted once to the alerts
+  channel (``alert``), and a recovery line is posted once it is subscribed again.
+  :meth:`WebSocketIntake.advisory_health` gives ``/healthz`` ``{"websocket": True}`` while
+  subscribed, else the reason (advisory, like Redis: the reconciliation still brings tasks).
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from bot.store.fingerprint import event_fingerprint
 __all__ = [
     "DEFAULT_CHANNELS",
     "MAX_RECONNECT_DELAY_SECONDS",
+    "REFUSAL_CLOSE_CODES",
     "STABLE_CONNECTION_SECONDS",
     "WebSocketIntake",
     "reconnect_delay",
@@ -69,6 +80,15 @@ STABLE_CONNECTION_SECONDS = 30.0
 
 #: Share of the delay taken off at random so that many bridges do not reconnect in step.
 JITTER_FRACTION = 0.25
+
+#: Handshake statuses that refuse the bridge's credentials (contract §1.3: 401 ``UNAUTHORIZED``,
+#: 403 ``FORBIDDEN``).
+REFUSAL_STATUSES = frozenset({401, 403})
+#: ``error`` frame codes that refuse the bridge (contract §1.6 "On connect error", §1.3).
+REFUSAL_ERROR_CODES = frozenset({"UNAUTHORIZED", "FORBIDDEN"})
+#: Close codes that refuse the bridge: 1008 policy violation (RFC 6455 §7.4.1) and 4001/4003,
+#: private-use codes (RFC 6455 §7.4.2) servers close with for 401/403.
+REFUSAL_CLOSE_CODES = frozenset({1008, 4001, 4003})
 
 
 def reconnect_delay(
@@ -135,6 +155,10 @@ class WebSocketIntake:
         ``asyncio.sleep``, awaited between connection attempts (tests inject one).
     clock:
         Monotonic seconds, to tell how long a connection stayed subscribed (tests inject one).
+    alert:
+        Called with ``(what, text)`` to post ``text`` once in the alerts channel
+        (:meth:`bot.self_watch.SelfWatch.announce`): ``websocket_refused`` at the first
+        refusal of an outage, ``websocket_recovered`` once subscribed again; optional.
     """
 
     def __init__(
@@ -152,6 +176,7 @@ class WebSocketIntake:
         on_outcome: Callable[[str, str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        alert: Callable[[str, str], None] | None = None,
     ) -> None:
         self.url = url
         self._api_key = api_key
@@ -165,6 +190,13 @@ class WebSocketIntake:
         self._on_outcome = on_outcome
         self._sleep = sleep
         self._clock = clock
+        self._alert = alert
+        #: Why the stream is not subscribed (``/healthz``), ``None`` while it is.
+        self.problem: str | None = "not connected yet"
+        #: The factory refused the bridge since the last subscription (told once; see ``alert``).
+        self._refused = False
+        #: The current connection was refused (its close code then adds nothing).
+        self._refused_now = False
         #: When the current connection was subscribed (``clock`` seconds), ``None`` before.
         self._subscribed_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -181,6 +213,17 @@ class WebSocketIntake:
     def connected(self) -> bool:
         """True while a subscribed connection is open."""
         return self._ws is not None and not self._ws.closed
+
+    def advisory_health(self) -> dict[str, bool | str]:
+        """``{"websocket": True}`` while subscribed, else ``{"websocket": "<reason>"}``.
+
+        For ``/healthz`` as a part that does not fail it (the reconciliation still brings the
+        tasks), e.g. ``"refused by the factory (HTTP 401)"``. Empty while not started (a
+        standby does not run the WebSocket).
+        """
+        if self._task is None:
+            return {}
+        return {"websocket": True if self.problem is None else self.problem}
 
     async def start(self) -> None:
         """Start connecting in the background (returns at once; failures are retried)."""
@@ -206,15 +249,23 @@ class WebSocketIntake:
         attempt = 0
         while True:
             self._subscribed_at = None
+            self._refused_now = False
             try:
                 await self._connect_once()
             except asyncio.CancelledError:
                 raise
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status in REFUSAL_STATUSES:
+                    self._refuse(f"HTTP {exc.status}")
+                else:
+                    self._lost(f"handshake answered HTTP {exc.status}")
+                    log.warning("factory WebSocket %s: %s", self.url, self._redact(exc))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning(
-                    "factory WebSocket %s: %s", self.url, self._redact(exc) or type(exc).__name__
-                )
-            except Exception:
+                reason = self._redact(exc) or type(exc).__name__
+                self._lost(reason)
+                log.warning("factory WebSocket %s: %s", self.url, reason)
+            except Exception as exc:
+                self._lost(f"failed unexpectedly ({type(exc).__name__})")
                 log.exception("factory WebSocket failed unexpectedly")
             finally:
                 self._ws = None
@@ -231,6 +282,40 @@ class WebSocketIntake:
             return False
         return self._clock() - self._subscribed_at >= STABLE_CONNECTION_SECONDS
 
+    def _lost(self, reason: str) -> None:
+        """The connection ended or could not be opened for ``reason`` (not a refusal)."""
+        if not self._refused_now:
+            self.problem = f"not subscribed: {reason}"
+
+    def _refuse(self, reason: str, detail: str = "") -> None:
+        """The factory refused the bridge (see the module's docstring): say it once."""
+        if self._refused_now:
+            return  # an error frame and then the close that follows it: one refusal
+        self._refused_now = True
+        full = f"{reason}: {self._redact_text(detail)}" if detail else reason
+        self.problem = f"refused by the factory ({full})"
+        if self._refused:
+            log.warning("factory WebSocket still refused (%s); retrying", full)
+            return
+        self._refused = True
+        log.error(
+            "factory WebSocket refused by the factory (%s): check FACTORY_API_KEY and "
+            "FACTORY_WS_TOKEN; until it is accepted, tasks arrive only by reconciliation and "
+            "pipeline and deploy events are missed; retrying every %.0f s at most",
+            full,
+            MAX_RECONNECT_DELAY_SECONDS,
+        )
+        self._tell(
+            "websocket_refused",
+            f"⚠️ Factory Bridge: the factory refuses the WebSocket ({reason}); tasks arrive "
+            "only by reconciliation and pipeline and deploy events are missed. Check "
+            "FACTORY_API_KEY and FACTORY_WS_TOKEN; the bridge keeps retrying.",
+        )
+
+    def _tell(self, what: str, text: str) -> None:
+        if self._alert is not None:
+            self._alert(what, text)
+
     def _outcome(self, outcome: str) -> None:
         if outcome == "rejected":
             self.rejected += 1
@@ -239,7 +324,9 @@ class WebSocketIntake:
 
     def _redact(self, error: BaseException) -> str:
         """``str(error)`` without the token (aiohttp's errors quote the request URL)."""
-        text = str(error)
+        return self._redact_text(str(error))
+
+    def _redact_text(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
     async def _connect_once(self) -> None:
@@ -262,6 +349,12 @@ class WebSocketIntake:
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     log.warning("factory WebSocket error: %s", ws.exception())
                     break
+                if self._refused_now:  # refused before subscribing: nothing comes on this one
+                    await ws.close()
+                    break
+            if ws.close_code in REFUSAL_CLOSE_CODES:
+                self._refuse(f"close code {ws.close_code}")
+            self._lost(f"closed (code {ws.close_code})")
             log.warning(
                 "factory WebSocket closed (code %s); events are caught up by reconciliation",
                 ws.close_code,
@@ -290,12 +383,27 @@ class WebSocketIntake:
             return False
         if kind == "subscribed":
             self.subscriptions += 1
+            self.problem = None
             log.info("factory WebSocket subscribed to %s", _short(frame.get("channels")))
+            if self._refused:
+                self._refused = False
+                log.warning("factory WebSocket accepted again after being refused")
+                self._tell(
+                    "websocket_recovered",
+                    "✅ Factory Bridge: the factory accepts the WebSocket again; events arrive "
+                    "in real time.",
+                )
             if self.on_subscribed is not None:
                 self.on_subscribed()
             return True
         if kind == "error":
-            log.error("factory WebSocket error frame: %s", _describe_error(frame.get("error")))
+            error = frame.get("error")
+            if self._subscribed_at is None and _refusal_code(error) is not None:
+                assert isinstance(error, dict)  # "On connect error" (§1.6): not subscribed
+                message = error.get("message")
+                self._refuse(str(error["code"]), _short(message) if message is not None else "")
+            else:
+                log.error("factory WebSocket error frame: %s", _describe_error(error))
             return False
         await self._store_event(frame, text)
         return False
@@ -336,6 +444,16 @@ def _short(value: object) -> str:
     if isinstance(value, str):
         return value if len(value) <= 200 else value[:197] + "..."
     return _REPR.repr(value)
+
+
+def _refusal_code(error: object) -> str | None:
+    """``UNAUTHORIZED`` or ``FORBIDDEN`` when an error frame's ``error`` refuses the bridge.
+
+    Contract §1.6: ``{"type": "error", "error": {"code": "UNAUTHORIZED", "message": "..."}}``
+    on a connect error; codes as in §1.3. Any other shape is ``None``.
+    """
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and code in REFUSAL_ERROR_CODES else None
 
 
 def _describe_error(error: object) -> str:
