@@ -9,7 +9,9 @@ retry, fallback and unreachable-phone rules of DMs and SMS), so these rules exis
   ``failed``; the sleep is injected;
 * Twilio 21610 (:class:`~escalation.ports.RecipientUnreachable` on the phone) → the phone is
   persisted as unreachable, audited, and the next on-call operator gets a delivery
-  (:meth:`DeliveryExecutor.fallback`);
+  (:meth:`DeliveryExecutor.fallback`); a call Twilio refuses otherwise (a permanent error
+  such as 21211 invalid number or 21215/21219 not permitted, or one still failing after the
+  retries) is ``failed`` and the next person of the call order gets a call the same way;
 * without a pager, calls are ``skipped``;
 * the factory's escalation level (``escalate``): levels go in order, so a level whose lower
   level is not ``sent`` yet fails without a call (the next step sends both, see
@@ -337,8 +339,9 @@ class DeliveryExecutor:
         self, task: LadderTask, kind: StepKind, recipient: str
     ) -> DeliveryResult:
         """Call ``recipient`` (a person key) about ``task`` now: ``sent`` with the call's
-        ``sid``, ``failed``, ``skipped`` (no Twilio) or ``unreachable`` (21610: the phone is
-        marked and the next person of :func:`call_order` gets a pending ``call`` delivery).
+        ``sid``, ``skipped`` (no Twilio), ``unreachable`` (21610: the phone is marked) or
+        ``failed``; when Twilio refused the call (``unreachable``, or ``failed`` with a Twilio
+        error) the next person of :func:`call_order` gets a pending ``call`` delivery, due now.
 
         Used by the step itself and by the phone's "next person when nobody answers"
         (README "Phone", ``bot.pager.phone_desk``)."""
@@ -358,17 +361,19 @@ class DeliveryExecutor:
             if phone in self.unreachable:
                 raise RecipientUnreachable("phone marked unreachable (STOP)")
             sid = await self.retry("Twilio call", lambda: pager.call(phone, script))
-        except RecipientUnreachable as exc:
-            if phone not in self.unreachable:
+        except DeliveryError as exc:
+            # a call Twilio refuses (21610 STOP; 21211, 21215, 21219; still failing after the
+            # retries) rings nobody: the next person is called, as after a call Twilio
+            # accepted and then reported ``failed`` (README "Phone")
+            stopped = isinstance(exc, RecipientUnreachable)
+            if stopped and phone not in self.unreachable:
                 await self.phone_unreachable(person, phone, exc, task.task_id)
             nxt = await self.fallback(task, kind, "call", call_order(self.roster.people()))
-            return "unreachable", {
+            return ("unreachable" if stopped else "failed"), {
                 "error": str(exc),
                 "phone": phone,
                 "note": f"next on-call: {nxt or 'nobody left'}",
             }
-        except DeliveryError as exc:
-            return "failed", {"error": str(exc), "phone": phone}
         return "sent", {"sid": sid, "phone": phone}
 
     # ------------------------------------------------------------------ shared with the bundler

@@ -5,7 +5,9 @@ texts here are the ones whose limits are set by the phone network:
 
 * SMS (rule: "plain ASCII, at most 160 characters (task, priority, how late, a short
   reference)"): one GSM-7 segment. Non-ASCII characters are transliterated where Unicode
-  gives a decomposition (é → e) and dropped otherwise (emoji); long titles are cut with "..".
+  gives a decomposition (é → e) and dropped otherwise (emoji); the ASCII characters that are
+  not one septet of the GSM-7 basic set are replaced (:func:`sms_plain`); long titles are
+  cut with "..".
 * Calls (rule: "calls use TwiML ``<Say>``"): a :class:`CallScript`, the plain text of the
   task title and how late it is; the Twilio adapter renders it as TwiML (``bot.pager.twiml``).
 """
@@ -23,6 +25,7 @@ from escalation.phone import SMS_TWO_SEGMENTS, phone_ref, reply_hint
 from escalation.policy import StepKind
 
 __all__ = [
+    "GSM7_REPLACEMENTS",
     "LATE_MARK_SECONDS",
     "PRIORITY_LABELS",
     "SMS_MAX_CHARS",
@@ -35,6 +38,7 @@ __all__ = [
     "human_duration",
     "late_marker",
     "short_ref",
+    "sms_plain",
     "sms_text",
 ]
 
@@ -120,6 +124,34 @@ def ascii_only(text: str) -> str:
     return " ".join(kept.split())
 
 
+#: The printable ASCII characters that are not in the GSM-7 basic character set (3GPP TS
+#: 23.038, 6.2.1), each with the basic-set character an SMS carries instead: the backtick is
+#: not in GSM-7 at all (one would send the whole SMS as UCS-2: 70 characters a segment, so
+#: 160 characters become 3 segments) and ``[ ] { } ~ | ^ \`` are in its extension table
+#: (an escape and a septet: two septets each, past the 160 of one segment).
+GSM7_REPLACEMENTS: dict[str, str] = {
+    "`": "'",
+    "[": "(",
+    "]": ")",
+    "{": "(",
+    "}": ")",
+    "~": "-",
+    "|": "/",
+    "^": "'",
+    "\\": "/",
+}
+
+_GSM7_TABLE = str.maketrans(GSM7_REPLACEMENTS)
+
+
+def sms_plain(text: str) -> str:
+    """``text`` as SMS text: :func:`ascii_only`, then each character of
+    :data:`GSM7_REPLACEMENTS` replaced, so every character is one septet of the GSM-7 basic
+    set and a text of at most 160 characters is one segment (Twilio, "What the Heck is a
+    Segment?": GSM-7 160 characters, UCS-2 70). The length is :func:`ascii_only`'s."""
+    return ascii_only(text).translate(_GSM7_TABLE)
+
+
 def short_ref(task_id: str, length: int = 8) -> str:
     """A short reference to a task for SMS and speech: its id's first ``length`` characters."""
     return ascii_only(task_id)[:length]
@@ -179,7 +211,8 @@ def sms_text(
     two_way: bool = False,
     link: str | None = None,
 ) -> str:
-    """One SMS for one or several tasks: plain ASCII, at most :data:`SMS_MAX_CHARS`.
+    """One SMS for one or several tasks: plain ASCII of the GSM-7 basic set
+    (:func:`sms_plain`), at most :data:`SMS_MAX_CHARS`.
 
     Parameters
     ----------
@@ -229,7 +262,7 @@ def sms_text(
         text = head + body + more_text
         if len(text) + len(tail) <= SMS_MAX_CHARS:
             text += tail
-        return ascii_only(text)[:SMS_MAX_CHARS]
+        return sms_plain(text)[:SMS_MAX_CHARS]
     raise AssertionError("unreachable")  # pragma: no cover - shown == 1 always returns
 
 
@@ -257,7 +290,7 @@ def _two_way_sms(items: Sequence[PageItem], *, digest: bool, link: str | None) -
         text = head + body + more_text + hint
         if with_link and len(text) + len(with_link) <= limit:
             text += with_link
-        return ascii_only(text)[:limit]
+        return sms_plain(text)[:limit]
     raise AssertionError("unreachable")  # pragma: no cover - shown == 1 always returns
 
 

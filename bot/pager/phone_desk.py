@@ -20,23 +20,26 @@ authenticated").
   step whose call went unanswered, the critical step or a repeat (unique per task, step and
   person; it names the unanswered call's callee, ``after``, and a repeated status callback
   of that call adds nothing), so it is audited, listed in the incident report, and resumed
-  after a restart.
+  after a restart. A next-person call Twilio refuses (or a STOP-ed phone) adds the following
+  person's call, due now (:meth:`escalation.executor.DeliveryExecutor.deliver_call`), placed
+  here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.outcomes import Actor, Outcome
 from bot.roster import Operator, Roster
 from escalation.deliveries import NewDelivery
-from escalation.notices import ascii_only
+from escalation.notices import sms_plain
 from escalation.phone import Command, Keypress, parse_keypress, parse_reply, phone_ref, resolve_ref
 from escalation.policy import StepKind
+from escalation.ports import DeliveryRow
 from escalation.recipients import call_order, next_fallback
 
 if TYPE_CHECKING:
@@ -44,7 +47,14 @@ if TYPE_CHECKING:
     from bot.ladder import LadderRuntime
     from bot.store import TrackedTask
 
-__all__ = ["NOT_ON_ROSTER", "SNOOZE_SECONDS", "UNANSWERED", "PhoneDesk"]
+__all__ = [
+    "ANSWER_MAX_CHARS",
+    "LISTED_TASKS",
+    "NOT_ON_ROSTER",
+    "SNOOZE_SECONDS",
+    "UNANSWERED",
+    "PhoneDesk",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +67,39 @@ SNOOZE_SECONDS = 3600.0
 #: Final call statuses that mean nobody took the call (Twilio ``CallStatus``).
 UNANSWERED = frozenset({"no-answer", "busy", "failed", "canceled"})
 
+#: An SMS answer names at most this many open tasks; the others are counted ("+35 more").
+LISTED_TASKS = 5
+
+#: The longest SMS answer, characters: Twilio refuses a ``<Message>`` body over 1,600
+#: characters (error 21617, "The concatenated message body exceeds the 1600 character
+#: limit") and the person then gets nothing; at most four segments of GSM-7 text.
+ANSWER_MAX_CHARS = 600
+
 _HELP = "Commands: ACK <ref>, ACK (one open task), ACK ALL, SNOOZE <ref>, HELP, START."
 _UNKNOWN = "Not understood. " + _HELP + " Decisions are made in Discord."
 
 
 def _plain(text: str, limit: int = 300) -> str:
-    """A Discord answer as plain SMS text: markup stars and emoji dropped."""
-    return ascii_only(text.replace("**", "").replace("`", ""))[:limit]
+    """A Discord answer as plain SMS text: markup stars, backticks and emoji dropped, the
+    rest in the GSM-7 basic set (:func:`escalation.notices.sms_plain`)."""
+    return sms_plain(text.replace("**", "").replace("`", ""))[:limit]
+
+
+def _late_fallback(row: DeliveryRow) -> bool:
+    """A pending call of a fallback (:meth:`escalation.executor.DeliveryExecutor.fallback`),
+    not a next-person call of this desk (``after``): its step placed it, unless the step had
+    finished when it was added (then :meth:`PhoneDesk.place_due_calls` places it)."""
+    return "fallback_for" in row.detail and "after" not in row.detail
+
+
+def _listing(tasks: Sequence[TrackedTask]) -> str:
+    """The open tasks' refs and short titles, the first :data:`LISTED_TASKS` of them; the
+    others counted ("+35 more"), so an answer stays short however many are open."""
+    listed = ", ".join(
+        f"{phone_ref(t.task_id)} {_plain(t.task.title, 40).rstrip()}" for t in tasks[:LISTED_TASKS]
+    )
+    more = len(tasks) - LISTED_TASKS
+    return f"{listed}, +{more} more" if more > 0 else listed
 
 
 class PhoneDesk:
@@ -162,11 +198,15 @@ class PhoneDesk:
 
     # ------------------------------------------------------------------ SMS
     async def on_sms(self, from_: str, body: str, message_sid: str) -> str:
-        """Answer one SMS reply (the text of the ``<Message>`` sent back).
+        """Answer one SMS reply (the text of the ``<Message>`` sent back, at most
+        :data:`ANSWER_MAX_CHARS`; open tasks are listed by :func:`_listing`).
 
         ``from_`` is the sender's E.164 number, ``body`` the text, ``message_sid`` Twilio's
         id (the acknowledgement's idempotency seed: a retried webhook claims once).
         """
+        return (await self._answer_sms(from_, body, message_sid))[:ANSWER_MAX_CHARS]
+
+    async def _answer_sms(self, from_: str, body: str, message_sid: str) -> str:
         operator = self.operator(from_)
         if operator is None:
             log.warning("SMS from a number not on the roster (%s) refused", from_[-4:])
@@ -178,7 +218,7 @@ class PhoneDesk:
         if reply.command is Command.START:
             return await self._start(operator)
         open_tasks = await self.open_tasks(operator)
-        refs = ", ".join(f"{phone_ref(t.task_id)} {_plain(t.task.title, 40)}" for t in open_tasks)
+        refs = _listing(open_tasks)
         if reply.command is Command.HELP:
             listed = f"Open: {refs}." if open_tasks else "No open task was paged to you."
             return f"{listed} {_HELP}"
@@ -212,7 +252,7 @@ class PhoneDesk:
                     tracked.task_id, actor, idempotency_seed=f"{message_sid}:{tracked.task_id}"
                 )
                 answers.append(self._said(outcome, "Acknowledged", tracked))
-        return " ".join(answers)[:600]
+        return " ".join(answers)
 
     @staticmethod
     def _said(outcome: Outcome, done: str, tracked: TrackedTask) -> str:
@@ -376,7 +416,7 @@ class PhoneDesk:
         while True:
             placed = await self._place_due(task_id)
             total += placed
-            if not placed:  # a call that met a STOP-ed phone adds the next one, due now
+            if not placed:  # a call Twilio refused (STOP, 21211…) adds the next one, due now
                 return total
 
     async def _place_due(self, task_id: str | None) -> int:
@@ -386,8 +426,15 @@ class PhoneDesk:
         executor = self.ladder.service.executor
         now = self.clock()
         placed = 0
-        for row in await store.deliveries(task_id=task_id, channels=["call"], statuses=["pending"]):
-            if "after" not in row.detail:
+        rows = await store.deliveries(task_id=task_id, channels=["call"], statuses=["pending"])
+        # the next person after a next-person call Twilio refused (``fallback_for``, added by
+        # the executor after the step finished): no step runs it any more, so it is placed
+        # here; a step's own calls, its fallbacks included, are its own while it runs
+        finished = await self._finished_steps(r.task_id for r in rows if _late_fallback(r))
+        for row in rows:
+            if "after" not in row.detail and not (
+                _late_fallback(row) and (row.task_id, row.step) in finished
+            ):
                 continue  # a step's own call: its step runs it
             if row.due_at > now:
                 self._later(row.task_id, row.due_at)
@@ -417,6 +464,15 @@ class PhoneDesk:
                 except Exception:
                     log.exception("incident report of %s not updated", row.task_id)
         return placed
+
+    async def _finished_steps(self, task_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(task, step) of the finished (``done``) steps of ``task_ids``, for the call rows
+        of :func:`_late_fallback` (read only when there is one)."""
+        ids = set(task_ids)
+        if not ids or self.ladder is None:
+            return set()
+        steps = await self.ladder.ladder_store.steps(ids)
+        return {(s.task_id, s.step) for rows in steps.values() for s in rows if s.status == "done"}
 
     async def start(self) -> None:
         """Resume the next-person calls a restart left pending."""

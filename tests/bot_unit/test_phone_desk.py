@@ -17,7 +17,7 @@ from bot.store import Store
 from bot.store.ladder import LadderStore
 from escalation.deliveries import NewDelivery
 from escalation.models import Priority, Task
-from escalation.phone import Keypress
+from escalation.phone import Keypress, phone_ref
 from escalation.recipients import Person
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -189,3 +189,34 @@ async def test_an_sms_reply_reads_only_the_open_tasks_paged_to_the_person(
     [tracked] = await phone_desk.open_tasks(Operator(name="Alice", phone=ALICE_PHONE))
     assert tracked.task_id == "T1"
     assert read == ["T1"]
+
+
+@pytest.mark.parametrize("body", ["HELP", "ACK", "ACK 0000"])
+async def test_answers_listing_forty_open_tasks_fit_one_twilio_message(
+    desk: tuple[PhoneDesk, list[tuple[Any, ...]]], store: Store, body: str
+) -> None:
+    """Twilio refuses a ``<Message>`` over 1,600 characters (error 21617): the person would
+    get no answer at all. The answer names a few open tasks and says how many more there are."""
+    phone_desk, _ = desk
+    assert phone_desk.ladder is not None
+    ladder_store = phone_desk.ladder.ladder_store
+    ids = [f"T{n:03d}" for n in range(40)]
+    for n, task_id in enumerate(ids):
+        title = f"Deploy service number {n:03d} to production now"
+        await store.upsert_task(
+            Task(id=task_id, title=title, priority=Priority.HIGH, created_at=NOW), NOW
+        )
+        await ladder_store.claim_step(
+            task_id, "sla_breach", due_at=NOW, now=NOW, deliveries=[NewDelivery("sms", "Alice")]
+        )
+    for row in await ladder_store.deliveries(channels=["sms"]):
+        assert await ladder_store.claim_deliveries([row.id], NOW)
+        await ladder_store.finish_delivery(row.id, "sent", {"sid": f"SM{row.id}"}, NOW)
+    assert "0000" not in {phone_ref(i) for i in ids}  # "ACK 0000" names no open task
+
+    answer = await phone_desk.on_sms(ALICE_PHONE, body, "SM-in")
+    assert len(answer) <= 1600
+    listed = [i for i in ids if f"{phone_ref(i)} Deploy service number" in answer]
+    assert listed == ids[: len(listed)] and listed  # the oldest first
+    assert f"+{len(ids) - len(listed)} more" in answer
+    assert claims(phone_desk) == []  # nothing was acknowledged

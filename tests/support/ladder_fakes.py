@@ -340,12 +340,14 @@ class FakeAnnouncer:
 
 @dataclass
 class FakePager:
-    """Records SMS and calls; phones in ``stopped`` answer Twilio 21610; ``transient``
-    failures (503) come first."""
+    """Records SMS and calls; phones in ``stopped`` answer Twilio 21610; a call to a phone
+    of ``refused_calls`` is refused with that Twilio error code (HTTP 400, not retryable,
+    e.g. 21211 invalid number); ``transient`` failures (503) come first."""
 
     sms: list[tuple[str, str]] = field(default_factory=list)
     calls: list[tuple[str, CallScript]] = field(default_factory=list)
     stopped: set[str] = field(default_factory=set)
+    refused_calls: dict[str, int] = field(default_factory=dict)
     transient: int = 0
 
     def _check(self, to: str) -> None:
@@ -362,6 +364,9 @@ class FakePager:
 
     async def call(self, to: str, script: CallScript) -> str:
         self._check(to)
+        if to in self.refused_calls:
+            code = self.refused_calls[to]
+            raise DeliveryError(f"Twilio 400 {code}", code=code, status=400)
         self.calls.append((to, script))
         return f"CA{len(self.calls)}"
 
