@@ -51,7 +51,8 @@ class Page:
     page: int
     total_pages: int
     has_next: bool
-    total: int
+    #: items in the whole listing as this page counted them (``None``: not given)
+    total: int | None
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def page_of(body: dict[str, Any], page: int) -> Page:
         total_pages=int(pagination.get("totalPages", 1)),
         # only a JSON true: "false" (a string) or 1 must not keep the bridge paging
         has_next=pagination.get("hasNext") is True,
-        total=int(pagination.get("total", len(data))),
+        total=int(pagination["total"]) if pagination.get("total") is not None else None,
     )
 
 
@@ -138,6 +139,22 @@ def bulk_result(body: dict[str, Any]) -> BulkResult:
 MAX_PAGES = 10_000
 
 
+@dataclass
+class _Walk:
+    """What one walk through a listing saw (:func:`follow_pages`)."""
+
+    pages: int = 0
+    #: ``meta.pagination.total`` of page 1 (``None``: not given)
+    first_total: int | None = None
+    #: items on page 1: the page size the factory answers with
+    page_size: int = 0
+    #: the listing shrank while it was walked: a later page gave a smaller total, or a page
+    #: that says another follows came back shorter than page 1
+    shifted: bool = False
+    #: ended at a page saying none follows (not cut short as nonsense)
+    complete: bool = False
+
+
 async def follow_pages(
     what: str, fetch: Callable[[int], Awaitable[Page]]
 ) -> AsyncIterator[list[Any]]:
@@ -151,6 +168,15 @@ async def follow_pages(
     An item listed again on a later page (the listing shifted while it was read) is left
     out there; items without an id are passed on (the caller's check refuses them).
 
+    Pages are offsets (contract §1.3 ``PaginationParams``): when items leave the listing
+    while it is read (tasks decided meanwhile), the items after them move forward onto a
+    page already read and would be missed. So when the listing shrank during the walk — a
+    later page gives a smaller ``total`` than page 1, or a page that says another follows
+    comes back shorter than page 1 — it is walked once more from page 1 and only the items
+    not seen yet are passed on. That second walk reads at most one page more than the
+    first did, and is never repeated: what changes after it is for the caller's next
+    listing (the reconciler lists every ``RECONCILE_INTERVAL_SECONDS``).
+
     Parameters
     ----------
     what:
@@ -159,8 +185,45 @@ async def follow_pages(
         Reads page ``n`` (1-based); its errors propagate.
     """
     seen: set[str] = set()
-    for number in range(1, MAX_PAGES + 1):
+    first = _Walk()
+    async for fresh in _walk(what, fetch, seen, first, max_pages=MAX_PAGES):
+        yield fresh
+    if not (first.complete and first.shifted):
+        return
+    log.info(
+        "factory %s list: it changed while it was read (%s items at first); reading it once "
+        "more for the items that moved onto pages already read",
+        what,
+        first.first_total if first.first_total is not None else "?",
+    )
+    async for fresh in _walk(what, fetch, seen, _Walk(), max_pages=first.pages + 1):
+        if fresh:
+            yield fresh
+
+
+async def _walk(
+    what: str,
+    fetch: Callable[[int], Awaitable[Page]],
+    seen: set[str],
+    walk: _Walk,
+    *,
+    max_pages: int,
+) -> AsyncIterator[list[Any]]:
+    """One walk of :func:`follow_pages` from page 1: the items not in ``seen`` (added to it),
+    page by page; what it saw goes in ``walk``. The first walk (``seen`` empty) ends at a
+    page that brings nothing new; a second one reads on, up to ``max_pages``."""
+    again = bool(seen)
+    for number in range(1, max_pages + 1):
         page = await fetch(number)
+        walk.pages = number
+        if number == 1:
+            walk.first_total, walk.page_size = page.total, len(page.items)
+        elif page.total is not None and walk.first_total is not None:
+            # fewer items: those after the ones that left moved onto pages already read (a
+            # listing that grew only repeats items, which are left out below)
+            walk.shifted = walk.shifted or page.total < walk.first_total
+        if page.has_next and len(page.items) < walk.page_size:
+            walk.shifted = True
         fresh: list[Any] = []
         for item in page.items:
             item_id = item.get("id") if isinstance(item, dict) else None
@@ -171,8 +234,9 @@ async def follow_pages(
             fresh.append(item)
         yield fresh
         if not page.has_next:
+            walk.complete = True
             return
-        if not fresh:
+        if not fresh and not again:
             log.warning(
                 "factory %s list: page %d says another follows but brought nothing new "
                 "(%d items); not following it further",
@@ -181,11 +245,12 @@ async def follow_pages(
                 len(page.items),
             )
             return
-    log.error(
-        "factory %s list: still 'hasNext' after %d pages; not following it further",
-        what,
-        MAX_PAGES,
-    )
+    if not again:
+        log.error(
+            "factory %s list: still 'hasNext' after %d pages; not following it further",
+            what,
+            max_pages,
+        )
 
 
 def readable_items(items: list[Any], model: type[M], what: str) -> tuple[list[M], int]:

@@ -12,20 +12,24 @@ repairs all three by comparing the factory's truth with the store:
      ``custom_id`` of a task message's buttons is ``fb:t:<action>:<task id>`` and its embed
      footer is ``task <task id>`` (a decided message has no buttons left); a batch message
      (``fb:b:…`` components, footer ``… batch <batch id>``) adopts the items listed by its
-     ``fb:b:pick:<batch id>`` select (else every pending task whose id appears in it) and its
+     ``fb:b:pick:<batch id>`` select (else every open task whose id appears in it) and its
      lost batch row is recreated. Nothing is posted before this is done;
   2. decisions a crash left in flight are re-sent with their original ``Idempotency-Key``
      (:meth:`bot.bridge.Bridge.resume_decision`): 200 or 409 both settle them;
 
 - **at start, after every WebSocket (re)subscription and every ``RECONCILE_INTERVAL_SECONDS``**
-  (:meth:`Reconciler.reconcile`): ``GET /v1/tasks?status=pending`` (every page) is compared with
-  the store. A pending task without a message is shown (posted once: the compare-and-set of
+  (:meth:`Reconciler.reconcile`): the factory's open tasks — ``GET /v1/tasks?status=<s>``
+  (every page) for each open status, ``pending``, ``claimed``, ``in_progress``, ``expired`` and
+  ``escalated`` (contract §1.4 ``TaskStatus``; the endpoint takes one status, §1.5), merged each
+  task once (:class:`bot.reconcile.snapshot.OpenSnapshot`) — are compared with the store. An open
+  task without a message is shown (posted once: the compare-and-set of
   :meth:`bot.bridge.Bridge.post_single` guarantees one message per task even while the event
-  processor shows the same task); a pending task whose snapshot changed has its message brought
-  up to date; a task the store has open but the factory no longer lists as pending is read with
-  ``GET /v1/tasks/{id}`` and its message brought up to date (a decision made while the bridge
-  was away is shown; a claim counts as an acknowledgement). A task that has a message never
-  gets a second one.
+  processor shows the same task), whatever its status: a task created while the bridge was
+  away and escalated or expired since is the most urgent of all; an open task whose snapshot
+  changed has its message brought up to date; a task the store has open but the factory no
+  longer lists as open is read with ``GET /v1/tasks/{id}`` and its message brought up to date (a
+  decision made while the bridge was away is shown). A claim counts as an acknowledgement. A
+  task that has a message never gets a second one.
 
 Idempotency across intakes: a webhook and a WebSocket frame of the same event carry different
 ids, so both may be stored; the bridge acts on the content once (content fingerprint, see
@@ -47,7 +51,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.factory.client import FactoryError, FactoryUnavailable
 from bot.reconcile.rebuild import ChannelRebuild
-from bot.reconcile.snapshot import PendingSnapshot
+from bot.reconcile.snapshot import OpenSnapshot
 from escalation.models import Task
 
 if TYPE_CHECKING:
@@ -72,6 +76,7 @@ log = logging.getLogger(__name__)
 class ReconcileReport:
     """What one reconciliation pass did (counts of tasks)."""
 
+    #: open tasks the factory listed (every open status, each task once)
     pending: int = 0
     posted: int = 0
     updated: int = 0
@@ -103,7 +108,7 @@ class Reconciler:
         is never run twice at once and a pass asked for meanwhile runs right after it.
     first_pass_after:
         Awaited before the first pass that lists the factory in the background (the ladder's
-        :meth:`~bot.ladder.LadderRuntime.armed`): parsing 100,000 pending tasks competes with
+        :meth:`~bot.ladder.LadderRuntime.armed`): parsing 100,000 open tasks competes with
         arming their timers for the one event loop, and the timers of overdue steps come
         first (``bench restart``). Its failure is logged and the pass runs anyway.
     """
@@ -142,26 +147,24 @@ class Reconciler:
 
         Called by :meth:`bot.app.BridgeApp.start` once Discord is ready and before the event
         processor starts: the task → message map is rebuilt before anything can be posted,
-        and decisions left in flight are re-sent. The factory's pending tasks are listed
+        and decisions left in flight are re-sent. The factory's open tasks are listed
         here only when the map needs rebuilding (the first pass then reuses them); otherwise
         the first pass lists them in the background, so that the processor need not wait
-        for 100,000 pending tasks to be listed (≈ 40 s at a restart, bench/restart.py). A
+        for 100,000 open tasks to be listed (≈ 40 s at a restart, bench/restart.py). A
         failure here is logged, never fatal: the loop tries again.
         """
         started = time.time()
-        snapshot: PendingSnapshot | None = None
+        snapshot: OpenSnapshot | None = None
         try:
             needed = await self.rebuild.needed()
         except Exception:
             log.exception("could not tell whether the task → message map needs rebuilding")
             needed = False
         if needed:
-            try:  # compact, listed a page at a time (100,000 pending tasks: bench/ladders.py)
-                snapshot = await PendingSnapshot.from_pages(
-                    self.bridge.factory.iter_task_pages(status="pending")
-                )
+            try:  # compact, listed a page at a time (100,000 open tasks: bench/ladders.py)
+                snapshot = await OpenSnapshot.listed(self.bridge.factory)
             except (FactoryError, FactoryUnavailable) as exc:
-                log.warning("start-up reconciliation: pending tasks not listed (%s)", exc)
+                log.warning("start-up reconciliation: open tasks not listed (%s)", exc)
             try:
                 await self.rebuild.rebuild(snapshot)
             except Exception:
@@ -203,7 +206,7 @@ class Reconciler:
         """Ask for a pass now (after a WebSocket reconnect); passes never overlap."""
         self._wake.set()
 
-    async def _loop(self, snapshot: PendingSnapshot | None = None) -> None:
+    async def _loop(self, snapshot: OpenSnapshot | None = None) -> None:
         if snapshot is None and self._first_pass_after is not None:
             try:
                 await self._first_pass_after()
@@ -247,26 +250,27 @@ class Reconciler:
 
     # ------------------------------------------------------------------ reconcile
     async def reconcile(
-        self, pending: Sequence[Task] | PendingSnapshot | None = None
+        self, pending: Sequence[Task] | OpenSnapshot | None = None
     ) -> ReconcileReport:
-        """One pass: compare the factory's pending tasks with the store and repair.
+        """One pass: compare the factory's open tasks with the store and repair.
 
         Parameters
         ----------
         pending:
-            The factory's pending tasks when already listed (the start-up snapshot); listed
-            with ``GET /v1/tasks?status=pending`` (every page) otherwise.
+            The factory's open tasks when already listed (the start-up snapshot); listed
+            otherwise with ``GET /v1/tasks?status=<s>`` (every page) for each open status
+            (:meth:`bot.reconcile.snapshot.OpenSnapshot.listed`).
 
         Returns
         -------
         ReconcileReport
-            Counts of pending tasks seen, messages posted, messages brought up to date and
+            Counts of open tasks seen, messages posted, messages brought up to date and
             open tasks re-read. When the factory cannot be listed the pass changes nothing.
 
         Raises
         ------
         FactoryUnavailable, FactoryError
-            When ``GET /v1/tasks?status=pending`` fails (the loop logs it and tries again).
+            When a ``GET /v1/tasks?status=<s>`` fails (the loop logs it and tries again).
         """
         async with self._lock:
             started = time.monotonic()
@@ -276,16 +280,13 @@ class Reconciler:
             if self._leftover:
                 await self.resume_inflight()
             if pending is None:
-                pending = await PendingSnapshot.from_pages(
-                    bridge.factory.iter_task_pages(status="pending")
-                )
-            elif not isinstance(pending, PendingSnapshot):
-                pending = PendingSnapshot(pending)
+                pending = await OpenSnapshot.listed(bridge.factory)
+            elif not isinstance(pending, OpenSnapshot):
+                pending = OpenSnapshot(pending)
             report.pending = len(pending)
-            pending_ids = pending.ids
             for chunk in pending.chunks(READ_CHUNK):
                 await self._reconcile_pending(chunk, report)
-            open_ids = [i for i in await store.open_task_ids() if i not in pending_ids]
+            open_ids = [i for i in await store.open_task_ids() if i not in pending]
             for start in range(0, len(open_ids), READ_CHUNK):
                 for tracked in await store.tasks_by_ids(open_ids[start : start + READ_CHUNK]):
                     await self._recheck_open(tracked, report)
@@ -299,13 +300,13 @@ class Reconciler:
                     action="reconcile",
                     outcome="failed" if report.failed else "ok",
                     detail=(
-                        f"{report.pending} pending, {report.posted} posted, "
+                        f"{report.pending} open, {report.posted} posted, "
                         f"{report.updated} updated, {report.checked} re-read, "
                         f"{report.gone} gone, {len(report.failed)} failed"
                     ),
                 )
             log.info(
-                "reconciled: %d pending, %d posted, %d updated, %d re-read, %d gone, %d failed"
+                "reconciled: %d open, %d posted, %d updated, %d re-read, %d gone, %d failed"
                 " (%.2fs)",
                 report.pending,
                 report.posted,
@@ -320,11 +321,11 @@ class Reconciler:
     async def _reconcile_pending(
         self, chunk: list[tuple[str, str]], report: ReconcileReport
     ) -> None:
-        """Show or bring up to date each of these pending tasks (``(id, JSON)``, part of
+        """Show or bring up to date each of these open tasks (``(id, JSON)``, part of
         :meth:`reconcile`).
 
         The store is read for the whole chunk at once, as text (one read per
-        :data:`READ_CHUNK` tasks, not one per task: 100,000 pending tasks at start, bench/ladders.py):
+        :data:`READ_CHUNK` tasks, not one per task: 100,000 open tasks at start, bench/ladders.py):
         a task shown whose stored JSON is the factory's, or that is decided, needs nothing.
         Any other is read again on its own and compared as a model just before it is acted
         on.
@@ -340,8 +341,14 @@ class Reconciler:
                 task = Task.model_validate_json(text)
                 known = await store.get_task(task_id)
                 if known is None or not known.has_message:
-                    shown = await bridge.show_task(task)
-                    if shown.has_message and (known is None or not known.has_message):
+                    if known is None and task.claimed_by:
+                        # claimed before the bridge ever saw it: shown acknowledged, as the
+                        # task.claimed event would have it (a claim is an acknowledgement)
+                        await bridge.apply_factory_task(task)
+                        shown = await store.get_task(task_id)
+                    else:
+                        shown = await bridge.show_task(task)
+                    if shown is not None and shown.has_message:
                         report.posted += 1
                 elif known.task != task and not known.is_decided:
                     await bridge.apply_factory_task(task)
@@ -352,7 +359,7 @@ class Reconciler:
 
     async def _recheck_open(self, tracked: TrackedTask, report: ReconcileReport) -> None:
         """Re-read at the factory a task the store has open but the factory no longer lists
-        as pending, and apply what it says (part of :meth:`reconcile`)."""
+        as open, and apply what it says (part of :meth:`reconcile`)."""
         bridge = self.bridge
         report.checked += 1
         try:

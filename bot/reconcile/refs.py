@@ -51,7 +51,7 @@ def message_refs(
     embeds:
         The message's embeds as Discord JSON (``discord.Embed.to_dict()``).
     known_ids:
-        Task ids (the factory's pending ones) to look for in a batch message whose pick
+        Task ids (the factory's open ones) to look for in a batch message whose pick
         select does not list its items.
 
     Returns

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -20,6 +19,7 @@ from . import tables as t
 from .base import StoreBase
 from .database import driver_cursor
 from .rows import TASK_ROW, TRACKED, TrackedTask, from_ts, row_to_tracked, to_ts
+from .snapshot_order import is_older_snapshot
 
 
 class _HasTaskId(Protocol):
@@ -29,12 +29,14 @@ class _HasTaskId(Protocol):
 
 _Keyed = TypeVar("_Keyed", bound=_HasTaskId)
 
-__all__ = ["OPEN_TASK_PAGE", "TasksMixin"]
+__all__ = ["IDS_PER_QUERY", "OPEN_TASK_PAGE", "TasksMixin"]
 
 log = logging.getLogger(__name__)
 
 #: Rows per page of :meth:`TasksMixin.open_task_pages`.
 OPEN_TASK_PAGE = 1000
+#: Ids per statement of :meth:`TasksMixin.tasks_by_ids` (each is a bound parameter).
+IDS_PER_QUERY = 1000
 
 # Statements of the posting path built once (as bot.store.rows does for the click path): the
 # SET columns come from each call's parameters, so SQLAlchemy reuses the statement's cache key
@@ -60,28 +62,14 @@ _CLAIM_POSTING = update(t.tasks).where(
 )
 
 
-def _older(task: Task, stored_payload: str) -> bool:
-    """Whether ``task`` is an older snapshot than the stored one: both carry ``updatedAt``
-    (contract §1.4 ``Task``) and the incoming one is earlier. Equal or unknown: not older."""
-    if task.updated_at is None:
-        return False
-    try:
-        stored = json.loads(stored_payload).get("updatedAt")
-        stored_at = datetime.fromisoformat(stored) if isinstance(stored, str) else None
-    except (ValueError, AttributeError):
-        return False
-    if stored_at is None or stored_at.tzinfo is None:
-        return False
-    return task.updated_at < stored_at
-
-
 class TasksMixin(StoreBase):
     """The store's task methods (see :class:`bot.store.Store`)."""
 
     async def upsert_task(self, task: Task, deadline: datetime) -> TrackedTask:
         """Insert or refresh a task's snapshot; a confirmed decision is never undone, and a
         snapshot older than the stored one (its ``updatedAt`` earlier: a webhook retried late,
-        a listing read before the change) does not replace it.
+        a listing read before the change) does not replace it — unless the stored
+        ``updatedAt`` lies in the future (:func:`bot.store.snapshot_order.is_older_snapshot`).
 
         A completed task (status ``completed`` with a decision) also fills the decision columns
         when they are still empty, so decisions made elsewhere are shown. Two first sightings
@@ -123,7 +111,7 @@ class TasksMixin(StoreBase):
             existing = conn.execute(TASK_ROW, {"b_task_id": task_id}).first()
             if existing is None:
                 conn.execute(_INSERT_TASK, {"task_id": task_id, **values})
-            elif _older(task, existing._mapping["payload"]):
+            elif is_older_snapshot(task, existing._mapping["payload"], now):
                 log.info("task %s: a snapshot older than the stored one is ignored", task_id)
             else:
                 refresh = dict(values)
@@ -299,8 +287,14 @@ class TasksMixin(StoreBase):
         ids = list(task_ids)
 
         def work(conn: Connection) -> dict[str, TrackedTask]:
-            rows = conn.execute(TRACKED.where(t.tasks.c.task_id.in_(ids)))
-            return {r.task_id: row_to_tracked(r) for r in rows}
+            found: dict[str, TrackedTask] = {}
+            # one bound parameter per id: PostgreSQL's protocol takes at most 65,535 per
+            # statement and SQLite 32,766, so a long list is read in chunks
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start : start + IDS_PER_QUERY]
+                rows = conn.execute(TRACKED.where(t.tasks.c.task_id.in_(chunk)))
+                found.update((r.task_id, row_to_tracked(r)) for r in rows)
+            return found
 
         found = await self.db.read(work)
         return [found[i] for i in ids if i in found]
