@@ -285,6 +285,18 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 
+    @field_validator("quiet_hours_start", "quiet_hours_end")
+    @classmethod
+    def _wall_time(cls, value: time) -> time:
+        # a wall time of QUIET_HOURS_TIMEZONE (README "Settings"); escalation.policy.
+        # QuietHours refuses one with an offset, which would otherwise fail only at `run`
+        if value.tzinfo is not None:
+            raise ValueError(
+                f"must be a wall time without an offset, like '22:00', got"
+                f" {value.isoformat()!r}; the zone is QUIET_HOURS_TIMEZONE"
+            )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

@@ -11,7 +11,7 @@ This module imports nothing from Discord, Twilio or HTTP: it is the core's vocab
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -51,14 +51,34 @@ __all__ = [
 ]
 
 
+#: The last instant an aware UTC ``datetime`` can hold (``9999-12-31T23:59:59.999999Z``); the
+#: same value as :data:`escalation.policy.LAST_INSTANT`, restated here because that module
+#: imports this one.
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
 def ensure_utc(value: datetime) -> datetime:
     """Return ``value`` as an aware UTC datetime.
 
-    A naive datetime is taken to be UTC already (the contract's timestamps are ISO 8601 UTC).
+    A naive datetime is taken to be UTC already (the contract's timestamps are ISO 8601 UTC,
+    factory contract §1.4). An instant past year 9999 once in UTC (e.g.
+    ``9999-12-31T23:59:59-05:00``, a "no deadline" value) is the last instant a ``datetime``
+    holds, as in :func:`escalation.policy.as_aware_utc`: never due, not an error.
+
+    Raises
+    ------
+    OverflowError
+        When the instant is before year 1 once in UTC (e.g. ``0001-01-01T00:00:00+01:00``).
     """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        offset = value.utcoffset()
+        if offset is not None and offset < timedelta(0):  # past year 9999 in UTC
+            return _LAST_INSTANT
+        raise
 
 
 #: What a task id may be: it travels in Discord custom ids (``fb:t:<action>:<id>``, 100
@@ -78,13 +98,22 @@ def _task_of(info: ValidationInfo) -> str:
     return str(info.data.get("id", "?"))[:64]
 
 
-def _known_or(value: Any, enum: type[_E], default: _E, what: str, task_id: str = "?") -> Any:
+def _known_or(
+    value: Any,
+    enum: type[_E],
+    default: _E | None,
+    what: str,
+    task_id: str = "?",
+    *,
+    kind: str = "task",
+) -> Any:
     """``value`` unchanged when ``enum`` knows it, else ``default`` (logged as a warning).
 
     For enum fields where a newer factory may send a value this bridge does not know
     (contract §1.4 enums grow): the item stays usable instead of failing validation. A
     ``null`` is treated the same way (the field has a default; an odd value must not hide the
-    task, contract §1.4 ``Task``). Use as a ``mode="before"`` validator.
+    task, contract §1.4 ``Task``). Use as a ``mode="before"`` validator. ``kind`` and
+    ``task_id`` name the item in the log line (``task``, ``pipeline``).
     """
     if isinstance(value, enum):
         return value
@@ -92,7 +121,12 @@ def _known_or(value: Any, enum: type[_E], default: _E, what: str, task_id: str =
         return enum(value)
     except (ValueError, TypeError):
         log.warning(
-            "task %s: unknown %s %r: treated as %r", task_id, what, str(value)[:64], default.value
+            "%s %s: unknown %s %r: treated as %r",
+            kind,
+            task_id,
+            what,
+            str(value)[:64],
+            None if default is None else default.value,
         )
         return default
 
@@ -128,7 +162,12 @@ _LENIENT_KEYS = frozenset(LENIENT_TASK_FIELDS) | {to_camel(f) for f in LENIENT_T
 
 
 class ContractModel(BaseModel):
-    """Base for contract entities: camelCase on the wire, snake_case in Python, unknown keys ignored."""
+    """Base for contract entities: camelCase on the wire, snake_case in Python, unknown keys ignored.
+
+    Every datetime field of every contract model is aware UTC (:func:`ensure_utc`): one without
+    a zone is UTC (contract §1.4 timestamps are ISO 8601 UTC), one past year 9999 once in UTC is
+    the last instant; one before year 1 once in UTC cannot be read (a validation error).
+    """
 
     model_config = ConfigDict(
         alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
@@ -136,6 +175,18 @@ class ContractModel(BaseModel):
         extra="ignore",
         frozen=True,
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetime_in_utc(cls, value: Any) -> Any:
+        # every datetime of the contract is aware UTC (factory contract §1.4), in every model
+        # (a naive one mixed with aware ones fails comparisons, a local one shifts the time)
+        if not isinstance(value, datetime):
+            return value
+        try:
+            return ensure_utc(value)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError("datetime out of range once in UTC") from None
 
     def to_wire(self) -> dict[str, Any]:
         """Serialise to the contract's camelCase JSON shape (datetimes as ISO 8601 strings)."""
@@ -315,18 +366,6 @@ class Task(ContractModel):
     created_at: datetime
     updated_at: datetime | None = None
 
-    @field_validator(
-        "created_at", "updated_at", "sla_deadline", "claimed_at", "decided_at", mode="after"
-    )
-    @classmethod
-    def _as_utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        try:
-            return ensure_utc(value)
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-            raise ValueError("datetime out of range once in UTC") from None
-
     @model_validator(mode="wrap")
     @classmethod
     def _readable_or_missing(cls, data: Any, handler: ModelWrapValidatorHandler[Task]) -> Task:
@@ -402,7 +441,15 @@ class Approval(ContractModel):
 
 
 class Pipeline(ContractModel):
-    """A pipeline building one MCP server (contract §1.4 ``Pipeline``), the fields the bridge uses."""
+    """A pipeline building one MCP server (contract §1.4 ``Pipeline``), the fields the bridge uses.
+
+    As for :class:`Task`, enum values a newer factory may add are not errors (logged as
+    warnings): an unknown ``priority`` is treated as ``high`` (a pipeline at a new ``urgent``
+    is not listed as routine) and an unknown ``currentStage`` (a new ``security-scan``) as no
+    known stage (``None``). ``status`` is already any text. So a failed pipeline at a stage
+    or priority this bridge does not know is still listed by ``/factory pipelines`` and
+    ``/factory blockers`` instead of being left out (contract §1.4 enums grow).
+    """
 
     id: str
     name: str
@@ -415,3 +462,20 @@ class Pipeline(ContractModel):
     sla_deadline: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _known_priority(cls, value: Any, info: ValidationInfo) -> Any:
+        # an unknown priority counts as high, as for a task (a new "urgent" is not routine)
+        return _known_or(
+            value, Priority, Priority.HIGH, "priority", _task_of(info), kind="pipeline"
+        )
+
+    @field_validator("current_stage", mode="before")
+    @classmethod
+    def _known_stage(cls, value: Any, info: ValidationInfo) -> Any:
+        # an unknown stage is no known stage: the pipeline is still listed (stage shown as
+        # unknown); a null is simply no stage
+        if value is None:
+            return None
+        return _known_or(value, PipelineStage, None, "stage", _task_of(info), kind="pipeline")

@@ -20,6 +20,7 @@ from escalation.deploy_guard import (
     guard_signals,
 )
 from escalation.models import Approval, Task
+from escalation.policy import FIRST_INSTANT, LAST_INSTANT
 
 from . import tables as t
 
@@ -47,14 +48,42 @@ TRACKED = select(
 TASK_ROW = TRACKED.where(t.tasks.c.task_id == bindparam("b_task_id"))
 
 
+#: Unix seconds of the first and last instants a UTC ``datetime`` holds, as stored floats. The
+#: last one rounds up to ``253402300800.0`` (``10000-01-01T00:00:00Z``): a float near it cannot
+#: hold microseconds (one step is about 30 µs there).
+_FIRST_TS = FIRST_INSTANT.timestamp()
+_LAST_TS = LAST_INSTANT.timestamp()
+
+
 def to_ts(value: datetime | None) -> float | None:
     """Aware datetime → Unix seconds (``None`` stays ``None``)."""
     return None if value is None else value.timestamp()
 
 
 def from_ts(value: float | None) -> datetime | None:
-    """Unix seconds → aware UTC datetime (``None`` stays ``None``)."""
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+    """Unix seconds → aware UTC datetime (``None`` stays ``None``).
+
+    Parameters
+    ----------
+    value
+        Unix seconds (UTC) as stored by :func:`to_ts`, or ``None``.
+
+    Returns
+    -------
+    datetime or None
+        Aware UTC. A value at or past the last instant a ``datetime`` holds is
+        :data:`escalation.policy.LAST_INSTANT` (and one at or before the first,
+        :data:`escalation.policy.FIRST_INSTANT`): a deadline of ``9999-12-31T23:59:59.9999999Z``
+        (.NET's ``DateTime.MaxValue``, a "no deadline" value, factory contract §1.4 ``Task``)
+        is stored as ``253402300800.0``, which ``datetime`` cannot read back as such.
+    """
+    if value is None:
+        return None
+    if value >= _LAST_TS:
+        return LAST_INSTANT
+    if value <= _FIRST_TS:
+        return FIRST_INSTANT
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 @dataclass(frozen=True)

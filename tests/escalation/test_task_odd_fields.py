@@ -17,8 +17,9 @@ import pytest
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
+from escalation.ladder import LadderState, schedule
 from escalation.models import Priority, Task, TaskDecision, TaskStatus
-from escalation.policy import EscalationPolicy
+from escalation.policy import LAST_INSTANT, EscalationPolicy
 
 CREATED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -120,8 +121,24 @@ def test_a_datetime_outside_the_utc_range_is_a_validation_error() -> None:
     """``0001-01-01T00:00:00+01:00`` is before year 1 in UTC: unreadable, not a crash."""
     with pytest.raises(ValidationError):
         Task.model_validate(raw(createdAt="0001-01-01T00:00:00+01:00"))
-    task = Task.model_validate(raw(slaDeadline="9999-12-31T23:59:59-01:00"))
-    assert task.sla_deadline is None
+
+
+@pytest.mark.parametrize("sla_deadline", ["9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59-05:00"])
+def test_a_deadline_past_year_9999_in_utc_is_never_due(sla_deadline: str) -> None:
+    """Past year 9999 once in UTC, a deadline is the last instant (README: never due), the
+    same instant the policy takes for it (:func:`escalation.policy.as_aware_utc`); not the
+    priority's SLA, which would page within hours."""
+    task = Task.model_validate(raw(slaDeadline=sla_deadline))
+    assert task.sla_deadline == LAST_INSTANT
+    policy = EscalationPolicy()
+    deadline = policy.deadline_for(task.created_at, task.priority, task.sla_deadline)
+    assert deadline == LAST_INSTANT
+    pages = [
+        step.deliver_at
+        for step in schedule(task.created_at, deadline, task.priority, policy, LadderState())
+        if not step.kind.is_reminder
+    ]
+    assert pages == [LAST_INSTANT]  # the breach at the last instant; nothing before it
 
 
 @pytest.mark.parametrize(
