@@ -67,30 +67,21 @@ async def task_choices(
 ) -> list[app_commands.Choice[ChoiceValue]]:
     """Open tasks whose title or id contains what was typed, most urgent first (≤ 25).
 
-    Reads the store only (Discord: autocomplete must answer within 3 s). Each choice shows
-    the priority and title; its value is the task id. A failure gives no choices (typing goes
-    on) and is logged.
+    Reads the store only, with one bounded query
+    (:meth:`~bot.store.task_search.TaskSearchMixin.search_open_tasks`): Discord drops an
+    autocomplete answer after 3 s (Discord docs, "Receiving and Responding"), whatever the
+    number of open tasks. Case is ignored; ``%`` and ``_`` are plain characters. Overdue tasks
+    come first, then by deadline. Each choice shows the priority and title; its value is the
+    task id. A failure gives no choices (typing goes on) and is logged.
     """
     try:
         bridge = bridge_of(interaction)
-        open_tasks = await bridge.store.open_tasks()
+        matches = await bridge.store.search_open_tasks(
+            current, now=bridge.clock().timestamp(), limit=AUTOCOMPLETE_LIMIT
+        )
     except Exception:  # an autocomplete failure must not break typing
         log.exception("task autocomplete failed")
         return []
-    needle = current.strip().lower()
-    now = bridge.clock()
-    matches = [
-        t
-        for t in open_tasks
-        if not needle or needle in t.task.title.lower() or needle in t.task_id.lower()
-    ]
-    matches.sort(
-        key=lambda t: (
-            0 if t.task.sla_breached or t.deadline <= now else 1,
-            t.deadline.timestamp(),
-            t.task_id,
-        )
-    )
     return [
         app_commands.Choice(
             name=truncate(
@@ -100,7 +91,7 @@ async def task_choices(
             ),
             value=t.task_id,
         )
-        for t in matches[:AUTOCOMPLETE_LIMIT]
+        for t in matches
     ]
 
 

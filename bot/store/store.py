@@ -7,7 +7,8 @@ disk sync), reads on its reader threads. Compare-and-set updates (``UPDATE … W
 exactly-once guarantees hold even when two clicks race.
 
 The methods are grouped by concern, one module each: :mod:`bot.store.events` (the event log),
-:mod:`bot.store.tasks` (task snapshots and their messages), :mod:`bot.store.decisions`,
+:mod:`bot.store.tasks` (task snapshots and their messages), :mod:`bot.store.task_search`
+(the autocomplete's search), :mod:`bot.store.decisions`,
 :mod:`bot.store.approvals` (deploy guard), :mod:`bot.store.batches` (smart batching),
 :mod:`bot.store.state` (runtime state, health) and :mod:`bot.store.audit`; what they share
 (database, clock, task cache and :meth:`~bot.store.base.StoreBase._write_task`) is in
@@ -24,6 +25,7 @@ from .decisions import DecisionsMixin
 from .events import EventRecord, EventsMixin, NewEvent, Recorded
 from .rows import TrackedTask, from_ts, to_ts
 from .state import StateMixin
+from .task_search import TaskSearchMixin
 from .tasks import TasksMixin
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
 class Store(
     EventsMixin,
     TasksMixin,
+    TaskSearchMixin,
     DecisionsMixin,
     ApprovalsMixin,
     BatchesMixin,
