@@ -211,11 +211,10 @@ class Actions(BulkApprovals):
                 await self._audit_conflict(actor, decision, task_id, request, settled)
                 return self._conflict(settled)
             return Outcome("failed", say.BUSY, settled)
-        if decision == TaskDecision.APPROVED.value and won.guarded and not checked_as_deploy:
-            # it became a production deploy after the checks above (read in the claim's own
-            # transaction): its role, two-person rule and typed DEPLOY were not applied
-            await self.store.abort_decision(task_id, key)
-            return await self._deploy_unconfirmed(actor, decision, won, request)
+        if decision == TaskDecision.APPROVED.value and won.guarded:
+            late = await self._deploy_changed(won, key, actor, request, checked_as_deploy)
+            if late is not None:
+                return late
         self.settled.setdefault(task_id, asyncio.Event())
         if option is not None:
             self.inflight_options[key] = dict(option)
@@ -228,6 +227,33 @@ class Actions(BulkApprovals):
             self._settle(task_id)
             if outcome is None or outcome.kind != "unconfirmed":  # no re-send will need it
                 self.inflight_options.pop(key, None)
+
+    async def _deploy_changed(
+        self,
+        won: TrackedTask,
+        key: str,
+        actor: Actor,
+        request: dict[str, Any],
+        checked_as_deploy: bool,
+    ) -> Outcome | None:
+        """The deploy checks again on the task as the in-flight claim read it (its own
+        transaction); ``None`` when they still hold, else the claim is given back and the
+        answer returned. Between the checks and the claim an ``approval.pending`` may have
+        made the task a deploy (its role and typed DEPLOY were not applied) or raised its
+        ``requiredApprovers`` (contract §1.4): then this approval is recorded as one of them
+        and nothing is sent yet."""
+        decision = TaskDecision.APPROVED.value
+        if not checked_as_deploy:
+            await self.store.abort_decision(won.task_id, key)
+            return await self._deploy_unconfirmed(actor, decision, won, request)
+        required = won.approvals_required(self.settings.deploy_required_approvers)
+        if required <= 1 or len(won.deploy_approvals) >= required:
+            return None
+        await self.store.abort_decision(won.task_id, key)
+        gathering = await self._collect_deploy_approval(won, actor, request)
+        # enough approvers meanwhile (another one approved in these milliseconds): the
+        # person tries again and the decision goes out with every name
+        return gathering if isinstance(gathering, Outcome) else Outcome("failed", say.BUSY, won)
 
     async def _deploy_unconfirmed(
         self, actor: Actor, decision: str, tracked: TrackedTask, request: dict[str, Any]

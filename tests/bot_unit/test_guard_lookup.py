@@ -133,3 +133,28 @@ async def test_a_task_that_becomes_a_deploy_during_the_click_is_not_approved(
         "t1", "approved", dave, idempotency_seed="modal-1", deploy_confirmed=True
     )
     assert again.kind == "pending" and "(1 of 2)" in again.message
+
+
+async def test_a_second_approver_required_during_the_click_is_waited_for(
+    store: Store, monkeypatch: Any
+) -> None:
+    # the checks see a deploy needing one approver; the approval.pending that raises it to two
+    # lands before the decision is marked in flight: dave's approval is one of the two
+    bridge = bridge_with(store, Factory())
+    await store.upsert_task(TASK, NOW + timedelta(hours=4))
+    await store.set_approval("t1", Approval.model_validate({**DEPLOY_GATE, "requiredApprovers": 1}))
+    begin = store.begin_decision
+
+    async def raised_to_two_first(*args: Any, **kwargs: Any) -> Any:
+        await store.set_approval("t1", Approval.model_validate(DEPLOY_GATE))
+        return await begin(*args, **kwargs)
+
+    monkeypatch.setattr(store, "begin_decision", raised_to_two_first)
+    dave = Actor(name="dave", via="modal", discord_user_id=8, role_ids=frozenset({DEPLOYER}))
+    outcome = await bridge.decide(
+        "t1", "approved", dave, idempotency_seed="modal-1", deploy_confirmed=True
+    )
+    assert outcome.kind == "pending" and "(1 of 2)" in outcome.message
+    tracked = await store.get_task("t1")
+    assert tracked is not None and not tracked.is_decided and tracked.inflight_decision is None
+    assert [a.name for a in tracked.deploy_approvals] == ["dave"]
