@@ -15,6 +15,7 @@ returns the :data:`Action` values the adapter must carry out.
 * :mod:`batching.policy` — timing and size (:class:`BatchingPolicy`).
 * :mod:`batching.actions` — what the adapter is asked to do (:data:`Action`).
 * :mod:`batching.batcher` — the state machine (:class:`Batcher`) and its timing rules.
+* :mod:`batching.state` — its internal state (pending groups, batch messages).
 
 Adapter contract
 ----------------

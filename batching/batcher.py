@@ -28,70 +28,30 @@ Timing rules (:class:`Batcher`)
 * **Decisions.** :meth:`Batcher.mark_decided` removes a task that is still waiting in a pending
   group (or an addition not yet shown) and marks a shown item decided; a message whose items are
   all decided is closed, and the next task of its key opens a new group.
+* **Posted alone after all.** :meth:`Batcher.remove` takes back a task not shown yet whose
+  :func:`batch_key` became ``None`` (escalated to critical or high, or guarded) and returns
+  :class:`PostSingle` for it: README "Smart batching" posts those alone, at once.
 
 Restarts and the adapter contract: see :mod:`batching`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from batching.actions import Action, EditBatch, PostBatch, PostSingle
 from batching.policy import BatchingPolicy
-from escalation.models import ensure_utc
+from batching.state import Batch as _Batch
+from batching.state import Group as _Group
+from batching.state import aware as _aware
+from batching.state import from_iso as _from_iso
+from batching.state import iso as _iso
 
 __all__ = ["SNAPSHOT_VERSION", "Batcher"]
 
 #: Version of the dict produced by :meth:`Batcher.snapshot`.
 SNAPSHOT_VERSION = 1
-
-
-@dataclass
-class _Group:
-    """A pending group: tasks of one key waiting for their deadline."""
-
-    group_id: str
-    key: str
-    deadline: datetime
-    task_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Batch:
-    """A batch message, posted or being posted."""
-
-    batch_id: str
-    key: str
-    shown: list[str]
-    added: list[str] = field(default_factory=list)
-    decided: set[str] = field(default_factory=set)
-    posted_at: datetime | None = None
-    last_edit_at: datetime | None = None
-    message_ref: str | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.shown) + len(self.added)
-
-    @property
-    def has_undecided(self) -> bool:
-        return bool(self.added) or len(self.decided) < len(self.shown)
-
-
-def _aware(now: datetime) -> datetime:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be an aware datetime (UTC)")
-    return now
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _from_iso(value: str | None) -> datetime | None:
-    return None if value is None else ensure_utc(datetime.fromisoformat(value))
 
 
 class Batcher:
@@ -266,26 +226,36 @@ class Batcher:
             If ``now`` is naive.
         """
         actions = self.tick(now)
-        holder = self._where.get(task_id)
-        if holder is None:
-            return actions
-        batch = self._batches.get(holder)
-        if batch is None:
-            for key, group in list(self._groups.items()):
-                if group.group_id == holder:
-                    group.task_ids.remove(task_id)
-                    del self._where[task_id]
-                    if not group.task_ids:
-                        del self._groups[key]
-                    break
-            return actions
-        if task_id in batch.added:
-            batch.added.remove(task_id)
-            del self._where[task_id]
-        else:
+        batch = self._batches.get(self._where.get(task_id, ""))
+        if not self._take_out(task_id) and batch is not None:
             batch.decided.add(task_id)
-        if not batch.has_undecided:
-            self._retire(batch)
+            if not batch.has_undecided:
+                self._retire(batch)
+        return actions
+
+    def remove(self, task_id: str, now: datetime) -> list[Action]:
+        """Take back a task not shown yet whose :func:`batch_key` became ``None``.
+
+        A task escalated to critical or high, or become guarded, while it waits is posted
+        alone at once (README "Smart batching"), not with its group.
+
+        Parameters
+        ----------
+        task_id : str
+            The task.
+        now : datetime
+            Current time, aware UTC.
+
+        Returns
+        -------
+        list of Action
+            Whatever was due at ``now`` (as :meth:`tick`), then :class:`PostSingle` for the
+            task if it waited in a pending group or as an addition not yet shown (a task
+            already shown or unknown is left as it is).
+        """
+        actions = self.tick(now)
+        if self._take_out(task_id):
+            actions.append(PostSingle(task_id))
         return actions
 
     # ------------------------------------------------------------------ queries
@@ -451,6 +421,24 @@ class Batcher:
             self._retire(batch)
             return None
         return batch
+
+    def _take_out(self, task_id: str) -> bool:
+        """Remove a task waiting in a pending group or as an addition; ``False`` if it is not."""
+        holder = self._where.get(task_id)
+        group = next((g for g in self._groups.values() if g.group_id == holder), None)
+        batch = self._batches.get(holder or "")
+        if group is not None:
+            group.task_ids.remove(task_id)
+            if not group.task_ids:
+                del self._groups[group.key]
+        elif batch is not None and task_id in batch.added:
+            batch.added.remove(task_id)
+            if not batch.has_undecided:
+                self._retire(batch)
+        else:
+            return False
+        del self._where[task_id]
+        return True
 
     def _retire(self, batch: _Batch) -> None:
         """Close a batch for additions; forget it once nothing more will be emitted for it."""

@@ -388,6 +388,8 @@ class Bridge:
             return
         if tracked.is_decided:
             self.actions._settle(task.id)
+        elif self.batcher is not None:  # escalated while waiting for its group: posted alone
+            await self.batcher.reconsider(tracked)
         await self.refresh_message(task.id)
         await self.escalation.task_changed(task.id)
 

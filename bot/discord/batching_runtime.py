@@ -22,10 +22,16 @@ What this module does (the rules themselves live in :mod:`batching`):
   batch message, then :meth:`Batcher.posted`, then every item's task row points at the message
   (``store.set_message(…, batch_id=…)``), is audited (``message.posted`` with the batch id) and
   its own escalation ladder is armed (``bridge.escalation.task_opened``); ``EditBatch`` → the
-  item list is extended and the message re-rendered.
+  item list is extended and the message re-rendered. A post re-reads its rows first: items
+  decided or gone during the group wait are left out (reported with ``mark_decided``), and no
+  message is posted when none is pending (:mod:`bot.discord.batch_pending`). An edit never drops
+  a stored item (a retried older edit only adds what is missing).
+* :meth:`BatchingRuntime.reconsider` (from ``Bridge.apply_factory_task``): a waiting task
+  escalated to critical or high, or guarded, leaves its group and is posted alone at once.
 * The batcher's :meth:`~Batcher.snapshot` is saved (``runtime_state`` row ``"batcher"``)
   after every change and *before* its actions are carried out; :meth:`start` restores it,
-  confirms posts whose message was stored, re-issues the others, and re-offers routine open
+  confirms posts whose message was stored, re-issues the others, re-issues the edit of a
+  posted batch showing an open task whose row has no message, and re-offers routine open
   tasks that have no message and that the batcher does not hold (a crash between a
   ``PostSingle`` and its post). Tasks that already have a message are never batched.
 * What the message shows — its items re-read from the store, its pages (``show_page``), its
@@ -66,6 +72,7 @@ from batching import (
     batch_key,
 )
 from bot.discord.batch_messages import MEMORY_LIMIT, BatchMessages, fingerprint
+from bot.discord.batch_pending import leave_out, split_pending, unshown_edits
 from bot.discord.batch_views import render_batch
 from bot.discord.pacing import ChannelPacer
 from bot.keyed import BoundedMap
@@ -171,6 +178,7 @@ class BatchingRuntime(BatchMessages):
         self._saved = self._batcher.snapshot()
         # posted already → confirmed, else re-posted
         self._enqueue(self._batcher.unconfirmed_posts())
+        self._enqueue(await unshown_edits(self.store, self._batcher))
         held = self._held_ids()
         self._tasks = [
             asyncio.create_task(self._timer(), name="batching-timer"),
@@ -229,6 +237,21 @@ class BatchingRuntime(BatchMessages):
             return True  # on its way to a message
         await self._apply(lambda b, now: b.add(tracked.task_id, key, now))
         return True
+
+    async def reconsider(self, tracked: TrackedTask) -> None:
+        """A known task changed: one waiting for its group that must now be posted alone
+        (escalated to critical or high, or guarded: README "Smart batching") leaves the batcher
+        and is posted at once (:meth:`Batcher.remove`).
+
+        Parameters
+        ----------
+        tracked : TrackedTask
+            The task as just stored.
+        """
+        if tracked.has_message or tracked.is_decided:
+            return
+        if batch_key(tracked.task, guarded=tracked.guarded) is None:
+            await self._apply(lambda b, now: b.remove(tracked.task_id, now))
 
     # ------------------------------------------------------------------ state machine
     async def _apply(
@@ -354,7 +377,11 @@ class BatchingRuntime(BatchMessages):
     async def _post_batch(self, action: PostBatch) -> None:
         record = await self.store.get_batch(action.batch_id)
         if record is None or record.message_id is None:
-            await self.store.save_batch(action.batch_id, action.key, action.task_ids)
+            task_ids = await self._still_pending(action)
+            if not task_ids:
+                self._unattached.difference_update(action.task_ids)
+                return  # every item was decided or gone during the group wait
+            await self.store.save_batch(action.batch_id, action.key, task_ids)
             record = await self.store.get_batch(action.batch_id)
             assert record is not None
             rendered = render_batch(action.batch_id, await self._items_of(record))
@@ -366,7 +393,7 @@ class BatchingRuntime(BatchMessages):
             log.info(
                 "batch %s posted with %d items (message %s)",
                 action.batch_id,
-                len(action.task_ids),
+                len(task_ids),
                 message.id,
             )
             self._shown[message.id] = fingerprint(rendered)
@@ -376,7 +403,8 @@ class BatchingRuntime(BatchMessages):
         assert channel_id is not None
         # the rows point at the message before the batcher hears of it: a crash in between
         # leaves an unconfirmed post, confirmed at the next start from the stored message
-        attached = await self._point(record, action.task_ids)
+        attached = await self._point(record, record.task_ids)
+        self._unattached.difference_update(action.task_ids)
         await self._apply(
             lambda b, now: b.posted(action.batch_id, f"{channel_id}/{message_id}", now)
         )
@@ -385,13 +413,38 @@ class BatchingRuntime(BatchMessages):
         if gone is not None:  # deleted before it was recorded
             await self.repost(action.batch_id, message_id, why=gone)
 
+    async def _still_pending(self, action: PostBatch) -> tuple[str, ...]:
+        """The items of a post still pending: those decided or gone during the group wait are
+        left out and reported to the batcher; ``()`` when the post is not to be made."""
+        pending, left_out = await split_pending(self.store, action)
+        if not left_out:
+            return action.task_ids
+        skip: list[bool] = []
+        await self._apply(leave_out(action, left_out, skip=skip))
+        for task_id in left_out:
+            self._marked[task_id] = None
+        # none pending but additions wait for the message: it is posted (they need it)
+        return () if skip[-1] else tuple(pending) or action.task_ids
+
     async def _edit_batch(self, action: EditBatch) -> None:
-        await self.store.save_batch(action.batch_id, action.key, action.task_ids)
+        """Add the edit's new items to the message. Items already stored are never dropped: a
+        retried edit may be older than one carried out meanwhile. A new item decided before it
+        was ever shown is left out (nothing to ask anyone)."""
+        record = await self.store.get_batch(action.batch_id)
+        stored = () if record is None else record.task_ids
+        new = [t for t in action.task_ids if t not in stored]
+        rows = await self.store.tasks_by_ids(new)
+        kept = {r.task_id for r in rows if not r.is_decided}
+        task_ids = (*stored, *(t for t in new if t in kept))
+        if task_ids != stored:
+            await self.store.save_batch(action.batch_id, action.key, task_ids)
         record = await self.store.get_batch(action.batch_id)
         if record is None or record.message_id is None:
             return  # not posted yet: the post shows every item
         await self.refresh_batch(action.batch_id)
-        await self._opened(record, await self._point(record, action.task_ids))
+        pointed = tuple(t for t in action.task_ids if t in task_ids)
+        await self._opened(record, await self._point(record, pointed))
+        self._unattached.difference_update(action.task_ids)
 
     async def _point(self, record: BatchRecord, task_ids: tuple[str, ...]) -> list[str]:
         """Point each item's task row at the batch message; return the rows changed.

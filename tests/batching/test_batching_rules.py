@@ -347,6 +347,25 @@ def test_decided_addition_is_never_shown() -> None:
     assert batcher.tick(at(40)) == []
 
 
+def test_task_that_must_be_posted_alone_leaves_its_group_at_once() -> None:
+    batcher = Batcher()
+    for task_id in "abc":
+        batcher.add(task_id, KEY, at(0))
+    assert batcher.remove("a", at(5)) == [PostSingle("a")]  # escalated: alone, at once
+    (post,) = batcher.tick(at(30))
+    assert isinstance(post, PostBatch) and post.task_ids == ("b", "c")
+    assert batcher.remove("b", at(31)) == []  # already on its message: left as it is
+
+
+def test_removed_addition_is_posted_alone_and_never_shown() -> None:
+    batcher = Batcher()
+    posted_batch(batcher, ["a", "b"], post_at=31)
+    assert batcher.add("c", KEY, at(31.5)) == []
+    assert batcher.remove("c", at(32)) == [PostSingle("c")]
+    assert batcher.next_wakeup() is None
+    assert batcher.tick(at(40)) == []
+
+
 def test_unknown_decision_is_ignored() -> None:
     assert Batcher().mark_decided("nope", at(0)) == []
 

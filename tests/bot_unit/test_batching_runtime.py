@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from batching import Batcher, BatchingPolicy, PostBatch
+from batching import Batcher, BatchingPolicy, EditBatch, PostBatch
 from bot.bridge import Actor, Bridge
 from bot.discord.batching_runtime import STATE_KEY, BatchingRuntime
 from bot.factory.client import BulkResult, FactoryUnavailable
 from bot.roster import Roster
 from bot.settings import Settings
 from bot.store import Store, TrackedTask
-from escalation.models import Task
+from escalation.models import Priority, Task
 from tests.support.harness import wait_until
 
 CHANNEL = 2
@@ -285,3 +285,135 @@ async def test_tasks_with_a_message_are_never_batched(store: Store) -> None:
     critical = Task(id="t-crit", title="Prod", priority="critical", created_at=NOW)  # type: ignore[arg-type]
     tracked_critical = await store.upsert_task(critical, NOW + timedelta(hours=1))
     assert await runtime.offer(tracked_critical) is False
+
+
+async def test_a_retried_older_edit_never_drops_an_item_added_since(store: Store) -> None:
+    notifier = FakeNotifier()
+    runtime = make_runtime(store, FakeFactory(), notifier)
+    await runtime.start()
+    try:
+        batch_id = await posted_batch(runtime, store, "a", "b")
+        await add_tasks(store, "c", "d")
+        await runtime._carry_out(EditBatch(batch_id, "review:review", ("t-a", "t-b", "t-c", "t-d")))
+        # an edit that failed earlier is retried after the newer one
+        await runtime._carry_out(EditBatch(batch_id, "review:review", ("t-a", "t-b", "t-c")))
+        items = [i.task_id for i in await runtime.items(batch_id)]
+    finally:
+        await runtime.stop()
+    assert items == ["t-a", "t-b", "t-c", "t-d"]  # shown, and in "Approve All"
+    assert notifier.edits[-1][1]["embed"].title == "📋 4 tasks ready for review"
+
+
+def clocked_runtime(store: Store, notifier: FakeNotifier) -> tuple[BatchingRuntime, list[datetime]]:
+    """A runtime with a 60 s group wait on a clock the test moves (``now[0]``)."""
+    now = [NOW]
+    runtime = make_runtime(store, FakeFactory(), notifier, wait=60)
+    runtime.bridge.clock = lambda: now[0]
+    return runtime, now
+
+
+async def end_group_wait(runtime: BatchingRuntime, now: list[datetime]) -> None:
+    now[0] = NOW + timedelta(seconds=61)
+    runtime._wake.set()  # the timer re-reads the (moved) clock
+
+
+async def test_tasks_gone_during_the_group_wait_get_no_batch_message(store: Store) -> None:
+    notifier = FakeNotifier()
+    runtime, now = clocked_runtime(store, notifier)
+    await runtime.start()
+    try:
+        for tracked in await add_tasks(store, "a", "b", "c"):
+            assert await runtime.offer(tracked)
+        for name in "abc":
+            await runtime.bridge.task_gone(f"t-{name}", "the factory answers 404 for it")
+        await end_group_wait(runtime, now)
+
+        async def batcher_empty() -> bool:
+            state = await store.load_state(STATE_KEY)
+            return state is not None and not state["groups"] and not state["batches"]
+
+        await wait_until(batcher_empty, timeout=5, what="the batcher done with the group")
+    finally:
+        await runtime.stop()
+    assert notifier.sent == []  # no "📋 3 tasks ready for review" with 0 pending
+
+
+async def test_a_task_gone_during_the_group_wait_is_left_off_the_batch(store: Store) -> None:
+    notifier = FakeNotifier()
+    runtime, now = clocked_runtime(store, notifier)
+    await runtime.start()
+    try:
+        for tracked in await add_tasks(store, "a", "b", "c"):
+            assert await runtime.offer(tracked)
+        await runtime.bridge.task_gone("t-a", "the factory answers 404 for it")
+        await end_group_wait(runtime, now)
+
+        async def attached() -> bool:
+            rows = await store.tasks_by_ids(["t-b", "t-c"])
+            return all(r.batch_id is not None for r in rows)
+
+        await wait_until(attached, timeout=5, what="the batch message")
+        batch_id = (await store.get_task("t-b")).batch_id  # type: ignore[union-attr]
+        assert batch_id is not None
+        items = [i.task_id for i in await runtime.items(batch_id)]
+    finally:
+        await runtime.stop()
+    assert items == ["t-b", "t-c"]
+    assert notifier.sent[0].kwargs["embed"].title == "📋 2 tasks ready for review"
+
+
+async def test_a_task_escalated_during_the_group_wait_is_posted_alone_at_once(
+    store: Store,
+) -> None:
+    notifier = FakeNotifier()
+    runtime, _ = clocked_runtime(store, notifier)  # the clock never reaches the deadline
+    await runtime.start()
+    try:
+        a, b = await add_tasks(store, "a", "b")
+        for tracked in (a, b):
+            assert await runtime.offer(tracked)
+        escalated = a.task.model_copy(update={"priority": Priority.CRITICAL})
+        await runtime.bridge.apply_factory_task(escalated)  # a task.escalated event
+
+        async def posted() -> bool:
+            row = await store.get_task("t-a")
+            return row is not None and row.has_message
+
+        await wait_until(posted, timeout=5, what="the escalated task's own message")
+        row_a, row_b = await store.tasks_by_ids(["t-a", "t-b"])
+    finally:
+        await runtime.stop()
+    assert [s.kwargs for s in notifier.sent] == [{"single": "t-a"}]  # alone, not in a batch
+    assert row_a.message_id == notifier.sent[0].id and row_a.batch_id is None
+    assert not row_b.has_message  # b still waits for its group
+
+
+async def test_restart_shows_an_item_whose_edit_was_saved_but_not_made(store: Store) -> None:
+    await add_tasks(store, "a", "b", "c")
+    batcher = Batcher(BatchingPolicy(group_wait_seconds=1, max_items=10_000))
+    batcher.add("t-a", "review:review", NOW)
+    batcher.add("t-b", "review:review", NOW)
+    (post,) = batcher.tick(NOW + timedelta(seconds=1))
+    assert isinstance(post, PostBatch)
+    await store.save_batch(post.batch_id, post.key, post.task_ids)
+    await store.set_batch_message(post.batch_id, CHANNEL, 555)
+    for task_id in post.task_ids:
+        await store.adopt_message(task_id, CHANNEL, 555, post.batch_id)
+    batcher.posted(post.batch_id, f"{CHANNEL}/555", NOW + timedelta(seconds=1))
+    (edit,) = batcher.add("t-c", "review:review", NOW + timedelta(seconds=10))
+    assert isinstance(edit, EditBatch)
+    await store.save_state(STATE_KEY, batcher.snapshot())  # saved, then a stop before the edit
+    runtime = make_runtime(store, FakeFactory(), FakeNotifier())
+    runtime.bridge.clock = lambda: NOW + timedelta(seconds=20)
+    await runtime.start()
+
+    async def shown() -> bool:
+        row = await store.get_task("t-c")
+        return row is not None and row.message_id == 555
+
+    try:
+        await wait_until(shown, timeout=5, what="t-c on the batch message")
+        items = [i.task_id for i in await runtime.items(post.batch_id)]
+    finally:
+        await runtime.stop()
+    assert items == ["t-a", "t-b", "t-c"]
