@@ -112,12 +112,13 @@ async def test_click_on_unknown_task_is_answered_in_time_when_the_factory_is_slo
     task = await world.factory.create_task(title="Shopify release", priority="high")
     message = await message_of(world, task["id"])
     await first.terminate()
-    # a bridge with a fresh database: it has never seen the task (claimed at the factory, so
-    # the start-up reconciliation of pending tasks does not learn about it either)
-    world.factory.tasks[task["id"]]["status"] = "claimed"
+    # a bridge with a fresh database: it has never seen the task (the factory's task listing
+    # fails while it starts, so its start-up reconciliation does not learn about it either)
+    world.factory.fail("GET", r"/v1/tasks", status=503, times=10_000)
     fresh_db = tmp_path / "fresh.db"
     second = make_bridge(DATABASE_URL=f"sqlite:///{fresh_db}", RECONCILE_HISTORY_LIMIT=0)
     await second.start()
+    world.factory.clear_faults()
     world.factory.delay("GET", rf"/v1/tasks/{task['id']}", 4.0, times=1)
 
     click = await world.discord.press_button(
