@@ -29,6 +29,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "FIRST_INSTANT",
+    "LAST_INSTANT",
     "LENIENT_TASK_FIELDS",
     "PRIORITY_ORDER",
     "TASK_ID_PATTERN",
@@ -51,10 +53,12 @@ __all__ = [
 ]
 
 
-#: The last instant an aware UTC ``datetime`` can hold (``9999-12-31T23:59:59.999999Z``); the
-#: same value as :data:`escalation.policy.LAST_INSTANT`, restated here because that module
-#: imports this one.
-_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+#: The first and last instants a ``datetime`` in UTC can hold (years 1 and 9999). An instant
+#: past one of them (e.g. ``9999-12-31T23:00:00-05:00``, or a deadline of
+#: ``9999-12-31T23:59:59Z``, a common "no deadline" value, plus an SLA) is taken as this one:
+#: the core never lets ``OverflowError`` out of a computation on times.
+FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 
 
 def ensure_utc(value: datetime) -> datetime:
@@ -77,7 +81,7 @@ def ensure_utc(value: datetime) -> datetime:
     except OverflowError:
         offset = value.utcoffset()
         if offset is not None and offset < timedelta(0):  # past year 9999 in UTC
-            return _LAST_INSTANT
+            return LAST_INSTANT
         raise
 
 

@@ -33,7 +33,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from escalation.models import Priority, TaskDecision
+from escalation.models import FIRST_INSTANT, LAST_INSTANT, Priority, TaskDecision
 
 __all__ = [
     "DEFAULT_QUIET_HOURS",
@@ -51,14 +51,6 @@ __all__ = [
     "StepKind",
     "as_aware_utc",
 ]
-
-
-#: The first and last instants a ``datetime`` in UTC can hold (years 1 and 9999). An instant
-#: past one of them (e.g. ``9999-12-31T23:00:00-05:00``, or a deadline of
-#: ``9999-12-31T23:59:59Z``, a common "no deadline" value, plus an SLA) is taken as this one:
-#: the core never lets ``OverflowError`` out of a computation on times.
-FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
-LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 
 
 def as_aware_utc(value: datetime, name: str = "datetime") -> datetime:
