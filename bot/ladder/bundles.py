@@ -4,8 +4,9 @@ DMs and SMS go through :func:`escalation.bundling.plan_bundles` per (person, cha
 first goes at once, later ones within ``ESCALATION_BUNDLE_SECONDS`` wait and go out as one
 message. Steps held for quiet hours all come due at the window's end and leave as one digest
 per person and channel. Fallbacks: a DM refused with 50007 → an @mention in a reply to each
-task message; Twilio 21610 → the phone is marked unreachable and the next on-call operator is
-texted (:meth:`escalation.service.LadderService.fallback`). Without Twilio settings, SMS are
+task message; an SMS Twilio refuses (21610 STOP: the phone is also marked unreachable; a
+permanent error such as 21211 or 21614; still failing after the retries) → the next person of
+the SMS order is texted (:meth:`escalation.executor.DeliveryExecutor.fallback`). Without Twilio settings, SMS are
 recorded as ``skipped``.
 """
 
@@ -259,7 +260,7 @@ class Bundler:
                 )
             except Exception:
                 log.exception("could not record the outcome of a bundle to %s", bundle.recipient)
-        if any(status == "unreachable" for _, status, _ in results):
+        if any(detail.get("fallback_to") for _, _, detail in results):
             self._on_fallback()  # a fallback delivery was added
 
     def dm_text(
@@ -400,8 +401,12 @@ class Bundler:
             if phone in service.unreachable:
                 raise RecipientUnreachable("phone marked unreachable (STOP)")
             sid = await service.retry("Twilio SMS", lambda: pager.send_sms(phone, body))
-        except RecipientUnreachable as exc:
-            if phone not in service.unreachable:
+        except DeliveryError as exc:
+            # a text Twilio refuses (21610 STOP; 21211 invalid number, 21614 not a mobile;
+            # still failing after the retries) reaches nobody: the next person of the SMS
+            # order is texted, as the critical call does (README "Phone")
+            stopped = isinstance(exc, RecipientUnreachable)
+            if stopped and phone not in service.unreachable:
                 await service.phone_unreachable(person, phone, exc, items[0][0].task_id)
             results: list[Sent] = []
             for row, tracked in items:
@@ -410,17 +415,16 @@ class Bundler:
                 results.append(
                     (
                         row,
-                        "unreachable",
+                        "unreachable" if stopped else "failed",
                         {
                             "error": str(exc),
                             "phone": phone,
                             "note": f"next on-call: {nxt or 'nobody left'}",
+                            "fallback_to": nxt,
                         },
                     )
                 )
             return gone + results
-        except DeliveryError as exc:
-            return gone + [(r, "failed", {"error": str(exc), "phone": phone}) for r, _ in items]
         return gone + [(r, "sent", {"sid": sid, "phone": phone, "via": "SMS"}) for r, _ in items]
 
 

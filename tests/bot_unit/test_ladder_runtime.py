@@ -98,6 +98,7 @@ class FakePager:
     sms: list[tuple[str, str]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     stopped: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)  # 21614: not a mobile number
     transient: int = 0
     attempts: int = 0
 
@@ -105,6 +106,8 @@ class FakePager:
         self.attempts += 1
         if to in self.stopped:
             raise RecipientUnreachable("Twilio 400 21610", code=21610, status=400)
+        if to in self.refused:
+            raise DeliveryError("Twilio 400 21614", code=21614, status=400)
         if self.transient:
             self.transient -= 1
             raise DeliveryError("Twilio 503", status=503, retryable=True)
@@ -435,6 +438,22 @@ async def test_stop_21610_marks_phone_unreachable_and_texts_the_next_on_call(
     assert any(a.outcome == "fallback" and "Erin" in (a.detail or "") for a in audit)
     await rig.at(START + timedelta(seconds=90))  # critical: Alice is skipped, Dave is called
     assert [to for to, _ in rig.pager.calls] == [DAVE.phone]
+
+
+async def test_an_sms_twilio_refuses_texts_the_next_person_instead(make_rig: Any) -> None:
+    """A landline (21614) never gets the breach SMS: the next person of the SMS order is
+    texted, and the phone is not marked unreachable (only a STOP does that)."""
+    rig = await make_rig(roster=(ALICE, DAVE, ERIN))
+    rig.pager.refused.add(ALICE.phone)  # type: ignore[arg-type]
+    await rig.add_task("t", created=START, sla_seconds=30)
+    await rig.at(START + timedelta(seconds=30))
+    await rig.at(START + timedelta(seconds=31))  # the fallback delivery goes out
+    assert sorted(to for to, _ in rig.pager.sms) == [DAVE.phone, ERIN.phone]
+    assert ALICE.phone not in await rig.runtime.ladder_store.unreachable()
+    rows = await rig.runtime.ladder_store.deliveries(task_id="t", channels=["sms"])
+    assert {(r.recipient, r.status) for r in rows} >= {("Alice", "failed"), ("Erin", "sent")}
+    audit = await rig.bridge.store.audit_entries(task_id="t")
+    assert any(a.outcome == "fallback" and "Erin" in (a.detail or "") for a in audit)
 
 
 async def test_no_pager_records_skipped_and_dm_closed_falls_back_to_reply(
