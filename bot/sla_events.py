@@ -10,6 +10,11 @@ itself. The factory may send the same news as events. Each moment is announced o
   a reply on the task message, pinging ``@here`` when the bot may (Discord's
   ``MENTION_EVERYONE`` permission), else the on-call operators of the roster, through
   ``allowed_mentions`` (nobody else is pinged);
+- during quiet hours an event the ladder would hold is not posted either (README "Quiet
+  hours"): a warning of a non-critical task, a breach of a task whose priority is not in
+  ``QUIET_HOURS_BYPASS_PRIORITIES``. It is audited ``skipped``; the ladder's own step, held to
+  the end of the window, announces it then (a task the bridge does not track is posted: its
+  priority is unknown, and no step of the ladder would follow);
 - every outcome is audited (actor ``factory``, via ``factory``, action ``alert.sla_breached``
   / ``alert.sla_warning``, outcome ``posted`` or ``skipped``), and the ladder asks
   :func:`factory_announced` before its own alert, so an event that came first is not followed
@@ -28,7 +33,9 @@ from bot.settings import Settings
 from bot.store import Store, TrackedTask
 from bot.store.ladder import LadderStore
 from escalation.markup import code_span, inline_text
+from escalation.models import Priority
 from escalation.ports import Messenger
+from escalation.quiet_hours import is_quiet
 
 __all__ = ["FACTORY_SLA_ACTIONS", "SLA_EVENT_TYPES", "FactorySlaAlerts", "factory_announced"]
 
@@ -105,6 +112,7 @@ class FactorySlaAlerts:
         self.settings = settings
         self.messenger = messenger
         self.clock = clock
+        self.policy = settings.escalation_policy()
         self._ladder = LadderStore(store.db)
 
     async def handle(self, event: FactoryEvent) -> None:
@@ -128,6 +136,14 @@ class FactorySlaAlerts:
         tracked = await self.store.get_task(task_id)
         if tracked is not None and tracked.is_decided:
             await self._audit(task_id, action, "skipped", "the task is decided")
+            return
+        if tracked is not None and self._held(step, tracked.task.priority):
+            await self._audit(
+                task_id,
+                action,
+                "skipped",
+                "quiet hours: the escalation ladder announces it when they end",
+            )
             return
         if step == "sla_breach":
             channel, reply_to = self.settings.alerts_channel_id, None
@@ -160,6 +176,13 @@ class FactorySlaAlerts:
             "@here" if everyone else f"mentioned {len(ids)} on-call",
             message_id=message_id,
         )
+
+    def _held(self, step: str, priority: Priority) -> bool:
+        """True when the ladder would hold this step of a task of ``priority`` now (quiet
+        hours; critical tasks never wait, breaches of the bypass priorities neither)."""
+        if priority is Priority.CRITICAL or not is_quiet(self.policy.quiet_hours, self.clock()):
+            return False
+        return step != "sla_breach" or priority not in self.policy.quiet_bypass_priorities
 
     async def _announced_by(self, task_id: str, step: str) -> str | None:
         rows = (await self._ladder.steps([task_id])).get(task_id, [])

@@ -518,3 +518,52 @@ async def test_a_wake_up_during_a_slow_bundle_flush_does_not_spin(make_rig: Any)
     gate.set()
     await rig.runtime.drain()
     assert len(rig.messenger.dms) == 2 and "Task b" in rig.messenger.dms[1][1]
+
+
+@pytest.mark.parametrize(("priority", "posted_at_once"), [("medium", False), ("high", True)])
+async def test_a_factory_breach_event_in_quiet_hours_waits_like_the_ladder(
+    make_rig: Any, priority: str, posted_at_once: bool
+) -> None:
+    """The factory's ``task.sla_breached`` at 23:00 does not ping ``@here`` for a medium task
+    (quiet hours 22:00–08:00): the ladder's own breach alert goes at 08:00, once. A high
+    task's breach bypasses quiet hours (``QUIET_HOURS_BYPASS_PRIORITIES``) and is posted."""
+    from bot.factory.events import parse_event
+    from bot.sla_events import FactorySlaAlerts
+
+    rig = await make_rig(quiet_hours_enabled=True)
+    await rig.add_task("t", created=START, sla_seconds=11 * 3600, priority=Priority(priority))
+    breach = START + timedelta(hours=11)  # 23:00 UTC
+    await rig.at(breach - timedelta(seconds=1))
+    rig.clock.now = breach  # the factory's event comes before the ladder's own step
+    before = len(rig.messenger.posts)
+    alerts = FactorySlaAlerts(
+        store=rig.bridge.store,
+        roster=rig.bridge.roster,
+        settings=rig.bridge.settings,
+        messenger=rig.messenger,
+        clock=rig.clock,
+    )
+    event = parse_event(
+        {
+            "type": "task.sla_breached",
+            "timestamp": breach.isoformat(),
+            "channel": "tasks:*",
+            "data": {
+                "taskId": "t",
+                "taskTitle": "Task t",
+                "slaDeadline": breach.isoformat(),
+                "minutesRemaining": 0,
+            },
+        }
+    )
+    await alerts.handle(event)
+    factory_posts = [
+        p for p in rig.messenger.posts[before:] if "reported by the factory" in p["content"]
+    ]
+    assert len(factory_posts) == (1 if posted_at_once else 0)
+    audit = await rig.bridge.store.audit_entries(task_id="t")
+    outcomes = [a.outcome for a in audit if a.action == "alert.sla_breached"]
+    assert outcomes == (["posted"] if posted_at_once else ["skipped"])
+    await rig.at(START + timedelta(hours=20, minutes=1))  # 08:01: quiet hours are over
+    breached = [p for p in rig.messenger.posts if "SLA breached" in p["content"]]
+    assert len(breached) == 1 and breached[0]["everyone"]
