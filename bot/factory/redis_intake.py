@@ -32,6 +32,9 @@ client:
 
 A failure of the store (the database down) is not Redis's fault: the batch is not
 acknowledged, the failure is logged, and the entries are read again after the same backoff.
+The backoff starts again from the base only once a batch was acknowledged, or a connection
+stayed up for :data:`~bot.factory.ws_intake.STABLE_CONNECTION_SECONDS`: a database that stays
+down (or a stream that fails every read) is retried with growing delays, not every second.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from bot.factory.events import FactoryEvent
 from bot.factory.stream_entries import EntryKind, StreamEntry, read_entry
-from bot.factory.ws_intake import reconnect_delay
+from bot.factory.ws_intake import STABLE_CONNECTION_SECONDS, reconnect_delay
 from bot.logs import redact, url_secrets
 from bot.store import NewEvent, Recorded, Store
 
@@ -221,6 +224,7 @@ class RedisStreamIntake:
 
     async def _run(self) -> None:
         while True:
+            started, connections = self._clock(), self.connections
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -241,6 +245,9 @@ class RedisStreamIntake:
                 self.problem = _reason(exc, secrets)
                 stack = redact("".join(traceback.format_exception(exc)), secrets)
                 log.error("Redis streams: reading failed unexpectedly: %s\n%s", self.problem, stack)
+            held = self._clock() - started >= STABLE_CONNECTION_SECONDS
+            if self.connections > connections and held:
+                self._attempt = 0  # a connection that held: a new outage starts from the base
             delay = reconnect_delay(self._attempt, base_seconds=self.reconnect_base_seconds)
             self._attempt += 1
             log.info("Redis streams: reconnecting in %.2fs (attempt %d)", delay, self._attempt)
@@ -271,7 +278,6 @@ class RedisStreamIntake:
                     if "BUSYGROUP" not in str(exc):
                         raise
             self.problem = None
-            self._attempt = 0
             self.connections += 1
             log.info(
                 "Redis streams: reading %s as %s/%s",
@@ -422,6 +428,7 @@ class RedisStreamIntake:
                 pipe.xack(stream, self.group, *ids)
             await pipe.execute()
         self.acked += len(batch)
+        self._attempt = 0  # progress: the next failure backs off from the base again
 
     async def _after_store(self, entry: StreamEntry, recorded: Recorded) -> None:
         if recorded is Recorded.FAILED:

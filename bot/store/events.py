@@ -19,7 +19,7 @@ from .base import StoreBase
 from .database import driver_cursor
 from .fingerprint import encode_event
 
-__all__ = ["EventRecord", "EventsMixin", "NewEvent", "Recorded"]
+__all__ = ["EventRecord", "EventsMixin", "NewEvent", "Recorded", "storable_text"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,24 @@ class Recorded(enum.Enum):
     #: Stored already marked failed with its reason (a malformed Redis Streams entry, see
     #: :meth:`EventsMixin.record_events`); never acted on.
     FAILED = "failed"
+
+
+def storable_text(text: str) -> str:
+    """``text`` as every engine stores it in a text column: a NUL (which PostgreSQL refuses)
+    written ``\\x00`` and a lone surrogate (which cannot be encoded as UTF-8) escaped ``\\udXXX``.
+
+    Parameters
+    ----------
+    text:
+        Any Python text, e.g. a refused stream entry's claimed ``type`` or the reason quoting it.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclass(frozen=True)
@@ -218,12 +236,14 @@ class EventsMixin(StoreBase):
                 text, fingerprint = json.dumps(event.body), ""
             values = {
                 "event_id": event.event_id,
-                "type": event.type,
+                # a refused entry's claimed type and its reason quote what it held: a NUL or
+                # a lone surrogate there failed the whole batch on PostgreSQL, for ever
+                "type": event.type if event.error is None else storable_text(event.type)[:64],
                 "source": event.source,
                 "received_at": now + index * 1e-6,
                 "body": text,
                 "fingerprint": fingerprint,
-                "error": event.error,
+                "error": None if event.error is None else storable_text(event.error),
             }
             rows.append(values)
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()

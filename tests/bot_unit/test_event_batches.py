@@ -210,3 +210,34 @@ async def test_a_stored_id_repeated_with_other_content_is_not_stored_but_logged(
         )
     assert "event evt-9 (webhook) repeats a stored event id with other content" in caplog.text
     assert await store.count_events() == 1
+
+
+async def test_a_refused_stream_entry_quoting_a_nul_or_a_lone_surrogate_is_stored(
+    store: Store, database_url: str
+) -> None:
+    """PostgreSQL refuses a NUL in a text column: a refused entry whose claimed type, or the
+    reason naming its field, holds one failed the whole batch, so the stream was blocked for
+    good (nothing acknowledged, read again on every reconnect)."""
+    from bot.factory.stream_entries import read_entry
+
+    entries = [
+        read_entry("factory.tasks", "1-0", {b"type": b"task.cre\x00ated", b"timestamp": b"x"}),
+        read_entry(
+            "factory.tasks",
+            "2-0",
+            {
+                b"type": b"task.created",
+                b"timestamp": b"2026-11-28T10:00:00Z",
+                b"data": b'{"a\\u0000": "\\ud800", "task": {"b\\ud800": 1}}',
+            },
+        ),
+    ]
+    refused = [e.to_store() for e in entries]
+    assert all(r is not None and r.error for r in refused)
+    good = NewEvent("good", "pipeline.stage_changed", event(7), "redis")
+    batch = [r for r in refused if r is not None] + [good]
+    assert await store.record_events(batch) == [Recorded.FAILED, Recorded.FAILED, Recorded.NEW]
+    stored = rows(database_url)
+    # the reason is kept, its NUL written out
+    assert "\\x00" in (stored["redis:factory.tasks:2-0"][1] or "")
+    assert [e.event_id for e in await store.unprocessed_events()] == ["good"]

@@ -216,6 +216,40 @@ async def test_a_store_failure_leaves_the_batch_pending_then_it_is_stored(
     assert len(stored_rows(tmp_path)) == 1
 
 
+async def test_a_database_that_stays_down_is_retried_with_growing_delays(
+    world: World, tmp_path: Path
+) -> None:
+    """Each reconnect connects to Redis fine, re-reads the pending batch and fails to store
+    it: the backoff must still grow (it was reset on every connect: one reconnect, one
+    ERROR line and one re-read of the whole batch per second for the whole outage), and start
+    from the base again once a batch was acknowledged."""
+    tasks, _ = world.streams
+    await world.client.xadd(tasks, task_created("t-1"))
+    record_events = world.store.record_events
+    failures = [OSError("database down")] * 3
+
+    async def down(events: list[NewEvent]) -> Any:
+        if failures:
+            raise failures.pop()
+        return await record_events(events)
+
+    world.store.record_events = down  # type: ignore[method-assign]
+    intake = world.intake()
+    await intake.start()
+    for tries in range(1, 4):
+        await wait_until(lambda n=tries: len(world.gate.calls) == n, what=f"backoff {tries}")
+        world.gate.open()
+    first, second, third = world.gate.calls
+    assert first <= 1.0 < second <= 2.0 < third <= 4.0  # base 1 s, doubling (with jitter)
+    await wait_until(lambda: intake.acked == 1, what="the entry stored once the database is back")
+    failures.append(OSError("database down again"))
+    await world.client.xadd(tasks, task_created("t-2"))
+    await wait_until(lambda: len(world.gate.calls) == 4, what="the backoff after the new outage")
+    assert world.gate.calls[3] <= 1.0  # progress was made: from the base again
+    world.gate.open()
+    await wait_until(lambda: intake.acked == 2, what="the second entry stored")
+
+
 async def test_malformed_entries_are_stored_failed_acknowledged_and_block_nothing(
     world: World, tmp_path: Path
 ) -> None:
