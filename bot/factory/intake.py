@@ -29,6 +29,9 @@ integers, nesting over 64
 levels, lone surrogates
 payload fails validation        400    ``VALIDATION_ERROR`` with ``field`` (e.g. a task id
                                        outside ``[A-Za-z0-9_-]``: ``data.task.id``)
+the store cannot write it       503    ``SERVICE_UNAVAILABLE`` with ``Retry-After`` (contract
+(database down, disk full)             §1.3: a dependency down; the factory retries); counted
+                                       ``outcome="unavailable"``
 ==============================  =====  =======================================================
 
 ``GET /healthz`` answers 200 when every check is up (503 otherwise); with ``describe`` (the
@@ -62,7 +65,7 @@ from bot.factory.signing import (
 from bot.factory.strict_json import UnacceptableJson, document_needs_check, loads
 from bot.store import Recorded, Store
 
-__all__ = ["BODY_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "EventIntake"]
+__all__ = ["BODY_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "STORE_RETRY_AFTER_SECONDS", "EventIntake"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 #: Default seconds a client has to deliver the whole body (``BRIDGE_HTTP_BODY_TIMEOUT_SECONDS``).
 BODY_TIMEOUT_SECONDS = 30.0
+#: ``Retry-After`` seconds of the 503 answered when the store cannot write an event.
+STORE_RETRY_AFTER_SECONDS = 5
 #: An event id: 1–200 printable ASCII characters (it is stored and echoed back).
 _EVENT_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
@@ -216,6 +221,9 @@ class EventIntake:
         announced = request.content_length
         if announced is not None and announced > MAX_BODY_BYTES:
             raise _BodyRefused(413, f"event body is larger than {MAX_BODY_BYTES} bytes")
+        # a body framed by its length ends there: one that stops short is a 400 (broken
+        # framing, not retried), whatever its encoding; only a chunked one is "not ended" (408)
+        framed_by_length = announced is not None
         if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
             # Content-Length counts the encoded bytes (RFC 9110 §8.6); aiohttp decodes the body
             # and checks that length itself, so the decoded size is not compared with it
@@ -242,6 +250,12 @@ class EventIntake:
                     f"body shorter than its Content-Length: {size} of {announced} bytes "
                     f"arrived in {self._body_timeout:g}s",
                 ) from None
+            if framed_by_length:  # encoded: what arrived is counted decoded
+                raise _BodyRefused(
+                    400,
+                    f"body shorter than its Content-Length ({request.content_length} encoded "
+                    f"bytes): it did not end within {self._body_timeout:g}s",
+                ) from None
             raise _BodyRefused(
                 408, f"body did not end within {self._body_timeout:g}s ({size} bytes arrived)"
             ) from None
@@ -267,7 +281,15 @@ class EventIntake:
         response = await self.post_event(request)
         if self._on_outcome is not None:
             status = response.status
-            outcome = "accepted" if status == 202 else "duplicate" if status == 200 else "rejected"
+            outcome = (
+                "accepted"
+                if status == 202
+                else "duplicate"
+                if status == 200
+                else "unavailable"
+                if status == 503
+                else "rejected"
+            )
             self._on_outcome("webhook", outcome)
         return response
 
@@ -326,7 +348,15 @@ class EventIntake:
         except EventValidationError as exc:
             log.warning("rejected event %s: %s", event_id, exc)
             return _error(400, "VALIDATION_ERROR", exc.message, exc.field)
-        recorded = await self.store.record_event(event_id, event.type, raw, "webhook")
+        try:
+            recorded = await self.store.record_event(event_id, event.type, raw, "webhook")
+        except Exception as exc:  # nothing stored: the factory must send it again
+            log.error("event %s could not be stored, answered 503: %r", event_id, exc)
+            response = _error(
+                503, "SERVICE_UNAVAILABLE", "the event could not be stored; send it again"
+            )
+            response.headers["Retry-After"] = str(STORE_RETRY_AFTER_SECONDS)
+            return response
         if recorded is Recorded.DUPLICATE:
             return _ok(200, {"eventId": event_id, "status": "duplicate"})
         if recorded is Recorded.NEW:

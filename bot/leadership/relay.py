@@ -25,6 +25,7 @@ import httpx
 from aiohttp import web
 
 from bot.leadership.lease import Lease
+from bot.pager.inbound import origin_form
 from bot.store import Store
 
 __all__ = ["LEADER_STATE_KEY", "RELAYED_HEADER", "RELAY_TIMEOUT_SECONDS", "LeaderRelay"]
@@ -143,7 +144,7 @@ class LeaderRelay:
         headers[RELAYED_HEADER] = self.lease.holder
         try:
             answer = await self._http.post(
-                url + request.raw_path, content=await request.read(), headers=headers
+                url + origin_form(request.raw_path), content=await request.read(), headers=headers
             )
         except httpx.HTTPError as exc:
             log.warning("%s could not be relayed to the leader at %s: %r", request.path, url, exc)

@@ -37,7 +37,7 @@ from bot.pager.twiml import gather_twiml, message_twiml, say_twiml
 from escalation.notices import CallScript, PageItem, call_script
 from escalation.phone import Keypress
 
-__all__ = ["SIGNATURE_HEADER", "SMS_PATH", "Relay", "TwilioWebhooks"]
+__all__ = ["SIGNATURE_HEADER", "SMS_PATH", "Relay", "TwilioWebhooks", "origin_form"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,26 @@ class Relay(Protocol):
     async def forward(self, request: web.Request, *, fallback: web.Response) -> web.Response:
         """The leader's answer to ``request``, or ``fallback`` when it cannot be had."""
         ...
+
+
+def origin_form(raw_path: str) -> str:
+    """The path and query of a request target as sent, undecoded (``/twilio/sms?tasks=a%2Cb``).
+
+    A request in absolute-form (``POST http://host/twilio/sms``, which servers must accept:
+    RFC 9112 §3.2.2, and some proxies send) has its scheme and authority dropped, so the URL
+    rebuilt from ``BRIDGE_PUBLIC_URL`` is the one Twilio signed. ``yarl`` would re-encode the
+    query (``%2C`` → ``,``), which breaks the signature, hence this plain cut.
+    """
+    if raw_path.startswith("/"):
+        return raw_path
+    authority = raw_path.find("://")
+    if authority == -1:
+        return raw_path
+    path = raw_path.find("/", authority + 3)
+    if path == -1:
+        query = raw_path.find("?", authority + 3)
+        return "/" + (raw_path[query:] if query != -1 else "")
+    return raw_path[path:]
 
 
 class TwilioWebhooks:
@@ -107,8 +127,18 @@ class TwilioWebhooks:
         """The form when the signature is right, else ``None`` (logged)."""
         # every value of a repeated key, as Twilio signed them (RequestValidator.get_values reads
         # a MultiDict with getall); a file part is no Twilio parameter
-        form = MultiDict((k, v) for k, v in (await request.post()).items() if isinstance(v, str))
-        url = self.public_url + request.raw_path  # as requested (and signed), undecoded
+        try:
+            posted = await request.post()
+        except ValueError as exc:  # a body that is no form (not UTF-8, broken multipart)
+            log.warning(
+                "Twilio webhook %s refused: unreadable form, %s (from %s)",
+                request.path,
+                type(exc).__name__,
+                request.remote,
+            )
+            return None
+        form = MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
+        url = self.public_url + origin_form(request.raw_path)  # as signed, undecoded
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature or not self._validator.validate(url, form, signature):
             log.warning(

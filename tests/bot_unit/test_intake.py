@@ -293,6 +293,63 @@ async def test_a_body_shorter_than_its_content_length_is_400(quick_intake: Event
     assert await quick_intake.store.count_events() == 0
 
 
+async def test_a_gzipped_body_shorter_than_its_content_length_is_400_too(
+    quick_intake: EventIntake,
+) -> None:
+    """The same broken framing gets the same answer whatever the encoding: a 400 (not retried
+    by the factory), not the 408 of a chunked body that never ended."""
+    import gzip
+
+    body = json.dumps(task_event()).encode()
+    compressed = gzip.compress(body)
+    head = {**signed(body), "Content-Encoding": "gzip"}
+    response = await send_segmented(
+        "127.0.0.1",
+        quick_intake.port or 0,
+        "/events",
+        compressed,
+        head,
+        content_length=len(compressed) + 10,
+    )
+    assert response.status == 400
+    error = response.json()["error"]
+    assert error["code"] == "BAD_REQUEST" and "Content-Length" in error["message"]
+    assert await quick_intake.store.count_events() == 0
+
+
+async def test_an_event_the_store_cannot_write_is_503_with_retry_after_and_counted(
+    database_url: str,
+) -> None:
+    """A disk full or a database down: the factory is told to send it again (the contract's
+    envelope, ``SERVICE_UNAVAILABLE``, ``Retry-After``), and the metrics count it."""
+    store = Store(database_url)
+    await store.create_schema()
+
+    async def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    store.record_event = disk_full  # type: ignore[method-assign]
+    outcomes: list[tuple[str, str]] = []
+    server = EventIntake(
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: None,
+        health=Health(),
+        on_outcome=lambda source, outcome: outcomes.append((source, outcome)),
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            response = await post(client, task_event())
+    finally:
+        await server.stop()
+        await store.close()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert outcomes == [("webhook", "unavailable")]
+
+
 async def test_a_chunked_body_that_never_ends_is_408(quick_intake: EventIntake) -> None:
     body = json.dumps(task_event()).encode()
     head = signed(body)

@@ -149,3 +149,61 @@ async def test_key_2_when_the_store_fails_says_sorry_instead_of_an_error(
     assert response.status == 200  # Twilio would otherwise play "an application error"
     assert "Something went wrong. Please open Discord." in await response.text()
     assert any("database down" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_a_body_that_is_no_form_is_403_not_a_server_error(client: Any) -> None:
+    """Anyone can post bytes that are not UTF-8: refused like an unsigned request (no 500, no
+    traceback), and nothing reaches the desk."""
+    http, desk = client
+    response = await http.post(
+        "/twilio/sms",
+        data=b"From=%2B1555&Body=\xff\xfe",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": "Zm9yZ2Vk",
+        },
+    )
+    assert response.status == 403
+    assert desk.sms == []
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/twilio/sms?tasks=a%2Cb", "/twilio/sms?tasks=a%2Cb"),  # kept as signed, undecoded
+        ("http://10.0.0.5:8080/twilio/sms?tasks=a%2Cb", "/twilio/sms?tasks=a%2Cb"),
+        ("https://bridge.example.com", "/"),
+        ("https://bridge.example.com?x=1", "/?x=1"),
+    ],
+)
+def test_the_signed_path_is_the_origin_form_of_the_request_target(
+    target: str, expected: str
+) -> None:
+    from bot.pager.inbound import origin_form
+
+    assert origin_form(target) == expected
+
+
+async def test_a_signed_request_in_absolute_form_is_accepted(client: Any) -> None:
+    """RFC 9112 §3.2.2: a server accepts ``POST http://host/path``, as some proxies send it;
+    the URL Twilio signed is still ``BRIDGE_PUBLIC_URL`` + the path."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    http, desk = client
+    form = {"From": "+15550100001", "To": "+15550100000", "Body": "ACK 1", "MessageSid": "SM9"}
+    body = urlencode(form).encode()
+    port = http.server.port
+    head = (
+        f"POST http://127.0.0.1:{port}/twilio/sms HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"X-Twilio-Signature: {signed('/twilio/sms', form)['X-Twilio-Signature']}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode() + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"200", status_line
+    assert desk.sms == [("+15550100001", "ACK 1", "SM9")]
