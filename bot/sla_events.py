@@ -10,6 +10,8 @@ itself. The factory may send the same news as events. Each moment is announced o
   a reply on the task message, pinging ``@here`` when the bot may (Discord's
   ``MENTION_EVERYONE`` permission), else the on-call operators of the roster, through
   ``allowed_mentions`` (nobody else is pinged);
+- a warning of a task acknowledged or snoozed is not posted (an acknowledgement stops the
+  reminders, the warning among them; a snooze delays them);
 - during quiet hours an event the ladder would hold is not posted either (README "Quiet
   hours"): a warning of a non-critical task, a breach of a task whose priority is not in
   ``QUIET_HOURS_BYPASS_PRIORITIES``. It is audited ``skipped``; the ladder's own step, held to
@@ -137,6 +139,11 @@ class FactorySlaAlerts:
         if tracked is not None and tracked.is_decided:
             await self._audit(task_id, action, "skipped", "the task is decided")
             return
+        if step == "sla_warning" and tracked is not None and self._quieted(tracked):
+            # an acknowledgement stops the reminders, the warning among them; a snooze
+            # delays them (README "Escalation"): the factory's warning is no exception
+            await self._audit(task_id, action, "skipped", "the task is acknowledged or snoozed")
+            return
         if tracked is not None and self._held(step, tracked.task.priority):
             await self._audit(
                 task_id,
@@ -176,6 +183,11 @@ class FactorySlaAlerts:
             "@here" if everyone else f"mentioned {len(ids)} on-call",
             message_id=message_id,
         )
+
+    def _quieted(self, tracked: TrackedTask) -> bool:
+        """True when the task is acknowledged or snoozed now (no reminder is due)."""
+        snoozed = tracked.snoozed_until is not None and tracked.snoozed_until > self.clock()
+        return tracked.acknowledged_at is not None or snoozed
 
     def _held(self, step: str, priority: Priority) -> bool:
         """True when the ladder would hold this step of a task of ``priority`` now (quiet

@@ -391,6 +391,11 @@ class LadderRuntime:
                         await self.service.wake(task_id, on_claimed=claimed.set)
                 else:
                     await self.service.wake(task_id, on_claimed=claimed.set)
+            if self.service.new_bundle_keys:
+                # DMs / SMS added after the tick stopped waiting for the claims (a storm:
+                # steps queue for the semaphore): wake the worker to send them now, not at
+                # the next task's wake-up hours later
+                self.timers.kick.set()
         finally:
             claimed.set()
 

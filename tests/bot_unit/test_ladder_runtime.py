@@ -520,6 +520,56 @@ async def test_a_wake_up_during_a_slow_bundle_flush_does_not_spin(make_rig: Any)
     assert len(rig.messenger.dms) == 2 and "Task b" in rig.messenger.dms[1][1]
 
 
+async def factory_sla_event(rig: Rig, kind: str, task_id: str, *, deadline: datetime) -> None:
+    """The factory's ``task.sla_warning`` / ``task.sla_breached`` handed to the bridge's
+    :class:`bot.sla_events.FactorySlaAlerts` (as the event processor does)."""
+    from bot.factory.events import parse_event
+    from bot.sla_events import FactorySlaAlerts
+
+    alerts = FactorySlaAlerts(
+        store=rig.bridge.store,
+        roster=rig.bridge.roster,
+        settings=rig.bridge.settings,
+        messenger=rig.messenger,  # type: ignore[arg-type]
+        clock=rig.clock,
+    )
+    left = (deadline - rig.clock()).total_seconds() / 60
+    event = parse_event(
+        {
+            "type": kind,
+            "timestamp": rig.clock().isoformat(),
+            "channel": "tasks:*",
+            "data": {
+                "taskId": task_id,
+                "taskTitle": f"Task {task_id}",
+                "slaDeadline": deadline.isoformat(),
+                "minutesRemaining": max(0.0, left),
+            },
+        }
+    )
+    await alerts.handle(event)
+
+
+@pytest.mark.parametrize("quieted", ["acknowledged", "snoozed"])
+async def test_the_factory_warning_of_an_acknowledged_or_snoozed_task_pings_nobody(
+    make_rig: Any, quieted: str
+) -> None:
+    """Acknowledge stops the reminders (the ladder's own warning among them) and a snooze
+    delays them: the factory's ``task.sla_warning`` must not ``@here`` the channel either."""
+    rig = await make_rig()
+    await rig.add_task("t", created=START, sla_seconds=3600)
+    if quieted == "acknowledged":
+        await rig.bridge.store.set_acknowledged("t", 11, "alice", START)
+    else:
+        await rig.bridge.store.set_snoozed("t", START + timedelta(hours=4), "alice")
+    rig.clock.now = START + timedelta(minutes=50)
+    before = len(rig.messenger.posts)
+    await factory_sla_event(rig, "task.sla_warning", "t", deadline=START + timedelta(hours=1))
+    assert rig.messenger.posts[before:] == []
+    audit = await rig.bridge.store.audit_entries(task_id="t")
+    assert [a.outcome for a in audit if a.action == "alert.sla_warning"] == ["skipped"]
+
+
 @pytest.mark.parametrize(("priority", "posted_at_once"), [("medium", False), ("high", True)])
 async def test_a_factory_breach_event_in_quiet_hours_waits_like_the_ladder(
     make_rig: Any, priority: str, posted_at_once: bool
@@ -527,36 +577,13 @@ async def test_a_factory_breach_event_in_quiet_hours_waits_like_the_ladder(
     """The factory's ``task.sla_breached`` at 23:00 does not ping ``@here`` for a medium task
     (quiet hours 22:00–08:00): the ladder's own breach alert goes at 08:00, once. A high
     task's breach bypasses quiet hours (``QUIET_HOURS_BYPASS_PRIORITIES``) and is posted."""
-    from bot.factory.events import parse_event
-    from bot.sla_events import FactorySlaAlerts
-
     rig = await make_rig(quiet_hours_enabled=True)
     await rig.add_task("t", created=START, sla_seconds=11 * 3600, priority=Priority(priority))
     breach = START + timedelta(hours=11)  # 23:00 UTC
     await rig.at(breach - timedelta(seconds=1))
     rig.clock.now = breach  # the factory's event comes before the ladder's own step
     before = len(rig.messenger.posts)
-    alerts = FactorySlaAlerts(
-        store=rig.bridge.store,
-        roster=rig.bridge.roster,
-        settings=rig.bridge.settings,
-        messenger=rig.messenger,
-        clock=rig.clock,
-    )
-    event = parse_event(
-        {
-            "type": "task.sla_breached",
-            "timestamp": breach.isoformat(),
-            "channel": "tasks:*",
-            "data": {
-                "taskId": "t",
-                "taskTitle": "Task t",
-                "slaDeadline": breach.isoformat(),
-                "minutesRemaining": 0,
-            },
-        }
-    )
-    await alerts.handle(event)
+    await factory_sla_event(rig, "task.sla_breached", "t", deadline=breach)
     factory_posts = [
         p for p in rig.messenger.posts[before:] if "reported by the factory" in p["content"]
     ]
@@ -567,3 +594,30 @@ async def test_a_factory_breach_event_in_quiet_hours_waits_like_the_ladder(
     await rig.at(START + timedelta(hours=20, minutes=1))  # 08:01: quiet hours are over
     breached = [p for p in rig.messenger.posts if "SLA breached" in p["content"]]
     assert len(breached) == 1 and breached[0]["everyone"]
+
+
+async def test_sms_added_after_the_tick_stopped_waiting_go_out_at_once(
+    make_rig: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a storm, steps claimed after the tick's wait for claims (Discord pacing the alerts)
+    added their breach SMS with nobody left to send them: they waited for the next task's
+    wake-up (the critical step, hours later). The worker is woken for them."""
+    import bot.ladder.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "CLAIM_WAIT_SECONDS", 0.0)  # every claim comes late
+    rig = await make_rig(roster=(ALICE, DAVE))
+    await rig.add_task("t", created=START, sla_seconds=3600)
+    await rig.at(START + timedelta(seconds=3599))
+    sent_before = len(rig.pager.sms)
+    kick = rig.runtime.timers.kick
+    kick.clear()
+    rig.clock.now = START + timedelta(seconds=3600)  # the breach
+    await rig.runtime.tick()
+    await rig.runtime.drain()
+    for _ in range(5):  # the worker: a tick per kick
+        if not kick.is_set():
+            break
+        kick.clear()
+        await rig.runtime.tick()
+        await rig.runtime.drain()
+    assert sorted(to for to, _ in rig.pager.sms[sent_before:]) == [ALICE.phone, DAVE.phone]
