@@ -26,7 +26,7 @@ Nothing here reads a clock or does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from escalation.deliveries import reported_level
@@ -181,10 +181,13 @@ class StepPlans:
         rows: Sequence[LadderStepRow],
         policy: EscalationPolicy,
         now: datetime,
+        leave_out: Collection[StepKind] = (),
     ) -> StepDue | None:
         """The first step (in ladder order) of :func:`escalation.ladder.due_now` for the
         undecided ``task`` at ``now``, or ``None`` when none is due: when that is a repeat,
         the last repeat due (it supersedes the others: one page, not one per repeat missed).
+        ``leave_out``: steps not to consider (due, but waiting for the end of quiet hours:
+        :mod:`escalation.late_hold`).
 
         Raises
         ------
@@ -195,7 +198,7 @@ class StepPlans:
         first: tuple[int, StepDue] | None = None
         last: tuple[int, StepDue] | None = None
         for rank, step in self._left(task, rows, policy):
-            if step.deliver_at <= instant:
+            if step.deliver_at <= instant and step.kind not in leave_out:
                 if first is None or rank < first[0]:
                     first = (rank, step)
                 if last is None or rank > last[0]:

@@ -9,7 +9,9 @@
 2. load its steps (:class:`~escalation.ports.LadderRepository`): a step left ``claimed`` by a
    crash is **resumed**; otherwise :func:`escalation.ladder.due_now` says which step is due —
    the first one is taken (one step per wake-up; when more are due, the next wake-up is
-   immediate); the task's schedule is memoised per state (:mod:`escalation.progress`);
+   immediate); the task's schedule is memoised per state (:mod:`escalation.progress`); a
+   step due inside quiet hours that the schedule planned before them waits for their end
+   (:mod:`escalation.late_hold`);
 3. **claim** the step and write every delivery it plans (:mod:`escalation.deliveries`; one
    transaction, unique keys);
 4. for each delivery, re-check the task (a decision stops everything still pending; an
@@ -61,8 +63,9 @@ from escalation.executor import (
     with_retries,
 )
 from escalation.ladder import StepDue
+from escalation.late_hold import late_hold
 from escalation.notices import late_marker
-from escalation.policy import EscalationPolicy, StepKind
+from escalation.policy import LAST_INSTANT, EscalationPolicy, StepKind
 from escalation.ports import (
     Alarm,
     Announcer,
@@ -276,9 +279,11 @@ class LadderService:
             claimed()
             return await self._reread(task_id, refresh=True)
         # escalation.ladder.due_now's first step, from the task's memoised schedule
-        due = self._plans.due(task, rows, self.policy, now)
+        due, quiet_until = self._due(task, rows, now)
         if due is None:
             claimed()
+            if quiet_until is not None:  # due, but waiting for the end of quiet hours
+                return None if quiet_until >= LAST_INSTANT else quiet_until
             if task_id in self._changed:
                 return await self._reread(task_id, refresh=False)
             return await self._next_wake(task, kept, refresh=False)
@@ -297,6 +302,25 @@ class LadderService:
                 return None
             task = fresh
         return await self._next_wake(task, [*kept, *kept_rows([row])], refresh=True)
+
+    def _due(
+        self, task: LadderTask, rows: Sequence[LadderStepRow], now: datetime
+    ) -> tuple[StepDue | None, datetime | None]:
+        """The step to take now (:meth:`StepPlans.due`), and when quiet hours end if steps
+        are due but wait for that: a step planned before quiet hours and due inside them
+        (downtime, a storm, a raised priority) waits like those the schedule holds
+        (:mod:`escalation.late_hold`); a later step due that does not wait (a page of a
+        bypass priority) goes now, and supersedes them."""
+        waiting: set[StepKind] = set()
+        quiet_until: datetime | None = None
+        priority = task.task.priority
+        while (due := self._plans.due(task, rows, self.policy, now, waiting)) is not None:
+            until, step = late_hold(due, priority, self.policy, now)
+            if until is None:
+                return step, None
+            waiting.add(due.kind)
+            quiet_until = until
+        return None, quiet_until
 
     async def _take(
         self,
