@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from escalation.late_hold import late_hold
 from escalation.ladder_state import StepDue
+from escalation.late_hold import late_hold
 from escalation.models import Priority
 from escalation.policy import EscalationPolicy, QuietHours, SafeDefault, StepKind
 from tests.support.ladder_fakes import make_rig
