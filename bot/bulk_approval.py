@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from batching.keys import batch_key
 from bot import outcomes as say
 from bot.decision_send import DecisionSender
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
@@ -20,10 +21,22 @@ from bot.outcomes import Actor, Outcome
 from bot.store import TrackedTask
 from escalation.models import TaskDecision, TaskStatus
 
-__all__ = ["BULK_REQUEST", "BulkApproval", "BulkApprovals", "BulkFailure"]
+__all__ = ["BULK_REQUEST", "BulkApproval", "BulkApprovals", "BulkFailure", "not_in_bulk"]
 
 #: The audit ``request`` of each item of a bulk approval.
 BULK_REQUEST = {"decision": "approved", "bulk": True}
+
+
+def not_in_bulk(tracked: TrackedTask) -> str | None:
+    """Why ``tracked`` may not be approved in bulk now (``None``: it may): a possible
+    production deploy (:mod:`escalation.deploy_guard`: it needs its own typed DEPLOY) or a
+    task no longer routine (escalated to high or critical: :func:`batching.keys.batch_key`),
+    which needs its own decision."""
+    if tracked.guarded:
+        return say.BULK_GUARDED
+    if batch_key(tracked.task, guarded=False) is None:
+        return say.BULK_NOT_ROUTINE
+    return None
 
 
 @dataclass(frozen=True)
@@ -103,8 +116,9 @@ class BulkApprovals(DecisionSender):
             # as stored now, not as seen at the click: an approval.pending that landed since
             # may have made it a production deploy, which is never approved in bulk
             tracked = await self.store.get_task(seen.task_id) or seen
-            if tracked.guarded:
-                refusal = say.BULK_GUARDED
+            refusal_bulk = not_in_bulk(tracked)
+            if refusal_bulk is not None:
+                refusal = refusal_bulk
                 await audit(tracked.task_id, "refused", refusal)
                 continue
             refusal_here = self.refusal_for(tracked, decision, actor)
@@ -131,9 +145,18 @@ class BulkApprovals(DecisionSender):
             if claimed is None:
                 busy.append(tracked)
                 await audit(tracked.task_id, "conflict", "another decision is being recorded")
+            elif not_in_bulk(claimed) is not None:
+                # checked again on the claimed row (same transaction as the claim): an
+                # approval.pending or an escalation that landed after the reads above must
+                # not ride along (the single decision does the same, bot.actions)
+                await self.store.abort_decision(claimed.task_id, key)
+                refusal = not_in_bulk(claimed)
+                await audit(claimed.task_id, "refused", refusal)
             else:
                 won[tracked.task_id] = (tracked, key)
         if not won:
+            if not busy:  # every item became a deploy or urgent meanwhile
+                return BulkApproval(Outcome("refused", refusal or say.BULK_REFUSED))
             return BulkApproval(Outcome("conflict", say.BULK_ALL_BUSY))
 
         decision_data = self.decision_data(actor)

@@ -29,6 +29,7 @@ __all__ = [
     "BULK_ALL_BUSY",
     "BULK_GUARDED",
     "BULK_NONE_PENDING",
+    "BULK_NOT_ROUTINE",
     "BULK_REFUSED",
     "BULK_UNREACHABLE",
     "BUSY",
@@ -407,6 +408,10 @@ BULK_GUARDED = (
 DEPLOY_NOT_CONFIRMED = (
     "🛡️ This task is a production deploy (it may have become one since you pressed): "
     "nothing was sent to the factory. Press Approve again and type DEPLOY to confirm."
+)
+BULK_NOT_ROUTINE = (
+    "A task escalated to high or critical is never approved in bulk: open it from the batch "
+    "and decide it on its own."
 )
 BULK_ALL_BUSY = "Those items are being decided by someone else right now; nothing was sent."
 BULK_UNREACHABLE = (

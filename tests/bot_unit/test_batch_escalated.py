@@ -64,3 +64,36 @@ async def test_an_item_that_became_a_production_deploy_is_never_approved_in_bulk
     assert [t.task_id for t in result.approved] == ["t-b"]
     still = await store.get_task("t-a")
     assert still is not None and still.decision is None
+
+
+async def test_a_deploy_that_lands_while_the_items_are_claimed_is_not_approved_in_bulk(
+    store: Store,
+) -> None:
+    """The items are read, then claimed one by one: an ``approval.pending`` (deploy) landing
+    between the read and the claim of an item must still keep it out, and its claim is given
+    back (the single decision checks its claimed row the same way)."""
+    from escalation.models import Approval
+
+    factory = FakeFactory(BulkResult(["t-b"], []))
+    runtime = make_runtime(store, factory, FakeNotifier())
+    await runtime.start()
+    try:
+        batch_id = await posted_batch(runtime, store, "a", "b")
+        claim = store.begin_decision
+        landed: list[str] = []
+
+        async def event_lands_first(task_id: str, *args: object, **kwargs: object) -> object:
+            if not landed:  # the deploy's approval.pending, just before the first claim
+                landed.append(task_id)
+                deploy = Approval(id="ap", task_id="t-a", type="deploy", required_approvers=1)
+                await store.set_approval("t-a", deploy)
+            return await claim(task_id, *args, **kwargs)  # type: ignore[arg-type]
+
+        store.begin_decision = event_lands_first  # type: ignore[method-assign]
+        outcome = await runtime.approve_low_risk(batch_id, ALICE, idempotency_seed="click-3")
+    finally:
+        await runtime.stop()
+    assert [call["task_ids"] for call in factory.calls] == [["t-b"]]
+    assert outcome.kind == "done"
+    still = await store.get_task("t-a")
+    assert still is not None and still.decision is None and still.inflight_decision is None
