@@ -143,6 +143,7 @@ class BatchingRuntime(BatchMessages):
         self._queue: asyncio.Queue[Action] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False  # the timer ends on it too (see stop)
         self._renders: dict[str, asyncio.Task[None]] = {}  # only while a render runs
         self._dirty: set[str] = set()
         # bounded: memory must not grow with every task ever seen (forgetting costs at most
@@ -180,6 +181,7 @@ class BatchingRuntime(BatchMessages):
         self._enqueue(self._batcher.unconfirmed_posts())
         self._enqueue(await unshown_edits(self.store, self._batcher))
         held = self._held_ids()
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._timer(), name="batching-timer"),
             asyncio.create_task(self._worker(), name="batching-worker"),
@@ -195,12 +197,18 @@ class BatchingRuntime(BatchMessages):
                 await self.offer(tracked)
 
     async def stop(self) -> None:
-        """Stop the loops (state is already saved; pending actions are redone at start)."""
-        for task in (*self._tasks, *self._renders.values()):
+        """Stop the loops (state is already saved; pending actions are redone at start).
+
+        On Python 3.11 ``asyncio.wait_for`` drops a cancellation that arrives as the wait it
+        guards completes (a wake-up set just before the stop): the timer also ends on
+        ``_stopping``, so the stop cannot hang. The caller's own cancellation is not
+        swallowed (``asyncio.wait`` collects the loops' outcomes)."""
+        self._stopping = True
+        tasks = [*self._tasks, *self._renders.values()]
+        for task in tasks:
             task.cancel()
-        for task in (*self._tasks, *self._renders.values()):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks)
         self._tasks = []
         self._renders = {}
 
@@ -283,7 +291,7 @@ class BatchingRuntime(BatchMessages):
 
     async def _timer(self) -> None:
         """Call ``tick`` at ``next_wakeup`` (or sooner, when something changed)."""
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._apply(lambda b, now: b.tick(now), wake=False)

@@ -417,3 +417,25 @@ async def test_restart_shows_an_item_whose_edit_was_saved_but_not_made(store: St
     finally:
         await runtime.stop()
     assert items == ["t-a", "t-b", "t-c"]
+
+
+async def test_stop_returns_when_a_wake_up_was_set_just_before_it(store: Store) -> None:
+    """Python 3.11's ``asyncio.wait_for`` drops a cancellation arriving as the wait it guards
+    completes: a task offered right before the stop left the timer running and ``stop()`` (the
+    cog unload, the bridge's shutdown) waiting for it for ever."""
+    import asyncio
+
+    runtime = make_runtime(store, FakeFactory(), FakeNotifier(), wait=30)
+    await runtime.start()
+    a, b = await add_tasks(store, "a", "b")
+    await runtime.offer(a)  # a group waits 30 s: the timer waits in wait_for(…, 30)
+    await wait_until(
+        lambda: runtime._batcher.next_wakeup() is not None and not runtime._wake.is_set(),
+        what="the timer waiting for the group",
+    )
+    loops = list(runtime._tasks)
+    await runtime.offer(b)  # sets the wake-up …
+    stopping = asyncio.create_task(runtime.stop())  # … and the runtime is stopped right then
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done, "stop() did not return"
+    assert all(task.done() for task in loops)
