@@ -260,6 +260,10 @@ class Batcher:
 
     # ------------------------------------------------------------------ queries
 
+    def holds(self, task_id: str) -> bool:
+        """Whether ``task_id`` waits in a pending group or is an item of a batch."""
+        return task_id in self._where
+
     def next_wakeup(self) -> datetime | None:
         """When :meth:`tick` must be called next.
 

@@ -40,6 +40,7 @@ import discord
 
 from batching import Action, Batcher
 from bot.discord.batch_embeds import BatchItem, batch_items, clamp_page
+from bot.discord.batch_pending import mark_decided
 from bot.discord.batch_repost import repost_batch
 from bot.discord.batch_views import render_batch
 from bot.keyed import BoundedMap
@@ -254,14 +255,7 @@ class BatchMessages:
             i.task_id for i in items if i.tracked.is_decided and i.task_id not in self._marked
         ]
         if newly_decided:
-
-            def mark(b: Batcher, now: datetime) -> list[Action]:
-                actions: list[Action] = []
-                for task_id in newly_decided:
-                    actions.extend(b.mark_decided(task_id, now))
-                return actions
-
-            await self._apply(mark)
+            await self._apply(mark_decided(newly_decided))
             for task_id in newly_decided:
                 self._marked[task_id] = None
                 self._notices.pop(task_id, None)

@@ -15,7 +15,7 @@ from batching import Action, Batcher, EditBatch, PostBatch
 if TYPE_CHECKING:
     from bot.store import Store
 
-__all__ = ["leave_out", "split_pending", "unshown_edits"]
+__all__ = ["leave_out", "mark_decided", "split_pending", "unshown_edits"]
 
 
 async def split_pending(store: Store, action: PostBatch) -> tuple[list[str], list[str]]:
@@ -34,8 +34,37 @@ async def split_pending(store: Store, action: PostBatch) -> tuple[list[str], lis
         ``(pending, left_out)``, each in the post's order.
     """
     rows = {r.task_id: r for r in await store.tasks_by_ids(action.task_ids)}
-    pending = [t for t in action.task_ids if t in rows and not rows[t].is_decided]
+    pending = [
+        t
+        for t in action.task_ids
+        if t in rows
+        and not rows[t].is_decided
+        # posted alone meanwhile (it became a deploy or urgent): not this message's item
+        and not (rows[t].has_message and rows[t].batch_id != action.batch_id)
+    ]
     return pending, [t for t in action.task_ids if t not in pending]
+
+
+def mark_decided(task_ids: list[str]) -> Callable[[Batcher, datetime], list[Action]]:
+    """A batcher step reporting ``task_ids`` decided (:meth:`Batcher.mark_decided`): items
+    a message will not ask about (decided, gone, or shown elsewhere), so that a batch whose
+    every item is settled closes instead of taking in later tasks.
+
+    Parameters
+    ----------
+    task_ids : list of str
+        The items.
+
+    Returns
+    -------
+    callable
+        The step, for ``BatchingRuntime._apply``.
+    """
+
+    def step(b: Batcher, now: datetime) -> list[Action]:
+        return [a for t in task_ids for a in b.mark_decided(t, now)]
+
+    return step
 
 
 def leave_out(

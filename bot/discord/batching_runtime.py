@@ -72,7 +72,7 @@ from batching import (
     batch_key,
 )
 from bot.discord.batch_messages import MEMORY_LIMIT, BatchMessages, fingerprint
-from bot.discord.batch_pending import leave_out, split_pending, unshown_edits
+from bot.discord.batch_pending import leave_out, mark_decided, split_pending, unshown_edits
 from bot.discord.batch_views import render_batch
 from bot.discord.pacing import ChannelPacer
 from bot.keyed import BoundedMap
@@ -239,6 +239,8 @@ class BatchingRuntime(BatchMessages):
             and for a task that already has a message.
         """
         key = batch_key(tracked.task, guarded=tracked.guarded)
+        if key is None and self._batcher.holds(tracked.task_id):  # became a deploy or urgent
+            await self.reconsider(tracked)  # out of its group (the bridge posts it alone)
         if key is None or tracked.has_message or tracked.is_decided:
             return False
         if tracked.task_id in self._unattached:
@@ -443,6 +445,8 @@ class BatchingRuntime(BatchMessages):
         new = [t for t in action.task_ids if t not in stored]
         rows = await self.store.tasks_by_ids(new)
         kept = {r.task_id for r in rows if not r.is_decided}
+        if dropped := [t for t in new if t not in kept]:  # never shown: the batch forgets them
+            await self._apply(mark_decided(dropped))
         task_ids = (*stored, *(t for t in new if t in kept))
         if task_ids != stored:
             await self.store.save_batch(action.batch_id, action.key, task_ids)

@@ -97,3 +97,95 @@ async def test_a_deploy_that_lands_while_the_items_are_claimed_is_not_approved_i
     assert outcome.kind == "done"
     still = await store.get_task("t-a")
     assert still is not None and still.decision is None and still.inflight_decision is None
+
+
+async def _message_of(store: Store, task_id: str) -> int | None:
+    row = await store.get_task(task_id)
+    return None if row is None else row.message_id
+
+
+async def test_a_task_that_became_a_deploy_while_waiting_leaves_its_group(store: Store) -> None:
+    """It is posted alone at once; the batch must not keep it as an item it never shows,
+    else the batch, its visible items all approved, stays open and takes in the next task of
+    its kind silently (an edit notifies nobody) instead of a new message."""
+    from escalation.models import Approval
+    from tests.bot_unit.test_batching_runtime import add_tasks
+    from tests.support.harness import wait_until
+
+    notifier = FakeNotifier()
+    runtime = make_runtime(store, FakeFactory(BulkResult(["t-a", "t-b"], [])), notifier, wait=0.3)
+    bridge = runtime.bridge
+    await runtime.start()
+    try:
+        tasks = await add_tasks(store, "a", "b", "t")
+        for tracked in tasks:
+            await bridge.show_task(tracked.task)  # all three wait for their group
+        deploy = Approval(id="ap", task_id="t-t", type="deploy", required_approvers=1)
+        await store.set_approval("t-t", deploy)  # approval.pending during the group wait
+        await bridge.show_task(tasks[2].task)
+
+        async def all_shown() -> bool:
+            return all(r.has_message for r in await store.tasks_by_ids(["t-a", "t-b", "t-t"]))
+
+        await wait_until(all_shown, timeout=5, what="every task on a message")
+        row = await store.get_task("t-a")
+        assert row is not None and row.batch_id is not None
+        record = await store.get_batch(row.batch_id)
+        assert record is not None and record.task_ids == ("t-a", "t-b")
+        await runtime.approve_low_risk(row.batch_id, ALICE, idempotency_seed="click-4")
+        (later,) = await add_tasks(store, "d")
+        await bridge.show_task(later.task)
+
+        async def later_shown() -> bool:
+            return await _message_of(store, "t-d") is not None
+
+        await wait_until(later_shown, timeout=5, what="the later task's message")
+        assert await _message_of(store, "t-d") != row.message_id  # a new message
+    finally:
+        await runtime.stop()
+
+
+async def test_an_addition_decided_before_the_edit_is_forgotten_by_the_batch(
+    store: Store,
+) -> None:
+    """A task that joined an open batch message and was decided (the dashboard) before the
+    coalesced edit showed it: left off the message, and the batch must not count it as an
+    undecided item (it would stay open for ever, taking in later tasks silently)."""
+    from escalation.models import TaskDecision, TaskStatus
+    from tests.bot_unit.test_batching_runtime import add_tasks
+    from tests.support.harness import wait_until
+
+    notifier = FakeNotifier()
+    runtime = make_runtime(store, FakeFactory(BulkResult(["t-a", "t-b"], [])), notifier, wait=0.2)
+    bridge = runtime.bridge
+    await runtime.start()
+    try:
+        batch_id = await posted_batch(runtime, store, "a", "b")
+        (joined,) = await add_tasks(store, "c")
+        await bridge.show_task(joined.task)  # an addition to the open message
+        decided = joined.task.model_copy(
+            update={
+                "status": TaskStatus.COMPLETED,
+                "decision": TaskDecision.APPROVED,
+                "decided_by": "dash",
+                "decided_at": NOW,
+            }
+        )
+        await bridge.apply_factory_task(decided)  # decided on the dashboard first
+
+        def edit_done() -> bool:
+            return not any("t-c" in b["added"] for b in runtime._batcher.snapshot()["batches"])
+
+        await wait_until(edit_done, timeout=5, what="the coalesced edit")
+        await runtime.approve_low_risk(batch_id, ALICE, idempotency_seed="click-5")
+        batch_message = await _message_of(store, "t-a")
+        (later,) = await add_tasks(store, "d")
+        await bridge.show_task(later.task)
+
+        async def later_shown() -> bool:
+            return await _message_of(store, "t-d") is not None
+
+        await wait_until(later_shown, timeout=5, what="the later task's message")
+        assert await _message_of(store, "t-d") != batch_message
+    finally:
+        await runtime.stop()
