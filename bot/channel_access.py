@@ -3,7 +3,8 @@
 When Discord refuses a task message or a batch message because the channel is gone or the bot
 lost access or a permission (Discord: 10003 Unknown Channel on a new message, 50001 Missing
 Access, 50013 Missing Permissions, see :mod:`bot.message_faults`), the task (or the batch's
-tasks) stays pending in the store and:
+tasks) stays pending in the store and (an informational event line refused the same way is
+not posted there, and only reported: :mod:`bot.discord.event_posts`):
 
 * ONE alert per outage goes to ``DISCORD_ALERTS_CHANNEL_ID`` (unless that is the broken channel)
   and a DM to each on-call admin of the roster (``on_call`` and ``admin``);
@@ -122,37 +123,40 @@ class ChannelAccess:
         batch_id: str | None = None,
         retry: Retry | None = None,
     ) -> None:
-        """A post or edit of ``task_id`` (or of batch ``batch_id``'s message) was refused:
-        remember it, alert once per outage.
+        """A post or edit of ``task_id`` (or of batch ``batch_id``'s message, or of an
+        informational event line) was refused: remember it, alert once per outage.
 
         Parameters
         ----------
         fault : ChannelUnavailable
             Discord's refusal (10003, 50001 or 50013) in words.
         task_id, batch_id : str, optional
-            What waits (one of them): a task is retried with ``Bridge.show_again``.
+            What waits (at most one of them): a task is retried with ``Bridge.show_again``.
+            Neither for an event line (:mod:`bot.discord.event_posts`): nothing waits, the
+            channel is only reported down until Discord accepts a request there.
         retry : callable, optional
             For a batch: ``await retry()`` posts, edits or reposts its message again every
             ``DISCORD_CHANNEL_RETRY_SECONDS`` and reports back through :meth:`lost` /
             :meth:`reached` / :meth:`forget`.
-
-        Raises
-        ------
-        ValueError
-            Neither ``task_id`` nor ``batch_id`` given.
         """
-        key = _key(task_id, batch_id)
-        self._waiting[key] = fault.channel_id
-        if retry is not None:
-            self._retries[key] = retry
+        waits = task_id is not None or batch_id is not None
+        if waits:
+            key = _key(task_id, batch_id)
+            self._waiting[key] = fault.channel_id
+            if retry is not None:
+                self._retries[key] = retry
         first = fault.channel_id not in self._down
         self._down[fault.channel_id] = fault.reason
         if not first:
             return
         log.error("channel %s cannot be used: %s", fault.channel_id, fault.reason)
-        text = (
-            f"⚠️ Factory Bridge cannot use a channel: {fault.reason} (Discord {fault.code}). "
+        then = (
             "Tasks stay pending and are posted as soon as access is back."
+            if waits
+            else "Event lines meant for it are dropped until access is back."
+        )
+        text = (
+            f"⚠️ Factory Bridge cannot use a channel: {fault.reason} (Discord {fault.code}). {then}"
         )
         told = await self._tell(text, broken=fault.channel_id)
         await self._store.audit(

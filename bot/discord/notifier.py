@@ -22,6 +22,7 @@ import discord
 from bot.channel_map import ALERT_EVENT_TYPES, event_channels
 from bot.discord.edit_queue import EditQueue
 from bot.discord.embeds import NextStep, discord_timestamp, task_embed
+from bot.discord.event_posts import EventPosts
 from bot.discord.feed import FeedQueue
 from bot.discord.limits import NO_PINGS, fit_content, fit_message
 from bot.discord.pacing import ChannelPacer
@@ -44,10 +45,7 @@ from bot.store import TrackedTask
 from escalation.markup import code_span, inline_text
 from escalation.models import Priority
 
-__all__ = [
-    "DiscordNotifier",
-    "event_text",
-]
+__all__ = ["DiscordNotifier", "event_text"]
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +215,8 @@ class DiscordNotifier:
             pacer=self.pacer,
             max_pending=settings.discord_feed_max_pending,
         )
+        #: alert and deploy lines: each channel on its own, once (bot.discord.event_posts)
+        self.event_posts = EventPosts(self.send, self.channel_fault, client, settings)
 
     def channel(self, channel_id: int) -> discord.PartialMessageable:
         """A channel handle that needs no cache (works before the guild is chunked)."""
@@ -440,7 +440,6 @@ class DiscordNotifier:
         # dropped (an unknown earlier render counts as a change)
         important = self._essential.get(tracked.message_id) != _essential(rendered)
         task_id = tracked.task_id
-
         channel_id = tracked.channel_id
 
         async def late(exc: Exception) -> None:
@@ -466,7 +465,8 @@ class DiscordNotifier:
 
         The factory's SLA events go to :attr:`sla_alerts` when set (they ping, once per
         moment: :mod:`bot.sla_events`). Lines for the feed channel are queued on :attr:`feed`
-        (posted coalesced in the background), so a burst of them holds up nothing.
+        (posted coalesced in the background), so a burst of them holds up nothing; the others
+        go through :attr:`event_posts` (a refused channel does not fail the event).
         """
         if self.sla_alerts is not None and event.type in SLA_EVENT_TYPES:
             await self.sla_alerts(event)
@@ -478,11 +478,11 @@ class DiscordNotifier:
         if text is None:
             return
         urgent = event.type in ALERT_EVENT_TYPES
-        for channel_id in channels:
-            if not urgent and channel_id == self.settings.discord_feed_channel_id:
-                self.feed.submit(channel_id, text)
-            else:
-                await self.send(channel_id, text, urgent=urgent)
+        feed = self.settings.discord_feed_channel_id
+        if not urgent and feed in channels:
+            self.feed.submit(feed, text)
+        direct = [c for c in channels if urgent or c != feed]
+        await self.event_posts.post(event, direct, text, urgent=urgent)
 
     async def send_dm(self, user_id: int, content: str) -> None:
         """DM ``user_id`` (paced like any message, no pings, cut to 2000 characters).

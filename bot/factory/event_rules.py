@@ -1,5 +1,5 @@
-"""The event processor's two rules about one event: is its failure permanent, and what is it
-about (the key that orders events about the same task or pipeline).
+"""The event processor's rules about one event: is its failure permanent, what is it about (the
+key that orders events about the same task or pipeline), and is it marked processed at once.
 
 See :mod:`bot.factory.processor` for how they are used.
 """
@@ -7,9 +7,21 @@ See :mod:`bot.factory.processor` for how they are used.
 from __future__ import annotations
 
 from bot.factory.client import FactoryError
-from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType
+from bot.factory.events import (
+    AgentStatusPayload,
+    EventValidationError,
+    FactoryEvent,
+    UnknownEventType,
+)
 
-__all__ = ["PERMANENT_STATUSES", "Parsed", "order_key", "permanent_reason"]
+__all__ = [
+    "MARKED_AT_ONCE_TYPES",
+    "PERMANENT_STATUSES",
+    "Parsed",
+    "marked_at_once",
+    "order_key",
+    "permanent_reason",
+]
 
 #: An event as the processor gets it: parsed, or why its stored body does not parse.
 Parsed = FactoryEvent | EventValidationError | UnknownEventType
@@ -53,6 +65,47 @@ def permanent_reason(exc: BaseException) -> str | None:
     if isinstance(exc, _PERMANENT_ERRORS):
         return "cannot be processed"
     return None
+
+
+#: Event types whose line goes to the alerts or deploys channel (:func:`bot.channel_map.
+#: event_channels`; ``task.sla_breached`` through :mod:`bot.sla_events`). Low volume.
+MARKED_AT_ONCE_TYPES = frozenset(
+    {
+        "pipeline.blocked",
+        "pipeline.failed",
+        "task.sla_breached",
+        "deploy.started",
+        "deploy.succeeded",
+        "deploy.failed",
+    }
+)
+
+
+def marked_at_once(event: Parsed) -> bool:
+    """Whether the processor marks ``event`` processed as soon as it is handled, not with its run.
+
+    Handling such an event posts a line that nothing recognises afterwards: a crash before the
+    run's mark would post it again at the next start. Those are the types of
+    :data:`MARKED_AT_ONCE_TYPES` and ``agent.status_changed`` to ``error``; not the feed's
+    pipeline events (queued in memory, :mod:`bot.discord.feed`) nor task events (a task is
+    never posted twice), which are many.
+
+    Parameters
+    ----------
+    event:
+        The event as the processor has it.
+
+    Returns
+    -------
+    bool
+        ``True`` for an event that posts an alert or deploy line.
+    """
+    if not isinstance(event, FactoryEvent):
+        return False
+    if event.type == "agent.status_changed":
+        payload = event.payload
+        return isinstance(payload, AgentStatusPayload) and payload.to_status.lower() == "error"
+    return event.type in MARKED_AT_ONCE_TYPES
 
 
 def order_key(event_id: str, event: Parsed) -> str:

@@ -8,7 +8,9 @@ processor never reads the event table back. The table stays the queue of record:
 (:meth:`EventProcessor.start`) the processor reads it until no unprocessed event is left, and
 skips the events it then meets again in memory. Handled events are marked in the store a run at
 a time (one write per run of up to 100 events read from the store, or up to 1,000 taken from
-memory, not one each).
+memory, not one each); an event that posts an alert or deploy line
+(:func:`~bot.factory.event_rules.marked_at_once`) is marked as soon as it is handled, so that a
+crash later in the run does not post its line again.
 
 When handling an event fails, what happens depends on the error (:func:`permanent_reason`):
 
@@ -43,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from bot.factory.event_rules import (
     PERMANENT_STATUSES,
     Parsed,
+    marked_at_once,
     order_key,
     permanent_reason,
 )
@@ -420,7 +423,19 @@ class EventProcessor:
         self._streak = 0
         self._attempts.pop(event_id, None)
         self._handled.append(event_id)
+        if marked_at_once(event):
+            await self._mark_now()
         return 0.0
+
+    async def _mark_now(self) -> None:
+        """Mark the events handled so far at once (the last one posted a line): a crash later
+        in the run must not post it again. A failed mark is left to the run's."""
+        try:
+            await self._flush_handled()
+        except Exception:
+            log.warning(
+                "event processor: an early mark failed; retried with the run's", exc_info=True
+            )
 
     async def _park(self, event_id: str, type_: str, key: str, reason: str) -> None:
         """Mark an event failed with the reason, audit it and count it."""
