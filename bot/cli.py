@@ -7,10 +7,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from bot.cli_db import positive_limit, safe_db_url
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 __all__ = [
     "build_parser",
@@ -31,6 +35,15 @@ def _configure_logging(
     from bot.logs import configure_logging
 
     configure_logging(level, fmt=fmt, secrets=secrets or ())
+
+
+def _shown(text: object, settings: Settings) -> str:
+    """``text`` as the command line prints it: every secret of ``settings`` (its secrets and
+    the credentials of its URLs, such as a password in ``FACTORY_API_URL``) masked by
+    :func:`bot.logs.redact`."""
+    from bot.logs import redact
+
+    return redact(str(text), settings.secret_values())
 
 
 def _load_settings_or_exit() -> object:
@@ -92,17 +105,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"  - {line}", file=sys.stderr)
         return 2
     database = safe_db_url(settings.database_url)  # never print credentials of a DB URL
+    factory = _shown(settings.factory_api_url, settings)  # nor those of another URL
     print(
         f"configuration OK: guild {settings.discord_guild_id}, "
         f"tasks channel {settings.discord_tasks_channel_id}, "
-        f"factory {settings.factory_api_url}, database {database}"
+        f"factory {factory}, database {database}"
     )
     if getattr(args, "live", False):
         from bot.live_check import format_check, run_live_checks
 
         checks = asyncio.run(run_live_checks(settings))
         for check in checks:
-            print(format_check(check))
+            print(_shown(format_check(check), settings))
         return 0 if all(check.ok for check in checks) else 1
     return 0
 
@@ -137,7 +151,7 @@ def cmd_run(_: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(run_service(settings))
     except (DatabaseInUse, RosterError, MigrationError) as exc:  # what to fix, not a traceback
-        print(f"factory-bridge: {exc}", file=sys.stderr)
+        print(f"factory-bridge: {_shown(exc, settings)}", file=sys.stderr)
         return 2
 
 
@@ -166,8 +180,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     """``db upgrade``: apply the schema migrations (what ``run`` does at start, under the same
     lock); ``db current``: print the database's revision and this build's newest.
 
-    Exit 0 on success; 1 when the database cannot be reached or migrated (the reason on
-    stderr, never the URL's credentials); 2 for an invalid ``DATABASE_URL``; ``current`` exits
+    Exit 0 on success; 1 when the database cannot be reached or migrated, belongs to another
+    application, or (``current``) is an SQLite file that does not exist (the reason on stderr,
+    never the URL's credentials); 2 for an invalid ``DATABASE_URL``; ``current`` exits
     3 when the database is behind, 4 when it is ahead (a newer build migrated it).
     """
     from bot.cli_db import run_db
@@ -210,10 +225,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                     secret=settings.factory_webhook_secret.get_secret_value(),
                 )
                 done = await (registrar.replace() if args.replace else registrar.ensure())
-                print(f"{done.outcome}: webhook {done.webhook.get('id')} for {registrar.url}")
+                shown = _shown(registrar.url, settings)
+                print(f"{done.outcome}: webhook {done.webhook.get('id')} for {shown}")
             hooks = await factory.list_webhooks()
         except (FactoryError, FactoryUnavailable) as exc:
-            print(f"factory-bridge: {exc}", file=sys.stderr)
+            print(f"factory-bridge: {_shown(exc, settings)}", file=sys.stderr)
             return 1
         finally:
             await factory.aclose()
@@ -223,7 +239,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
             events = hook.get("events") or []
             mark = "  (this bridge)" if ours and str(hook.get("url")).rstrip("/") == ours else ""
             active = "active" if hook.get("active", True) else "inactive"
-            print(f"{hook.get('id')}  {hook.get('url')}  {len(events)} events  {active}{mark}")
+            url = _shown(hook.get("url"), settings)
+            print(f"{hook.get('id')}  {url}  {len(events)} events  {active}{mark}")
         return 0
 
     return asyncio.run(run())

@@ -1,10 +1,12 @@
 """The database side of ``factory-bridge``: ``audit``, ``db upgrade``, ``db current``, and how
 the command line shows a database URL or a database error (never a password).
 
-Exit codes (README "Commands"): 0 done; 1 the database cannot be reached or read (one line on
-stderr saying why); 2 bad input (``--since``, ``--limit``) or configuration; ``db current``:
-3 when the database is behind this build's newest revision, 4 when it is ahead of it (a newer
-build migrated it: upgrade this bridge).
+Exit codes (README "Commands"): 0 done; 1 the database cannot be reached or read, belongs to
+another application (``bot.store.migrate.refuse_foreign_database``), or is an SQLite file that
+does not exist (``audit``, ``db current``; one line on stderr saying why); 2 bad input
+(``--since``, ``--limit``) or configuration; ``db current``: 3 when the database is behind this
+build's newest revision, 4 when it is ahead of it (a newer build migrated it: upgrade this
+bridge).
 
 ``audit`` only reads: it never migrates, so it can be pointed at the database of an older or a
 newer build (it says so on stderr and shows what this build can read of the trail).
@@ -216,11 +218,10 @@ def run_audit(url: str, *, task: str | None, since: str | None, limit: int) -> i
         return EXIT_UNREACHABLE
     state = compare_to_head(revision)
     if state != "head":
-        how = (
-            "older than this build's, run 'factory-bridge db upgrade' to bring it up"
-            if state == "behind"
-            else "which this build does not know: a newer build migrated it"
-        )
+        how = {
+            "behind": "older than this build's, run 'factory-bridge db upgrade' to bring it up",
+            "ahead": "which this build does not know: a newer build migrated it",
+        }.get(state, "which is not the bridge's: another application's Alembic wrote it")
         print(
             f"note: the database is at revision {revision or 'none'} ({how}; this build's "
             f"newest is {head_revision()}); showing what this build can read of it",
@@ -247,6 +248,7 @@ def run_db(url: str, command: str) -> int:
     """``db upgrade``: apply the migrations (what ``run`` does at start, under the same lock);
     ``db current``: print the database's revision and where it stands against this build's
     newest. The exit code (module docstring)."""
+    from sqlalchemy.engine import Connection
     from sqlalchemy.exc import SQLAlchemyError
 
     from bot.store import Store
@@ -255,10 +257,20 @@ def run_db(url: str, command: str) -> int:
         compare_to_head,
         current_revision,
         head_revision,
+        refuse_foreign_database,
     )
 
     where = safe_db_url(url)
     head = head_revision()
+    missing = _missing_sqlite_file(url)
+    if command == "current" and missing is not None:  # `db upgrade` creates it
+        print(f"factory-bridge: database {where}: there is no file {missing}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+    def read_current(conn: Connection) -> str | None:
+        revision = current_revision(conn)
+        refuse_foreign_database(conn, revision)  # another application's: MigrationError
+        return revision
 
     async def run() -> int:
         store = Store(url)
@@ -273,7 +285,7 @@ def run_db(url: str, command: str) -> int:
                 else:
                     print(f"{where}: upgraded from {done.before or 'nothing'} to {done.after}")
                 return 0
-            current = await store.db.read(current_revision)
+            current = await store.db.read(read_current)
             state = compare_to_head(current)
             if state == "head":
                 print(f"{current} (head)")

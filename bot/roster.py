@@ -23,6 +23,7 @@ is the person's key in the ladder's stored steps and ``test-page NAME``), a
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import tomllib
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ TOP_LEVEL_KEYS = ("operators",)
 
 
 class RosterError(ValueError):
-    """The roster file is missing, not TOML, or has an invalid entry (message says which)."""
+    """The roster file is missing, not UTF-8 TOML, or has an invalid entry (message says which)."""
 
 
 class Operator(BaseModel):
@@ -101,16 +102,16 @@ def load_roster(path: Path | None) -> Roster:
     Raises
     ------
     RosterError
-        When the file cannot be read or is not TOML; when it has a top-level key other than
-        ``operators`` (the message names it and the allowed one); when an entry is invalid
-        or has an unknown key (the message names the entry, 1-based, and the field); or when
-        two entries share a name (ignoring case), a Discord user id, a phone or a factory
-        user id (the message names both entries).
+        When the file cannot be read, is not UTF-8 text (a BOM is allowed) or is not TOML;
+        when it has a top-level key other than ``operators`` (the message names it and the
+        allowed one); when an entry is invalid or has an unknown key (the message names the
+        entry, 1-based, and the field); or when two entries share a name (ignoring case), a
+        Discord user id, a phone or a factory user id (the message names both entries).
     """
     if path is None:
         return Roster()
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = tomllib.loads(_read_text(Path(path)))
     except OSError as exc:
         raise RosterError(f"cannot read roster file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -135,6 +136,30 @@ def load_roster(path: Path | None) -> Roster:
     if duplicates:
         raise RosterError(f"roster file {path}: " + "; ".join(duplicates))
     return Roster(tuple(operators))
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, read as ``utf-8-sig`` (a BOM, which Windows editors write, is dropped)
+    with universal newlines, as :meth:`Path.read_text` reads.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
+    RosterError
+        When it is not UTF-8 text (the message gives the first bad byte, counted from 1).
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # utf-8-sig counts from after a BOM
+        at = exc.start + 1 + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+        raise RosterError(
+            f"roster file {path} is not UTF-8 text (byte {at}, 0x{data[at - 1]:02x}): "
+            "save it as UTF-8"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _unknown_top_level(keys: Sequence[str]) -> str:

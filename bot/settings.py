@@ -29,6 +29,11 @@ RoleIds = Annotated[frozenset[int], NoDecode]
 StreamNames = Annotated[tuple[str, ...], NoDecode]
 Priorities = Annotated[frozenset[Priority], NoDecode]
 
+#: The ``DATABASE_URL`` schemes the bridge opens: SQLite, and PostgreSQL through psycopg 3
+#: (``bot.store.database.sync_url`` maps the async and short forms to the drivers it uses).
+DATABASE_SCHEMES = re.compile(
+    r"^(sqlite(\+(pysqlite|aiosqlite))?|postgres(ql)?(\+(psycopg|asyncpg))?)://"
+)
 #: The upper bound of every duration setting, in seconds: 366 days.
 MAX_SECONDS = 31_622_400
 #: A duration setting in seconds: a finite number of at most :data:`MAX_SECONDS` (366 days),
@@ -236,6 +241,7 @@ class Settings(BaseSettings):
         "bridge_internal_url",
         "factory_redis_url",
         "factory_redis_consumer",
+        "heartbeat_url",
         mode="before",
     )
     @classmethod
@@ -300,9 +306,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        if not re.match(r"^(sqlite|postgresql|postgres)(\+\w+)?://", value):
-            raise ValueError("expected a sqlite:// or postgresql:// URL")
-        return value
+        """A scheme the bridge opens (:data:`DATABASE_SCHEMES`); another driver is refused."""
+        if DATABASE_SCHEMES.match(value):
+            return value
+        dialect, plus, driver = value.partition("://")[0].partition("+")
+        if plus and driver.isidentifier() and dialect in ("sqlite", "postgresql", "postgres"):
+            use = "sqlite://" if dialect == "sqlite" else "postgresql:// (psycopg 3)"
+            raise ValueError(f"the driver {driver!r} is not supported: use {use}")
+        raise ValueError("expected a sqlite:// or postgresql:// URL")
 
     @field_validator(
         "factory_api_url",
@@ -310,6 +321,8 @@ class Settings(BaseSettings):
         "twilio_api_base_url",
         "bridge_public_url",
         "bridge_internal_url",
+        "factory_dashboard_url",
+        "heartbeat_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -465,8 +478,8 @@ class DatabaseSettings(BaseSettings):
     what ``factory-bridge db upgrade`` / ``db current`` need, so that a migration job runs
     without the Discord and factory secrets.
 
-    Raises ``pydantic.ValidationError`` for a URL that is neither ``sqlite://`` nor
-    ``postgresql://`` / ``postgres://``.
+    Raises ``pydantic.ValidationError`` for a URL :data:`DATABASE_SCHEMES` refuses (neither
+    ``sqlite://`` nor ``postgresql://`` / ``postgres://``, or a driver the bridge lacks).
     """
 
     model_config = SettingsConfigDict(

@@ -23,7 +23,8 @@ database that went away is reconnected to on the next unit.
 URLs are plain SQLAlchemy URLs. ``postgresql://`` and ``postgres://`` (the form Heroku-style
 hosts hand out) become SQLAlchemy's ``postgresql+psycopg`` dialect (psycopg 3, a dependency of
 the package); the async driver names the bridge used before are mapped to their synchronous
-drivers (``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` → ``postgresql+psycopg``).
+drivers (``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` → ``postgresql+psycopg``;
+``postgres+`` forms too). Other drivers are refused by ``bot.settings`` (``DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -58,16 +59,23 @@ T = TypeVar("T")
 MAX_GROUP = 256
 
 
+#: The schemes :func:`sync_url` rewrites, and what to (``bot.settings`` accepts these, and
+#: ``sqlite``, ``sqlite+pysqlite`` and ``postgresql+psycopg`` as they are).
+_SYNC_SCHEMES = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgres+psycopg": "postgresql+psycopg",
+    "postgres+asyncpg": "postgresql+psycopg",
+    "postgresql+asyncpg": "postgresql+psycopg",
+}
+
+
 def sync_url(url: str) -> str:
     """The synchronous-driver form of a database URL (see the module docstring)."""
-    for prefix, replacement in (
-        ("sqlite+aiosqlite://", "sqlite://"),
-        ("postgresql+asyncpg://", "postgresql+psycopg://"),
-        ("postgres://", "postgresql+psycopg://"),
-        ("postgresql://", "postgresql+psycopg://"),
-    ):
-        if url.startswith(prefix):
-            return replacement + url[len(prefix) :]
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme in _SYNC_SCHEMES:
+        return f"{_SYNC_SCHEMES[scheme]}://{rest}"
     return url
 
 

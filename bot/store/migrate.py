@@ -11,6 +11,10 @@
    tables and columns that build lacked (older builds had no ``escalation_steps.status``, no
    ``batches.task_ids`` and fewer tables) are added with the baseline revision's own
    operations, then it is stamped at the baseline ``0001``. Nothing is dropped or rewritten.
+   A table of one of the bridge's names that lacks the columns every build gave it
+   (:data:`KEY_COLUMNS`) is another application's: such a database is refused
+   (:func:`refuse_foreign_database`), as is one whose ``alembic_version`` holds a revision not
+   named like the bridge's (:data:`REVISION_ID`: another application's Alembic wrote it).
 3. Alembic applies every revision after the current one.
 
 All of it is one transaction: on PostgreSQL a failed migration leaves the schema as it was
@@ -20,6 +24,7 @@ All of it is one transaction: on PostgreSQL a failed migration leaves the schema
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +40,16 @@ from sqlalchemy.engine import Connection
 
 __all__ = [
     "BASELINE",
+    "KEY_COLUMNS",
     "LOCK_KEY",
+    "REVISION_ID",
     "SCRIPT_LOCATION",
     "Migration",
     "MigrationError",
     "compare_to_head",
     "current_revision",
     "head_revision",
+    "refuse_foreign_database",
     "upgrade",
 ]
 
@@ -52,6 +60,27 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 #: The revision that describes the schema of every build before migrations existed.
 BASELINE = "0001"
+
+#: How the bridge's revisions are named (``0001``, ``0002``, …: ``versions/NNNN_*.py``); an
+#: ``alembic_version`` holding another id was written by another application's Alembic.
+REVISION_ID = re.compile(r"\d{4}")
+
+#: Columns every build gave each of the bridge's tables (the first build's too,
+#: ``tests/support/legacy_schema.py``): a table of one of these names without them belongs to
+#: another application, and its database is not adopted.
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "tasks": ("task_id", "payload"),
+    "events": ("event_id", "body"),
+    "audit": ("at", "action"),
+    "event_fingerprints": ("fingerprint", "handled_at"),
+    "task_approvals": ("task_id", "approvers"),
+    "escalation_steps": ("task_id", "step"),
+    "escalation_deliveries": ("task_id", "recipient"),
+    "unreachable_phones": ("phone", "at"),
+    "batches": ("batch_id", "key"),
+    "runtime_state": ("key", "value"),
+    "leader_lease": ("name", "token"),
+}
 
 #: PostgreSQL advisory lock key held while migrating (a fixed 64-bit number: "fbmigrat").
 LOCK_KEY = int.from_bytes(b"fbmigrat", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -114,14 +143,55 @@ def compare_to_head(revision: str | None) -> str:
     str
         ``"head"``: the newest this build ships; ``"behind"``: ``None`` or an older revision
         this build ships (``db upgrade`` brings it to head); ``"ahead"``: a revision this build
-        does not know, so a newer build migrated the database (upgrade this bridge instead).
+        does not know but named like the bridge's (:data:`REVISION_ID`), so a newer build
+        migrated the database (upgrade this bridge instead); ``"foreign"``: a revision not
+        named like the bridge's, written by another application's Alembic.
     """
     head = head_revision()
     if revision == head:
         return "head"
     if revision is None or revision in {script.revision for script in _scripts().walk_revisions()}:
         return "behind"
-    return "ahead"
+    return "ahead" if REVISION_ID.fullmatch(revision) else "foreign"
+
+
+def refuse_foreign_database(conn: Connection, revision: str | None) -> None:
+    """Refuse a database that belongs to another application.
+
+    Parameters
+    ----------
+    conn:
+        A connection to the database (only read).
+    revision:
+        What :func:`current_revision` read from it.
+
+    Raises
+    ------
+    MigrationError
+        When ``revision`` is not named like the bridge's (:data:`REVISION_ID`); or, for an
+        un-versioned database (``None``), when a table named like one of :data:`KEY_COLUMNS`
+        lacks any of its key columns (the message names those tables).
+    """
+    if revision is not None:
+        if compare_to_head(revision) == "foreign":
+            raise MigrationError(
+                f"DATABASE_URL's alembic_version holds revision {revision!r}, which is not the "
+                f"bridge's (its revisions are numbered {BASELINE}, 0002, …): the database "
+                "belongs to another application; use a database or schema of its own"
+            )
+        return
+    inspector = inspect(conn)
+    foreign = []
+    for table in sorted(set(inspector.get_table_names()) & set(KEY_COLUMNS)):
+        columns = {c["name"] for c in inspector.get_columns(table)}
+        if not set(KEY_COLUMNS[table]) <= columns:
+            foreign.append(table)
+    if foreign:
+        raise MigrationError(
+            f"DATABASE_URL holds tables named {', '.join(foreign)} that are not the bridge's "
+            f"(without the columns {'; '.join(', '.join(KEY_COLUMNS[t]) for t in foreign)}): "
+            "use a database or schema of its own"
+        )
 
 
 def _lock(conn: Connection) -> None:
@@ -160,15 +230,19 @@ def upgrade(conn: Connection) -> Migration:
     Raises
     ------
     MigrationError
-        When the database is at a revision this build does not know (made by a newer build).
+        When the database is at a revision this build does not know (made by a newer build),
+        or belongs to another application: its ``alembic_version`` holds a revision not named
+        like the bridge's, or it has no ``alembic_version`` and tables of the bridge's names
+        that are not the bridge's (:func:`refuse_foreign_database`).
     """
     _lock(conn)
     before = current_revision(conn)
     adopted = False
     added: tuple[str, ...] = ()
+    refuse_foreign_database(conn, before)
     if before is None:
         existing = set(inspect(conn).get_table_names())
-        if existing & {"tasks", "events", "audit"}:
+        if existing & set(KEY_COLUMNS):
             added = _adopt(conn, existing)
             adopted = True
             log.warning(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bot.cli import main
 from bot.store.database import sync_url
@@ -27,6 +27,11 @@ def test_db_current_then_upgrade_then_current(
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.chdir(tmp_path)  # no .env file here
 
+    if database_url.startswith("sqlite"):  # `db current` creates no file; `db upgrade` does
+        missing = Path(str(make_url(database_url).database))
+        assert main(["db", "current"]) == 1
+        assert capsys.readouterr().err.strip().endswith(f"there is no file {missing}")
+        missing.touch()
     assert main(["db", "current"]) == 3
     assert capsys.readouterr().out.strip() == f"none (behind: head is {head_revision()})"
 
@@ -64,6 +69,67 @@ def test_db_current_says_when_a_newer_build_migrated_the_database(
         f"0099 (ahead: this build's newest is {head_revision()}; "
         "a newer build migrated this database: upgrade this bridge)"
     )
+
+
+def test_db_current_on_another_alembic_application_says_so_not_ahead(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A revision not named like the bridge's was reported as "ahead: upgrade this bridge"."""
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE alembic_version (version_num varchar(32))"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('3f2a9c1b7d4e')"))
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.chdir(tmp_path)  # no .env file here
+
+    for db_command in ("current", "upgrade"):
+        assert main(["db", db_command]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and "ahead" not in err and "newer build" not in err
+        assert "'3f2a9c1b7d4e', which is not the bridge's" in err
+        assert err.strip().endswith("use a database or schema of its own")
+
+
+def test_db_on_a_database_with_another_applications_audit_table_refuses_it(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE audit (id integer, username text, event text)"))
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.chdir(tmp_path)  # no .env file here
+
+    for db_command in ("current", "upgrade", "current"):
+        assert main(["db", db_command]) == 1, db_command
+        err = capsys.readouterr().err
+        assert "DATABASE_URL holds tables named audit that are not the bridge's" in err
+
+
+def test_db_current_on_a_missing_sqlite_file_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped path: ``db current`` made its directories and an empty database, then
+    said "behind"."""
+    path = tmp_path / "typo" / "bridge.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.chdir(tmp_path)  # no .env file here
+    assert main(["db", "current"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == f"factory-bridge: database sqlite:///{path}: there is no file {path}"
+    assert not (tmp_path / "typo").exists()
 
 
 SECRET_PARAMETERS = ["password", "PASSWORD", "sslpassword", "passwd", "pwd", "token", "Secret"]

@@ -22,7 +22,14 @@ from bot.store import Store
 from bot.store import tables as t
 from bot.store.database import sync_url
 from bot.store.ladder import LadderStore
-from bot.store.migrate import BASELINE, SCRIPT_LOCATION, current_revision, head_revision
+from bot.store.migrate import (
+    BASELINE,
+    SCRIPT_LOCATION,
+    MigrationError,
+    compare_to_head,
+    current_revision,
+    head_revision,
+)
 from escalation.models import Task
 from tests.support.legacy_schema import LATER_TABLES, first_build, main_before_migrations
 
@@ -222,6 +229,62 @@ async def test_an_unknown_revision_is_refused_with_a_clear_message(database_url:
             raise AssertionError("a database of a newer build was accepted")
     finally:
         await store.close()
+
+
+FOREIGN_TABLES = {
+    "audit": "CREATE TABLE audit (id integer primary key, username text, event text, ts text)",
+    "tasks": "CREATE TABLE tasks (id integer primary key, title text, done integer)",
+    "events": "CREATE TABLE events (id integer primary key, kind text)",
+}
+
+
+@pytest.mark.parametrize("table", sorted(FOREIGN_TABLES))
+async def test_another_applications_table_of_a_bridge_name_is_not_adopted(
+    database_url: str, table: str
+) -> None:
+    """An ``audit`` table of another application was "adopted": the bridge's tables were
+    created beside it, ``db upgrade`` exited 0 and every audit write failed."""
+    engine = create_engine(sync_url(database_url))
+    with engine.begin() as conn:
+        conn.execute(text(FOREIGN_TABLES[table]))
+    engine.dispose()
+    store = Store(database_url)
+    try:
+        with pytest.raises(MigrationError) as caught:
+            await store.create_schema()
+    finally:
+        await store.close()
+    assert str(caught.value).startswith(
+        f"DATABASE_URL holds tables named {table} that are not the bridge's"
+    )
+    assert str(caught.value).endswith("use a database or schema of its own")
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == [table]  # nothing created beside it
+    engine.dispose()
+
+
+def test_a_revision_not_named_like_the_bridges_is_another_applications() -> None:
+    assert compare_to_head("3f2a9c1b7d4e") == "foreign"
+    assert compare_to_head("0099") == "ahead"
+    assert compare_to_head(BASELINE) == "behind"
+    assert compare_to_head(head_revision()) == "head"
+
+
+async def test_a_database_of_another_alembic_application_is_refused(database_url: str) -> None:
+    engine = create_engine(sync_url(database_url))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num varchar(32) primary key)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('3f2a9c1b7d4e')"))
+    engine.dispose()
+    store = Store(database_url)
+    try:
+        with pytest.raises(MigrationError) as caught:
+            await store.create_schema()
+    finally:
+        await store.close()
+    assert "'3f2a9c1b7d4e', which is not the bridge's" in str(caught.value)
+    assert "newer build" not in str(caught.value)
 
 
 async def test_the_open_task_reads_use_the_index_of_open_tasks(tmp_path: Path) -> None:

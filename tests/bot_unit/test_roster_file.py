@@ -99,3 +99,37 @@ def test_run_with_a_bad_roster_says_what_to_fix_without_a_traceback(tmp_path: Pa
     assert bad.returncode == 2
     assert "unknown top-level key 'operator'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_roster_saved_with_a_bom_and_crlf_line_ends_loads(tmp_path: Path) -> None:
+    """Windows editors (Notepad) write a UTF-8 byte order mark and CRLF line ends."""
+    path = tmp_path / "roster.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + SAM.replace("\n", "\r\n").encode("utf-8"))
+    roster = load_roster(path)
+    assert [(o.name, o.phone, o.on_call) for o in roster.operators] == [
+        ("Sam", "+15550000001", True)
+    ]
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_roster_not_in_utf8_is_refused_naming_the_byte(tmp_path: Path, bom: bytes) -> None:
+    path = tmp_path / "roster.toml"
+    text = '[[operators]]\nname = "José"\n'
+    path.write_bytes(bom + text.encode("latin-1"))  # Windows-1252 / Latin-1: é is one byte
+    with pytest.raises(RosterError) as caught:
+        load_roster(path)
+    at = len(bom) + text.index("é") + 1
+    assert str(caught.value) == (
+        f"roster file {path} is not UTF-8 text (byte {at}, 0xe9): save it as UTF-8"
+    )
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_roster_not_in_utf8_is_reported_without_a_traceback(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "roster.toml"
+    path.write_bytes(SAM.replace("Sam", "José").encode("latin-1"))
+    env = {**REQUIRED, "BRIDGE_ROSTER_FILE": str(path), "DATABASE_URL": "sqlite:///./bridge.db"}
+    bad = run_cli(command, env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "is not UTF-8 text (byte 26, 0xe9): save it as UTF-8" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -59,10 +59,83 @@ def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
         ("postgresql://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
         ("postgres://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
         ("postgresql+asyncpg://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
+        ("postgres+psycopg://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
+        ("postgres+asyncpg://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
+        ("postgresql+psycopg://u:p@db/bridge", "postgresql+psycopg://u:p@db/bridge"),
+        ("sqlite+pysqlite:////abs/path.db", "sqlite+pysqlite:////abs/path.db"),
     ],
 )
 def test_database_url_gets_a_synchronous_driver(url: str, expected: str) -> None:
     assert sync_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "use"),
+    [
+        ("postgresql+psycopg2://u:S3cretPw@db/bridge", "use postgresql:// (psycopg 3)"),
+        ("postgres+pg8000://u:S3cretPw@db/bridge", "use postgresql:// (psycopg 3)"),
+        ("sqlite+pysqlcipher://:S3cretPw@/bridge.db", "use sqlite://"),
+    ],
+)
+def test_a_database_driver_the_bridge_lacks_is_refused_at_load(
+    url: str, use: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """check-config accepted any ``+driver``; ``run`` and ``db`` then died with a traceback."""
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    [line] = describe_validation_error(caught.value)
+    assert line.startswith("DATABASE_URL: the driver ") and line.endswith(use)
+    assert "S3cretPw" not in line
+    for command in (["check-config"], ["db", "current"], ["run"]):
+        result = run_cli(*command, env={**REQUIRED, "DATABASE_URL": url}, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "DATABASE_URL: the driver " in result.stderr and use in result.stderr
+        assert "Traceback" not in result.stderr and "S3cretPw" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///./bridge.db",
+        "sqlite+pysqlite:///./bridge.db",
+        "sqlite+aiosqlite:///./bridge.db",
+        "postgresql://u:p@db/bridge",
+        "postgres://u:p@db/bridge",
+        "postgresql+psycopg://u:p@db/bridge",
+        "postgres+psycopg://u:p@db/bridge",
+        "postgresql+asyncpg://u:p@db/bridge",
+    ],
+)
+def test_the_database_urls_the_bridge_opens_are_accepted(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert Settings().database_url == url  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("name", ["HEARTBEAT_URL", "FACTORY_DASHBOARD_URL"])
+def test_heartbeat_and_dashboard_urls_are_http_urls(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchecked, a scheme-less heartbeat never pinged and Discord refused the Details link."""
+    for key, value in REQUIRED.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(name, "hc-ping.example.com/0f4e1d2c")
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # type: ignore[call-arg]
+    assert describe_validation_error(caught.value) == [
+        f"{name}: expected an http:// or https:// URL"
+    ]
+    monkeypatch.setenv(name, "https://hc-ping.example.com/0f4e1d2c/")
+    settings = Settings()  # type: ignore[call-arg]
+    assert getattr(settings, name.lower()) == "https://hc-ping.example.com/0f4e1d2c"
+    monkeypatch.setenv(name, "  ")  # empty: unset
+    assert getattr(Settings(), name.lower()) is None  # type: ignore[call-arg]
 
 
 def test_errors_name_the_variable_and_never_echo_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,6 +182,15 @@ def test_check_config_reports_missing_settings_without_secrets(tmp_path: Path) -
     assert "DISCORD_GUILD_ID: required but not set" in result.stderr
     assert "FACTORY_WEBHOOK_SECRET: required but not set" in result.stderr
     assert "super-secret-token" not in result.stdout + result.stderr
+
+
+def test_check_config_never_prints_the_credentials_of_the_factory_url(tmp_path: Path) -> None:
+    url = "https://bridge:Pr0xyPassw0rd@factory.example.com/v1?api_token=tok_SECRET123"
+    ok = run_cli("check-config", env={**REQUIRED, "FACTORY_API_URL": url}, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "factory https://[redacted]@factory.example.com/v1?api_token=[redacted]," in ok.stdout
+    assert "Pr0xyPassw0rd" not in ok.stdout + ok.stderr
+    assert "tok_SECRET123" not in ok.stdout + ok.stderr
 
 
 def test_check_config_ok_and_roster_errors(tmp_path: Path) -> None:
