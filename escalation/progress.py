@@ -161,10 +161,15 @@ class StepPlans:
         return [(s.kind.rank, s) for s in steps]
 
     def next(
-        self, task: LadderTask, rows: Sequence[LadderStepRow], policy: EscalationPolicy
+        self,
+        task: LadderTask,
+        rows: Sequence[LadderStepRow],
+        policy: EscalationPolicy,
+        leave_out: Collection[StepKind] = (),
     ) -> StepDue | None:
         """:func:`escalation.ladder.next_step` of the undecided ``task`` whose step rows are
-        ``rows``: the first step left, or ``None``.
+        ``rows``: the first step left, or ``None``. ``leave_out``: steps not to consider (as
+        for :meth:`due`).
 
         Raises
         ------
@@ -172,7 +177,8 @@ class StepPlans:
             On a naive datetime.
         """
         for _, step in self._left(task, rows, policy):
-            return step
+            if step.kind not in leave_out:
+                return step
         return None
 
     def due(

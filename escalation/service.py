@@ -282,10 +282,10 @@ class LadderService:
         due, quiet_until = self._due(task, rows, now)
         if due is None:
             claimed()
-            if quiet_until is not None:  # due, but waiting for the end of quiet hours
-                return None if quiet_until >= LAST_INSTANT else quiet_until
             if task_id in self._changed:
                 return await self._reread(task_id, refresh=False)
+            if quiet_until is not None:  # due, but waiting for the end of quiet hours
+                return None if quiet_until >= LAST_INSTANT else quiet_until
             return await self._next_wake(task, kept, refresh=False)
         row, called_factory = await self._take(task, due, now, claimed)
         claimed()
@@ -320,6 +320,12 @@ class LadderService:
                 return step, None
             waiting.add(due.kind)
             quiet_until = until
+        if quiet_until is not None:
+            # a later step that does not wait (a bypass page, the critical step of a bypass
+            # priority) may come due before quiet hours end: wake for it then
+            later = self._plans.next(task, rows, self.policy, waiting)
+            if later is not None and later.deliver_at < quiet_until:
+                quiet_until = max(later.deliver_at, now)
         return None, quiet_until
 
     async def _take(

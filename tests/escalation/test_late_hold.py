@@ -70,3 +70,21 @@ def test_a_step_taken_after_a_window_passed_is_marked_held() -> None:
         None,
         step,
     )
+
+
+async def test_a_held_reminder_does_not_delay_a_bypass_page_due_later_in_the_night() -> None:
+    """The high task's warning (21:30) is taken late at 22:05 and waits for 08:00; its breach
+    page (22:30, a bypass priority) must still go at 22:30, and the critical step at 00:30 —
+    not all at 08:00."""
+    day = datetime(2026, 1, 5, tzinfo=UTC)
+    rig = make_rig(day.replace(hour=18, minute=30), policy=POLICY)
+    rig.add("t", Priority.HIGH, created=day.replace(hour=18, minute=30))  # deadline 22:30
+    await rig.walk("t", until=day.replace(hour=21))  # the DM and the mention
+    rig.clock.now = day.replace(hour=22, minute=5)  # the warning, taken late (a storm)
+    await rig.service.wake("t")
+    assert rig.alarm.at["t"] == day.replace(hour=22, minute=30)
+    await rig.walk("t", until=MORNING + H)
+    taken = {r.step: r.taken_at for r in rig.repository.step_rows["t"]}
+    assert taken[StepKind.SLA_BREACH.value] == day.replace(hour=22, minute=30)
+    assert taken[StepKind.CRITICAL.value] == day.replace(hour=22, minute=30) + 2 * H
+    assert StepKind.SLA_WARNING.value not in taken  # superseded by the breach
