@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 
 __all__ = [
     "BASELINE",
+    "CORE_TABLES",
     "KEY_COLUMNS",
     "LOCK_KEY",
     "REVISION_ID",
@@ -81,6 +82,9 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "runtime_state": ("key", "value"),
     "leader_lease": ("name", "token"),
 }
+
+#: Tables every build had: an un-versioned database is adopted only with both of them.
+CORE_TABLES = ("tasks", "events")
 
 #: PostgreSQL advisory lock key held while migrating (a fixed 64-bit number: "fbmigrat").
 LOCK_KEY = int.from_bytes(b"fbmigrat", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -169,8 +173,9 @@ def refuse_foreign_database(conn: Connection, revision: str | None) -> None:
     ------
     MigrationError
         When ``revision`` is not named like the bridge's (:data:`REVISION_ID`); or, for an
-        un-versioned database (``None``), when a table named like one of :data:`KEY_COLUMNS`
-        lacks any of its key columns (the message names those tables).
+        un-versioned database (``None``), when it has tables named like the bridge's but not
+        both :data:`CORE_TABLES`, or a table named like one of :data:`KEY_COLUMNS` lacks any of
+        its key columns (the message names those tables).
     """
     if revision is not None:
         if compare_to_head(revision) == "foreign":
@@ -181,8 +186,15 @@ def refuse_foreign_database(conn: Connection, revision: str | None) -> None:
             )
         return
     inspector = inspect(conn)
+    named = set(inspector.get_table_names()) & set(KEY_COLUMNS)
+    if named and not set(CORE_TABLES) <= named:
+        raise MigrationError(
+            f"DATABASE_URL holds tables named {', '.join(sorted(named))} that are not the "
+            f"bridge's (a database of the bridge has {' and '.join(CORE_TABLES)}: every build "
+            "had them): use a database or schema of its own"
+        )
     foreign = []
-    for table in sorted(set(inspector.get_table_names()) & set(KEY_COLUMNS)):
+    for table in sorted(named):
         columns = {c["name"] for c in inspector.get_columns(table)}
         if not set(KEY_COLUMNS[table]) <= columns:
             foreign.append(table)

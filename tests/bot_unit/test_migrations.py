@@ -235,6 +235,9 @@ FOREIGN_TABLES = {
     "audit": "CREATE TABLE audit (id integer primary key, username text, event text, ts text)",
     "tasks": "CREATE TABLE tasks (id integer primary key, title text, done integer)",
     "events": "CREATE TABLE events (id integer primary key, kind text)",
+    # generic names with the bridge's key columns, without the bridge's tasks and events
+    "runtime_state": "CREATE TABLE runtime_state (key text primary key, value text, owner text)",
+    "batches": "CREATE TABLE batches (batch_id text primary key, key text, job text)",
 }
 
 
