@@ -219,9 +219,14 @@ class DeliveryExecutor:
             if reason is not None:
                 own = _own_pending(await repository.deliveries(task_id=task_id, step=step))
                 if any(r.id == row_id for r in own):
-                    await repository.finish_delivery(
-                        row_id, "cancelled", {"cancelled": reason}, clock()
+                    # the safe default itself, recorded before a restart interrupted its row
+                    ours = channel == "decision" and fresh.decided_by == ACTOR_NAME
+                    status, detail = (
+                        ("sent", {"decision": fresh.decision, "note": "recorded before a restart"})
+                        if ours
+                        else ("cancelled", {"cancelled": reason})
                     )
+                    await repository.finish_delivery(row_id, status, detail, clock())
                 done.add(row_id)
                 continue
             done.add(row_id)

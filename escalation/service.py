@@ -26,7 +26,10 @@ Restart semantics
     report says so — except factory calls (reassign, escalation level, safe default:
     :data:`~escalation.deliveries.IDEMPOTENT_CHANNELS`), which carry an Idempotency-Key and
     are simply sent again (:meth:`LadderService.recover`, :mod:`escalation.startup`). A step
-    found ``claimed`` is resumed: its deliveries that never started are done now, late.
+    found ``claimed`` is resumed: its deliveries that never started are done now, late —
+    also when its task was decided meanwhile (the safe default it had just sent, a person
+    while the bridge was down): the decision then cancels what is left but the incident
+    report, and a safe default the factory recorded before the crash shows as ``sent``.
 Retries
     A retryable :class:`~escalation.ports.DeliveryError` (Discord 5xx/429, Twilio 5xx/429,
     network) is retried after each of :data:`RETRY_DELAYS` (``Retry-After`` honoured when
@@ -172,6 +175,7 @@ class LadderService:
         self._plans = StepPlans(policy)
         # tasks whose state changed (ack, snooze, decision) while a step was being taken
         self._changed: set[str] = set()
+        self._interrupted: set[str] = set()  # tasks whose step a crash interrupted (recover)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -217,7 +221,7 @@ class LadderService:
     async def recover(self) -> None:
         """Settle what a crash left ``claimed`` (:func:`escalation.startup.settle_claimed`)
         and load the unreachable phones."""
-        await settle_claimed(self.repository, self.clock(), self.audit)
+        self._interrupted = await settle_claimed(self.repository, self.clock(), self.audit)
         self.executor.unreachable = await self.repository.unreachable()
 
     async def rebuild(
@@ -226,7 +230,7 @@ class LadderService:
         """Every open task's next wake-up from the store (in bulk): task id → when; the
         :attr:`history` is refreshed on the way. See :func:`escalation.startup.rebuild_wakes`
         (``on_page`` gets each page's wake-ups as soon as they are known)."""
-        return await rebuild_wakes(
+        wakes = await rebuild_wakes(
             tasks=self.tasks,
             repository=self.repository,
             policy=self.policy,
@@ -234,6 +238,15 @@ class LadderService:
             now=self.clock(),
             on_page=on_page,
         )
+        # a step a crash interrupted wakes now even when its task was decided meanwhile (the
+        # safe default it sent, a person): it is finished, and its incident report posted
+        late = {i: self.clock() for i in self._interrupted if i not in wakes}
+        self._interrupted = set()
+        if late:
+            wakes.update(late)
+            if on_page is not None:
+                on_page(late)
+        return wakes
 
     # ------------------------------------------------------------------ one wake-up
     async def wake(self, task_id: str, *, on_claimed: Callable[[], None] | None = None) -> None:
@@ -266,10 +279,15 @@ class LadderService:
         task = await self.tasks.get(task_id)
         if task is None:
             return None
+        rows = (await self.repository.steps([task_id])).get(task_id, [])
         if task.is_decided:
+            unfinished = next((r for r in rows if r.status == "claimed"), None)
+            if unfinished is not None:  # decided while a crash held the step: finish it
+                # (stop_reason cancels what is left but the incident report)
+                late = max(0.0, (self.clock() - unfinished.due_at).total_seconds())
+                await self.executor.run_step(task, StepKind(unfinished.step), late)
             await self._stop(task)
             return None
-        rows = (await self.repository.steps([task_id])).get(task_id, [])
         kept = self.history[task_id] = kept_rows(rows, self.history.get(task_id, ()))
         unfinished = next((r for r in rows if r.status == "claimed"), None)
         if unfinished is not None:  # claimed before a crash: resume it (late)

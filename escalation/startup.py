@@ -42,12 +42,15 @@ async def settle_claimed(
     repository: LadderRepository,
     now: datetime,
     audit: Callable[[str, str, str, str], Awaitable[None]],
-) -> None:
+) -> set[str]:
     """Settle the deliveries a crash left ``claimed``
     (:meth:`~escalation.ports.LadderRepository.expire_claimed` at ``now``) and audit each
     through ``audit(task_id, action, outcome, detail)``: ``retry`` (sent again, idempotent)
-    or ``unknown`` (not repeated)."""
+    or ``unknown`` (not repeated). Returns the ids of the tasks whose steps were interrupted
+    (each must wake to finish its step, decided meanwhile or not)."""
+    interrupted: set[str] = set()
     for row in await repository.expire_claimed(now):
+        interrupted.add(row.task_id)
         outcome = "retry" if row.channel in IDEMPOTENT_CHANNELS else "unknown"
         await audit(
             row.task_id,
@@ -56,6 +59,7 @@ async def settle_claimed(
             f"{row.step}: interrupted by a restart while sending to {row.recipient}; "
             + ("sent again (idempotent)" if outcome == "retry" else "not repeated"),
         )
+    return interrupted
 
 
 async def rebuild_wakes(
