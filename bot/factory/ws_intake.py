@@ -4,20 +4,22 @@ With ``FACTORY_WS_URL`` set, the bridge keeps one WebSocket open to the factory 
 
 - it connects with the API key in the ``X-API-Key`` header (never in the URL, so the key does
   not end up in access logs) and, when ``FACTORY_WS_TOKEN`` is set, also the contract's way:
-  ``?token=<jwt>`` in the URL (§1.6 "Connect: wss://…/v1/ws?token=<jwt>"); the token is
-  redacted from every log line. Then it sends ``{"type": "subscribe", "channels": ["tasks:*",
-  "pipeline:*", "deploys:*", "agents:*"]}``;
+  ``?token=<jwt>`` in the URL (§1.6 "Connect: wss://…/v1/ws?token=<jwt>"); the URL is logged
+  without its query and the token (set either way) is redacted, raw or percent-encoded, from
+  every log line. Then it sends ``{"type": "subscribe", "channels": ["tasks:*", …]}`` and
+  waits :data:`SUBSCRIBE_TIMEOUT_SECONDS` for ``subscribed`` (the handshake itself
+  :data:`HANDSHAKE_TIMEOUT_SECONDS`); a missing answer is a lost connection;
 - it answers the server's ``{"type": "ping"}`` with ``{"type": "pong"}`` (and aiohttp answers
   protocol-level pings and sends its own heartbeat, so a dead TCP connection is noticed);
-- every ``WsEvent`` frame of a type the bridge handles is validated and **stored** in the same
-  event table as webhooks, then the event processor is woken: both intakes go through the same
-  path. A frame has no event id, so its id is ``ws:`` + the SHA-256 of its canonical JSON
-  (:func:`bot.store.fingerprint.event_fingerprint`); a frame delivered twice is stored once.
-  Types the bridge does not handle are ignored; malformed frames (not JSON, nested too deep,
-  not an object, an invalid event) are logged, counted as rejected and dropped, and the stream
-  goes on. An ``error`` frame of any shape is logged (contract §1.6 gives
-  ``{"type": "error", "error": {"code", "message"}}``; a string or anything else is logged as
-  it came);
+- every ``WsEvent`` frame (text, or binary in UTF-8) of a type the bridge handles is validated
+  and **stored** in the event table of webhooks, then the event processor is woken: both
+  intakes go one path. A frame has no event id, so its id is ``ws:`` + the SHA-256 of its
+  canonical JSON (:func:`bot.store.fingerprint.event_fingerprint`); a frame delivered twice is
+  stored once. Types the bridge does not handle are ignored; malformed frames (not UTF-8, not
+  JSON, nested too deep, not an object, an invalid event) are logged, counted as rejected and
+  dropped, and the stream goes on; a frame over :data:`MAX_MESSAGE_BYTES` (close 1009) is
+  rejected too and the connection re-opened. An ``error`` frame of any shape is logged (§1.6
+  gives ``{"type": "error", "error": {"code", "message"}}``; anything else as it came);
 - when the connection drops or cannot be opened it reconnects for ever, with exponential
   backoff: ``FACTORY_WS_RECONNECT_BASE_SECONDS`` (1 s) doubling up to 30 s, with jitter
   (contract §4.5; the desktop client gives up after 10 retries, a service must not). The
@@ -44,7 +46,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import reprlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -53,14 +54,26 @@ import aiohttp
 
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.factory.strict_json import UnacceptableJson, document_needs_check, loads
+from bot.factory.ws_frames import (
+    FrameRejected,
+    describe_error,
+    frame_text,
+    redactor,
+    refusal_code,
+    short,
+    url_for_log,
+)
 from bot.store import Recorded, Store
 from bot.store.fingerprint import event_fingerprint
 
 __all__ = [
     "DEFAULT_CHANNELS",
+    "HANDSHAKE_TIMEOUT_SECONDS",
+    "MAX_MESSAGE_BYTES",
     "MAX_RECONNECT_DELAY_SECONDS",
     "REFUSAL_CLOSE_CODES",
     "STABLE_CONNECTION_SECONDS",
+    "SUBSCRIBE_TIMEOUT_SECONDS",
     "WebSocketIntake",
     "reconnect_delay",
 ]
@@ -78,17 +91,28 @@ MAX_RECONNECT_DELAY_SECONDS = 30.0
 #: connection soon after subscribing is never retried more often than the backoff allows.
 STABLE_CONNECTION_SECONDS = 30.0
 
+#: Longest wait (seconds) for the handshake (TCP connect to ``101``); then it is a lost connection.
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+
+#: Longest wait (seconds) for ``subscribed`` after ``subscribe`` (§1.6); then it is a lost one.
+SUBSCRIBE_TIMEOUT_SECONDS = 10.0
+
+#: Largest frame accepted, bytes (4 MiB, aiohttp's default, named): at least the 1 MiB a
+#: webhook body may have. A larger frame closes the connection (1009), logged and rejected.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
 #: Share of the delay taken off at random so that many bridges do not reconnect in step.
 JITTER_FRACTION = 0.25
 
 #: Handshake statuses that refuse the bridge's credentials (contract §1.3: 401 ``UNAUTHORIZED``,
 #: 403 ``FORBIDDEN``).
 REFUSAL_STATUSES = frozenset({401, 403})
-#: ``error`` frame codes that refuse the bridge (contract §1.6 "On connect error", §1.3).
-REFUSAL_ERROR_CODES = frozenset({"UNAUTHORIZED", "FORBIDDEN"})
 #: Close codes that refuse the bridge: 1008 policy violation (RFC 6455 §7.4.1) and 4001/4003,
 #: private-use codes (RFC 6455 §7.4.2) servers close with for 401/403.
 REFUSAL_CLOSE_CODES = frozenset({1008, 4001, 4003})
+
+#: Messages that end aiohttp's stream of a connection.
+_CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
 def reconnect_delay(
@@ -159,6 +183,9 @@ class WebSocketIntake:
         Called with ``(what, text)`` to post ``text`` once in the alerts channel
         (:meth:`bot.self_watch.SelfWatch.announce`): ``websocket_refused`` at the first
         refusal of an outage, ``websocket_recovered`` once subscribed again; optional.
+    handshake_timeout, subscribe_timeout:
+        Seconds to wait for the handshake and then for the ``subscribed`` frame (§1.6);
+        either missing is a lost connection, retried with backoff (§4.5).
     """
 
     def __init__(
@@ -177,8 +204,16 @@ class WebSocketIntake:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         alert: Callable[[str, str], None] | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS,
+        subscribe_timeout: float = SUBSCRIBE_TIMEOUT_SECONDS,
     ) -> None:
         self.url = url
+        #: The URL as logged: without its query (a ``?token=`` in it, §1.6) or user info.
+        self.url_for_log = url_for_log(url)
+        #: ``str()`` of a value without the token, raw or percent-encoded (aiohttp quotes URLs).
+        self._redact = redactor(url, token)
+        self.handshake_timeout = handshake_timeout
+        self.subscribe_timeout = subscribe_timeout
         self._api_key = api_key
         self._token = token or None
         self.store = store
@@ -259,11 +294,11 @@ class WebSocketIntake:
                     self._refuse(f"HTTP {exc.status}")
                 else:
                     self._lost(f"handshake answered HTTP {exc.status}")
-                    log.warning("factory WebSocket %s: %s", self.url, self._redact(exc))
+                    log.warning("factory WebSocket %s: %s", self.url_for_log, self._redact(exc))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reason = self._redact(exc) or type(exc).__name__
                 self._lost(reason)
-                log.warning("factory WebSocket %s: %s", self.url, reason)
+                log.warning("factory WebSocket %s: %s", self.url_for_log, reason)
             except Exception as exc:
                 self._lost(f"failed unexpectedly ({type(exc).__name__})")
                 log.exception("factory WebSocket failed unexpectedly")
@@ -292,7 +327,7 @@ class WebSocketIntake:
         if self._refused_now:
             return  # an error frame and then the close that follows it: one refusal
         self._refused_now = True
-        full = f"{reason}: {self._redact_text(detail)}" if detail else reason
+        full = f"{reason}: {self._redact(detail)}" if detail else reason
         self.problem = f"refused by the factory ({full})"
         if self._refused:
             log.warning("factory WebSocket still refused (%s); retrying", full)
@@ -322,43 +357,80 @@ class WebSocketIntake:
         if self._on_outcome is not None:
             self._on_outcome("websocket", outcome)
 
-    def _redact(self, error: BaseException) -> str:
-        """``str(error)`` without the token (aiohttp's errors quote the request URL)."""
-        return self._redact_text(str(error))
-
-    def _redact_text(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
-
     async def _connect_once(self) -> None:
-        """One connection, from handshake to close; notes when it got subscribed."""
+        """One connection, from handshake to close; notes when it got subscribed.
+
+        The handshake may take :attr:`handshake_timeout` seconds, the ``subscribed`` frame then
+        :attr:`subscribe_timeout` more (contract §1.6); either missing ends the connection like
+        a drop, retried with backoff (§4.5).
+        """
         assert self._session is not None
-        async with self._session.ws_connect(
-            self.url,
-            headers={"X-API-Key": self._api_key},
-            params={"token": self._token} if self._token else None,
-            heartbeat=self.heartbeat_seconds,
-            autoping=True,
-        ) as ws:
+        handshake = asyncio.timeout(self.handshake_timeout)
+        try:
+            async with handshake:
+                ws = await self._session.ws_connect(
+                    self.url,
+                    headers={"X-API-Key": self._api_key},
+                    params={"token": self._token} if self._token else None,
+                    heartbeat=self.heartbeat_seconds,
+                    autoping=True,
+                    max_msg_size=MAX_MESSAGE_BYTES,
+                )
+        except TimeoutError:
+            if not handshake.expired():
+                raise
+            raise TimeoutError(f"no handshake answer within {self.handshake_timeout:g} s") from None
+        async with ws:
             self._ws = ws
+            self.problem = "connected, waiting for subscription confirmation"
             log.info("factory WebSocket connected; subscribing to %s", ", ".join(self.channels))
             await ws.send_json({"type": "subscribe", "channels": list(self.channels)})
-            async for message in ws:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    if await self._on_text(ws, message.data) and self._subscribed_at is None:
-                        self._subscribed_at = self._clock()
-                elif message.type is aiohttp.WSMsgType.ERROR:
-                    log.warning("factory WebSocket error: %s", ws.exception())
-                    break
-                if self._refused_now:  # refused before subscribing: nothing comes on this one
-                    await ws.close()
-                    break
-            if ws.close_code in REFUSAL_CLOSE_CODES:
-                self._refuse(f"close code {ws.close_code}")
-            self._lost(f"closed (code {ws.close_code})")
-            log.warning(
-                "factory WebSocket closed (code %s); events are caught up by reconciliation",
-                ws.close_code,
-            )
+            reason = await self._read(ws)
+            if reason is None:
+                if ws.close_code in REFUSAL_CLOSE_CODES:
+                    self._refuse(f"close code {ws.close_code}")
+                reason = f"closed (code {ws.close_code})"
+            self._lost(reason)
+            log.warning("factory WebSocket %s; events are caught up by reconciliation", reason)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str | None:
+        """Handle frames until the connection ends: why it ended, ``None`` for a plain close.
+
+        Text and UTF-8 binary frames are handled alike (§1.6 frames are JSON text); other binary
+        frames and protocol errors (over :data:`MAX_MESSAGE_BYTES`: 1009, bad UTF-8: 1007; these
+        end the connection) are rejected. No ``subscribed`` in :attr:`subscribe_timeout` closes it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.subscribe_timeout
+        while True:
+            # not receive(timeout=…): aiohttp restarts that one at every heartbeat pong
+            wait = None if self._subscribed_at is not None else deadline - loop.time()
+            try:
+                async with asyncio.timeout(wait):
+                    message = await ws.receive()
+            except TimeoutError:
+                await ws.close()
+                return f"no subscription confirmation within {self.subscribe_timeout:g} s"
+            if message.type in _CLOSED:
+                return None
+            try:
+                text = frame_text(message)
+            except FrameRejected as exc:
+                self._outcome("rejected")
+                if exc.closed:
+                    return f"closed for a protocol error ({exc})"
+                log.warning("factory WebSocket sent a frame it cannot take (%s); ignored", exc)
+                continue
+            if text is None:
+                if message.type is aiohttp.WSMsgType.ERROR:
+                    log.warning("factory WebSocket error: %s", self._redact(message.data))
+                    return None
+                continue
+            if await self._on_text(ws, text) and self._subscribed_at is None:
+                self._subscribed_at = self._clock()
+            if self._refused_now:  # refused before subscribing: nothing comes on this one
+                await ws.close()
+                return None
 
     async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> bool:
         """Handle one text frame; True when it confirmed the subscription."""
@@ -384,7 +456,7 @@ class WebSocketIntake:
         if kind == "subscribed":
             self.subscriptions += 1
             self.problem = None
-            log.info("factory WebSocket subscribed to %s", _short(frame.get("channels")))
+            log.info("factory WebSocket subscribed to %s", short(frame.get("channels")))
             if self._refused:
                 self._refused = False
                 log.warning("factory WebSocket accepted again after being refused")
@@ -398,12 +470,12 @@ class WebSocketIntake:
             return True
         if kind == "error":
             error = frame.get("error")
-            if self._subscribed_at is None and _refusal_code(error) is not None:
+            if self._subscribed_at is None and refusal_code(error) is not None:
                 assert isinstance(error, dict)  # "On connect error" (§1.6): not subscribed
                 message = error.get("message")
-                self._refuse(str(error["code"]), _short(message) if message is not None else "")
+                self._refuse(str(error["code"]), short(message) if message is not None else "")
             else:
-                log.error("factory WebSocket error frame: %s", _describe_error(error))
+                log.error("factory WebSocket error frame: %s", describe_error(error))
             return False
         await self._store_event(frame, text)
         return False
@@ -416,9 +488,7 @@ class WebSocketIntake:
             self._outcome("ignored")
             return
         except EventValidationError as exc:
-            log.warning(
-                "dropped malformed WebSocket event (%s): %s", _short(frame.get("type")), exc
-            )
+            log.warning("dropped malformed WebSocket event (%s): %s", short(frame.get("type")), exc)
             self._outcome("rejected")
             return
         event_id = "ws:" + event_fingerprint(frame)
@@ -428,41 +498,3 @@ class WebSocketIntake:
         self._outcome("duplicate" if recorded is Recorded.DUPLICATE else "accepted")
         if recorded is Recorded.NEW:
             self.on_stored(event_id, event)
-
-
-#: Bounded ``repr`` for values a server sent: short, and safe however deep they are nested.
-_REPR = reprlib.Repr()
-_REPR.maxstring = 200
-_REPR.maxother = 200
-
-
-def _short(value: object) -> str:
-    """``value`` for a log line: at most a few hundred characters, never recursing deeply.
-
-    A string is given as it is (shortened); anything else as its bounded ``repr``.
-    """
-    if isinstance(value, str):
-        return value if len(value) <= 200 else value[:197] + "..."
-    return _REPR.repr(value)
-
-
-def _refusal_code(error: object) -> str | None:
-    """``UNAUTHORIZED`` or ``FORBIDDEN`` when an error frame's ``error`` refuses the bridge.
-
-    Contract §1.6: ``{"type": "error", "error": {"code": "UNAUTHORIZED", "message": "..."}}``
-    on a connect error; codes as in §1.3. Any other shape is ``None``.
-    """
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) and code in REFUSAL_ERROR_CODES else None
-
-
-def _describe_error(error: object) -> str:
-    """The ``error`` of an error frame for the log, whatever its shape.
-
-    Contract §1.6: ``{"type": "error", "error": {"code": "UNAUTHORIZED", "message": "..."}}``
-    gives ``UNAUTHORIZED: ...``; a string is logged as it is (shortened), anything else
-    (missing, ``null``, a list, a number, an object without those keys) as its bounded repr.
-    """
-    if isinstance(error, dict) and ("code" in error or "message" in error):
-        return f"{_short(error.get('code'))}: {_short(error.get('message'))}"
-    return _short(error)
