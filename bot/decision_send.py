@@ -87,14 +87,32 @@ class DecisionSender(DeployApprovals):
                 log.warning("decision on task %s: the factory answered %s", task_id, problem)
                 return await self._unconfirmed(pending, on_retry, problem)
             detail = f"factory confirmed in {time.monotonic() - started:.2f}s"
-            if task.decision is not None and task.decision.value != pending.decision:
-                return await self._settle_from_factory(pending, task, detail)  # not ours
+            if not self._answer_is_ours(pending, task):  # another verdict, or another person's
+                return await self._settle_from_factory(pending, task, detail)
             return await self._confirmed(pending, task, detail)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the bridge itself failed (e.g. a database write)
             log.exception("decision on task %s: the bridge failed while sending it", task_id)
             return await self._after_bridge_failure(pending.tracked, pending.key, exc)
+
+    def _answer_is_ours(self, pending: PendingDecision, task: Task) -> bool:
+        """True when the factory's decided record ``task``, its answer to our ``POST
+        /v1/tasks/{id}/complete``, is this decision: the same verdict, and not decided by
+        someone else.
+
+        A factory may answer a complete on a task already decided with the same verdict by
+        replaying the record (contract §1.4 ``Task.decidedBy``, ``decisionData``): when that
+        record names someone (``decidedBy`` or ``decisionData.discordUserId``) who is not
+        ``pending.actor`` (:meth:`_decided_by`, as on the 409 and read-back paths) it is
+        their decision, not ours — the ladder's safe default must not take credit for a
+        human's, nor Alice for Bob's. A record that names nobody answers our own request.
+        """
+        if task.decision is None or task.decision.value != pending.decision:
+            return False
+        if task.decided_by is None and task.decision_data.get("discordUserId") is None:
+            return True
+        return self._decided_by(task, pending.actor)
 
     async def _complete(
         self, pending: PendingDecision, on_retry: ProgressCallback | None = None
@@ -418,7 +436,7 @@ class DecisionSender(DeployApprovals):
                 self.board.refresh_message(task_id), f"refresh the message of {task_id}"
             )
             return outcome
-        if task.decision is not None and task.decision.value != pending.decision:
+        if not self._answer_is_ours(pending, task):  # another verdict, or another person's
             return await self._settle_from_factory(pending, task, f"{why}; not ours")
         return await self._store_confirmed(pending, task, f"{why}; factory confirmed")
 

@@ -398,11 +398,15 @@ class Decider(Protocol):
     level), factory contract §7.1, so a call interrupted by a restart is simply sent again."""
 
     async def reassign(self, task: LadderTask, admin: Person, reason: str) -> DeliveryResult:
-        """Reassign ``task`` to ``admin`` (``sent`` or ``failed`` with the error)."""
+        """Reassign ``task`` to ``admin``: ``sent`` when the factory's answer shows the admin
+        as assignee; ``skipped`` when the task was decided or is gone (404/409/410);
+        ``unknown`` when the answer or a lost reply leaves it unclear; ``failed`` with the
+        error otherwise."""
         ...
 
     async def safe_default(self, task: LadderTask, decision: str, notes: str) -> DeliveryResult:
         """Decide ``task`` with ``decision`` (``sent``; ``skipped`` when decided meanwhile;
+        ``unknown`` while the outcome is not confirmed and it is re-sent in the background;
         ``failed``)."""
         ...
 
@@ -414,8 +418,9 @@ class Decider(Protocol):
         step reassigns, ``escalateTo`` = the admin's factory user id (contract §1.5).
 
         The Idempotency-Key comes from the task id and ``level``. Returns ``sent``;
-        ``skipped`` when the factory answers 404/409 (the approval is decided or gone: not
-        retried); ``failed`` with the error otherwise.
+        ``skipped`` when the factory answers 404/409/410 or with an approval no longer pending
+        (decided or gone: not retried); ``unknown`` for an answer about another approval;
+        ``failed`` with the error otherwise.
         """
         ...
 

@@ -16,6 +16,7 @@ import pytest
 
 from bot.bridge import Bridge
 from bot.factory.client import FactoryClient, RetryPolicy
+from bot.ladder.adapters import BridgeDecider
 from bot.outcomes import Actor
 from bot.roster import Roster
 from bot.settings import Settings
@@ -208,3 +209,96 @@ async def test_a_task_the_factory_no_longer_has_is_closed_after_the_read_back(
     assert calls.count("POST /v1/tasks/t1/complete") == 4  # the second click sent nothing
     entries = await store.audit_entries(task_id="t1")
     assert [e.outcome for e in entries if e.action == "task.gone"] == ["ok"]
+
+
+# ---------------------------------------------------------------- same verdict, someone else's
+#: Bob approved first; a factory that replays the task's record for a complete of the same
+#: verdict answers Alice's click with it (contract §1.4 ``Task.decidedBy``/``decisionData``).
+BOBS_APPROVAL = decided("approved", "bob", "99")
+
+
+async def test_a_200_with_our_verdict_but_decided_by_someone_else_is_not_ours(
+    store: Store,
+) -> None:
+    bridge, calls = await bridge_with(store, [ok(BOBS_APPROVAL)])
+    outcome = await approve(bridge)
+    assert outcome.kind == "conflict"  # Alice is not credited with Bob's approval
+    assert "Already approved by <@99>" in outcome.message
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == "approved" and stored.decided_by == "bob"
+    assert stored.inflight_key is None
+    entries = await store.audit_entries(task_id="t1")
+    assert [(e.actor_name, e.outcome) for e in entries if e.action == "task.approved"] == [
+        ("bob", "ok"),  # the factory's decision, audited as Bob's
+        ("alice", "conflict"),
+    ]
+    assert calls == ["POST /v1/tasks/t1/complete"]
+
+
+async def test_a_re_send_answered_with_someone_elses_record_of_our_verdict_is_not_ours(
+    store: Store,
+) -> None:
+    """The first send's outcome stayed unknown (timeouts, read back unreadable); the
+    background re-send is answered 200 with Bob's approval: Bob's, not Alice's."""
+    answers: list[Answer] = [timeout] * 4 + [httpx.Response(503)] * 4
+    bridge, calls = await bridge_with(store, answers)
+    first = await approve(bridge)
+    assert first.kind == "unconfirmed"
+    await bridge.resender.stop()
+    in_flight = await store.get_task("t1")
+    assert in_flight is not None and in_flight.inflight_key is not None
+    answers.append(ok(BOBS_APPROVAL))
+    outcome = await bridge.resume_decision(in_flight, notify=False)
+    assert calls[-1] == "POST /v1/tasks/t1/complete"
+    assert outcome.kind == "conflict"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decided_by == "bob" and stored.inflight_key is None
+
+
+async def test_a_200_naming_nobody_answers_our_own_request(store: Store) -> None:
+    """A record with no ``decidedBy`` and no ``decisionData`` of another person is the answer
+    to our request: confirmed as ours."""
+    bridge, _ = await bridge_with(store, [ok({**OURS, "decidedBy": None, "decisionData": {}})])
+    outcome = await approve(bridge)
+    assert outcome.kind == "done"
+
+
+# ---------------------------------------------------------------- the ladder's safe default
+async def safe_default(bridge: Bridge) -> tuple[str, dict[str, Any]]:
+    tracked = await bridge.store.get_task("t1")
+    assert tracked is not None
+    return await BridgeDecider(bridge).safe_default(tracked, "deferred", "safe default")
+
+
+async def test_the_safe_default_never_takes_credit_for_a_humans_decision(store: Store) -> None:
+    bobs = decided("deferred", "bob", "99")
+    bridge, _ = await bridge_with(store, [ok(bobs)])
+    status, _ = await safe_default(bridge)
+    assert status == "skipped"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == "deferred" and stored.decided_by == "bob"
+    entries = await store.audit_entries(task_id="t1")
+    assert [(e.actor_name, e.outcome) for e in entries if e.action == "task.deferred"] == [
+        ("bob", "ok"),
+        ("escalation", "conflict"),  # the ladder did not decide it
+    ]
+
+
+async def test_the_safe_default_confirmed_as_the_ladders_is_sent(store: Store) -> None:
+    """As the factory emulator records it: ``decidedBy`` = ``decisionData.discordUsername``."""
+    ours = {**decided("deferred", "escalation", "x"), "decisionData": {}}
+    bridge, _ = await bridge_with(store, [ok(ours)])
+    assert (await safe_default(bridge))[0] == "sent"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decided_by == "escalation"
+
+
+async def test_a_safe_default_still_in_flight_is_unknown_not_failed(store: Store) -> None:
+    """Every complete timed out and the read back failed: the decision may well be recorded
+    and is re-sent in the background, so the incident report must not say "failed"."""
+    bridge, _ = await bridge_with(store, [timeout] * 4 + [httpx.Response(503)] * 4)
+    status, detail = await safe_default(bridge)
+    await bridge.resender.stop()
+    assert status == "unknown", detail
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.inflight_decision == "deferred"

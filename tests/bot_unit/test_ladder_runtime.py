@@ -139,7 +139,10 @@ class FakeFactory:
         self, task_id: str, *, assignee_id: str, reason: str, idempotency_key: str
     ) -> Task:
         self.reassigned.append((task_id, assignee_id, idempotency_key))
-        return self.tasks[task_id]
+        # the updated Task (contract §1.5): the bridge judges it, a stale one is not "sent"
+        task = self.tasks[task_id].model_copy(update={"assignee_id": assignee_id})
+        self.tasks[task_id] = task
+        return task
 
     async def complete_task(self, task_id: str, *, decision: str, **kwargs: Any) -> Task:
         self.completed.append((task_id, decision, kwargs["idempotency_key"]))
@@ -278,6 +281,12 @@ async def test_whole_ladder_in_order_with_safe_default(make_rig: Any) -> None:
     assert [to for to, _ in rig.pager.calls] == [ALICE.phone]
     assert rig.factory.reassigned[0][1] == "u-dave"
     assert rig.factory.completed[0][1] == "deferred"
+    rows = await rig.runtime.ladder_store.deliveries(
+        task_id="t1", channels=["reassign", "decision"]
+    )
+    assert {r.channel: r.status for r in rows} == {"reassign": "sent", "decision": "sent"}
+    stored = await rig.bridge.store.get_task("t1")
+    assert stored is not None and stored.task.assignee_id == "u-dave"  # the answer, stored
     report = rig.messenger.posts[-1]
     assert report["channel"] == ALERTS and "Incident report" in report["content"]
     assert "decision → deferred" in report["content"]
