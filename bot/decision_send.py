@@ -98,21 +98,33 @@ class DecisionSender(DeployApprovals):
 
     def _answer_is_ours(self, pending: PendingDecision, task: Task) -> bool:
         """True when the factory's decided record ``task``, its answer to our ``POST
-        /v1/tasks/{id}/complete``, is this decision: the same verdict, and not decided by
-        someone else.
+        /v1/tasks/{id}/complete``, is this decision: the same verdict, and not positively
+        someone else's.
 
-        A factory may answer a complete on a task already decided with the same verdict by
-        replaying the record (contract §1.4 ``Task.decidedBy``, ``decisionData``): when that
-        record names someone (``decidedBy`` or ``decisionData.discordUserId``) who is not
-        ``pending.actor`` (:meth:`_decided_by`, as on the 409 and read-back paths) it is
-        their decision, not ours — the ladder's safe default must not take credit for a
-        human's, nor Alice for Bob's. A record that names nobody answers our own request.
+        A 200 is normally our own request's record (or its idempotent replay, contract §7.1);
+        a factory may record ``decidedBy`` as the user of the API key (a UUID the bridge does
+        not know, contract §1.4), so an unknown ``decidedBy`` proves nothing. The record is
+        someone else's decision only when it names another person:
+        ``decisionData.discordUserId`` that is not ``pending.actor``'s (or any, answering the
+        ladder's safe default, which has none), or a ``decidedBy`` that is another roster
+        operator's factory id or name — then the ladder's safe default must not take credit
+        for a human's, nor Alice for Bob's.
         """
         if task.decision is None or task.decision.value != pending.decision:
             return False
-        if task.decided_by is None and task.decision_data.get("discordUserId") is None:
+        actor = pending.actor
+        who = task.decision_data.get("discordUserId")
+        if who is not None:
+            return actor.discord_user_id is not None and str(who) == str(actor.discord_user_id)
+        named = task.decided_by
+        if named is None or named == actor.name:
             return True
-        return self._decided_by(task, pending.actor)
+        other = self.roster.by_factory_id(named) or next(
+            (o for o in self.roster.operators if o.name == named), None
+        )
+        if other is None:
+            return True
+        return actor.discord_user_id is not None and other.discord_user_id == actor.discord_user_id
 
     async def _complete(
         self, pending: PendingDecision, on_retry: ProgressCallback | None = None

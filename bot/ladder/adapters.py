@@ -244,9 +244,9 @@ class BridgeDecider:
         id and ``level`` (a restart or retry never escalates twice, §7.1).
 
         ``sent`` with the factory's ``escalationLevel`` when it answers this approval, still
-        ``pending``; ``skipped`` for 404/409/410 (the approval is decided or gone: recorded,
-        not retried) and for an answer showing it no longer pending (``approved``,
-        ``rejected``, ``expired``: contract §1.4 ``ApprovalStatus``); ``unknown`` for an
+        ``pending`` or ``expired``; ``skipped`` for 404/409/410 (the approval is decided or
+        gone: recorded, not retried) and for an answer showing it decided (``approved``,
+        ``rejected``: contract §1.4 ``ApprovalStatus``); ``unknown`` for an
         answer that is another approval (``id``); ``failed`` for any other refusal, or when
         the factory stays unreachable after the client's retries.
         """
@@ -276,7 +276,9 @@ class BridgeDecider:
                 "note": f"the factory answered another approval ({other!r})",
             }
         status = answer.get("status", "pending")
-        if status != "pending":
+        # decided: nothing left to escalate; an ``expired`` approval (SLA breached, the very
+        # case the ladder escalates, contract §1.4) was escalated when the factory says 200
+        if status in ("approved", "rejected"):
             return "skipped", {
                 **detail,
                 "note": f"approval not escalated: it is {str(status)[:40]}",

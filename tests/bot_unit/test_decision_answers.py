@@ -302,3 +302,19 @@ async def test_a_safe_default_still_in_flight_is_unknown_not_failed(store: Store
     assert status == "unknown", detail
     stored = await store.get_task("t1")
     assert stored is not None and stored.inflight_decision == "deferred"
+
+
+async def test_the_safe_default_recorded_under_the_api_keys_user_is_the_ladders(
+    store: Store,
+) -> None:
+    """A factory may record ``decidedBy`` as the user of the API key, a UUID the bridge does
+    not know (contract §1.4): that names nobody else, so the answer is the ladder's own."""
+    api_user = "5b0c8a0e-0000-4000-8000-00000000b1d9"
+    ours = {
+        **decided("deferred", api_user, "x"),
+        "decisionData": {"source": "system", "discordUsername": "escalation"},
+    }
+    bridge, _ = await bridge_with(store, [ok(ours)])
+    assert (await safe_default(bridge))[0] == "sent"
+    entries = await store.audit_entries(task_id="t1")
+    assert [e.outcome for e in entries if e.action == "task.deferred"] == ["ok"]

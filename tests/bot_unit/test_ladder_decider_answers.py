@@ -208,12 +208,17 @@ async def test_escalate_answered_with_another_approval_is_unknown() -> None:
     assert "factory_level" not in detail
 
 
-@pytest.mark.parametrize("state", ["approved", "rejected", "expired"])
-async def test_escalate_answered_with_an_approval_no_longer_pending_is_skipped(
-    state: str,
-) -> None:
+@pytest.mark.parametrize("state", ["approved", "rejected"])
+async def test_escalate_answered_with_an_approval_decided_is_skipped(state: str) -> None:
     status, detail = await escalate(rig([ok({**APPROVAL, "status": state})]))
     assert status == "skipped" and state in detail["note"]
+
+
+async def test_escalate_of_an_expired_approval_the_factory_accepted_is_sent() -> None:
+    """``expired`` is an approval whose SLA passed, the very case the ladder escalates: a
+    200 is an escalation done (recorded ``skipped``, it blocked every later level)."""
+    status, detail = await escalate(rig([ok({**APPROVAL, "status": "expired"})]))
+    assert status == "sent" and detail["factory_level"] == 2
 
 
 async def test_escalate_of_a_pending_approval_is_sent() -> None:
