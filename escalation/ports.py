@@ -319,6 +319,11 @@ class LadderRepository(Protocol):
         """Settle deliveries a crash left ``claimed``; the rows as they were."""
         ...
 
+    async def claimed_step_tasks(self) -> set[str]:
+        """Ids of the tasks with a step left ``claimed`` (a crash interrupted it), decided
+        or not."""
+        ...
+
     async def mark_unreachable(
         self, phone: str, operator: str | None, code: int | None, now: datetime
     ) -> None:

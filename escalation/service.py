@@ -222,6 +222,8 @@ class LadderService:
         """Settle what a crash left ``claimed`` (:func:`escalation.startup.settle_claimed`)
         and load the unreachable phones."""
         self._interrupted = await settle_claimed(self.repository, self.clock(), self.audit)
+        # a crash between two deliveries leaves the step claimed with none of them claimed
+        self._interrupted |= await self.repository.claimed_step_tasks()
         self.executor.unreachable = await self.repository.unreachable()
 
     async def rebuild(

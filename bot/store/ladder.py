@@ -422,6 +422,17 @@ class LadderStore:
             lambda conn: conn.execute(delete(t.unreachable_phones).where(c.phone == phone))
         )
 
+    async def claimed_step_tasks(self) -> set[str]:
+        """Ids of the tasks with a step left ``claimed`` (read once at start: a scan of the
+        step rows, no index needed for it)."""
+        c = t.escalation_steps.c
+        return await self.db.read(
+            lambda conn: {
+                r[0]
+                for r in conn.execute(select(c.task_id).where(c.status == "claimed").distinct())
+            }
+        )
+
     async def unreachable(self) -> set[str]:
         """Phones marked unreachable."""
         return await self.db.read(

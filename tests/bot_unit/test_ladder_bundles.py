@@ -351,3 +351,15 @@ async def test_a_paused_leader_refused_half_way_leaves_the_new_leaders_claim_alo
     rows = await ladder.deliveries(channels=["dm"])
     # the old leader's put-back did not undo the new leader's claim (a DM sent twice)
     assert {(r.status, r.claimed_at) for r in rows} == {("claimed", later)}
+
+
+async def test_the_tasks_with_a_step_left_claimed_are_found_at_start(
+    opened: tuple[Store, LadderStore],
+) -> None:
+    """What a restart wakes even for a decided task: a step claimed and never finished."""
+    _, ladder = opened
+    await ladder.claim_step("t1", "critical", due_at=START, now=START, deliveries=[])
+    await ladder.claim_step(
+        "t2", "critical", due_at=START, now=START, deliveries=[], done_outcome={"late": 0}
+    )
+    assert await ladder.claimed_step_tasks() == {"t1"}

@@ -63,3 +63,33 @@ async def test_a_crash_right_after_the_safe_default_still_posts_the_incident_rep
     assert critical["decision"] == "sent"  # recorded before the crash, not "cancelled"
     assert [s.status for s in rig.repository.step_rows["t"] if s.step == "critical"] == ["done"]
     assert [p[0] for p in rig.announcer.posts].count("incident_report") == 1
+
+
+async def test_a_crash_between_two_deliveries_of_a_decided_tasks_step_is_finished_too() -> None:
+    """Killed after the safe default's row was finished and before the incident report's was
+    claimed: no delivery is left claimed, only the step — it must still wake and finish."""
+    rig = make_rig(START)
+    rig.add("t", Priority.CRITICAL, created=START)
+    repository = rig.repository
+    claim = repository.claim_deliveries
+
+    async def die_at_the_incident(ids: list[int], now: datetime) -> bool:
+        channels = {r.id: r.channel for r in repository.of("t")}
+        if any(channels[i] == "incident" for i in ids):
+            raise Killed
+        return await claim(ids, now)
+
+    repository.claim_deliveries = die_at_the_incident  # type: ignore[assignment,method-assign]
+    try:
+        await rig.walk("t")
+    except Killed:
+        pass
+    repository.claim_deliveries = claim  # type: ignore[method-assign]
+    assert rig.tasks.tasks["t"].is_decided
+    service = restarted(rig)
+    await service.recover()
+    assert "t" in await service.rebuild()
+    await service.wake("t")
+    critical = {r.channel: r.status for r in repository.of("t") if r.step == "critical"}
+    assert critical["incident"] == "sent"
+    assert [s.status for s in repository.step_rows["t"] if s.step == "critical"] == ["done"]

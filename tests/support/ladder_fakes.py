@@ -282,6 +282,9 @@ class FakeRepository:
     async def unreachable(self) -> set[str]:
         return set(self.phones)
 
+    async def claimed_step_tasks(self) -> set[str]:
+        return {i for i, rows in self.step_rows.items() if any(r.status == "claimed" for r in rows)}
+
 
 class FakeRoster:
     """People in order; the assignee by factory id."""
