@@ -126,6 +126,7 @@ class BridgeApp:
         )
         self.bridge.attach_notifier(self.notifier)
         self.notifier.on_edit_fault = self.bridge.edit_failed
+        self.notifier.event_posts.leader_check = self.store.check_leader
         #: channels the bridge cannot use: alert, /healthz, periodic retry (bot.channel_access)
         self.access = ChannelAccess(
             store=self.store,

@@ -6,7 +6,8 @@ stop — the way Alertmanager's Watchdog alert is used. So the bridge pings only
 passes: the Discord session is up, the store takes a write, start-up finished (timers armed) and
 the intake is listening. When a check fails it does not ping and logs which one failed; a monitor
 that answers with an error is logged too. The time of the last ping the monitor accepted is the
-metric ``factory_bridge_heartbeat_last_success_timestamp_seconds``.
+metric ``factory_bridge_heartbeat_last_success_timestamp_seconds`` (on a leader that has not
+had one accepted yet, the time it started pinging; 0 on a process that sends none).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Heartbeat:
         The health checks (``BridgeApp.health``): ``{name: True | False | "reason"}``.
     on_success:
         Called with the Unix time of each ping the monitor accepted (the metric).
+    on_start:
+        Called with the Unix time the pings start (the metric's starting point on a new
+        leader: a monitor that never accepts one shows as "no heartbeat for 5 minutes" in
+        ``docs/prometheus/alerts.yml``, and a process that sends none keeps 0).
     timeout_seconds:
         Timeout of one ping.
     """
@@ -49,12 +54,14 @@ class Heartbeat:
         interval_seconds: float,
         checks: Callable[[], Awaitable[Mapping[str, bool | str]]],
         on_success: Callable[[float], None] | None = None,
+        on_start: Callable[[float], None] | None = None,
         timeout_seconds: float = 10.0,
     ) -> None:
         self.url = url
         self.interval_seconds = interval_seconds
         self._checks = checks
         self._on_success = on_success
+        self._on_start = on_start
         self._timeout = timeout_seconds
         self._rounds = Periodic("heartbeat", self.beat, interval_seconds)
         self._http: httpx.AsyncClient | None = None
@@ -64,6 +71,8 @@ class Heartbeat:
     async def start(self) -> None:
         """Start pinging in the background."""
         self._http = httpx.AsyncClient(timeout=self._timeout)
+        if self._on_start is not None:
+            self._on_start(time.time())
         self._rounds.start()
 
     async def stop(self) -> None:

@@ -80,9 +80,12 @@ def factory_endpoint(request: httpx.Request) -> str:
     Parameters
     ----------
     request:
-        The request httpx sent (its URL path below ``/v1/`` is used).
+        The request httpx sent (its URL path below ``/v1/`` is used, still percent-encoded:
+        an id holding ``/`` is sent as one segment, ``acme%2Fstripe-mcp``, and must stay one
+        ``{id}``, or each such id would be a label value of its own).
     """
-    parts = [p for p in request.url.path.split("/") if p]
+    path = request.url.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+    parts = [p for p in path.split("/") if p]
     if parts and parts[0] == "v1":
         parts = parts[1:]
     out: list[str] = []
@@ -219,7 +222,9 @@ class BridgeMetrics:
         )
         self.heartbeat_last_success = Gauge(
             "factory_bridge_heartbeat_last_success_timestamp_seconds",
-            "Unix time of the last heartbeat the monitor accepted",
+            "Unix time of the last heartbeat the monitor accepted (before the first: when "
+            "this leader started sending them; 0: this process sends none, a standby or no "
+            "HEARTBEAT_URL)",
             registry=r,
         )
         self.is_leader = Gauge(

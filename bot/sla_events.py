@@ -115,7 +115,7 @@ class FactorySlaAlerts:
         self.messenger = messenger
         self.clock = clock
         self.policy = settings.escalation_policy()
-        self._ladder = LadderStore(store.db)
+        self._ladder = LadderStore(store.db, on_audit=store.audit_written)
 
     async def handle(self, event: FactoryEvent) -> None:
         """Post (or skip, see the module text) one factory SLA event; others are ignored.
@@ -124,6 +124,8 @@ class FactorySlaAlerts:
         ------
         escalation.ports.DeliveryError
             When Discord refuses the message (the event processor retries the event).
+        bot.leadership.lease.NotLeader
+            When this process no longer leads (``Store.check_leader``): nothing was posted.
         """
         step = _STEP_OF_EVENT.get(event.type)
         payload = event.payload
@@ -173,6 +175,8 @@ class FactorySlaAlerts:
                 f"🔴 SLA breach imminent {ping}: **{title}** breaches its SLA "
                 f"{_ts(payload.sla_deadline)} (reported by the factory)."
             )
+        # a deposed leader that resumes must not ping again what the new leader announces
+        await self.store.check_leader()
         message_id = await self.messenger.post(
             channel, content[:2000], reply_to=reply_to, user_ids=ids, everyone=everyone
         )

@@ -89,6 +89,7 @@ def attach_features(app: BridgeApp) -> None:
                 interval_seconds=app.settings.heartbeat_interval_seconds,
                 checks=app.health,
                 on_success=app.metrics.heartbeat_last_success.set,
+                on_start=app.metrics.heartbeat_last_success.set,
             )
         )
     # --- WebSocket intake and reconciliation ------------------------------------------------

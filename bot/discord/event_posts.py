@@ -71,6 +71,10 @@ class EventPosts:
         self._client = client
         self._alerts_channel_id = settings.alerts_channel_id
         self._posted: BoundedMap[tuple[str, int], None] = BoundedMap(POSTED_LIMIT)
+        #: asked before an event's lines are posted; raises when this process no longer leads
+        #: (set by the app: ``Store.check_leader``), so that a deposed leader that resumes
+        #: posts nothing the new leader will post again
+        self.leader_check: Callable[[], Awaitable[None]] | None = None
 
     def _access(self) -> ChannelAccess | None:
         access = getattr(getattr(self._client, "bridge", None), "access", None)
@@ -95,6 +99,8 @@ class EventPosts:
 
         Raises
         ------
+        bot.leadership.lease.NotLeader
+            When this process no longer leads (:attr:`leader_check`): nothing was posted.
         Exception
             The first failure that is not a channel refusal (e.g. ``discord.HTTPException``
             503), after every channel was tried; a retry posts only where it failed. A refusal
@@ -106,6 +112,10 @@ class EventPosts:
         event_key = event_fingerprint(event.raw)
         failure: Exception | None = None
         ordered = sorted(channels, key=lambda channel_id: channel_id != self._alerts_channel_id)
+        if self.leader_check is not None and any(
+            (event_key, channel_id) not in self._posted for channel_id in ordered
+        ):
+            await self.leader_check()  # NotLeader: the event stays for the new leader
         for channel_id in ordered:
             if (event_key, channel_id) in self._posted:
                 continue  # took this line on an earlier attempt of the event

@@ -52,6 +52,7 @@ from bot.factory.event_rules import (
 from bot.factory.events import EventValidationError, FactoryEvent, UnknownEventType, parse_event
 from bot.logs import log_context
 from bot.store import Store
+from bot.store.database import NotLeader
 
 __all__ = ["PERMANENT_STATUSES", "EventProcessor", "order_key", "permanent_reason"]
 
@@ -392,6 +393,13 @@ class EventProcessor:
                 await self.handle(event)
         except asyncio.CancelledError:
             raise
+        except NotLeader:
+            # deposed (paused, then resumed): the event is the new leader's, never parked here;
+            # this processor is stopped at the lease's next renewal (README "Production")
+            log.warning(
+                "event %s (%s) left to the leader: this process no longer leads", event_id, type_
+            )
+            return MAX_BACKOFF_SECONDS
         except Exception as exc:
             reason = permanent_reason(exc)
             if reason is not None:

@@ -92,7 +92,7 @@ class LadderRuntime:
         self.policy = bridge.policy
         self.messenger = messenger
         self.pager = pager
-        self.ladder_store = LadderStore(bridge.store.db)
+        self.ladder_store = LadderStore(bridge.store.db, on_audit=bridge.store.audit_written)
         self.clock = clock or bridge.clock
         self.retry_delays = tuple(retry_delays)
         self._own_scheduler = scheduler is None

@@ -55,7 +55,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.store import tables as t
-from bot.store.database import Database, driver_cursor
+from bot.store.database import Database, NotLeader, driver_cursor
 
 __all__ = [
     "LEASE_NAME",
@@ -68,6 +68,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: PostgreSQL's largest ``lock_timeout`` in ms (a 32-bit int; documentation, "Client
+#: Connection Defaults").
+PG_MAX_TIMEOUT_MS = 2_147_483_647.0
 
 #: The one lease row's name (all bridges sharing a database compete for it).
 LEASE_NAME = "bridge"
@@ -128,13 +132,6 @@ def holder_dead_here(holder: str | None) -> bool:
     except OSError:  # exists, owned by someone else
         return False
     return False
-
-
-class NotLeader(RuntimeError):
-    """A leader-only write was refused: this process does not hold the lease's current token.
-
-    Raised by :meth:`Lease.fence` inside the write's transaction (the write is rolled back).
-    """
 
 
 @dataclass(frozen=True)
@@ -410,5 +407,6 @@ class Lease:
     @property
     def lock_timeout_ms(self) -> float:
         """Longest wait for a row lock in a lease statement on PostgreSQL (ms): a third of
-        the lease, at least 100 ms."""
-        return max(100.0, self.lease_seconds * 1000 / 3)
+        the lease, at least 100 ms, at most PostgreSQL's largest ``lock_timeout``
+        (2147483647 ms, ≈ 24.8 days: a longer lease would make every lease statement fail)."""
+        return min(max(100.0, self.lease_seconds * 1000 / 3), PG_MAX_TIMEOUT_MS)

@@ -47,6 +47,13 @@ class AuditMixin(StoreBase):
         (``bot.metrics.BridgeMetrics.observe_audit``); it must not raise or block."""
         self._audit_observers.append(observer)
 
+    def audit_written(self, entry: dict[str, Any]) -> None:
+        """Tell the observers of an audit entry another store wrote in its own transaction
+        (:class:`bot.store.ladder.LadderStore`: a step's claim, a delivery's outcome), so that
+        what the metrics count does not depend on which store wrote the entry."""
+        for observer in self._audit_observers:
+            observer(entry)
+
     async def audit(
         self,
         *,
@@ -78,8 +85,7 @@ class AuditMixin(StoreBase):
             conn.execute(_INSERT_AUDIT, values)
 
         await self.db.write(work)
-        for observer in self._audit_observers:
-            observer(values)
+        self.audit_written(values)
 
     async def audit_entries(
         self, *, task_id: str | None = None, since: datetime | None = None, limit: int = 1000

@@ -68,6 +68,20 @@ class StoreBase:
         """Finish queued writes and close every connection (see :meth:`Database.close`)."""
         await self.db.close()
 
+    async def check_leader(self) -> None:
+        """Ask the lease fence (:attr:`Database.fence`) whether this process still leads, before a
+        side effect no database write guards (an alert line posted to Discord): a leader that
+        was paused and deposed must not act when it resumes (README "Production").
+
+        Raises
+        ------
+        bot.leadership.lease.NotLeader
+            When another process holds the lease now. Nothing to ask without a fence (one
+            bridge on SQLite).
+        """
+        if self.db.fence is not None:
+            await self.db.write(_nothing, fenced=True)
+
     def forget_cached_tasks(self) -> None:
         """Drop every cached task row (a standby that becomes leader: another process wrote
         the tasks table while this one was not leading; README "Production")."""
@@ -107,3 +121,7 @@ class StoreBase:
         self._task_cache.move_to_end(tracked.task_id)
         if len(self._task_cache) > TASK_CACHE_SIZE:
             self._task_cache.popitem(last=False)
+
+
+def _nothing(conn: Connection) -> None:
+    """A unit of work that writes nothing (the fence runs before it)."""

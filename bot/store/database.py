@@ -46,6 +46,7 @@ from sqlalchemy.pool import StaticPool
 __all__ = [
     "IDLE_IN_TRANSACTION_SECONDS",
     "Database",
+    "NotLeader",
     "driver_cursor",
     "postgres_session_args",
     "sync_url",
@@ -54,6 +55,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class NotLeader(RuntimeError):
+    """A leader-only write was refused: this process does not hold the lease's current token.
+
+    Raised by the fence (:attr:`Database.fence`, ``bot.leadership.lease.Lease.fence``) inside
+    the write's transaction (the write is rolled back).
+    """
+
 
 #: Most units of work committed together (bounds one transaction's size and latency).
 MAX_GROUP = 256

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,10 +77,26 @@ class LadderStore:
     db:
         The :class:`~bot.store.database.Database` of the bridge's :class:`~bot.store.Store`
         (its schema, created by ``Store.create_schema``, has these tables).
+    on_audit:
+        Called with each audit entry this store wrote (its columns, ``at`` in Unix seconds)
+        once its transaction committed: ``Store.audit_written``, so that the metrics count
+        the ladder's deliveries like every other audited action.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, on_audit: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.db = db
+        self._on_audit = on_audit
+
+    def _audited(self, entries: Iterable[dict[str, Any]], ts: float) -> None:
+        if self._on_audit is None:
+            return
+        for entry in entries:
+            try:
+                self._on_audit({"at": ts, **entry})
+            except Exception:  # an observer must never undo what was written
+                log.exception("audit observer failed for %s", entry.get("action"))
 
     # ------------------------------------------------------------------ steps
     async def claim_step(
@@ -140,9 +156,12 @@ class LadderStore:
             return True
 
         try:
-            return await self.db.write(work, fenced=True)
+            won = await self.db.write(work, fenced=True)
         except (IntegrityError, _ClaimLost):
             return False
+        if won and audit is not None:
+            self._audited((audit,), ts)
+        return won
 
     async def finish_step(
         self,
@@ -326,6 +345,7 @@ class LadderStore:
                 cursor.executemany(sql(INSERT_AUDIT), audit_values)
 
         await self.db.write(work)
+        self._audited(audits, ts)
 
     async def cancel_pending(
         self, task_id: str, reason: str, now: datetime, *, steps: Sequence[str] | None = None

@@ -500,3 +500,12 @@ async def test_the_task_cache_stays_right_across_a_takeover(stores: tuple[Store,
         await a.abort_decision("T-2", "k-a")
     again = await b.get_task("T-2")
     assert again is not None and again.inflight_key == "k-a"
+
+
+async def test_a_lease_of_months_can_still_be_taken(stores: tuple[Store, Store]) -> None:
+    """The settings accept a lease of up to a year; a third of it in ms is more than
+    PostgreSQL's largest ``lock_timeout`` (2147483647), which made every lease statement fail
+    and left every bridge a standby."""
+    a, _ = stores
+    lease = Lease(a.db, holder="A:x:1:a", lease_seconds=7_000_000, clock=FakeClock())  # 81 days
+    assert await lease.acquire()

@@ -21,3 +21,26 @@ def test_events_are_counted_per_source_and_outcome() -> None:
     assert count("webhook", "rejected") == 1
     assert count("redis", "accepted") == 1
     assert count("websocket", "accepted") is None
+
+
+def test_a_factory_request_is_labelled_by_its_route_whatever_its_ids_hold() -> None:
+    """An id holding ``/`` (``acme/stripe-mcp``) is one path segment on the wire
+    (``acme%2Fstripe-mcp``) and one ``{id}`` in the label: a label value per pipeline would be
+    a time series per pipeline in Prometheus."""
+    import httpx
+
+    from bot.factory.client import _segment
+    from bot.metrics import factory_endpoint
+
+    labels = {
+        factory_endpoint(
+            httpx.Request("GET", f"http://factory/v1/pipelines/{_segment('acme/' + name)}")
+        )
+        for name in ("ghl-mcp-server", "stripe-mcp", "notion-mcp")
+    }
+    assert labels == {"GET pipelines/{id}"}
+    complete = httpx.Request("POST", "http://factory/v1/tasks/t-1/complete?x=1")
+    assert factory_endpoint(complete) == "POST tasks/{id}/complete"
+    assert factory_endpoint(httpx.Request("GET", "http://factory/v1/tasks/stats")) == (
+        "GET tasks/stats"
+    )

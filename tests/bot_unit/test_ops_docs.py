@@ -73,3 +73,61 @@ def test_promtool_accepts_the_rules() -> None:
         ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def no_heartbeat_fires(samples: dict[str, float], now: float) -> bool:
+    """Evaluate FactoryBridgeNoHeartbeat's expression for one bridge's samples: a conjunction
+    (``and``) of comparisons ``[time() -] <metric> <op> <number>``, all on the same labels."""
+    text = RULES.read_text()
+    rule = text[text.index("alert: FactoryBridgeNoHeartbeat") :]
+    expr = re.search(r"expr:\s*(.+)$", rule, re.M)
+    assert expr is not None
+    ops = {">": float.__gt__, "<": float.__lt__, "==": float.__eq__}
+    for part in expr.group(1).split(" and "):
+        found = re.fullmatch(
+            r"\s*(time\(\) - )?(factory_bridge_[a-z_]+) (>|<|==) ([0-9.]+)\s*", part
+        )
+        assert found is not None, f"not a comparison this test reads: {part!r}"
+        since, name, op, number = found.groups()
+        value = now - samples[name] if since else samples[name]
+        if not ops[op](float(value), float(number)):
+            return False
+    return True
+
+
+def test_no_heartbeat_pages_only_for_a_leader_that_sends_them() -> None:
+    """Only the leader pings HEARTBEAT_URL: a standby, or a bridge without HEARTBEAT_URL,
+    exports 0 and must not page; a leader whose last accepted ping (or whose start of pinging)
+    is over 5 minutes old must."""
+    now = 2_000_000_000.0
+    gauge = "factory_bridge_heartbeat_last_success_timestamp_seconds"
+    leader = "factory_bridge_is_leader"
+    assert not no_heartbeat_fires({gauge: 0.0, leader: 0.0}, now)  # a standby
+    assert not no_heartbeat_fires({gauge: 0.0, leader: 1.0}, now)  # no HEARTBEAT_URL
+    assert not no_heartbeat_fires({gauge: now - 60, leader: 1.0}, now)
+    assert no_heartbeat_fires({gauge: now - 301, leader: 1.0}, now)
+    assert not no_heartbeat_fires({gauge: now - 301, leader: 0.0}, now)  # deposed since
+
+
+async def test_the_heartbeat_metric_starts_when_the_leader_starts_pinging() -> None:
+    """A monitor that never accepts a ping is noticed 5 minutes after the heartbeat started
+    (the metric is the start time until the first accepted ping), not ignored as 0."""
+    import time
+
+    from bot.heartbeat import Heartbeat
+
+    started: list[float] = []
+
+    async def failing_check() -> dict[str, bool | str]:
+        return {"discord": "down"}
+
+    heartbeat = Heartbeat(
+        "https://hc-ping.example/abc",
+        interval_seconds=3600,
+        checks=failing_check,
+        on_start=started.append,
+    )
+    before = time.time()
+    await heartbeat.start()
+    await heartbeat.stop()
+    assert len(started) == 1 and started[0] >= before
