@@ -32,7 +32,7 @@ from . import tables as t
 from .database import Database
 from .ladder_sql import CHUNK, claim_pending_update
 
-__all__ = ["CLAIM_PAGE", "RESERVED", "claim_bundle", "settle_reserved"]
+__all__ = ["CLAIM_PAGE", "RESERVED", "claim_bundle", "put_back_claimed", "settle_reserved"]
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +98,33 @@ async def claim_bundle(
         return got
 
     wanted = list(ids)
+    chunk: list[int] = []
     try:
         for start in range(0, len(wanted), page):
             chunk = wanted[start : start + page]
             work = claim_last if start + page >= len(wanted) else reserve
             claimed.update(await db.write(partial(work, chunk), fenced=True))
     except BaseException:
-        if claimed:
-            await _put_back(db, sorted(claimed), ts)
+        # the page whose write raised too: a connection lost while its commit was on the
+        # way may have stored it (only rows carrying this claim's time are put back)
+        await put_back_claimed(db, sorted(claimed.union(chunk)), ts)
         raise
     return [i for i in wanted if i in claimed]
 
 
-async def _put_back(db: Database, ids: list[int], ts: float) -> None:
-    """Rows of a refused claim back to ``pending``; a failure is logged (the claim's own
-    error is the one the caller raises)."""
+async def put_back_claimed(db: Database, ids: Sequence[int], ts: float) -> None:
+    """Rows of a refused or unsure claim made at ``ts`` (Unix seconds) back to ``pending``:
+    only those still ``claimed`` or reserved with that claim time, so that a paused leader
+    that resumes cannot undo the claim of the leader that replaced it. A failure is logged
+    (the claim's own error is the one the caller raises)."""
+    if not ids:
+        return
     c = t.escalation_deliveries.c
     query = (
         update(t.escalation_deliveries)
         .where(
             and_(
-                c.id.in_(ids),
+                c.id.in_(list(ids)),
                 c.status.in_(["claimed", RESERVED]),
                 c.claimed_at == ts,  # not rows a new leader settled and claimed again since
             )

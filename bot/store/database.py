@@ -33,6 +33,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +68,12 @@ class NotLeader(RuntimeError):
 
 #: Most units of work committed together (bounds one transaction's size and latency).
 MAX_GROUP = 256
+
+#: A PostgreSQL connection the writer or a reader thread has not used for this long (seconds)
+#: goes back to the pool before its next unit, and the pool's pre-ping (``pool_pre_ping``)
+#: checks it out again: a server restarted or failed over meanwhile costs a reconnect, not
+#: the next click's decision or event (a kept connection is never pinged otherwise).
+IDLE_RECHECK_SECONDS = 2.0
 
 
 #: The schemes :func:`sync_url` rewrites, and what to (``bot.settings`` accepts these, and
@@ -248,6 +255,8 @@ class Database:
         self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
         self._writer.start()
         self._closed = False
+        #: :data:`IDLE_RECHECK_SECONDS` on PostgreSQL (``None``: never, SQLite's file is local)
+        self.idle_recheck_seconds: float | None = None if self.is_sqlite else IDLE_RECHECK_SECONDS
         #: Leader-only writes (``write(..., fenced=True)``) call this first, in their own
         #: transaction; it raises when this process is no longer the leader
         #: (:meth:`bot.leadership.lease.Lease.fence`). ``None``: no leadership (every write runs).
@@ -320,8 +329,21 @@ class Database:
             self.read_engine.dispose()
 
     # ------------------------------------------------------------------ threads
+    def _idle(self, used_at: float) -> bool:
+        """True when a kept connection last used at ``used_at`` (monotonic s) should be
+        checked out again through the pool's pre-ping (:data:`IDLE_RECHECK_SECONDS`)."""
+        limit = self.idle_recheck_seconds
+        return limit is not None and time.monotonic() - used_at >= limit
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        conn: Connection | None = getattr(self._reader_local, "conn", None)
+        local = self._reader_local
+        conn: Connection | None = getattr(local, "conn", None)
+        if conn is not None and self._idle(local.used_at):
+            with self._reader_conns_lock:
+                self._reader_conns.discard(conn)
+            conn.close()  # back to the pool: checked (pre-ping) when checked out again
+            conn = local.conn = None
+        local.used_at = time.monotonic()
         if conn is None:
             conn = self.read_engine.connect()
             self._reader_local.conn = conn
@@ -339,6 +361,7 @@ class Database:
 
     def _write_loop(self) -> None:
         conn: Connection | None = None
+        used_at = time.monotonic()
         try:
             while True:
                 first = self._queue.get()
@@ -355,7 +378,11 @@ class Database:
                         stop = True
                         break
                     group.append(unit)
+                if conn is not None and self._idle(used_at):
+                    conn.close()  # back to the pool: checked (pre-ping) when checked out again
+                    conn = None
                 conn = self._commit(conn, group)
+                used_at = time.monotonic()
                 if stop:
                     return
         finally:

@@ -32,7 +32,7 @@ from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
 from escalation.ports import DeliveryRow, LadderStepRow
 
 from . import tables as t
-from .bundle_claims import CLAIM_PAGE, claim_bundle, settle_reserved
+from .bundle_claims import CLAIM_PAGE, claim_bundle, put_back_claimed, settle_reserved
 from .database import Database, driver_cursor
 from .ladder_sql import (
     CHUNK,
@@ -273,6 +273,12 @@ class LadderStore:
             await self.db.write(work, fenced=True)  # just before a DM / SMS / call is sent
         except _NotAllPending:
             return False
+        except Exception:
+            # a connection lost while the commit was on its way: the server may have stored
+            # the claim, and a claimed row is never sent again (a restart marks it unknown);
+            # give back what this claim took, so that the step's retry sends it
+            await put_back_claimed(self.db, wanted, ts)
+            raise
         return True
 
     async def claim_pending(
