@@ -295,7 +295,10 @@ class Database:
         before the commit and checking it again per unit would find the same row.
 
         Raises what ``fn`` raised (its writes are rolled back, nobody else's are), or the
-        commit's error (then nothing of the batch was stored); for a fenced unit, what the
+        commit's error: then nothing of the batch was stored, unless the connection was lost
+        while the commit was on its way (the server may have stored it, and cannot say so: a
+        caller whose claim must not be left behind gives it back, as
+        ``LadderStore.claim_deliveries`` and the decision's in-flight mark do); for a fenced unit, what the
         fence raised (:class:`bot.leadership.lease.NotLeader`). Raises ``RuntimeError`` after
         :meth:`close`.
         """
