@@ -204,7 +204,7 @@ class Actions(BulkApprovals):
                 notes=notes,
             )
         except Exception as exc:  # the database takes no write (disk full, read-only)
-            await self._give_back_claim(task_id, key)
+            await self._give_back_mark(task_id, key)
             return await self._not_recorded_by_bridge(actor, decision, tracked, request, exc)
         if won is None:
             settled = await self._wait_settled(task_id)
@@ -228,16 +228,6 @@ class Actions(BulkApprovals):
             self._settle(task_id)
             if outcome is None or outcome.kind != "unconfirmed":  # no re-send will need it
                 self.inflight_options.pop(key, None)
-
-    async def _give_back_claim(self, task_id: str, key: str) -> None:
-        """Clear an in-flight mark whose write raised: a connection lost while its commit was
-        on the way leaves the server's answer unknown, and a mark the server did store would
-        hold off every later click and be sent at the next start, though the person was told
-        that nothing was sent. Clearing only ``key``'s mark touches nobody else's."""
-        try:
-            await self.store.abort_decision(task_id, key)
-        except Exception:  # the database is still away: nothing more can be done now
-            log.warning("in-flight mark %s of task %s not cleared", key, task_id, exc_info=True)
 
     async def _deploy_changed(
         self,

@@ -10,6 +10,7 @@ timeout is not a "no") is read back item by item before anything is said.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.outcomes import Actor, Outcome
 from bot.store import TrackedTask
 from escalation.models import TaskDecision, TaskStatus
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BULK_REQUEST", "BulkApproval", "BulkApprovals", "BulkFailure", "not_in_bulk"]
 
@@ -134,14 +137,26 @@ class BulkApprovals(DecisionSender):
         busy: list[TrackedTask] = []
         for tracked in allowed:
             key = FactoryClient.new_idempotency_key(f"{idempotency_seed}:{tracked.task_id}")
-            claimed = await self.store.begin_decision(
-                tracked.task_id,
-                decision,
-                discord_user_id=actor.discord_user_id,
-                name=actor.name,
-                key=key,
-                notes=None,
-            )
+            try:
+                claimed = await self.store.begin_decision(
+                    tracked.task_id,
+                    decision,
+                    discord_user_id=actor.discord_user_id,
+                    name=actor.name,
+                    key=key,
+                    notes=None,
+                )
+            except Exception as exc:  # the database takes no write: nothing is sent
+                # every mark of this click given back, this one too (its commit's answer
+                # may be lost), or they would hold off later clicks and be sent at the
+                # next start though the person is told nothing was
+                marks = {task_id: mark for task_id, (_, mark) in won.items()}
+                marks[tracked.task_id] = key
+                log.error("bulk approval not recorded by the bridge: %r", exc)
+                for task_id, mark in marks.items():
+                    await self._give_back_mark(task_id, mark)
+                    await audit(task_id, "failed", f"the bridge could not record it: {exc!r}"[:500])
+                return BulkApproval(Outcome("failed", say.not_marked(exc)))
             if claimed is None:
                 busy.append(tracked)
                 await audit(tracked.task_id, "conflict", "another decision is being recorded")

@@ -301,6 +301,16 @@ class DecisionSender(DeployApprovals):
             f"close {task_id}",
         )
 
+    async def _give_back_mark(self, task_id: str, key: str) -> None:
+        """Clear an in-flight mark whose write raised: a connection lost while its commit was
+        on the way leaves the server's answer unknown, and a mark the server did store would
+        hold off every later click and be sent at the next start, though the person was told
+        that nothing was sent. Clearing only ``key``'s mark touches nobody else's."""
+        try:
+            await self.store.abort_decision(task_id, key)
+        except Exception:  # the database is still away: nothing more can be done now
+            log.warning("in-flight mark %s of task %s not cleared", key, task_id, exc_info=True)
+
     async def _clear_inflight(self, task_id: str, key: str) -> None:
         """Clear our in-flight mark (the factory did not record it); when the database takes
         no write the mark stays and a background re-send settles it later."""

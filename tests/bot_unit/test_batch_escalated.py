@@ -189,3 +189,38 @@ async def test_an_addition_decided_before_the_edit_is_forgotten_by_the_batch(
         assert await _message_of(store, "t-d") != batch_message
     finally:
         await runtime.stop()
+
+
+async def test_a_bulk_approval_the_database_refuses_midway_leaves_no_item_in_flight(
+    store: Store,
+) -> None:
+    """The database takes the first item's in-flight mark, then fails (a restart, the disk):
+    the person is told nothing was sent, so no mark may stay behind to hold off the next
+    click and be sent at the next start."""
+    factory = FakeFactory(BulkResult(["t-a", "t-b"], []))
+    runtime = make_runtime(store, factory, FakeNotifier())
+    await runtime.start()
+    try:
+        batch_id = await posted_batch(runtime, store, "a", "b")
+        claim = store.begin_decision
+        marked: list[str] = []
+
+        async def fails_on_the_second(task_id: str, *args: object, **kwargs: object) -> object:
+            if marked:
+                raise OSError("disk I/O error")
+            marked.append(task_id)
+            return await claim(task_id, *args, **kwargs)  # type: ignore[arg-type]
+
+        store.begin_decision = fails_on_the_second  # type: ignore[method-assign]
+        outcome = await runtime.approve_low_risk(batch_id, ALICE, idempotency_seed="click-4")
+        store.begin_decision = claim  # type: ignore[method-assign]
+        assert outcome.kind == "failed" and "nothing was sent" in outcome.message
+        assert factory.calls == []
+        for task_id in ("t-a", "t-b"):
+            row = await store.get_task(task_id)
+            assert row is not None and row.inflight_decision is None and row.decision is None
+        again = await runtime.approve_low_risk(batch_id, ALICE, idempotency_seed="click-5")
+    finally:
+        await runtime.stop()
+    assert again.kind == "done"
+    assert [call["task_ids"] for call in factory.calls] == [["t-a", "t-b"]]
