@@ -74,7 +74,10 @@ class DecisionSender(DeployApprovals):
             except FactoryError as exc:
                 if exc.is_conflict:
                     return await self._on_conflict(pending, "409")
-                return await self._not_recorded(pending, str(exc), say.factory_refused(exc))
+                refused = await self._not_recorded(pending, str(exc), say.factory_refused(exc))
+                if exc.status in (404, 410):  # the factory no longer has it: closed here too
+                    await self._close_gone(task_id, f"the factory answered {exc.status} to it")
+                return refused
             except FactoryUnavailable as exc:
                 if exc.uncertain:
                     return await self._unconfirmed(pending, on_retry, str(exc))
@@ -293,13 +296,13 @@ class DecisionSender(DeployApprovals):
         await self._audit_pending_conflict(pending, fresh or pending.tracked)  # who decided
         return say.decided_by_someone_first(fresh, self.time_text, yours_lost=True)
 
-    async def _close_gone(self, task_id: str) -> None:
-        """Reading the task back found the factory no longer has it: close it here too
-        (:meth:`bot.bridge.Bridge.task_gone`), so its buttons go and its ladder stops."""
-        await self._quietly(
-            self.board.task_gone(task_id, "the factory answered 404 or 410 when it was read back"),
-            f"close {task_id}",
-        )
+    async def _close_gone(
+        self, task_id: str, reason: str = "the factory answered 404 or 410 when it was read back"
+    ) -> None:
+        """The factory no longer has the task (a decision or its read-back answered 404 or
+        410): close it here too (:meth:`bot.bridge.Bridge.task_gone`), so its buttons go and
+        its ladder stops, without waiting for reconciliation."""
+        await self._quietly(self.board.task_gone(task_id, reason), f"close {task_id}")
 
     async def _give_back_mark(self, task_id: str, key: str) -> None:
         """Clear an in-flight mark whose write raised: a connection lost while its commit was

@@ -21,7 +21,7 @@ from bot.bridge import Actor, Bridge
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
 from bot.roster import Operator
 from bot.roster import Roster as OperatorRoster
-from bot.store import Store, TrackedTask
+from bot.store import GONE, Store, TrackedTask
 from escalation.models import Task
 from escalation.ports import DeliveryResult, LadderTask, OpenTaskClock
 from escalation.recipients import Person
@@ -297,7 +297,8 @@ class BridgeDecider:
         decided first (a 409, or an answer naming someone else: :mod:`bot.decision_send`);
         ``unknown`` when its outcome is not known yet (``unconfirmed``: still in flight and
         re-sent in the background with the same Idempotency-Key, contract §7.1 — it may well
-        be recorded, so it is not called failed); ``failed`` when the factory did not record it.
+        be recorded, so it is not called failed); ``skipped`` too when the factory no longer
+        has the task (404/410: closed as gone); ``failed`` when the factory did not record it.
         """
         outcome = await self.bridge.decide(
             task.task_id,
@@ -308,6 +309,10 @@ class BridgeDecider:
             skip_role_check=True,
         )
         status = _SAFE_DEFAULT_STATUS.get(outcome.kind, "failed")
+        if status == "failed":
+            stored = await self.bridge.store.get_task(task.task_id)
+            if stored is not None and stored.decision == GONE:  # a 404/410 closed it
+                return "skipped", {"note": f"task gone, no safe default: {outcome.message}"}
         return status, {"decision": decision, "note": outcome.message}
 
 

@@ -20,7 +20,7 @@ from bot.ladder.adapters import BridgeDecider
 from bot.outcomes import Actor
 from bot.roster import Roster
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import GONE, Store
 from escalation.models import Task
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -318,3 +318,38 @@ async def test_the_safe_default_recorded_under_the_api_keys_user_is_the_ladders(
     assert (await safe_default(bridge))[0] == "sent"
     entries = await store.audit_entries(task_id="t1")
     assert [e.outcome for e in entries if e.action == "task.deferred"] == ["ok"]
+
+
+@pytest.mark.parametrize("status", [404, 410])
+async def test_a_decision_on_a_task_the_factory_no_longer_has_closes_it_at_once(
+    store: Store, status: int
+) -> None:
+    """``POST /complete`` answered 404/410: nothing was recorded, and the task is closed here
+    too (no live buttons, no ladder), not left open until reconciliation notices."""
+    gone = httpx.Response(
+        status, json={"ok": False, "error": {"code": "NOT_FOUND", "message": "no such task"}}
+    )
+    bridge, calls = await bridge_with(store, [gone])
+    outcome = await approve(bridge)
+    assert outcome.kind == "failed"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == GONE and stored.inflight_key is None
+    assert calls == ["POST /v1/tasks/t1/complete"]
+
+
+async def test_the_safe_default_on_a_task_the_factory_no_longer_has_is_skipped(
+    store: Store,
+) -> None:
+    """The ladder's safe default answered 404: the task is gone, so the delivery is
+    ``skipped`` (nothing to decide), not ``failed`` (which the incident report lists as a
+    failure to act)."""
+    from bot.ladder.adapters import BridgeDecider
+
+    gone = httpx.Response(
+        404, json={"ok": False, "error": {"code": "NOT_FOUND", "message": "no such task"}}
+    )
+    bridge, _ = await bridge_with(store, [gone])
+    tracked = await store.get_task("t1")
+    assert tracked is not None
+    status, detail = await BridgeDecider(bridge).safe_default(tracked, "deferred", "SLA breached")
+    assert status == "skipped" and "gone" in detail["note"]
