@@ -1,12 +1,10 @@
 """The bridge service: factory events in, task messages out.
 
-:class:`Bridge` is where the store, the factory client and the Discord notifier meet. It keeps
-one message per task up to date (:meth:`Bridge.show_task`, :meth:`Bridge.post_single`,
-:meth:`Bridge.refresh_message`, :meth:`Bridge.handle_event`); what people do to a task —
-decisions sent exactly once, acknowledgements, snoozes, bulk approvals — is
-:class:`bot.actions.Actions`, reached through the thin methods of the same names here. It never
-imports discord.py (the notifier is behind the :class:`~bot.bridge_ports.Notifier` protocol)
-and writes no Discord markup (times in answers are written by the ``time_text`` passed in).
+:class:`Bridge` is where the store, the factory client and the Discord notifier meet: one message
+per task kept up to date (:meth:`Bridge.show_task`, :meth:`Bridge.refresh_message`,
+:meth:`Bridge.handle_event`); what people do to a task (decisions sent exactly once, acks,
+snoozes, bulk approvals) is :class:`bot.actions.Actions`, reached through thin methods here. It
+never imports discord.py (:class:`~bot.bridge_ports.Notifier`) and writes no Discord markup.
 """
 
 from __future__ import annotations
@@ -227,10 +225,12 @@ class Bridge:
             return await self.store.get_task(tracked.task_id) or fresh
         return fresh
 
-    async def refresh_message(self, task_id: str) -> None:
+    async def refresh_message(self, task_id: str, *, wait: bool = True) -> None:
         """Re-render the task's message from the store (serialised per task): gone (10008, 10003)
         → :meth:`message_deleted`, 50001 / 50013 → :attr:`access`; an accepted edit is reported
-        by the notifier (:meth:`edit_sent`), never assumed because this returned."""
+        by the notifier (:meth:`edit_sent`), never assumed because this returned. ``wait=False``
+        (a factory event: events are handled one at a time, and a burst of decisions waiting out
+        the edit budget held up every event behind it): return once the edit is queued."""
         if self.notifier is None:
             return
         async with self._lock(task_id):
@@ -239,7 +239,7 @@ class Bridge:
                 return
             lost: MessageGone | None = None
             try:
-                await self.notifier.edit_task(tracked)
+                await self.notifier.edit_task(tracked, wait=wait)
             except MessageGone as gone:
                 lost = gone
             except ChannelUnavailable as fault:
@@ -390,7 +390,7 @@ class Bridge:
             self.actions._settle(task.id)
         elif self.batcher is not None:  # escalated while waiting for its group: posted alone
             await self.batcher.reconsider(tracked)
-        await self.refresh_message(task.id)
+        await self.refresh_message(task.id, wait=False)
         await self.escalation.task_changed(task.id)
 
     async def task_gone(self, task_id: str, reason: str) -> TrackedTask | None:

@@ -28,10 +28,11 @@ class Notifier(Protocol):
         """
         ...
 
-    async def edit_task(self, tracked: TrackedTask) -> None:
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
         """Bring the task's message up to date with ``tracked`` (may raise
         :class:`~bot.message_faults.MessageGone` or
-        :class:`~bot.message_faults.ChannelUnavailable`)."""
+        :class:`~bot.message_faults.ChannelUnavailable`); without ``wait``, return once the
+        edit is queued (its failure is reported later, as for an edit that waited too long)."""
         ...
 
     async def post_event(self, event: FactoryEvent) -> None:

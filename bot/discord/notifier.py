@@ -1,10 +1,9 @@
-"""The Discord side of the bridge: posts and edits messages through discord.py.
+"""The Discord side of the bridge (:class:`bot.bridge.Notifier`): messages through discord.py.
 
-Implements :class:`bot.bridge.Notifier`. Message creation goes through a
-:class:`~bot.discord.pacing.ChannelPacer` so that the bridge stays within Discord's per-channel
-rate on its own instead of waiting out 429s; every edit of a task or batch message goes through
-:attr:`DiscordNotifier.edits`, an :class:`~bot.discord.edit_queue.EditQueue` (latest render
-only, paced per channel with its own budget, 30046-aware).
+Posts go through a :class:`~bot.discord.pacing.ChannelPacer` (within Discord's per-channel rate
+instead of waiting out 429s); every edit of a task or batch message through
+:attr:`DiscordNotifier.edits` (:class:`~bot.discord.edit_queue.EditQueue`: latest render only,
+paced per channel with its own budget, 30046-aware).
 """
 
 from __future__ import annotations
@@ -189,11 +188,9 @@ class DiscordNotifier:
         self.sla_alerts: Callable[[FactoryEvent], Awaitable[None]] | None = None
         #: pipeline names for the Pipeline field (set by the app: :class:`bot.pipelines.PipelineNames`)
         self.pipeline_names: PipelineNames | None = None
-        # what each recent message last showed: an edit that changes nothing is not sent
-        # (bounded: memory must not grow with every task ever posted; a forgotten message
-        # costs at most one more edit)
+        # what each recent message last showed, in full and without its cosmetic lines: an edit
+        # that changes nothing is not sent (bounded; one forgotten costs at most one more edit)
         self._shown: BoundedMap[int, str] = BoundedMap(SHOWN_LIMIT)
-        # what each recent task message last showed without its cosmetic lines
         self._essential: BoundedMap[int, str] = BoundedMap(SHOWN_LIMIT)
         #: every edit of a task or batch message (bot.discord.edit_queue)
         self.edits = EditQueue(
@@ -349,8 +346,10 @@ class DiscordNotifier:
         important: bool = True,
         on_late_fault: Callable[[Exception], Awaitable[None]] | None = None,
         on_late_sent: Callable[[], Awaitable[None]] | None = None,
+        wait: bool = True,
     ) -> bool | None:
-        """Queue an edit (:attr:`edits`) and wait for it at most :data:`EDIT_WAIT_SECONDS`.
+        """Queue an edit (:attr:`edits`) and wait for it at most :data:`EDIT_WAIT_SECONDS`
+        (not at all without ``wait``: nobody waits on a factory event's edit).
 
         Parameters
         ----------
@@ -382,7 +381,7 @@ class DiscordNotifier:
         """
         future = self.edits.submit(channel_id, message_id, payload, important=important)
         # a cosmetic edit is never waited for: a storm of them must hold nobody up
-        if important:
+        if important and wait:
             done, _ = await asyncio.wait({future}, timeout=EDIT_WAIT_SECONDS)
             if future in done:
                 return future.result()
@@ -405,12 +404,12 @@ class DiscordNotifier:
         self._late.add(task)
         task.add_done_callback(self._late.discard)
 
-    async def edit_task(self, tracked: TrackedTask) -> None:
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
         """Bring the task's own message up to date (batch items are edited by the batcher).
 
         The edit goes through :attr:`edits` (:meth:`queue_edit`): this returns once it was
         sent, or after :data:`EDIT_WAIT_SECONDS` while it still waits for the channel's edit
-        budget (a later failure then goes to :attr:`on_edit_fault`). Discord accepting it, now
+        budget, or at once without ``wait`` (a later failure then goes to :attr:`on_edit_fault`). Discord accepting it, now
         or later, is told to :attr:`on_edit_sent`: returning proves nothing (queued, dropped…).
 
         Raises
@@ -457,6 +456,7 @@ class DiscordNotifier:
             important=important,
             on_late_fault=late,
             on_late_sent=sent,
+            wait=wait,
         ):
             await sent()
 

@@ -76,7 +76,7 @@ class FakeNotifier:
         message = await self.send(CHANNEL, single=tracked.task_id)
         return CHANNEL, message.id
 
-    async def edit_task(self, tracked: TrackedTask) -> None:
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
         return None
 
     async def post_event(self, event: Any) -> None:

@@ -4,6 +4,7 @@ claim seen before the task's creation still counts."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,7 +64,7 @@ class Posts:
         self.posted.append(tracked)
         return 2, 1000 + len(self.posted)
 
-    async def edit_task(self, tracked: TrackedTask) -> None:
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
         return None
 
 
@@ -90,3 +91,55 @@ async def test_a_claim_seen_before_the_task_was_shown_counts_as_acknowledged(
     assert shown.acknowledged_by_name == "alice"
     stored = await store.get_task("t1")
     assert stored is not None and stored.acknowledged_at is not None
+
+
+class EditBudgetSpent(Posts):
+    """A notifier whose channel has used its edit budget (Discord: 5 edits per 5 s): an edit
+    that is waited for does not come back until the budget frees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.edits: list[tuple[str, bool]] = []
+        self.budget_freed = asyncio.Event()
+
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
+        self.edits.append((tracked.task_id, wait))
+        if wait:
+            await self.budget_freed.wait()
+
+
+async def test_a_burst_of_factory_decisions_does_not_wait_for_the_edit_budget(
+    store: Store,
+) -> None:
+    """Events are handled one at a time: if each ``task.completed`` waited for its message's
+    edit while the channel's edit budget is spent, a burst of decisions made at the factory
+    would hold up every event behind it (a critical task's first post among them) for minutes.
+    The edits are queued and sent as the budget allows; the events go on."""
+    settings = Settings(
+        discord_bot_token="token",
+        discord_guild_id=1,
+        discord_tasks_channel_id=2,
+        factory_api_key="key",
+        factory_webhook_secret="secret",
+    )
+    bridge = Bridge(settings=settings, store=store, factory=object(), roster=Roster())  # type: ignore[arg-type]
+    notifier = EditBudgetSpent()
+    bridge.attach_notifier(notifier)  # type: ignore[arg-type]
+    for n in range(3):
+        await store.upsert_task(snapshot(NOW, id=f"t{n}"), NOW + timedelta(hours=4))
+        await store.set_message(f"t{n}", 2, 5000 + n)
+    for n in range(3):
+        decided = snapshot(
+            NOW + timedelta(minutes=1),
+            id=f"t{n}",
+            type="review",
+            status="completed",
+            decision="approved",
+            decidedBy="someone at the factory",
+            decidedAt=(NOW + timedelta(minutes=1)).isoformat(),
+        )
+        # returns although the budget never frees here (a hang would fail the test)
+        await asyncio.wait_for(bridge.apply_factory_task(decided), timeout=10)
+    assert notifier.edits == [("t0", False), ("t1", False), ("t2", False)]
+    stored = await store.get_task("t2")
+    assert stored is not None and stored.decision == "approved"

@@ -46,7 +46,7 @@ class FakeNotifier:
         self.posts.append((tracked.task_id, note))
         return CHANNEL, len(self.posts)
 
-    async def edit_task(self, tracked: TrackedTask) -> None:
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
         assert tracked.message_id is not None
         if self.queued:
             return

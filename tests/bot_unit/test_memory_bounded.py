@@ -60,7 +60,7 @@ class FakeNotifier:
         self.posted += 1
         return 100, 10_000 + self.posted
 
-    async def edit_task(self, tracked: TrackedTask) -> None:
+    async def edit_task(self, tracked: TrackedTask, *, wait: bool = True) -> None:
         await asyncio.sleep(0)
 
     async def post_event(self, event: FactoryEvent) -> None:
