@@ -37,6 +37,18 @@ def _configure_logging(
     configure_logging(level, fmt=fmt, secrets=secrets or ())
 
 
+def _without_userinfo(url: str) -> str:
+    """``url`` with its user info (``user:password@``), however short, shown as ``[redacted]``
+    (:func:`bot.logs.redact` leaves values under four characters alone)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"[redacted]@{host}").geturl()
+
+
 def _shown(text: object, settings: Settings) -> str:
     """``text`` as the command line prints it: every secret of ``settings`` (its secrets and
     the credentials of its URLs, such as a password in ``FACTORY_API_URL``) masked by
@@ -105,7 +117,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"  - {line}", file=sys.stderr)
         return 2
     database = safe_db_url(settings.database_url)  # never print credentials of a DB URL
-    factory = _shown(settings.factory_api_url, settings)  # nor those of another URL
+    factory = _shown(_without_userinfo(settings.factory_api_url), settings)  # nor of another
     print(
         f"configuration OK: guild {settings.discord_guild_id}, "
         f"tasks channel {settings.discord_tasks_channel_id}, "

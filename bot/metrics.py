@@ -55,6 +55,9 @@ DECISION_SOURCES: Mapping[str, str] = {
     "dashboard": "dashboard",
     "system": "escalation",
     "escalation": "escalation",
+    # a decision left in flight (a timeout, a restart) and settled by a re-send: who clicked
+    # is kept, not how (bot.decision_send.DecisionSender.resume_decision)
+    "resume": "resume",
 }
 
 #: Decisions the factory records (contract §1.4 ``decision``).

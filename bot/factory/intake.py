@@ -69,6 +69,10 @@ __all__ = ["BODY_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "STORE_RETRY_AFTER_SECONDS"
 
 log = logging.getLogger(__name__)
 
+#: The request's outcome for ``factory_bridge_events_total`` when its status does not say it
+#: (a 202 that ignored an unhandled type: ``ignored``, as the WebSocket and Redis intakes count).
+_OUTCOME = "factory_bridge.outcome"
+
 #: Largest accepted event body: 1 MiB.
 MAX_BODY_BYTES = 1024 * 1024
 #: Default seconds a client has to deliver the whole body (``BRIDGE_HTTP_BODY_TIMEOUT_SECONDS``).
@@ -281,7 +285,7 @@ class EventIntake:
         response = await self.post_event(request)
         if self._on_outcome is not None:
             status = response.status
-            outcome = (
+            outcome = request.get(_OUTCOME) or (
                 "accepted"
                 if status == 202
                 else "duplicate"
@@ -344,6 +348,7 @@ class EventIntake:
             event = parse_event(raw, check=document_needs_check(body))
         except UnknownEventType as exc:
             log.info("ignored event %s of unhandled type %r", event_id, exc.type)
+            request[_OUTCOME] = "ignored"
             return _ok(202, {"eventId": event_id, "status": "ignored"})
         except EventValidationError as exc:
             log.warning("rejected event %s: %s", event_id, exc)

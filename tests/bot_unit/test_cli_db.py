@@ -175,6 +175,31 @@ def test_check_config_never_prints_a_password_given_as_a_query_parameter(
     assert "S3cretPW" not in out + err and "s3cret" not in out + err
 
 
+def test_check_config_never_prints_short_credentials_of_the_factory_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: the URLs ``check-config`` prints show no credentials, however short (``u:p``
+    is under the four characters log redaction masks)."""
+    for name in list(os.environ):
+        if name.startswith(("DISCORD_", "FACTORY_", "BRIDGE_", "TWILIO_", "DATABASE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no .env file here
+    for name, value in {
+        "DISCORD_BOT_TOKEN": "bot-token",
+        "DISCORD_GUILD_ID": "1",
+        "DISCORD_TASKS_CHANNEL_ID": "2",
+        "FACTORY_API_KEY": "factory-key",
+        "FACTORY_WEBHOOK_SECRET": "hook-secret",
+        "FACTORY_API_URL": "https://u:p@f.example.com/v1",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["check-config"]) == 0
+    out, err = capsys.readouterr()
+    assert "factory https://[redacted]@f.example.com/v1" in out
+    assert "u:p@" not in out + err
+
+
 def test_run_on_a_database_a_newer_build_migrated_says_so_without_a_traceback(
     tmp_path: Path,
 ) -> None:

@@ -350,6 +350,33 @@ async def test_an_event_the_store_cannot_write_is_503_with_retry_after_and_count
     assert outcomes == [("webhook", "unavailable")]
 
 
+async def test_an_ignored_event_type_is_counted_ignored_not_accepted(database_url: str) -> None:
+    """A signed ``agent.heartbeat`` (a type the bridge does not handle) is answered 202
+    ``ignored`` and counted ``ignored``, as the WebSocket and Redis intakes count it: it must
+    not inflate the accepted events (README "Metrics")."""
+    store = Store(database_url)
+    await store.create_schema()
+    outcomes: list[tuple[str, str]] = []
+    server = EventIntake(
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: None,
+        health=Health(),
+        on_outcome=lambda source, outcome: outcomes.append((source, outcome)),
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            heartbeat = {"type": "agent.heartbeat", "timestamp": "2026-11-21T10:00:00Z", "data": {}}
+            ignored = await post(client, heartbeat)
+            accepted = await post(client, task_event())
+    finally:
+        await server.stop()
+        await store.close()
+    assert (ignored.status_code, accepted.status_code) == (202, 202)
+    assert outcomes == [("webhook", "ignored"), ("webhook", "accepted")]
+
+
 async def test_a_chunked_body_that_never_ends_is_408(quick_intake: EventIntake) -> None:
     body = json.dumps(task_event()).encode()
     head = signed(body)

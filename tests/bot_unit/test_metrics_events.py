@@ -44,3 +44,14 @@ def test_a_factory_request_is_labelled_by_its_route_whatever_its_ids_hold() -> N
     assert factory_endpoint(httpx.Request("GET", "http://factory/v1/tasks/stats")) == (
         "GET tasks/stats"
     )
+
+
+def test_a_decision_settled_by_a_re_send_is_counted_under_resume() -> None:
+    """README "Metrics" lists every ``source`` a decision is counted under; a decision left in
+    flight and settled by a re-send is one of them."""
+    metrics = BridgeMetrics()
+    metrics.observe_audit({"action": "task.approved", "outcome": "ok", "via": "resume"})
+    value = metrics.registry.get_sample_value(
+        "factory_bridge_decisions_total", {"decision": "approved", "source": "resume"}
+    )
+    assert value == 1
