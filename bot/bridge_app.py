@@ -1,8 +1,6 @@
-"""The bridge process: :class:`BridgeApp` builds the adapters and wires them into the bridge,
-and runs them in one process as the leader or a standby (README "Production").
-
-:func:`bot.app.build_app` makes one with every feature the settings enable
-(:mod:`bot.wiring`); ``factory-bridge run`` calls :func:`bot.app.run_service`.
+"""The bridge process: :class:`BridgeApp` builds the adapters, wires them into the bridge and
+runs them as the leader or a standby (README "Production"); :func:`bot.app.build_app` makes one
+with every feature the settings enable (:mod:`bot.wiring`), for ``factory-bridge run``.
 """
 
 from __future__ import annotations
@@ -304,12 +302,20 @@ class BridgeApp:
         if self._file_lock is not None:
             self._file_lock.acquire()
         await self._create_schema()
+        if self._stopping.is_set():  # stopped while waiting for the database
+            return
         await self.intake.start(self.settings.bridge_http_host, self.settings.bridge_http_port)
         for intake in self.intakes:
             await intake.start()
         await self.leadership.start()
         if self.leadership.elected is not None:
-            await self.leadership.elected
+            # a stop (SIGTERM) while Discord does not answer the login stops the waiting too
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                waiting = {self.leadership.elected, stopping}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
             if self._lead_error is not None:
                 raise self._lead_error
         if not self._led:
@@ -322,11 +328,9 @@ class BridgeApp:
         being restarted at the same time) is waited for, 1 s doubling to 30 s, logged, instead
         of exiting and being restarted until the supervisor gives up (systemd's start limit).
 
-        Raises
-        ------
-        sqlalchemy.exc.SQLAlchemyError
-            An SQLite error, a refused migration, or the last connection error when a stop
-            was asked for while waiting.
+        Returns without a schema when a stop is asked for while waiting (:meth:`start` then
+        starts nothing). Raises ``sqlalchemy.exc.SQLAlchemyError``: an SQLite error, a refused
+        migration.
         """
         delay = 1.0
         while True:
@@ -334,8 +338,10 @@ class BridgeApp:
                 await self.store.create_schema()
                 return
             except (OperationalError, InterfaceError) as exc:
-                if self.store.db.is_sqlite or self._stopping.is_set():
+                if self.store.db.is_sqlite:
                     raise
+                if self._stopping.is_set():
+                    return
                 inner = getattr(exc, "orig", None) or exc
                 reason = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
                 log.warning("database unreachable (%s); trying again in %.0f s", reason, delay)
@@ -374,13 +380,9 @@ class BridgeApp:
         log.info("leader: Discord session ready, timers armed, processing events")
 
     def _deposed(self, reason: str) -> None:
-        """The lease was lost: stop everything and exit with :data:`EXIT_DEPOSED`.
-
-        Why exit rather than become a standby again: the discord.py client cannot log in
-        again once closed, and whatever a deposed leader holds in memory (timers, caches,
-        retries) is suspect; a fresh process under the supervisor starts clean as a standby.
-        Fenced writes already fail from this moment on.
-        """
+        """The lease was lost: stop everything and exit with :data:`EXIT_DEPOSED` (a closed
+        discord.py client cannot log in again, and what a deposed leader holds in memory is
+        suspect: a fresh process starts clean as a standby). Fenced writes already fail."""
         self.exit_code = EXIT_DEPOSED
         self.request_stop()
 
@@ -413,7 +415,13 @@ class BridgeApp:
             raise TimeoutError(f"Discord session not ready after {timeout:.0f}s")
 
     async def stop(self) -> None:
-        """Graceful shutdown: stop intake first (no new events), then the rest."""
+        """Graceful shutdown: stop intake first (no new events), then the rest (a takeover
+        still under way, e.g. waiting for Discord to answer the login, is cancelled)."""
+        elected = self.leadership.elected
+        if elected is not None and not elected.done():
+            elected.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await elected
         await self.intake.stop()
         for intake in reversed(self.intakes):
             with contextlib.suppress(Exception):
@@ -476,17 +484,13 @@ def _freeze_startup_objects() -> None:
     collected first so that nothing dead is frozen.
 
     Then the young generation's threshold is raised from 700 to :data:`GC_YOUNG_THRESHOLD`
-    (the older generations keep theirs, 10 and 10). Why: a batch in flight (a Redis Streams
-    batch of 1,000 entries is ≈ 25,000 tracked objects: fields, decoded JSON, models) outlives
-    hundreds of young collections at 700, so it was walked again and again and promoted to the
-    old generation, which triggered full collections (``ingest-stream``, 100,000 entries:
-    2,127 young, 193 middle and 19 full collections, 2.3 s of CPU, ≈ 17 % of the bridge's).
-    Why not higher: a young collection costs about 1 µs per object it walks, and the event
-    loop stops meanwhile. At 20,000 the ``click-storm`` benchmark timed young collections of
-    10–34 ms about once a second, and the clicks that arrived during one waited it out (p99
-    54 ms, median of 4 runs); at 5,000 the p99 is 38 ms (median of 3) and ``ingest-stream``
-    is no slower (14,030 against 12,348 events/s, medians of 3). At 2,000 the p99 was worse
-    again (54–105 ms): more middle-generation collections.
+    (the older generations keep theirs). Why: a batch in flight (1,000 Redis Streams entries
+    are ≈ 25,000 tracked objects) outlived hundreds of young collections at 700 and was
+    promoted, which triggered full collections (``ingest-stream``: 19 full collections, ≈ 17 %
+    of the bridge's CPU). Why not higher: a young collection costs ≈ 1 µs per object walked,
+    with the loop stopped: at 20,000 ``click-storm`` clicks waited out 10–34 ms collections
+    (p99 54 ms); at 5,000 its p99 is 38 ms and ``ingest-stream`` is no slower; at 2,000 more
+    middle-generation collections made it worse (54–105 ms). See bench/RESULTS.md.
     """
     gc.collect()
     gc.freeze()

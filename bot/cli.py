@@ -155,6 +155,9 @@ def cmd_run(_: argparse.Namespace) -> int:
     settings = _load_settings_or_exit()
     assert isinstance(settings, Settings)
     _configure_logging(settings.log_level, settings.log_format, settings.secret_values())
+    from aiohttp import ClientError
+    from discord import HTTPException, LoginFailure
+
     from bot.leadership import DatabaseInUse
     from bot.roster import RosterError
     from bot.store.migrate import MigrationError
@@ -165,6 +168,15 @@ def cmd_run(_: argparse.Namespace) -> int:
     except (DatabaseInUse, RosterError, MigrationError) as exc:  # what to fix, not a traceback
         print(f"factory-bridge: {_shown(exc, settings)}", file=sys.stderr)
         return 2
+    except LoginFailure:
+        print(
+            "factory-bridge: Discord refused DISCORD_BOT_TOKEN (401 Unauthorized)", file=sys.stderr
+        )
+        return 2
+    except (OSError, TimeoutError, ClientError, HTTPException) as exc:  # logged where it happened
+        # Discord unreachable at start, the HTTP port taken: one line, exit 1 for the supervisor
+        print(f"factory-bridge: could not start: {_shown(repr(exc), settings)}", file=sys.stderr)
+        return 1
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
