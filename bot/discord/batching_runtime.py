@@ -1,9 +1,7 @@
 """Smart batching at run time: the adapter around :class:`batching.Batcher`.
 
-A factory finishing a wave of builds raises dozens of routine approvals in a minute; instead of
-a message per task the bridge posts one batch message per kind (master plan §7), ONE message
-however large the group (README "Smart batching": 1,000 routine tasks of a kind → one message, in pages of
-20 items with ◀ / ▶)::
+A wave of routine approvals gets one batch message per kind instead of a message per task
+(master plan §7), however large the group (README "Smart batching": pages of 20 with ◀ / ▶)::
 
     📋 5 tasks ready for review
     ✅ freshdesk (low risk, tests pass)
@@ -38,8 +36,7 @@ What this module does (the rules themselves live in :mod:`batching`):
   re-renders (``refresh_batch``, through the notifier's edit queue) and "Approve All
   Low-Risk" over every page (``approve_low_risk``) — is the mixin
   :class:`bot.discord.batch_messages.BatchMessages`.
-* The batcher's capacity per message is :data:`MESSAGE_MAX_ITEMS` (10,000): far above any
-  burst, it only bounds the item list a message stores and re-reads at each click.
+* :data:`MESSAGE_MAX_ITEMS` (10,000) bounds the item list a message stores and re-reads.
 
 Channels the bot cannot use: an action Discord refuses with 10003 Unknown Channel, 50001 Missing
 Access or 50013 Missing Permissions is not retried on the backoff below but parked and handed to
@@ -48,9 +45,8 @@ down), which re-queues it every ``DISCORD_CHANNEL_RETRY_SECONDS`` (:meth:`Batchi
 retry_batch`); the first post or edit Discord accepts ends the outage. Other failures are
 retried after 2, 4, … up to :data:`MAX_RETRY_SECONDS` seconds.
 
-Pacing: batch messages are created through the notifier's paced ``send`` (Discord: about 5
-messages / 5 s per channel), at the full rate; critical and high single messages are ``urgent``
-there and take the next free slot instead of queuing behind a burst's batch messages.
+Pacing: batch messages go through the notifier's paced ``send`` (Discord: about 5 messages / 5 s
+per channel); critical and high single messages are ``urgent`` there (the next free slot).
 """
 
 from __future__ import annotations
@@ -247,6 +243,11 @@ class BatchingRuntime(BatchMessages):
             return True  # on its way to a message
         await self._apply(lambda b, now: b.add(tracked.task_id, key, now))
         return True
+
+    def holds(self, task_id: str) -> bool:
+        """Whether the task waits for its group, is on its way to a batch message, or is an
+        item of one (the ladder leaves a task waiting for its message alone until then)."""
+        return self._batcher.holds(task_id) or task_id in self._unattached
 
     async def reconsider(self, tracked: TrackedTask) -> None:
         """A known task changed: one waiting for its group that must now be posted alone

@@ -193,9 +193,23 @@ class LadderRuntime:
         self.timers.set(tracked.task_id, self.clock())
 
     async def task_changed(self, task_id: str) -> None:
-        """Ack, snooze or decision: re-check at once (never blocks on a running step)."""
+        """Ack, snooze or decision: re-check at once (never blocks on a running step).
+
+        A task waiting for its batch message (smart batching's group wait) is left alone: its
+        steps would reply to no message and DM about a task nobody can see yet; the batch's
+        post arms its ladder (:meth:`task_opened`) and the steps due meanwhile are taken then.
+        """
+        if await self._waiting_for_batch(task_id):
+            return
         self.service.mark_changed(task_id)
         self.timers.set(task_id, self.clock())
+
+    async def _waiting_for_batch(self, task_id: str) -> bool:
+        batcher = self.bridge.batcher
+        if batcher is None or not batcher.holds(task_id):
+            return False
+        tracked = await self.bridge.store.get_task(task_id)
+        return tracked is not None and not tracked.has_message and not tracked.is_decided
 
     def wake_at(self, task_id: str) -> datetime | None:
         """When the task's next wake-up is set (aware UTC), or ``None``."""

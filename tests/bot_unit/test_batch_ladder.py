@@ -1,0 +1,163 @@
+"""Where smart batching and the escalation ladder meet: one bridge with the real
+:class:`bot.ladder.LadderRuntime` and the real :class:`bot.discord.batching_runtime.BatchingRuntime`
+on one store, driven by a fake clock (fakes of ``test_ladder_runtime`` and
+``test_batching_runtime``)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.bridge import Bridge
+from bot.discord.batching_runtime import BatchingRuntime
+from bot.ladder import LadderRuntime
+from bot.roster import Roster
+from bot.store import Store
+from escalation.models import Priority, Task
+from tests.bot_unit.test_batching_runtime import FakeNotifier as _BaseNotifier
+from tests.bot_unit.test_ladder_runtime import (
+    ALICE,
+    DAVE,
+    TASKS,
+    Clock,
+    FakeFactory,
+    FakeMessenger,
+    FakePager,
+    make_settings,
+)
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Notifier(_BaseNotifier):
+    """The batching test's fake notifier; edit_task routes batch items to the batcher as the
+    real DiscordNotifier.edit_task does (``client.bridge.batcher.refresh_batch``)."""
+
+    batcher: Any = None
+    task_edits: list[str] = field(default_factory=list)
+
+    async def post_task(self, tracked, note=None):  # type: ignore[override]
+        message = await self.send(TASKS, single=tracked.task_id)
+        return TASKS, message.id
+
+    async def edit_task(self, tracked) -> None:  # type: ignore[override]
+        if tracked.batch_id is not None and self.batcher is not None:
+            await self.batcher.refresh_batch(tracked.batch_id)
+            return
+        self.task_edits.append(tracked.task_id)
+
+
+@dataclass
+class MixRig:
+    store: Store
+    bridge: Bridge
+    ladder: LadderRuntime
+    batching: BatchingRuntime
+    notifier: Notifier
+    messenger: FakeMessenger
+    pager: FakePager
+    factory: FakeFactory
+    clock: Clock
+
+    def task(
+        self,
+        task_id: str,
+        *,
+        priority: Priority = Priority.MEDIUM,
+        created: datetime | None = None,
+        sla_seconds: float | None = None,
+        **extra: Any,
+    ) -> Task:
+        created = created or self.clock()
+        data = {
+            "id": task_id,
+            "title": f"Task {task_id}",
+            "type": "review",
+            "stageName": "review",
+            "priority": priority.value,
+            "createdAt": created,
+            "context": {
+                "testResults": {"total": 3, "passed": 3, "failed": 0, "coveragePercent": 95}
+            },
+        }
+        if sla_seconds is not None:
+            data["slaDeadline"] = created + timedelta(seconds=sla_seconds)
+        data.update(extra)
+        task = Task.model_validate(data)
+        self.factory.tasks[task_id] = task
+        return task
+
+    async def drain_batching(self) -> None:
+        """Run the batcher's tick and carry out its queued actions (the loops are not started)."""
+        await self.batching._apply(lambda b, now: b.tick(now), wake=False)
+        while not self.batching._queue.empty():
+            await self.batching._carry_out(self.batching._queue.get_nowait())
+
+    async def at(self, when: datetime) -> None:
+        self.clock.now = when
+        await self.drain_batching()
+        for _ in range(20):
+            await self.ladder.tick()
+            await self.ladder.drain()
+            due = [t for t in self.ladder._wake.values() if t <= when.timestamp()]
+            if not due:
+                break
+        await self.drain_batching()
+
+
+async def make_mix(path: str, **settings: Any) -> MixRig:
+    clock = Clock(START)
+    store = Store(f"sqlite:///{path}")
+    await store.create_schema()
+    factory = FakeFactory(clock)
+    values = {"batch_group_wait_seconds": 30}
+    values.update(settings)
+    bridge = Bridge(
+        settings=make_settings(**values),
+        store=store,
+        factory=factory,  # type: ignore[arg-type]
+        roster=Roster((ALICE, DAVE)),
+        clock=clock,
+    )
+    notifier = Notifier(ids=itertools.count(7000))
+    bridge.attach_notifier(notifier)  # type: ignore[arg-type]
+    messenger, pager = FakeMessenger(), FakePager()
+    ladder = LadderRuntime(
+        bridge=bridge, messenger=messenger, pager=pager, clock=clock, retry_delays=(0.0, 0.0, 0.0)
+    )
+    bridge.escalation = ladder
+    await ladder.recover()
+    batching = BatchingRuntime(bridge, notifier)  # type: ignore[arg-type]
+    bridge.batcher = batching
+    notifier.batcher = batching
+    return MixRig(store, bridge, ladder, batching, notifier, messenger, pager, factory, clock)
+
+
+async def test_the_ladder_leaves_a_task_waiting_for_its_batch_message_alone(tmp_path: Path) -> None:
+    """An event about a routine task still in its group wait (here ``task.escalated``, still
+    medium) must not run its overdue steps: they would reply to no message and DM about a task
+    nobody can see yet. They are taken once the batch message is posted, on it."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        rig.clock.now = START + timedelta(seconds=200)  # the bridge back after downtime
+        for name in ("a", "b"):  # created 200 s ago, first seen now
+            await rig.bridge.show_task(rig.task(name, created=START, sla_seconds=3600))
+        await rig.at(rig.clock() + timedelta(seconds=1))
+        assert rig.notifier.sent == []  # both wait for their group (30 s)
+        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
+        data["updatedAt"] = rig.clock().isoformat()
+        data["escalationLevel"] = 1
+        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await rig.at(rig.clock() + timedelta(seconds=2))
+        assert rig.messenger.posts == [] and rig.messenger.dms == []
+        await rig.at(START + timedelta(seconds=240))  # the batch message is posted
+        [batch] = rig.notifier.sent
+        replies = {p["reply_to"] for p in rig.messenger.posts}
+        assert replies == {batch.id}  # every reminder replies to the batch message
+        assert any("Task a" in p["content"] for p in rig.messenger.posts)
+    finally:
+        await rig.store.close()
