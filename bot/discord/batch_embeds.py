@@ -46,6 +46,7 @@ __all__ = [
     "PAGE_SIZE",
     "RISK_ICONS",
     "RISK_WORDS",
+    "UNCONFIRMED_NOTICE",
     "BatchItem",
     "batch_embed",
     "batch_items",
@@ -144,12 +145,23 @@ def batch_items(
     notices = notices or {}
     return [
         BatchItem(
-            t,
-            assess_risk(t.task, min_coverage_percent=min_coverage_percent),
-            None if t.is_decided else notices.get(t.task_id),
+            t, assess_risk(t.task, min_coverage_percent=min_coverage_percent), _notice(t, notices)
         )
         for t in tracked
     ]
+
+
+#: An item's approval still in flight (re-sent in the background, contract §7.1).
+UNCONFIRMED_NOTICE = "⏳ approval not confirmed yet"
+
+
+def _notice(tracked: TrackedTask, notices: dict[str, str]) -> str | None:
+    """The item's notice: none once it is decided, and "not confirmed yet" only while its
+    decision is still in flight (a re-send that ended "not recorded" leaves it pending)."""
+    notice = None if tracked.is_decided else notices.get(tracked.task_id)
+    if notice == UNCONFIRMED_NOTICE and tracked.inflight_decision is None:
+        return None
+    return notice
 
 
 #: Who did something: (Discord id, name, fallback) → text, "" when it is not to be said.

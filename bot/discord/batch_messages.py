@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from batching import Action, Batcher
-from bot.discord.batch_embeds import BatchItem, batch_items, clamp_page
+from bot.discord.batch_embeds import UNCONFIRMED_NOTICE, BatchItem, batch_items, clamp_page
 from bot.discord.batch_pending import mark_decided
 from bot.discord.batch_repost import repost_batch
 from bot.discord.batch_views import render_batch
@@ -369,7 +369,7 @@ class BatchMessages:
             elif failure.kind == "unreported":
                 self._notices[failure.tracked.task_id] = "⚠️ approval not confirmed by the factory"
             elif failure.kind == "unconfirmed":  # still in flight: re-sent in the background
-                self._notices[failure.tracked.task_id] = "⏳ approval not confirmed yet"
+                self._notices[failure.tracked.task_id] = UNCONFIRMED_NOTICE
         if result.sent:
             await self.refresh_batch(batch_id)
         return result.outcome

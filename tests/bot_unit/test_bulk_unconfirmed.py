@@ -120,3 +120,46 @@ async def test_a_factory_that_cannot_be_reached_still_approves_nothing(store: St
     assert outcome.kind == "failed" and "NOTHING was approved" in outcome.message
     assert all(t is not None and t.inflight_key is None for t in tasks.values())
     assert factory.completes == []  # nothing to re-send
+
+
+class RefusesTheResend(ReadBackFactory):
+    """The re-send of a decision left in flight is refused (422): it is NOT recorded."""
+
+    async def complete_task(self, task_id: str, **_: Any) -> Any:
+        from bot.factory.errors import FactoryError
+
+        raise FactoryError(422, "VALIDATION_ERROR", "cannot approve this task")
+
+
+async def test_an_item_whose_re_send_was_refused_no_longer_says_not_confirmed_yet(
+    store: Store,
+) -> None:
+    """An item left in flight by an unclear bulk answer shows "⏳ approval not confirmed yet";
+    once its background re-send ends NOT recorded it is pending again (and counted by the
+    button), so the line must not keep saying it is being confirmed."""
+    from bot.discord.batch_views import render_batch
+
+    factory = RefusesTheResend(error=LOST, records={"t-a": record("a"), "t-b": LOST})
+    runtime = make_runtime(store, factory, FakeNotifier())
+    await runtime.start()
+    try:
+        batch_id = await posted_batch(runtime, store, "a", "b")
+        factory.records["t-a"] = record(
+            "a", decision="approved", decidedBy="alice", decisionData={"discordUserId": "7"}
+        )
+        factory.records["t-b"] = FactoryUnavailable("connect timeout")  # b: read back fails
+        await runtime.approve_low_risk(batch_id, ALICE, idempotency_seed="click-1")
+        b = await store.get_task("t-b")
+        assert b is not None and b.inflight_key is not None  # in flight: re-sent later
+        shown = render_batch(batch_id, await runtime.items(batch_id))["embed"].description
+        assert "⏳ approval not confirmed yet" in shown
+        resent = await runtime.bridge.resume_decision(b, notify=False, why="re-sent")
+        assert resent.kind == "failed"
+        b = await store.get_task("t-b")
+        assert b is not None and b.inflight_key is None and b.decision is None  # pending again
+        items = await runtime.items(batch_id)
+        shown = render_batch(batch_id, items)["embed"].description
+        assert "not confirmed yet" not in shown
+        assert [i.tracked.task_id for i in items if i.approvable_low] == ["t-b"]
+    finally:
+        await runtime.stop()
