@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import discord
 
@@ -94,11 +95,15 @@ class BatchItem:
         From :func:`escalation.risk.assess_risk`.
     notice : str or None
         A short line shown after the item, e.g. why the last bulk approval failed for it.
+    breached : bool
+        Undecided past its SLA deadline when the message was rendered (the ladder's "SLA
+        breached" alert links to the batch message: the item says so there).
     """
 
     tracked: TrackedTask
     risk: RiskAssessment
     notice: str | None = None
+    breached: bool = False
 
     @property
     def task_id(self) -> str:
@@ -130,6 +135,7 @@ def batch_items(
     *,
     min_coverage_percent: float = 80.0,
     notices: dict[str, str] | None = None,
+    now: datetime | None = None,
 ) -> list[BatchItem]:
     """Wrap tracked tasks as :class:`BatchItem` with their risk, keeping the order.
 
@@ -141,11 +147,17 @@ def batch_items(
         Setting ``BATCH_MIN_COVERAGE_PERCENT`` (0..100), passed to :func:`assess_risk`.
     notices : dict, optional
         Task id → notice line (ignored for decided items).
+    now : datetime, optional
+        The time of the render (aware UTC): an undecided item past its SLA deadline is
+        :attr:`BatchItem.breached`.
     """
     notices = notices or {}
     return [
         BatchItem(
-            t, assess_risk(t.task, min_coverage_percent=min_coverage_percent), _notice(t, notices)
+            t,
+            assess_risk(t.task, min_coverage_percent=min_coverage_percent),
+            _notice(t, notices),
+            breached=now is not None and not t.is_decided and t.deadline <= now,
         )
         for t in tracked
     ]
@@ -237,6 +249,8 @@ def item_line(item: BatchItem, limit: int = 400) -> str:
     elif not item.tracked.is_decided and not item.routine:
         priority = item.tracked.task.priority.value
         line += f" — 🔺 now {priority} priority: needs its own decision"
+    if item.breached:
+        line += " — 🚨 SLA breached"
     state = item_state(item.tracked)
     if state:
         line += f" — {state}"

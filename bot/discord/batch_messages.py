@@ -153,7 +153,10 @@ class BatchMessages:
             if not t.has_message or t.message_id == record.message_id
         ]
         return batch_items(
-            tracked, min_coverage_percent=self.min_coverage_percent, notices=self._notices
+            tracked,
+            min_coverage_percent=self.min_coverage_percent,
+            notices=self._notices,
+            now=self.bridge.clock(),
         )
 
     async def items(self, batch_id: str) -> list[BatchItem]:
@@ -168,7 +171,10 @@ class BatchMessages:
         if tracked is None:
             return None
         return batch_items(
-            [tracked], min_coverage_percent=self.min_coverage_percent, notices=self._notices
+            [tracked],
+            min_coverage_percent=self.min_coverage_percent,
+            notices=self._notices,
+            now=self.bridge.clock(),
         )[0]
 
     async def page_of(self, batch_id: str) -> int:

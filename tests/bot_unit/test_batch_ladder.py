@@ -161,3 +161,26 @@ async def test_the_ladder_leaves_a_task_waiting_for_its_batch_message_alone(tmp_
         assert any("Task a" in p["content"] for p in rig.messenger.posts)
     finally:
         await rig.store.close()
+
+
+async def test_a_batch_message_shows_which_items_breached_their_sla(tmp_path: Path) -> None:
+    """The ladder's "🚨 SLA breached @here" alert links to the batch message: the breached
+    items say so there, as a single task's message does."""
+    from bot.discord.batch_views import render_batch
+
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        await rig.bridge.show_task(rig.task("a", sla_seconds=600))
+        await rig.bridge.show_task(rig.task("b", sla_seconds=6000))
+        await rig.at(START + timedelta(seconds=31))  # the batch message
+        await rig.at(START + timedelta(seconds=605))  # a breaches, b does not
+        assert any("SLA breached" in p["content"] for p in rig.messenger.posts)
+        stored = await rig.store.get_task("a")
+        assert stored is not None and stored.batch_id is not None
+        items = await rig.batching.items(stored.batch_id)
+        lines = render_batch(stored.batch_id, items)["embed"].description.splitlines()
+        [line_a] = [line for line in lines if "Task a" in line]
+        [line_b] = [line for line in lines if "Task b" in line]
+        assert "🚨 SLA breached" in line_a and "SLA breached" not in line_b
+    finally:
+        await rig.store.close()
