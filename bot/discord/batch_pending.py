@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from batching import Action, Batcher, EditBatch, PostBatch
+from batching import Action, Batcher, EditBatch, PostBatch, PostSingle
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -74,7 +74,9 @@ def leave_out(
 
     When no item of ``action`` is pending and no addition waits for its message, the post is
     not made: ``skip`` gets ``True`` and the batch is reported :meth:`Batcher.posted` with no
-    message, which makes the batcher forget the closed batch.
+    message, which makes the batcher forget the closed batch. So it is when one item only is
+    left and no addition waits: that task gets the normal single-task message (README "Smart
+    batching": a task left alone), through a :class:`PostSingle`, not a batch of one.
 
     Parameters
     ----------
@@ -95,9 +97,14 @@ def leave_out(
         actions = [a for t in left_out for a in b.mark_decided(t, now)]
         batches: list[dict[str, Any]] = b.snapshot()["batches"]
         waiting = any(raw["added"] for raw in batches if raw["id"] == action.batch_id)
-        skip.append(len(left_out) == len(action.task_ids) and not waiting)
+        rest = [t for t in action.task_ids if t not in left_out]
+        alone = rest if len(rest) == 1 and not waiting else []
+        for task_id in alone:  # out of the batch, as if decided: it is posted on its own
+            actions.extend(b.mark_decided(task_id, now))
+        skip.append(len(left_out) + len(alone) == len(action.task_ids) and not waiting)
         if skip[-1]:
             actions.extend(b.posted(action.batch_id, "", now))
+        actions.extend(PostSingle(task_id) for task_id in alone)
         return actions
 
     return step

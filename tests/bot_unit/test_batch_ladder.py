@@ -184,3 +184,30 @@ async def test_a_batch_message_shows_which_items_breached_their_sla(tmp_path: Pa
         assert "🚨 SLA breached" in line_a and "SLA breached" not in line_b
     finally:
         await rig.store.close()
+
+
+async def test_a_task_left_alone_in_its_group_gets_its_own_message(tmp_path: Path) -> None:
+    """Two routine tasks wait for their group; one is decided at the factory meanwhile. The
+    other is left alone: it gets the normal single-task message (README "Smart batching"),
+    with Snooze and Details, not a batch of one."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        for name in ("a", "b"):
+            await rig.bridge.show_task(rig.task(name, sla_seconds=86400))
+        rig.clock.now = START + timedelta(seconds=10)
+        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
+        data.update(
+            status="completed",
+            decision="approved",
+            decidedBy="u-x",
+            decidedAt=rig.clock().isoformat(),
+        )
+        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await rig.at(START + timedelta(seconds=31))
+        await rig.drain_batching()
+        b = await rig.store.get_task("b")
+        assert b is not None and b.has_message and b.batch_id is None
+        assert [s.kwargs.get("single") for s in rig.notifier.sent] == ["b"]
+        assert not rig.batching.holds("b")
+    finally:
+        await rig.store.close()
