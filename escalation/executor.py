@@ -274,7 +274,7 @@ class DeliveryExecutor:
                 detail = await self.retry(
                     "Discord reply", lambda: announcer.reminder(task, targets, late)
                 )
-                return "sent", detail
+                return ("skipped" if detail.get("skipped") else "sent"), detail
             on_call = [p for p in people if p.on_call and p.discord_user_id]
             if channel == "reply":
                 detail = await self.retry(

@@ -10,8 +10,10 @@ the incident report); this module says it in Discord's terms (``<@id>`` mentions
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from bot.keyed import BoundedMap
 from bot.ladder.text import discord_timestamp, task_link
 from bot.settings import Settings
 from escalation.markup import inline_text
@@ -43,6 +45,13 @@ class DiscordAnnouncer:
         ``(task_id, step)`` → the message id of the factory's own announcement of that SLA
         step (``bot.sla_events.factory_announced``), or ``None``: the ladder then does not
         post the same news twice.
+    clock
+        Now (aware UTC).
+
+    The items of a batch share its message, and their steps come due together (created
+    within one group wait): one reminder, warning or breach alert per step speaks for the
+    whole batch, and the other items' within ``ESCALATION_BUNDLE_SECONDS`` of it are
+    ``skipped`` (covered), instead of one ping per item on the same message.
     """
 
     def __init__(
@@ -53,12 +62,31 @@ class DiscordAnnouncer:
         report: Callable[[LadderTask], Awaitable[str]],
         refresh: Callable[[str], None],
         announced: Callable[[str, str], Awaitable[int | None]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.messenger = messenger
         self.settings = settings
         self._report = report
         self._refresh = refresh
         self._announced = announced
+        self._clock = clock
+        #: (batch message id, step) → (when, message id) of the post that speaks for the batch
+        self._batch_posts: BoundedMap[tuple[int, str], tuple[datetime, int]] = BoundedMap(4096)
+
+    def _covered(self, task: LadderTask, step: str) -> dict[str, Any] | None:
+        """The skipped detail when another item of the task's batch had ``step`` posted
+        within the bundle window, else ``None``."""
+        key = _batch_key(task, step)
+        posted = None if key is None else self._batch_posts.get(key)
+        window = self.settings.escalation_bundle_seconds
+        if posted is None or (self._clock() - posted[0]).total_seconds() > window:
+            return None
+        return {"message_id": posted[1], "note": "covered by the batch's post", "skipped": True}
+
+    def _posted_for_batch(self, task: LadderTask, step: str, message_id: int) -> None:
+        key = _batch_key(task, step)
+        if key is not None:
+            self._batch_posts[key] = (self._clock(), message_id)
 
     async def _already(self, task: LadderTask, step: str, what: str) -> dict[str, Any] | None:
         """The skipped detail when the factory already announced ``step``, else ``None``."""
@@ -90,13 +118,16 @@ class DiscordAnnouncer:
         self, task: LadderTask, targets: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
         """ "⏰ @who reminder: … is still waiting for a decision" in a reply."""
+        if (covered := self._covered(task, "reminder")) is not None:
+            return covered
         ids = _ids(targets)
         who = " ".join(f"<@{i}>" for i in ids) or "Nobody is on call in the roster:"
         content = (
-            f"⏰ {who} reminder: **{inline_text(task.task.title)}** is still waiting for a "
-            f"decision (SLA deadline {discord_timestamp(task.deadline)}).{late_marker(late_seconds)}"
+            f"⏰ {who} reminder: {_what(task)} still waiting for a decision (SLA deadline "
+            f"{discord_timestamp(task.deadline)}).{late_marker(late_seconds)}"
         )
         message_id = await self.post_on_task(task, content, user_ids=ids, everyone=False)
+        self._posted_for_batch(task, "reminder", message_id)
         return {"message_id": message_id, "mentioned": ids}
 
     async def warning(
@@ -106,15 +137,19 @@ class DiscordAnnouncer:
         MENTION_EVERYONE permission)."""
         if (skipped := await self._already(task, "sla_warning", "warning")) is not None:
             return skipped
+        if (covered := self._covered(task, "sla_warning")) is not None:
+            return covered
         channel = task.channel_id or self.settings.discord_tasks_channel_id
         everyone = self.messenger.may_mention_everyone(channel)
         ids = [] if everyone else _ids(on_call)
         ping = "@here" if everyone else (" ".join(f"<@{i}>" for i in ids) or "on-call")
+        breaches = "breach their SLA from" if _batch_key(task, "") else "breaches its SLA"
         content = (
-            f"🔴 SLA breach imminent {ping}: **{inline_text(task.task.title)}** breaches its "
-            f"SLA {discord_timestamp(task.deadline)}.{late_marker(late_seconds)}"
+            f"🔴 SLA breach imminent {ping}: {_what(task, verb=False)} {breaches} "
+            f"{discord_timestamp(task.deadline)}.{late_marker(late_seconds)}"
         )
         message_id = await self.post_on_task(task, content, user_ids=ids, everyone=everyone)
+        self._posted_for_batch(task, "sla_warning", message_id)
         note = "@here" if everyone else "no MENTION_EVERYONE permission: on-call mentioned"
         return {"message_id": message_id, "mentioned": ids, "note": note}
 
@@ -124,20 +159,23 @@ class DiscordAnnouncer:
         """ "🚨 SLA breached @here" in the alerts channel, with a link to the task."""
         if (skipped := await self._already(task, "sla_breach", "breach alert")) is not None:
             return skipped
+        if (covered := self._covered(task, "sla_breach")) is not None:
+            return covered
         channel = self.settings.alerts_channel_id
         everyone = self.messenger.may_mention_everyone(channel)
         ids = [] if everyone else _ids(on_call)
         ping = "@here" if everyone else (" ".join(f"<@{i}>" for i in ids) or "on-call")
         priority = PRIORITY_LABELS.get(task.task.priority, task.task.priority.value)
+        passed = "passed their deadline from" if _batch_key(task, "") else "passed its deadline"
         content = (
-            f"🚨 SLA breached {ping}: **{inline_text(task.task.title)}** ({priority}) "
-            "passed its deadline "
+            f"🚨 SLA breached {ping}: {_what(task, verb=False)} ({priority}) {passed} "
             f"{discord_timestamp(task.deadline)}{late_marker(late_seconds)}. "
             f"{task_link(task, self.settings.discord_guild_id)}"
         )
         message_id = await self.messenger.post(
             channel, content[:2000], user_ids=ids, everyone=everyone
         )
+        self._posted_for_batch(task, "sla_breach", message_id)
         return {"message_id": message_id, "everyone": everyone}
 
     async def incident_report(self, task: LadderTask) -> dict[str, Any]:
@@ -145,3 +183,20 @@ class DiscordAnnouncer:
         content = await self._report(task)
         message_id = await self.messenger.post(self.settings.alerts_channel_id, content)
         return {"message_id": message_id}
+
+
+def _batch_key(task: LadderTask, step: str) -> tuple[int, str] | None:
+    """``(batch message id, step)`` for an item of a batch message, else ``None``."""
+    if getattr(task, "batch_id", None) is None or task.message_id is None:
+        return None
+    return (task.message_id, step)
+
+
+def _what(task: LadderTask, *, verb: bool = True) -> str:
+    """What a post is about: the task (``**title** is``), or, for an item of a batch message,
+    the batch (the post speaks for every item of it due now: ``tasks of this batch are``)."""
+    if _batch_key(task, "") is not None:
+        return "tasks of this batch are" if verb else "tasks of a batch"
+    return (
+        f"**{inline_text(task.task.title)}** is" if verb else f"**{inline_text(task.task.title)}**"
+    )

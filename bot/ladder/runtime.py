@@ -105,6 +105,7 @@ class LadderRuntime:
             report=self.incident_text,
             refresh=self._queue_refresh,
             announced=functools.partial(factory_announced, bridge.store),
+            clock=self.clock,
         )
         self.service = LadderService(
             policy=self.policy,

@@ -158,7 +158,8 @@ async def test_the_ladder_leaves_a_task_waiting_for_its_batch_message_alone(tmp_
         [batch] = rig.notifier.sent
         replies = {p["reply_to"] for p in rig.messenger.posts}
         assert replies == {batch.id}  # every reminder replies to the batch message
-        assert any("Task a" in p["content"] for p in rig.messenger.posts)
+        audit = [(e.task_id, e.action) for e in await rig.store.audit_entries(task_id="a")]
+        assert ("a", "escalation.reply") in audit  # a's due reminder, on the batch message
     finally:
         await rig.store.close()
 
@@ -209,5 +210,36 @@ async def test_a_task_left_alone_in_its_group_gets_its_own_message(tmp_path: Pat
         assert b is not None and b.has_message and b.batch_id is None
         assert [s.kwargs.get("single") for s in rig.notifier.sent] == ["b"]
         assert not rig.batching.holds("b")
+    finally:
+        await rig.store.close()
+
+
+async def test_a_batch_gets_one_reminder_warning_and_breach_alert_not_one_per_item(
+    tmp_path: Path,
+) -> None:
+    """Three routine tasks of one batch message come due together: one @mention reminder, one
+    "SLA breach imminent" and one "SLA breached" alert speak for the batch (what batching is
+    for), and the other items' steps are recorded as covered."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        for name in ("a", "b", "c"):
+            await rig.bridge.show_task(rig.task(name, sla_seconds=600))
+        await rig.at(START + timedelta(seconds=31))  # the one batch message
+        [batch] = rig.notifier.sent
+        await rig.at(START + timedelta(seconds=130))  # reminder @mention
+        await rig.at(START + timedelta(seconds=460))  # SLA warning
+        await rig.at(START + timedelta(seconds=605))  # SLA breach
+        posts = rig.messenger.posts
+        mentions = [p for p in posts if "reminder:" in p["content"]]
+        warnings = [p for p in posts if "breach imminent" in p["content"]]
+        alerts = [p for p in posts if "SLA breached" in p["content"]]
+        assert (len(mentions), len(warnings), len(alerts)) == (1, 1, 1)
+        assert {p["reply_to"] for p in mentions + warnings} == {batch.id}
+        assert "tasks of this batch" in mentions[0]["content"]
+        assert f"/{batch.id}" in alerts[0]["content"]  # the link to the batch message
+        audit = [(e.task_id, e.action, e.outcome) for e in await rig.store.audit_entries()]
+        for task_id in ("a", "b", "c"):  # every item's step is accounted for
+            sent = [o for t, a, o in audit if t == task_id and a == "escalation.reply"]
+            assert sent and set(sent) <= {"sent", "skipped"}
     finally:
         await rig.store.close()
