@@ -68,7 +68,7 @@ def mark_decided(task_ids: list[str]) -> Callable[[Batcher, datetime], list[Acti
 
 
 def leave_out(
-    action: PostBatch, left_out: list[str], *, skip: list[bool]
+    action: PostBatch, left_out: list[str], *, skip: list[bool], alone: list[str] | None = None
 ) -> Callable[[Batcher, datetime], list[Action]]:
     """A batcher step reporting ``left_out`` decided (:meth:`Batcher.mark_decided`).
 
@@ -86,6 +86,8 @@ def leave_out(
         Its items decided or gone.
     skip : list of bool
         Receives whether the post is skipped (filled when the step runs).
+    alone : list of str, optional
+        Receives the task left alone, posted by the :class:`PostSingle` the step returns.
 
     Returns
     -------
@@ -98,13 +100,15 @@ def leave_out(
         batches: list[dict[str, Any]] = b.snapshot()["batches"]
         waiting = any(raw["added"] for raw in batches if raw["id"] == action.batch_id)
         rest = [t for t in action.task_ids if t not in left_out]
-        alone = rest if len(rest) == 1 and not waiting else []
-        for task_id in alone:  # out of the batch, as if decided: it is posted on its own
+        single = rest if len(rest) == 1 and not waiting else []
+        for task_id in single:  # out of the batch, as if decided: it is posted on its own
             actions.extend(b.mark_decided(task_id, now))
-        skip.append(len(left_out) + len(alone) == len(action.task_ids) and not waiting)
+        skip.append(len(left_out) + len(single) == len(action.task_ids) and not waiting)
         if skip[-1]:
             actions.extend(b.posted(action.batch_id, "", now))
-        actions.extend(PostSingle(task_id) for task_id in alone)
+        actions.extend(PostSingle(task_id) for task_id in single)
+        if alone is not None:
+            alone.extend(single)
         return actions
 
     return step

@@ -388,10 +388,10 @@ class BatchingRuntime(BatchMessages):
     async def _post_batch(self, action: PostBatch) -> None:
         record = await self.store.get_batch(action.batch_id)
         if record is None or record.message_id is None:
-            task_ids = await self._still_pending(action)
-            if not task_ids:
-                self._unattached.difference_update(action.task_ids)
-                return  # every item was decided or gone during the group wait
+            alone: list[str] = []  # posted single: on its way to a message still (holds)
+            if not (task_ids := await self._still_pending(action, alone)):  # all decided
+                self._unattached.difference_update(set(action.task_ids) - set(alone))
+                return
             await self.store.save_batch(action.batch_id, action.key, task_ids)
             record = await self.store.get_batch(action.batch_id)
             assert record is not None
@@ -424,14 +424,14 @@ class BatchingRuntime(BatchMessages):
         if gone is not None:  # deleted before it was recorded
             await self.repost(action.batch_id, message_id, why=gone)
 
-    async def _still_pending(self, action: PostBatch) -> tuple[str, ...]:
-        """The items of a post still pending: those decided or gone during the group wait are
-        left out and reported to the batcher; ``()`` when the post is not to be made."""
+    async def _still_pending(self, action: PostBatch, alone: list[str]) -> tuple[str, ...]:
+        """The items of a post still pending (those decided or gone during the group wait left
+        out, reported to the batcher); ``()``: no post (``alone`` gets a task posted single)."""
         pending, left_out = await split_pending(self.store, action)
         if not left_out:
             return action.task_ids
         skip: list[bool] = []
-        await self._apply(leave_out(action, left_out, skip=skip))
+        await self._apply(leave_out(action, left_out, skip=skip, alone=alone))
         for task_id in left_out:
             self._marked[task_id] = None
         # none pending but additions wait for the message: it is posted (they need it)

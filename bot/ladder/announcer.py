@@ -10,10 +10,11 @@ the incident report); this module says it in Discord's terms (``<@id>`` mentions
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager, nullcontext
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.keyed import BoundedMap
+from bot.keyed import BoundedMap, KeyedLocks
 from bot.ladder.text import discord_timestamp, task_link
 from bot.settings import Settings
 from escalation.markup import inline_text
@@ -70,23 +71,42 @@ class DiscordAnnouncer:
         self._refresh = refresh
         self._announced = announced
         self._clock = clock
-        #: (batch message id, step) → (when, message id) of the post that speaks for the batch
-        self._batch_posts: BoundedMap[tuple[int, str], tuple[datetime, int]] = BoundedMap(4096)
+        #: (batch message id, step) → (when it was posted, its message id, who it mentioned):
+        #: the post that speaks for the batch's items whose step was due by then
+        self._batch_posts: BoundedMap[tuple[int, str], tuple[datetime, int, frozenset[int]]]
+        self._batch_posts = BoundedMap(4096)
+        #: one post of a batch's step at a time: the items due together wait for the first
+        self._batch_locks: KeyedLocks[tuple[int, str]] = KeyedLocks()
 
-    def _covered(self, task: LadderTask, step: str) -> dict[str, Any] | None:
-        """The skipped detail when another item of the task's batch had ``step`` posted
-        within the bundle window, else ``None``."""
+    def _batch_lock(self, task: LadderTask, step: str) -> AbstractAsyncContextManager[None]:
+        key = _batch_key(task, step)
+        return nullcontext() if key is None else self._batch_locks(key)
+
+    def _cover(
+        self, task: LadderTask, step: str, late_seconds: float
+    ) -> tuple[int, frozenset[int]] | None:
+        """The post of this batch's ``step`` that speaks for this item, as ``(message id, people
+        it mentioned)``: made within ``ESCALATION_BUNDLE_SECONDS`` and once this item's step
+        was due (an item that breached after the alert is not covered by it); else ``None``."""
         key = _batch_key(task, step)
         posted = None if key is None else self._batch_posts.get(key)
-        window = self.settings.escalation_bundle_seconds
-        if posted is None or (self._clock() - posted[0]).total_seconds() > window:
+        if posted is None:
             return None
-        return {"message_id": posted[1], "note": "covered by the batch's post", "skipped": True}
+        at, message_id, mentioned = posted
+        now = self._clock()
+        due = now - timedelta(seconds=late_seconds)
+        if (now - at).total_seconds() > self.settings.escalation_bundle_seconds or due > at:
+            return None
+        return message_id, mentioned
 
-    def _posted_for_batch(self, task: LadderTask, step: str, message_id: int) -> None:
+    def _posted_for_batch(
+        self, task: LadderTask, step: str, at: datetime, message_id: int, ids: Sequence[int]
+    ) -> None:
         key = _batch_key(task, step)
         if key is not None:
-            self._batch_posts[key] = (self._clock(), message_id)
+            earlier = self._batch_posts.get(key)
+            mentioned = frozenset(ids) | (earlier[2] if earlier else frozenset())
+            self._batch_posts[key] = (at, message_id, mentioned)
 
     async def _already(self, task: LadderTask, step: str, what: str) -> dict[str, Any] | None:
         """The skipped detail when the factory already announced ``step``, else ``None``."""
@@ -117,17 +137,24 @@ class DiscordAnnouncer:
     async def reminder(
         self, task: LadderTask, targets: Sequence[Person], late_seconds: float
     ) -> dict[str, Any]:
-        """ "⏰ @who reminder: … is still waiting for a decision" in a reply."""
-        if (covered := self._covered(task, "reminder")) is not None:
-            return covered
-        ids = _ids(targets)
-        who = " ".join(f"<@{i}>" for i in ids) or "Nobody is on call in the roster:"
-        content = (
-            f"⏰ {who} reminder: {_what(task)} still waiting for a decision (SLA deadline "
-            f"{discord_timestamp(task.deadline)}).{late_marker(late_seconds)}"
-        )
-        message_id = await self.post_on_task(task, content, user_ids=ids, everyone=False)
-        self._posted_for_batch(task, "reminder", message_id)
+        """ "⏰ @who reminder: … is still waiting for a decision" in a reply; for an item of a
+        batch, one reply speaks for the batch, and a later item's mentions only whom it has not
+        (another assignee)."""
+        async with self._batch_lock(task, "reminder"):
+            ids = _ids(targets)
+            cover = self._cover(task, "reminder", late_seconds)
+            if cover is not None:
+                ids = [i for i in ids if i not in cover[1]]
+                if not ids:
+                    return _covered_by(cover[0])
+            who = " ".join(f"<@{i}>" for i in ids) or "Nobody is on call in the roster:"
+            content = (
+                f"⏰ {who} reminder: {_what(task)} still waiting for a decision (SLA deadline "
+                f"{discord_timestamp(task.deadline)}).{late_marker(late_seconds)}"
+            )
+            at = self._clock()
+            message_id = await self.post_on_task(task, content, user_ids=ids, everyone=False)
+            self._posted_for_batch(task, "reminder", at, message_id, ids)
         return {"message_id": message_id, "mentioned": ids}
 
     async def warning(
@@ -137,8 +164,14 @@ class DiscordAnnouncer:
         MENTION_EVERYONE permission)."""
         if (skipped := await self._already(task, "sla_warning", "warning")) is not None:
             return skipped
-        if (covered := self._covered(task, "sla_warning")) is not None:
-            return covered
+        async with self._batch_lock(task, "sla_warning"):
+            if (cover := self._cover(task, "sla_warning", late_seconds)) is not None:
+                return _covered_by(cover[0])
+            return await self._warning(task, on_call, late_seconds)
+
+    async def _warning(
+        self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
+    ) -> dict[str, Any]:
         channel = task.channel_id or self.settings.discord_tasks_channel_id
         everyone = self.messenger.may_mention_everyone(channel)
         ids = [] if everyone else _ids(on_call)
@@ -148,8 +181,9 @@ class DiscordAnnouncer:
             f"🔴 SLA breach imminent {ping}: {_what(task, verb=False)} {breaches} "
             f"{discord_timestamp(task.deadline)}.{late_marker(late_seconds)}"
         )
+        at = self._clock()
         message_id = await self.post_on_task(task, content, user_ids=ids, everyone=everyone)
-        self._posted_for_batch(task, "sla_warning", message_id)
+        self._posted_for_batch(task, "sla_warning", at, message_id, ids)
         note = "@here" if everyone else "no MENTION_EVERYONE permission: on-call mentioned"
         return {"message_id": message_id, "mentioned": ids, "note": note}
 
@@ -159,8 +193,14 @@ class DiscordAnnouncer:
         """ "🚨 SLA breached @here" in the alerts channel, with a link to the task."""
         if (skipped := await self._already(task, "sla_breach", "breach alert")) is not None:
             return skipped
-        if (covered := self._covered(task, "sla_breach")) is not None:
-            return covered
+        async with self._batch_lock(task, "sla_breach"):
+            if (cover := self._cover(task, "sla_breach", late_seconds)) is not None:
+                return _covered_by(cover[0])
+            return await self._breach_alert(task, on_call, late_seconds)
+
+    async def _breach_alert(
+        self, task: LadderTask, on_call: Sequence[Person], late_seconds: float
+    ) -> dict[str, Any]:
         channel = self.settings.alerts_channel_id
         everyone = self.messenger.may_mention_everyone(channel)
         ids = [] if everyone else _ids(on_call)
@@ -172,10 +212,11 @@ class DiscordAnnouncer:
             f"{discord_timestamp(task.deadline)}{late_marker(late_seconds)}. "
             f"{task_link(task, self.settings.discord_guild_id)}"
         )
+        at = self._clock()
         message_id = await self.messenger.post(
             channel, content[:2000], user_ids=ids, everyone=everyone
         )
-        self._posted_for_batch(task, "sla_breach", message_id)
+        self._posted_for_batch(task, "sla_breach", at, message_id, ids)
         return {"message_id": message_id, "everyone": everyone}
 
     async def incident_report(self, task: LadderTask) -> dict[str, Any]:
@@ -183,6 +224,11 @@ class DiscordAnnouncer:
         content = await self._report(task)
         message_id = await self.messenger.post(self.settings.alerts_channel_id, content)
         return {"message_id": message_id}
+
+
+def _covered_by(message_id: int) -> dict[str, Any]:
+    """A step an earlier post of the batch spoke for: ``skipped`` (nothing posted again)."""
+    return {"message_id": message_id, "note": "covered by the batch's post", "skipped": True}
 
 
 def _batch_key(task: LadderTask, step: str) -> tuple[int, str] | None:

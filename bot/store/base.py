@@ -76,8 +76,9 @@ class StoreBase:
         Raises
         ------
         bot.leadership.lease.NotLeader
-            When another process holds the lease now. Nothing to ask without a fence (one
-            bridge on SQLite).
+            When another process holds the lease now. Without a fence (a store no lease was
+            set up for) there is nothing to ask; the bridge sets one on SQLite too, so each
+            event with lines to post costs one writer transaction more.
         """
         if self.db.fence is not None:
             await self.db.write(_nothing, fenced=True)

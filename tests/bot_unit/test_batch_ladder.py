@@ -5,6 +5,7 @@ on one store, driven by a fake clock (fakes of ``test_ladder_runtime`` and
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,7 @@ class Notifier(_BaseNotifier):
         message = await self.send(TASKS, single=tracked.task_id)
         return TASKS, message.id
 
-    async def edit_task(self, tracked) -> None:  # type: ignore[override]
+    async def edit_task(self, tracked, *, wait=True) -> None:  # type: ignore[override]
         if tracked.batch_id is not None and self.batcher is not None:
             await self.batcher.refresh_batch(tracked.batch_id)
             return
@@ -241,5 +242,113 @@ async def test_a_batch_gets_one_reminder_warning_and_breach_alert_not_one_per_it
         for task_id in ("a", "b", "c"):  # every item's step is accounted for
             sent = [o for t, a, o in audit if t == task_id and a == "escalation.reply"]
             assert sent and set(sent) <= {"sent", "skipped"}
+    finally:
+        await rig.store.close()
+
+
+class SlowMessenger(FakeMessenger):
+    """A messenger whose posts take time, as Discord's do (the ladder runs due tasks at once)."""
+
+    async def post(self, channel_id: int, content: str, **kw: Any) -> int:
+        await asyncio.sleep(0.02)
+        return await super().post(channel_id, content, **kw)
+
+
+async def test_items_due_together_get_one_post_even_while_discord_takes_its_time(
+    tmp_path: Path,
+) -> None:
+    """The items of a batch are stepped concurrently: the second must wait for the first's
+    post, not pass the check while it is in flight and post too."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    slow = SlowMessenger()
+    rig.ladder.announcer.messenger = slow
+    try:
+        for name in ("a", "b", "c"):
+            await rig.bridge.show_task(rig.task(name, sla_seconds=600))
+        await rig.at(START + timedelta(seconds=31))
+        await rig.at(START + timedelta(seconds=130))  # reminder @mention
+        await rig.at(START + timedelta(seconds=460))  # warning
+        await rig.at(START + timedelta(seconds=605))  # breach
+        counts = [
+            len([p for p in slow.posts if words in p["content"]])
+            for words in ("reminder:", "breach imminent", "SLA breached")
+        ]
+        assert counts == [1, 1, 1]
+    finally:
+        await rig.store.close()
+
+
+async def test_the_batch_reminder_mentions_every_items_assignee(tmp_path: Path) -> None:
+    """A batch is of one kind, not of one person: an item assigned to someone the reminder
+    did not mention gets its own mention (only of the people not mentioned yet)."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        await rig.bridge.show_task(rig.task("a", sla_seconds=600, assigneeId="u-alice"))
+        await rig.bridge.show_task(rig.task("b", sla_seconds=600, assigneeId="u-dave"))
+        await rig.at(START + timedelta(seconds=31))
+        await rig.at(START + timedelta(seconds=130))  # reminder @mention
+        mentions = [p for p in rig.messenger.posts if "reminder:" in p["content"]]
+        assert {u for p in mentions for u in p["users"]} == {11, 12}
+        assert len(mentions) <= 2
+    finally:
+        await rig.store.close()
+
+
+async def test_an_item_that_breaches_after_the_batchs_alert_gets_its_own(tmp_path: Path) -> None:
+    """The alert posted when item a breached speaks for the items breached then, not for b
+    whose deadline came 90 s later (a was decided meanwhile: nobody would be told of b)."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        await rig.bridge.show_task(rig.task("a", sla_seconds=600))
+        await rig.bridge.show_task(rig.task("b", sla_seconds=690))
+        await rig.at(START + timedelta(seconds=31))
+        await rig.at(START + timedelta(seconds=601))  # a breaches: its alert
+        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
+        data.update(
+            status="completed",
+            decision="approved",
+            decidedBy="u-x",
+            decidedAt=rig.clock().isoformat(),
+            updatedAt=rig.clock().isoformat(),
+        )
+        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await rig.at(START + timedelta(seconds=692))  # b breaches
+        alerts = [p for p in rig.messenger.posts if "SLA breached" in p["content"]]
+        assert len(alerts) == 2
+    finally:
+        await rig.store.close()
+
+
+async def test_a_task_left_alone_stays_held_until_its_own_message_is_posted(
+    tmp_path: Path,
+) -> None:
+    """Between the batch's post turning into a single post and that post, an event about the
+    task must not run its ladder (no message to reply to yet)."""
+    rig = await make_mix(str(tmp_path / "db.sqlite"))
+    try:
+        rig.clock.now = START + timedelta(seconds=200)  # back after downtime
+        for name in ("a", "b"):
+            await rig.bridge.show_task(rig.task(name, created=START, sla_seconds=3600))
+        rig.clock.now = START + timedelta(seconds=210)
+        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
+        data.update(
+            status="completed",
+            decision="approved",
+            decidedBy="u-x",
+            decidedAt=rig.clock().isoformat(),
+            updatedAt=rig.clock().isoformat(),
+        )
+        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        rig.clock.now = START + timedelta(seconds=231)
+        await rig.batching._apply(lambda b, now: b.tick(now), wake=False)
+        await rig.batching._carry_out(rig.batching._queue.get_nowait())  # the batch's post
+        assert rig.batching.holds("b")  # its single post is queued
+        data = rig.factory.tasks["b"].model_dump(mode="json", by_alias=True)
+        data.update(updatedAt=rig.clock().isoformat(), escalationLevel=1)
+        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        for _ in range(3):
+            await rig.ladder.tick()
+            await rig.ladder.drain()
+        assert rig.messenger.posts == [] and rig.messenger.dms == []
     finally:
         await rig.store.close()
