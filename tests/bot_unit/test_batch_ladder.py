@@ -110,6 +110,19 @@ class MixRig:
         await self.drain_batching()
 
 
+async def at_the_factory(rig: MixRig, task_id: str, *, decided: bool = False) -> None:
+    """A change of the task at the factory, as its event brings it: approved there
+    (``decided``), else escalated one level (its priority unchanged: still routine)."""
+    data = rig.factory.tasks[task_id].model_dump(mode="json", by_alias=True)
+    now = rig.clock().isoformat()
+    if decided:
+        data.update(status="completed", decision="approved", decidedBy="u-x", decidedAt=now)
+    else:
+        data["escalationLevel"] = 1
+    data["updatedAt"] = now
+    await rig.bridge.apply_factory_task(Task.model_validate(data))
+
+
 async def make_mix(path: str, **settings: Any) -> MixRig:
     clock = Clock(START)
     store = Store(f"sqlite:///{path}")
@@ -149,10 +162,7 @@ async def test_the_ladder_leaves_a_task_waiting_for_its_batch_message_alone(tmp_
             await rig.bridge.show_task(rig.task(name, created=START, sla_seconds=3600))
         await rig.at(rig.clock() + timedelta(seconds=1))
         assert rig.notifier.sent == []  # both wait for their group (30 s)
-        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
-        data["updatedAt"] = rig.clock().isoformat()
-        data["escalationLevel"] = 1
-        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await at_the_factory(rig, "a")
         await rig.at(rig.clock() + timedelta(seconds=2))
         assert rig.messenger.posts == [] and rig.messenger.dms == []
         await rig.at(START + timedelta(seconds=240))  # the batch message is posted
@@ -197,14 +207,7 @@ async def test_a_task_left_alone_in_its_group_gets_its_own_message(tmp_path: Pat
         for name in ("a", "b"):
             await rig.bridge.show_task(rig.task(name, sla_seconds=86400))
         rig.clock.now = START + timedelta(seconds=10)
-        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
-        data.update(
-            status="completed",
-            decision="approved",
-            decidedBy="u-x",
-            decidedAt=rig.clock().isoformat(),
-        )
-        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await at_the_factory(rig, "a", decided=True)
         await rig.at(START + timedelta(seconds=31))
         await rig.drain_batching()
         b = await rig.store.get_task("b")
@@ -303,15 +306,7 @@ async def test_an_item_that_breaches_after_the_batchs_alert_gets_its_own(tmp_pat
         await rig.bridge.show_task(rig.task("b", sla_seconds=690))
         await rig.at(START + timedelta(seconds=31))
         await rig.at(START + timedelta(seconds=601))  # a breaches: its alert
-        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
-        data.update(
-            status="completed",
-            decision="approved",
-            decidedBy="u-x",
-            decidedAt=rig.clock().isoformat(),
-            updatedAt=rig.clock().isoformat(),
-        )
-        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await at_the_factory(rig, "a", decided=True)
         await rig.at(START + timedelta(seconds=692))  # b breaches
         alerts = [p for p in rig.messenger.posts if "SLA breached" in p["content"]]
         assert len(alerts) == 2
@@ -330,22 +325,12 @@ async def test_a_task_left_alone_stays_held_until_its_own_message_is_posted(
         for name in ("a", "b"):
             await rig.bridge.show_task(rig.task(name, created=START, sla_seconds=3600))
         rig.clock.now = START + timedelta(seconds=210)
-        data = rig.factory.tasks["a"].model_dump(mode="json", by_alias=True)
-        data.update(
-            status="completed",
-            decision="approved",
-            decidedBy="u-x",
-            decidedAt=rig.clock().isoformat(),
-            updatedAt=rig.clock().isoformat(),
-        )
-        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await at_the_factory(rig, "a", decided=True)
         rig.clock.now = START + timedelta(seconds=231)
         await rig.batching._apply(lambda b, now: b.tick(now), wake=False)
         await rig.batching._carry_out(rig.batching._queue.get_nowait())  # the batch's post
         assert rig.batching.holds("b")  # its single post is queued
-        data = rig.factory.tasks["b"].model_dump(mode="json", by_alias=True)
-        data.update(updatedAt=rig.clock().isoformat(), escalationLevel=1)
-        await rig.bridge.apply_factory_task(Task.model_validate(data))
+        await at_the_factory(rig, "b")
         for _ in range(3):
             await rig.ladder.tick()
             await rig.ladder.drain()

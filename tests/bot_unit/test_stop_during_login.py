@@ -9,9 +9,26 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from bot.app import build_app
 from bot.settings import Settings
+
+
+def bridge_settings(**overrides: Any) -> Settings:
+    """A bridge on 127.0.0.1 (a free HTTP port) whose factory is unreachable."""
+    return Settings(
+        _env_file=None,
+        discord_bot_token="token",
+        discord_guild_id=1,
+        discord_tasks_channel_id=100,
+        factory_api_key="key",
+        factory_webhook_secret="secret",
+        factory_api_url="http://127.0.0.1:9/v1",
+        bridge_http_host="127.0.0.1",
+        bridge_http_port=0,
+        **overrides,
+    )
 
 
 async def test_a_stop_while_the_login_hangs_ends_the_run(tmp_path: Path) -> None:
@@ -24,17 +41,8 @@ async def test_a_stop_while_the_login_hangs_ends_the_run(tmp_path: Path) -> None
 
     silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
-    settings = Settings(
-        _env_file=None,
-        discord_bot_token="token",
-        discord_guild_id=1,
-        discord_tasks_channel_id=100,
-        factory_api_key="key",
-        factory_webhook_secret="secret",
-        factory_api_url="http://127.0.0.1:9/v1",
+    settings = bridge_settings(
         discord_api_base_url=f"http://127.0.0.1:{port}/api/v10",
-        bridge_http_host="127.0.0.1",
-        bridge_http_port=0,
         database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
     )
     app = build_app(settings)
@@ -103,17 +111,8 @@ async def test_a_stop_while_waiting_for_postgresql_ends_the_run_cleanly(tmp_path
             if "database unreachable" in record.getMessage():
                 waiting.set()
 
-    settings = Settings(
-        _env_file=None,
-        discord_bot_token="token",
-        discord_guild_id=1,
-        discord_tasks_channel_id=100,
-        factory_api_key="key",
-        factory_webhook_secret="secret",
-        factory_api_url="http://127.0.0.1:9/v1",
-        bridge_http_host="127.0.0.1",
-        bridge_http_port=0,
-        database_url="postgresql://postgres@127.0.0.1:9/nowhere",  # nothing listens there
+    settings = bridge_settings(
+        database_url="postgresql://postgres@127.0.0.1:9/nowhere"  # nothing listens there
     )
     handler = Waiting()
     logging.getLogger("bot").addHandler(handler)
