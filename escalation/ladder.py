@@ -244,7 +244,7 @@ def schedule(
     return list(_schedule(created_at, deadline, priority, policy, state))
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=4_096)  # the tasks woken recently (see escalation.progress.MAX_PLANS)
 def _schedule(
     created_at: datetime,
     deadline: datetime,
