@@ -253,6 +253,8 @@ class SlowMessenger(FakeMessenger):
     """A messenger whose posts take time, as Discord's do (the ladder runs due tasks at once)."""
 
     async def post(self, channel_id: int, content: str, **kw: Any) -> int:
+        # Discord's answer takes a while (a fake's latency, not a wait for a timer): the other
+        # items' steps, whose store writes take real time too, run meanwhile
         await asyncio.sleep(0.02)
         return await super().post(channel_id, content, **kw)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 __all__ = ["CommitCutter"]
 
@@ -47,7 +46,7 @@ class CommitCutter:
             except OSError:
                 return
             server = socket.create_connection(self.upstream)
-            state = {"cut": False, "target": False}
+            state = {"cut": False, "target": False, "committing": False}
             for a, b, outbound in ((client, server, True), (server, client, False)):
                 threading.Thread(
                     target=self._pipe, args=(a, b, state, outbound), daemon=True
@@ -61,6 +60,11 @@ class CommitCutter:
                 data = a.recv(65536)
                 if not data or state["cut"]:
                     break
+                if not outbound and state["committing"]:
+                    # the server's answer to the COMMIT: it committed; the client never hears
+                    state["cut"] = True
+                    self.cuts += 1
+                    break
                 b.sendall(data)
                 if not outbound:
                     continue
@@ -68,19 +72,15 @@ class CommitCutter:
                     state["target"] = True
                     self.marker = None
                 if state["target"] and b"COMMIT" in data:
-                    state["cut"] = True
-                    self.cuts += 1
-                    time.sleep(0.3)  # the server commits meanwhile; its answer is lost
-                    for s in (a, b):
-                        try:
-                            s.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
-                    break
+                    state["committing"] = True
         except OSError:
             pass
         finally:
             for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:
