@@ -75,7 +75,9 @@ class DecisionSender(DeployApprovals):
                 if exc.is_conflict:
                     return await self._on_conflict(pending, "409")
                 refused = await self._not_recorded(pending, str(exc), say.factory_refused(exc))
-                if exc.status in (404, 410):  # the factory no longer has it: closed here too
+                # a 404/410: closed here too once reading the task back says it is gone (a
+                # proxy's 404 for the route alone must not close a task the factory has)
+                if exc.status in (404, 410) and (await self._read_back(task_id))[0] == "gone":
                     await self._close_gone(task_id, f"the factory answered {exc.status} to it")
                 return refused
             except FactoryUnavailable as exc:

@@ -329,12 +329,26 @@ async def test_a_decision_on_a_task_the_factory_no_longer_has_closes_it_at_once(
     gone = httpx.Response(
         status, json={"ok": False, "error": {"code": "NOT_FOUND", "message": "no such task"}}
     )
-    bridge, calls = await bridge_with(store, [gone])
+    bridge, calls = await bridge_with(store, [gone, gone])
     outcome = await approve(bridge)
     assert outcome.kind == "failed"
     stored = await store.get_task("t1")
     assert stored is not None and stored.decision == GONE and stored.inflight_key is None
-    assert calls == ["POST /v1/tasks/t1/complete"]
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]  # read back: gone
+
+
+async def test_a_404_for_a_task_the_factory_still_has_closes_nothing(store: Store) -> None:
+    """A 404 on ``POST /complete`` while ``GET`` still finds the task (a proxy's 404 for the
+    route, say): nothing recorded, and the buttons stay live (the task is not closed)."""
+    gone = httpx.Response(
+        404, json={"ok": False, "error": {"code": "NOT_FOUND", "message": "no such route"}}
+    )
+    bridge, calls = await bridge_with(store, [gone, ok(OPEN)])
+    outcome = await approve(bridge)
+    assert outcome.kind == "failed"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision is None and stored.inflight_key is None
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]
 
 
 async def test_the_safe_default_on_a_task_the_factory_no_longer_has_is_skipped(
@@ -348,7 +362,7 @@ async def test_the_safe_default_on_a_task_the_factory_no_longer_has_is_skipped(
     gone = httpx.Response(
         404, json={"ok": False, "error": {"code": "NOT_FOUND", "message": "no such task"}}
     )
-    bridge, _ = await bridge_with(store, [gone])
+    bridge, _ = await bridge_with(store, [gone, gone])
     tracked = await store.get_task("t1")
     assert tracked is not None
     status, detail = await BridgeDecider(bridge).safe_default(tracked, "deferred", "SLA breached")
