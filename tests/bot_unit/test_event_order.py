@@ -54,6 +54,18 @@ async def test_a_newer_or_undated_snapshot_replaces_the_stored_one(store: Store)
     assert stored.deadline == NOW + timedelta(hours=3)
 
 
+def bridge_on(store: Store) -> Bridge:
+    """A bridge on ``store`` whose factory is never called (the events bring the tasks)."""
+    settings = Settings(
+        discord_bot_token="token",
+        discord_guild_id=1,
+        discord_tasks_channel_id=2,
+        factory_api_key="key",
+        factory_webhook_secret="secret",
+    )
+    return Bridge(settings=settings, store=store, factory=object(), roster=Roster())  # type: ignore[arg-type]
+
+
 class Posts:
     """A notifier that records what each post showed."""
 
@@ -73,14 +85,7 @@ async def test_a_claim_seen_before_the_task_was_shown_counts_as_acknowledged(
 ) -> None:
     """``task.claimed`` handled before ``task.created`` (or the creation missed): the task is
     posted acknowledged, so its reminders stop, as when the events come in order."""
-    settings = Settings(
-        discord_bot_token="token",
-        discord_guild_id=1,
-        discord_tasks_channel_id=2,
-        factory_api_key="key",
-        factory_webhook_secret="secret",
-    )
-    bridge = Bridge(settings=settings, store=store, factory=object(), roster=Roster())  # type: ignore[arg-type]
+    bridge = bridge_on(store)
     posts = Posts()
     bridge.attach_notifier(posts)  # type: ignore[arg-type]
     claimed = snapshot(
@@ -115,14 +120,7 @@ async def test_a_burst_of_factory_decisions_does_not_wait_for_the_edit_budget(
     edit while the channel's edit budget is spent, a burst of decisions made at the factory
     would hold up every event behind it (a critical task's first post among them) for minutes.
     The edits are queued and sent as the budget allows; the events go on."""
-    settings = Settings(
-        discord_bot_token="token",
-        discord_guild_id=1,
-        discord_tasks_channel_id=2,
-        factory_api_key="key",
-        factory_webhook_secret="secret",
-    )
-    bridge = Bridge(settings=settings, store=store, factory=object(), roster=Roster())  # type: ignore[arg-type]
+    bridge = bridge_on(store)
     notifier = EditBudgetSpent()
     bridge.attach_notifier(notifier)  # type: ignore[arg-type]
     for n in range(3):

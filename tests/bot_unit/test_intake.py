@@ -317,6 +317,19 @@ async def test_a_gzipped_body_shorter_than_its_content_length_is_400_too(
     assert await quick_intake.store.count_events() == 0
 
 
+async def counting_intake(store: Store, outcomes: list[tuple[str, str]]) -> EventIntake:
+    """An intake on a free port whose metrics outcomes (source, outcome) go to ``outcomes``."""
+    server = EventIntake(
+        store=store,
+        secret=SECRET,
+        on_stored=lambda event_id, event: None,
+        health=Health(),
+        on_outcome=lambda source, outcome: outcomes.append((source, outcome)),
+    )
+    await server.start("127.0.0.1", 0)
+    return server
+
+
 async def test_an_event_the_store_cannot_write_is_503_with_retry_after_and_counted(
     database_url: str,
 ) -> None:
@@ -330,14 +343,7 @@ async def test_an_event_the_store_cannot_write_is_503_with_retry_after_and_count
 
     store.record_event = disk_full  # type: ignore[method-assign]
     outcomes: list[tuple[str, str]] = []
-    server = EventIntake(
-        store=store,
-        secret=SECRET,
-        on_stored=lambda event_id, event: None,
-        health=Health(),
-        on_outcome=lambda source, outcome: outcomes.append((source, outcome)),
-    )
-    await server.start("127.0.0.1", 0)
+    server = await counting_intake(store, outcomes)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             response = await post(client, task_event())
@@ -357,14 +363,7 @@ async def test_an_ignored_event_type_is_counted_ignored_not_accepted(database_ur
     store = Store(database_url)
     await store.create_schema()
     outcomes: list[tuple[str, str]] = []
-    server = EventIntake(
-        store=store,
-        secret=SECRET,
-        on_stored=lambda event_id, event: None,
-        health=Health(),
-        on_outcome=lambda source, outcome: outcomes.append((source, outcome)),
-    )
-    await server.start("127.0.0.1", 0)
+    server = await counting_intake(store, outcomes)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             heartbeat = {"type": "agent.heartbeat", "timestamp": "2026-11-21T10:00:00Z", "data": {}}
