@@ -14,7 +14,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bot.factory.strict_json import UnacceptableJson, check_document
-from escalation.models import Approval, ContractModel, Pipeline, Task, TaskDecision, TaskId
+from escalation.models import (
+    Approval,
+    ContractModel,
+    Pipeline,
+    Task,
+    TaskDecision,
+    TaskId,
+    UtcDatetime,
+)
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -81,7 +89,7 @@ class TaskSlaPayload(ContractModel):
     task_id: TaskId
     task_title: str
     pipeline_id: str | None = None
-    sla_deadline: datetime
+    sla_deadline: UtcDatetime
     minutes_remaining: float
     escalation_level: int = 0
 

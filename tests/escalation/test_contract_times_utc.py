@@ -7,11 +7,18 @@ converted to UTC; one past year 9999 once in UTC is the last instant.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, get_args, get_origin
 
 import pytest
+from pydantic import AfterValidator
 
-from escalation.models import Pipeline, Task
+import bot
+import escalation
+from escalation import models
+from escalation.models import ContractModel, Pipeline, Task
 from escalation.policy import LAST_INSTANT
 
 AT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -73,3 +80,47 @@ def test_every_task_time_is_aware_utc() -> None:
         task.decided_at,
     ):
         assert value == AT and value.tzinfo is UTC
+
+
+def _contract_models() -> list[type[ContractModel]]:
+    # every contract model the bridge defines: import every module of the two packages that
+    # hold them, then walk ContractModel's subclasses
+    for package in (escalation, bot):
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if not module.name.endswith(".__main__"):  # runs the CLI when imported
+                importlib.import_module(module.name)
+    found: list[type[ContractModel]] = []
+    pending = list(ContractModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        found.append(model)
+        pending.extend(model.__subclasses__())
+    return found
+
+
+def _plain_datetime_in(annotation: object) -> bool:
+    """Whether ``annotation`` holds a ``datetime`` not typed :data:`UtcDatetime`."""
+    if annotation is datetime:
+        return True
+    if get_origin(annotation) is Annotated:
+        base, *metadata = get_args(annotation)
+        if base is datetime and any(
+            isinstance(m, AfterValidator) and m.func is models._in_utc for m in metadata
+        ):
+            return False
+    return any(_plain_datetime_in(arg) for arg in get_args(annotation))
+
+
+def test_no_contract_model_has_a_plain_datetime_field() -> None:
+    # the UTC rule lives in the UtcDatetime type: a new model or field typed plain ``datetime``
+    # would keep a naive or local time the ladder then compares with its aware clock
+    plain = []
+    for model in _contract_models():
+        for name, field in model.model_fields.items():
+            utc = any(
+                isinstance(m, AfterValidator) and m.func is models._in_utc for m in field.metadata
+            )
+            if _plain_datetime_in(field.annotation) and not utc:
+                plain.append(f"{model.__qualname__}.{name}")
+    assert plain == []
+    assert len(_contract_models()) >= 17  # the walk found the models (contract §1.4, events)
