@@ -8,7 +8,9 @@ warning planned for the afternoon is due at once. The same rule applies to it as
 steps planned inside the window, decided here at the instant it would be taken:
 
 * a step the schedule would hold (not a critical task's; a page only of a priority outside
-  ``QUIET_HOURS_BYPASS_PRIORITIES``) waits until the window containing ``now`` ends;
+  ``QUIET_HOURS_BYPASS_PRIORITIES``) waits until the window containing ``now`` ends — so
+  does one the schedule held to the end of an earlier window and still not taken (the
+  bridge was down past the next night's start);
 * taken after a window passed while it waited, it is marked ``held_for_quiet_hours`` so
   that its DM / SMS joins the person's digest, as the steps held by the schedule do.
 """
@@ -65,14 +67,17 @@ def late_hold(
         window that never ends), else ``None`` and the step to take — marked
         ``held_for_quiet_hours`` when a quiet window began after its delivery time.
     """
-    if step.held_for_quiet_hours:  # held by the schedule: due at the end of its window
-        return None, step
     quiet = holding_quiet_hours(step.kind, priority, policy)
     if quiet is None:
         return None, step
     window = quiet_window_at(quiet, now)
     if window is not None:
+        # also a step the schedule held to the end of an earlier window: after downtime it
+        # may come due inside the next one, and waits for that one's end too (taken now, it
+        # would jump ahead of the earlier steps waiting, which the ladder then drops)
         return min(window[1], LAST_INSTANT), step
+    if step.held_for_quiet_hours:  # held by the schedule: due at the end of its window
+        return None, step
     began = next_quiet_start(quiet, step.deliver_at)
     if began is not None and began <= now:
         return None, replace(step, held_for_quiet_hours=True)
