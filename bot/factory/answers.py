@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from escalation.models import Task
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
+    "MAX_ITEMS",
     "MAX_PAGES",
     "BulkResult",
     "Page",
@@ -37,6 +39,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+
+
+#: The largest factory answer read, in bytes once decoded: a page of 100 tasks with their
+#: diffs and test results is a few MB; a bigger body is refused as unreadable before it is
+#: all in memory (a factory answering nonsense must not exhaust the bridge's memory).
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 class Unreadable(Exception):
@@ -87,13 +95,18 @@ def parsed(parse: Callable[[dict[str, Any]], Any], body: dict[str, Any]) -> Any:
     """``parse(body)``; a body of the wrong shape raises ``Unreadable``."""
     try:
         return parse(body)
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
+        # OverflowError: a count of 1e999 (int() of an infinite float)
         raise Unreadable(f"data of the wrong shape: {str(exc)[:300]}") from None
 
 
-def task_data(body: dict[str, Any]) -> Task:
-    """The :class:`Task` in a success envelope's ``data``."""
-    return Task.model_validate(body["data"])
+def task_data(body: dict[str, Any], task_id: str | None = None) -> Task:
+    """The :class:`Task` in a success envelope's ``data``; with ``task_id``, a task with
+    another id is refused (``ValueError``: an answer about another task is unreadable)."""
+    task = Task.model_validate(body["data"])
+    if task_id is not None and task.id != task_id:
+        raise ValueError(f"the answer is task {task.id[:64]!r}, not {task_id[:64]!r}")
+    return task
 
 
 def data_object(body: dict[str, Any]) -> dict[str, Any]:
@@ -105,12 +118,14 @@ def data_object(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def page_of(body: dict[str, Any], page: int) -> Page:
-    """One page of a list answer: ``data`` must be a list (its items are read by the caller)."""
+    """One page of a list answer: ``data`` must be a list (its items are read by the caller);
+    a missing or ``null`` ``data`` is refused too, not read as an empty listing (which would
+    say nothing is waiting)."""
     data = body.get("data")
-    if data is None:
-        data = []
     if not isinstance(data, list):
-        raise TypeError(f"data is {type(data).__name__}, not a list")
+        raise TypeError(
+            f"data is {type(data).__name__ if 'data' in body else 'missing'}, not a list"
+        )
     meta = body.get("meta") or {}
     pagination = (meta.get("pagination") if isinstance(meta, dict) else None) or {}
     return Page(
@@ -137,6 +152,9 @@ def bulk_result(body: dict[str, Any]) -> BulkResult:
 
 #: Most pages one listing is followed for (100 items each: a million items).
 MAX_PAGES = 10_000
+#: Most items one listing is followed for, whatever the factory's page size: a factory that
+#: ignores ``limit`` must not fill the bridge's memory with ids.
+MAX_ITEMS = 1_000_000
 
 
 @dataclass
@@ -163,8 +181,9 @@ async def follow_pages(
 
     It ends at the page whose ``hasNext`` is not ``true``. A factory that answers
     nonsense must not keep the bridge reading for ever, so it also ends — logged as a
-    warning — at a page that brings no item not seen before (an empty page, or a factory
-    that ignores ``page`` and answers page 1 again), and after :data:`MAX_PAGES` pages.
+    warning — at a page that brings no id not seen before (an empty page, a factory that
+    ignores ``page`` and answers page 1 again, a page of items without a string id), and
+    after :data:`MAX_PAGES` pages or :data:`MAX_ITEMS` items.
     An item listed again on a later page (the listing shifted while it was read) is left
     out there; items without an id are passed on (the caller's check refuses them).
 
@@ -225,21 +244,31 @@ async def _walk(
         if page.has_next and len(page.items) < walk.page_size:
             walk.shifted = True
         fresh: list[Any] = []
+        new_ids = 0  # items without a string id are passed on, but are never "new"
         for item in page.items:
             item_id = item.get("id") if isinstance(item, dict) else None
             if isinstance(item_id, str):
                 if item_id in seen:
                     continue
                 seen.add(item_id)
+                new_ids += 1
             fresh.append(item)
         yield fresh
         if not page.has_next:
             walk.complete = True
             return
-        if not fresh and not again:
+        if len(seen) >= MAX_ITEMS:
+            log.error(
+                "factory %s list: %d items after %d pages; not following it further",
+                what,
+                len(seen),
+                number,
+            )
+            return
+        if not new_ids and not again:
             log.warning(
                 "factory %s list: page %d says another follows but brought nothing new "
-                "(%d items); not following it further",
+                "(%d items, no id not seen before); not following it further",
                 what,
                 number,
                 len(page.items),

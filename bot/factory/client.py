@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from escalation.models import Approval, Pipeline, Task
 
 from .answers import (
+    MAX_ANSWER_BYTES,
     BulkResult,
     Page,
     Unreadable,
@@ -74,7 +75,8 @@ class FactoryClient:
     api_key:
         ``FACTORY_API_KEY``, sent as ``X-API-Key`` (contract §1.2).
     timeout_seconds:
-        Per-request timeout; a timeout counts as retryable.
+        One attempt's deadline, seconds: the request and its whole answer (httpx's own
+        timeout bounds each read within it); a timeout counts as retryable.
     retry:
         The retry policy (contract §7.1 by default).
     sleep:
@@ -111,6 +113,7 @@ class FactoryClient:
             ),
         )
         self._slots = asyncio.Semaphore(max_concurrent_requests)
+        self._timeout = timeout_seconds
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         #: Items of task lists left out because they could not be read (see iter_tasks).
@@ -164,12 +167,20 @@ class FactoryClient:
             unreadable = False
             try:
                 async with self._slots:
-                    response = await self._http.request(
-                        method, path.lstrip("/"), json=json, params=params, headers=headers
-                    )
+                    # one deadline for the whole attempt: httpx's timeout bounds each read, so
+                    # an answer trickled a byte at a time would otherwise never time out
+                    async with asyncio.timeout(self._timeout):
+                        response = await self._read(method, path, json, params, headers)
             except httpx.RequestError as exc:
                 last_problem = f"{type(exc).__name__}"
                 uncertain = uncertain or not isinstance(exc, NOT_SENT)
+            except TimeoutError:
+                last_problem = f"no whole answer within {self._timeout:g}s"
+                uncertain = True  # the request may have reached the factory
+            except Unreadable as exc:  # a body over MAX_ANSWER_BYTES
+                last_problem = f"unreadable answer: {exc}"
+                uncertain = unreadable = True
+                log.warning("factory %s %s answered %s", method, path, exc)
             else:
                 if response.status_code == 204 and parse is None:  # e.g. DELETE (§1.5)
                     return None
@@ -212,6 +223,47 @@ class FactoryClient:
             if on_retry is not None:
                 await on_retry(attempt, last_problem)
             await self._sleep(delay)
+
+    async def _read(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> httpx.Response:
+        """Send one request and read its answer, refusing a body over
+        :data:`~bot.factory.answers.MAX_ANSWER_BYTES` (``Unreadable``) before it is all in
+        memory (a count of the decoded bytes, so a compressed body cannot expand past it).
+
+        Returns a read :class:`httpx.Response` holding the decoded body (without the
+        ``Content-Encoding`` header, which no longer applies to it).
+        """
+        request = self._http.build_request(
+            method, path.lstrip("/"), json=json, params=params, headers=headers
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise Unreadable(
+                    f"a body of {int(declared):,} bytes (at most {MAX_ANSWER_BYTES:,})"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise Unreadable(f"a body over {MAX_ANSWER_BYTES:,} bytes")
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        kept = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"
+        ]
+        return httpx.Response(
+            response.status_code, headers=kept, content=b"".join(chunks), request=request
+        )
 
     # ------------------------------------------------------------------ tasks
     async def list_tasks(
@@ -269,19 +321,24 @@ class FactoryClient:
             yield tasks
 
     async def get_task(self, task_id: str) -> Task:
-        """``GET /v1/tasks/{id}``. Raises :class:`FactoryError` 404 when unknown."""
-        task: Task = await self._request("GET", f"tasks/{_segment(task_id)}", parse=task_data)
+        """``GET /v1/tasks/{id}``. Raises :class:`FactoryError` 404 when unknown, and
+        :class:`FactoryBadResponse` when the factory keeps answering with another task (a
+        record of task Y says nothing about task X: a read-back must not confirm X by it)."""
+        task: Task = await self._request(
+            "GET", f"tasks/{_segment(task_id)}", parse=lambda body: task_data(body, task_id)
+        )
         return task
 
     async def claim_task(self, task_id: str, *, user_id: str | None, idempotency_key: str) -> Task:
-        """``POST /v1/tasks/{id}/claim`` (the Acknowledge button)."""
+        """``POST /v1/tasks/{id}/claim`` (the Acknowledge button); an answer about another
+        task is unreadable (retried, then :class:`FactoryBadResponse`), as for :meth:`get_task`."""
         payload = {"userId": user_id} if user_id else {}
         task: Task = await self._request(
             "POST",
             f"tasks/{_segment(task_id)}/claim",
             json=payload,
             idempotency_key=idempotency_key,
-            parse=task_data,
+            parse=lambda body: task_data(body, task_id),
         )
         return task
 
