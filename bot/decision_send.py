@@ -88,12 +88,14 @@ class DecisionSender(DeployApprovals):
                 log.exception("decision on task %s: unexpected error from the factory", task_id)
                 return await self._unconfirmed(pending, on_retry, repr(exc))
             problem = _answer_problem(pending, task)
+            if problem is None and not self._answer_is_ours(pending, task):
+                # another verdict or person's: one already decided is a 409 (contract §7.1),
+                # so the record is read back before anyone is told theirs was not kept
+                problem = "another decision"
             if problem is not None:  # a 200 that does not say the decision was recorded
                 log.warning("decision on task %s: the factory answered %s", task_id, problem)
                 return await self._unconfirmed(pending, on_retry, problem)
             detail = f"factory confirmed in {time.monotonic() - started:.2f}s"
-            if not self._answer_is_ours(pending, task):  # another verdict, or another person's
-                return await self._settle_from_factory(pending, task, detail)
             return await self._confirmed(pending, task, detail)
         except asyncio.CancelledError:
             raise
@@ -437,6 +439,8 @@ class DecisionSender(DeployApprovals):
         try:
             task = await self._complete(pending)
             problem = _answer_problem(pending, task)
+            if problem is None and not self._answer_is_ours(pending, task):
+                problem = "another decision"  # read back, as in send (contract §7.1: a 409)
             if problem is not None:  # a 200 that does not say it was recorded: read back
                 raise FactoryUnavailable(f"the factory answered {problem}", uncertain=True)
         except FactoryUnavailable as exc:
@@ -463,8 +467,6 @@ class DecisionSender(DeployApprovals):
                 self.board.refresh_message(task_id), f"refresh the message of {task_id}"
             )
             return outcome
-        if not self._answer_is_ours(pending, task):  # another verdict, or another person's
-            return await self._settle_from_factory(pending, task, f"{why}; not ours")
         return await self._store_confirmed(pending, task, f"{why}; factory confirmed")
 
     async def _dm_outcome(

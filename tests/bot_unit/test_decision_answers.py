@@ -124,8 +124,11 @@ async def test_a_200_with_another_tasks_record_confirms_nothing(store: Store) ->
 
 
 async def test_a_200_whose_record_is_someone_elses_decision_is_a_conflict(store: Store) -> None:
-    bridge, _ = await bridge_with(store, [ok(BOBS)])
+    """A 200 naming another decision is read back (one already decided is a 409, contract
+    §7.1): the factory's record, read, says Bob rejected it first."""
+    bridge, calls = await bridge_with(store, [ok(BOBS), ok(BOBS)])
     outcome = await approve(bridge)
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]
     assert outcome.kind == "conflict"
     assert "Already rejected by <@99>" in outcome.message
     stored = await store.get_task("t1")
@@ -211,6 +214,37 @@ async def test_a_task_the_factory_no_longer_has_is_closed_after_the_read_back(
     assert [e.outcome for e in entries if e.action == "task.gone"] == ["ok"]
 
 
+async def test_a_200_naming_another_decision_when_the_factory_recorded_ours_is_confirmed(
+    store: Store,
+) -> None:
+    """The factory recorded Alice's approval, but its answer names Bob's rejection: the read
+    back shows the record, and Alice is told her approval was recorded (she was told it was
+    lost, and the message showed Bob's rejection, which the factory did not have)."""
+    bridge, calls = await bridge_with(store, [ok(BOBS), ok(OURS)])
+    outcome = await approve(bridge)
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]
+    assert outcome.kind == "done"
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision == "approved" and stored.inflight_key is None
+
+
+async def test_a_read_back_answered_with_another_tasks_record_confirms_nothing(
+    store: Store,
+) -> None:
+    """Every POST was answered with an HTML page; the read back of t1 is answered with task
+    t2's record, decided: it says nothing of t1, which stays in flight to be sent again (it
+    was confirmed by t2's record: the person read "approved", the factory never had it)."""
+    html = httpx.Response(200, text="<html>maintenance</html>")
+    t2 = {**OURS, "id": "t2", "title": "Another"}
+    bridge, calls = await bridge_with(store, [html] * 4 + [ok(t2)] * 4)
+    outcome = await approve(bridge)
+    await bridge.resender.stop()
+    assert outcome.kind == "unconfirmed"
+    assert calls.count("GET /v1/tasks/t1") == 4  # t2's record was refused, and asked again
+    stored = await store.get_task("t1")
+    assert stored is not None and stored.decision is None and stored.inflight_key is not None
+
+
 # ---------------------------------------------------------------- same verdict, someone else's
 #: Bob approved first; a factory that replays the task's record for a complete of the same
 #: verdict answers Alice's click with it (contract §1.4 ``Task.decidedBy``/``decisionData``).
@@ -220,7 +254,7 @@ BOBS_APPROVAL = decided("approved", "bob", "99")
 async def test_a_200_with_our_verdict_but_decided_by_someone_else_is_not_ours(
     store: Store,
 ) -> None:
-    bridge, calls = await bridge_with(store, [ok(BOBS_APPROVAL)])
+    bridge, calls = await bridge_with(store, [ok(BOBS_APPROVAL), ok(BOBS_APPROVAL)])
     outcome = await approve(bridge)
     assert outcome.kind == "conflict"  # Alice is not credited with Bob's approval
     assert "Already approved by <@99>" in outcome.message
@@ -232,7 +266,7 @@ async def test_a_200_with_our_verdict_but_decided_by_someone_else_is_not_ours(
         ("bob", "ok"),  # the factory's decision, audited as Bob's
         ("alice", "conflict"),
     ]
-    assert calls == ["POST /v1/tasks/t1/complete"]
+    assert calls == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]  # read back first
 
 
 async def test_a_re_send_answered_with_someone_elses_record_of_our_verdict_is_not_ours(
@@ -247,9 +281,9 @@ async def test_a_re_send_answered_with_someone_elses_record_of_our_verdict_is_no
     await bridge.resender.stop()
     in_flight = await store.get_task("t1")
     assert in_flight is not None and in_flight.inflight_key is not None
-    answers.append(ok(BOBS_APPROVAL))
+    answers.extend([ok(BOBS_APPROVAL), ok(BOBS_APPROVAL)])
     outcome = await bridge.resume_decision(in_flight, notify=False)
-    assert calls[-1] == "POST /v1/tasks/t1/complete"
+    assert calls[-2:] == ["POST /v1/tasks/t1/complete", "GET /v1/tasks/t1"]
     assert outcome.kind == "conflict"
     stored = await store.get_task("t1")
     assert stored is not None and stored.decided_by == "bob" and stored.inflight_key is None
@@ -272,7 +306,7 @@ async def safe_default(bridge: Bridge) -> tuple[str, dict[str, Any]]:
 
 async def test_the_safe_default_never_takes_credit_for_a_humans_decision(store: Store) -> None:
     bobs = decided("deferred", "bob", "99")
-    bridge, _ = await bridge_with(store, [ok(bobs)])
+    bridge, _ = await bridge_with(store, [ok(bobs), ok(bobs)])  # the answer, then its read-back
     status, _ = await safe_default(bridge)
     assert status == "skipped"
     stored = await store.get_task("t1")
