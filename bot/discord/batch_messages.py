@@ -53,7 +53,13 @@ if TYPE_CHECKING:
     from bot.bridge import Bridge
     from bot.discord.notifier import DiscordNotifier
 
-__all__ = ["MEMORY_LIMIT", "PAGE_STATE_PREFIX", "BatchMessages", "fingerprint"]
+__all__ = [
+    "MAX_REPOST_RETRY_SECONDS",
+    "MEMORY_LIMIT",
+    "PAGE_STATE_PREFIX",
+    "BatchMessages",
+    "fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,10 @@ MEMORY_LIMIT = 4096
 
 #: ``runtime_state`` key prefix of the page a batch message shows (``batch-page:<batch id>``).
 PAGE_STATE_PREFIX = "batch-page:"
+
+#: Longest wait, in seconds, between two tries of a repost that failed for a reason other
+#: than the channel (the delays double from 2 s).
+MAX_REPOST_RETRY_SECONDS = 60.0
 
 
 def fingerprint(rendered: dict[str, Any]) -> str:
@@ -93,7 +103,9 @@ class BatchMessages:
     _notices: dict[str, str]
     _marked: BoundedMap[str, None]
     #: batch id → (lost message id, why) of a repost the channel refused (retried)
-    _unreposted: dict[str, tuple[int, str]]
+    #: batch id → (its lost message's id, why, failed attempts) while a repost is owed
+    _unreposted: dict[str, tuple[int, str, int]]
+    _reposts: set[asyncio.Task[None]]
     channel_id: int
 
     async def _apply(
@@ -308,19 +320,38 @@ class BatchMessages:
         (:func:`bot.discord.batch_repost.repost_batch`).
 
         A repost Discord refuses (10003, 50001, 50013) raises nothing: it goes to
-        :meth:`channel_lost` and is retried (:meth:`retry_batch`) until it is posted.
+        :meth:`channel_lost` and is retried (:meth:`retry_batch`) until it is posted. Any
+        other failure (a 5xx, which discord.py does not retry, a 429 it gave up on, a
+        network error) is tried again after 2, 4, … up to :data:`MAX_REPOST_RETRY_SECONDS`
+        seconds: the message is gone, so nothing else would show its items again.
         """
-        retried = self._unreposted.pop(batch_id, None) is not None
+        earlier = self._unreposted.pop(batch_id, None)
         try:
             posted = await repost_batch(self, batch_id, message_id, why=why)
         except ChannelUnavailable as fault:
-            self._unreposted[batch_id] = (message_id, why)
+            self._unreposted[batch_id] = (message_id, why, 0)
             await self.channel_lost(fault, batch_id)
             return
+        except Exception as exc:
+            attempt = (earlier[2] if earlier is not None else 0) + 1
+            self._unreposted[batch_id] = (message_id, why, attempt)
+            delay = min(MAX_REPOST_RETRY_SECONDS, 2.0**attempt)
+            log.warning(
+                "batch %s: repost failed (%r); retry %d in %.0fs", batch_id, exc, attempt, delay
+            )
+            asyncio.get_running_loop().call_later(delay, self._repost_again, batch_id)
+            return
+        retried = earlier is not None
         if posted is not None:
             await self.channel_reached(self.channel_id, batch_id)
         elif retried and self.bridge.access is not None:
             self.bridge.access.forget(batch_id=batch_id)  # reposted another way, or decided
+
+    def _repost_again(self, batch_id: str) -> None:
+        # call_later's callback: the retry runs as a task the runtime keeps until it ends
+        task = asyncio.create_task(self.retry_batch(batch_id), name=f"repost-{batch_id}")
+        self._reposts.add(task)
+        task.add_done_callback(self._reposts.discard)
 
     # ------------------------------------------------------------------ Approve All Low-Risk
     async def approve_low_risk(

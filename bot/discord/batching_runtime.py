@@ -155,7 +155,8 @@ class BatchingRuntime(BatchMessages):
         self._attempts: dict[Action, int] = {}
         # batch id → its actions refused by the channel, re-queued by bridge.access's retries
         self._parked: dict[str, list[Action]] = {}
-        self._unreposted: dict[str, tuple[int, str]] = {}
+        self._unreposted: dict[str, tuple[int, str, int]] = {}
+        self._reposts: set[asyncio.Task[None]] = set()  # retries of failed reposts
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -193,14 +194,13 @@ class BatchingRuntime(BatchMessages):
                 await self.offer(tracked)
 
     async def stop(self) -> None:
-        """Stop the loops (state is already saved; pending actions are redone at start).
-
-        On Python 3.11 ``asyncio.wait_for`` drops a cancellation that arrives as the wait it
-        guards completes (a wake-up set just before the stop): the timer also ends on
-        ``_stopping``, so the stop cannot hang. The caller's own cancellation is not
+        """Stop the loops and repost retries (state is saved; pending actions are redone at
+        start). On Python 3.11 ``asyncio.wait_for`` drops a cancellation that arrives as the
+        wait it guards completes (a wake-up set just before the stop): the timer also ends
+        on ``_stopping``, so the stop cannot hang. The caller's own cancellation is not
         swallowed (``asyncio.wait`` collects the loops' outcomes)."""
         self._stopping = True
-        tasks = [*self._tasks, *self._renders.values()]
+        tasks = [*self._tasks, *self._renders.values(), *self._reposts]
         for task in tasks:
             task.cancel()
         if tasks:

@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 
 #: Discord's JSON error code for an interaction token past its 15 minutes (Unknown Webhook).
 UNKNOWN_WEBHOOK = 10015
+#: Discord's JSON error code (with a 401) for an interaction token it no longer takes
+#: (Invalid Webhook Token): the answer can only go by DM, as for :data:`UNKNOWN_WEBHOOK`.
+INVALID_WEBHOOK_TOKEN = 50027
+#: The codes after which an interaction's answer goes by DM (Discord: JSON error codes).
+_TOKEN_GONE = frozenset({UNKNOWN_WEBHOOK, INVALID_WEBHOOK_TOKEN})
 
 #: Put above an answer that comes by DM because the interaction expired.
 LATE_NOTE = "↪ This answer came after Discord's 15-minute reply window, so it comes by DM."
@@ -111,7 +116,7 @@ async def answer(
         else:
             await interaction.response.send_message(ephemeral=True, **fitted)
     except discord.HTTPException as exc:
-        if exc.code == UNKNOWN_WEBHOOK:
+        if exc.code in _TOKEN_GONE:
             return await dm_instead(interaction, fitted)
         log.warning("could not answer %s: %s", interaction.user, exc)
         return False
@@ -154,7 +159,7 @@ async def follow_up(interaction: discord.Interaction[Any], **fields: Any) -> boo
     try:
         await interaction.followup.send(ephemeral=True, **fitted)
     except discord.HTTPException as exc:
-        if exc.code == UNKNOWN_WEBHOOK:
+        if exc.code in _TOKEN_GONE:
             return await dm_instead(interaction, fitted)
         log.warning("could not send a follow-up to %s: %s", interaction.user, exc)
         return False

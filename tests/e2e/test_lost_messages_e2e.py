@@ -184,6 +184,33 @@ async def test_answer_after_fifteen_minutes_comes_by_dm(
     assert any(e.code == 10015 for e in world.discord.errors)
 
 
+async def test_an_answer_refused_for_an_invalid_token_comes_by_dm(
+    world: World, bridge: BridgeProcess
+) -> None:
+    """Discord refuses the edit of the original response with 401 / 50027 Invalid Webhook
+    Token: the outcome comes by DM (the click's answer stayed "⏳ Recording…" for ever)."""
+    alice = world.people.alice
+    task = await release_task(world)
+    await first_message(world)
+    world.discord.fail_next(
+        "PATCH",
+        r"/webhooks/\d+/[^/]+/messages/@original$",
+        401,
+        times=10,
+        body={"code": 50027, "message": "Invalid Webhook Token"},
+    )
+    click = await world.discord.press_button(TASKS_CHANNEL_ID, "Approve", user=alice)
+    await click.response()
+    await wait_until(lambda: world.factory.tasks[task["id"]]["status"] == "completed")
+    await world.discord.wait_for(
+        lambda: any(
+            "approved" in (m.content or "").lower() for m in world.discord.dm_messages(alice.id)
+        ),
+        15,
+    )
+    assert any(e.code == 50027 for e in world.discord.errors)
+
+
 def batch_messages(world: World) -> list[RecordedMessage]:
     """Batch messages (embed title starting with 📋) still shown in #factory-tasks."""
     return [
@@ -232,6 +259,38 @@ async def test_deleted_batch_message_is_reposted_once_and_its_buttons_work(
     for task in tasks:
         assert world.factory.tasks[task["id"]]["decision"] == "approved"
     assert len([m for m in world.discord.messages(TASKS_CHANNEL_ID) if m.embeds]) == 2
+
+
+async def test_a_batch_repost_refused_with_a_5xx_is_tried_again(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    """Discord answers the repost of a deleted batch message with a 503 (discord.py does not
+    retry it): the repost is tried again and the items show again (they stayed on no message:
+    the reconciler skips items whose batch row points at a message)."""
+    bridge = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1")
+    await bridge.start()
+    results = {"total": 47, "passed": 47, "failed": 0, "skipped": 0, "coveragePercent": 90}
+    for name in ("freshdesk", "helpscout"):
+        await world.factory.create_task(
+            title=name,
+            type="review",
+            stageName="review",
+            priority="medium",
+            pipelineId=f"{name}-mcp-server",
+            context={"summary": f"Review {name}.", "testResults": results},
+        )
+    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)
+    await world.discord.wait_for(
+        lambda: "Approve All Low-Risk (2)" in batch_messages(world)[0].button_labels, 10
+    )
+    original = batch_messages(world)[0]
+    world.discord.fail_next("POST", rf"/channels/{TASKS_CHANNEL_ID}/messages$", 503, times=1)
+    await world.discord.delete_message(TASKS_CHANNEL_ID, original.id)
+    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)  # retry after 2 s
+    repost = batch_messages(world)[0]
+    assert repost.id != original.id and repost.content == REPOSTED
+    assert "Approve All Low-Risk (2)" in repost.button_labels
+    assert any(e.status == 503 for e in world.discord.errors)
 
 
 def alert_lines(world: World) -> tuple[list[str], list[str]]:
