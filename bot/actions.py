@@ -285,12 +285,27 @@ class Actions(BulkApprovals):
         return None, tracked
 
     @task_log_context
-    async def acknowledge(self, task_id: str, actor: Actor, *, idempotency_seed: str) -> Outcome:
+    async def acknowledge(
+        self, task_id: str, actor: Actor, *, idempotency_seed: str, first: bool = False
+    ) -> Outcome:
         """Acknowledge a task: ``POST /v1/tasks/{id}/claim`` and "👀 acknowledged by @name".
 
         Acknowledging stops the reminder steps of the ladder (not the breach or critical).
         The role needed is the one to reject the task (an approver role; no deploy role).
+        One acknowledgement of a task runs at a time in this process (the leader's: a
+        standby hands Twilio's webhooks over), so ``first`` can hold.
+
+        ``first``: the phone's acknowledgement (README "Phone"): a task someone acknowledged
+        already is not acknowledged again — nothing goes to the factory, the outcome is a
+        ``conflict`` naming who (audited ``conflict``). Without it (the Acknowledge button)
+        the factory's claim is sent again and the first acknowledger stays shown.
         """
+        async with self.acknowledging(task_id):
+            return await self._acknowledge(task_id, actor, idempotency_seed, first=first)
+
+    async def _acknowledge(
+        self, task_id: str, actor: Actor, idempotency_seed: str, *, first: bool
+    ) -> Outcome:
         outcome, tracked = await self._open_for(task_id, actor, "acknowledge", "rejected")
         if outcome is not None or tracked is None:
             assert outcome is not None
@@ -300,6 +315,11 @@ class Actions(BulkApprovals):
             await self._audit(
                 actor, action="task.acknowledge", task_id=task_id, outcome=outcome, detail=detail
             )
+
+        if first and tracked.acknowledged_at is not None:
+            who = tracked.acknowledged_by_name or "someone"
+            await audit("conflict", f"already acknowledged by {who}; nothing sent")
+            return Outcome("conflict", f"Already acknowledged by {who}.", tracked)
 
         try:
             await self.factory.claim_task(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from bot.factory.client import FactoryClient, FactoryError, FactoryUnavailable
+from bot.keyed import KeyedLocks
 from bot.outcomes import Actor, Outcome, TimeText, conflict_text, plain_time
 from bot.resend import Resender
 from bot.roster import Roster
@@ -154,6 +155,8 @@ class DecisionContext:
         #: background re-send sends it again (the store keeps no option; after a restart it
         #: is unknown, see :meth:`bot.decision_send.DecisionSender.resume_decision`).
         self.inflight_options: dict[str, dict[str, str]] = {}
+        #: One acknowledgement per task at a time (:meth:`bot.actions.Actions.acknowledge`).
+        self.acknowledging: KeyedLocks[str] = KeyedLocks()
 
     # ------------------------------------------------------------------ audit
     async def _audit(self, actor: Actor, **entry: Any) -> None:

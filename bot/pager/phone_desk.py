@@ -249,7 +249,10 @@ class PhoneDesk:
                 answers.append(self._said(outcome, "Snoozed 1 h", tracked))
             else:
                 outcome = await self.bridge.actions.acknowledge(
-                    tracked.task_id, actor, idempotency_seed=f"{message_sid}:{tracked.task_id}"
+                    tracked.task_id,
+                    actor,
+                    idempotency_seed=f"{message_sid}:{tracked.task_id}",
+                    first=True,
                 )
                 answers.append(self._said(outcome, "Acknowledged", tracked))
         return " ".join(answers)
@@ -259,6 +262,9 @@ class PhoneDesk:
         title = _plain(tracked.task.title, 80)
         if outcome.ok:
             return f"{done}: {title}."
+        fresh = outcome.tracked
+        if fresh is not None and fresh.acknowledged_at is not None and not fresh.is_decided:
+            return PhoneDesk._already_acknowledged(fresh)  # someone else was first
         return f"Not done ({title}): {_plain(outcome.message, 200)}"
 
     async def _start(self, operator: Operator) -> str:
@@ -315,7 +321,7 @@ class PhoneDesk:
                 said.append(self._already_acknowledged(tracked))
                 continue
             outcome = await self.bridge.actions.acknowledge(
-                task_id, actor, idempotency_seed=f"{call_sid}:{task_id}"
+                task_id, actor, idempotency_seed=f"{call_sid}:{task_id}", first=True
             )
             said.append(self._said(outcome, "Acknowledged", tracked))
         return key, " ".join(said) or "There was nothing to acknowledge."

@@ -220,9 +220,10 @@ def batch_messages(world: World) -> list[RecordedMessage]:
     ]
 
 
-async def test_deleted_batch_message_is_reposted_once_and_its_buttons_work(
+async def two_tasks_in_a_batch(
     world: World, make_bridge: Callable[..., BridgeProcess]
-) -> None:
+) -> list[dict[str, Any]]:
+    """A batching bridge started, and two low-risk reviews shown in one batch message."""
     bridge = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1")
     await bridge.start()
     results = {"total": 47, "passed": 47, "failed": 0, "skipped": 0, "coveragePercent": 90}
@@ -238,10 +239,17 @@ async def test_deleted_batch_message_is_reposted_once_and_its_buttons_work(
         for name in ("freshdesk", "helpscout")
     ]
     await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)
-    original = batch_messages(world)[0]
     await world.discord.wait_for(
         lambda: "Approve All Low-Risk (2)" in batch_messages(world)[0].button_labels, 10
     )
+    return tasks
+
+
+async def test_deleted_batch_message_is_reposted_once_and_its_buttons_work(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    tasks = await two_tasks_in_a_batch(world, make_bridge)
+    original = batch_messages(world)[0]
     await world.discord.delete_message(TASKS_CHANNEL_ID, original.id)
     await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 10)
     repost = batch_messages(world)[0]
@@ -267,22 +275,7 @@ async def test_a_batch_repost_refused_with_a_5xx_is_tried_again(
     """Discord answers the repost of a deleted batch message with a 503 (discord.py does not
     retry it): the repost is tried again and the items show again (they stayed on no message:
     the reconciler skips items whose batch row points at a message)."""
-    bridge = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1")
-    await bridge.start()
-    results = {"total": 47, "passed": 47, "failed": 0, "skipped": 0, "coveragePercent": 90}
-    for name in ("freshdesk", "helpscout"):
-        await world.factory.create_task(
-            title=name,
-            type="review",
-            stageName="review",
-            priority="medium",
-            pipelineId=f"{name}-mcp-server",
-            context={"summary": f"Review {name}.", "testResults": results},
-        )
-    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)
-    await world.discord.wait_for(
-        lambda: "Approve All Low-Risk (2)" in batch_messages(world)[0].button_labels, 10
-    )
+    await two_tasks_in_a_batch(world, make_bridge)
     original = batch_messages(world)[0]
     world.discord.fail_next("POST", rf"/channels/{TASKS_CHANNEL_ID}/messages$", 503, times=1)
     await world.discord.delete_message(TASKS_CHANNEL_ID, original.id)
