@@ -278,10 +278,11 @@ class Actions(BulkApprovals):
             return self._conflict(tracked), tracked
         refusal = self.refusal_for(tracked, as_decision, actor)
         if refusal is not None:
+            refusal = refusal.replace("decide", action)  # audited as the person was told
             await self._audit(
                 actor, action=f"task.{action}", task_id=task_id, outcome="refused", detail=refusal
             )
-            return Outcome("refused", refusal.replace("decide", action), tracked), tracked
+            return Outcome("refused", refusal, tracked), tracked
         return None, tracked
 
     @task_log_context

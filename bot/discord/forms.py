@@ -15,11 +15,13 @@ from typing import Any
 
 import discord
 
+from bot.discord.client import bridge_of
 from bot.discord.decisions import REASON_MAX, refuse, run_decision
 from bot.discord.ids import modal_custom_id
 from bot.discord.limits import modal_title
 from bot.discord.modals import ModalHandler
 from escalation.markup import code_span
+from escalation.task_kinds import command_refusal
 
 __all__ = [
     "MODAL_HANDLERS",
@@ -85,7 +87,31 @@ async def submit_reject(
             via="modal",
         )
         return
-    await run_decision(interaction, task_id, "rejected", "modal", notes=reason)
+    if await _fits_the_task(interaction, task_id, "rejected"):
+        await run_decision(interaction, task_id, "rejected", "modal", notes=reason)
+
+
+async def _fits_the_task(
+    interaction: discord.Interaction[Any], task_id: str, decision: str
+) -> bool:
+    """True when ``decision`` is one the task's own controls offer. A submission carries
+    whatever task id its client put in the form's custom_id, so a form of one task cannot
+    decide another in a way that task's controls (and ``/factory``) refuse
+    (:func:`escalation.task_kinds.command_refusal`): refused, audited, nothing sent. A task
+    the bridge does not hold yet is left to :meth:`bot.actions.Actions.decide`."""
+    tracked = await bridge_of(interaction).store.get_task(task_id)
+    refusal = (
+        None
+        if tracked is None
+        else command_refusal(tracked.task, decision, guarded=tracked.guarded)
+    )
+    if refusal is None or tracked is None:
+        return True
+    kind = tracked.task.type.value
+    problem = f"form: {decision} is not a control of a {kind} task"
+    message = f"{refusal} Nothing was sent to the factory."
+    await refuse(interaction, task_id, f"task.{decision}", problem, message, via="modal")
+    return False
 
 
 class DeployConfirmModal(discord.ui.Modal):
@@ -153,9 +179,10 @@ async def submit_deploy(
             via="modal",
         )
         return
-    await run_decision(
-        interaction, task_id, "approved", "modal", notes=notes or None, deploy_confirmed=True
-    )
+    if await _fits_the_task(interaction, task_id, "approved"):
+        await run_decision(
+            interaction, task_id, "approved", "modal", notes=notes or None, deploy_confirmed=True
+        )
 
 
 #: Handlers of the bridge's modals by kind (``fb:m:<kind>:…``), called by the bot's

@@ -83,9 +83,10 @@ async def dispatch_modal_submit(
 ) -> bool:
     """Hand a bridge modal's submission to its handler; True when it was one of ours.
 
-    Submissions of other modals (and kinds without a handler) are left alone. A handler that
-    raises is logged and the person told that something went wrong (they always get an
-    answer).
+    Submissions of other modals are left alone; a bridge form of a kind without a handler
+    (``fb:m:<unknown>:…``, which only a hand-made submission carries) is answered that the
+    form is not valid, nothing changed. A handler that raises is logged and the person told
+    that something went wrong (they always get an answer).
     """
     if interaction.type is not discord.InteractionType.modal_submit:
         return False
@@ -96,7 +97,9 @@ async def dispatch_modal_submit(
     kind, task_id = parsed
     handler = handlers.get(kind)
     if handler is None:
-        return False
+        log.warning("a form of unknown kind %r for task %s: refused", kind[:40], task_id)
+        await answer(interaction, "This form is not valid; nothing was changed.")
+        return True
     try:
         await handler(interaction, task_id, submitted_values(data))
     except Exception:
