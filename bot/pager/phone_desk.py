@@ -176,7 +176,9 @@ class PhoneDesk:
             return []
         rows = await self.ladder.ladder_store.deliveries(
             channels=["sms", "call"],
-            statuses=["sent", "claimed"],  # claimed: being sent, the phone may have it already
+            # claimed: being sent, the phone may have it already; unknown: a restart cut the
+            # send short after Twilio may have taken it (README "Restart")
+            statuses=["sent", "claimed", "unknown"],
         )
         # only open tasks are read: the pages of months of decided tasks are not (each reply
         # would read every task ever paged to this person, slower by the week)
@@ -351,19 +353,23 @@ class PhoneDesk:
         store = self.ladder.ladder_store
         calls = await store.deliveries(task_id=tracked.task_id, channels=["call"])
         placed = next((r for r in calls if r.detail.get("sid") == sid), None)
-        if placed is None:  # Twilio answered faster than the bridge stored the call's sid
+        if placed is None:  # Twilio answered faster than the bridge stored the call's sid,
+            # or a restart cut the send short after Twilio placed it (the row is unknown)
             placed = next(
                 (
                     r
                     for r in calls
-                    if r.status == "claimed"
+                    if r.status in ("claimed", "unknown")
                     and (person := self.ladder.person(r.recipient)) is not None
                     and person.phone == to
                 ),
                 None,
             )
-        if placed is None:
-            return  # not a call of this task's ladder
+        if placed is None:  # not a call of this task's ladder: said, never silently dropped
+            log.warning(
+                "call %s to %s ended %s: no call of task %s", sid, to, status, tracked.task_id
+            )
+            return
         step = placed.step  # the critical step or a repeat: the next person is of that step
         rows = [r for r in calls if r.step == step]
         who = placed.recipient
