@@ -265,6 +265,10 @@ class EventIntake:
             ) from None
         except HttpProcessingError as exc:  # broken chunked framing, short body at EOF
             raise _BodyRefused(400, f"body framing is broken: {exc.message}") from None
+        except web.RequestPayloadError as exc:  # aiohttp's server wraps payload errors in it
+            # a Content-Encoding it cannot decode (a corrupt gzip or deflate body) or broken
+            # framing: a 400 with the reason; a 500 would make the factory send it for ever
+            raise _BodyRefused(400, f"body could not be read: {exc}") from None
         except ConnectionError as exc:  # the client went away mid-body
             raise _BodyRefused(400, f"body incomplete: {exc}") from None
         return self._whole(b"".join(chunks), announced)

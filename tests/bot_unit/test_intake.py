@@ -317,6 +317,32 @@ async def test_a_gzipped_body_shorter_than_its_content_length_is_400_too(
     assert await quick_intake.store.count_events() == 0
 
 
+@pytest.mark.parametrize("segmented", [False, True], ids=["whole", "in pieces"])
+async def test_a_body_that_is_not_the_gzip_it_says_is_400_not_500(
+    quick_intake: EventIntake, segmented: bool
+) -> None:
+    """A corrupt ``Content-Encoding: gzip`` body: a 400 with the reason (the factory does not
+    send it again), not aiohttp's 500 (which the factory retries for ever, contract §7.1)."""
+    body = json.dumps(task_event()).encode()
+    head = {**signed(body), "Content-Encoding": "gzip"}
+    if segmented:
+        response = await send_segmented(
+            "127.0.0.1", quick_intake.port or 0, "/events", body, head, content_length=len(body)
+        )
+    else:
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{quick_intake.port}/events", content=body, headers=head
+            )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "BAD_REQUEST"
+        assert await quick_intake.store.count_events() == 0
+        return
+    assert response.status == 400
+    assert response.json()["error"]["code"] == "BAD_REQUEST"
+    assert await quick_intake.store.count_events() == 0
+
+
 async def counting_intake(store: Store, outcomes: list[tuple[str, str]]) -> EventIntake:
     """An intake on a free port whose metrics outcomes (source, outcome) go to ``outcomes``."""
     server = EventIntake(
