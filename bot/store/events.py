@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from . import tables as t
 from .base import StoreBase
 from .database import driver_cursor
-from .fingerprint import encode_event
+from .fingerprint import encode_event, event_fingerprint
 
 __all__ = ["EventRecord", "EventsMixin", "NewEvent", "Recorded", "storable_text"]
 
@@ -65,7 +65,9 @@ def _insert_fingerprints_sql(rows: int) -> str:
 
 
 def _other_content(cursor: Any, sql: Any, repeated: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """``(event_id, source)`` of the repeated rows whose stored event has other content."""
+    """``(event_id, source)`` of the repeated rows whose stored event has other content: other
+    type, timestamp or data (the fingerprint's keys), so the same event by webhook (with its
+    ``channel``) and by a stream entry (without) is the same content."""
     found: list[tuple[str, str]] = []
     for chunk in _chunks(repeated, _ROWS_PER_STATEMENT):
         ids = [v["event_id"] for v in chunk]
@@ -75,9 +77,20 @@ def _other_content(cursor: Any, sql: Any, repeated: list[dict[str, Any]]) -> lis
         found += [
             (v["event_id"], v["source"])
             for v in chunk
-            if v["event_id"] in bodies and bodies[v["event_id"]] != v["body"]
+            if v["event_id"] in bodies
+            and bodies[v["event_id"]] != v["body"]
+            and _stored_fingerprint(bodies[v["event_id"]]) != v["fingerprint"]
         ]
     return found
+
+
+def _stored_fingerprint(body: str) -> str | None:
+    """The content fingerprint of a stored event's text (``None``: not a JSON object)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
+    return event_fingerprint(raw) if isinstance(raw, dict) else None
 
 
 def _chunks(rows: list[Any], size: int) -> list[list[Any]]:

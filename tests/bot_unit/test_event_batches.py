@@ -212,6 +212,24 @@ async def test_a_stored_id_repeated_with_other_content_is_not_stored_but_logged(
     assert await store.count_events() == 1
 
 
+async def test_one_event_by_webhook_and_by_stream_under_one_id_is_no_other_content(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The webhook carries the envelope's ``channel``, a stream entry has none: the same type,
+    timestamp and data is the same event (the fingerprint's rule), not an id reused for other
+    content (that warning was logged for every event the factory sent both ways)."""
+    by_webhook = event(1, channel="tasks")
+    by_stream = {k: v for k, v in by_webhook.items() if k != "channel"}
+    assert (
+        await store.record_event("evt-7", by_webhook["type"], by_webhook, "webhook") is Recorded.NEW
+    )
+    with caplog.at_level(logging.WARNING, logger="bot.store.events"):
+        again = await store.record_event("evt-7", by_stream["type"], by_stream, "redis")
+    assert again is Recorded.DUPLICATE
+    assert "evt-7" not in caplog.text
+    assert await store.count_events() == 1
+
+
 async def test_a_refused_stream_entry_quoting_a_nul_or_a_lone_surrogate_is_stored(
     store: Store, database_url: str
 ) -> None:
