@@ -56,7 +56,7 @@ async def test_an_answer_trickled_a_byte_at_a_time_times_out_as_a_whole() -> Non
         await response.prepare(request)
         for _ in range(200):  # 20 s of leading whitespace (valid JSON) before any data
             await response.write(b" ")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the factory's pace (what is tested), not a wait
         return response
 
     app = web.Application()

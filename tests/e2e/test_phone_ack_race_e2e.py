@@ -17,11 +17,10 @@ from tests.e2e.test_phone_e2e import (
     ALICE_PHONE,
     CLAIM,
     DAVE_PHONE,
+    alice_called_and_dave_texted,
     audit_of,
     breach_sms,
     breaching_task,
-    calls_stored,
-    first_call,
     start_bridge,
 )
 from tests.support.harness import BridgeProcess
@@ -58,11 +57,7 @@ async def test_two_sms_acks_at_once_acknowledge_once(
 async def test_a_keypress_and_an_sms_ack_at_once_claim_once(
     world: World, make_bridge: Callable[..., BridgeProcess]
 ) -> None:
-    await start_bridge(world, make_bridge)
-    task = await breaching_task(world)
-    call = await first_call(world, ALICE_PHONE)
-    await calls_stored(world, task["id"], [("Alice", "sent")])
-    await breach_sms(world, DAVE_PHONE)
+    _, call = await alice_called_and_dave_texted(world, make_bridge)
     run, dave = await asyncio.gather(
         world.twilio.answer_call(call["sid"], keys="1"),
         world.twilio.send_sms(DAVE_PHONE, "ACK"),

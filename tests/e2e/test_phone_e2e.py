@@ -307,14 +307,23 @@ async def test_a_repeated_no_answer_calls_one_more_person_not_two(
     assert outcomes.count(("escalation.call", "fallback")) == 2
 
 
-async def test_key_1_after_an_sms_ack_says_by_whom_and_claims_once(
+async def alice_called_and_dave_texted(
     world: World, make_bridge: Callable[..., BridgeProcess]
-) -> None:
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A bridge started, a breaching task, Alice's critical call ringing and Dave's breach SMS
+    sent: (the task, Alice's call)."""
     await start_bridge(world, make_bridge)
     task = await breaching_task(world)
     call = await first_call(world, ALICE_PHONE)
     await calls_stored(world, task["id"], [("Alice", "sent")])
     await breach_sms(world, DAVE_PHONE)
+    return task, call
+
+
+async def test_key_1_after_an_sms_ack_says_by_whom_and_claims_once(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    task, call = await alice_called_and_dave_texted(world, make_bridge)
     answer = await world.twilio.send_sms(DAVE_PHONE, "ACK")  # Dave first, while Alice's rings
     assert answer.messages == ["Acknowledged: Stripe MCP Server to Production."]
     run = await world.twilio.answer_call(call["sid"], keys="1")
