@@ -36,6 +36,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from batching import Action, Batcher
@@ -106,6 +107,7 @@ class BatchMessages:
     #: batch id → (its lost message's id, why, failed attempts) while a repost is owed
     _unreposted: dict[str, tuple[int, str, int]]
     _reposts: set[asyncio.Task[None]]
+    _stopping: bool
     channel_id: int
 
     async def _apply(
@@ -332,7 +334,9 @@ class BatchMessages:
             self._unreposted[batch_id] = (message_id, why, 0)
             await self.channel_lost(fault, batch_id)
             return
-        except Exception as exc:
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            # Discord's refusal or no answer: nothing was posted. A failure of the store after
+            # the post (the new message exists) is raised as before, not posted again.
             attempt = (earlier[2] if earlier is not None else 0) + 1
             self._unreposted[batch_id] = (message_id, why, attempt)
             delay = min(MAX_REPOST_RETRY_SECONDS, 2.0**attempt)
@@ -349,6 +353,8 @@ class BatchMessages:
 
     def _repost_again(self, batch_id: str) -> None:
         # call_later's callback: the retry runs as a task the runtime keeps until it ends
+        if self._stopping:  # the runtime stopped meanwhile: the next start reposts it
+            return
         task = asyncio.create_task(self.retry_batch(batch_id), name=f"repost-{batch_id}")
         self._reposts.add(task)
         task.add_done_callback(self._reposts.discard)

@@ -105,7 +105,12 @@ class FactoryClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"X-API-Key": api_key, "Accept": "application/json"},
-            timeout=timeout_seconds,
+            # a connection (or a pool slot) not had within half the attempt's deadline is
+            # httpx's ConnectTimeout / PoolTimeout: the request was not sent, which the
+            # attempt's own deadline (asyncio.timeout below) could not tell
+            timeout=httpx.Timeout(
+                timeout_seconds, connect=timeout_seconds / 2, pool=timeout_seconds / 2
+            ),
             transport=transport,
             limits=httpx.Limits(
                 max_connections=max_concurrent_requests,
@@ -262,7 +267,16 @@ class FactoryClient:
             (k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"
         ]
         return httpx.Response(
-            response.status_code, headers=kept, content=b"".join(chunks), request=request
+            response.status_code,
+            headers=kept,
+            content=b"".join(chunks),
+            request=request,
+            # the reason phrase an error answer is told by (bot.factory.errors)
+            extensions={
+                k: v
+                for k, v in response.extensions.items()
+                if k in ("reason_phrase", "http_version")
+            },
         )
 
     # ------------------------------------------------------------------ tasks

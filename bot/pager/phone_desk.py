@@ -264,9 +264,9 @@ class PhoneDesk:
         title = _plain(tracked.task.title, 80)
         if outcome.ok:
             return f"{done}: {title}."
-        fresh = outcome.tracked
-        if fresh is not None and fresh.acknowledged_at is not None and not fresh.is_decided:
-            return PhoneDesk._already_acknowledged(fresh)  # someone else was first
+        fresh = outcome.tracked  # a conflict on an open task someone acknowledged first:
+        if outcome.kind == "conflict" and fresh and fresh.acknowledged_at and not fresh.is_decided:
+            return PhoneDesk._already_acknowledged(fresh)
         return f"Not done ({title}): {_plain(outcome.message, 200)}"
 
     async def _start(self, operator: Operator) -> str:
@@ -355,7 +355,9 @@ class PhoneDesk:
         placed = next((r for r in calls if r.detail.get("sid") == sid), None)
         if placed is None:  # Twilio answered faster than the bridge stored the call's sid,
             # or a restart cut the send short after Twilio placed it (the row is unknown)
-            placed = next(
+            # the call being placed first, else the newest one a restart left unknown (an
+            # older unknown call's next person may be planned already)
+            placed = max(
                 (
                     r
                     for r in calls
@@ -363,7 +365,8 @@ class PhoneDesk:
                     and (person := self.ladder.person(r.recipient)) is not None
                     and person.phone == to
                 ),
-                None,
+                key=lambda r: (r.status == "claimed", r.id),
+                default=None,
             )
         if placed is None:  # not a call of this task's ladder: said, never silently dropped
             log.warning(

@@ -8,7 +8,9 @@ a time, served on 127.0.0.1 by aiohttp.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,7 +21,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.factory import answers, client
-from bot.factory.client import FactoryBadResponse, FactoryClient, FactoryUnavailable, RetryPolicy
+from bot.factory.client import (
+    FactoryBadResponse,
+    FactoryClient,
+    FactoryError,
+    FactoryUnavailable,
+    RetryPolicy,
+)
 
 ONCE = RetryPolicy(max_retries=0, base_delay_seconds=0.0, jitter_seconds=0.0)
 
@@ -155,4 +163,46 @@ async def test_a_read_of_one_task_answered_with_another_is_refused() -> None:
         lambda request: httpx.Response(200, json={"ok": True, "data": task("t2")})
     )
     with pytest.raises(FactoryBadResponse, match="the answer is task 't2', not 't1'"):
+        await factory_client.get_task("t1")
+
+
+async def test_a_factory_that_cannot_be_connected_to_did_not_get_the_request() -> None:
+    """A connection never made (a listen backlog full, SYNs dropped) is httpx's ConnectTimeout,
+    inside the attempt's own deadline: the decision was not sent (``uncertain`` False, so the
+    person is told "NOT recorded, try again" instead of a read-back and an endless re-send)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):  # fill the backlog: the next connect hangs
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    factory_client = FactoryClient(
+        f"http://127.0.0.1:{port}/v1", "key", retry=ONCE, timeout_seconds=0.5
+    )
+    try:
+        with pytest.raises(FactoryUnavailable) as raised:
+            await factory_client.complete_task(
+                "t1", decision="approved", notes=None, decision_data={}, idempotency_key="k"
+            )
+        assert not raised.value.uncertain, str(raised.value)
+    finally:
+        await factory_client.aclose()
+        for sock in [server, *fillers]:
+            sock.close()
+
+
+async def test_an_error_answer_keeps_the_factorys_reason_phrase() -> None:
+    """The answer is read and rebuilt (for the size cap): the reason phrase an error is told by
+    survives it."""
+    factory_client, _ = factory(
+        lambda request: httpx.Response(
+            418, text="no", extensions={"reason_phrase": b"Factory Says No"}
+        )
+    )
+    with pytest.raises(FactoryError, match="Factory Says No"):
         await factory_client.get_task("t1")

@@ -37,7 +37,9 @@ class Actions:
         self.store = store
         self.acknowledged: list[tuple[str, str]] = []
 
-    async def acknowledge(self, task_id: str, actor: Actor, *, idempotency_seed: str) -> Outcome:
+    async def acknowledge(
+        self, task_id: str, actor: Actor, *, idempotency_seed: str, first: bool = False
+    ) -> Outcome:
         self.acknowledged.append((task_id, actor.name))
         await self.store.set_acknowledged(task_id, 0, acknowledger(actor), NOW)
         return Outcome("done", "ok", await self.store.get_task(task_id))
@@ -220,3 +222,22 @@ async def test_answers_listing_forty_open_tasks_fit_one_twilio_message(
     assert listed == ids[: len(listed)] and listed  # the oldest first
     assert f"+{len(ids) - len(listed)} more" in answer
     assert claims(phone_desk) == []  # nothing was acknowledged
+
+
+def _tracked(**fields: Any) -> Any:
+    task = Task.model_validate({"id": "t1", "title": "Release", "createdAt": NOW.isoformat()})
+    return SimpleNamespace(task=task, is_decided=False, **fields)
+
+
+def test_only_a_conflict_on_a_task_acknowledged_first_says_by_whom() -> None:
+    """A snooze or an acknowledgement refused for another reason (the role) on a task someone
+    acknowledged is said as refused, as audited; only the phone's conflict names who was first."""
+    acked = _tracked(acknowledged_at=NOW, acknowledged_by_name="Dave via SMS")
+    conflict = Outcome("conflict", "Already acknowledged by Dave via SMS.", acked)
+    refused = Outcome("refused", "You need an approver role to snooze this task.", acked)
+    assert PhoneDesk._said(conflict, "Acknowledged", acked).startswith(
+        "Already acknowledged by Dave via SMS"
+    )
+    assert PhoneDesk._said(refused, "Snoozed 1 h", acked) == (
+        "Not done (Release): You need an approver role to snooze this task."
+    )
