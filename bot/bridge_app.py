@@ -356,11 +356,12 @@ class BridgeApp:
         there: the ladder rebuilds its timers from the store) and the slash commands are
         synced; the other features (reconciliation among them) start once the gateway session
         is ready; then the processor reads every event left unprocessed (also those a standby
-        stored). Task rows cached while standing by are forgotten first.
-        """
+        stored). Cached task rows are forgotten, and an earlier leader's posting claims
+        released, first."""
         self._led = True
         self._started = False
         self.store.forget_cached_tasks()
+        await self.store.release_posting()  # a deposed leader's claims are posted by us now
         await self.client.login(self.settings.discord_bot_token.get_secret_value())
         self._client_task = asyncio.create_task(self._connect(), name="discord-gateway")
         await self._wait_ready()

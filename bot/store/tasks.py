@@ -318,17 +318,17 @@ class TasksMixin(StoreBase):
 
         return await self._write_task(task_id, work)
 
-    async def release_posting(self, task_id: str) -> None:
-        """Give up a posting claim (the post failed) so that a later attempt can post."""
+    async def release_posting(self, task_id: str | None = None) -> None:
+        """Give up a posting claim (the post failed) so that a later attempt can post; with no
+        ``task_id``, every claim on a task without a message: a new leader's, since the claims
+        of the process it replaced will not be carried out (README "Production")."""
 
         def work(conn: Connection) -> None:
-            conn.execute(
-                update(t.tasks)
-                .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.message_id.is_(None)))
-                .values(posting_claimed_at=None)
-            )
+            unposted = t.tasks.c.message_id.is_(None)
+            where = unposted if task_id is None else and_(t.tasks.c.task_id == task_id, unposted)
+            conn.execute(update(t.tasks).where(where).values(posting_claimed_at=None))
 
-        await self._write_task(task_id, work)
+        await self._write_task(task_id or "", work)
 
     async def set_message(
         self, task_id: str, channel_id: int, message_id: int, batch_id: str | None = None

@@ -73,3 +73,19 @@ async def test_the_message_record_answers_the_task_and_the_next_read_from_memory
     )
     fresh = await store.get_task("t1")
     assert fresh is not None and fresh.task.title == "Release 2" and fresh.message_id == 22
+
+
+async def test_a_new_leader_releases_every_claim_on_a_task_without_a_message(
+    store: Store,
+) -> None:
+    """A leader paused or killed between its claim and its post left the claim: the new leader
+    releases them at takeover (bot.bridge_app), so the task is posted now, not once the claim
+    is stale and a reconciliation pass comes (up to 5 minutes without a message or a page)."""
+    for task_id in ("t1", "t2", "t3"):
+        await store.upsert_task(task(task_id), NOW + timedelta(hours=1))
+        assert await store.claim_posting(task_id)
+    await store.set_message("t3", 11, 33)
+    await store.release_posting()
+    assert await store.claim_posting("t1")
+    assert await store.claim_posting("t2")
+    assert not await store.claim_posting("t3")  # posted: never claimed again
