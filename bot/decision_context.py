@@ -227,6 +227,15 @@ class DecisionContext:
         if event is not None:
             event.set()
 
+    def may_still_land(self, tracked: TrackedTask) -> bool:
+        """Whether a request of the decision in flight on ``tracked`` may still reach the
+        factory: it was marked less than one call's longest run ago
+        (:meth:`bot.factory.retries.RetryPolicy.longest_seconds` of ``FACTORY_TIMEOUT_SECONDS``):
+        a process paused or killed mid-send left it, and its request may be on the way."""
+        at = tracked.inflight_at
+        longest = self.factory.retry.longest_seconds(self.settings.factory_timeout_seconds)
+        return at is not None and (self.clock() - at).total_seconds() < longest
+
     async def _wait_settled(
         self, task_id: str, *, grace_seconds: float = 2.0
     ) -> TrackedTask | None:

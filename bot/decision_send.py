@@ -412,15 +412,16 @@ class DecisionSender(DeployApprovals):
         return outcome
 
     async def _option_lost(self, pending: PendingDecision, why: str) -> Outcome:
-        """A ``decision`` task's pick in flight whose option is no longer known (a restart):
-        never re-sent without it. The task is read back: a decision found there settles it;
-        otherwise the pick is cleared (the option menu is live again) and the person is told
-        to pick again."""
+        """A ``decision`` task's pick in flight whose option is no longer known (a restart,
+        a failover): never re-sent without it. The task is read back: a decision found there
+        settles it; found open while the first request may still land, or not readable, it
+        stays in flight and is read again later; else the pick is cleared (the menu is live
+        again) and the person is told to pick again."""
         state, found = await self._read_back(pending.task_id)
         if state == "decided" and found is not None:
             return await self._settle_from_factory(pending, found, f"{why}; read back")
-        if state == "unknown":  # the factory cannot be asked now: stays in flight, tried later
-            detail = f"{why}: the chosen option is unknown and the task not readable"
+        if state == "unknown" or (state == "open" and self.may_still_land(pending.tracked)):
+            detail = f"{why}: the chosen option is unknown and the task {state} for now"
             await self._audit_pending(pending, "failed", detail)
             return Outcome("failed", detail, pending.tracked)
         outcome = await self._not_recorded(

@@ -50,6 +50,16 @@ class RetryPolicy:
         jitter = random.uniform(0, self.jitter_seconds) if self.base_delay_seconds > 0 else 0.0
         return min(backoff, self.max_delay_seconds) + jitter
 
+    def longest_seconds(self, timeout_seconds: float) -> float:
+        """How long one call can go on, seconds: every attempt taking its whole
+        ``timeout_seconds`` and the longest backoff between them (a ``Retry-After`` aside)."""
+        jitter = self.jitter_seconds if self.base_delay_seconds > 0 else 0.0
+        waits = sum(
+            min(self.base_delay_seconds * 2 ** (n - 1), self.max_delay_seconds) + jitter
+            for n in range(1, self.max_retries + 1)
+        )
+        return timeout_seconds * (self.max_retries + 1) + waits
+
 
 def retry_after_seconds(
     response: httpx.Response, *, now: Callable[[], datetime] | None = None

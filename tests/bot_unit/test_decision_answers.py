@@ -401,3 +401,41 @@ async def test_the_safe_default_on_a_task_the_factory_no_longer_has_is_skipped(
     assert tracked is not None
     status, detail = await BridgeDecider(bridge).safe_default(tracked, "deferred", "SLA breached")
     assert status == "skipped" and "gone" in detail["note"]
+
+
+# ---------------------------------------------------------------- a pick whose option was lost
+PICK = {
+    **OPEN,
+    "type": "decision",
+    "context": {
+        "modalType": "choice",
+        "modalConfig": {"options": [{"value": "oauth", "label": "OAuth 2.0"}]},
+    },
+}
+
+
+async def test_a_pick_whose_option_was_lost_is_not_cleared_while_its_request_may_land(
+    store: Store,
+) -> None:
+    """A failover (or a restart) in the middle of a pick: the new process no longer knows the
+    option and reads the task back, open — but the first request may still be on its way
+    (the factory recorded it a moment later). It stays in flight and is read again; only once
+    the request can no longer land is the pick cleared and the person told to pick again
+    (they were told "nothing was recorded" while the factory recorded it)."""
+    bridge, calls = await bridge_with(store, [ok(PICK), ok(PICK), ok(PICK)])
+    await store.upsert_task(Task.model_validate(PICK), NOW + timedelta(hours=4))
+    marked = await store.begin_decision(
+        "t1", "approved", discord_user_id=7, name="alice", key="k-1", notes=None
+    )
+    assert marked is not None and marked.inflight_at is not None
+    bridge.actions.clock = lambda: marked.inflight_at + timedelta(seconds=5)  # type: ignore[operator]
+    outcome = await bridge.resume_decision(marked, notify=False)
+    assert outcome.kind == "failed"
+    kept = await store.get_task("t1")
+    assert kept is not None and kept.inflight_key == "k-1"  # still in flight, read again later
+    assert calls == ["GET /v1/tasks/t1"]  # never re-sent without its option
+    bridge.actions.clock = lambda: marked.inflight_at + timedelta(minutes=10)  # type: ignore[operator]
+    late = await bridge.resume_decision(kept, notify=False)
+    assert "pick" in late.message.lower()
+    cleared = await store.get_task("t1")
+    assert cleared is not None and cleared.inflight_key is None

@@ -281,7 +281,13 @@ async def test_a_pick_resent_in_the_background_keeps_its_option(
 async def test_a_pick_cut_short_by_a_crash_is_never_sent_without_its_option(
     world: World, make_bridge: Callable[..., BridgeProcess]
 ) -> None:
-    bridge = make_bridge()
+    """The pick is cleared ("pick again") only once its first request can no longer land
+    (one call's longest run after the pick): short timeouts and reconciliation passes here."""
+    bridge = make_bridge(
+        FACTORY_TIMEOUT_SECONDS="1",
+        FACTORY_RETRY_BASE_SECONDS="0.1",
+        RECONCILE_INTERVAL_SECONDS="2",
+    )
     await bridge.start()
     task = await decision_task(world, OPTIONS)
     message = await one_message(world)
@@ -293,7 +299,7 @@ async def test_a_pick_cut_short_by_a_crash_is_never_sent_without_its_option(
     world.factory.clear_faults()
 
     await bridge.start()
-    await world.discord.wait_for(lambda: len(world.discord.dm_messages(alice.id)) >= 1, 20)
+    await world.discord.wait_for(lambda: len(world.discord.dm_messages(alice.id)) >= 1, 30)
     assert "pick your option again" in world.discord.dm_messages(alice.id)[-1].content
     assert len(world.factory.calls("POST", COMPLETE)) == 1  # nothing re-sent without it
     assert world.factory.tasks[task["id"]]["status"] == "pending"
