@@ -28,9 +28,14 @@ from bot.outcomes import Actor, Outcome, ProgressCallback
 from bot.store import TrackedTask
 from escalation.models import TaskDecision
 
-__all__ = ["Actions"]
+__all__ = ["ACK_WAIT_SECONDS", "Actions"]
 
 log = logging.getLogger(__name__)
+
+
+#: Seconds the phone's acknowledgement waits for another acknowledgement of the same task
+#: to end (Twilio waits 15 s for a webhook's answer).
+ACK_WAIT_SECONDS = 5.0
 
 
 class Actions(BulkApprovals):
@@ -301,8 +306,25 @@ class Actions(BulkApprovals):
         ``conflict`` naming who (audited ``conflict``). Without it (the Acknowledge button)
         the factory's claim is sent again and the first acknowledger stays shown.
         """
-        async with self.acknowledging(task_id):
-            return await self._acknowledge(task_id, actor, idempotency_seed, first=first)
+        entered = False
+        try:
+            # the phone's waits a few seconds at most: Twilio waits 15 s for its answer
+            async with self.acknowledging(
+                task_id, wait_seconds=ACK_WAIT_SECONDS if first else None
+            ):
+                entered = True
+                return await self._acknowledge(task_id, actor, idempotency_seed, first=first)
+        except TimeoutError:
+            if entered:
+                raise
+            await self._audit(
+                actor,
+                action="task.acknowledge",
+                task_id=task_id,
+                outcome="conflict",
+                detail="another acknowledgement of the task under way; nothing sent",
+            )
+            return Outcome("conflict", say.ACK_UNDER_WAY, None)
 
     async def _acknowledge(
         self, task_id: str, actor: Actor, idempotency_seed: str, *, first: bool

@@ -39,15 +39,22 @@ class KeyedLocks(Generic[K]):
         self._entries: dict[K, _Entry] = {}
 
     @asynccontextmanager
-    async def __call__(self, key: K) -> AsyncIterator[None]:
-        """Hold the lock of ``key`` for the ``async with`` block."""
+    async def __call__(self, key: K, *, wait_seconds: float | None = None) -> AsyncIterator[None]:
+        """Hold the lock of ``key`` for the ``async with`` block.
+
+        Raises ``TimeoutError`` (nothing held) when ``wait_seconds`` is given and the lock
+        was not had within that many seconds."""
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry()
         entry.users += 1
         try:
-            async with entry.lock:
+            async with asyncio.timeout(wait_seconds):
+                await entry.lock.acquire()
+            try:
                 yield
+            finally:
+                entry.lock.release()
         finally:
             entry.users -= 1
             if entry.users == 0 and self._entries.get(key) is entry:

@@ -24,6 +24,7 @@ from escalation.markup import inline_text
 __all__ = [
     "ACK_CHANNELS",
     "ACK_NOT_RECORDED",
+    "ACK_UNDER_WAY",
     "ACK_UNKNOWN",
     "ACK_UNREACHABLE",
     "BULK_ALL_BUSY",
@@ -381,6 +382,7 @@ def ack_refused(exc: FactoryError) -> str:
 
 
 ACK_UNREACHABLE = "The factory could not be reached; not acknowledged. Try again."
+ACK_UNDER_WAY = "Someone else is acknowledging this task right now; nothing was sent."
 ACK_NOT_RECORDED = (
     "⚠️ The factory did not confirm your acknowledgement, and reading the task back "
     "shows it was NOT recorded. Please try again."

@@ -17,7 +17,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -25,7 +24,6 @@ from pydantic import ValidationError
 from escalation.models import Approval, Pipeline, Task
 
 from .answers import (
-    MAX_ANSWER_BYTES,
     BulkResult,
     Page,
     Unreadable,
@@ -40,6 +38,7 @@ from .answers import (
 )
 from .errors import FactoryBadResponse, FactoryError, FactoryUnavailable, final_error
 from .retries import GATEWAY_STATUS, NOT_SENT, RETRYABLE_STATUS, RetryPolicy, retry_after_seconds
+from .transport import read_capped, segment
 
 __all__ = [
     "BulkResult",
@@ -52,17 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _segment(value: str) -> str:
-    """``value`` as one URL path segment (RFC 3986 §3.3): every reserved character escaped.
-
-    ``/``, ``?``, ``#`` and ``%`` are percent-encoded, and so are the dots of ``.`` and ``..``,
-    which would otherwise be resolved as "this folder" / "the parent folder" (§5.2.4) and make
-    ``tasks/..`` call ``GET /v1/`` instead of a task.
-    """
-    escaped = quote(value, safe="")
-    return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
 
 
 class FactoryClient:
@@ -105,9 +93,8 @@ class FactoryClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"X-API-Key": api_key, "Accept": "application/json"},
-            # a connection (or a pool slot) not had within half the attempt's deadline is
-            # httpx's ConnectTimeout / PoolTimeout: the request was not sent, which the
-            # attempt's own deadline (asyncio.timeout below) could not tell
+            # no connection (or pool slot) within half the attempt's deadline: httpx's
+            # ConnectTimeout / PoolTimeout, "not sent", which the deadline cannot tell
             timeout=httpx.Timeout(
                 timeout_seconds, connect=timeout_seconds / 2, pool=timeout_seconds / 2
             ),
@@ -163,6 +150,9 @@ class FactoryClient:
             ``uncertain`` tells whether any attempt may have been acted on.
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        request = self._http.build_request(
+            method, path.lstrip("/"), json=json, params=params, headers=headers
+        )
         attempt = 0
         last_problem = ""
         uncertain = False
@@ -175,40 +165,27 @@ class FactoryClient:
                     # one deadline for the whole attempt: httpx's timeout bounds each read, so
                     # an answer trickled a byte at a time would otherwise never time out
                     async with asyncio.timeout(self._timeout):
-                        response = await self._read(method, path, json, params, headers)
+                        response = await read_capped(self._http, request)
+                if response.status_code == 204 and parse is None:  # e.g. DELETE (§1.5)
+                    return None
+                if response.status_code < 400:
+                    body = envelope(response)
+                    return body if parse is None else parsed(parse, body)
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise final_error(response, f"{method} {path}")
+                retry_after = retry_after_seconds(response)
+                last_problem = f"HTTP {response.status_code}"
+                uncertain = uncertain or response.status_code in GATEWAY_STATUS
             except httpx.RequestError as exc:
                 last_problem = f"{type(exc).__name__}"
                 uncertain = uncertain or not isinstance(exc, NOT_SENT)
             except TimeoutError:
                 last_problem = f"no whole answer within {self._timeout:g}s"
                 uncertain = True  # the request may have reached the factory
-            except Unreadable as exc:  # a body over MAX_ANSWER_BYTES
+            except Unreadable as exc:  # a success answer that does not parse, or too big
                 last_problem = f"unreadable answer: {exc}"
                 uncertain = unreadable = True
-                log.warning("factory %s %s answered %s", method, path, exc)
-            else:
-                if response.status_code == 204 and parse is None:  # e.g. DELETE (§1.5)
-                    return None
-                if response.status_code < 400:
-                    try:
-                        body = envelope(response)
-                        return body if parse is None else parsed(parse, body)
-                    except Unreadable as exc:
-                        last_problem = f"unreadable answer: {exc}"
-                        uncertain = unreadable = True
-                        log.warning(
-                            "factory %s %s answered %d with %s",
-                            method,
-                            path,
-                            response.status_code,
-                            exc,
-                        )
-                else:
-                    if response.status_code not in RETRYABLE_STATUS:
-                        raise final_error(response, f"{method} {path}")
-                    retry_after = retry_after_seconds(response)
-                    last_problem = f"HTTP {response.status_code}"
-                    uncertain = uncertain or response.status_code in GATEWAY_STATUS
+                log.warning("factory %s %s answered with %s", method, path, exc)
             attempt += 1
             if attempt > self.retry.max_retries:
                 message = f"{method} {path} failed after {self.retry.max_retries} retries ({last_problem})"
@@ -228,56 +205,6 @@ class FactoryClient:
             if on_retry is not None:
                 await on_retry(attempt, last_problem)
             await self._sleep(delay)
-
-    async def _read(
-        self,
-        method: str,
-        path: str,
-        json: dict[str, Any] | None,
-        params: dict[str, Any] | None,
-        headers: dict[str, str] | None,
-    ) -> httpx.Response:
-        """Send one request and read its answer, refusing a body over
-        :data:`~bot.factory.answers.MAX_ANSWER_BYTES` (``Unreadable``) before it is all in
-        memory (a count of the decoded bytes, so a compressed body cannot expand past it).
-
-        Returns a read :class:`httpx.Response` holding the decoded body (without the
-        ``Content-Encoding`` header, which no longer applies to it).
-        """
-        request = self._http.build_request(
-            method, path.lstrip("/"), json=json, params=params, headers=headers
-        )
-        response = await self._http.send(request, stream=True)
-        try:
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-                raise Unreadable(
-                    f"a body of {int(declared):,} bytes (at most {MAX_ANSWER_BYTES:,})"
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise Unreadable(f"a body over {MAX_ANSWER_BYTES:,} bytes")
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
-        kept = [
-            (k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"
-        ]
-        return httpx.Response(
-            response.status_code,
-            headers=kept,
-            content=b"".join(chunks),
-            request=request,
-            # the reason phrase an error answer is told by (bot.factory.errors)
-            extensions={
-                k: v
-                for k, v in response.extensions.items()
-                if k in ("reason_phrase", "http_version")
-            },
-        )
 
     # ------------------------------------------------------------------ tasks
     async def list_tasks(
@@ -339,7 +266,7 @@ class FactoryClient:
         :class:`FactoryBadResponse` when the factory keeps answering with another task (a
         record of task Y says nothing about task X: a read-back must not confirm X by it)."""
         task: Task = await self._request(
-            "GET", f"tasks/{_segment(task_id)}", parse=lambda body: task_data(body, task_id)
+            "GET", f"tasks/{segment(task_id)}", parse=lambda body: task_data(body, task_id)
         )
         return task
 
@@ -349,7 +276,7 @@ class FactoryClient:
         payload = {"userId": user_id} if user_id else {}
         task: Task = await self._request(
             "POST",
-            f"tasks/{_segment(task_id)}/claim",
+            f"tasks/{segment(task_id)}/claim",
             json=payload,
             idempotency_key=idempotency_key,
             parse=lambda body: task_data(body, task_id),
@@ -383,7 +310,7 @@ class FactoryClient:
             payload["notes"] = notes
         task: Task = await self._request(
             "POST",
-            f"tasks/{_segment(task_id)}/complete",
+            f"tasks/{segment(task_id)}/complete",
             json=payload,
             idempotency_key=idempotency_key,
             on_retry=on_retry,
@@ -397,7 +324,7 @@ class FactoryClient:
         """``POST /v1/tasks/{id}/reassign`` (escalation to an admin)."""
         task: Task = await self._request(
             "POST",
-            f"tasks/{_segment(task_id)}/reassign",
+            f"tasks/{segment(task_id)}/reassign",
             json={"assigneeId": assignee_id, "reason": reason},
             idempotency_key=idempotency_key,
             parse=task_data,
@@ -423,7 +350,7 @@ class FactoryClient:
             payload["escalateTo"] = escalate_to
         approval: dict[str, Any] = await self._request(
             "POST",
-            f"approvals/{_segment(approval_id)}/escalate",
+            f"approvals/{segment(approval_id)}/escalate",
             json=payload,
             idempotency_key=idempotency_key,
             parse=data_object,
@@ -493,7 +420,7 @@ class FactoryClient:
         """``GET /v1/pipelines/{id}`` (contract §1.5). Raises :class:`FactoryError` 404 when unknown."""
         pipeline: Pipeline = await self._request(
             "GET",
-            f"pipelines/{_segment(pipeline_id)}",
+            f"pipelines/{segment(pipeline_id)}",
             parse=lambda body: Pipeline.model_validate(data_object(body)),
         )
         return pipeline
@@ -519,7 +446,7 @@ class FactoryClient:
 
     async def delete_webhook(self, webhook_id: str) -> None:
         """``DELETE /v1/webhooks/{id}`` (contract §1.5); 404 raises :class:`FactoryError`."""
-        await self._request("DELETE", f"webhooks/{_segment(webhook_id)}")
+        await self._request("DELETE", f"webhooks/{segment(webhook_id)}")
 
     async def find_approval(
         self, task_id: str, *, pipeline_id: str | None = None, max_pages: int = 10

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot import actions
 from bot.bridge import Bridge
 from bot.factory.client import FactoryClient, RetryPolicy
 from bot.ladder.adapters import BridgeDecider
@@ -439,3 +440,18 @@ async def test_a_pick_whose_option_was_lost_is_not_cleared_while_its_request_may
     assert "pick" in late.message.lower()
     cleared = await store.get_task("t1")
     assert cleared is not None and cleared.inflight_key is None
+
+
+async def test_the_phones_acknowledgement_does_not_wait_long_behind_another(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another acknowledgement of the task is under way (reading the factory back, up to a
+    minute and more): the phone's is answered in time for Twilio, and sends nothing."""
+    monkeypatch.setattr(actions, "ACK_WAIT_SECONDS", 0.01)
+    bridge, calls = await bridge_with(store, [])
+    async with bridge.actions.acknowledging("t1"):
+        outcome = await bridge.actions.acknowledge(
+            "t1", ALICE, idempotency_seed="sms-1", first=True
+        )
+    assert outcome.kind == "conflict" and "right now" in outcome.message
+    assert calls == []

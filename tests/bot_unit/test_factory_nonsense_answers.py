@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.factory import answers, client
+from bot.factory import answers, transport
 from bot.factory.client import (
     FactoryBadResponse,
     FactoryClient,
@@ -137,7 +137,7 @@ async def test_a_listing_is_followed_for_at_most_max_items(monkeypatch: pytest.M
 async def test_an_answer_over_the_size_limit_is_refused_before_it_is_all_read(
     monkeypatch: pytest.MonkeyPatch, declared: bool
 ) -> None:
-    monkeypatch.setattr(client, "MAX_ANSWER_BYTES", 10_000)
+    monkeypatch.setattr(transport, "MAX_ANSWER_BYTES", 10_000)
     big = json.dumps(page([task(f"t{i}") for i in range(1_000)], has_next=False)).encode()
     chunks_read: list[int] = []
 

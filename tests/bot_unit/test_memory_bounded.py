@@ -180,6 +180,21 @@ async def test_keyed_lock_of_a_cancelled_waiter_is_forgotten() -> None:
     assert len(locks) == 0
 
 
+async def test_a_keyed_lock_not_had_in_time_raises_and_is_forgotten() -> None:
+    """The phone's acknowledgement waits a few seconds at most behind another one of the same
+    task (Twilio waits 15 s for its answer): then TimeoutError, nothing held."""
+    locks: KeyedLocks[str] = KeyedLocks()
+    async with locks("a"):
+        with pytest.raises(TimeoutError):
+            async with locks("a", wait_seconds=0.01):
+                pytest.fail("entered a lock another holds")
+        async with locks("b", wait_seconds=0.01):  # another key is free
+            pass
+    assert len(locks) == 0
+    async with locks("a", wait_seconds=0.01):  # free again
+        pass
+
+
 async def _enter(locks: KeyedLocks[str]) -> None:
     async with locks("a"):
         return None
