@@ -29,12 +29,12 @@ def test_a_factory_request_is_labelled_by_its_route_whatever_its_ids_hold() -> N
     a time series per pipeline in Prometheus."""
     import httpx
 
-    from bot.factory.client import _segment
+    from bot.factory.transport import segment
     from bot.metrics import factory_endpoint
 
     labels = {
         factory_endpoint(
-            httpx.Request("GET", f"http://factory/v1/pipelines/{_segment('acme/' + name)}")
+            httpx.Request("GET", f"http://factory/v1/pipelines/{segment('acme/' + name)}")
         )
         for name in ("ghl-mcp-server", "stripe-mcp", "notion-mcp")
     }
