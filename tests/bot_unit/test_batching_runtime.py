@@ -148,7 +148,7 @@ async def posted_batch(runtime: BatchingRuntime, store: Store, *names: str) -> s
         rows = await store.tasks_by_ids([t.task_id for t in tasks])
         return all(r.batch_id is not None for r in rows)
 
-    await wait_until(attached, timeout=5, what="the batch message")
+    await wait_until(attached, timeout=15, what="the batch message")
     row = await store.get_task(tasks[0].task_id)
     assert row is not None and row.batch_id is not None
     return row.batch_id
@@ -352,7 +352,7 @@ async def test_a_task_gone_during_the_group_wait_is_left_off_the_batch(store: St
             rows = await store.tasks_by_ids(["t-b", "t-c"])
             return all(r.batch_id is not None for r in rows)
 
-        await wait_until(attached, timeout=5, what="the batch message")
+        await wait_until(attached, timeout=15, what="the batch message")
         batch_id = (await store.get_task("t-b")).batch_id  # type: ignore[union-attr]
         assert batch_id is not None
         items = [i.task_id for i in await runtime.items(batch_id)]
@@ -412,7 +412,7 @@ async def test_restart_shows_an_item_whose_edit_was_saved_but_not_made(store: St
         return row is not None and row.message_id == 555
 
     try:
-        await wait_until(shown, timeout=5, what="t-c on the batch message")
+        await wait_until(shown, timeout=15, what="t-c on the batch message")
         items = [i.task_id for i in await runtime.items(post.batch_id)]
     finally:
         await runtime.stop()
