@@ -8,9 +8,10 @@ sleep through :meth:`Rig.sleep`, which only records the delay).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from escalation.deliveries import IDEMPOTENT_CHANNELS, NewDelivery
@@ -67,6 +68,9 @@ class Clock:
 
     def __init__(self, now: datetime) -> None:
         self.now = now
+        #: The same clock as a C-level call (no Python frame per reading): what the service
+        #: is given, since it reads the clock dozens of times per ladder (bench/ladder_core.py)
+        self.read: Callable[[], datetime] = partial(getattr, self, "now")
 
     def __call__(self) -> datetime:
         return self.now
@@ -85,14 +89,13 @@ class FakeTask:
     channel_id: int | None = 100
     message_id: int | None = 5000
     approval_id: str | None = None
+    # plain attributes, not properties: the service reads them dozens of times per ladder
+    task_id: str = field(init=False)
+    is_decided: bool = field(init=False)
 
-    @property
-    def task_id(self) -> str:
-        return self.task.id
-
-    @property
-    def is_decided(self) -> bool:
-        return self.decision is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task_id", self.task.id)
+        object.__setattr__(self, "is_decided", self.decision is not None)
 
 
 class FakeTasks:
@@ -109,7 +112,9 @@ class FakeTasks:
 
     def update(self, task_id: str, **changes: Any) -> None:
         # built directly: dataclasses.replace re-checks every field (bench/ladder_core.py)
-        self.tasks[task_id] = FakeTask(**{**self.tasks[task_id].__dict__, **changes})
+        fields = {**self.tasks[task_id].__dict__, **changes}
+        del fields["task_id"], fields["is_decided"]  # derived (init=False)
+        self.tasks[task_id] = FakeTask(**fields)
 
 
 class FakeRepository:
@@ -218,6 +223,8 @@ class FakeRepository:
     ) -> list[DeliveryRow]:
         if task_id is not None and step is not None:  # a step's rows (most reads)
             rows = [self.rows[i] for i in self._ids_by_step.get((task_id, step), ())]
+            if statuses is None and channels is None:
+                return rows
             step = None
         else:
             rows = self.of(task_id) if task_id is not None else list(self.rows.values())
@@ -235,8 +242,9 @@ class FakeRepository:
         return self._add(task_id, step, delivery, due_at, now)
 
     async def claim_deliveries(self, ids: Sequence[int], now: datetime) -> bool:
-        if any(self.rows[i].status != "pending" for i in ids):
-            return False
+        for i in ids:
+            if self.rows[i].status != "pending":
+                return False
         for i in ids:
             self._set(self.rows[i], status="claimed", claimed_at=now)
         return True
@@ -518,7 +526,7 @@ def make_rig(
         decider=decider,
         audit=audit,
         alarm=alarm,
-        clock=clock,
+        clock=clock.read,
         sleep=sleep,
     )
     return Rig(
