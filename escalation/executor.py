@@ -185,7 +185,7 @@ class DeliveryExecutor:
         ``late`` is how late the step is taken, seconds (stored with the step). Returns the
         step's stored outcome (:func:`step_outcome`)."""
         task_id = task.task_id
-        step = kind.value
+        step = kind._value_  # the stored name (``.value`` is a property call)
         repository = self.repository
         tasks = self.tasks
         clock = self.clock
@@ -269,21 +269,21 @@ class DeliveryExecutor:
         if channel == "reply" or channel == "alert":
             people = self.roster.people()
             announcer = self.announcer
+            post: Callable[..., Awaitable[dict[str, Any]]]
             if channel == "reply" and kind is StepKind.REMINDER_MENTION:
                 targets = reminder_targets(self.roster.assignee(task), people)
-                detail = await self.retry(
-                    "Discord reply", lambda: announcer.reminder(task, targets, late)
-                )
-                return ("skipped" if detail.get("skipped") else "sent"), detail
-            on_call = [p for p in people if p.on_call and p.discord_user_id]
-            if channel == "reply":
-                detail = await self.retry(
-                    "Discord reply", lambda: announcer.warning(task, on_call, late)
-                )
+                what, post = "Discord reply", announcer.reminder
             else:
-                detail = await self.retry(
-                    "Discord alert", lambda: announcer.breach_alert(task, on_call, late)
+                targets = [p for p in people if p.on_call and p.discord_user_id]
+                what, post = (
+                    ("Discord reply", announcer.warning)
+                    if channel == "reply"
+                    else ("Discord alert", announcer.breach_alert)
                 )
+            try:  # the first attempt here, not in retry(): a coroutine less on every post
+                detail = await post(task, targets, late)
+            except DeliveryError as exc:
+                detail = await self.retry_after(exc, what, post, task, targets, late)
             return ("skipped" if detail.get("skipped") else "sent"), detail
         if channel == "call":
             return await self._call(task, kind, recipient)
@@ -304,7 +304,7 @@ class DeliveryExecutor:
             return await self._escalate(task, kind, recipient)
         if channel == "incident":
             detail = await self.retry(
-                "Discord incident report", lambda: self.announcer.incident_report(task)
+                "Discord incident report", self.announcer.incident_report, task
             )
             return "sent", detail
         return "failed", {"error": f"unknown channel {channel}"}
@@ -365,7 +365,7 @@ class DeliveryExecutor:
         try:
             if phone in self.unreachable:
                 raise RecipientUnreachable("phone marked unreachable (STOP)")
-            sid = await self.retry("Twilio call", lambda: pager.call(phone, script))
+            sid = await self.retry("Twilio call", pager.call, phone, script)
         except DeliveryError as exc:
             # a call Twilio refuses (21610 STOP; 21211, 21215, 21219; still failing after the
             # retries) rings nobody: the next person is called, as after a call Twilio
@@ -392,21 +392,34 @@ class DeliveryExecutor:
             step=kind,
         )
 
-    async def retry(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
-        """:func:`with_retries` with this service's delays and sleep."""
+    async def retry(self, what: str, action: Callable[..., Awaitable[T]], *args: object) -> T:
+        """:func:`with_retries` of ``action(*args)`` with this service's delays and sleep
+        (``args`` rather than a lambda: one call less on every delivery)."""
         # the first attempt is made here: nearly every delivery succeeds at once, and each
         # layer of coroutine costs on every delivery of every ladder (bench/ladder_core.py)
         try:
-            return await action()
+            return await action(*args)
         except DeliveryError as exc:
-            delays = self.retry_delays
-            if not exc.retryable or not delays:
-                raise
-            wait = max(delays[0], exc.retry_after or 0.0)
-            log.warning("%s failed (attempt 1): %s; retrying in %.1fs", what, exc, wait)
-            await self.sleep(wait)
+            return await self.retry_after(exc, what, action, *args)
+
+    async def retry_after(
+        self, error: DeliveryError, what: str, action: Callable[..., Awaitable[T]], *args: object
+    ) -> T:
+        """The rest of :meth:`retry` once the first attempt of ``action(*args)`` failed with
+        ``error``: raised at once when it is not retryable (or no retry is configured), else
+        attempts 2… after :attr:`retry_delays` (``error.retry_after`` when longer), seconds."""
+        delays = self.retry_delays
+        if not error.retryable or not delays:
+            raise error
+        wait = max(delays[0], error.retry_after or 0.0)
+        log.warning("%s failed (attempt 1): %s; retrying in %.1fs", what, error, wait)
+        await self.sleep(wait)
         return await with_retries(
-            what, action, delays=self.retry_delays[1:], sleep=self.sleep, first_attempt=2
+            what,
+            (lambda: action(*args)) if args else action,
+            delays=self.retry_delays[1:],
+            sleep=self.sleep,
+            first_attempt=2,
         )
 
     async def phone_unreachable(

@@ -62,6 +62,11 @@ _RANK_OF: dict[str, int] = {k.value: k.rank for k in StepKind}
 #: A schedule as memoised: ``(rank, step)`` in delivery order (ties in ladder order).
 _Plan = tuple[tuple[int, StepDue], ...]
 
+#: A task's memoised schedules: index ``taken + 1`` holds the steps ranked above ``taken``
+#: (the highest rank of the steps taken, ``-1`` for none, below the critical step's), built
+#: when first asked (a task is planned twice per wake-up, at the same ``taken``).
+_Plans = list[_Plan | None]
+
 #: The rank of the critical step: a step taken at or above it is a call (critical, repeats).
 _CALL_RANK = StepKind.CRITICAL.rank
 
@@ -104,10 +109,11 @@ class StepPlans:
     def __init__(self, policy: EscalationPolicy, *, max_plans: int = MAX_PLANS) -> None:
         self.policy = policy
         self._max = max_plans
-        self._plans: dict[tuple[object, ...], _Plan] = {}
+        self._plans: dict[tuple[object, ...], _Plans] = {}
 
-    def _plan(self, task: LadderTask, policy: EscalationPolicy) -> _Plan:
-        """The schedule of ``task`` with no step taken, as ``(rank, step)`` pairs.
+    def _plan(self, task: LadderTask, policy: EscalationPolicy, taken: int = -1) -> _Plan:
+        """The schedule of ``task`` once the steps up to rank ``taken`` (below the critical
+        step's; ``-1``: none) are taken, as ``(rank, step)`` pairs.
 
         Raises
         ------
@@ -124,8 +130,8 @@ class StepPlans:
         acknowledged_at = task.acknowledged_at
         snoozed_until = task.snoozed_until
         key = (created_at, deadline, priority, acknowledged_at, snoozed_until)
-        plan = self._plans.get(key)
-        if plan is None:
+        plans = self._plans.get(key)
+        if plans is None:
             steps = schedule(
                 created_at,
                 deadline,
@@ -133,10 +139,15 @@ class StepPlans:
                 policy,
                 LadderState(False, acknowledged_at, snoozed_until),
             )
-            plan = tuple([(s.kind.rank, s) for s in steps])
+            plans = [tuple([(s.kind.rank, s) for s in steps]), None, None, None, None]
             if len(self._plans) >= self._max:
                 self._plans = {}
-            self._plans[key] = plan
+            self._plans[key] = plans
+        plan = plans[taken + 1]
+        if plan is None:
+            full = plans[0]
+            assert full is not None  # built with the entry
+            plan = plans[taken + 1] = tuple([p for p in full if p[0] > taken])
         return plan
 
     def _left(
@@ -146,8 +157,7 @@ class StepPlans:
         delivery order (see the module docstring)."""
         last = last_taken(rows)
         if last is None or _RANK_OF[last.step] < _CALL_RANK:
-            taken = -1 if last is None else _RANK_OF[last.step]
-            return [(rank, s) for rank, s in self._plan(task, policy) if rank > taken]
+            return self._plan(task, policy, -1 if last is None else _RANK_OF[last.step])
         inner = task.task
         steps = schedule(
             inner.created_at,

@@ -56,6 +56,7 @@ from escalation.deliveries import (
     escalate_levels,
     level_of,
     plan_deliveries,
+    reported_level,
 )
 from escalation.executor import (
     ACTOR_NAME,
@@ -321,7 +322,7 @@ class LadderService:
             if fresh is None:
                 return None
             task = fresh
-        return await self._next_wake(task, [*kept, *kept_rows([row])], refresh=True)
+        return await self._next_wake(task, [*kept, row], refresh=True)
 
     def _due(
         self, task: LadderTask, rows: Sequence[LadderStepRow], now: datetime
@@ -357,7 +358,8 @@ class LadderService:
     ) -> tuple[LadderStepRow | None, bool]:
         """Claim ``step`` with its deliveries and do it.
 
-        Returns the step's row once done (``None`` when another wake-up claimed it first:
+        Returns the step's row once done, as :func:`~escalation.progress.kept_rows` keeps it
+        (``None`` when another wake-up claimed it first:
         the unique ``(task, step)`` key) and whether its deliveries called the factory
         (reassign, safe default, escalate: the task may have changed).
         """
@@ -412,8 +414,10 @@ class LadderService:
             factory_calls = executor.factory_calls
             done_outcome = await executor.run_step(task, kind, late)
             called = executor.factory_calls != factory_calls
-        row = LadderStepRow(task_id, name, step.deliver_at, now, late, "done", done_outcome)
-        return row, called
+        # the row as kept_rows keeps it (the outcome only when it reported a level): built
+        # once, not built and then rebuilt without its outcome
+        kept = done_outcome if reported_level(done_outcome) is not None else {}
+        return LadderStepRow(task_id, name, step.deliver_at, now, late, "done", kept), called
 
     async def _levels_to_report(self, task: LadderTask, kind: StepKind) -> list[int]:
         """The escalation levels ``kind`` reports to the factory (none without an approval):
