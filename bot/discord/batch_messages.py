@@ -58,6 +58,7 @@ __all__ = [
     "MAX_REPOST_RETRY_SECONDS",
     "MEMORY_LIMIT",
     "PAGE_STATE_PREFIX",
+    "REPOSTS_STATE_KEY",
     "BatchMessages",
     "fingerprint",
 ]
@@ -73,6 +74,11 @@ PAGE_STATE_PREFIX = "batch-page:"
 #: Longest wait, in seconds, between two tries of a repost that failed for a reason other
 #: than the channel (the delays double from 2 s).
 MAX_REPOST_RETRY_SECONDS = 60.0
+
+#: ``runtime_state`` key of the reposts not made yet (batch id → [lost message id, why]):
+#: one still failing when the bridge stops, or interrupted by a crash, is made at the next
+#: start. Nothing else would show its items again: they point at the deleted message.
+REPOSTS_STATE_KEY = "batch-reposts"
 
 
 def fingerprint(rendered: dict[str, Any]) -> str:
@@ -106,6 +112,8 @@ class BatchMessages:
     #: batch id → (lost message id, why) of a repost the channel refused (retried)
     #: batch id → (its lost message's id, why, failed attempts) while a repost is owed
     _unreposted: dict[str, tuple[int, str, int]]
+    #: batch id → (its lost message's id, why) of each repost not made yet, as stored
+    _owed: dict[str, tuple[int, str]]
     _reposts: set[asyncio.Task[None]]
     _stopping: bool
     channel_id: int
@@ -328,15 +336,21 @@ class BatchMessages:
         seconds: the message is gone, so nothing else would show its items again.
         """
         earlier = self._unreposted.pop(batch_id, None)
+        if batch_id not in self._owed:  # stored before it is tried: a crash cannot lose it
+            self._owed[batch_id] = (message_id, why)
+            await self._save_owed()
+        settled = True
         try:
             posted = await repost_batch(self, batch_id, message_id, why=why)
         except ChannelUnavailable as fault:
+            settled = False
             self._unreposted[batch_id] = (message_id, why, 0)
             await self.channel_lost(fault, batch_id)
             return
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             # Discord's refusal or no answer: nothing was posted. A failure of the store after
             # the post (the new message exists) is raised as before, not posted again.
+            settled = False
             attempt = (earlier[2] if earlier is not None else 0) + 1
             self._unreposted[batch_id] = (message_id, why, attempt)
             delay = min(MAX_REPOST_RETRY_SECONDS, 2.0**attempt)
@@ -345,16 +359,43 @@ class BatchMessages:
             )
             asyncio.get_running_loop().call_later(delay, self._repost_again, batch_id)
             return
+        finally:
+            if settled and self._owed.pop(batch_id, None) is not None:
+                await self._save_owed()
         retried = earlier is not None
         if posted is not None:
             await self.channel_reached(self.channel_id, batch_id)
         elif retried and self.bridge.access is not None:
             self.bridge.access.forget(batch_id=batch_id)  # reposted another way, or decided
 
+    async def _save_owed(self) -> None:
+        """Store :attr:`_owed` (:data:`REPOSTS_STATE_KEY`); a failure is logged: the repost
+        itself goes on (only a restart before it is made would forget it)."""
+        owed = {batch_id: list(entry) for batch_id, entry in self._owed.items()}
+        try:
+            await self.store.save_state(REPOSTS_STATE_KEY, owed, fenced=True)
+        except Exception:
+            log.exception("could not store the batch reposts not made yet: %s", sorted(owed))
+
+    async def resume_owed_reposts(self) -> None:
+        """At start: try again each repost a stop or a crash left unmade (its batch row is
+        re-read: one shown or decided meanwhile is not posted again)."""
+        stored = await self.store.load_state(REPOSTS_STATE_KEY) or {}
+        for batch_id, entry in stored.items():
+            try:
+                message_id, why = int(entry[0]), str(entry[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                log.error("batch %s: unreadable stored repost %r, left out", batch_id, entry)
+                continue
+            self._owed[batch_id] = (message_id, why)
+            self._unreposted[batch_id] = (message_id, why, 0)
+            log.info("batch %s: repost of lost message %s resumed", batch_id, message_id)
+            self._repost_again(batch_id)
+
     def _repost_again(self, batch_id: str) -> None:
         # call_later's callback: the retry runs as a task the runtime keeps until it ends
         if self._stopping:  # the runtime stopped meanwhile: the next start reposts it
-            return
+            return  # (resume_owed_reposts, from REPOSTS_STATE_KEY)
         task = asyncio.create_task(self.retry_batch(batch_id), name=f"repost-{batch_id}")
         self._reposts.add(task)
         task.add_done_callback(self._reposts.discard)

@@ -156,6 +156,7 @@ class BatchingRuntime(BatchMessages):
         # batch id → its actions refused by the channel, re-queued by bridge.access's retries
         self._parked: dict[str, list[Action]] = {}
         self._unreposted: dict[str, tuple[int, str, int]] = {}
+        self._owed: dict[str, tuple[int, str]] = {}  # reposts not made yet, as stored
         self._reposts: set[asyncio.Task[None]] = set()  # retries of failed reposts
 
     @property
@@ -183,6 +184,7 @@ class BatchingRuntime(BatchMessages):
             asyncio.create_task(self._timer(), name="batching-timer"),
             asyncio.create_task(self._worker(), name="batching-worker"),
         ]
+        await self.resume_owed_reposts()
         # only the tasks without a message are read (not every open task: bench/ladders.py)
         for tracked in await self.store.open_tasks_without_message():
             if (
@@ -402,10 +404,7 @@ class BatchingRuntime(BatchMessages):
             await self.store.set_batch_message(action.batch_id, self.channel_id, message.id)
             await self.channel_reached(self.channel_id, action.batch_id)
             log.info(
-                "batch %s posted with %d items (message %s)",
-                action.batch_id,
-                len(task_ids),
-                message.id,
+                "batch %s posted: %d items, message %s", action.batch_id, len(task_ids), message.id
             )
             self._shown[message.id] = fingerprint(rendered)
             record = await self.store.get_batch(action.batch_id)

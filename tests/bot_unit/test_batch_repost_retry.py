@@ -20,6 +20,9 @@ class DatabaseDown:
     async def set_batch_message(self, batch_id: str, channel_id: int, message_id: int) -> None:
         raise ConnectionError("database down")  # after Discord created the message
 
+    async def save_state(self, key: str, value: dict[str, Any], *, fenced: bool = False) -> None:
+        raise ConnectionError("database down")
+
 
 class Runtime(BatchMessages):
     def __init__(self) -> None:
@@ -27,6 +30,7 @@ class Runtime(BatchMessages):
         self.bridge = SimpleNamespace(access=None)  # type: ignore[assignment]
         self.channel_id = 1
         self._unreposted = {}
+        self._owed = {}
         self._reposts = set()
         self._stopping = False
         self.posted = 0

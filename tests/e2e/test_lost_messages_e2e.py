@@ -286,6 +286,39 @@ async def test_a_batch_repost_refused_with_a_5xx_is_tried_again(
     assert any(e.status == 503 for e in world.discord.errors)
 
 
+async def test_a_batch_repost_still_owed_at_a_restart_is_made_after_it(
+    world: World, make_bridge: Callable[..., BridgeProcess]
+) -> None:
+    """The bridge stops while the repost of a deleted batch message is still failing (Discord
+    answered 503 twice): the next start reposts it. Nothing else would: the items point at the
+    deleted message, so the start and the reconciler see them as shown."""
+    first = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1")
+    await first.start()
+    await routine_tasks(world, "freshdesk", "helpscout")
+    await world.discord.wait_for(
+        lambda: (
+            len(batch_messages(world)) == 1
+            and "Approve All Low-Risk (2)" in batch_messages(world)[0].button_labels
+        ),
+        15,
+    )
+    original = batch_messages(world)[0]
+    world.discord.fail_next("POST", rf"/channels/{TASKS_CHANNEL_ID}/messages$", 503, times=2)
+    await world.discord.delete_message(TASKS_CHANNEL_ID, original.id)
+    # the repost and its first retry (2 s later) refused; the next retry would come 4 s later
+    await world.discord.wait_for(
+        lambda: sum(e.status == 503 for e in world.discord.errors) == 2, 15
+    )
+    await first.terminate()
+    assert batch_messages(world) == []
+    second = make_bridge(BATCH_ENABLED="true", BATCH_GROUP_WAIT_SECONDS="1")
+    await second.start()
+    await world.discord.wait_for(lambda: len(batch_messages(world)) == 1, 15)
+    repost = batch_messages(world)[0]
+    assert repost.content == REPOSTED
+    assert "Approve All Low-Risk (2)" in repost.button_labels
+
+
 def alert_lines(world: World) -> tuple[list[str], list[str]]:
     """(outage alerts, recovery messages) in #factory-alerts."""
     texts = [m.content or "" for m in world.discord.messages(ALERTS_CHANNEL_ID)]
