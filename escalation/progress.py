@@ -139,7 +139,7 @@ class StepPlans:
                 policy,
                 LadderState(False, acknowledged_at, snoozed_until),
             )
-            plans = [tuple([(s.kind.rank, s) for s in steps]), None, None, None, None]
+            plans = [tuple([(s.kind.rank, s) for s in steps]), *[None] * _CALL_RANK]
             if len(self._plans) >= self._max:
                 self._plans = {}
             self._plans[key] = plans

@@ -109,8 +109,7 @@ class BatchMessages:
     _pages: BoundedMap[str, int]
     _notices: dict[str, str]
     _marked: BoundedMap[str, None]
-    #: batch id → (lost message id, why) of a repost the channel refused (retried)
-    #: batch id → (its lost message's id, why, failed attempts) while a repost is owed
+    #: batch id → (its lost message's id, why, failed attempts) while a repost is retried
     _unreposted: dict[str, tuple[int, str, int]]
     #: batch id → (its lost message's id, why) of each repost not made yet, as stored
     _owed: dict[str, tuple[int, str]]
