@@ -393,10 +393,8 @@ class DeliveryExecutor:
         )
 
     async def retry(self, what: str, action: Callable[..., Awaitable[T]], *args: object) -> T:
-        """:func:`with_retries` of ``action(*args)`` with this service's delays and sleep
-        (``args`` rather than a lambda: one call less on every delivery)."""
-        # the first attempt is made here: nearly every delivery succeeds at once, and each
-        # layer of coroutine costs on every delivery of every ladder (bench/ladder_core.py)
+        """:func:`with_retries` of ``action(*args)`` with this service's delays and sleep; the
+        first attempt is made here (nearly every delivery succeeds at once: bench/ladder_core.py)."""
         try:
             return await action(*args)
         except DeliveryError as exc:
@@ -415,11 +413,7 @@ class DeliveryExecutor:
         log.warning("%s failed (attempt 1): %s; retrying in %.1fs", what, error, wait)
         await self.sleep(wait)
         return await with_retries(
-            what,
-            (lambda: action(*args)) if args else action,
-            delays=self.retry_delays[1:],
-            sleep=self.sleep,
-            first_attempt=2,
+            what, lambda: action(*args), delays=delays[1:], sleep=self.sleep, first_attempt=2
         )
 
     async def phone_unreachable(
