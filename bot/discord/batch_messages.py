@@ -341,6 +341,9 @@ class BatchMessages:
         settled = True
         try:
             posted = await repost_batch(self, batch_id, message_id, why=why)
+        except asyncio.CancelledError:  # the runtime stops mid-repost: the next start makes it
+            settled = False
+            raise
         except ChannelUnavailable as fault:
             settled = False
             self._unreposted[batch_id] = (message_id, why, 0)
