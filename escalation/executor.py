@@ -403,9 +403,9 @@ class DeliveryExecutor:
     async def retry_after(
         self, error: DeliveryError, what: str, action: Callable[..., Awaitable[T]], *args: object
     ) -> T:
-        """The rest of :meth:`retry` once the first attempt of ``action(*args)`` failed with
-        ``error``: raised at once when it is not retryable (or no retry is configured), else
-        attempts 2… after :attr:`retry_delays` (``error.retry_after`` when longer), seconds."""
+        """:meth:`retry` after its first attempt failed with ``error``: attempts 2… after
+        :attr:`retry_delays` s (``error.retry_after`` when longer). Raises ``error`` when not
+        retryable or no retry is configured, the last attempt's DeliveryError when all fail."""
         delays = self.retry_delays
         if not error.retryable or not delays:
             raise error

@@ -381,7 +381,15 @@ class BatchMessages:
 
     async def resume_owed_reposts(self) -> None:
         """At start: try again each repost a stop or a crash left unmade (its batch row is
-        re-read: one shown or decided meanwhile is not posted again)."""
+        re-read: one shown or decided meanwhile is not posted again). An unreadable stored
+        entry is logged and left out.
+
+        Raises
+        ------
+        Exception
+            What the store raises when it cannot be read (the start fails, as it does when the
+            batcher's own state cannot be read).
+        """
         stored = await self.store.load_state(REPOSTS_STATE_KEY) or {}
         for batch_id, entry in stored.items():
             try:
